@@ -1,0 +1,113 @@
+"""The model-pack interface: what the node asks of every model pack.
+
+A model pack turns one series into result objects in three explicit steps::
+
+    inputs   = pack.preprocess(series)            # numpy arrays, named like the ONNX inputs
+    outputs  = engine.run(inputs)                 # numpy arrays, named like the ONNX outputs
+    findings = pack.postprocess(series, outputs)  # pack-specific findings object
+    objects  = pack.write_results(series, findings, context)  # pydicom Datasets
+
+Model packs know nothing of networking; the node knows nothing of anatomy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from pydicom import Dataset
+
+__all__ = ["AlgorithmInfo", "Engine", "ModelPack", "ResultContext", "sort_slices"]
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """Identity of a model as written into every result object.
+
+    Parameters
+    ----------
+    name:
+        Human-readable algorithm name (Algorithm Name, Manufacturer Model Name).
+    version:
+        Algorithm version (Algorithm Version, Software Versions).
+    device_uid:
+        A UID that identifies these exact weights; it changes when the model is retrained.
+    manufacturer:
+        Who made the algorithm.
+    """
+
+    name: str
+    version: str
+    device_uid: str
+    manufacturer: str = "ainode"
+
+
+@dataclass(frozen=True)
+class ResultContext:
+    """What the node tells a pack about where its results go.
+
+    ``series_number_base`` is the first Series Number the pack may use; each kind of
+    result object takes the next one.
+    """
+
+    algorithm: AlgorithmInfo
+    series_number_base: int = 9000
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Runs one ONNX graph. Inputs and outputs are dicts of numpy arrays by tensor name."""
+
+    name: str
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on ``inputs`` (batched along axis 0) and return all outputs."""
+        ...
+
+
+@runtime_checkable
+class ModelPack(Protocol):
+    """One model: its preprocessing, its graph, its postprocessing and its result writers."""
+
+    name: str
+    """Name used in ``[[routes]] model = ...``, e.g. ``"head-ct-hematoma"``."""
+
+    algorithm: AlgorithmInfo
+    batch_size: int
+
+    def model_path(self) -> Path:
+        """Path of the ONNX graph this pack runs."""
+        ...
+
+    def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
+        """Turn the sorted series into engine inputs (axis 0 = slice)."""
+        ...
+
+    def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> Any:
+        """Turn engine outputs for the whole series into the pack's findings."""
+        ...
+
+    def write_results(
+        self, series: Sequence[Dataset], findings: Any, context: ResultContext
+    ) -> list[Dataset]:
+        """Build the DICOM result objects (SEG, SR, SC ...) for ``findings``."""
+        ...
+
+
+def sort_slices(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """Sort the slices of a series along the normal of their orientation.
+
+    Falls back to Instance Number when a slice lacks geometry.
+    """
+    def _position(ds: Dataset) -> float:
+        try:
+            iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+            ipp = np.asarray(ds.ImagePositionPatient, dtype=float)
+        except AttributeError:
+            return float(getattr(ds, "InstanceNumber", 0) or 0)
+        normal = np.cross(iop[:3], iop[3:])
+        return float(np.dot(normal, ipp))
+
+    return sorted(datasets, key=_position)
