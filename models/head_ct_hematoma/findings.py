@@ -1,0 +1,56 @@
+"""What the head CT hematoma model found in one series."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CLASS_NAMES", "HEMATOMA", "HematomaFindings"]
+
+CLASS_NAMES: tuple[str, ...] = ("background", "brain", "hematoma", "bone")
+"""Patch classes, in the order of the network's output channels."""
+
+HEMATOMA = CLASS_NAMES.index("hematoma")
+
+
+@dataclass(frozen=True)
+class HematomaFindings:
+    """Per-patch classification of a head CT series.
+
+    Parameters
+    ----------
+    patch_classes:
+        ``(n_slices, grid, grid)`` uint8, the most probable class of each patch, slices in
+        the order of the sorted series.
+    hematoma_probability:
+        ``(n_slices, grid, grid)`` float32, the softmax probability of "hematoma".
+    patch_size:
+        Patch edge in pixels (16 for a 512² slice cut into a 32×32 grid).
+    min_patches:
+        The series is called positive when at least this many patches are hematoma.
+    """
+
+    patch_classes: np.ndarray
+    hematoma_probability: np.ndarray
+    patch_size: int = 16
+    min_patches: int = 1
+
+    @property
+    def hematoma_mask(self) -> np.ndarray:
+        """``(n_slices, grid, grid)`` bool: patches classified as hematoma."""
+        return self.patch_classes == HEMATOMA
+
+    @property
+    def hematoma_patch_count(self) -> int:
+        """Number of hematoma patches in the whole series."""
+        return int(self.hematoma_mask.sum())
+
+    @property
+    def affected_slices(self) -> list[int]:
+        """Indices (into the sorted series) of slices with at least one hematoma patch."""
+        return [int(i) for i in np.flatnonzero(self.hematoma_mask.any(axis=(1, 2)))]
+
+    @property
+    def present(self) -> bool:
+        """Whether the series is called positive for intracranial hemorrhage."""
+        return self.hematoma_patch_count >= self.min_patches
