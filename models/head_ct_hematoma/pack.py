@@ -1,0 +1,60 @@
+"""The head CT hematoma model pack: the node's view of it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from pydicom import Dataset
+
+from node.pipeline import AlgorithmInfo, ResultContext
+
+from . import preprocess as _steps
+from .findings import HematomaFindings
+from .report import write_results
+
+__all__ = ["DEMO_WEIGHTS", "HeadCTHematomaPack"]
+
+DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+
+
+class HeadCTHematomaPack:
+    """HU window 0–80, 16×16 patches classified background / brain / hematoma / bone.
+
+    Parameters
+    ----------
+    weights:
+        An ONNX graph with input ``image`` and output ``logits``; its ``model.json``
+        beside it gives version, DeviceUID and the series decision threshold. ``None``
+        takes the demo weights trained on phantoms.
+    """
+
+    name = "head-ct-hematoma"
+    batch_size = 8
+
+    def __init__(self, weights: Path | None = None) -> None:
+        self._weights = Path(weights) if weights else DEMO_WEIGHTS
+        meta_path = self._weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.min_patches = int(meta.get("min_patches", 1))
+        self.algorithm = AlgorithmInfo(
+            name="ainode head CT hematoma patches",
+            version=str(meta.get("version", "unversioned")),
+            device_uid=str(meta.get("device_uid", "2.25.0")),
+        )
+
+    def model_path(self) -> Path:
+        return self._weights
+
+    def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
+        return _steps.preprocess(series)
+
+    def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> HematomaFindings:
+        findings = _steps.postprocess(outputs, min_patches=self.min_patches)
+        if findings.patch_classes.shape[0] != len(series):
+            raise ValueError(f"model returned {findings.patch_classes.shape[0]} slices for {len(series)}")
+        return findings
+
+    def write_results(self, series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext) -> list[Dataset]:
+        return write_results(series, findings, context)

@@ -1,0 +1,242 @@
+"""DICOM result objects of the head CT hematoma model.
+
+For one analysed series the model writes, all in the source study:
+
+- a BINARY Segmentation with one segment "Hemorrhage": the hematoma patches
+  (16x16 pixels each) over every slice of the series (Series Number = base);
+- a Comprehensive 3D SR (TID 1500) with one finding group "Intracranial
+  hemorrhage": present/absent, the number of hematoma patches and of affected
+  slices, the affected slices and, when present, the SEG segment
+  (Series Number = base + 1);
+- one RGB Secondary Capture per slice with hematoma patches: the slice in a
+  0-80 HU window, the patch grid drawn faintly and the hematoma patches in red
+  (Series Number = base + 2, one series).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.pixels import apply_modality_lut
+from pydicom.sr.codedict import codes
+from scipy import ndimage
+
+from models.head_ct_hematoma.findings import HematomaFindings
+from node.pipeline import ResultContext
+from node.results import (
+    FindingGroup,
+    build_binary_seg,
+    build_measurement_report,
+    build_overlay_sc,
+)
+
+__all__ = [
+    "HEMORRHAGE",
+    "INTRACRANIAL_HEMORRHAGE",
+    "NUMBER_OF_AFFECTED_SLICES",
+    "NUMBER_OF_HEMATOMA_PATCHES",
+    "WINDOW_HU",
+    "render_overlay",
+    "write_results",
+]
+
+MORPHOLOGICALLY_ABNORMAL_STRUCTURE = hd.sr.CodedConcept(
+    "49755003", "SCT", "Morphologically Abnormal Structure"
+)
+"""Segmented Property Category (CID 7150)."""
+
+HEMORRHAGE = hd.sr.CodedConcept("50960005", "SCT", "Hemorrhage")
+"""Segmented Property Type (CID 7151)."""
+
+INTRACRANIAL_HEMORRHAGE = hd.sr.CodedConcept("1386000", "SCT", "Intracranial hemorrhage")
+"""Finding of the SR's measurement group."""
+
+BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
+"""Finding site."""
+
+CT_HEAD = hd.sr.CodedConcept("24725-4", "LN", "CT Head")
+"""Procedure reported."""
+
+NUMBER_OF_HEMATOMA_PATCHES = hd.sr.CodedConcept(
+    "AIN-HCT-0001", "99AINODE", "Number of hematoma patches"
+)
+"""Private concept: hematoma patches (16x16 pixels) in the series."""
+
+NUMBER_OF_AFFECTED_SLICES = hd.sr.CodedConcept(
+    "AIN-HCT-0002", "99AINODE", "Number of slices with hematoma"
+)
+"""Private concept: slices with at least one hematoma patch."""
+
+PATCHES = hd.sr.CodedConcept("{patches}", "UCUM", "patches")
+SLICES = hd.sr.CodedConcept("{slices}", "UCUM", "slices")
+
+WINDOW_HU: tuple[float, float] = (0.0, 80.0)
+"""HU window of the overlays (the model's input window)."""
+
+_GRID_COLOUR = np.array([90.0, 160.0, 255.0])
+_GRID_ALPHA = 0.18
+_HEMATOMA_COLOUR = np.array([255.0, 0.0, 0.0])
+_HEMATOMA_ALPHA = 0.35
+
+
+def write_results(
+    series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
+) -> list[Dataset]:
+    """Build the SEG, the SR and the SC overlays for one analysed series.
+
+    Parameters
+    ----------
+    series:
+        The analysed CT slices, in the order of ``findings`` (the sorted series).
+    findings:
+        Per-patch classes of every slice.
+    context:
+        Algorithm identity and the first Series Number to use.
+
+    Returns
+    -------
+    list[pydicom.Dataset]
+        ``[seg, sr, *overlays]``; one overlay per slice with hematoma patches
+        (none for a series without hematoma patches).
+
+    Raises
+    ------
+    TypeError
+        When ``findings`` or ``context`` has the wrong type.
+    ValueError
+        When the series and the findings disagree (slice count, matrix size).
+    """
+    if not isinstance(findings, HematomaFindings):
+        raise TypeError(
+            f'Argument "findings" must be HematomaFindings, not {type(findings).__name__}.'
+        )
+    if not isinstance(context, ResultContext):
+        raise TypeError(
+            f'Argument "context" must be a ResultContext, not {type(context).__name__}.'
+        )
+    series = list(series)
+    mask = _pixel_mask(series, findings)
+    algorithm = context.algorithm
+    base = int(context.series_number_base)
+
+    seg = build_binary_seg(
+        series,
+        mask,
+        segment_label="Hemorrhage",
+        category=MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        segment_type=HEMORRHAGE,
+        algorithm=algorithm,
+        series_number=base,
+        series_description="AI hemorrhage segmentation",
+    )
+
+    affected = findings.affected_slices
+    overlay_series_uid = hd.UID()
+    overlays = [
+        build_overlay_sc(
+            series[index],
+            render_overlay(series[index], findings.hematoma_mask[index], findings.patch_size),
+            algorithm=algorithm,
+            series_uid=overlay_series_uid,
+            series_number=base + 2,
+            instance_number=number,
+            series_description="AI hemorrhage overlay",
+            derivation_description=(
+                f"Window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU, "
+                f"{findings.patch_size}x{findings.patch_size} patch grid, hematoma patches "
+                f"in red, by {algorithm.name} {algorithm.version}"
+            ),
+        )
+        for number, index in enumerate(affected, start=1)
+    ]
+
+    present = findings.present
+    reference_segment = present and findings.hematoma_patch_count > 0
+    group = FindingGroup(
+        tracking_identifier="Intracranial hemorrhage",
+        finding=INTRACRANIAL_HEMORRHAGE,
+        finding_site=BRAIN,
+        qualitative_evaluations=(
+            (INTRACRANIAL_HEMORRHAGE, codes.SCT.Present if present else codes.SCT.Absent),
+        ),
+        measurements=(
+            (NUMBER_OF_HEMATOMA_PATCHES, findings.hematoma_patch_count, PATCHES),
+            (NUMBER_OF_AFFECTED_SLICES, len(affected), SLICES),
+        ),
+        referenced_images=tuple(series[i] for i in affected),
+        segmentation=seg if reference_segment else None,
+    )
+    sr = build_measurement_report(
+        series,
+        [group],
+        algorithm=algorithm,
+        series_number=base + 1,
+        series_description="AI hemorrhage report",
+        evidence=[seg, *overlays],
+        procedure_reported=CT_HEAD,
+    )
+    return [seg, sr, *overlays]
+
+
+def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> np.ndarray:
+    """Draw the hematoma patches of one slice over its 0-80 HU window.
+
+    Parameters
+    ----------
+    image:
+        The CT slice (with Rescale Slope/Intercept).
+    patch_mask:
+        ``(grid, grid)`` bool, the slice's hematoma patches.
+    patch_size:
+        Patch edge in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols, 3)`` uint8: grey window, faint patch grid, hematoma patches
+        filled semi-transparent red and outlined in red.
+    """
+    hu = apply_modality_lut(image.pixel_array, image).astype(np.float32)
+    low, high = WINDOW_HU
+    grey = np.clip((hu - low) / (high - low), 0.0, 1.0) * 255.0
+    rgb = np.repeat(grey[..., np.newaxis], 3, axis=2)
+
+    rows, cols = grey.shape
+    grid = np.zeros((rows, cols), dtype=bool)
+    grid[::patch_size, :] = True
+    grid[:, ::patch_size] = True
+    rgb[grid] = (1.0 - _GRID_ALPHA) * rgb[grid] + _GRID_ALPHA * _GRID_COLOUR
+
+    pixels = _upsample(patch_mask[np.newaxis], patch_size)[0]
+    if pixels.any():
+        rgb[pixels] = (1.0 - _HEMATOMA_ALPHA) * rgb[pixels] + _HEMATOMA_ALPHA * _HEMATOMA_COLOUR
+        outline = pixels & ~ndimage.binary_erosion(pixels, border_value=0)
+        rgb[outline] = _HEMATOMA_COLOUR
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _pixel_mask(series: Sequence[Dataset], findings: HematomaFindings) -> np.ndarray:
+    """The hematoma patches as a ``(n, rows, cols)`` pixel mask, checked against the series."""
+    patches = findings.hematoma_mask
+    if patches.ndim != 3:
+        raise ValueError(
+            f"findings.patch_classes must be (slices, grid, grid), not {patches.shape}."
+        )
+    if patches.shape[0] != len(series):
+        raise ValueError(
+            f"findings has {patches.shape[0]} slices but the series has {len(series)}."
+        )
+    expected = (patches.shape[1] * findings.patch_size, patches.shape[2] * findings.patch_size)
+    for i, ds in enumerate(series):
+        if (int(ds.Rows), int(ds.Columns)) != expected:
+            raise ValueError(
+                f"Slice {i} has Rows x Columns {ds.Rows}x{ds.Columns}, the findings' grid "
+                f"covers {expected[0]}x{expected[1]} pixels."
+            )
+    return _upsample(patches, findings.patch_size)
+
+
+def _upsample(patches: np.ndarray, patch_size: int) -> np.ndarray:
+    return patches.repeat(patch_size, axis=1).repeat(patch_size, axis=2)

@@ -1,0 +1,86 @@
+"""The assembler: decides when a series is complete and hands it to the router.
+
+A series is complete when no instance arrived for the quiet period of the routes it
+matches (the shortest one; the global default for a series no route matches). State
+lives in the job store, so a restart resumes half-received series where they were.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from .config import AssemblerConfig
+from .logs import log
+from .metrics import Metrics
+from .route import Router
+from .store import JobStore, SeriesRow
+
+__all__ = ["Assembler"]
+
+_logger = logging.getLogger("ainode.assemble")
+
+
+class Assembler:
+    """A thread that completes quiet series and routes them into jobs."""
+
+    def __init__(
+        self, config: AssemblerConfig, store: JobStore, router: Router, metrics: Metrics,
+        on_jobs: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._router = router
+        self._metrics = metrics
+        self._on_jobs = on_jobs
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="assembler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def quiet_seconds(self, series: SeriesRow) -> float:
+        """The quiet period that applies to ``series``."""
+        quiets = [
+            r.quiet_seconds if r.quiet_seconds is not None else self._config.quiet_seconds
+            for r in self._router.matching(series.attrs)
+        ]
+        return min(quiets) if quiets else float(self._config.quiet_seconds)
+
+    def run_once(self) -> int:
+        """Complete and route what is due; returns how many series were routed."""
+        now = self._clock()
+        for series in self._store.series_in_state("received"):
+            if now - series.last_received >= self.quiet_seconds(series):
+                self._store.set_series_state(series.series_uid, "complete", f"{series.instance_count} instances")
+                self._metrics.series_completed.inc()
+                log(_logger, logging.INFO, "series complete", series_uid=series.series_uid,
+                    instances=series.instance_count)
+        routed = 0
+        for series in self._store.series_in_state("complete"):
+            self._route(series)
+            routed += 1
+        return routed
+
+    def _route(self, series: SeriesRow) -> None:
+        routes = self._router.matching(series.attrs)
+        jobs = [(r.name, r.model, r.destinations) for r in routes]
+        ids = self._store.route_series(series.series_uid, jobs)
+        self._metrics.series_routed.labels("routed" if routes else "ignored").inc()
+        log(_logger, logging.INFO, "series routed" if routes else "series ignored: no route matches",
+            series_uid=series.series_uid, routes=[r.name for r in routes], jobs=ids)
+        if ids:
+            self._on_jobs()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._config.poll_seconds):
+            try:
+                self.run_once()
+            except Exception as exc:
+                log(_logger, logging.ERROR, "assembler error", reason=repr(exc))

@@ -1,0 +1,339 @@
+"""Configuration: the TOML file, its defaults and its validation.
+
+A wrong key or value stops the node with a :class:`ConfigError` naming the key, e.g.
+``routes[0].match.Modality: expected a string, a list of strings or "re:..."``.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .packs import PACKS
+
+__all__ = [
+    "AssemblerConfig",
+    "Config",
+    "ConfigError",
+    "DestinationConfig",
+    "EgressConfig",
+    "ModelConfig",
+    "NodeConfig",
+    "RouteConfig",
+    "DEFAULT_CONFIG_TOML",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_TOML = """\
+[node]
+ae_title = "AINODE"
+dicom_port = 11112
+http_port = 8080
+data_dir = "var"
+
+[assembler]
+quiet_seconds = 10
+
+[egress]
+max_attempts = 10
+backoff_seconds = 2.0
+backoff_max_seconds = 300.0
+
+[[destinations]]
+name = "pacs"
+type = "dimse"
+host = "127.0.0.1"
+port = 4242
+ae_title = "ORTHANC"
+
+[[routes]]
+name = "head-ct"
+model = "head-ct-hematoma"
+destinations = ["pacs"]
+match = { Modality = "CT", BodyPartExamined = "HEAD" }
+"""
+"""The embedded defaults: what ``ainode serve`` runs without ``--config``."""
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash
+_ENGINES = ("auto", "onnxruntime-cpu")
+
+
+class ConfigError(ValueError):
+    """A configuration key is missing, unknown or has a wrong value."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    ae_title: str = "AINODE"
+    dicom_port: int = 11112
+    http_port: int = 8080
+    http_host: str = "127.0.0.1"
+    dicom_host: str = "0.0.0.0"
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class AssemblerConfig:
+    quiet_seconds: float = 10.0
+    poll_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    max_attempts: int = 10
+    backoff_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    name: str
+    host: str
+    port: int
+    ae_title: str
+    type: str = "dimse"
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    model: str
+    destinations: tuple[str, ...]
+    match: Mapping[str, tuple[str, ...] | re.Pattern[str]]
+    quiet_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    pack: str
+    weights: Path | None = None
+    engine: str = "auto"
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    assembler: AssemblerConfig = field(default_factory=AssemblerConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
+    destinations: tuple[DestinationConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
+
+    def destination(self, name: str) -> DestinationConfig:
+        """The destination called ``name``."""
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        raise KeyError(name)
+
+    def model(self, name: str) -> ModelConfig:
+        """The model called ``name``; a model without a table runs the pack of that name."""
+        return self.models.get(name) or ModelConfig(name=name, pack=name)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate ``path``; ``None`` gives the embedded defaults.
+
+    Relative paths in the file (``data_dir``, ``weights``) are taken relative to the
+    file's folder.
+    """
+    if path is None:
+        return parse_config(tomllib.loads(DEFAULT_CONFIG_TOML), base_dir=Path.cwd())
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+    return parse_config(raw, base_dir=Path(path).resolve().parent)
+
+
+def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
+    """Validate a parsed TOML document and build a :class:`Config`."""
+    _only_keys("", raw, {"node", "assembler", "egress", "destinations", "routes", "models"})
+    node = _parse_node(_table(raw, "node"), base_dir)
+    assembler = _parse_dataclass("assembler", _table(raw, "assembler"), AssemblerConfig, positive=True)
+    egress = _parse_dataclass("egress", _table(raw, "egress"), EgressConfig, positive=True)
+    destinations = tuple(
+        _parse_destination(f"destinations[{i}]", item)
+        for i, item in enumerate(_array(raw, "destinations"))
+    )
+    names = [d.name for d in destinations]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ConfigError(f"destinations[{i}].name", f"duplicate destination {name!r}")
+    models = {
+        name: _parse_model(f"models.{name}", name, item, base_dir)
+        for name, item in _table(raw, "models").items()
+    }
+    routes = tuple(
+        _parse_route(f"routes[{i}]", item, set(names)) for i, item in enumerate(_array(raw, "routes"))
+    )
+    for name, model in models.items():
+        if model.pack not in PACKS:
+            raise ConfigError(f"models.{name}.pack", f"unknown model pack {model.pack!r} (known: {', '.join(PACKS)})")
+    for i, route in enumerate(routes):
+        if route.model not in models and route.model not in PACKS:
+            raise ConfigError(f"routes[{i}].model", f"no model or pack named {route.model!r}")
+    return Config(node, assembler, egress, destinations, routes, models)
+
+
+def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "expected a table")
+    return value
+
+
+def _array(raw: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(key, f"expected an array of tables ([[{key}]])")
+    return value
+
+
+def _only_keys(prefix: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _get(prefix: str, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{prefix}.{key}", "required key is missing")
+        return default
+    value = table[key]
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
+    if not ok:
+        names = " or ".join(t.__name__ for t in _as_tuple(kind))
+        raise ConfigError(f"{prefix}.{key}", f"expected {names}, got {value!r}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _port(prefix: str, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(prefix, f"expected a port number 0..65535, got {value}")
+    return value
+
+
+def _ae_title(prefix: str, value: str) -> str:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ConfigError(prefix, f"expected an AE title of 1-16 printable characters, got {value!r}")
+    return value
+
+
+def _parse_node(table: Mapping[str, Any], base_dir: Path) -> NodeConfig:
+    p = "node"
+    _only_keys(p, table, set(NodeConfig.__dataclass_fields__))
+    d = NodeConfig()
+    data_dir = Path(_get(p, table, "data_dir", str, str(d.data_dir)))
+    level = _get(p, table, "log_level", str, d.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{p}.log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return NodeConfig(
+        ae_title=_ae_title(f"{p}.ae_title", _get(p, table, "ae_title", str, d.ae_title)),
+        dicom_port=_port(f"{p}.dicom_port", _get(p, table, "dicom_port", int, d.dicom_port)),
+        http_port=_port(f"{p}.http_port", _get(p, table, "http_port", int, d.http_port)),
+        http_host=_get(p, table, "http_host", str, d.http_host),
+        dicom_host=_get(p, table, "dicom_host", str, d.dicom_host),
+        data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
+        log_level=level,
+    )
+
+
+def _parse_dataclass(prefix: str, table: Mapping[str, Any], cls: type, positive: bool) -> Any:
+    fields = cls.__dataclass_fields__
+    _only_keys(prefix, table, set(fields))
+    values = {}
+    for name, f in fields.items():
+        kind = (int, float) if f.type in ("float", float) else int
+        value = _get(prefix, table, name, kind, f.default)
+        if positive and value < 0:
+            raise ConfigError(f"{prefix}.{name}", f"expected a value >= 0, got {value}")
+        values[name] = value
+    return cls(**values)
+
+
+def _parse_destination(prefix: str, table: Mapping[str, Any]) -> DestinationConfig:
+    _only_keys(prefix, table, {"name", "type", "host", "port", "ae_title"})
+    kind = _get(prefix, table, "type", str, "dimse")
+    if kind != "dimse":
+        raise ConfigError(f"{prefix}.type", f"expected \"dimse\", got {kind!r}")
+    return DestinationConfig(
+        name=_get(prefix, table, "name", str),
+        type=kind,
+        host=_get(prefix, table, "host", str),
+        port=_port(f"{prefix}.port", _get(prefix, table, "port", int)),
+        ae_title=_ae_title(f"{prefix}.ae_title", _get(prefix, table, "ae_title", str)),
+    )
+
+
+def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Path) -> ModelConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(prefix, "expected a table")
+    _only_keys(prefix, table, {"pack", "weights", "engine", "batch_size"})
+    weights = _get(prefix, table, "weights", str, None)
+    engine = _get(prefix, table, "engine", str, "auto")
+    if engine not in _ENGINES:
+        raise ConfigError(f"{prefix}.engine", f"expected one of {', '.join(_ENGINES)}, got {engine!r}")
+    batch = _get(prefix, table, "batch_size", int, None)
+    if batch is not None and batch < 1:
+        raise ConfigError(f"{prefix}.batch_size", f"expected a value >= 1, got {batch}")
+    weights_path = None
+    if weights is not None:
+        weights_path = Path(weights) if Path(weights).is_absolute() else base_dir / weights
+    return ModelConfig(
+        name=name,
+        pack=_get(prefix, table, "pack", str, name),
+        weights=weights_path,
+        engine=engine,
+        batch_size=batch,
+    )
+
+
+def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -> RouteConfig:
+    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds"})
+    dests = _get(prefix, table, "destinations", list)
+    for j, dest in enumerate(dests):
+        if dest not in destinations:
+            raise ConfigError(f"{prefix}.destinations[{j}]", f"no destination named {dest!r}")
+    match_table = _get(prefix, table, "match", dict, {})
+    match: dict[str, tuple[str, ...] | re.Pattern[str]] = {}
+    for key, value in match_table.items():
+        where = f"{prefix}.match.{key}"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key):
+            raise ConfigError(where, "expected a DICOM keyword")
+        if isinstance(value, str) and value.startswith("re:"):
+            try:
+                match[key] = re.compile(value[3:])
+            except re.error as exc:
+                raise ConfigError(where, f"bad regular expression: {exc}") from exc
+        elif isinstance(value, str):
+            match[key] = (value,)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            match[key] = tuple(value)
+        else:
+            raise ConfigError(where, f'expected a string, a list of strings or "re:...", got {value!r}')
+    quiet = _get(prefix, table, "quiet_seconds", (int, float), None)
+    return RouteConfig(
+        name=_get(prefix, table, "name", str),
+        model=_get(prefix, table, "model", str),
+        destinations=tuple(dests),
+        match=match,
+        quiet_seconds=None if quiet is None else float(quiet),
+    )

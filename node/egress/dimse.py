@@ -1,0 +1,64 @@
+"""C-STORE SCU delivery of result objects to one DIMSE destination."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from pynetdicom import AE
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from ..config import DestinationConfig
+
+__all__ = ["DeliveryOutcome", "send_files"]
+
+_OK_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}  # success and the storage warnings
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """Per file: ``None`` when stored, else the reason it was not."""
+
+    errors: dict[str, str | None]
+
+
+def send_files(
+    destination: DestinationConfig, calling_ae: str, files: Sequence[tuple[str, str]], timeout: float = 30.0
+) -> DeliveryOutcome:
+    """Send ``(path, sop_class_uid)`` files over one association.
+
+    Files are sent as they are stored (explicit VR little endian). An association that
+    cannot be made fails every file with the same reason.
+    """
+    ae = AE(ae_title=calling_ae)
+    ae.maximum_pdu_size = 0
+    ae.acse_timeout = timeout
+    ae.dimse_timeout = timeout
+    ae.network_timeout = timeout
+    for sop_class in sorted({c for _, c in files}):
+        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    try:
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    except Exception as exc:
+        return DeliveryOutcome({path: f"association failed: {exc!r}" for path, _ in files})
+    if not assoc.is_established:
+        reason = "association rejected" if assoc.is_rejected else "association not established"
+        return DeliveryOutcome({path: f"{reason} by {destination.host}:{destination.port}" for path, _ in files})
+    errors: dict[str, str | None] = {}
+    try:
+        for path, _ in files:
+            if not assoc.is_established:
+                errors[path] = "association lost"
+                continue
+            try:
+                status = assoc.send_c_store(path)
+            except Exception as exc:
+                errors[path] = f"send failed: {exc!r}"
+                continue
+            code = getattr(status, "Status", None)
+            errors[path] = None if code in _OK_STATUSES else (
+                "no response" if code is None else f"C-STORE status 0x{int(code):04X}"
+            )
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return DeliveryOutcome(errors)

@@ -1,0 +1,356 @@
+"""Equipment, algorithm and patient/study context shared by every result writer.
+
+Every result object the node writes carries
+
+- the IHE AI Results (AIR) "Processing Algorithm" item in the Contributing
+  Equipment Sequence (0018,A001), naming the model, its version and a Device
+  UID that identifies the exact weights;
+- the Patient, General Study and Patient Study attributes of the source
+  images, unchanged, with the source's Specific Character Set (0008,0005) so
+  that non-ASCII names are written with the right bytes.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+from typing import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.sr.codedict import codes
+from pydicom.uid import UID
+
+from node.pipeline import AlgorithmInfo
+
+__all__ = [
+    "PATIENT_STUDY_KEYWORDS",
+    "PROCESSING_ALGORITHM",
+    "PROCESSING_ALGORITHM_SCHEME",
+    "add_processing_algorithm",
+    "algorithm_identification",
+    "check_algorithm",
+    "check_source_images",
+    "copy_character_set",
+    "copy_patient_and_study",
+]
+
+PROCESSING_ALGORITHM = hd.sr.CodedConcept(
+    value="Newcode1",
+    scheme_designator="99IHE",
+    meaning="Processing Algorithm",
+)
+"""Purpose of Reference of the AI algorithm's Contributing Equipment item.
+
+IHE Radiology AI Results (AIR), Trial Implementation, "Contributing Equipment
+Sequence": the item describing the algorithm has Purpose of Reference
+``(Newcode1, 99IHE, "Processing Algorithm")``. DICOM CID 7005 has no such code,
+which is why :class:`highdicom.ContributingEquipment` (DCM codes only) cannot
+build this item.
+"""
+
+PROCESSING_ALGORITHM_SCHEME = hd.coding_schemes.CodingSchemeIdentificationItem(
+    designator="99IHE",
+    name="IHE AI Results profile codes",
+    responsible_organization="IHE Radiology Technical Committee",
+)
+"""Coding Scheme Identification item declaring the private ``99IHE`` scheme."""
+
+PATIENT_STUDY_KEYWORDS: tuple[str, ...] = (
+    # Patient Module
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence",
+    "TypeOfPatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "OtherPatientIDsSequence",
+    "PatientComments",
+    "PatientSpeciesDescription",
+    "PatientSpeciesCodeSequence",
+    "PatientBreedDescription",
+    "PatientBreedCodeSequence",
+    "BreedRegistrationSequence",
+    "ResponsiblePerson",
+    "ResponsiblePersonRole",
+    "ResponsibleOrganization",
+    "PatientIdentityRemoved",
+    "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    # General Study Module
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "IssuerOfAccessionNumberSequence",
+    "StudyDescription",
+    "ProcedureCodeSequence",
+    # Patient Study Module
+    "AdmittingDiagnosesDescription",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "PatientSexNeutered",
+)
+"""Patient, General Study and Patient Study attributes copied from the source."""
+
+_MAX_LO = 64
+
+
+def check_algorithm(algorithm: AlgorithmInfo) -> None:
+    """Check that ``algorithm`` can be written into DICOM attributes.
+
+    Parameters
+    ----------
+    algorithm:
+        Identity of the model.
+
+    Raises
+    ------
+    TypeError
+        When ``algorithm`` is not an :class:`~node.pipeline.AlgorithmInfo`.
+    ValueError
+        When a field is empty, longer than a LO value allows (64 characters),
+        or when ``device_uid`` is not a valid UID.
+    """
+    if not isinstance(algorithm, AlgorithmInfo):
+        raise TypeError(
+            'Argument "algorithm" must be an AlgorithmInfo, '
+            f"not {type(algorithm).__name__}."
+        )
+    for field, keyword in (
+        ("name", "ManufacturerModelName / AlgorithmName"),
+        ("version", "SoftwareVersions / AlgorithmVersion"),
+        ("manufacturer", "Manufacturer"),
+    ):
+        value = getattr(algorithm, field)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(
+                f'AlgorithmInfo.{field} ({keyword}) must be a non-empty string.'
+            )
+        if len(value) > _MAX_LO:
+            raise ValueError(
+                f"AlgorithmInfo.{field} ({keyword}) must have at most "
+                f"{_MAX_LO} characters, it has {len(value)}."
+            )
+        if "\\" in value:
+            raise ValueError(
+                f'AlgorithmInfo.{field} ({keyword}) must not contain "\\".'
+            )
+    if not isinstance(algorithm.device_uid, str) or not UID(algorithm.device_uid).is_valid:
+        raise ValueError(
+            "AlgorithmInfo.device_uid (DeviceUID) must be a valid UID, "
+            f"got {algorithm.device_uid!r}."
+        )
+
+
+def check_source_images(source_images: Sequence[Dataset], argument: str) -> None:
+    """Check that ``source_images`` is a non-empty list of images of one study.
+
+    Parameters
+    ----------
+    source_images:
+        Images the result object is derived from.
+    argument:
+        Name of the caller's argument, used in error messages.
+
+    Raises
+    ------
+    TypeError
+        When an item is not a pydicom Dataset.
+    ValueError
+        When the list is empty, an item lacks StudyInstanceUID, SOPClassUID or
+        SOPInstanceUID, or the items belong to different studies.
+    """
+    if isinstance(source_images, Dataset) or len(source_images) == 0:
+        raise ValueError(f'Argument "{argument}" must be a non-empty sequence of datasets.')
+    study_uids: set[str] = set()
+    for i, ds in enumerate(source_images):
+        if not isinstance(ds, Dataset):
+            raise TypeError(
+                f'Item {i} of argument "{argument}" must be a pydicom Dataset, '
+                f"not {type(ds).__name__}."
+            )
+        for keyword in ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"):
+            if not ds.get(keyword):
+                raise ValueError(f'Item {i} of argument "{argument}" lacks {keyword}.')
+        study_uids.add(str(ds.StudyInstanceUID))
+    if len(study_uids) > 1:
+        raise ValueError(
+            f'The items of argument "{argument}" must share one StudyInstanceUID, '
+            f"found {len(study_uids)}."
+        )
+
+
+def algorithm_identification(algorithm: AlgorithmInfo) -> hd.AlgorithmIdentificationSequence:
+    """Build the Algorithm Identification Sequence for ``algorithm``.
+
+    Parameters
+    ----------
+    algorithm:
+        Identity of the model.
+
+    Returns
+    -------
+    highdicom.AlgorithmIdentificationSequence
+        Algorithm Name and Version from ``algorithm``, Algorithm Family
+        ``(123110, DCM, "Artificial Intelligence")`` and Algorithm Source the
+        manufacturer.
+    """
+    check_algorithm(algorithm)
+    return hd.AlgorithmIdentificationSequence(
+        name=algorithm.name,
+        family=codes.cid7162.ArtificialIntelligence,
+        version=algorithm.version,
+        source=algorithm.manufacturer,
+    )
+
+
+def add_processing_algorithm(
+    ds: Dataset,
+    algorithm: AlgorithmInfo,
+    *,
+    contribution_datetime: datetime.datetime | None = None,
+    contribution_description: str | None = None,
+) -> None:
+    """Append the IHE AIR "Processing Algorithm" item to ContributingEquipmentSequence.
+
+    Items already in the sequence (e.g. the acquisition equipment that highdicom
+    copies from the source image) are kept. The ``99IHE`` coding scheme is
+    declared in CodingSchemeIdentificationSequence if not already there.
+
+    Parameters
+    ----------
+    ds:
+        Result object to extend, in place.
+    algorithm:
+        Identity of the model: Manufacturer, ManufacturerModelName (name),
+        SoftwareVersions (version) and DeviceUID (device_uid).
+    contribution_datetime:
+        When the algorithm produced the result; defaults to now (local time
+        with its UTC offset).
+    contribution_description:
+        Free text describing the contribution; defaults to
+        ``"AI inference: <name> <version>"``.
+
+    Raises
+    ------
+    TypeError
+        When ``ds`` is not a pydicom Dataset.
+    ValueError
+        When ``algorithm`` has an invalid field.
+    """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f'Argument "ds" must be a pydicom Dataset, not {type(ds).__name__}.')
+    check_algorithm(algorithm)
+    if contribution_datetime is None:
+        contribution_datetime = datetime.datetime.now().astimezone()
+    if contribution_description is None:
+        contribution_description = f"AI inference: {algorithm.name} {algorithm.version}"
+
+    purpose = Dataset()
+    purpose.CodeValue = PROCESSING_ALGORITHM.value
+    purpose.CodingSchemeDesignator = PROCESSING_ALGORITHM.scheme_designator
+    purpose.CodeMeaning = PROCESSING_ALGORITHM.meaning
+
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
+    item.Manufacturer = algorithm.manufacturer
+    item.ManufacturerModelName = algorithm.name
+    item.SoftwareVersions = algorithm.version
+    item.DeviceUID = algorithm.device_uid
+    item.ContributionDateTime = contribution_datetime.strftime("%Y%m%d%H%M%S.%f%z")
+    item.ContributionDescription = contribution_description[:1024]
+
+    if "ContributingEquipmentSequence" not in ds:
+        ds.ContributingEquipmentSequence = DicomSequence()
+    ds.ContributingEquipmentSequence.append(item)
+    _declare_coding_scheme(ds, PROCESSING_ALGORITHM_SCHEME)
+
+
+def copy_character_set(ds: Dataset, source: Dataset) -> None:
+    """Give ``ds`` the Specific Character Set of ``source``.
+
+    Result objects carry the source's patient and study attributes unchanged,
+    non-ASCII names included, so they must be encoded with the source's
+    character set. When the source has none (default repertoire), ``ds`` is
+    left without one too.
+
+    Parameters
+    ----------
+    ds:
+        Result object, modified in place.
+    source:
+        Source image whose character set is copied.
+    """
+    if "SpecificCharacterSet" in source:
+        ds.SpecificCharacterSet = source.SpecificCharacterSet
+    elif "SpecificCharacterSet" in ds:
+        del ds.SpecificCharacterSet
+
+
+def copy_patient_and_study(ds: Dataset, source: Dataset) -> None:
+    """Copy the Patient, General Study and Patient Study attributes of ``source``.
+
+    Every keyword of :data:`PATIENT_STUDY_KEYWORDS` present in ``source`` is
+    copied (deep copy) so that the result object describes the same patient and
+    study byte for byte; the character set is copied too
+    (:func:`copy_character_set`).
+
+    Parameters
+    ----------
+    ds:
+        Result object, modified in place.
+    source:
+        Source image of the study.
+    """
+    for keyword in PATIENT_STUDY_KEYWORDS:
+        if keyword in source:
+            element = source[keyword]
+            ds[element.tag] = copy.deepcopy(element)
+    copy_character_set(ds, source)
+
+
+def _declare_coding_scheme(
+    ds: Dataset, item: hd.coding_schemes.CodingSchemeIdentificationItem
+) -> None:
+    """Add ``item`` to CodingSchemeIdentificationSequence unless its designator is there."""
+    existing = ds.get("CodingSchemeIdentificationSequence", [])
+    if any(
+        getattr(entry, "CodingSchemeDesignator", None) == item.CodingSchemeDesignator
+        for entry in existing
+    ):
+        return
+    if "CodingSchemeIdentificationSequence" not in ds:
+        ds.CodingSchemeIdentificationSequence = DicomSequence()
+    ds.CodingSchemeIdentificationSequence.append(item)
+
+
+def _check_text(value: str, argument: str, keyword: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'Argument "{argument}" ({keyword}) must be a non-empty string.')
+    if len(value) > _MAX_LO:
+        raise ValueError(
+            f'Argument "{argument}" ({keyword}) must have at most {_MAX_LO} characters, '
+            f"it has {len(value)}."
+        )
+
+
+def _check_positive_int(value: int, argument: str, keyword: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f'Argument "{argument}" ({keyword}) must be a positive integer, got {value!r}.')
+
+
+def _uid_or_new(value: str | None, argument: str) -> str:
+    if value is None:
+        return hd.UID()
+    if not isinstance(value, str) or not UID(value).is_valid:
+        raise ValueError(f'Argument "{argument}" must be a valid UID, got {value!r}.')
+    return value

@@ -1,0 +1,192 @@
+"""RGB Secondary Capture overlays (heatmaps, outlines) on a source image."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from node.pipeline import AlgorithmInfo
+from node.results.equipment import (
+    _check_positive_int,
+    _check_text,
+    _uid_or_new,
+    add_processing_algorithm,
+    check_algorithm,
+    check_source_images,
+    copy_patient_and_study,
+)
+
+__all__ = ["SOURCE_IMAGE_PURPOSE", "build_overlay_sc"]
+
+SOURCE_IMAGE_PURPOSE = hd.sr.CodedConcept(
+    value="121322",
+    scheme_designator="DCM",
+    meaning="Source image for image processing operation",
+)
+"""Purpose of Reference of the SourceImageSequence item (CID 7202)."""
+
+_AXIS_LETTERS: tuple[tuple[str, str], ...] = (("L", "R"), ("P", "A"), ("H", "F"))
+"""Patient direction letters of the +/- x, y and z axes of the patient coordinate system."""
+
+_MAX_ST = 1024
+
+
+def build_overlay_sc(
+    source: Dataset,
+    rgb: np.ndarray,
+    *,
+    algorithm: AlgorithmInfo,
+    series_uid: str,
+    series_number: int,
+    instance_number: int,
+    series_description: str,
+    derivation_description: str | None = None,
+    sop_instance_uid: str | None = None,
+) -> Dataset:
+    """Build an RGB Secondary Capture of an overlay drawn on ``source``.
+
+    The image belongs to the source's study, with its patient and study
+    attributes and character set; it references ``source`` in
+    SourceImageSequence (purpose "Source image for image processing
+    operation"), copies BodyPartExamined and, where present, Laterality, and
+    gives Pixel Spacing and Patient Orientation from the source geometry.
+
+    Parameters
+    ----------
+    source:
+        The single-frame image the overlay is drawn on.
+    rgb:
+        ``(rows, cols, 3)`` uint8 RGB pixels.
+    algorithm:
+        The model: equipment attributes and the Processing Algorithm item.
+    series_uid:
+        Series Instance UID shared by all overlays of one result series.
+    series_number:
+        Series Number (positive).
+    instance_number:
+        Instance Number (positive).
+    series_description:
+        Series Description (at most 64 characters).
+    derivation_description:
+        Derivation Description; ``"<series_description> by <algorithm name>
+        <version>"`` when omitted.
+    sop_instance_uid:
+        UID of the instance; a fresh UID when omitted.
+
+    Returns
+    -------
+    pydicom.Dataset
+        A :class:`highdicom.sc.SCImage`.
+
+    Raises
+    ------
+    TypeError
+        When an argument has the wrong type.
+    ValueError
+        When an argument has a wrong value; the message names it.
+    """
+    check_source_images([source], "source")
+    check_algorithm(algorithm)
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f'Argument "rgb" must be a numpy array, not {type(rgb).__name__}.')
+    if rgb.dtype != np.uint8:
+        raise TypeError(f'Argument "rgb" must have dtype uint8, not {rgb.dtype}.')
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'Argument "rgb" must have shape (rows, columns, 3), not {rgb.shape}.')
+    if series_uid is None:
+        raise ValueError('Argument "series_uid" (SeriesInstanceUID) is required.')
+    series_uid = _uid_or_new(series_uid, "series_uid")
+    _check_positive_int(series_number, "series_number", "SeriesNumber")
+    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
+    _check_text(series_description, "series_description", "SeriesDescription")
+    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+    if derivation_description is None:
+        derivation_description = (
+            f"{series_description} by {algorithm.name} {algorithm.version}"
+        )
+    if not isinstance(derivation_description, str) or len(derivation_description) > _MAX_ST:
+        raise ValueError(
+            'Argument "derivation_description" (DerivationDescription) must be a string '
+            f"of at most {_MAX_ST} characters."
+        )
+
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=np.ascontiguousarray(rgb),
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=series_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=algorithm.manufacturer,
+        pixel_spacing=_pixel_spacing(source, rgb.shape[:2]),
+        patient_orientation=_patient_orientation(source),
+        laterality=_laterality(source),
+        series_description=series_description,
+        manufacturer_model_name=algorithm.name,
+        software_versions=algorithm.version,
+        device_serial_number=algorithm.device_uid,
+        specific_character_set=source.get("SpecificCharacterSet"),
+    )
+    copy_patient_and_study(sc, source)
+    sc.ConversionType = "WSD"
+    if "BodyPartExamined" in source:
+        sc.BodyPartExamined = source.BodyPartExamined
+    sc.BurnedInAnnotation = "NO"
+    sc.DerivationDescription = derivation_description
+    sc.SourceImageSequence = DicomSequence([_source_image_item(source)])
+    add_processing_algorithm(sc, algorithm)
+    return sc
+
+
+def _source_image_item(source: Dataset) -> Dataset:
+    purpose = Dataset()
+    purpose.CodeValue = SOURCE_IMAGE_PURPOSE.value
+    purpose.CodingSchemeDesignator = SOURCE_IMAGE_PURPOSE.scheme_designator
+    purpose.CodeMeaning = SOURCE_IMAGE_PURPOSE.meaning
+    item = Dataset()
+    item.ReferencedSOPClassUID = source.SOPClassUID
+    item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
+    return item
+
+
+def _pixel_spacing(source: Dataset, shape: Sequence[int]) -> tuple[float, float] | None:
+    """The source's Pixel Spacing when the overlay has the source's matrix."""
+    spacing = source.get("PixelSpacing")
+    if spacing is None or (int(source.Rows), int(source.Columns)) != tuple(shape):
+        return None
+    return (float(spacing[0]), float(spacing[1]))
+
+
+def _patient_orientation(source: Dataset) -> tuple[str, str]:
+    """Patient Orientation letters (dominant axis) of the row and column directions."""
+    iop = source.get("ImageOrientationPatient")
+    if iop is None:
+        orientation = source.get("PatientOrientation")
+        if orientation is not None and len(orientation) == 2:
+            return (str(orientation[0])[:1], str(orientation[1])[:1])
+        raise ValueError(
+            'Argument "source" lacks ImageOrientationPatient and PatientOrientation; '
+            "the overlay's Patient Orientation cannot be derived."
+        )
+    values = np.asarray(iop, dtype=float)
+    return (_direction_letter(values[:3]), _direction_letter(values[3:]))
+
+
+def _direction_letter(vector: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(vector)))
+    positive, negative = _AXIS_LETTERS[axis]
+    return positive if vector[axis] > 0 else negative
+
+
+def _laterality(source: Dataset) -> str | None:
+    value = source.get("Laterality") or source.get("ImageLaterality")
+    if value in ("L", "R"):
+        return str(value)
+    return None

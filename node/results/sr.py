@@ -1,0 +1,366 @@
+"""Comprehensive 3D SR measurement reports (TID 1500) for model findings."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import highdicom as hd
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from node.pipeline import AlgorithmInfo
+from node.results.equipment import (
+    _check_positive_int,
+    _check_text,
+    _declare_coding_scheme,
+    _uid_or_new,
+    add_processing_algorithm,
+    check_algorithm,
+    check_source_images,
+    copy_patient_and_study,
+)
+
+__all__ = ["FindingGroup", "build_measurement_report"]
+
+_Concept = hd.sr.CodedConcept | Code
+
+_IMAGING_PROCEDURE = codes.SCT.ImagingProcedure
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """One measurement group (TID 1501 or, with a segment, TID 1411) of a report.
+
+    Parameters
+    ----------
+    tracking_identifier:
+        Human-readable Tracking Identifier (TEXT), e.g. ``"Intracranial hemorrhage"``.
+    finding:
+        Finding (``(121071, DCM, "Finding")``) of the group, e.g. SCT
+        "Intracranial hemorrhage".
+    tracking_uid:
+        Tracking Unique Identifier; a fresh UID when omitted.
+    finding_site:
+        Anatomic location of the finding, e.g. SCT "Brain".
+    qualitative_evaluations:
+        ``(concept name, coded value)`` pairs, e.g. (finding, SCT "Present").
+    measurements:
+        ``(concept name, value, UCUM unit)`` triples, e.g.
+        (number of patches, 12, ``{patches}``).
+    referenced_images:
+        Source images of the group (e.g. the slices that show the finding); they
+        are referenced as the group's source images, or, when a segmentation is
+        given, as the source images of the segment.
+    segmentation:
+        The SEG whose segment ``segment_number`` delineates the finding; the
+        group is then a volumetric ROI group (TID 1411) referencing that segment.
+    segment_number:
+        Segment Number within ``segmentation``. The segment is referenced as a
+        whole: the Image Reference macro forbids Referenced Frame Number beside
+        Referenced Segment Number.
+
+    Raises
+    ------
+    TypeError
+        When a field has the wrong type.
+    ValueError
+        When a field has a wrong value; the message names it.
+    """
+
+    tracking_identifier: str
+    finding: _Concept
+    tracking_uid: str = field(default_factory=hd.UID)
+    finding_site: _Concept | None = None
+    qualitative_evaluations: Sequence[tuple[_Concept, _Concept]] = ()
+    measurements: Sequence[tuple[_Concept, float, _Concept]] = ()
+    referenced_images: Sequence[Dataset] = ()
+    segmentation: Dataset | None = None
+    segment_number: int = 1
+
+    def __post_init__(self) -> None:
+        _check_text(self.tracking_identifier, "tracking_identifier", "Tracking Identifier")
+        _uid_or_new(self.tracking_uid, "tracking_uid")
+        _check_concept(self.finding, "finding")
+        if self.finding_site is not None:
+            _check_concept(self.finding_site, "finding_site")
+        for i, pair in enumerate(self.qualitative_evaluations):
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise TypeError(
+                    f"Item {i} of qualitative_evaluations must be a (concept, value) tuple."
+                )
+            _check_concept(pair[0], f"qualitative_evaluations[{i}] concept")
+            _check_concept(pair[1], f"qualitative_evaluations[{i}] value")
+        for i, triple in enumerate(self.measurements):
+            if not isinstance(triple, tuple) or len(triple) != 3:
+                raise TypeError(
+                    f"Item {i} of measurements must be a (concept, value, unit) tuple."
+                )
+            concept, value, unit = triple
+            _check_concept(concept, f"measurements[{i}] concept")
+            _check_concept(unit, f"measurements[{i}] unit")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(
+                    f"measurements[{i}] value (NumericValue) must be a finite number, got {value!r}."
+                )
+        for i, ds in enumerate(self.referenced_images):
+            if not isinstance(ds, Dataset):
+                raise TypeError(f"Item {i} of referenced_images must be a pydicom Dataset.")
+        if self.segmentation is not None:
+            if not isinstance(self.segmentation, Dataset):
+                raise TypeError('Field "segmentation" must be a pydicom Dataset.')
+            if str(self.segmentation.get("Modality", "")) != "SEG":
+                raise ValueError('Field "segmentation" must be a SEG dataset (Modality "SEG").')
+            numbers = [
+                int(item.SegmentNumber) for item in self.segmentation.get("SegmentSequence", [])
+            ]
+            if self.segment_number not in numbers:
+                raise ValueError(
+                    f"segment_number {self.segment_number} is not a SegmentNumber of the "
+                    f"segmentation (has {numbers})."
+                )
+
+
+def build_measurement_report(
+    source_images: Sequence[Dataset],
+    groups: Sequence[FindingGroup],
+    *,
+    algorithm: AlgorithmInfo,
+    series_number: int,
+    instance_number: int = 1,
+    series_description: str,
+    evidence: Sequence[Dataset] = (),
+    procedure_reported: _Concept = _IMAGING_PROCEDURE,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+) -> Dataset:
+    """Build a Comprehensive 3D SR Measurement Report (TID 1500).
+
+    The report's observer is the algorithm as a DEVICE (TID 1004: Device
+    Observer UID, Name, Manufacturer, Model Name); its Image Library lists
+    ``source_images``; each group carries its tracking identifier and UID, the
+    finding, the algorithm identification (TID 4019), qualitative evaluations and
+    numeric measurements. Every instance the content references is recorded as
+    evidence, plus the extra ``evidence`` datasets (such as the SEG).
+
+    Parameters
+    ----------
+    source_images:
+        Images of the analysed series (the Image Library).
+    groups:
+        The report's finding groups (at least one).
+    algorithm:
+        The model: device observer, equipment attributes and the Processing
+        Algorithm item.
+    series_number:
+        Series Number of the new series (positive).
+    instance_number:
+        Instance Number (positive).
+    series_description:
+        Series Description (at most 64 characters).
+    evidence:
+        Further datasets referenced by, or pertinent to, the report (SEG, SC ...).
+    procedure_reported:
+        Procedure Reported, e.g. LOINC "CT Head"; SCT "Imaging procedure" when
+        omitted.
+    series_instance_uid:
+        UID of the new series; a fresh UID when omitted.
+    sop_instance_uid:
+        UID of the instance; a fresh UID when omitted.
+
+    Returns
+    -------
+    pydicom.Dataset
+        A :class:`highdicom.sr.Comprehensive3DSR` in the study of the source
+        images, with their character set and patient/study attributes.
+
+    Raises
+    ------
+    TypeError
+        When an argument has the wrong type.
+    ValueError
+        When an argument has a wrong value; the message names it.
+    """
+    check_source_images(source_images, "source_images")
+    check_algorithm(algorithm)
+    if isinstance(groups, FindingGroup) or len(groups) == 0:
+        raise ValueError('Argument "groups" must be a non-empty sequence of FindingGroup.')
+    for i, group in enumerate(groups):
+        if not isinstance(group, FindingGroup):
+            raise TypeError(f'Item {i} of argument "groups" must be a FindingGroup.')
+    if evidence:
+        check_source_images(evidence, "evidence")
+        if evidence[0].StudyInstanceUID != source_images[0].StudyInstanceUID:
+            raise ValueError(
+                'Argument "evidence" must be in the study of "source_images" (StudyInstanceUID).'
+            )
+    _check_concept(procedure_reported, "procedure_reported")
+    _check_text(series_description, "series_description", "SeriesDescription")
+    _check_positive_int(series_number, "series_number", "SeriesNumber")
+    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
+    series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
+    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+
+    first = source_images[0]
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=algorithm.device_uid,
+            name=algorithm.name,
+            manufacturer_name=algorithm.manufacturer,
+            model_name=algorithm.name,
+        ),
+    )
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=algorithm.name, version=algorithm.version
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=procedure_reported,
+        imaging_measurements=[_group_template(g, algorithm_id) for g in groups],
+        referenced_images=list(source_images),
+    )
+
+    all_evidence = _unique_instances(
+        [
+            *source_images,
+            *(ds for g in groups for ds in g.referenced_images),
+            *(g.segmentation for g in groups if g.segmentation is not None),
+            *evidence,
+        ]
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=all_evidence,
+        content=report,
+        series_instance_uid=series_instance_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=algorithm.manufacturer,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        series_description=series_description,
+        manufacturer_model_name=algorithm.name,
+        software_versions=algorithm.version,
+        device_serial_number=algorithm.device_uid,
+        specific_character_set=first.get("SpecificCharacterSet"),
+    )
+    copy_patient_and_study(sr, first)
+    for designator in sorted(_private_schemes(groups, procedure_reported)):
+        _declare_coding_scheme(
+            sr, hd.coding_schemes.CodingSchemeIdentificationItem(designator=designator)
+        )
+    add_processing_algorithm(sr, algorithm)
+    return sr
+
+
+def _group_template(
+    group: FindingGroup, algorithm_id: hd.sr.AlgorithmIdentification
+) -> (
+    hd.sr.MeasurementsAndQualitativeEvaluations
+    | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+):
+    """Turn one :class:`FindingGroup` into its highdicom template."""
+    tracking = hd.sr.TrackingIdentifier(
+        uid=group.tracking_uid, identifier=group.tracking_identifier
+    )
+    sites = [hd.sr.FindingSite(group.finding_site)] if group.finding_site is not None else None
+    evaluations = [
+        hd.sr.QualitativeEvaluation(name=name, value=value)
+        for name, value in group.qualitative_evaluations
+    ] or None
+    measurements = [
+        hd.sr.Measurement(name=name, value=float(value), unit=unit, algorithm_id=algorithm_id)
+        for name, value, unit in group.measurements
+    ] or None
+    if group.segmentation is None:
+        source_images = [
+            hd.sr.SourceImageForMeasurementGroup(
+                referenced_sop_class_uid=ds.SOPClassUID,
+                referenced_sop_instance_uid=ds.SOPInstanceUID,
+            )
+            for ds in group.referenced_images
+        ] or None
+        return hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            finding_type=group.finding,
+            algorithm_id=algorithm_id,
+            finding_sites=sites,
+            measurements=measurements,
+            qualitative_evaluations=evaluations,
+            source_images=source_images,
+        )
+    seg = group.segmentation
+    if group.referenced_images:
+        segment = hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=group.segment_number,
+            source_images=[
+                hd.sr.SourceImageForSegmentation(
+                    referenced_sop_class_uid=ds.SOPClassUID,
+                    referenced_sop_instance_uid=ds.SOPInstanceUID,
+                )
+                for ds in group.referenced_images
+            ],
+        )
+    else:
+        segment = hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=group.segment_number,
+            source_series=hd.sr.SourceSeriesForSegmentation(
+                _source_series_uid(seg)
+            ),
+        )
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        referenced_segment=segment,
+        finding_type=group.finding,
+        algorithm_id=algorithm_id,
+        finding_sites=sites,
+        measurements=measurements,
+        qualitative_evaluations=evaluations,
+    )
+
+
+def _source_series_uid(seg: Dataset) -> str:
+    try:
+        return str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except (AttributeError, IndexError) as error:
+        raise ValueError(
+            "The segmentation lacks ReferencedSeriesSequence[0].SeriesInstanceUID; "
+            "give the group referenced_images instead."
+        ) from error
+
+
+def _check_concept(value: object, name: str) -> None:
+    if not isinstance(value, (hd.sr.CodedConcept, Code)):
+        raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')
+
+
+def _unique_instances(datasets: Sequence[Dataset]) -> list[Dataset]:
+    seen: set[str] = set()
+    unique: list[Dataset] = []
+    for ds in datasets:
+        uid = str(ds.SOPInstanceUID)
+        if uid not in seen:
+            seen.add(uid)
+            unique.append(ds)
+    return unique
+
+
+def _private_schemes(groups: Sequence[FindingGroup], procedure: _Concept) -> set[str]:
+    """Designators of the private coding schemes ("99...") used by the groups."""
+    concepts: list[_Concept] = [procedure]
+    for g in groups:
+        concepts.append(g.finding)
+        if g.finding_site is not None:
+            concepts.append(g.finding_site)
+        for name, value in g.qualitative_evaluations:
+            concepts.extend((name, value))
+        for name, _, unit in g.measurements:
+            concepts.extend((name, unit))
+    return {c.scheme_designator for c in concepts if c.scheme_designator.startswith("99")}

@@ -1,0 +1,96 @@
+"""The node: every component wired together, started and stopped in order."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import replace
+from typing import Any
+
+from .assemble import Assembler
+from .config import Config
+from .egress.outbox import Outbox
+from .index import Indexer
+from .ingest import IngestServer
+from .logs import log
+from .metrics import Metrics
+from .route import Router
+from .runner import Runner
+from .spool import Spool
+from .store import JobStore
+from .web import WebServer
+
+__all__ = ["Node"]
+
+_logger = logging.getLogger("ainode.node")
+
+
+class Node:
+    """One ainode: ingest → index → assemble → route → run → deliver, plus the HTTP interface."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        data_dir = config.node.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(data_dir / "ainode.sqlite")
+        self.spool = Spool(data_dir / "spool")
+        self.metrics = Metrics()
+        self.metrics.watch_job_states(self.store.job_counts)
+        self.outbox = Outbox(config, self.store, self.metrics)
+        self.runner = Runner(config, self.store, self.spool, self.metrics, on_written=self.outbox.wake)
+        self.assembler = Assembler(config.assembler, self.store, Router(config.routes), self.metrics,
+                                   on_jobs=self.runner.wake)
+        self.indexer = Indexer(self.store, self.metrics)
+        self.ingest = IngestServer(
+            config.node.ae_title, config.node.dicom_host, config.node.dicom_port,
+            self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
+        )
+        self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health)
+        self._stopped = threading.Event()
+
+    def health(self) -> dict[str, Any]:
+        """Whether every component is alive."""
+        threads = {t.name for t in threading.enumerate()}
+        wanted = ["indexer", "assembler", "runner"] + [f"outbox-{d.name}" for d in self.config.destinations]
+        missing = [name for name in wanted if name not in threads]
+        return {"status": "ok" if not missing else "degraded", "missing": missing, "jobs": self.store.job_counts()}
+
+    def start(self) -> None:
+        """Start the workers, then the listeners (so nothing arrives before it can be handled)."""
+        self.indexer.start()
+        self.assembler.start()
+        self.runner.start()
+        self.outbox.start()
+        self.web.start()
+        self.ingest.start()
+        log(_logger, logging.INFO, "node started", ae_title=self.config.node.ae_title,
+            dicom_port=self.ingest.port, http_port=self.web.port,
+            routes=[r.name for r in self.config.routes], data_dir=str(self.config.node.data_dir))
+
+    def stop(self) -> None:
+        """Stop listening first, then the workers."""
+        self.ingest.stop()
+        self.web.stop()
+        self.indexer.stop()
+        self.assembler.stop()
+        self.runner.stop()
+        self.outbox.stop()
+        self.store.close()
+        self._stopped.set()
+        log(_logger, logging.INFO, "node stopped")
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        def _stop(signum: int, _frame: Any) -> None:
+            threading.Thread(target=self.stop, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        self.start()
+        self._stopped.wait()
+
+    @staticmethod
+    def with_overrides(config: Config, **node_fields: Any) -> Config:
+        """``config`` with some ``[node]`` fields replaced (command-line options)."""
+        fields = {k: v for k, v in node_fields.items() if v is not None}
+        return replace(config, node=replace(config.node, **fields))

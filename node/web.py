@@ -1,0 +1,100 @@
+"""The operator's HTTP interface: ``/metrics``, ``/healthz`` and the jobs API."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlparse
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .metrics import Metrics
+from .store import JobStore
+
+__all__ = ["WebServer"]
+
+_logger = logging.getLogger("ainode.web")
+
+
+class WebServer:
+    """Routes:
+
+    - ``GET /metrics``: Prometheus text format.
+    - ``GET /healthz``: ``{"status": "ok", ...}`` while every component runs, else 503.
+    - ``GET /api/jobs[?state=S&limit=N]``: the newest jobs.
+    - ``GET /api/jobs/<id>``: one job with its state history and its results per destination.
+    - ``POST /api/jobs/<id>/retry`` and ``POST /api/deadletters/retry``: queue dead-lettered
+      results again.
+    """
+
+    def __init__(
+        self, host: str, port: int, store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]
+    ) -> None:
+        handler = _make_handler(store, metrics, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="web", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _make_handler(store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            _logger.debug(format % args)
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, payload: Any) -> None:
+            self._send(code, json.dumps(payload, default=str).encode(), "application/json")
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            url = urlparse(self.path)
+            parts = [p for p in url.path.split("/") if p]
+            query = parse_qs(url.query)
+            if parts == ["metrics"]:
+                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif parts == ["healthz"]:
+                status = health()
+                self._json(200 if status.get("status") == "ok" else 503, status)
+            elif parts == ["api", "jobs"]:
+                state = query.get("state", [None])[0]
+                limit = int(query.get("limit", ["200"])[0])
+                self._json(200, {"jobs": store.list_jobs(state, limit)})
+            elif len(parts) == 3 and parts[:2] == ["api", "jobs"] and parts[2].isdigit():
+                job = store.get_job(int(parts[2]))
+                if job is None:
+                    self._json(404, {"error": "no such job"})
+                    return
+                job["events"] = store.job_events(job["id"])
+                job["results"] = [r.__dict__ for r in store.job_results(job["id"])]
+                self._json(200, job)
+            else:
+                self._json(404, {"error": "not found"})
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            parts = [p for p in urlparse(self.path).path.split("/") if p]
+            if parts == ["api", "deadletters", "retry"]:
+                self._json(200, {"requeued": store.requeue_dead()})
+            elif len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[2].isdigit() and parts[3] == "retry":
+                self._json(200, {"requeued": store.requeue_dead(int(parts[2]))})
+            else:
+                self._json(404, {"error": "not found"})
+
+    return Handler

@@ -1,0 +1,144 @@
+"""One job, run in a worker process: load → engine → preprocess → inference → postprocess → write.
+
+Everything here runs outside the node's main process, so CPU-heavy model work never
+slows the association threads. A failure is returned, not raised, with the stage it
+happened in.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from io import BytesIO
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pydicom
+
+from .engines import create_engine
+from .packs import load_pack
+from .pipeline import Engine, ModelPack, ResultContext, sort_slices
+from .spool import write_durable
+
+__all__ = ["JobOutcome", "JobSpec", "run_batched", "run_job"]
+
+_PACKS: dict[tuple[str, str | None], ModelPack] = {}
+_ENGINES: dict[tuple[str, str], Engine] = {}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs to run one job (plain data: it crosses a process boundary)."""
+
+    job_id: int
+    model: str
+    pack: str
+    weights: str | None
+    engine: str
+    batch_size: int | None
+    instance_paths: tuple[str, ...]
+    out_dir: str
+    series_number_base: int = 9000
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What came of a job: result files, or the stage and reason of the failure."""
+
+    job_id: int
+    ok: bool
+    stage: str | None = None
+    reason: str | None = None
+    engine: str | None = None
+    results: tuple[tuple[str, str, str], ...] = ()   # (SOP Instance UID, SOP Class UID, path)
+    inference_seconds: float = 0.0
+    total_seconds: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class _StageError(Exception):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.cause = cause
+
+
+def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Run ``inputs`` through ``engine`` in batches along axis 0 and concatenate the outputs."""
+    n = len(next(iter(inputs.values())))
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, n, max(1, batch_size)):
+        parts.append(engine.run({k: v[start:start + batch_size] for k, v in inputs.items()}))
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+
+
+def run_job(spec: JobSpec) -> JobOutcome:
+    """Run one job; never raises."""
+    started = time.perf_counter()
+    engine_name: str | None = None
+    inference_seconds = 0.0
+    try:
+        series = _stage("load", _load_series, spec.instance_paths)
+        pack = _stage("load", _pack, spec.pack, spec.weights)
+        engine = _stage("engine", _engine, spec.engine, pack.model_path())
+        engine_name = engine.name
+        inputs = _stage("preprocess", pack.preprocess, series)
+        t0 = time.perf_counter()
+        outputs = _stage("inference", run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        inference_seconds = time.perf_counter() - t0
+        findings = _stage("postprocess", pack.postprocess, series, outputs)
+        context = ResultContext(algorithm=pack.algorithm, series_number_base=spec.series_number_base)
+        objects = _stage("write", pack.write_results, series, findings, context)
+        results = _stage("write", _save, objects, Path(spec.out_dir))
+    except _StageError as exc:
+        reason = f"{type(exc.cause).__name__}: {exc.cause}"[:500]
+        return JobOutcome(
+            spec.job_id, False, exc.stage, reason, engine_name,
+            inference_seconds=inference_seconds, total_seconds=time.perf_counter() - started,
+            summary={"traceback": "".join(traceback.format_exception(exc.cause))[-2000:]},
+        )
+    summary = findings.summary() if hasattr(findings, "summary") else {}
+    return JobOutcome(
+        spec.job_id, True, engine=engine_name, results=tuple(results),
+        inference_seconds=inference_seconds, total_seconds=time.perf_counter() - started, summary=summary,
+    )
+
+
+def _stage(stage: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise _StageError(stage, exc) from exc
+
+
+def _load_series(paths: Sequence[str]) -> list[pydicom.Dataset]:
+    if not paths:
+        raise ValueError("series has no instances")
+    return sort_slices([pydicom.dcmread(p) for p in paths])
+
+
+def _pack(name: str, weights: str | None) -> ModelPack:
+    key = (name, weights)
+    if key not in _PACKS:
+        _PACKS[key] = load_pack(name, Path(weights) if weights else None)
+    return _PACKS[key]
+
+
+def _engine(kind: str, model_path: Path) -> Engine:
+    key = (kind, str(model_path))
+    if key not in _ENGINES:
+        _ENGINES[key] = create_engine(kind, model_path)
+    return _ENGINES[key]
+
+
+def _save(objects: Sequence[pydicom.Dataset], out_dir: Path) -> list[tuple[str, str, str]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for ds in objects:
+        path = out_dir / f"{ds.SOPInstanceUID}.dcm"
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        write_durable(path, buffer.getvalue())
+        saved.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(path)))
+    return saved

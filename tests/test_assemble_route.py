@@ -1,0 +1,93 @@
+"""Assembler and router against a real job store, with a controlled clock."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from node.assemble import Assembler
+from node.config import AssemblerConfig, RouteConfig
+from node.metrics import Metrics
+from node.route import Router, route_matches
+from node.store import JobStore
+
+HEAD = {"Modality": "CT", "BodyPartExamined": "HEAD", "SeriesDescription": "Routine Head"}
+
+
+def _route(name="head", quiet=None, **match):
+    rules = {k: (re.compile(v[3:]) if isinstance(v, str) and v.startswith("re:") else tuple(v) if isinstance(v, list) else (v,))
+             for k, v in match.items()}
+    return RouteConfig(name=name, model="head-ct-hematoma", destinations=("pacs",), match=rules, quiet_seconds=quiet)
+
+
+def test_route_rules():
+    assert route_matches(_route(Modality="CT", BodyPartExamined="HEAD"), HEAD)
+    assert route_matches(_route(Modality=["MR", "CT"]), HEAD)
+    assert route_matches(_route(SeriesDescription="re:(?i)head"), HEAD)
+    assert not route_matches(_route(Modality="MR"), HEAD)
+    assert not route_matches(_route(Laterality="L"), HEAD), "a missing attribute matches no rule"
+
+
+def _receive(store: JobStore, series_uid: str, at: float, n: int = 3, attrs=HEAD) -> None:
+    for i in range(n):
+        uid = f"{series_uid}.{i}"
+        store.add_instance(uid, "1.2.840.10008.5.1.4.1.1.2", f"/x/{uid}", "MOD")
+        store.index_instance(uid, series_uid, "1.2.3", attrs, at)
+
+
+def test_series_completes_after_quiet_period_and_is_routed(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    now = [1000.0]
+    routes = [_route(quiet=5, Modality="CT"), _route(name="slow", Modality="CT")]
+    asm = Assembler(AssemblerConfig(quiet_seconds=30), store, Router(routes), Metrics(), clock=lambda: now[0])
+    _receive(store, "1.2.3.1", at=1000.0)
+    now[0] = 1004.0
+    asm.run_once()
+    assert store.get_series("1.2.3.1").state == "received"
+    now[0] = 1005.5
+    asm.run_once()
+    assert store.get_series("1.2.3.1").state == "routed"
+    jobs = store.list_jobs()
+    assert sorted(j["route"] for j in jobs) == ["head", "slow"]
+    assert all(j["state"] == "routed" for j in jobs)
+
+
+def test_unmatched_series_is_ignored_after_default_quiet(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    now = [0.0]
+    asm = Assembler(AssemblerConfig(quiet_seconds=10), store, Router([_route(Modality="MR")]), Metrics(),
+                    clock=lambda: now[0])
+    _receive(store, "1.2.3.2", at=0.0)
+    now[0] = 10.0
+    asm.run_once()
+    assert store.get_series("1.2.3.2").state == "ignored"
+    assert store.list_jobs() == []
+
+
+def test_state_survives_reopening_the_store(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    _receive(store, "1.2.3.3", at=50.0, n=2)
+    store.close()
+    reopened = JobStore(tmp_path / "db.sqlite")
+    (series,) = reopened.series_in_state("received")
+    assert series.instance_count == 2 and series.last_received == 50.0
+    asm = Assembler(AssemblerConfig(quiet_seconds=10), reopened, Router([_route(Modality="CT")]), Metrics(),
+                    clock=lambda: 61.0)
+    asm.run_once()
+    assert reopened.get_series("1.2.3.3").state == "routed"
+
+
+def test_every_state_change_is_an_event_row(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    _receive(store, "1.2.3.4", at=0.0, n=1)
+    store.set_series_state("1.2.3.4", "complete")
+    (job_id,) = store.route_series("1.2.3.4", [("head", "head-ct-hematoma", ["pacs"])])
+    store.set_job_state(job_id, "running")
+    store.job_written(job_id, [("1.9.1", "1.2.840.10008.5.1.4.1.1.88.34", "/r/1.9.1.dcm")], ["pacs"])
+    (result,) = store.job_results(job_id)
+    store.result_failed(result.id, "refused", retry_at=None)
+    assert store.get_job(job_id)["state"] == "failed"
+    assert store.get_job(job_id)["stage"] == "deliver"
+    assert [e["state"] for e in store.job_events(job_id)] == ["routed", "running", "written", "failed"]
+    assert store.requeue_dead(job_id) == 1
+    store.result_delivered(result.id)
+    assert store.get_job(job_id)["state"] == "delivered"

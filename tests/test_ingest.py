@@ -1,0 +1,97 @@
+"""Ingest with a real pynetdicom association: durable before Success, duplicates once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
+
+from node.index import Indexer
+from node.ingest import IngestServer
+from node.metrics import Metrics
+from node.spool import Spool
+from node.store import JobStore
+
+
+@pytest.fixture
+def ingest(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    spool = Spool(tmp_path / "spool")
+    metrics = Metrics()
+    server = IngestServer("AINODE", "127.0.0.1", 0, store, spool, metrics)
+    server.start()
+    yield server, store, spool, metrics
+    server.stop()
+    store.close()
+
+
+def _associate(port: int):
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="AINODE")
+    assert assoc.is_established
+    return assoc
+
+
+def test_echo_and_store_are_durable_and_recorded(ingest, small_head_ct):
+    server, store, spool, metrics = ingest
+    _, files = small_head_ct
+    assoc = _associate(server.port)
+    try:
+        assert assoc.send_c_echo().Status == 0x0000
+        for path in files:
+            assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0x0000
+    finally:
+        assoc.release()
+    for path in files:
+        sent = pydicom.dcmread(path)
+        stored = spool.instance_path(sent.SOPInstanceUID)
+        assert stored.exists(), "Success was returned before the file existed"
+        assert pydicom.dcmread(stored).PixelData == sent.PixelData
+        assert store.has_instance(sent.SOPInstanceUID)
+    assert metrics.instances_received.labels("stored")._value.get() == len(files)
+
+
+def test_duplicates_are_stored_once(ingest, small_head_ct):
+    server, store, spool, metrics = ingest
+    _, files = small_head_ct
+    assoc = _associate(server.port)
+    try:
+        for _ in range(2):
+            assert assoc.send_c_store(pydicom.dcmread(files[0])).Status == 0x0000
+    finally:
+        assoc.release()
+    assert metrics.instances_received.labels("stored")._value.get() == 1
+    assert metrics.instances_received.labels("duplicate")._value.get() == 1
+    assert len(list(spool.instances.glob("*.dcm"))) == 1
+
+
+def test_indexer_files_instances_under_their_series_without_patient_data(ingest, small_head_ct):
+    server, store, spool, metrics = ingest
+    phantom, files = small_head_ct
+    assoc = _associate(server.port)
+    try:
+        for path in files:
+            assoc.send_c_store(pydicom.dcmread(path))
+    finally:
+        assoc.release()
+    assert Indexer(store, metrics).run_once() == len(files)
+    (series,) = store.series_in_state("received")
+    assert series.series_uid == phantom.datasets[0].SeriesInstanceUID
+    assert series.instance_count == len(files)
+    assert series.attrs["Modality"] == "CT" and series.attrs["BodyPartExamined"] == "HEAD"
+    assert "PatientName" not in series.attrs and "PatientID" not in series.attrs
+
+
+def test_unreadable_instance_is_recorded_not_fatal(tmp_path):
+    store = JobStore(tmp_path / "db.sqlite")
+    metrics = Metrics()
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
+    store.add_instance("1.2.3.4", CTImageStorage, str(bad), "X")
+    Indexer(store, metrics).run_once()
+    assert metrics.instances_unreadable._value.get() == 1
+    assert store.unindexed_instances() == []
