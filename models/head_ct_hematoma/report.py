@@ -120,6 +120,7 @@ def write_results(
     mask = _pixel_mask(series, findings)
     algorithm = context.algorithm
     base = int(context.series_number_base)
+    tracking_uid = hd.UID()  # shared by the SEG segment and the SR finding group
 
     seg = build_binary_seg(
         series,
@@ -130,6 +131,7 @@ def write_results(
         algorithm=algorithm,
         series_number=base,
         series_description="AI hemorrhage segmentation",
+        tracking_uid=tracking_uid,
     )
 
     affected = findings.affected_slices
@@ -156,6 +158,7 @@ def write_results(
     reference_segment = present and findings.hematoma_patch_count > 0
     group = FindingGroup(
         tracking_identifier="Intracranial hemorrhage",
+        tracking_uid=tracking_uid,
         finding=INTRACRANIAL_HEMORRHAGE,
         finding_site=BRAIN,
         qualitative_evaluations=(

@@ -20,7 +20,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
-from pydicom.uid import UID
+from pydicom.uid import RE_VALID_UID
 
 from node.pipeline import AlgorithmInfo
 
@@ -144,7 +144,7 @@ def check_algorithm(algorithm: AlgorithmInfo) -> None:
             raise ValueError(
                 f'AlgorithmInfo.{field} ({keyword}) must not contain "\\".'
             )
-    if not isinstance(algorithm.device_uid, str) or not UID(algorithm.device_uid).is_valid:
+    if not _is_valid_uid(algorithm.device_uid):
         raise ValueError(
             "AlgorithmInfo.device_uid (DeviceUID) must be a valid UID, "
             f"got {algorithm.device_uid!r}."
@@ -351,6 +351,10 @@ def _check_positive_int(value: int, argument: str, keyword: str) -> None:
 def _uid_or_new(value: str | None, argument: str) -> str:
     if value is None:
         return hd.UID()
-    if not isinstance(value, str) or not UID(value).is_valid:
+    if not _is_valid_uid(value):
         raise ValueError(f'Argument "{argument}" must be a valid UID, got {value!r}.')
     return value
+
+
+def _is_valid_uid(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 64 and RE_VALID_UID.match(value) is not None

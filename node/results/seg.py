@@ -38,6 +38,7 @@ def build_binary_seg(
     series_description: str,
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    tracking_uid: str | None = None,
 ) -> Dataset:
     """Build a BINARY Segmentation with one segment over a series of images.
 
@@ -73,6 +74,9 @@ def build_binary_seg(
         UID of the new series; a fresh UID when omitted.
     sop_instance_uid:
         UID of the instance; a fresh UID when omitted.
+    tracking_uid:
+        Tracking UID of the segment (give the SR finding group's Tracking
+        Unique Identifier to link the two); a fresh UID when omitted.
 
     Returns
     -------
@@ -101,6 +105,7 @@ def build_binary_seg(
     _check_positive_int(instance_number, "instance_number", "InstanceNumber")
     series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
     sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+    tracking_uid = _uid_or_new(tracking_uid, "tracking_uid")
 
     first = source_images[0]
     description = hd.seg.SegmentDescription(
@@ -110,7 +115,7 @@ def build_binary_seg(
         segmented_property_type=segment_type,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm_identification(algorithm),
-        tracking_uid=hd.UID(),
+        tracking_uid=tracking_uid,
         tracking_id=segment_label,
     )
     seg = hd.seg.Segmentation(

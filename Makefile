@@ -1,0 +1,42 @@
+# ainode: `make run` sets up a fresh machine and runs the node with a local Orthanc as its
+# PACS; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := orthanc orthanc-dicomweb dcmtk
+
+.PHONY: run setup system-packages venv orthanc serve test
+
+run: setup orthanc serve
+
+setup: system-packages venv
+
+system-packages:
+	@if ! command -v Orthanc >/dev/null || ! command -v storescu >/dev/null \
+	   || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(APT_PACKAGES); \
+	fi
+
+venv: $(BIN)/ainode
+
+$(BIN)/ainode: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev,train]'
+	touch $@
+
+# The local PACS: Orthanc on 127.0.0.1:4242 (DICOM) and http://127.0.0.1:8042 (web UI).
+orthanc:
+	@mkdir -p var/orthanc
+	@if ! curl -fs http://127.0.0.1:8042/system >/dev/null 2>&1; then \
+	  (cd . && nohup Orthanc orthanc/orthanc.json > var/orthanc/orthanc.log 2>&1 &) ; \
+	  for i in $$(seq 1 30); do curl -fs http://127.0.0.1:8042/system >/dev/null 2>&1 && break; sleep 1; done; \
+	fi
+	@echo "Orthanc: http://127.0.0.1:8042 (DICOM ORTHANC@127.0.0.1:4242)"
+
+serve:
+	$(BIN)/ainode serve
+
+test: venv
+	$(BIN)/python -m pytest -q
