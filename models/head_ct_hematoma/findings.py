@@ -36,21 +36,40 @@ class HematomaFindings:
     min_patches: int = 1
 
     @property
-    def hematoma_mask(self) -> np.ndarray:
-        """``(n_slices, grid, grid)`` bool: patches classified as hematoma."""
+    def candidate_mask(self) -> np.ndarray:
+        """``(n_slices, grid, grid)`` bool: every patch whose most probable class is hematoma."""
         return self.patch_classes == HEMATOMA
 
     @property
+    def candidate_patch_count(self) -> int:
+        """Number of candidate hematoma patches, before the series decision."""
+        return int(self.candidate_mask.sum())
+
+    @property
+    def present(self) -> bool:
+        """Whether the series is called positive: at least ``min_patches`` candidates."""
+        return self.candidate_patch_count >= self.min_patches
+
+    @property
+    def hematoma_mask(self) -> np.ndarray:
+        """The reported hematoma patches: the candidates of a positive series, none otherwise."""
+        return self.candidate_mask if self.present else np.zeros_like(self.candidate_mask)
+
+    @property
     def hematoma_patch_count(self) -> int:
-        """Number of hematoma patches in the whole series."""
+        """Number of reported hematoma patches in the series."""
         return int(self.hematoma_mask.sum())
 
     @property
     def affected_slices(self) -> list[int]:
-        """Indices (into the sorted series) of slices with at least one hematoma patch."""
+        """Indices (into the sorted series) of slices with reported hematoma patches."""
         return [int(i) for i in np.flatnonzero(self.hematoma_mask.any(axis=(1, 2)))]
 
-    @property
-    def present(self) -> bool:
-        """Whether the series is called positive for intracranial hemorrhage."""
-        return self.hematoma_patch_count >= self.min_patches
+    def summary(self) -> dict[str, object]:
+        """A loggable summary: no pixel data, no patient data."""
+        return {
+            "hemorrhage_present": self.present,
+            "candidate_patches": self.candidate_patch_count,
+            "hematoma_patches": self.hematoma_patch_count,
+            "affected_slices": len(self.affected_slices),
+        }
