@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main"]
+__all__ = ["MODEL_COMMANDS", "PHANTOM_COMMANDS", "main"]
+
+PHANTOM_COMMANDS: dict[str, str] = {
+    "head-ct": "models.phantoms.head_ct",
+}
+"""``ainode phantom KIND`` → module with ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``."""
+
+MODEL_COMMANDS: dict[str, str] = {
+    "head-ct-hematoma": "models.head_ct_hematoma.commands",
+}
+"""``ainode models train|eval PACK`` → module with ``add_train_arguments``, ``run_train``,
+``add_eval_arguments`` and ``run_eval``. Modules import heavy libraries (torch) inside
+the ``run_*`` functions only."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,14 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
     phantom = sub.add_parser("phantom", help="write a synthetic series with its ground truth")
     kinds = phantom.add_subparsers(metavar="KIND")
-    head = kinds.add_parser("head-ct", help="a head CT, optionally with hematoma")
-    head.add_argument("--out", type=Path, required=True)
-    head.add_argument("--seed", type=int, default=0)
-    head.add_argument("--slices", type=int, default=24)
-    head.add_argument("--hematoma", action=argparse.BooleanOptionalAction, default=True)
-    head.add_argument("--patient-name", default="Phantom^Head")
-    head.add_argument("--patient-id", default=None)
-    head.set_defaults(func=_phantom_head_ct)
+    for kind, module_name in PHANTOM_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        parser_ = kinds.add_parser(kind, help=(module.__doc__ or "").strip().splitlines()[0])
+        module.add_cli_arguments(parser_)
+        parser_.set_defaults(func=module.run_cli)
 
     send = sub.add_parser("send", help="send DICOM files with C-STORE")
     send.add_argument("paths", type=Path, nargs="+", help="files or folders")
@@ -55,19 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     send.set_defaults(func=_send)
 
     models = sub.add_parser("models", help="train and evaluate model packs")
-    msub = models.add_subparsers(metavar="ACTION")
-    train = msub.add_parser("train", help="train a pack on phantoms and export ONNX")
-    train.add_argument("pack", choices=["head-ct-hematoma"])
-    train.add_argument("--phantoms", type=int, default=60, help="number of training phantoms")
-    train.add_argument("--epochs", type=int, default=6)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", type=Path, required=True)
-    train.set_defaults(func=_train)
-    evaluate = msub.add_parser("eval", help="evaluate a pack's weights on held-out phantoms")
-    evaluate.add_argument("pack", choices=["head-ct-hematoma"])
-    evaluate.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
-    evaluate.add_argument("--phantoms", type=int, default=40)
-    evaluate.set_defaults(func=_eval)
+    actions = models.add_subparsers(metavar="ACTION")
+    train = actions.add_parser("train", help="train a pack and export ONNX (needs the train extra)")
+    evaluate = actions.add_parser("eval", help="evaluate a pack's weights on held-out data")
+    train_packs = train.add_subparsers(metavar="PACK")
+    eval_packs = evaluate.add_subparsers(metavar="PACK")
+    for pack, module_name in MODEL_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_train_arguments(train_packs.add_parser(pack))
+        train_packs.choices[pack].set_defaults(func=module.run_train)
+        module.add_eval_arguments(eval_packs.add_parser(pack))
+        eval_packs.choices[pack].set_defaults(func=module.run_eval)
     return parser
 
 
@@ -102,18 +109,6 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _phantom_head_ct(args: argparse.Namespace) -> int:
-    from models.phantoms.head_ct import generate_head_ct, write_phantom
-
-    phantom = generate_head_ct(
-        seed=args.seed, slices=args.slices, hematoma=args.hematoma,
-        patient_name=args.patient_name, patient_id=args.patient_id,
-    )
-    files = write_phantom(phantom, args.out)
-    print(f"wrote {len(files)} files to {args.out} (hematoma: {phantom.has_hematoma})")
-    return 0
-
-
 def _send(args: argparse.Namespace) -> int:
     from .send import dicom_files, send_paths
 
@@ -126,31 +121,6 @@ def _send(args: argparse.Namespace) -> int:
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return 0 if not report.failed else 1
-
-
-def _train(args: argparse.Namespace) -> int:
-    from models.head_ct_hematoma.train import train
-
-    report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed)
-    print(json.dumps(_as_dict(report), indent=2, default=str))
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from models.head_ct_hematoma.pack import HeadCTHematomaPack
-    from models.head_ct_hematoma.train import HELD_OUT_SEED_START, evaluate
-
-    pack = HeadCTHematomaPack(weights=args.weights)
-    seeds = range(HELD_OUT_SEED_START, HELD_OUT_SEED_START + args.phantoms)
-    report = evaluate(pack.model_path(), seeds, min_patches=pack.min_patches)
-    print(json.dumps(_as_dict(report), indent=2, default=str))
-    return 0
-
-
-def _as_dict(report: object) -> object:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(report) if is_dataclass(report) and not isinstance(report, type) else report
 
 
 if __name__ == "__main__":

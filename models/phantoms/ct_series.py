@@ -181,7 +181,10 @@ def build_series(
     frame_uid = series.frame_of_reference_uid or generate_uid()
     study_date = study.date or now.strftime("%Y%m%d")
     study_time = study.time or now.strftime("%H%M%S")
-    texts = (patient.name, study.description, series.description, study.referring_physician)
+    texts = (
+        patient.name, patient.id, study.description, series.description,
+        study.referring_physician, study.accession_number,
+    )
     non_ascii = any(not t.isascii() for t in texts)
 
     datasets: list[Dataset] = []

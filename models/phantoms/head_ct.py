@@ -24,6 +24,7 @@ listed first).
 """
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,9 @@ __all__ = [
     "HEMATOMA_PATCH_FRACTION",
     "PATCH_SIZE",
     "HeadCTPhantom",
+    "add_cli_arguments",
     "generate_head_ct",
+    "run_cli",
     "patch_labels_from_pixels",
     "write_phantom",
 ]
@@ -517,3 +520,24 @@ def _lerp_matrix(out_size: int, in_size: int) -> np.ndarray:
 def _patch_count(labels: np.ndarray) -> int:
     """Number of hematoma patches of ``labels``."""
     return int((patch_labels_from_pixels(labels) == _HEM).sum())
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ainode phantom head-ct``."""
+    parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM files and the truth")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slices", type=int, default=24)
+    parser.add_argument("--hematoma", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--patient-name", default="Phantom^Head")
+    parser.add_argument("--patient-id", default=None)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``ainode phantom head-ct``: write one synthetic head CT series with its truth."""
+    phantom = generate_head_ct(
+        seed=args.seed, slices=args.slices, hematoma=args.hematoma,
+        patient_name=args.patient_name, patient_id=args.patient_id,
+    )
+    files = write_phantom(phantom, args.out)
+    print(f"wrote {len(files)} files to {args.out} (hematoma: {phantom.has_hematoma})")
+    return 0

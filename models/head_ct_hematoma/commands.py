@@ -1,0 +1,40 @@
+"""``ainode models train|eval head-ct-hematoma``."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+__all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--phantoms", type=int, default=160, help="training phantoms (half with hematoma)")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx and model.json")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, log=print)
+    print(json.dumps(asdict(report), indent=2, default=str))
+    return 0
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
+    parser.add_argument("--phantoms", type=int, default=40, help="held-out phantoms (half with hematoma)")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .pack import HeadCTHematomaPack
+    from .train import TEST_SEED_BASE, evaluate
+
+    pack = HeadCTHematomaPack(weights=args.weights)
+    seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms)
+    report = evaluate(pack.model_path(), seeds, min_patches=pack.min_patches)
+    print(json.dumps(report.summary() if hasattr(report, "summary") else asdict(report), indent=2, default=str))
+    return 0
