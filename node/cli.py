@@ -5,17 +5,25 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Sequence
 
 __all__ = ["MODEL_COMMANDS", "PHANTOM_COMMANDS", "main"]
 
 PHANTOM_COMMANDS: dict[str, str] = {
     "head-ct": "models.phantoms.head_ct",
+    "chest-ct": "models.phantoms.chest_ct",
+    "cxr": "models.phantoms.cxr",
+    "brain-mr": "models.phantoms.brain_mr",
 }
 """``ainode phantom KIND`` → module with ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``."""
 
 MODEL_COMMANDS: dict[str, str] = {
     "head-ct-hematoma": "models.head_ct_hematoma.commands",
+    "chest-ct-landmarks": "models.chest_ct_landmarks.commands",
+    "cxr-nodule": "models.cxr_nodule.commands",
+    "cxr-pneumonia": "models.cxr_pneumonia.commands",
+    "brain-mr": "models.brain_mr.commands",
 }
 """``ainode models train|eval PACK`` → module with ``add_train_arguments``, ``run_train``,
 ``add_eval_arguments`` and ``run_eval``. Modules import heavy libraries (torch) inside
@@ -49,8 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     phantom = sub.add_parser("phantom", help="write a synthetic series with its ground truth")
     kinds = phantom.add_subparsers(metavar="KIND")
-    for kind, module_name in PHANTOM_COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for kind, module in _installed(PHANTOM_COMMANDS):
         parser_ = kinds.add_parser(kind, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_cli_arguments(parser_)
         parser_.set_defaults(func=module.run_cli)
@@ -69,13 +76,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = actions.add_parser("eval", help="evaluate a pack's weights on held-out data")
     train_packs = train.add_subparsers(metavar="PACK")
     eval_packs = evaluate.add_subparsers(metavar="PACK")
-    for pack, module_name in MODEL_COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for pack, module in _installed(MODEL_COMMANDS):
         module.add_train_arguments(train_packs.add_parser(pack))
         train_packs.choices[pack].set_defaults(func=module.run_train)
         module.add_eval_arguments(eval_packs.add_parser(pack))
         eval_packs.choices[pack].set_defaults(func=module.run_eval)
     return parser
+
+
+def _installed(registry: dict[str, str]) -> list[tuple[str, ModuleType]]:
+    """The registry's command modules that exist in this installation.
+
+    A module that is absent is left out; one that exists but fails to import raises.
+    """
+    found = []
+    for name, module_name in registry.items():
+        try:
+            found.append((name, importlib.import_module(module_name)))
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+    return found
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -10,6 +10,10 @@ __all__ = ["PACKS", "load_pack"]
 
 PACKS: dict[str, str] = {
     "head-ct-hematoma": "models.head_ct_hematoma.pack:HeadCTHematomaPack",
+    "chest-ct-landmarks": "models.chest_ct_landmarks.pack:ChestCTLandmarksPack",
+    "cxr-nodule": "models.cxr_nodule.pack:CXRNodulePack",
+    "cxr-pneumonia": "models.cxr_pneumonia.pack:CXRPneumoniaPack",
+    "brain-mr": "models.brain_mr.pack:BrainMRPack",
 }
 """Pack name → ``module:class``. The class takes ``weights: Path | None``."""
 

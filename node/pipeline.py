@@ -76,6 +76,8 @@ class ModelPack(Protocol):
 
     algorithm: AlgorithmInfo
     batch_size: int
+    series_number_base: int
+    """First Series Number of this pack's result series (each pack has its own range)."""
 
     def model_path(self) -> Path:
         """Path of the ONNX graph this pack runs."""

@@ -39,7 +39,6 @@ class JobSpec:
     batch_size: int | None
     instance_paths: tuple[str, ...]
     out_dir: str
-    series_number_base: int = 9000
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         outputs = _stage("inference", run_batched, engine, inputs, spec.batch_size or pack.batch_size)
         inference_seconds = time.perf_counter() - t0
         findings = _stage("postprocess", pack.postprocess, series, outputs)
-        context = ResultContext(algorithm=pack.algorithm, series_number_base=spec.series_number_base)
+        context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base)
         objects = _stage("write", pack.write_results, series, findings, context)
         results = _stage("write", _save, objects, Path(spec.out_dir))
     except _StageError as exc:

@@ -32,6 +32,7 @@ class HeadCTHematomaPack:
 
     name = "head-ct-hematoma"
     batch_size = 8
+    series_number_base = 9000
 
     def __init__(self, weights: Path | None = None) -> None:
         self._weights = Path(weights) if weights else DEMO_WEIGHTS
