@@ -58,7 +58,7 @@ match = { Modality = "CT", BodyPartExamined = "HEAD" }
 """The embedded defaults: what ``ainode serve`` runs without ``--config``."""
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash
-_ENGINES = ("auto", "onnxruntime-cpu")
+_ENGINES = ("auto", "tensorrt", "onnxruntime-trt", "onnxruntime-cuda", "onnxruntime-cpu", "torch", "triton")
 
 
 class ConfigError(ValueError):
@@ -119,6 +119,8 @@ class ModelConfig:
     weights: Path | None = None
     engine: str = "auto"
     batch_size: int | None = None
+    triton_url: str | None = None
+    triton_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,7 @@ def _parse_destination(prefix: str, table: Mapping[str, Any]) -> DestinationConf
 def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Path) -> ModelConfig:
     if not isinstance(table, Mapping):
         raise ConfigError(prefix, "expected a table")
-    _only_keys(prefix, table, {"pack", "weights", "engine", "batch_size"})
+    _only_keys(prefix, table, {"pack", "weights", "engine", "batch_size", "triton_url", "triton_model"})
     weights = _get(prefix, table, "weights", str, None)
     engine = _get(prefix, table, "engine", str, "auto")
     if engine not in _ENGINES:
@@ -294,6 +296,9 @@ def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Pat
     batch = _get(prefix, table, "batch_size", int, None)
     if batch is not None and batch < 1:
         raise ConfigError(f"{prefix}.batch_size", f"expected a value >= 1, got {batch}")
+    triton_url = _get(prefix, table, "triton_url", str, None)
+    if engine == "triton" and not triton_url:
+        raise ConfigError(f"{prefix}.triton_url", 'required when engine = "triton"')
     weights_path = None
     if weights is not None:
         weights_path = Path(weights) if Path(weights).is_absolute() else base_dir / weights
@@ -303,6 +308,8 @@ def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Pat
         weights=weights_path,
         engine=engine,
         batch_size=batch,
+        triton_url=triton_url,
+        triton_model=_get(prefix, table, "triton_model", str, None),
     )
 
 

@@ -94,6 +94,8 @@ class Runner:
             weights=str(model.weights) if model.weights else None, engine=model.engine,
             batch_size=model.batch_size, instance_paths=paths,
             out_dir=str(self._spool.result_dir(job["id"])),
+            engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
+            triton_url=model.triton_url, triton_model=model.triton_model,
         )
 
     def _collect(self) -> None:

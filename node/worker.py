@@ -16,12 +16,12 @@ from typing import Any, Sequence
 import numpy as np
 import pydicom
 
-from .engines import create_engine
+from .engines import EngineOptions, create_engine
 from .packs import load_pack
 from .pipeline import Engine, ModelPack, ResultContext, sort_slices
 from .spool import write_durable
 
-__all__ = ["JobOutcome", "JobSpec", "run_batched", "run_job"]
+__all__ = ["JobOutcome", "JobSpec", "network_module", "run_batched", "run_job"]
 
 _PACKS: dict[tuple[str, str | None], ModelPack] = {}
 _ENGINES: dict[tuple[str, str], Engine] = {}
@@ -39,6 +39,9 @@ class JobSpec:
     batch_size: int | None
     instance_paths: tuple[str, ...]
     out_dir: str
+    engine_cache_dir: str | None = None
+    triton_url: str | None = None
+    triton_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
     try:
         series = _stage("load", _load_series, spec.instance_paths)
         pack = _stage("load", _pack, spec.pack, spec.weights)
-        engine = _stage("engine", _engine, spec.engine, pack.model_path())
+        engine = _stage("engine", _engine, spec, pack)
         engine_name = engine.name
         inputs = _stage("preprocess", pack.preprocess, series)
         t0 = time.perf_counter()
@@ -124,11 +127,22 @@ def _pack(name: str, weights: str | None) -> ModelPack:
     return _PACKS[key]
 
 
-def _engine(kind: str, model_path: Path) -> Engine:
-    key = (kind, str(model_path))
+def _engine(spec: JobSpec, pack: ModelPack) -> Engine:
+    key = (spec.engine, str(pack.model_path()))
     if key not in _ENGINES:
-        _ENGINES[key] = create_engine(kind, model_path)
+        options = EngineOptions(
+            cache_dir=Path(spec.engine_cache_dir) if spec.engine_cache_dir else None,
+            network_module=network_module(pack),
+            triton_url=spec.triton_url,
+            triton_model=spec.triton_model or spec.model,
+        )
+        _ENGINES[key] = create_engine(spec.engine, pack.model_path(), options)
     return _ENGINES[key]
+
+
+def network_module(pack: ModelPack) -> str:
+    """The module with ``build_network`` next to the pack (``models.<pack>.net``)."""
+    return type(pack).__module__.rsplit(".", 1)[0] + ".net"
 
 
 def _save(objects: Sequence[pydicom.Dataset], out_dir: Path) -> list[tuple[str, str, str]]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.head_ct_hematoma.findings import CLASS_NAMES
 
-__all__ = ["IN_CHANNELS", "PatchNet"]
+__all__ = ["IN_CHANNELS", "PatchNet", "build_network"]
 
 IN_CHANNELS = 2
 """Input channels: HU window 0..80 and a wide window -1000..2000 (see preprocess)."""
@@ -84,3 +84,13 @@ class PatchNet(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Return per-patch logits."""
         return self.head(self.stage16(self.stage8(self.stem(image))))
+
+
+def build_network(meta: dict) -> PatchNet:
+    """The architecture of the weights described by ``model.json`` (for ``model.pt``)."""
+    architecture = meta.get("architecture", {})
+    return PatchNet(
+        in_channels=int(architecture.get("in_channels", IN_CHANNELS)),
+        classes=len(meta.get("classes", CLASS_NAMES)),
+        width=int(architecture.get("width", 64)),
+    )

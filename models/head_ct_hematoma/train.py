@@ -209,6 +209,7 @@ def train(
 
     model_path = out_dir / "model.onnx"
     _export(model, model_path)
+    torch.save(model.state_dict(), model_path.with_suffix(".pt"))
     n_params = int(sum(p.numel() for p in model.parameters()))
     meta = {
         "name": MODEL_NAME,
