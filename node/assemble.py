@@ -1,8 +1,11 @@
 """The assembler: decides when a series is complete and hands it to the router.
 
 A series is complete when no instance arrived for the quiet period of the routes it
-matches (the shortest one; the global default for a series no route matches). State
-lives in the job store, so a restart resumes half-received series where they were.
+matches (the shortest one; the global default for a series no route matches), or, with
+``early_completion``, as soon as its expected number of instances is known and reached:
+a route's ``expected_instances``, one instance for a multi-frame object (Number of
+Frames), else Images in Acquisition. State lives in the job store, so a restart resumes
+half-received series where they were.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class Assembler:
         self._on_jobs = on_jobs
         self._clock = clock
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="assembler", daemon=True)
 
     def start(self) -> None:
@@ -43,7 +47,12 @@ class Assembler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """Tell the assembler instances were indexed (a series may have reached its count)."""
+        self._wake.set()
 
     def quiet_seconds(self, series: SeriesRow) -> float:
         """The quiet period that applies to ``series``."""
@@ -53,15 +62,38 @@ class Assembler:
         ]
         return min(quiets) if quiets else float(self._config.quiet_seconds)
 
+    def expected_instances(self, series: SeriesRow) -> int | None:
+        """How many instances the series should have, when that is known."""
+        counts = [r.expected_instances for r in self._router.matching(series.attrs) if r.expected_instances]
+        if counts:
+            return max(counts)
+        if series.attrs.get("NumberOfFrames"):
+            return 1
+        images = series.attrs.get("ImagesInAcquisition")
+        try:
+            return int(images) if images is not None and int(images) > 0 else None
+        except (TypeError, ValueError):
+            return None
+
+    def _completion(self, series: SeriesRow, now: float) -> str | None:
+        if self._config.early_completion:
+            expected = self.expected_instances(series)
+            if expected is not None and series.instance_count >= expected:
+                return f"{series.instance_count} of {expected} expected instances"
+        if now - series.last_received >= self.quiet_seconds(series):
+            return f"{series.instance_count} instances, quiet period over"
+        return None
+
     def run_once(self) -> int:
         """Complete and route what is due; returns how many series were routed."""
         now = self._clock()
         for series in self._store.series_in_state("received"):
-            if now - series.last_received >= self.quiet_seconds(series):
-                self._store.set_series_state(series.series_uid, "complete", f"{series.instance_count} instances")
+            why = self._completion(series, now)
+            if why is not None:
+                self._store.set_series_state(series.series_uid, "complete", why)
                 self._metrics.series_completed.inc()
                 log(_logger, logging.INFO, "series complete", series_uid=series.series_uid,
-                    instances=series.instance_count)
+                    instances=series.instance_count, reason=why)
         routed = 0
         for series in self._store.series_in_state("complete"):
             self._route(series)
@@ -79,7 +111,9 @@ class Assembler:
             self._on_jobs()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._config.poll_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self._config.poll_seconds)
+            self._wake.clear()
             try:
                 self.run_once()
             except Exception as exc:

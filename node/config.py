@@ -84,6 +84,7 @@ class NodeConfig:
 class AssemblerConfig:
     quiet_seconds: float = 10.0
     poll_seconds: float = 0.5
+    early_completion: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class RouteConfig:
     destinations: tuple[str, ...]
     match: Mapping[str, tuple[str, ...] | re.Pattern[str]]
     quiet_seconds: float | None = None
+    expected_instances: int | None = None
 
 
 @dataclass(frozen=True)
@@ -263,9 +265,9 @@ def _parse_dataclass(prefix: str, table: Mapping[str, Any], cls: type, positive:
     _only_keys(prefix, table, set(fields))
     values = {}
     for name, f in fields.items():
-        kind = (int, float) if f.type in ("float", float) else int
+        kind = {"float": (int, float), "bool": bool}.get(str(f.type), int)
         value = _get(prefix, table, name, kind, f.default)
-        if positive and value < 0:
+        if positive and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{prefix}.{name}", f"expected a value >= 0, got {value}")
         values[name] = value
     return cls(**values)
@@ -314,7 +316,7 @@ def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Pat
 
 
 def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -> RouteConfig:
-    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds"})
+    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances"})
     dests = _get(prefix, table, "destinations", list)
     for j, dest in enumerate(dests):
         if dest not in destinations:
@@ -337,10 +339,14 @@ def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) 
         else:
             raise ConfigError(where, f'expected a string, a list of strings or "re:...", got {value!r}')
     quiet = _get(prefix, table, "quiet_seconds", (int, float), None)
+    expected = _get(prefix, table, "expected_instances", int, None)
+    if expected is not None and expected < 1:
+        raise ConfigError(f"{prefix}.expected_instances", f"expected a value >= 1, got {expected}")
     return RouteConfig(
         name=_get(prefix, table, "name", str),
         model=_get(prefix, table, "model", str),
         destinations=tuple(dests),
         match=match,
         quiet_seconds=None if quiet is None else float(quiet),
+        expected_instances=expected,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import pydicom
 
@@ -53,9 +53,10 @@ def routing_attributes(ds: pydicom.Dataset) -> dict[str, Any]:
 class Indexer:
     """A thread that indexes new instances as soon as they are stored (and at start)."""
 
-    def __init__(self, store: JobStore, metrics: Metrics) -> None:
+    def __init__(self, store: JobStore, metrics: Metrics, on_indexed: Callable[[], None] = lambda: None) -> None:
         self._store = store
         self._metrics = metrics
+        self._on_indexed = on_indexed
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="indexer", daemon=True)
@@ -77,6 +78,8 @@ class Indexer:
         rows = self._store.unindexed_instances()
         for row in rows:
             self._index(row)
+        if rows:
+            self._on_indexed()
         return len(rows)
 
     def _run(self) -> None:

@@ -40,7 +40,7 @@ class Node:
         self.runner = Runner(config, self.store, self.spool, self.metrics, on_written=self.outbox.wake)
         self.assembler = Assembler(config.assembler, self.store, Router(config.routes), self.metrics,
                                    on_jobs=self.runner.wake)
-        self.indexer = Indexer(self.store, self.metrics)
+        self.indexer = Indexer(self.store, self.metrics, on_indexed=self.assembler.wake)
         self.ingest = IngestServer(
             config.node.ae_title, config.node.dicom_host, config.node.dicom_port,
             self.store, self.spool, self.metrics, on_stored=self.indexer.wake,

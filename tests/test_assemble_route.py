@@ -91,3 +91,35 @@ def test_every_state_change_is_an_event_row(tmp_path: Path):
     assert store.requeue_dead(job_id) == 1
     store.result_delivered(result.id)
     assert store.get_job(job_id)["state"] == "delivered"
+
+
+def test_series_completes_early_when_its_expected_count_is_reached(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    now = [0.0]
+    asm = Assembler(AssemblerConfig(quiet_seconds=60), store, Router([_route(Modality="CT")]), Metrics(),
+                    clock=lambda: now[0])
+    _receive(store, "1.2.3.5", at=0.0, n=2, attrs={**HEAD, "ImagesInAcquisition": 3})
+    asm.run_once()
+    assert store.get_series("1.2.3.5").state == "received", "2 of 3: wait"
+    store.add_instance("1.2.3.5.9", "1.2.840.10008.5.1.4.1.1.2", "/x/9", "MOD")
+    store.index_instance("1.2.3.5.9", "1.2.3.5", "1.2.3", HEAD, 0.1)
+    asm.run_once()
+    assert store.get_series("1.2.3.5").state == "routed", "3 of 3: no quiet period needed"
+
+
+def test_route_expected_count_and_multiframe(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    route = RouteConfig("r", "head-ct-hematoma", ("pacs",), {"Modality": ("CT",)}, expected_instances=2)
+    asm = Assembler(AssemblerConfig(quiet_seconds=60), store, Router([route]), Metrics(), clock=lambda: 0.0)
+    _receive(store, "1.2.3.6", at=0.0, n=2)
+    _receive(store, "1.2.3.7", at=0.0, n=1, attrs={"Modality": "MR", "NumberOfFrames": 40})
+    _receive(store, "1.2.3.8", at=0.0, n=1, attrs={"Modality": "MR"})
+    asm.run_once()
+    assert store.get_series("1.2.3.6").state == "routed"
+    assert store.get_series("1.2.3.7").state == "ignored"
+    assert store.get_series("1.2.3.8").state == "received", "nothing known: the quiet period applies"
+    disabled = Assembler(AssemblerConfig(quiet_seconds=60, early_completion=False), store, Router([route]),
+                         Metrics(), clock=lambda: 0.0)
+    _receive(store, "1.2.3.9", at=0.0, n=2)
+    disabled.run_once()
+    assert store.get_series("1.2.3.9").state == "received"

@@ -215,10 +215,12 @@ def test_sigkill_after_success_loses_nothing(pacs, tmp_path):
     workdir = tmp_path / "node"
     node = _start_node(workdir, pacs)
     source, files = _write_series(tmp_path / "in", seed=21, hematoma=True)
+    half = len(files) // 2
     try:
-        storescu(files, node.dicom_port)  # every instance acknowledged
-        node.kill()  # before the quiet period ends: nothing was routed yet
+        storescu(files[:half], node.dicom_port)  # Success returned for these
+        node.kill()  # a crash mid-series
         node.start(int(node.http_url.rsplit(":", 1)[1]))
+        storescu(files[half:], node.dicom_port)
         job = _job_for(node, source.SeriesInstanceUID, ("delivered", "failed"))
         assert job["state"] == "delivered", job
     finally:
