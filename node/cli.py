@@ -81,6 +81,31 @@ def _parser() -> argparse.ArgumentParser:
         train_packs.choices[pack].set_defaults(func=module.run_train)
         module.add_eval_arguments(eval_packs.add_parser(pack))
         eval_packs.choices[pack].set_defaults(func=module.run_eval)
+    build = actions.add_parser("build", help="prebuild the GPU engines (TensorRT) of every configured model")
+    build.add_argument("--config", type=Path, help="config.toml (default: the embedded defaults)")
+    build.set_defaults(func=_models_build)
+    triton = actions.add_parser("export-triton", help="write a Triton model repository for every pack")
+    triton.add_argument("out", type=Path)
+    triton.add_argument("--max-batch", type=int, default=32)
+    triton.set_defaults(func=_export_triton)
+
+    bench = sub.add_parser("bench", help="benchmarks; results go to benchmarks/RESULTS.md")
+    benches = bench.add_subparsers(metavar="BENCHMARK")
+    ingest = benches.add_parser("ingest", help="C-STORE into the node vs a raw-write receiver")
+    ingest.add_argument("--count", type=int, default=300)
+    ingest.add_argument("--senders", type=int, default=4)
+    ingest.set_defaults(func=_bench, bench="ingest")
+    engines = benches.add_parser("engines", help="latency per engine vs PyTorch eager")
+    engines.add_argument("--model", default="head-ct-hematoma")
+    engines.add_argument("--batch", type=int, default=8)
+    engines.add_argument("--iterations", type=int, default=20)
+    engines.set_defaults(func=_bench, bench="engines")
+    e2e = benches.add_parser("e2e", help="per-stage latency from storescu to results in Orthanc")
+    e2e.add_argument("--slices", type=int, default=40)
+    e2e.add_argument("--series", type=int, default=3)
+    e2e.set_defaults(func=_bench, bench="e2e")
+    for p in (ingest, engines, e2e):
+        p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     return parser
 
 
@@ -115,6 +140,60 @@ def _serve(args: argparse.Namespace) -> int:
     )
     configure_logging(config.node.log_level)
     Node(config).serve_forever()
+    return 0
+
+
+def _models_build(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engines import EngineOptions, available_engines, create_engine
+    from .packs import load_pack
+
+    config = load_config(args.config)
+    present = available_engines()
+    gpu = [e for e in ("tensorrt", "onnxruntime-trt") if e in present]
+    if not gpu:
+        print("no GPU engine here (tensorrt / onnxruntime-trt): nothing to build")
+        return 0
+    names = {route.model for route in config.routes}
+    for name in sorted(names):
+        model = config.model(name)
+        pack = load_pack(model.pack, model.weights)
+        kinds = gpu if model.engine == "auto" else [model.engine] if model.engine in gpu else []
+        for kind in kinds:
+            options = EngineOptions(cache_dir=config.node.data_dir / "engine-cache")
+            create_engine(kind, pack.model_path(), options)
+            print(f"{name}: {kind} engine ready in {options.cache_dir}")
+    return 0
+
+
+def _export_triton(args: argparse.Namespace) -> int:
+    from .triton_repository import export_repository
+
+    for path in export_repository(args.out, max_batch=args.max_batch):
+        print(f"wrote {path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.results import write_section
+
+    if args.bench == "ingest":
+        from .bench.ingest import run_ingest
+
+        body, _ = run_ingest(count=args.count, senders=args.senders)
+        title = "Ingest"
+    elif args.bench == "engines":
+        from .bench.engines import run_engines
+
+        body, _ = run_engines(args.model, args.batch, iterations=args.iterations)
+        title = f"Engines: {args.model}, batch {args.batch}"
+    else:
+        from .bench.e2e import run_e2e
+
+        body, _ = run_e2e(slices=args.slices, series=args.series)
+        title = "End to end"
+    write_section(args.results, title, body)
+    print(body)
     return 0
 
 

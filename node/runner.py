@@ -129,8 +129,10 @@ class Runner:
             return
         self._metrics.inference_seconds.labels(model, engine).observe(outcome.inference_seconds)
         self._metrics.pipeline_seconds.labels(model).observe(outcome.total_seconds)
-        self._store.job_written(outcome.job_id, outcome.results, job["destinations"], engine=outcome.engine)
+        self._store.job_written(outcome.job_id, outcome.results, job["destinations"], engine=outcome.engine,
+                                timings=outcome.stage_seconds)
         log(_logger, logging.INFO, "job written", job_id=outcome.job_id, model=model, engine=engine,
             objects=len(outcome.results), inference_seconds=round(outcome.inference_seconds, 3),
-            total_seconds=round(outcome.total_seconds, 3), **outcome.summary)
+            total_seconds=round(outcome.total_seconds, 3),
+            stages={k: round(v, 3) for k, v in outcome.stage_seconds.items()}, **outcome.summary)
         self._on_written()

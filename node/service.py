@@ -55,8 +55,18 @@ class Node:
         missing = [name for name in wanted if name not in threads]
         return {"status": "ok" if not missing else "degraded", "missing": missing, "jobs": self.store.job_counts()}
 
+    def recover_spool(self) -> int:
+        """Put instances that are on disk but missing from the job store back in it."""
+        orphans = self.spool.recover(self.store.known_instance_uids())
+        for uid, sop_class, path in orphans:
+            self.store.add_instance(uid, sop_class, str(path), "recovered")
+        if orphans:
+            log(_logger, logging.WARNING, "instances recovered from the spool", count=len(orphans))
+        return len(orphans)
+
     def start(self) -> None:
         """Start the workers, then the listeners (so nothing arrives before it can be handled)."""
+        self.recover_spool()
         self.indexer.start()
         self.assembler.start()
         self.runner.start()

@@ -50,6 +50,28 @@ class Spool:
             raise ValueError(f"SOP Instance UID is not a valid UID: {sop_instance_uid!r}")
         return self.instances / f"{sop_instance_uid}.dcm"
 
+    def recover(self, known: set[str]) -> list[tuple[str, str, Path]]:
+        """Durable instances the job store does not hold (its last rows lost in a power cut).
+
+        Returns ``(SOP Instance UID, SOP Class UID, path)`` for each; removes temporary
+        files of writes that never finished (those were never acknowledged).
+        """
+        from pydicom.filereader import read_file_meta_info
+
+        for tmp in self.instances.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        orphans = []
+        for path in self.instances.glob("*.dcm"):
+            uid = path.stem
+            if uid in known:
+                continue
+            try:
+                sop_class = str(read_file_meta_info(path).MediaStorageSOPClassUID)
+            except Exception:
+                continue
+            orphans.append((uid, sop_class, path))
+        return orphans
+
     def result_dir(self, job_id: int) -> Path:
         path = self.results / str(int(job_id))
         path.mkdir(parents=True, exist_ok=True)

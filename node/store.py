@@ -1,6 +1,9 @@
 """The job store: every instance, series, job and result, and every state change.
 
-SQLite in WAL mode with ``synchronous=FULL``: a committed row survives a crash. One
+SQLite in WAL mode with ``synchronous=NORMAL``: a committed row survives a crash of the
+node (SIGKILL); after a power loss the newest rows may be missing, so received
+instances are made durable as files first and the spool is reconciled with the store at
+start (:meth:`JobStore.known_instance_uids` and :func:`node.spool.Spool.recover`). One
 connection guarded by a lock serves all threads of the node.
 
 States::
@@ -56,6 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     stage            TEXT,
     reason           TEXT,
     engine           TEXT,
+    timings          TEXT,            -- JSON: seconds per pipeline stage
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
     UNIQUE (series_uid, route)
@@ -132,9 +136,16 @@ class JobStore:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns later versions introduced to a job store made by an earlier one."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "timings" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN timings TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -168,6 +179,10 @@ class JobStore:
                 (sop_instance_uid, sop_class_uid, path, time.time(), calling_ae),
             )
             return cur.rowcount == 1
+
+    def known_instance_uids(self) -> set[str]:
+        """Every SOP Instance UID the store holds."""
+        return {r["sop_instance_uid"] for r in self._query("SELECT sop_instance_uid FROM instances")}
 
     def unindexed_instances(self, limit: int = 500) -> list[InstanceRow]:
         """Instances whose header has not been read yet, oldest first."""
@@ -269,6 +284,9 @@ class JobStore:
         marks = ",".join("?" * len(states))
         return [_job_dict(r) for r in self._query(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states)]
 
+    def jobs_for_series(self, series_uid: str) -> list[dict[str, Any]]:
+        return [_job_dict(r) for r in self._query("SELECT * FROM jobs WHERE series_uid=? ORDER BY id", (series_uid,))]
+
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
         return _job_dict(rows[0]) if rows else None
@@ -297,7 +315,7 @@ class JobStore:
 
     def job_written(
         self, job_id: int, results: Sequence[tuple[str, str, str]], destinations: Sequence[str],
-        engine: str | None = None,
+        engine: str | None = None, timings: Mapping[str, float] | None = None,
     ) -> None:
         """Mark a job written and queue each ``(sop_uid, sop_class, path)`` for each destination."""
         now = time.time()
@@ -310,13 +328,25 @@ class JobStore:
                         (job_id, sop_uid, sop_class, path, dest, "pending", now, now),
                     )
             db.execute(
-                "UPDATE jobs SET state='written', engine=COALESCE(?, engine), updated_at=? WHERE id=?",
-                (engine, now, job_id),
+                "UPDATE jobs SET state='written', engine=COALESCE(?, engine), timings=?, updated_at=? WHERE id=?",
+                (engine, json.dumps(dict(timings or {})), now, job_id),
             )
             self._event("job", job_id, "written", f"{len(results)} objects")
             if not results or not destinations:
                 db.execute("UPDATE jobs SET state='delivered', updated_at=? WHERE id=?", (now, job_id))
                 self._event("job", job_id, "delivered", "nothing to deliver")
+
+    def series_events(self, series_uid: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT at, state, detail FROM events WHERE kind='series' AND ref=? ORDER BY id", (series_uid,))
+        return [dict(r) for r in rows]
+
+    def series_receive_span(self, series_uid: str) -> tuple[float, float] | None:
+        """When the first and the last instance of a series were received."""
+        rows = self._query(
+            "SELECT MIN(received_at) AS first, MAX(received_at) AS last FROM instances WHERE series_uid=?",
+            (series_uid,),
+        )
+        return (rows[0]["first"], rows[0]["last"]) if rows and rows[0]["first"] is not None else None
 
     def job_events(self, job_id: int) -> list[dict[str, Any]]:
         rows = self._query("SELECT at, state, detail FROM events WHERE kind='job' AND ref=? ORDER BY id", (str(job_id),))
@@ -430,6 +460,7 @@ def _series_row(r: sqlite3.Row) -> SeriesRow:
 def _job_dict(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     d["destinations"] = json.loads(d["destinations"])
+    d["timings"] = json.loads(d["timings"]) if d.get("timings") else {}
     return d
 
 

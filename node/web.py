@@ -25,6 +25,7 @@ class WebServer:
     - ``GET /healthz``: ``{"status": "ok", ...}`` while every component runs, else 503.
     - ``GET /api/jobs[?state=S&limit=N]``: the newest jobs.
     - ``GET /api/jobs/<id>``: one job with its state history and its results per destination.
+    - ``GET /api/series/<uid>``: one series: state history, receive times, its jobs.
     - ``POST /api/jobs/<id>/retry`` and ``POST /api/deadletters/retry``: queue dead-lettered
       results again.
     """
@@ -85,6 +86,19 @@ def _make_handler(store: JobStore, metrics: Metrics, health: Callable[[], dict[s
                 job["events"] = store.job_events(job["id"])
                 job["results"] = [r.__dict__ for r in store.job_results(job["id"])]
                 self._json(200, job)
+            elif len(parts) == 3 and parts[:2] == ["api", "series"]:
+                series = store.get_series(parts[2])
+                if series is None:
+                    self._json(404, {"error": "no such series"})
+                    return
+                span = store.series_receive_span(series.series_uid)
+                self._json(200, {
+                    **series.__dict__,
+                    "first_instance_at": span[0] if span else None,
+                    "last_instance_at": span[1] if span else None,
+                    "events": store.series_events(series.series_uid),
+                    "jobs": store.jobs_for_series(series.series_uid),
+                })
             else:
                 self._json(404, {"error": "not found"})
 

@@ -56,6 +56,7 @@ class JobOutcome:
     results: tuple[tuple[str, str, str], ...] = ()   # (SOP Instance UID, SOP Class UID, path)
     inference_seconds: float = 0.0
     total_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -79,39 +80,41 @@ def run_job(spec: JobSpec) -> JobOutcome:
     """Run one job; never raises."""
     started = time.perf_counter()
     engine_name: str | None = None
-    inference_seconds = 0.0
-    try:
-        series = _stage("load", _load_series, spec.instance_paths)
-        pack = _stage("load", _pack, spec.pack, spec.weights)
-        engine = _stage("engine", _engine, spec, pack)
-        engine_name = engine.name
-        inputs = _stage("preprocess", pack.preprocess, series)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn: Any, *args: Any) -> Any:
         t0 = time.perf_counter()
-        outputs = _stage("inference", run_batched, engine, inputs, spec.batch_size or pack.batch_size)
-        inference_seconds = time.perf_counter() - t0
-        findings = _stage("postprocess", pack.postprocess, series, outputs)
+        try:
+            return fn(*args)
+        except Exception as exc:
+            raise _StageError(name, exc) from exc
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+    try:
+        series = stage("load", _load_series, spec.instance_paths)
+        pack = stage("load", _pack, spec.pack, spec.weights)
+        engine = stage("engine", _engine, spec, pack)
+        engine_name = engine.name
+        inputs = stage("preprocess", pack.preprocess, series)
+        outputs = stage("inference", run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        findings = stage("postprocess", pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base)
-        objects = _stage("write", pack.write_results, series, findings, context)
-        results = _stage("write", _save, objects, Path(spec.out_dir))
+        objects = stage("write", pack.write_results, series, findings, context)
+        results = stage("write", _save, objects, Path(spec.out_dir))
     except _StageError as exc:
         reason = f"{type(exc.cause).__name__}: {exc.cause}"[:500]
         return JobOutcome(
             spec.job_id, False, exc.stage, reason, engine_name,
-            inference_seconds=inference_seconds, total_seconds=time.perf_counter() - started,
-            summary={"traceback": "".join(traceback.format_exception(exc.cause))[-2000:]},
+            inference_seconds=timings.get("inference", 0.0), total_seconds=time.perf_counter() - started,
+            stage_seconds=timings, summary={"traceback": "".join(traceback.format_exception(exc.cause))[-2000:]},
         )
     summary = findings.summary() if hasattr(findings, "summary") else {}
     return JobOutcome(
         spec.job_id, True, engine=engine_name, results=tuple(results),
-        inference_seconds=inference_seconds, total_seconds=time.perf_counter() - started, summary=summary,
+        inference_seconds=timings.get("inference", 0.0), total_seconds=time.perf_counter() - started,
+        stage_seconds=timings, summary=summary,
     )
-
-
-def _stage(stage: str, fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception as exc:
-        raise _StageError(stage, exc) from exc
 
 
 def _load_series(paths: Sequence[str]) -> list[pydicom.Dataset]:

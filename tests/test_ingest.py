@@ -95,3 +95,22 @@ def test_unreadable_instance_is_recorded_not_fatal(tmp_path):
     Indexer(store, metrics).run_once()
     assert metrics.instances_unreadable._value.get() == 1
     assert store.unindexed_instances() == []
+
+
+def test_spool_files_missing_from_the_store_are_recovered(tmp_path, small_head_ct):
+    """A power cut can lose the newest job-store rows, never an acknowledged file."""
+    from node.config import Config, NodeConfig
+    from node.service import Node
+
+    _, files = small_head_ct
+    config = Config(node=NodeConfig(data_dir=tmp_path / "data", dicom_port=0, http_port=0))
+    node = Node(config)
+    ds = pydicom.dcmread(files[0])
+    path = node.spool.instance_path(ds.SOPInstanceUID)
+    path.write_bytes(files[0].read_bytes())
+    (node.spool.instances / ".half-written.tmp").write_bytes(b"partial")
+    assert node.recover_spool() == 1
+    assert node.store.has_instance(ds.SOPInstanceUID)
+    assert not (node.spool.instances / ".half-written.tmp").exists()
+    assert node.recover_spool() == 0
+    node.store.close()

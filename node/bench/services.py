@@ -1,0 +1,170 @@
+"""Real services for tests and benchmarks: Orthanc (the PACS), the node, dcmtk storescu, on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+__all__ = ["NodeProcess", "OrthancServer", "free_port", "wait_for", "storescu"]
+
+ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # services starting up
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def storescu(files: list[Path], port: int, called_ae: str = "AINODE", calling_ae: str = "MODALITY") -> None:
+    """Send ``files`` with dcmtk's storescu, as a modality would."""
+    cmd = ["storescu", "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", str(port), *map(str, files)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+class OrthancServer:
+    """A real Orthanc from the Debian package, with its own storage folder."""
+
+    def __init__(self, workdir: Path, node_port: int | None = None, node_ae: str = "AINODE") -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        self.dicom_port = free_port()
+        self.ae_title = "ORTHANC"
+        config: dict[str, Any] = {
+            "Name": "test-pacs",
+            "StorageDirectory": str(self.workdir / "db"),
+            "IndexDirectory": str(self.workdir / "db"),
+            "HttpPort": self.http_port,
+            "HttpBindAddress": "127.0.0.1",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomAet": self.ae_title,
+            "DicomPort": self.dicom_port,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "UnknownSopClassAccepted": True,
+            "DicomModalities": {"ainode": [node_ae, "127.0.0.1", node_port or 11112]},
+            "StableAge": 2,
+        }
+        if DICOMWEB_PLUGIN.exists():
+            config["Plugins"] = [str(DICOMWEB_PLUGIN)]
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
+        self.config_path = self.workdir / "orthanc.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "OrthancServer":
+        log = open(self.workdir / "orthanc.log", "ab")
+        self._proc = subprocess.Popen([ORTHANC_BIN, str(self.config_path)], stdout=log, stderr=log)
+        wait_for(lambda: httpx.get(f"{self.url}/system", timeout=2).status_code == 200, 30, what="Orthanc")
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def instances_of_study(self, study_uid: str) -> list[dict[str, Any]]:
+        """Every instance of the study, with its main tags (``MainDicomTags`` + series tags)."""
+        found = httpx.post(f"{self.url}/tools/find", json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}},
+                           timeout=30).json()
+        instances: list[dict[str, Any]] = []
+        for study_id in found:
+            for series in self.get(f"/studies/{study_id}/series"):
+                for inst in self.get(f"/series/{series['ID']}/instances"):
+                    inst["SeriesTags"] = series["MainDicomTags"]
+                    instances.append(inst)
+        return instances
+
+    def instance_file(self, orthanc_id: str) -> bytes:
+        response = httpx.get(f"{self.url}/instances/{orthanc_id}/file", timeout=30)
+        response.raise_for_status()
+        return response.content
+
+
+class NodeProcess:
+    """``ainode serve`` as a child process, its log captured to a file."""
+
+    def __init__(self, workdir: Path, config_text: str) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.workdir / "config.toml"
+        self.config_path.write_text(config_text)
+        self.log_path = self.workdir / "node.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, http_port: int) -> "NodeProcess":
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "serve", "--config", str(self.config_path)],
+            stdout=log, stderr=log, env=env, start_new_session=True,
+        )
+        self.http_url = f"http://127.0.0.1:{http_port}"
+        wait_for(lambda: httpx.get(f"{self.http_url}/healthz", timeout=2).status_code == 200, 60, what="node")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the node and its worker processes, as a crash would."""
+        if self._proc is not None:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+            self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self._proc = None
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.http_url}/api/jobs", timeout=10).json()["jobs"]
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.http_url}/metrics", timeout=10).text
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")

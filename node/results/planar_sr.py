@@ -1,0 +1,280 @@
+"""Comprehensive 3D SR measurement reports (TID 1500) whose findings are 2D image regions.
+
+:mod:`node.results.sr` writes findings as whole-image groups (TID 1501) or segment
+references (TID 1411). Findings on a projection radiograph are better drawn on the
+image: this module writes each :class:`PlanarFindingGroup` that has a region as a
+planar ROI group (TID 1410) whose Image Region is a 2D SCOORD (ELLIPSE, CIRCLE or
+POLYLINE, in the image's pixel coordinates: column, row, with (0, 0) the top-left corner
+of the top-left pixel) on one source image; a group without a region becomes a TID 1501
+group. Everything else (observer device, Image Library, evidence, Processing Algorithm
+item, private coding schemes) is as in :func:`node.results.sr.build_measurement_report`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from node.pipeline import AlgorithmInfo
+from node.results.equipment import (
+    _check_positive_int,
+    _check_text,
+    _declare_coding_scheme,
+    _uid_or_new,
+    add_processing_algorithm,
+    check_algorithm,
+    check_source_images,
+    copy_patient_and_study,
+)
+
+__all__ = ["GRAPHIC_TYPES", "PlanarFindingGroup", "build_planar_report", "ellipse_points"]
+
+_Concept = hd.sr.CodedConcept | Code
+
+GRAPHIC_TYPES: tuple[str, ...] = ("ELLIPSE", "CIRCLE", "POLYLINE")
+"""Graphic types a planar ROI (TID 1410) region may have here."""
+
+
+@dataclass(frozen=True)
+class PlanarFindingGroup:
+    """One finding of a report, optionally outlined on one image.
+
+    Parameters
+    ----------
+    tracking_identifier:
+        Human-readable Tracking Identifier (TEXT), e.g. ``"Nodule 1"``.
+    finding:
+        Finding of the group, e.g. SCT "Nodule".
+    tracking_uid:
+        Tracking Unique Identifier; a fresh UID when omitted.
+    finding_site:
+        A :class:`highdicom.sr.FindingSite` (location, laterality, modifier) or a concept.
+    qualitative_evaluations:
+        ``(concept name, coded value)`` pairs.
+    measurements:
+        ``(concept name, value, UCUM unit)`` triples.
+    image:
+        The image the region is drawn on (required with ``graphic_type``).
+    graphic_type:
+        ``ELLIPSE``, ``CIRCLE`` or ``POLYLINE``; ``None`` for a group without a region.
+    graphic_data:
+        ``(n, 2)`` (column, row) points in pixel coordinates of ``image``.
+    """
+
+    tracking_identifier: str
+    finding: _Concept
+    tracking_uid: str = field(default_factory=hd.UID)
+    finding_site: hd.sr.FindingSite | _Concept | None = None
+    qualitative_evaluations: Sequence[tuple[_Concept, _Concept]] = ()
+    measurements: Sequence[tuple[_Concept, float, _Concept]] = ()
+    image: Dataset | None = None
+    graphic_type: str | None = None
+    graphic_data: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _check_text(self.tracking_identifier, "tracking_identifier", "Tracking Identifier")
+        _uid_or_new(self.tracking_uid, "tracking_uid")
+        _check_concept(self.finding, "finding")
+        for i, (concept, value, unit) in enumerate(self.measurements):
+            _check_concept(concept, f"measurements[{i}] concept")
+            _check_concept(unit, f"measurements[{i}] unit")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"measurements[{i}] value (NumericValue) must be a finite number, got {value!r}.")
+        for i, (concept, value) in enumerate(self.qualitative_evaluations):
+            _check_concept(concept, f"qualitative_evaluations[{i}] concept")
+            _check_concept(value, f"qualitative_evaluations[{i}] value")
+        if self.graphic_type is not None:
+            if self.graphic_type not in GRAPHIC_TYPES:
+                raise ValueError(f'"graphic_type" must be one of {GRAPHIC_TYPES}, not {self.graphic_type!r}.')
+            if not isinstance(self.image, Dataset):
+                raise TypeError('A group with a region needs "image" (a pydicom Dataset).')
+            data = np.asarray(self.graphic_data, dtype=float)
+            if data.ndim != 2 or data.shape[1] != 2 or not np.isfinite(data).all():
+                raise ValueError('"graphic_data" must be finite (n, 2) (column, row) points.')
+
+
+def ellipse_points(row: float, col: float, radius_rows: float, radius_cols: float) -> np.ndarray:
+    """ELLIPSE graphic data (major axis end points, then minor) around a pixel centre.
+
+    ``row``/``col`` are pixel indices (centre of pixel (0, 0) = 0, 0); the returned
+    (column, row) points are in DICOM image coordinates (that centre = 0.5, 0.5).
+    """
+    x, y = col + 0.5, row + 0.5
+    if radius_cols >= radius_rows:
+        points = [(x - radius_cols, y), (x + radius_cols, y), (x, y - radius_rows), (x, y + radius_rows)]
+    else:
+        points = [(x, y - radius_rows), (x, y + radius_rows), (x - radius_cols, y), (x + radius_cols, y)]
+    return np.asarray(points, dtype=float)
+
+
+def build_planar_report(
+    source_images: Sequence[Dataset],
+    groups: Sequence[PlanarFindingGroup],
+    *,
+    algorithm: AlgorithmInfo,
+    series_number: int,
+    instance_number: int = 1,
+    series_description: str,
+    evidence: Sequence[Dataset] = (),
+    procedure_reported: _Concept = codes.SCT.ImagingProcedure,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+) -> Dataset:
+    """Build a Comprehensive 3D SR (TID 1500) with planar ROI groups.
+
+    Parameters
+    ----------
+    source_images:
+        The analysed images (Image Library; every region's image must be one of them).
+    groups:
+        At least one group.
+    algorithm:
+        The model: device observer, equipment attributes, Processing Algorithm item.
+    series_number, instance_number, series_description:
+        Series Number, Instance Number (positive) and Series Description.
+    evidence:
+        Further datasets of the same study the report is about (SEG, SC ...).
+    procedure_reported:
+        Procedure Reported.
+    series_instance_uid, sop_instance_uid:
+        UIDs; fresh ones when omitted.
+
+    Returns
+    -------
+    pydicom.Dataset
+        A :class:`highdicom.sr.Comprehensive3DSR` in the source study.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When an argument is wrong; the message names it.
+    """
+    check_source_images(source_images, "source_images")
+    check_algorithm(algorithm)
+    if isinstance(groups, PlanarFindingGroup) or len(groups) == 0:
+        raise ValueError('Argument "groups" must be a non-empty sequence of PlanarFindingGroup.')
+    source_uids = {str(ds.SOPInstanceUID) for ds in source_images}
+    for i, group in enumerate(groups):
+        if not isinstance(group, PlanarFindingGroup):
+            raise TypeError(f'Item {i} of argument "groups" must be a PlanarFindingGroup.')
+        if group.image is not None and str(group.image.SOPInstanceUID) not in source_uids:
+            raise ValueError(f'The image of group {i} is not one of "source_images".')
+    if evidence:
+        check_source_images(evidence, "evidence")
+        if evidence[0].StudyInstanceUID != source_images[0].StudyInstanceUID:
+            raise ValueError('Argument "evidence" must be in the study of "source_images".')
+    _check_concept(procedure_reported, "procedure_reported")
+    _check_text(series_description, "series_description", "SeriesDescription")
+    _check_positive_int(series_number, "series_number", "SeriesNumber")
+    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
+    series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
+    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+
+    first = source_images[0]
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=algorithm.device_uid,
+            name=algorithm.name,
+            manufacturer_name=algorithm.manufacturer,
+            model_name=algorithm.name,
+        ),
+    )
+    algorithm_id = hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=procedure_reported,
+        imaging_measurements=[_group_template(g, algorithm_id) for g in groups],
+        referenced_images=list(source_images),
+    )
+    seen: set[str] = set()
+    all_evidence = []
+    for ds in [*source_images, *evidence]:
+        if str(ds.SOPInstanceUID) not in seen:
+            seen.add(str(ds.SOPInstanceUID))
+            all_evidence.append(ds)
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=all_evidence,
+        content=report,
+        series_instance_uid=series_instance_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=algorithm.manufacturer,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        series_description=series_description,
+        manufacturer_model_name=algorithm.name,
+        software_versions=algorithm.version,
+        device_serial_number=algorithm.device_uid,
+        specific_character_set=first.get("SpecificCharacterSet"),
+    )
+    copy_patient_and_study(sr, first)
+    for designator in sorted(_private_schemes(groups, procedure_reported)):
+        _declare_coding_scheme(sr, hd.coding_schemes.CodingSchemeIdentificationItem(designator=designator))
+    add_processing_algorithm(sr, algorithm)
+    return sr
+
+
+def _group_template(group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIdentification):
+    tracking = hd.sr.TrackingIdentifier(uid=group.tracking_uid, identifier=group.tracking_identifier)
+    site = group.finding_site
+    sites = None
+    if site is not None:
+        sites = [site if isinstance(site, hd.sr.FindingSite) else hd.sr.FindingSite(site)]
+    evaluations = [hd.sr.QualitativeEvaluation(name=n, value=v) for n, v in group.qualitative_evaluations] or None
+    measurements = [
+        hd.sr.Measurement(name=n, value=float(v), unit=u, algorithm_id=algorithm_id)
+        for n, v, u in group.measurements
+    ] or None
+    if group.graphic_type is None:
+        return hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            finding_type=group.finding,
+            algorithm_id=algorithm_id,
+            finding_sites=sites,
+            measurements=measurements,
+            qualitative_evaluations=evaluations,
+            source_images=[
+                hd.sr.SourceImageForMeasurementGroup.from_source_image(group.image)
+            ] if group.image is not None else None,
+        )
+    region = hd.sr.ImageRegion(
+        graphic_type=group.graphic_type,
+        graphic_data=np.asarray(group.graphic_data, dtype=float),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(group.image),
+    )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        referenced_region=region,
+        finding_type=group.finding,
+        algorithm_id=algorithm_id,
+        finding_sites=sites,
+        measurements=measurements,
+        qualitative_evaluations=evaluations,
+    )
+
+
+def _check_concept(value: object, name: str) -> None:
+    if not isinstance(value, (hd.sr.CodedConcept, Code)):
+        raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')
+
+
+def _private_schemes(groups: Sequence[PlanarFindingGroup], procedure: _Concept) -> set[str]:
+    concepts: list = [procedure]
+    for g in groups:
+        concepts.append(g.finding)
+        if isinstance(g.finding_site, (hd.sr.CodedConcept, Code)):
+            concepts.append(g.finding_site)
+        for name, value in g.qualitative_evaluations:
+            concepts.extend((name, value))
+        for name, _, unit in g.measurements:
+            concepts.extend((name, unit))
+    return {c.scheme_designator for c in concepts if c.scheme_designator.startswith("99")}
