@@ -13,7 +13,7 @@ from .logs import log
 from .metrics import Metrics
 from .spool import Spool
 from .store import JobStore
-from .worker import JobOutcome, JobSpec, run_job
+from .worker import JobOutcome, JobSpec, run_job, warm_up
 
 __all__ = ["Runner"]
 
@@ -45,7 +45,24 @@ class Runner:
     def start(self) -> None:
         for job in self._store.jobs_in_state("running"):
             self._store.set_job_state(job["id"], "routed", reason="interrupted by a restart; queued again")
+        self._warm_up()
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Start the worker and load every routed model's engine while no series waits."""
+        models = dict.fromkeys(route.model for route in self._config.routes)
+        specs = [self._spec({"id": 0, "model": name, "series_uid": ""}) for name in models]
+        if not specs:
+            return
+        future = self._pool.submit(warm_up, specs)
+
+        def _report(done: Future[list[str]]) -> None:
+            try:
+                log(_logger, logging.INFO, "models loaded", engines=done.result())
+            except Exception as exc:
+                log(_logger, logging.WARNING, "model warm-up failed", reason=repr(exc))
+
+        future.add_done_callback(_report)
 
     def stop(self) -> None:
         self._stop.set()
@@ -73,8 +90,6 @@ class Runner:
             return
         for job in self._store.jobs_in_state("routed")[:free]:
             spec = self._spec(job)
-            if spec is None:
-                continue
             self._store.set_job_state(job["id"], "running")
             log(_logger, logging.INFO, "job started", job_id=job["id"], model=job["model"],
                 series_uid=job["series_uid"], instances=len(spec.instance_paths))
@@ -86,14 +101,14 @@ class Runner:
             future.add_done_callback(lambda _f: self._wake.set())
             self._running[job["id"]] = future
 
-    def _spec(self, job: dict) -> JobSpec | None:
+    def _spec(self, job: dict) -> JobSpec:
         model = self._config.model(job["model"])
-        paths = tuple(i.path for i in self._store.series_instances(job["series_uid"]))
+        paths = tuple(i.path for i in self._store.series_instances(job["series_uid"])) if job["series_uid"] else ()
         return JobSpec(
             job_id=job["id"], model=model.name, pack=model.pack,
             weights=str(model.weights) if model.weights else None, engine=model.engine,
             batch_size=model.batch_size, instance_paths=paths,
-            out_dir=str(self._spool.result_dir(job["id"])),
+            out_dir=str(self._spool.result_dir(job["id"])) if job["id"] else "",
             engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
             triton_url=model.triton_url, triton_model=model.triton_model,
         )

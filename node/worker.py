@@ -21,7 +21,7 @@ from .packs import load_pack
 from .pipeline import Engine, ModelPack, ResultContext, sort_slices
 from .spool import write_durable
 
-__all__ = ["JobOutcome", "JobSpec", "network_module", "run_batched", "run_job"]
+__all__ = ["JobOutcome", "JobSpec", "network_module", "run_batched", "run_job", "warm_up"]
 
 _PACKS: dict[tuple[str, str | None], ModelPack] = {}
 _ENGINES: dict[tuple[str, str], Engine] = {}
@@ -115,6 +115,22 @@ def run_job(spec: JobSpec) -> JobOutcome:
         inference_seconds=timings.get("inference", 0.0), total_seconds=time.perf_counter() - started,
         stage_seconds=timings, summary=summary,
     )
+
+
+def warm_up(specs: Sequence[JobSpec]) -> list[str]:
+    """Load each spec's pack and engine into this worker process before the first series.
+
+    Returns one line per model: the engine it got, or why it could not be loaded (the
+    job will then fail with that reason at its ``load`` or ``engine`` stage).
+    """
+    lines = []
+    for spec in specs:
+        try:
+            pack = _pack(spec.pack, spec.weights)
+            lines.append(f"{spec.model}: {_engine(spec, pack).name}")
+        except Exception as exc:
+            lines.append(f"{spec.model}: not loaded ({type(exc).__name__}: {exc})")
+    return lines
 
 
 def _load_series(paths: Sequence[str]) -> list[pydicom.Dataset]:

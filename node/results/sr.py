@@ -138,8 +138,10 @@ def build_measurement_report(
     """Build a Comprehensive 3D SR Measurement Report (TID 1500).
 
     The report's observer is the algorithm as a DEVICE (TID 1004: Device
-    Observer UID, Name, Manufacturer, Model Name); its Image Library lists
-    ``source_images``; each group carries its tracking identifier and UID, the
+    Observer UID, Name, Manufacturer, Model Name); its Image Library lists the
+    images the groups reference (or, when they reference none, the first source
+    image: the library needs one entry, and every entry costs time in highdicom);
+    each group carries its tracking identifier and UID, the
     finding, the algorithm identification (TID 4019), qualitative evaluations and
     numeric measurements. Every instance the content references is recorded as
     evidence, plus the extra ``evidence`` datasets (such as the SEG).
@@ -147,7 +149,7 @@ def build_measurement_report(
     Parameters
     ----------
     source_images:
-        Images of the analysed series (the Image Library).
+        Images of the analysed series (all recorded as evidence).
     groups:
         The report's finding groups (at least one).
     algorithm:
@@ -219,7 +221,7 @@ def build_measurement_report(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=procedure_reported,
         imaging_measurements=[_group_template(g, algorithm_id) for g in groups],
-        referenced_images=list(source_images),
+        referenced_images=_library_images(source_images, groups),
     )
 
     all_evidence = _unique_instances(
@@ -334,6 +336,11 @@ def _source_series_uid(seg: Dataset) -> str:
             "The segmentation lacks ReferencedSeriesSequence[0].SeriesInstanceUID; "
             "give the group referenced_images instead."
         ) from error
+
+
+def _library_images(source_images: Sequence[Dataset], groups: Sequence[FindingGroup]) -> list[Dataset]:
+    referenced = _unique_instances([ds for g in groups for ds in g.referenced_images])
+    return referenced or [source_images[0]]
 
 
 def _check_concept(value: object, name: str) -> None:
