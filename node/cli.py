@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         eval_packs.choices[pack].set_defaults(func=module.run_eval)
     build = actions.add_parser("build", help="prebuild the GPU engines (TensorRT) of every configured model")
     build.add_argument("--config", type=Path, help="config.toml (default: the embedded defaults)")
+    build.add_argument("--data-dir", type=Path, help="override [node] data_dir (engines go to DATA_DIR/engine-cache)")
     build.set_defaults(func=_models_build)
     triton = actions.add_parser("export-triton", help="write a Triton model repository for every pack")
     triton.add_argument("out", type=Path)
@@ -149,6 +150,7 @@ def _models_build(args: argparse.Namespace) -> int:
     from .packs import load_pack
 
     config = load_config(args.config)
+    data_dir = args.data_dir.resolve() if args.data_dir else config.node.data_dir
     present = available_engines()
     gpu = [e for e in ("tensorrt", "onnxruntime-trt") if e in present]
     if not gpu:
@@ -160,7 +162,7 @@ def _models_build(args: argparse.Namespace) -> int:
         pack = load_pack(model.pack, model.weights)
         kinds = gpu if model.engine == "auto" else [model.engine] if model.engine in gpu else []
         for kind in kinds:
-            options = EngineOptions(cache_dir=config.node.data_dir / "engine-cache")
+            options = EngineOptions(cache_dir=data_dir / "engine-cache")
             create_engine(kind, pack.model_path(), options)
             print(f"{name}: {kind} engine ready in {options.cache_dir}")
     return 0
