@@ -42,12 +42,15 @@ def triton_config(name: str, model_path: Path, max_batch: int = 32) -> str:
 
 
 def export_repository(out: Path, max_batch: int = 32) -> list[Path]:
-    """Write the repository; returns the config files written. Packs not installed are left out."""
+    """Write the repository; returns the config files written. Packs not installed, or
+    without weights, are left out."""
     written = []
     for name in PACKS:
         try:
             pack = load_pack(name)
         except (ImportError, FileNotFoundError):
+            continue
+        if not pack.model_path().exists():
             continue
         version_dir = Path(out) / name / "1"
         version_dir.mkdir(parents=True, exist_ok=True)
