@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "NodeConfig",
     "RouteConfig",
+    "SpoolConfig",
     "DEFAULT_CONFIG_TOML",
     "load_config",
     "parse_config",
@@ -41,6 +42,9 @@ quiet_seconds = 10
 max_attempts = 10
 backoff_seconds = 2.0
 backoff_max_seconds = 300.0
+
+[spool]
+retention_hours = 72
 
 [[destinations]]
 name = "pacs"
@@ -88,6 +92,12 @@ class AssemblerConfig:
 
 
 @dataclass(frozen=True)
+class SpoolConfig:
+    retention_hours: float = 72.0
+    sweep_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class EgressConfig:
     max_attempts: int = 10
     backoff_seconds: float = 2.0
@@ -130,6 +140,7 @@ class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     assembler: AssemblerConfig = field(default_factory=AssemblerConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     destinations: tuple[DestinationConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
@@ -163,10 +174,11 @@ def load_config(path: Path | None) -> Config:
 
 def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     """Validate a parsed TOML document and build a :class:`Config`."""
-    _only_keys("", raw, {"node", "assembler", "egress", "destinations", "routes", "models"})
+    _only_keys("", raw, {"node", "assembler", "egress", "spool", "destinations", "routes", "models"})
     node = _parse_node(_table(raw, "node"), base_dir)
     assembler = _parse_dataclass("assembler", _table(raw, "assembler"), AssemblerConfig, positive=True)
     egress = _parse_dataclass("egress", _table(raw, "egress"), EgressConfig, positive=True)
+    spool = _parse_dataclass("spool", _table(raw, "spool"), SpoolConfig, positive=True)
     destinations = tuple(
         _parse_destination(f"destinations[{i}]", item)
         for i, item in enumerate(_array(raw, "destinations"))
@@ -188,7 +200,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     for i, route in enumerate(routes):
         if route.model not in models and route.model not in PACKS:
             raise ConfigError(f"routes[{i}].model", f"no model or pack named {route.model!r}")
-    return Config(node, assembler, egress, destinations, routes, models)
+    return Config(node, assembler, egress, spool, destinations, routes, models)
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

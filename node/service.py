@@ -14,6 +14,7 @@ from .index import Indexer
 from .ingest import IngestServer
 from .logs import log
 from .metrics import Metrics
+from .retention import Janitor
 from .route import Router
 from .runner import Runner
 from .spool import Spool
@@ -45,6 +46,7 @@ class Node:
             config.node.ae_title, config.node.dicom_host, config.node.dicom_port,
             self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
         )
+        self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health)
         self._stopped = threading.Event()
 
@@ -71,6 +73,7 @@ class Node:
         self.assembler.start()
         self.runner.start()
         self.outbox.start()
+        self.janitor.start()
         self.web.start()
         self.ingest.start()
         log(_logger, logging.INFO, "node started", ae_title=self.config.node.ae_title,
@@ -85,6 +88,7 @@ class Node:
         self.assembler.stop()
         self.runner.stop()
         self.outbox.stop()
+        self.janitor.stop()
         self.store.close()
         self._stopped.set()
         log(_logger, logging.INFO, "node stopped")

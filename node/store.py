@@ -8,7 +8,7 @@ connection guarded by a lock serves all threads of the node.
 
 States::
 
-    series:  received → complete → routed | ignored
+    series:  received → complete → routed | ignored → purged (files removed after retention)
     job:     routed → running → written → delivered | failed(stage, reason)
     result:  pending → delivered | dead   (per object, per destination)
 
@@ -251,6 +251,29 @@ class JobStore:
             (series_uid,),
         )
         return _series_row(rows[0]) if rows else None
+
+    def purgeable_series(self, before: float) -> list[str]:
+        """Series finished before ``before``: ignored, or routed with every job delivered."""
+        rows = self._query(
+            "SELECT s.series_uid FROM series s WHERE s.updated_at < ? AND (s.state = 'ignored' OR"
+            " (s.state = 'routed' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.series_uid = s.series_uid"
+            " AND (j.state != 'delivered' OR j.updated_at >= ?))))",
+            (before, before),
+        )
+        return [r["series_uid"] for r in rows]
+
+    def purge_series(self, series_uid: str) -> tuple[list[str], list[int]]:
+        """Forget a finished series' instances (a re-sent copy is then processed anew).
+
+        Returns the instance paths and job ids whose files the caller removes.
+        """
+        with self._tx() as db:
+            paths = [r["path"] for r in db.execute("SELECT path FROM instances WHERE series_uid=?", (series_uid,))]
+            jobs = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE series_uid=?", (series_uid,))]
+            db.execute("DELETE FROM instances WHERE series_uid=?", (series_uid,))
+            db.execute("UPDATE series SET state='purged', updated_at=? WHERE series_uid=?", (time.time(), series_uid))
+            self._event("series", series_uid, "purged", f"{len(paths)} instances")
+        return paths, jobs
 
     def set_series_state(self, series_uid: str, state: str, detail: str | None = None) -> None:
         with self._tx() as db:

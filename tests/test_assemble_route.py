@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from node.assemble import Assembler
@@ -123,3 +124,28 @@ def test_route_expected_count_and_multiframe(tmp_path: Path):
     _receive(store, "1.2.3.9", at=0.0, n=2)
     disabled.run_once()
     assert store.get_series("1.2.3.9").state == "received"
+
+
+def test_retention_removes_finished_series_files_but_keeps_failed_ones(tmp_path: Path):
+    from node.config import SpoolConfig
+    from node.retention import Janitor
+    from node.spool import Spool
+
+    store = JobStore(tmp_path / "db.sqlite")
+    spool = Spool(tmp_path / "spool")
+    for series_uid, final in (("1.2.4.1", "delivered"), ("1.2.4.2", "failed")):
+        path = spool.instance_path(series_uid + ".1")
+        path.write_bytes(b"x")
+        store.add_instance(series_uid + ".1", "1.2.840.10008.5.1.4.1.1.2", str(path), "M")
+        store.index_instance(series_uid + ".1", series_uid, "1.2.3", HEAD, 0.0)
+        store.set_series_state(series_uid, "complete")
+        (job_id,) = store.route_series(series_uid, [("r", "head-ct-hematoma", [])])
+        store.set_job_state(job_id, final)
+        (spool.result_dir(job_id) / "r.dcm").write_bytes(b"r")
+    janitor = Janitor(SpoolConfig(retention_hours=1), store, spool, clock=lambda: time.time() + 7200)
+    assert janitor.sweep() == 1
+    assert not spool.instance_path("1.2.4.1.1").exists()
+    assert spool.instance_path("1.2.4.2.1").exists(), "a failed job keeps its instances"
+    assert store.get_series("1.2.4.1").state == "purged"
+    assert not store.has_instance("1.2.4.1.1"), "a re-sent copy is processed anew"
+    assert Janitor(SpoolConfig(retention_hours=1), store, spool).sweep() == 0, "not yet due"
