@@ -5,7 +5,7 @@ matches (the shortest one; the global default for a series no route matches), or
 ``early_completion``, as soon as its expected number of instances is known and reached:
 a route's ``expected_instances``, one instance for a multi-frame object (Number of
 Frames), else Images in Acquisition. State lives in the job store, so a restart resumes
-half-received series where they were.
+half-received series where they were; their quiet period starts again at the restart.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class Assembler:
         self._metrics = metrics
         self._on_jobs = on_jobs
         self._clock = clock
+        self._started_at = clock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="assembler", daemon=True)
@@ -80,7 +81,8 @@ class Assembler:
             expected = self.expected_instances(series)
             if expected is not None and series.instance_count >= expected:
                 return f"{series.instance_count} of {expected} expected instances"
-        if now - series.last_received >= self.quiet_seconds(series):
+        # Time the node was down does not count: the modality could not send then.
+        if now - max(series.last_received, self._started_at) >= self.quiet_seconds(series):
             return f"{series.instance_count} instances, quiet period over"
         return None
 

@@ -71,8 +71,10 @@ def test_state_survives_reopening_the_store(tmp_path: Path):
     reopened = JobStore(tmp_path / "db.sqlite")
     (series,) = reopened.series_in_state("received")
     assert series.instance_count == 2 and series.last_received == 50.0
+    now = [55.0]
     asm = Assembler(AssemblerConfig(quiet_seconds=10), reopened, Router([_route(Modality="CT")]), Metrics(),
-                    clock=lambda: 61.0)
+                    clock=lambda: now[0])
+    now[0] = 65.0
     asm.run_once()
     assert reopened.get_series("1.2.3.3").state == "routed"
 
@@ -149,3 +151,16 @@ def test_retention_removes_finished_series_files_but_keeps_failed_ones(tmp_path:
     assert store.get_series("1.2.4.1").state == "purged"
     assert not store.has_instance("1.2.4.1.1"), "a re-sent copy is processed anew"
     assert Janitor(SpoolConfig(retention_hours=1), store, spool).sweep() == 0, "not yet due"
+
+
+def test_downtime_does_not_count_toward_the_quiet_period(tmp_path: Path):
+    store = JobStore(tmp_path / "db.sqlite")
+    _receive(store, "1.2.3.10", at=0.0, n=2)
+    now = [100.0]  # the node restarts long after the last instance
+    asm = Assembler(AssemblerConfig(quiet_seconds=10), store, Router([_route(Modality="CT")]), Metrics(),
+                    clock=lambda: now[0])
+    asm.run_once()
+    assert store.get_series("1.2.3.10").state == "received"
+    now[0] = 110.0
+    asm.run_once()
+    assert store.get_series("1.2.3.10").state == "routed"
