@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pydicom
 import pytest
 from scipy import ndimage
 
@@ -17,7 +16,7 @@ from models.cxr_nodule.findings import Detection, NoduleFindings, detect_compone
 from models.cxr_nodule.froc import froc, render_froc_png
 from models.cxr_nodule.pack import CXRNodulePack
 from models.cxr_nodule.preprocess import postprocess, preprocess
-from models.cxr_nodule.radiograph import Geometry, patient_side, resample
+from models.cxr_nodule.radiograph import patient_side, resample
 from models.cxr_nodule.report import write_results
 from models.cxr_nodule.train import TEST_SEED_BASE, evaluate, make_sample, phantom_for_seed
 from models.phantoms.cxr import generate_cxr
@@ -82,9 +81,12 @@ def test_preprocess_reads_both_encodings_alike():
     a = generate_cxr(seed=9, size=512, photometric="MONOCHROME1").dataset
     b = generate_cxr(seed=9, size=512, photometric="MONOCHROME2").dataset
     x = preprocess([a, b])["image"]
-    assert x.shape == (2, 1, 256, 256) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
-    assert np.allclose(x[0], x[1], atol=1e-5)
+    assert x.shape == (2, 2, 256, 256) and x.dtype == np.float32
+    assert 0.0 <= x[:, 0].min() and x[:, 0].max() <= 1.0
+    assert -1.0 <= x[:, 1].min() and x[:, 1].max() <= 1.0
+    assert np.allclose(x[0], x[1], atol=1e-4)
+    detail = x[0, 1]
+    assert abs(float(detail.mean())) < 0.05, "the detail channel is a high-pass"
 
 
 def test_postprocess_maps_components_to_the_source():
@@ -159,7 +161,7 @@ def test_pack_and_committed_onnx():
     assert META["trained_on"]["seeds"][1] < TEST_SEED_BASE
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
-    (logits,) = session.run(["logits"], {"image": np.zeros((2, 1, 256, 256), np.float32)})
+    (logits,) = session.run(["logits"], {"image": np.zeros((2, 2, 256, 256), np.float32)})
     assert logits.shape == (2, 1, 256, 256)
 
 
@@ -206,15 +208,15 @@ def test_training_smoke(tmp_path):
     from models.cxr_nodule.net import build_network
     from models.cxr_nodule.train import train
 
-    meta = train(4, tmp_path, epochs=1, seed=0, nac_weight=1.0, val_phantoms=2, test_phantoms=0)
+    meta = train(4, tmp_path, epochs=1, seed=0, nac_weight=0.5, val_phantoms=2, test_phantoms=0)
     assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.pt").exists()
-    assert meta["name"] == "cxr-nodule" and meta["trained_on"]["nac_weight"] == 1.0
+    assert meta["name"] == "cxr-nodule" and meta["trained_on"]["nac_weight"] == 0.5
     import torch
 
     net = build_network(meta)
     net.load_state_dict(torch.load(tmp_path / "model.pt"))
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 1, 256, 256), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, 2, 256, 256), dtype=np.float32)
     with torch.no_grad():
         eager = net.eval()(torch.from_numpy(x)).numpy()
     assert np.allclose(session.run(["logits"], {"image": x})[0], eager, atol=1e-4)

@@ -153,7 +153,7 @@ def test_monochrome1_radiograph_with_a_large_nodule(node, pacs, tmp_path):
     distances = [np.hypot(c[1] - truth.row, c[0] - truth.col) for c in centres]
     assert min(distances) <= truth.radius_px
     hit = int(np.argmin(distances))
-    assert numeric_values(nodule_sr)["Diameter"][hit] == pytest.approx(truth.diameter_mm, rel=0.5)
+    assert numeric_values(nodule_sr)["Diameter"][hit] == pytest.approx(truth.diameter_mm, rel=0.6)
     assert seg.SegmentSequence[0].SegmentLabel == "Nodule"
 
     # the pneumonia SC references its source and the SR gives probability and location

@@ -1,0 +1,62 @@
+"""The CXR nodule model pack: the node's view of it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from pydicom import Dataset
+
+from node.pipeline import AlgorithmInfo, ResultContext
+
+from . import preprocess as _steps
+from .findings import NoduleFindings
+from .report import write_results
+
+__all__ = ["CXRNodulePack", "DEMO_WEIGHTS"]
+
+DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+
+
+class CXRNodulePack:
+    """U-Net nodule segmentation on a chest radiograph; detections = connected components.
+
+    Parameters
+    ----------
+    weights:
+        An ONNX graph with input ``image`` ``(N, 1, 256, 256)`` and output ``logits``;
+        its ``model.json`` beside it gives version, DeviceUID, the candidate threshold and
+        the reporting score threshold. ``None`` takes the demo weights trained on phantoms.
+    """
+
+    name = "cxr-nodule"
+    batch_size = 4
+    series_number_base = 9020
+
+    def __init__(self, weights: Path | None = None) -> None:
+        self._weights = Path(weights) if weights else DEMO_WEIGHTS
+        meta_path = self._weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.candidate_threshold = float(meta.get("candidate_threshold", 0.2))
+        self.score_threshold = float(meta.get("score_threshold", 0.5))
+        self.algorithm = AlgorithmInfo(
+            name="ainode CXR nodule U-Net",
+            version=str(meta.get("version", "unversioned")),
+            device_uid=str(meta.get("device_uid", "2.25.0")),
+        )
+
+    def model_path(self) -> Path:
+        return self._weights
+
+    def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
+        return _steps.preprocess(series)
+
+    def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> NoduleFindings:
+        return _steps.postprocess(
+            series, outputs,
+            candidate_threshold=self.candidate_threshold, score_threshold=self.score_threshold,
+        )
+
+    def write_results(self, series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext) -> list[Dataset]:
+        return write_results(series, findings, context)

@@ -1,0 +1,146 @@
+"""Reading a chest radiograph for a model (numpy/scipy only), shared by the CXR packs.
+
+:func:`read_radiograph` returns the image in the MONOCHROME2 sense (dense = high value)
+whatever the encoding: Modality LUT (Rescale Slope / Intercept) first, then MONOCHROME1
+values are negated. :func:`to_model` pads the image to a square (edge values), blurs it
+against aliasing and resamples it to ``size`` x ``size`` (pixel-area aligned), then maps
+the 1st..99th percentile to 0..1. :class:`Geometry` maps model pixels back to source
+pixels, so that detections and heatmaps are reported on the acquired matrix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.pixels import apply_modality_lut
+from scipy import ndimage
+
+__all__ = ["Geometry", "normalise", "patient_side", "pixel_spacing_mm", "read_radiograph", "resample", "to_model"]
+
+_ASSUMED_FIELD_MM = 430.0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a source image of ``rows`` x ``cols`` maps to the ``size`` x ``size`` model grid.
+
+    The source is padded to a square of ``side`` pixels (``pad_top``/``pad_left`` before it)
+    and scaled by ``size / side``; model pixel ``m`` covers padded source pixels
+    ``[m / scale, (m + 1) / scale)``.
+    """
+
+    rows: int
+    cols: int
+    size: int
+    pad_top: int
+    pad_left: int
+    side: int
+
+    @property
+    def scale(self) -> float:
+        """Model pixels per source pixel."""
+        return self.size / self.side
+
+    def to_source(self, row: float, col: float) -> tuple[float, float]:
+        """Source pixel coordinates (row, col) of a model pixel position."""
+        return (
+            (row + 0.5) / self.scale - 0.5 - self.pad_top,
+            (col + 0.5) / self.scale - 0.5 - self.pad_left,
+        )
+
+    def to_model(self, row: float, col: float) -> tuple[float, float]:
+        """Model pixel coordinates of a source pixel position."""
+        return (
+            (row + self.pad_top + 0.5) * self.scale - 0.5,
+            (col + self.pad_left + 0.5) * self.scale - 0.5,
+        )
+
+    def map_to_source(self, values: np.ndarray) -> np.ndarray:
+        """Nearest-neighbour map of a ``(size, size)`` array onto the source matrix."""
+        r = np.clip(((np.arange(self.rows) + self.pad_top) * self.scale).astype(int), 0, self.size - 1)
+        c = np.clip(((np.arange(self.cols) + self.pad_left) * self.scale).astype(int), 0, self.size - 1)
+        return values[np.ix_(r, c)]
+
+    def smooth_to_source(self, values: np.ndarray) -> np.ndarray:
+        """Bilinear map of a ``(size, size)`` float array onto the source matrix."""
+        r = (np.arange(self.rows) + self.pad_top + 0.5) * self.scale - 0.5
+        c = (np.arange(self.cols) + self.pad_left + 0.5) * self.scale - 0.5
+        rr, cc = np.meshgrid(r, c, indexing="ij")
+        return ndimage.map_coordinates(values.astype(np.float32), [rr, cc], order=1, mode="nearest")
+
+
+def read_radiograph(ds: Dataset) -> np.ndarray:
+    """The radiograph as float32, dense = high (MONOCHROME1 negated).
+
+    Raises
+    ------
+    ValueError
+        When the image is not a single-frame greyscale image.
+    """
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"a chest radiograph must be MONOCHROME1/2, not {photometric!r}")
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise ValueError("a chest radiograph must be a single frame")
+    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    return -values if photometric == "MONOCHROME1" else values
+
+
+def pixel_spacing_mm(ds: Dataset) -> float:
+    """Mean pixel spacing in mm: Pixel Spacing, else Imager Pixel Spacing.
+
+    Without either, a 430 mm detector field is assumed.
+    """
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2:
+            return float((float(value[0]) + float(value[1])) / 2)
+    return _ASSUMED_FIELD_MM / max(int(ds.Rows), int(ds.Columns))
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Map the 1st..99th percentile to 0..1 (clipped), float32."""
+    low, high = np.percentile(image, (1.0, 99.0))
+    return np.clip((image - low) / max(float(high - low), 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def resample(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:
+    """Pad ``image`` to a square and resample it to ``size`` x ``size`` (not normalised)."""
+    rows, cols = image.shape
+    side = max(rows, cols)
+    top, left = (side - rows) // 2, (side - cols) // 2
+    square = np.pad(image, ((top, side - rows - top), (left, side - cols - left)), mode="edge")
+    scale = size / side
+    if scale < 1.0:
+        square = ndimage.gaussian_filter(square, 0.5 / scale)
+    out = _zoom_area(square, size)
+    return out.astype(np.float32), Geometry(rows, cols, size, top, left, side)
+
+
+def to_model(ds: Dataset, size: int) -> tuple[np.ndarray, Geometry]:
+    """A radiograph as the ``(size, size)`` model input in [0, 1], with its geometry."""
+    image, geometry = resample(read_radiograph(ds), size)
+    return normalise(image), geometry
+
+
+def _zoom_area(square: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear sampling at the centres of the ``size`` x ``size`` model pixels."""
+    side = square.shape[0]
+    centres = (np.arange(size) + 0.5) * side / size - 0.5
+    rr, cc = np.meshgrid(centres, centres, indexing="ij")
+    return ndimage.map_coordinates(square, [rr, cc], order=1, mode="nearest")
+
+
+def patient_side(ds: Dataset, col: float) -> str:
+    """``"right"`` or ``"left"``: the patient's side of a column of the image.
+
+    Uses the first Patient Orientation value (the direction of increasing column); a
+    radiograph without one is taken as displayed PA (``L``: column 0 is the patient's right).
+    """
+    orientation = ds.get("PatientOrientation")
+    towards = str(orientation[0])[:1] if orientation is not None and len(orientation) == 2 else "L"
+    left_half = col < int(ds.Columns) / 2.0
+    if towards == "R":
+        return "left" if left_half else "right"
+    return "right" if left_half else "left"

@@ -1,0 +1,61 @@
+"""The CXR pneumonia model pack: the node's view of it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from pydicom import Dataset
+
+from node.pipeline import AlgorithmInfo, ResultContext
+
+from . import preprocess as _steps
+from .findings import PneumoniaFindings
+from .report import write_results
+
+__all__ = ["CXRPneumoniaPack", "DEMO_WEIGHTS"]
+
+DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+
+
+class CXRPneumoniaPack:
+    """Pneumonia classifier (GAP + linear head) with its Grad-CAM heatmap.
+
+    Parameters
+    ----------
+    weights:
+        An ONNX graph with input ``image`` and outputs ``probability`` and ``features``;
+        its ``model.json`` beside it gives version, DeviceUID, the decision threshold and
+        the linear head's weights (``head.weight``). ``None`` takes the demo weights.
+    """
+
+    name = "cxr-pneumonia"
+    batch_size = 4
+    series_number_base = 9030
+
+    def __init__(self, weights: Path | None = None) -> None:
+        self._weights = Path(weights) if weights else DEMO_WEIGHTS
+        meta_path = self._weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.head_weights = np.asarray(meta.get("head", {}).get("weight", []), dtype=np.float32)
+        self.algorithm = AlgorithmInfo(
+            name="ainode CXR pneumonia Grad-CAM",
+            version=str(meta.get("version", "unversioned")),
+            device_uid=str(meta.get("device_uid", "2.25.0")),
+        )
+
+    def model_path(self) -> Path:
+        return self._weights
+
+    def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
+        return _steps.preprocess(series)
+
+    def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> PneumoniaFindings:
+        if self.head_weights.size == 0:
+            raise ValueError(f"{self._weights.with_suffix('.json')} lacks the head weights (head.weight)")
+        return _steps.postprocess(series, outputs, head_weights=self.head_weights, threshold=self.threshold)
+
+    def write_results(self, series: Sequence[Dataset], findings: PneumoniaFindings, context: ResultContext) -> list[Dataset]:
+        return write_results(series, findings, context)
