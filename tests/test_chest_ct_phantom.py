@@ -64,16 +64,16 @@ def test_landmark_truth_follows_its_definitions(phantom):
     # diaphragm: just above the highest slice with the dome visible in a lung field
     assert dome[marks["diaphragm"] - 1] >= MIN_VISIBLE_AREA_MM2
     assert (dome[marks["diaphragm"]:] < MIN_VISIBLE_AREA_MM2).all()
-    # carina: the slice nearest the airway division
-    assert np.argmin(np.abs(phantom.z_positions - phantom.carina_z)) == marks["carina"]
-    # the airway is one lumen well above the carina and two well below
-    assert phantom.hu[marks["carina"] + 3].min() < -900
+    # carina: the most superior slice showing the airway as two lumens, just below the spur
+    assert phantom.airway_divided[marks["carina"]]
+    assert not phantom.airway_divided[marks["carina"] + 1:].any()
+    assert phantom.z_positions[marks["carina"]] < phantom.carina_z < phantom.z_positions[marks["carina"]] + 8.0
 
 
 def test_seed_varies_patient_and_is_deterministic():
-    a = generate_chest_ct(seed=11)
-    b = generate_chest_ct(seed=11)
-    c = generate_chest_ct(seed=12)
+    a = generate_chest_ct(seed=11, size=96)
+    b = generate_chest_ct(seed=11, size=96)
+    c = generate_chest_ct(seed=12, size=96)
     assert np.array_equal(a.hu, b.hu) and a.landmarks == b.landmarks
     assert a.datasets[0].SeriesInstanceUID != b.datasets[0].SeriesInstanceUID
     assert (len(a.datasets), a.landmarks, a.info["noise_hu"]) != (len(c.datasets), c.landmarks, c.info["noise_hu"])
@@ -81,8 +81,8 @@ def test_seed_varies_patient_and_is_deterministic():
 
 
 def test_thin_slices():
-    thin = generate_chest_ct(seed=3, slice_thickness=2.0, size=128)
-    thick = generate_chest_ct(seed=3, size=128)
+    thin = generate_chest_ct(seed=3, slice_thickness=2.0, size=64)
+    thick = generate_chest_ct(seed=3, size=64)
     assert 1.8 < len(thin.datasets) / len(thick.datasets) < 2.2
     assert float(thin.datasets[0].SliceThickness) == 2.0
     for name in LANDMARKS:  # the same anatomy, found at the same height (within a thick slice)
@@ -106,7 +106,7 @@ def test_write_phantom_truth_and_dciodvfy(phantom, tmp_path):
 
 
 def test_cli(tmp_path):
-    assert main(["phantom", "chest-ct", "--out", str(tmp_path), "--seed", "4", "--size", "128"]) == 0
+    assert main(["phantom", "chest-ct", "--out", str(tmp_path), "--seed", "4", "--size", "64"]) == 0
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert len(list(tmp_path.glob("*.dcm"))) == truth["slices"]
     assert set(truth["landmarks"]) == set(LANDMARKS)

@@ -1,4 +1,4 @@
-"""Result writers: model findings as standard DICOM objects (SEG, SR, SC).
+"""Result writers: model findings as standard DICOM objects (SEG, SR, KOS, SC).
 
 Every object is written into the source study with the source's patient and
 study attributes and character set, and carries the IHE AI Results "Processing
@@ -11,6 +11,8 @@ from node.results.equipment import (
     copy_character_set,
     copy_patient_and_study,
 )
+from node.results.ko import build_key_object_selection
+from node.results.planar_sr import PlanarFindingGroup, build_planar_report
 from node.results.sc import build_overlay_sc
 from node.results.seg import build_binary_seg
 from node.results.sr import FindingGroup, build_measurement_report
@@ -18,11 +20,14 @@ from node.results.sr import FindingGroup, build_measurement_report
 __all__ = [
     "PROCESSING_ALGORITHM",
     "FindingGroup",
+    "PlanarFindingGroup",
     "add_processing_algorithm",
     "algorithm_identification",
     "build_binary_seg",
+    "build_key_object_selection",
     "build_measurement_report",
     "build_overlay_sc",
+    "build_planar_report",
     "copy_character_set",
     "copy_patient_and_study",
 ]

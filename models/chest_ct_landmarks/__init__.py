@@ -1,0 +1,1 @@
+"""Chest CT position markers: lung apex, carina and upper diaphragm slice classifiers."""

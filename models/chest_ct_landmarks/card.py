@@ -1,0 +1,171 @@
+"""Render the model card (``card.md``) from ``model.json``: the figures are the measured ones."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from models.chest_ct_landmarks.findings import LANDMARKS
+from models.chest_ct_landmarks.metrics import HISTOGRAM_BINS
+
+__all__ = ["render_card"]
+
+_NAMES = {"apex": "lung apex", "carina": "tracheal bifurcation (carina)", "diaphragm": "upper diaphragm"}
+_RESEARCH = {
+    "apex": "95.1 % (EfficientNet-B4)",
+    "carina": "95.6 % (DenseNet-169)",
+    "diaphragm": "93.7 % (EfficientNet-B4)",
+}
+
+
+def render_card(meta: Mapping[str, Any]) -> str:
+    """Markdown model card for the weights described by ``meta`` (a ``model.json``)."""
+    t = meta.get("trained_on", {})
+    test = (meta.get("metrics") or {}).get("test")
+    views = meta.get("views", {})
+    lines = [
+        f"# Model card: chest-ct-landmarks (weights {meta.get('version')})",
+        "",
+        "**Demo weights trained on synthetic phantoms only. Not for clinical use.** They exist so that",
+        "the node runs and is tested end to end. Train your own on labelled chest CT with",
+        "`ainode models train chest-ct-landmarks --dicom DIR --labels labels.csv`.",
+        "",
+        "## What it does",
+        "",
+        "It follows Zhang et al. (二次元画像分類モデルによる間質性肺炎代表断面像抽出手法の開発, JCMI 2021):",
+        "three independent binary 2D slice classifiers find the position-marker slices of a chest CT,",
+        "the **lung apex** (the first slice, from the top, in which lung appears), the **tracheal",
+        "bifurcation** (the slice where the trachea divides: the first slice, from the top, in which the",
+        "airway shows as two lumens) and the **upper diaphragm** (the last slice above the one in which",
+        "the diaphragm dome shows inside the lung fields). For each landmark the",
+        "slice with the highest score is the pick. From the apex and diaphragm picks, representative",
+        "lung-parenchyma slices are placed at fixed fractions of the way down "
+        + ", ".join(f"{label} {f:.3f}" for label, f in meta.get("representative_fractions", []))
+        + " (0 = apex, 1 = diaphragm; the centres of the upper, middle and lower thirds; change",
+        "`representative_fractions` in `model.json`).",
+        "",
+        "Results: a Key Object Selection (title `(113000, DCM, \"Of Interest\")`, CID 7010) referencing",
+        "the selected slices (Series Number 9010) and a Comprehensive 3D SR (TID 1500, Series Number",
+        "9011) with one measurement group per marker and per representative slice: tracking identifier",
+        "and UID, finding site (SCT Apex of Lung / Carina / Diaphragm / Upper, Middle, Lower zone of",
+        "lung), the slice as the group's source image, the classifier score, Algorithm Identification.",
+        "",
+        "## Inputs and preprocessing (`preprocess.py`, numpy/scipy only)",
+        "",
+        "- Slices sorted inferior → superior by the node; HU from Rescale Slope/Intercept.",
+        "- A square crop around the patient (largest region above −500 HU in the series' mean image,",
+        "  bounding box + 8 %), identical for all slices; resampled to 128×128 (Gaussian anti-aliasing,",
+        "  linear interpolation). Any matrix size and field of view is accepted.",
+        f"- One lung/mediastinum window, HU {meta.get('input', {}).get('window_hu', [-1000, 200])[0]:g}.."
+        f"{meta.get('input', {}).get('window_hu', [-1000, 200])[1]:g} → 0..1.",
+        f"- ONNX input `image` `(N, 3, 128, 128)`: the slice about {meta.get('input', {}).get('context_mm', 4):g} mm",
+        "  below, the slice, the slice about 4 mm above (neighbours at 4 mm; the nearest slices 4 mm away",
+        "  for thinner series), so each classifier sees whether lung or dome begins or ends next to it.",
+        "",
+        "## Outputs and postprocessing",
+        "",
+        "- ONNX outputs `apex`, `carina`, `diaphragm`, each `(N, 1)` logits; dynamic batch axis; opset 17.",
+        "- Sigmoid → scores; per landmark the arg-max slice is the pick (`LandmarkFindings`).",
+        "",
+        "## Architecture (`net.py`)",
+        "",
+        f"- `--arch {meta.get('arch')}`" + (f", width {meta.get('width')}" if meta.get("arch") == "small" else "") + ".",
+        "  `small`: a 5×5 stride-2 stem and six 3×3 conv-BN-ReLU layers (16-32-64-64 channels, three",
+        "  strided), global average + max pooling, dropout 0.2, one linear logit; plain PyTorch.",
+        "- Views (what part of the 128×128 input each classifier sees): "
+        + ", ".join(f"{n} `{views.get(n, 'full')}`" for n in LANDMARKS)
+        + ". `downsample` = 2×2 average pooling to 64×64 (lung and dome presence), `centre` = the",
+        "  central 64×64 pixels at full resolution (the mediastinum, where the trachea divides).",
+        "- `--arch efficientnet_b4 | densenet169 | resnet50 | inception_v3` builds the research's",
+        "  architectures with timm (`timm.create_model(name, pretrained=False, num_classes=1, in_chans=3)`,",
+        "  optionally `--pretrained state_dict.pt`). timm does not import beside torch 2.13.0; install",
+        "  `torch==2.14.1 torchvision==0.29.1 timm` in a training environment to use them.",
+        f"- {t.get('parameters', '?')} parameters in all.",
+        "",
+        "## Training (`train.py`)",
+        "",
+        f"- Data: {t.get('phantoms', 0)} phantoms (`models.phantoms.chest_ct`, seeds "
+        f"{_range(t.get('seeds'))}, {t.get('slice_thickness', 4):g} mm slices, {t.get('slices', '?')} slices)"
+        + (f" and {t['real_series']} real series" if t.get("real_series") else "") + ".",
+        "- Imbalance as in the research: each batch is half positives drawn with replacement",
+        "  (**oversampling** the minority class to parity) and half negatives, of which "
+        f"{float(t.get('hard_fraction', 0.5)) * 100:.0f} % lie 1-6 slices",
+        "  from the truth (hard negatives); **class-weighted** binary cross-entropy with negatives weighing",
+        f"  {t.get('fp_weight', 2):g}× the positives, which penalises false positives.",
+        "- Augmentation: rotation ±8°, scale 0.9-1.1, shift ±5 %, intensity gain 0.9-1.1 and offset",
+        "  ±0.04, Gaussian noise σ ≤ 0.03.",
+        f"- AdamW, one-cycle learning rate (max {t.get('learning_rate', '?')}), {t.get('epochs', '?')} epochs ×"
+        f" {t.get('steps_per_epoch', '?')} steps; per step each classifier trains on "
+        + ", ".join(f"{n} {r}" for n, r in (t.get("repeats") or {}).items())
+        + f" batch(es) of {t.get('batch_size', '?')} slices.",
+        f"- Time on the shared 2-core CPU (other jobs running; one torch thread): data from the phantom"
+        f" cache {t.get('generation_seconds', '?')} s, training {t.get('training_seconds', '?')} s. Final losses: "
+        + ", ".join(f"{n} {v}" for n, v in (t.get("final_loss") or {}).items()) + ".",
+        "  Generating a 4 mm phantom and preprocessing it takes 2-7 s on that machine (`--cache DIR`",
+        "  keeps them between runs); on a quiet machine one epoch takes about 15 s.",
+        f"- Re-train: `ainode models train chest-ct-landmarks --phantoms {t.get('phantoms', 0)} --epochs"
+        f" {t.get('epochs', '?')} --steps {t.get('steps_per_epoch', '?')} --repeats "
+        + ",".join(str(v) for v in (t.get("repeats") or {}).values())
+        + f" --test-phantoms {(meta.get('metrics') or {}).get('test', {}).get('n_series', 50) if (meta.get('metrics') or {}).get('test') else 0}"
+        " --out DIR` (checkpoint per epoch, `--resume` continues).",
+        "",
+        "## Held-out evaluation (measured, onnxruntime CPU)",
+        "",
+    ]
+    if test:
+        lines += [
+            f"{test['n_series']} phantoms, seeds {_range(test.get('seed_range'))}, none used in training.",
+            "A pick counts for the **1-Up-Down precision** when it lies on the truth slice or one slice",
+            "above or below (the research's criterion); each series gives one pick per landmark.",
+            "",
+            "| landmark | 1-Up-Down precision | exact | within ±2 | mean abs offset (slices) | research (best model) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for n in LANDMARKS:
+            m = test["per_landmark"][n]
+            lines.append(
+                f"| {_NAMES[n]} | {m['one_up_down_precision']:.3f} | {m['exact']:.3f} | {m['within_2']:.3f} "
+                f"| {m['mean_abs_offset']:.2f} | {_RESEARCH[n]} |"
+            )
+        lines += [
+            "",
+            "Pick offsets (pick − truth, slices; + is superior), as in the research's Figure 5:",
+            "",
+            "| landmark | " + " | ".join(HISTOGRAM_BINS) + " |",
+            "| --- |" + " --- |" * len(HISTOGRAM_BINS),
+        ]
+        for n in LANDMARKS:
+            h = test["per_landmark"][n]["histogram"]
+            lines.append(f"| {_NAMES[n]} | " + " | ".join(str(h[b]) for b in HISTOGRAM_BINS) + " |")
+        lines += [
+            "",
+            "The research's figures are on 72 real patients with interstitial pneumonia; these are on",
+            "phantoms, so the two cannot be compared.",
+            "`tests/test_chest_ct_landmarks_model.py` re-measures the committed weights on other held-out",
+            "seeds and requires the precision stored here minus a stated margin.",
+        ]
+    else:
+        lines.append("No held-out evaluation was run for these weights.")
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "- Phantoms only: simplified anatomy (elliptical trunk, paraboloid apices and domes, tube",
+        "  airways and vessels), no arms, no motion or streak artefacts, no contrast, no disease beyond",
+        "  optional subpleural basal reticulation. Accuracy on real scans is unknown.",
+        "- Trained on 4 mm slices; thin series are accepted (context at 4 mm) but were not evaluated.",
+        "- The carina is the weakest marker. Its phantom truth counts two airway lumens on a 0.4 mm",
+        "  grid, so at the truth slice the wall between them can be thinner than one pixel of the",
+        "  128×128 input (about 2.5 mm); the model then prefers a lower slice where the two lumens are",
+        "  clearly apart (held-out seed 1,000,900: 3 slices low). Requiring a visible spur (about 2 mm)",
+        "  in the truth definition would remove most of these misses.",
+        "- One pick per landmark, always: a series that does not contain a landmark (e.g. a limited",
+        "  scan) still gets a pick, with a low score. Check the score in the SR.",
+        "- Routing decides what reaches the pack (e.g. Modality CT and BodyPartExamined CHEST).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _range(r: Any) -> str:
+    if not r:
+        return "-"
+    return f"{int(r[0]):,}..{int(r[-1]):,}"

@@ -1,0 +1,111 @@
+"""``ainode models train|eval chest-ct-landmarks``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+_ARCHS = ("small", "efficientnet_b4", "densenet169", "resnet50", "inception_v3")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ainode models train chest-ct-landmarks``."""
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for model.onnx, model.pt, model.json, checkpoint.pt and card.md")
+    parser.add_argument("--phantoms", type=int, default=0, help="training phantoms (seeds --seed ...)")
+    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--dicom", type=Path, help="folder of labelled DICOM series")
+    parser.add_argument("--labels", type=Path,
+                        help="CSV: series_instance_uid,apex,carina,diaphragm (SOP Instance UID or Instance Number)")
+    parser.add_argument("--arch", choices=_ARCHS, default="small",
+                        help="classifier architecture (timm ones need torch==2.14.1 torchvision==0.29.1 timm)")
+    parser.add_argument("--pretrained", type=Path, help="state dict to start each classifier from")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=40, help="steps per epoch (each trains all three classifiers)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--fp-weight", type=float, default=2.0, help="loss weight of negatives (penalises false positives)")
+    parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
+    parser.add_argument("--test-phantoms", type=int, default=50, help="held-out phantoms evaluated after training")
+    parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--repeats", default="1,2,1",
+                        help="batches per step for apex,carina,diaphragm (default 1,2,1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
+    parser.add_argument("--version", help="model version (default: a timestamp)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, export, evaluate and write the card."""
+    from .findings import LANDMARKS
+    from .train import train
+
+    try:
+        counts = [int(v) for v in str(args.repeats).split(",")]
+        if len(counts) != len(LANDMARKS):
+            raise ValueError(f"--repeats needs {len(LANDMARKS)} comma-separated integers")
+        report = train(
+            args.out, phantoms=args.phantoms, seed=args.seed, dicom_dir=args.dicom, labels=args.labels,
+            arch=args.arch, pretrained=args.pretrained, epochs=args.epochs, steps_per_epoch=args.steps,
+            batch_size=args.batch_size, learning_rate=args.lr, fp_weight=args.fp_weight,
+            repeats=dict(zip(LANDMARKS, counts)),
+            slice_thickness=args.slice_thickness, test_phantoms=args.test_phantoms, cache_dir=args.cache,
+            resume=args.resume, threads=args.threads, version=args.version, log=print,
+        )
+    except (RuntimeError, ValueError) as exc:
+        print(f"ainode models train chest-ct-landmarks: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({
+        "model": str(report.model_path),
+        "series": report.series,
+        "training_seconds": round(report.training_seconds, 1),
+        "test": report.test.summary() if report.test else None,
+    }, indent=2))
+    return 0
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ainode models eval chest-ct-landmarks``."""
+    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
+    parser.add_argument("--phantoms", type=int, default=50, help="held-out phantoms (seeds from 1,000,000)")
+    parser.add_argument("--first-seed", type=int, default=None, help="first held-out seed (default 1,000,000)")
+    parser.add_argument("--slice-thickness", type=float, default=4.0)
+    parser.add_argument("--dicom", type=Path, help="evaluate labelled DICOM series instead of phantoms")
+    parser.add_argument("--labels", type=Path, help="label CSV for --dicom")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON only")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Report per landmark the 1-Up-Down precision and the pick-offset histogram."""
+    from .metrics import HISTOGRAM_BINS
+    from .pack import ChestCTLandmarksPack
+    from .train import TEST_SEED_BASE, dicom_dataset, evaluate, phantom_dataset
+
+    pack = ChestCTLandmarksPack(weights=args.weights)
+    if (args.dicom is None) != (args.labels is None):
+        print("ainode models eval chest-ct-landmarks: --dicom and --labels go together", file=sys.stderr)
+        return 2
+    if args.dicom is not None:
+        data = dicom_dataset(args.dicom, args.labels)
+        report = evaluate(pack.model_path(), data, source=str(args.dicom))
+    else:
+        first = TEST_SEED_BASE if args.first_seed is None else args.first_seed
+        if first < TEST_SEED_BASE:
+            print(f"held-out seeds start at {TEST_SEED_BASE}; lower seeds are training seeds", file=sys.stderr)
+            return 2
+        seeds = range(first, first + args.phantoms)
+        data = phantom_dataset(seeds, slice_thickness=args.slice_thickness, log=None if args.json else print)
+        report = evaluate(pack.model_path(), data, source="held-out phantoms", seed_range=[seeds[0], seeds[-1]])
+    if args.json:
+        print(json.dumps(report.summary(), indent=2))
+        return 0
+    print(f"{report.n_series} series ({report.source}) in {report.seconds}s")
+    print(f"{'landmark':<10} {'1-Up-Down':>9} {'exact':>6}  " + " ".join(f"{b:>4}" for b in HISTOGRAM_BINS))
+    for name, m in report.per_landmark.items():
+        h = m["histogram"]
+        print(f"{name:<10} {m['one_up_down_precision']:>9.3f} {m['exact']:>6.3f}  "
+              + " ".join(f"{h[b]:>4}" for b in HISTOGRAM_BINS))
+    return 0

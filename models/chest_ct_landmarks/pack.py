@@ -1,0 +1,65 @@
+"""The chest CT landmark model pack: the node's view of it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from pydicom import Dataset
+
+from node.pipeline import AlgorithmInfo, ResultContext
+
+from . import preprocess as _steps
+from .findings import DEFAULT_FRACTIONS, LandmarkFindings
+from .report import write_results
+
+__all__ = ["DEMO_WEIGHTS", "ChestCTLandmarksPack"]
+
+DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+
+
+class ChestCTLandmarksPack:
+    """Three 2D slice classifiers (lung apex, carina, upper diaphragm); one pick each.
+
+    Parameters
+    ----------
+    weights:
+        An ONNX graph with input ``image`` and outputs ``apex``, ``carina``,
+        ``diaphragm``; its ``model.json`` beside it gives version, DeviceUID and the
+        representative-slice fractions. ``None`` takes the demo weights trained on
+        phantoms.
+    """
+
+    name = "chest-ct-landmarks"
+    batch_size = 32
+    series_number_base = 9010
+
+    def __init__(self, weights: Path | None = None) -> None:
+        self._weights = Path(weights) if weights else DEMO_WEIGHTS
+        meta_path = self._weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        fractions = meta.get("representative_fractions")
+        self.fractions: tuple[tuple[str, float], ...] = (
+            tuple((str(label), float(f)) for label, f in fractions) if fractions else DEFAULT_FRACTIONS
+        )
+        self.algorithm = AlgorithmInfo(
+            name="ainode chest CT landmarks",
+            version=str(meta.get("version", "unversioned")),
+            device_uid=str(meta.get("device_uid", "2.25.0")),
+        )
+
+    def model_path(self) -> Path:
+        return self._weights
+
+    def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
+        return _steps.preprocess(series)
+
+    def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> LandmarkFindings:
+        findings = _steps.postprocess(outputs, self.fractions)
+        if findings.scores.shape[0] != len(series):
+            raise ValueError(f"model returned {findings.scores.shape[0]} slices for {len(series)}")
+        return findings
+
+    def write_results(self, series: Sequence[Dataset], findings: LandmarkFindings, context: ResultContext) -> list[Dataset]:
+        return write_results(series, findings, context)

@@ -1,0 +1,159 @@
+"""DICOM result objects of the chest CT landmark model.
+
+For one analysed series the model writes, in the source study:
+
+- a Key Object Selection Document (title ``(113000, DCM, "Of Interest")`` of CID 7010)
+  referencing the three marker slices (apex, carina, diaphragm) and the representative
+  lung slices derived from them (Series Number = base);
+- a Comprehensive 3D SR (TID 1500) with one measurement group per marker and per
+  representative slice: tracking identifier and UID, the finding (a private
+  "position marker slice" / "representative lung slice" concept), the finding site
+  (SCT apex of lung, carina, diaphragm; upper / middle / lower zone of lung), the
+  referenced slice as the group's source image, the model's score, Algorithm
+  Identification, and the KOS as further evidence (Series Number = base + 1).
+
+Both carry the IHE AIR "Processing Algorithm" item in ContributingEquipmentSequence.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import highdicom as hd
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+
+from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings
+from node.pipeline import ResultContext
+from node.results import FindingGroup, build_measurement_report
+from node.results.ko import OF_INTEREST, build_key_object_selection
+
+__all__ = [
+    "CT_CHEST",
+    "FINDING_SITES",
+    "LANDMARK_SCORE",
+    "POSITION_MARKER_SLICE",
+    "REPRESENTATIVE_LUNG_SLICE",
+    "TRACKING_IDENTIFIERS",
+    "write_results",
+]
+
+CT_CHEST = hd.sr.CodedConcept("24627-2", "LN", "CT Chest")
+"""Procedure reported."""
+
+POSITION_MARKER_SLICE = hd.sr.CodedConcept("AIN-CCT-0001", "99AINODE", "Position marker slice")
+"""Private finding: the slice a landmark classifier picked."""
+
+REPRESENTATIVE_LUNG_SLICE = hd.sr.CodedConcept("AIN-CCT-0002", "99AINODE", "Representative lung slice")
+"""Private finding: a lung-parenchyma slice placed between the apex and diaphragm markers."""
+
+LANDMARK_SCORE = hd.sr.CodedConcept("AIN-CCT-0003", "99AINODE", "Landmark classifier score")
+"""Private concept: the classifier's sigmoid output for the picked slice (0..1)."""
+
+FRACTION_APEX_TO_DIAPHRAGM = hd.sr.CodedConcept(
+    "AIN-CCT-0004", "99AINODE", "Fraction of apex-to-diaphragm distance"
+)
+"""Private concept: where a representative slice lies, 0 at the apex, 1 at the diaphragm."""
+
+NO_UNITS = codes.UCUM.NoUnits
+
+FINDING_SITES: dict[str, hd.sr.CodedConcept] = {
+    "apex": hd.sr.CodedConcept("86598002", "SCT", "Apex of Lung"),
+    "carina": hd.sr.CodedConcept("28700002", "SCT", "Carina"),
+    "diaphragm": hd.sr.CodedConcept("5798000", "SCT", "Diaphragm"),
+}
+"""Finding site of each marker group."""
+
+TRACKING_IDENTIFIERS: dict[str, str] = {
+    "apex": "Lung apex slice",
+    "carina": "Tracheal bifurcation slice",
+    "diaphragm": "Upper diaphragm slice",
+}
+
+_ZONE_SITES: dict[str, hd.sr.CodedConcept] = {
+    "upper zone": hd.sr.CodedConcept("281392002", "SCT", "Upper zone of lung"),
+    "middle zone": hd.sr.CodedConcept("281393007", "SCT", "Middle zone of lung"),
+    "lower zone": hd.sr.CodedConcept("281394001", "SCT", "Lower zone of lung"),
+}
+_LUNG = hd.sr.CodedConcept("39607008", "SCT", "Lung")
+
+
+def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context: ResultContext) -> list[Dataset]:
+    """Build the KOS and the SR for one analysed series.
+
+    Parameters
+    ----------
+    series:
+        The analysed CT slices, sorted as the findings' rows.
+    findings:
+        Scores, picks and representative slices.
+    context:
+        Algorithm identity and the first Series Number to use.
+
+    Returns
+    -------
+    list[pydicom.Dataset]
+        ``[kos, sr]``.
+
+    Raises
+    ------
+    TypeError
+        When ``findings`` or ``context`` has the wrong type.
+    ValueError
+        When the findings do not fit the series.
+    """
+    if not isinstance(findings, LandmarkFindings):
+        raise TypeError(f'Argument "findings" must be LandmarkFindings, not {type(findings).__name__}.')
+    if not isinstance(context, ResultContext):
+        raise TypeError(f'Argument "context" must be a ResultContext, not {type(context).__name__}.')
+    series = list(series)
+    if findings.scores.shape[0] != len(series):
+        raise ValueError(f"findings have {findings.scores.shape[0]} slices, the series {len(series)}.")
+    algorithm = context.algorithm
+    base = int(context.series_number_base)
+
+    selected = [series[i] for i in findings.selected_indices]
+    marks = ", ".join(
+        f"{TRACKING_IDENTIFIERS[n].lower()} #{series[findings.picks[n]].get('InstanceNumber', '?')}" for n in LANDMARKS
+    )
+    zones = ", ".join(f"{r.label} #{series[r.index].get('InstanceNumber', '?')}" for r in findings.representative)
+    kos = build_key_object_selection(
+        selected,
+        algorithm=algorithm,
+        series_number=base,
+        series_description="AI chest CT key slices",
+        title=OF_INTEREST,
+        description=(f"Position markers by {algorithm.name} {algorithm.version}: {marks}"
+                     + (f"; representative lung slices: {zones}" if zones else "")
+                     + ". Labels per slice are in the accompanying SR.")[:1024],
+    )
+
+    groups = [
+        FindingGroup(
+            tracking_identifier=TRACKING_IDENTIFIERS[name],
+            finding=POSITION_MARKER_SLICE,
+            finding_site=FINDING_SITES[name],
+            measurements=((LANDMARK_SCORE, round(findings.score(name), 6), NO_UNITS),),
+            referenced_images=(series[findings.picks[name]],),
+        )
+        for name in LANDMARKS
+    ]
+    for rep in findings.representative:
+        groups.append(
+            FindingGroup(
+                tracking_identifier=f"Representative lung slice, {rep.label}",
+                finding=REPRESENTATIVE_LUNG_SLICE,
+                finding_site=_ZONE_SITES.get(rep.label, _LUNG),
+                measurements=((FRACTION_APEX_TO_DIAPHRAGM, round(rep.fraction, 6), NO_UNITS),),
+                referenced_images=(series[rep.index],),
+            )
+        )
+    sr = build_measurement_report(
+        series,
+        groups,
+        algorithm=algorithm,
+        series_number=base + 1,
+        series_description="AI chest CT landmarks",
+        evidence=[kos],
+        procedure_reported=CT_CHEST,
+    )
+    return [kos, sr]
