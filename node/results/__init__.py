@@ -1,4 +1,4 @@
-"""Result writers: model findings as standard DICOM objects (SEG, SR, KOS, SC).
+"""Result writers: model findings as standard DICOM objects (SEG, SR, KOS, SC, STL).
 
 Every object is written into the source study with the source's patient and
 study attributes and character set, and carries the IHE AI Results "Processing
@@ -16,6 +16,7 @@ from node.results.planar_sr import PlanarFindingGroup, build_planar_report
 from node.results.sc import build_overlay_sc
 from node.results.seg import build_binary_seg
 from node.results.sr import FindingGroup, build_measurement_report
+from node.results.stl import build_encapsulated_stl
 
 __all__ = [
     "PROCESSING_ALGORITHM",
@@ -24,6 +25,7 @@ __all__ = [
     "add_processing_algorithm",
     "algorithm_identification",
     "build_binary_seg",
+    "build_encapsulated_stl",
     "build_key_object_selection",
     "build_measurement_report",
     "build_overlay_sc",

@@ -1,0 +1,72 @@
+"""``ainode models train|eval brain-mr``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt and model.json")
+    parser.add_argument("--data", type=Path, help="your own cases (DICOM + labels.nii[.gz] or DICOM SEG); "
+                        "default: phantoms")
+    parser.add_argument("--phantoms", type=int, default=40, help="training phantoms (without --data)")
+    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
+    parser.add_argument("--variant", choices=("unet", "frru"), default="frru", help="skip connections")
+    parser.add_argument("--weighting", choices=("frequency", "probability", "distance"), default="probability",
+                        help="loss weighting")
+    parser.add_argument("--label-every", type=int, default=1,
+                        help="keep only every k-th slice's labels (the others are masked out of the loss)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--test-phantoms", type=int, default=8, help="held-out phantoms evaluated after training")
+    parser.add_argument("--compare", action="store_true",
+                        help="instead: train both skip variants x three weightings and the every-4th-slice "
+                             "run on phantoms, write OUT/comparison.json")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import compare, train
+
+    if args.compare:
+        summary = compare(args.out, phantoms=args.phantoms, test_phantoms=args.test_phantoms, steps=args.steps,
+                          seed=args.seed, contrast=args.contrast, log=print)
+        print(json.dumps(summary, indent=2))
+        return 0
+    cases = None
+    if args.data:
+        from .data import load_cases
+
+        cases = load_cases(args.data)
+        print(f"loaded {len(cases)} cases from {args.data}")
+    meta = train(args.out, cases=cases, phantoms=args.phantoms, seed=args.seed, contrast=args.contrast,
+                 variant=args.variant, weighting=args.weighting, label_every=args.label_every,
+                 steps=args.steps, test_phantoms=0 if cases else args.test_phantoms, log=print)
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
+    parser.add_argument("--phantoms", type=int, default=8, help="held-out phantoms (seeds from 1,000,000)")
+    parser.add_argument("--contrast", choices=("T1", "T2"), default="T1")
+    parser.add_argument("--data", type=Path, help="evaluate on your own labelled cases instead")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .pack import BrainMRPack
+    from .train import TEST_SEED_BASE, evaluate
+
+    pack = BrainMRPack(weights=args.weights)
+    cases = None
+    if args.data:
+        from .data import load_cases
+
+        cases = load_cases(args.data)
+    seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms) if cases is None else []
+    report = evaluate(pack.model_path(), seeds, contrast=args.contrast, min_tumor_ml=pack.min_tumor_ml,
+                      cases=cases)
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,67 @@
+"""The brain MR structures/tumour model pack: the node's view of it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from pydicom import Dataset
+
+from node.pipeline import AlgorithmInfo, ResultContext
+
+from . import preprocess as _steps
+from .findings import BrainMRFindings
+from .report import write_results
+
+__all__ = ["DEMO_WEIGHTS", "BrainMRPack"]
+
+DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+
+
+class BrainMRPack:
+    """2D U-Net (with a full-resolution residual stream) segmenting brain structures and tumour.
+
+    Parameters
+    ----------
+    weights:
+        An ONNX graph with input ``image`` and output ``logits``; its ``model.json``
+        beside it gives version, DeviceUID and ``min_tumor_ml``. ``None`` takes the demo
+        weights trained on T1-like post-contrast phantoms.
+    """
+
+    name = "brain-mr"
+    batch_size = 8
+    series_number_base = 9040
+
+    def __init__(self, weights: Path | None = None) -> None:
+        self._weights = Path(weights) if weights else DEMO_WEIGHTS
+        meta_path = self._weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.min_tumor_ml = float(meta.get("min_tumor_ml", 0.3))
+        self.algorithm = AlgorithmInfo(
+            name="ainode brain MR structures and tumor",
+            version=str(meta.get("version", "unversioned")),
+            device_uid=str(meta.get("device_uid", "2.25.0")),
+        )
+
+    def model_path(self) -> Path:
+        return self._weights
+
+    def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
+        return _steps.preprocess(series)
+
+    def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> BrainMRFindings:
+        logits = outputs[_steps.OUTPUT_NAME]
+        if len(logits) != len(series):
+            raise ValueError(f"model returned {len(logits)} slices for {len(series)}")
+        spacing = _steps.series_geometry(series)
+        findings = BrainMRFindings(np.zeros((0, 0, 0), np.uint8), spacing)
+        labels, _ = _steps.labels_from_logits(
+            logits, (int(series[0].Rows), int(series[0].Columns)),
+            voxel_ml=findings.voxel_ml, min_tumor_ml=self.min_tumor_ml,
+        )
+        return BrainMRFindings(labels, spacing)
+
+    def write_results(self, series: Sequence[Dataset], findings: BrainMRFindings, context: ResultContext) -> list[Dataset]:
+        return write_results(series, findings, context)

@@ -1,0 +1,180 @@
+"""DICOM result objects of the brain MR model.
+
+For one analysed series the model writes, all in the source study and frame of
+reference:
+
+- a BINARY Segmentation with one segment per structure found (cerebrum, cerebellum,
+  brain stem, ventricles, vessels; SNOMED CT codes, category "Anatomical Structure")
+  and the tumour (SCT "Neoplasm", category "Morphologically Abnormal Structure"), over
+  every slice of the series (Series Number = base);
+- a Comprehensive 3D SR (TID 1500) with one volumetric ROI group (TID 1411) per segment:
+  its volume in mL, referencing the SEG segment, with the segment's tracking UID; when
+  no tumour is found, a group "Tumor" with the finding absent (Series Number = base + 1);
+- when a tumour is found, an Encapsulated STL of its surface (marching tetrahedra of the
+  tumour mask, vertices in patient mm) (Series Number = base + 2).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+
+from models.brain_mr.classes import CLASS_CODES, TUMOR
+from models.brain_mr.findings import BrainMRFindings
+from models.brain_mr.mesh import marching_tetrahedra, voxel_affine
+from node.pipeline import AlgorithmInfo, ResultContext
+from node.results import FindingGroup, build_measurement_report
+from node.results.equipment import add_processing_algorithm, algorithm_identification, copy_patient_and_study
+from node.results.stl import build_encapsulated_stl, encode_binary_stl
+
+__all__ = ["BRAIN", "BRAIN_MRI", "MILLILITER", "VOLUME", "build_multi_segment_seg", "series_affine",
+           "tumor_surface", "write_results"]
+
+BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
+BRAIN_MRI = hd.sr.CodedConcept("24590-2", "LN", "Brain MRI")
+VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
+MILLILITER = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
+
+
+def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context: ResultContext) -> list[Dataset]:
+    """Build the SEG, the SR and (with a tumour) the STL for one analysed series.
+
+    Returns
+    -------
+    list[pydicom.Dataset]
+        ``[seg, sr]`` or ``[seg, sr, stl]``; no SEG (``[sr]``) when nothing at all was
+        segmented.
+
+    Raises
+    ------
+    TypeError
+        When ``findings`` or ``context`` has the wrong type.
+    ValueError
+        When the series and the findings disagree (slice count, matrix size).
+    """
+    if not isinstance(findings, BrainMRFindings):
+        raise TypeError(f'Argument "findings" must be BrainMRFindings, not {type(findings).__name__}.')
+    if not isinstance(context, ResultContext):
+        raise TypeError(f'Argument "context" must be a ResultContext, not {type(context).__name__}.')
+    series = list(series)
+    labels = findings.labels
+    if labels.shape != (len(series), int(series[0].Rows), int(series[0].Columns)):
+        raise ValueError(f"findings have shape {labels.shape}, the series is {len(series)} slices of "
+                         f"{series[0].Rows}x{series[0].Columns}")
+    algorithm = context.algorithm
+    base = int(context.series_number_base)
+    present = findings.present()
+    tracking = {c: hd.UID() for c in present}
+    volumes = findings.volumes_ml()
+
+    seg = None
+    if present:
+        seg = build_multi_segment_seg(series, labels, present, tracking, algorithm=algorithm,
+                                      series_number=base, series_description="AI brain structures and tumor")
+    groups = []
+    for number, c in enumerate(present, start=1):
+        _, prop, label = CLASS_CODES[c]
+        groups.append(FindingGroup(
+            tracking_identifier=label,
+            tracking_uid=tracking[c],
+            finding=prop,
+            finding_site=BRAIN if c == TUMOR else None,
+            measurements=((VOLUME, round(volumes[c], 3), MILLILITER),),
+            segmentation=seg,
+            segment_number=number,
+        ))
+    if TUMOR not in present:
+        _, neoplasm, label = CLASS_CODES[TUMOR]
+        groups.append(FindingGroup(
+            tracking_identifier=label, finding=neoplasm, finding_site=BRAIN,
+            qualitative_evaluations=((neoplasm, codes.SCT.Absent),),
+        ))
+    stl = None
+    if TUMOR in present:
+        triangles = tumor_surface(series, labels == TUMOR)
+        stl = build_encapsulated_stl(
+            series,
+            encode_binary_stl(triangles, header="ainode brain-mr tumor surface, patient LPS mm"),
+            algorithm=algorithm,
+            series_number=base + 2,
+            series_description="AI tumor surface (STL)",
+            document_title="Tumor surface",
+            source_instances=[seg],
+        )
+    evidence = [d for d in (seg, stl) if d is not None]
+    sr = build_measurement_report(
+        series, groups, algorithm=algorithm, series_number=base + 1,
+        series_description="AI brain volumes report", evidence=evidence, procedure_reported=BRAIN_MRI,
+    )
+    return [d for d in (seg, sr, stl) if d is not None]
+
+
+def build_multi_segment_seg(
+    series: Sequence[Dataset],
+    labels: np.ndarray,
+    classes: Sequence[int],
+    tracking: dict[int, str],
+    *,
+    algorithm: AlgorithmInfo,
+    series_number: int,
+    series_description: str,
+) -> Dataset:
+    """A BINARY Segmentation with one segment per label value in ``classes`` (numbered 1..)."""
+    descriptions = []
+    for number, c in enumerate(classes, start=1):
+        category, prop, label = CLASS_CODES[c]
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label,
+            segmented_property_category=category,
+            segmented_property_type=prop,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm_identification(algorithm),
+            tracking_uid=tracking[c],
+            tracking_id=label,
+        ))
+    pixels = np.stack([labels == c for c in classes], axis=-1)
+    first = series[0]
+    seg = hd.seg.Segmentation(
+        source_images=list(series),
+        pixel_array=np.ascontiguousarray(pixels),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=algorithm.manufacturer,
+        manufacturer_model_name=algorithm.name,
+        software_versions=algorithm.version,
+        device_serial_number=algorithm.device_uid,
+        omit_empty_frames=False,
+        series_description=series_description,
+        content_description="Brain structures and tumor",
+        specific_character_set=first.get("SpecificCharacterSet"),
+    )
+    copy_patient_and_study(seg, first)
+    add_processing_algorithm(seg, algorithm)
+    return seg
+
+
+def series_affine(series: Sequence[Dataset]) -> np.ndarray:
+    """4x4 voxel ``(column, row, slice)`` → patient mm matrix of a sorted series."""
+    first = series[0]
+    iop = np.asarray(first.ImageOrientationPatient, dtype=float)
+    origin = np.asarray(first.ImagePositionPatient, dtype=float)
+    if len(series) > 1:
+        last = np.asarray(series[-1].ImagePositionPatient, dtype=float)
+        step = (last - origin) / (len(series) - 1)
+    else:
+        thickness = float(getattr(first, "SpacingBetweenSlices", None) or first.SliceThickness)
+        step = np.cross(iop[:3], iop[3:]) * thickness
+    return voxel_affine(origin, iop[:3], iop[3:], step, [float(v) for v in first.PixelSpacing])
+
+
+def tumor_surface(series: Sequence[Dataset], mask: np.ndarray) -> np.ndarray:
+    """Triangles ``(n, 3, 3)`` of the tumour surface in patient mm (marching tetrahedra)."""
+    return marching_tetrahedra(mask, series_affine(series))
