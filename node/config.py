@@ -58,6 +58,30 @@ name = "head-ct"
 model = "head-ct-hematoma"
 destinations = ["pacs"]
 match = { Modality = "CT", BodyPartExamined = "HEAD" }
+
+[[routes]]
+name = "chest-ct"
+model = "chest-ct-landmarks"
+destinations = ["pacs"]
+match = { Modality = "CT", BodyPartExamined = "CHEST" }
+
+[[routes]]
+name = "cxr-nodule"
+model = "cxr-nodule"
+destinations = ["pacs"]
+match = { Modality = ["DX", "CR"], BodyPartExamined = "CHEST" }
+
+[[routes]]
+name = "cxr-pneumonia"
+model = "cxr-pneumonia"
+destinations = ["pacs"]
+match = { Modality = ["DX", "CR"], BodyPartExamined = "CHEST" }
+
+[[routes]]
+name = "brain-mr"
+model = "brain-mr"
+destinations = ["pacs"]
+match = { Modality = "MR", BodyPartExamined = "BRAIN", SeriesDescription = "re:^T1" }
 """
 """The embedded defaults: what ``ainode serve`` runs without ``--config``."""
 
