@@ -26,7 +26,7 @@ from .metrics import Metrics
 from .spool import Spool, write_durable
 from .store import JobStore
 
-__all__ = ["IngestServer", "ACCEPTED_TRANSFER_SYNTAXES"]
+__all__ = ["IngestServer", "ACCEPTED_TRANSFER_SYNTAXES", "tune_connection"]
 
 _logger = logging.getLogger("ainode.ingest")
 
@@ -46,8 +46,8 @@ _CANNOT_UNDERSTAND = 0xC000
 
 
 
-def _tune_connection(event: evt.Event) -> None:
-    """Per new connection: no Nagle delay on the responses.
+def tune_connection(event: evt.Event) -> None:
+    """Per new connection (accepted or requested): no Nagle delay on small PDUs.
 
     Larger socket reads than pynetdicom's 4 KiB and a fixed receive buffer were tried and
     measured slower here (``ainode bench ingest``), so the kernel's autotuning stays.
@@ -90,7 +90,7 @@ class IngestServer:
     def start(self) -> None:
         """Listen in background threads."""
         handlers = [
-            (evt.EVT_CONN_OPEN, _tune_connection),
+            (evt.EVT_CONN_OPEN, tune_connection),
             (evt.EVT_C_STORE, self._handle_store),
             (evt.EVT_C_ECHO, lambda event: _SUCCESS),
         ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
+from ..ingest import tune_connection
 
 __all__ = ["DeliveryOutcome", "send_files"]
 
@@ -37,7 +38,8 @@ def send_files(
     for sop_class in sorted({c for _, c in files}):
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     try:
-        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
+                             evt_handlers=[(evt.EVT_CONN_OPEN, tune_connection)])
     except Exception as exc:
         return DeliveryOutcome({path: f"association failed: {exc!r}" for path, _ in files})
     if not assoc.is_established:
