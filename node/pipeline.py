@@ -11,6 +11,9 @@ Model packs know nothing of networking; the node knows nothing of anatomy.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
@@ -18,7 +21,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from pydicom import Dataset
 
-__all__ = ["AlgorithmInfo", "Engine", "ModelPack", "ResultContext", "sort_slices"]
+__all__ = ["AlgorithmInfo", "Engine", "ModelPack", "ResultContext", "algorithm_for", "read_model_meta", "sort_slices"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,23 @@ def sort_slices(datasets: Sequence[Dataset]) -> list[Dataset]:
         return float(np.dot(normal, ipp))
 
     return sorted(datasets, key=_position)
+
+
+def read_model_meta(weights: Path) -> dict[str, Any]:
+    """The ``model.json`` beside an ONNX graph (same stem), or ``{}`` when there is none."""
+    meta_path = Path(weights).with_suffix(".json")
+    return json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+
+
+def algorithm_for(name: str, weights: Path, meta: Mapping[str, Any]) -> AlgorithmInfo:
+    """The :class:`AlgorithmInfo` of ``weights``.
+
+    Version and DeviceUID come from ``meta`` (``model.json``); weights without them get
+    version ``"unversioned"`` and a DeviceUID derived from the graph's SHA-256, so that
+    other weights always carry another DeviceUID.
+    """
+    device_uid = meta.get("device_uid")
+    if not device_uid:
+        digest = hashlib.sha256(Path(weights).read_bytes()).digest()
+        device_uid = f"2.25.{uuid.UUID(bytes=digest[:16]).int}"
+    return AlgorithmInfo(name=name, version=str(meta.get("version", "unversioned")), device_uid=str(device_uid))

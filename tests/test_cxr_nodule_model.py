@@ -18,7 +18,7 @@ from models.cxr_nodule.pack import CXRNodulePack
 from models.cxr_nodule.preprocess import postprocess, preprocess
 from models.cxr_nodule.radiograph import patient_side, resample
 from models.cxr_nodule.report import write_results
-from models.cxr_nodule.train import TEST_SEED_BASE, evaluate, make_sample, phantom_for_seed
+from models.cxr_nodule.train import TEST_SEED_BASE, evaluate, make_sample
 from models.phantoms.cxr import generate_cxr
 from node.pipeline import ModelPack, ResultContext
 

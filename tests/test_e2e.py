@@ -6,9 +6,7 @@ modality.
 """
 from __future__ import annotations
 
-import io
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +17,7 @@ import pytest
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import coded_values, numeric_values, referenced_sop_uids
-from tests.support import NodeProcess, OrthancServer, free_port, storescu, wait_for
+from tests.support import NodeProcess, OrthancServer, start_node, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,46 +29,18 @@ JAPANESE_NAME = "山田^太郎=ヤマダ^タロウ"
 PATIENT_ID = "PID-583901"
 
 
-def _config(dicom_port: int, http_port: int, orthanc: OrthancServer, broken_weights: Path) -> str:
-    return f"""
-[node]
-ae_title = "AINODE"
-dicom_host = "127.0.0.1"
-dicom_port = {dicom_port}
-http_port = {http_port}
-data_dir = "data"
-
-[assembler]
-quiet_seconds = 2
-poll_seconds = 0.2
-
-[egress]
-max_attempts = 200
-backoff_seconds = 0.5
-backoff_max_seconds = 1.0
-timeout_seconds = 10
-
-[[destinations]]
-name = "pacs"
-host = "127.0.0.1"
-port = {orthanc.dicom_port}
-ae_title = "{orthanc.ae_title}"
-
+ROUTES = """
 [[routes]]
 name = "head-ct-broken-model"
 model = "hematoma-broken"
 destinations = ["pacs"]
-match = {{ Modality = "CT", SeriesDescription = "re:BROKEN" }}
+match = { Modality = "CT", SeriesDescription = "re:BROKEN" }
 
 [[routes]]
 name = "head-ct"
 model = "head-ct-hematoma"
 destinations = ["pacs"]
-match = {{ Modality = "CT", BodyPartExamined = "HEAD", SeriesDescription = "re:^(?!.*BROKEN)" }}
-
-[models.hematoma-broken]
-pack = "head-ct-hematoma"
-weights = "{broken_weights}"
+match = { Modality = "CT", BodyPartExamined = "HEAD", SeriesDescription = "re:^(?!.*BROKEN)" }
 """
 
 
@@ -78,10 +48,8 @@ def _start_node(workdir: Path, orthanc: OrthancServer) -> NodeProcess:
     broken = workdir / "broken.onnx"
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(b"this is not an ONNX graph")
-    http_port, dicom_port = free_port(), free_port()
-    node = NodeProcess(workdir, _config(dicom_port, http_port, orthanc, broken))
-    node.dicom_port = dicom_port
-    return node.start(http_port)
+    extra = f'[models.hematoma-broken]\npack = "head-ct-hematoma"\nweights = "{broken}"\n'
+    return start_node(workdir, orthanc, ROUTES, extra=extra)
 
 
 def _write_series(out: Path, seed: int, hematoma: bool, description: str | None = None) -> tuple[pydicom.Dataset, list[Path]]:
@@ -103,13 +71,7 @@ def _job_for(node: NodeProcess, series_uid: str, states: tuple[str, ...], timeou
 
 
 def _results(orthanc: OrthancServer, study_uid: str, source_series_uid: str) -> dict[str, list[pydicom.Dataset]]:
-    by_class: dict[str, list[pydicom.Dataset]] = {}
-    for inst in orthanc.instances_of_study(study_uid):
-        if inst["SeriesTags"].get("SeriesInstanceUID") == source_series_uid:
-            continue
-        ds = pydicom.dcmread(io.BytesIO(orthanc.instance_file(inst["ID"])))
-        by_class.setdefault(str(ds.SOPClassUID), []).append(ds)
-    return by_class
+    return orthanc.results_by_class(study_uid, source_series_uid)
 
 
 def _assert_valid(datasets: list[pydicom.Dataset], tmp_path: Path) -> None:

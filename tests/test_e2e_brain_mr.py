@@ -7,7 +7,6 @@ phantom's truth and every STL vertex must lie inside the SEG's tumour segment.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from models.phantoms.brain_mr import generate_brain_mr, write_phantom
 from node.results.stl import ENCAPSULATED_STL_STORAGE, decode_binary_stl
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import content_items
-from tests.support import NodeProcess, OrthancServer, free_port, storescu, wait_for
+from tests.support import OrthancServer, start_node, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -29,36 +28,12 @@ SEED = TEST_SEED_BASE + 900  # held out: never a training seed
 PATIENT_NAME = "鈴木^一郎=スズキ^イチロウ"
 
 
-def _config(dicom_port: int, http_port: int, orthanc: OrthancServer) -> str:
-    return f"""
-[node]
-ae_title = "AINODE"
-dicom_host = "127.0.0.1"
-dicom_port = {dicom_port}
-http_port = {http_port}
-data_dir = "data"
-
-[assembler]
-quiet_seconds = 2
-poll_seconds = 0.2
-
-[egress]
-max_attempts = 50
-backoff_seconds = 0.5
-backoff_max_seconds = 1.0
-timeout_seconds = 10
-
-[[destinations]]
-name = "pacs"
-host = "127.0.0.1"
-port = {orthanc.dicom_port}
-ae_title = "{orthanc.ae_title}"
-
+ROUTES = """
 [[routes]]
 name = "brain-mr-t1"
 model = "brain-mr"
 destinations = ["pacs"]
-match = {{ Modality = "MR", BodyPartExamined = "BRAIN", SeriesDescription = "re:^T1" }}
+match = { Modality = "MR", BodyPartExamined = "BRAIN", SeriesDescription = "re:^T1" }
 """
 
 
@@ -71,22 +46,13 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancServer):
-    http_port, dicom_port = free_port(), free_port()
-    node = NodeProcess(tmp_path_factory.mktemp("node"), _config(dicom_port, http_port, pacs))
-    node.dicom_port = dicom_port
-    node.start(http_port)
+    node = start_node(tmp_path_factory.mktemp("node"), pacs, ROUTES)
     yield node
     node.stop()
 
 
 def _results(orthanc: OrthancServer, study_uid: str, source_series_uid: str) -> dict[str, list[pydicom.Dataset]]:
-    by_class: dict[str, list[pydicom.Dataset]] = {}
-    for inst in orthanc.instances_of_study(study_uid):
-        if inst["SeriesTags"].get("SeriesInstanceUID") == source_series_uid:
-            continue
-        ds = pydicom.dcmread(io.BytesIO(orthanc.instance_file(inst["ID"])))
-        by_class.setdefault(str(ds.SOPClassUID), []).append(ds)
-    return by_class
+    return orthanc.results_by_class(study_uid, source_series_uid)
 
 
 def _tumor_volume_ml(sr: pydicom.Dataset) -> float:

@@ -23,7 +23,7 @@ from models.phantoms.head_ct import generate_head_ct
 from models.phantoms.head_ct import write_phantom as write_head_phantom
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import content_items
-from tests.support import NodeProcess, OrthancServer, free_port, storescu, wait_for
+from tests.support import OrthancServer, start_node, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,36 +34,12 @@ CHEST_SEED = TEST_SEED_BASE + 901  # a held-out seed, never trained on (see the 
 NAME = "佐藤^一郎=サトウ^イチロウ"
 
 
-def _config(dicom_port: int, http_port: int, orthanc: OrthancServer) -> str:
-    return f"""
-[node]
-ae_title = "AINODE"
-dicom_host = "127.0.0.1"
-dicom_port = {dicom_port}
-http_port = {http_port}
-data_dir = "data"
-
-[assembler]
-quiet_seconds = {QUIET_SECONDS}
-poll_seconds = 0.2
-
-[egress]
-max_attempts = 50
-backoff_seconds = 0.5
-backoff_max_seconds = 1.0
-timeout_seconds = 10
-
-[[destinations]]
-name = "pacs"
-host = "127.0.0.1"
-port = {orthanc.dicom_port}
-ae_title = "{orthanc.ae_title}"
-
+ROUTES = """
 [[routes]]
 name = "chest-ct"
 model = "chest-ct-landmarks"
 destinations = ["pacs"]
-match = {{ Modality = "CT", BodyPartExamined = "CHEST" }}
+match = { Modality = "CT", BodyPartExamined = "CHEST" }
 """
 
 
@@ -76,10 +52,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancServer):
-    http_port, dicom_port = free_port(), free_port()
-    node = NodeProcess(tmp_path_factory.mktemp("node"), _config(dicom_port, http_port, pacs))
-    node.dicom_port = dicom_port
-    node.start(http_port)
+    node = start_node(tmp_path_factory.mktemp("node"), pacs, ROUTES, quiet_seconds=QUIET_SECONDS)
     yield node
     node.stop()
 

@@ -6,7 +6,6 @@ planted nodule of at least 15 mm and pneumonia, one MONOCHROME2 normal radiograp
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 
 from dicom_validation import dciodvfy_errors
 from sr_content import coded_values, content_items, numeric_values
-from support import NodeProcess, OrthancServer, free_port, storescu, wait_for
+from support import NodeProcess, OrthancServer, start_node, storescu, wait_for
 from models.phantoms.cxr import generate_cxr, write_phantom
 
 pytestmark = pytest.mark.e2e
@@ -27,43 +26,19 @@ SIZE = 1024
 PATIENT_NAME = "佐藤^花子=サトウ^ハナコ"
 
 
-def _config(dicom_port: int, http_port: int, orthanc: OrthancServer) -> str:
-    match = '{ Modality = ["DX", "CR"], BodyPartExamined = "CHEST" }'
-    return f"""
-[node]
-ae_title = "AINODE"
-dicom_host = "127.0.0.1"
-dicom_port = {dicom_port}
-http_port = {http_port}
-data_dir = "data"
-
-[assembler]
-quiet_seconds = 2
-poll_seconds = 0.2
-
-[egress]
-max_attempts = 200
-backoff_seconds = 0.5
-backoff_max_seconds = 1.0
-timeout_seconds = 10
-
-[[destinations]]
-name = "pacs"
-host = "127.0.0.1"
-port = {orthanc.dicom_port}
-ae_title = "{orthanc.ae_title}"
-
+MATCH = '{ Modality = ["DX", "CR"], BodyPartExamined = "CHEST" }'
+ROUTES = f"""
 [[routes]]
 name = "cxr-nodule"
 model = "cxr-nodule"
 destinations = ["pacs"]
-match = {match}
+match = {MATCH}
 
 [[routes]]
 name = "cxr-pneumonia"
 model = "cxr-pneumonia"
 destinations = ["pacs"]
-match = {match}
+match = {MATCH}
 """
 
 
@@ -76,10 +51,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancServer):
-    http_port, dicom_port = free_port(), free_port()
-    node = NodeProcess(tmp_path_factory.mktemp("node"), _config(dicom_port, http_port, pacs))
-    node.dicom_port = dicom_port
-    node.start(http_port)
+    node = start_node(tmp_path_factory.mktemp("node"), pacs, ROUTES)
     yield node
     node.stop()
 
@@ -99,16 +71,7 @@ def _send(node: NodeProcess, phantom, out: Path) -> None:
 
 
 def _results(orthanc: OrthancServer, source: pydicom.Dataset) -> dict[str, list[pydicom.Dataset]]:
-    def fetch():
-        found: dict[str, list[pydicom.Dataset]] = {}
-        for inst in orthanc.instances_of_study(source.StudyInstanceUID):
-            if inst["SeriesTags"].get("SeriesInstanceUID") == source.SeriesInstanceUID:
-                continue
-            ds = pydicom.dcmread(io.BytesIO(orthanc.instance_file(inst["ID"])))
-            found.setdefault(str(ds.SOPClassUID), []).append(ds)
-        return found
-
-    return fetch()
+    return orthanc.results_by_class(source.StudyInstanceUID, source.SeriesInstanceUID)
 
 
 def _check_common(datasets: list[pydicom.Dataset], source: pydicom.Dataset, tmp_path: Path) -> None:

@@ -1,14 +1,13 @@
 """The CXR pneumonia model pack: the node's view of it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.pipeline import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
 from .findings import PneumoniaFindings
@@ -36,15 +35,10 @@ class CXRPneumoniaPack:
 
     def __init__(self, weights: Path | None = None) -> None:
         self._weights = Path(weights) if weights else DEMO_WEIGHTS
-        meta_path = self._weights.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = read_model_meta(self._weights)
         self.threshold = float(meta.get("threshold", 0.5))
         self.head_weights = np.asarray(meta.get("head", {}).get("weight", []), dtype=np.float32)
-        self.algorithm = AlgorithmInfo(
-            name="ainode CXR pneumonia Grad-CAM",
-            version=str(meta.get("version", "unversioned")),
-            device_uid=str(meta.get("device_uid", "2.25.0")),
-        )
+        self.algorithm = algorithm_for("ainode CXR pneumonia Grad-CAM", self._weights, meta)
 
     def model_path(self) -> Path:
         return self._weights

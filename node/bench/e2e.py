@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from .results import markdown_table
-from .services import NodeProcess, OrthancServer, free_port, storescu, wait_for
+from .services import NodeProcess, OrthancServer, start_node, storescu, wait_for
 
 __all__ = ["run_e2e"]
 
@@ -42,32 +42,22 @@ def run_e2e(slices: int = 40, series: int = 3, workdir: Path | None = None) -> t
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-e2e-"))
     orthanc = OrthancServer(tmp / "orthanc").start()
-    http_port, dicom_port = free_port(), free_port()
-    node = NodeProcess(tmp / "node", f"""
-[node]
-dicom_host = "127.0.0.1"
-dicom_port = {dicom_port}
-http_port = {http_port}
-data_dir = "data"
-[[destinations]]
-name = "pacs"
-host = "127.0.0.1"
-port = {orthanc.dicom_port}
-ae_title = "{orthanc.ae_title}"
+    routes = """
 [[routes]]
 name = "head-ct"
 model = "head-ct-hematoma"
 destinations = ["pacs"]
-match = {{ Modality = "CT", BodyPartExamined = "HEAD" }}
-""")
+match = { Modality = "CT", BodyPartExamined = "HEAD" }
+"""
     results: list[dict[str, float]] = []
+    node: NodeProcess | None = None
     try:
-        node.start(http_port)
+        node = start_node(tmp / "node", orthanc, routes, quiet_seconds=10, max_attempts=10)
         for i in range(series):
             phantom = generate_head_ct(seed=500 + i, slices=slices, hematoma=True)
             files = sorted(p for p in write_phantom(phantom, tmp / f"series-{i}") if p.suffix == ".dcm")
             uid = phantom.datasets[0].SeriesInstanceUID
-            storescu(files, dicom_port)
+            storescu(files, node.dicom_port)
 
             def delivered() -> bool:
                 jobs = [j for j in node.jobs() if j["series_uid"] == uid]
@@ -79,7 +69,8 @@ match = {{ Modality = "CT", BodyPartExamined = "HEAD" }}
             results.append(_stage_times(node, uid))
             time.sleep(0.5)
     finally:
-        node.stop()
+        if node is not None:
+            node.stop()
         orthanc.stop()
     headers = ["stage"] + [f"series {i + 1}{' (cold)' if i == 0 else ''} (s)" for i in range(series)]
     rows = [[stage] + [f"{r[stage]:.3f}" for r in results] for stage in (*_STAGES, "after completion")]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import httpx
 
-__all__ = ["NodeProcess", "OrthancServer", "free_port", "wait_for", "storescu"]
+__all__ = ["NodeProcess", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
 
 ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -116,6 +116,20 @@ class OrthancServer:
                     instances.append(inst)
         return instances
 
+    def results_by_class(self, study_uid: str, source_series_uid: str) -> dict[str, list[Any]]:
+        """The study's instances outside the source series, read as datasets, by SOP Class UID."""
+        import io
+
+        import pydicom
+
+        by_class: dict[str, list[Any]] = {}
+        for inst in self.instances_of_study(study_uid):
+            if inst["SeriesTags"].get("SeriesInstanceUID") == source_series_uid:
+                continue
+            ds = pydicom.dcmread(io.BytesIO(self.instance_file(inst["ID"])))
+            by_class.setdefault(str(ds.SOPClassUID), []).append(ds)
+        return by_class
+
     def instance_file(self, orthanc_id: str) -> bytes:
         response = httpx.get(f"{self.url}/instances/{orthanc_id}/file", timeout=30)
         response.raise_for_status()
@@ -132,6 +146,7 @@ class NodeProcess:
         self.config_path.write_text(config_text)
         self.log_path = self.workdir / "node.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.dicom_port: int | None = None
 
     def start(self, http_port: int) -> "NodeProcess":
         log = open(self.log_path, "ab")
@@ -168,3 +183,43 @@ class NodeProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def node_config(dicom_port: int, http_port: int, orthanc: OrthancServer, routes: str, *,
+                quiet_seconds: float = 2.0, max_attempts: int = 200, extra: str = "") -> str:
+    """A node configuration for tests and benchmarks: loopback ports, short quiet period,
+    fast retries, Orthanc as the destination ``pacs``, then ``routes`` and ``extra`` (TOML)."""
+    return f"""
+[node]
+ae_title = "AINODE"
+dicom_host = "127.0.0.1"
+dicom_port = {dicom_port}
+http_port = {http_port}
+data_dir = "data"
+
+[assembler]
+quiet_seconds = {quiet_seconds}
+poll_seconds = 0.2
+
+[egress]
+max_attempts = {max_attempts}
+backoff_seconds = 0.5
+backoff_max_seconds = 1.0
+timeout_seconds = 10
+
+[[destinations]]
+name = "pacs"
+host = "127.0.0.1"
+port = {orthanc.dicom_port}
+ae_title = "{orthanc.ae_title}"
+{routes}
+{extra}
+"""
+
+
+def start_node(workdir: Path, orthanc: OrthancServer, routes: str, **options: Any) -> NodeProcess:
+    """A started :class:`NodeProcess` on free ports (``.dicom_port`` set) delivering to ``orthanc``."""
+    http_port, dicom_port = free_port(), free_port()
+    node = NodeProcess(workdir, node_config(dicom_port, http_port, orthanc, routes, **options))
+    node.dicom_port = dicom_port
+    return node.start(http_port)
