@@ -25,13 +25,11 @@ from node.pipeline import AlgorithmInfo
 from node.results.equipment import (
     _check_positive_int,
     _check_text,
-    _declare_coding_scheme,
     _uid_or_new,
-    add_processing_algorithm,
     check_algorithm,
     check_source_images,
-    copy_patient_and_study,
 )
+from node.results.sr import assemble_report, private_schemes
 
 __all__ = ["GRAPHIC_TYPES", "PlanarFindingGroup", "build_planar_report", "ellipse_points"]
 
@@ -176,51 +174,26 @@ def build_planar_report(
     series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
     sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
 
-    first = source_images[0]
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=algorithm.device_uid,
-            name=algorithm.name,
-            manufacturer_name=algorithm.manufacturer,
-            model_name=algorithm.name,
-        ),
-    )
-    algorithm_id = hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=procedure_reported,
-        imaging_measurements=[_group_template(g, algorithm_id) for g in groups],
-        referenced_images=list(source_images),
-    )
     seen: set[str] = set()
     all_evidence = []
     for ds in [*source_images, *evidence]:
         if str(ds.SOPInstanceUID) not in seen:
             seen.add(str(ds.SOPInstanceUID))
             all_evidence.append(ds)
-    sr = hd.sr.Comprehensive3DSR(
+    return assemble_report(
+        source_images,
+        lambda algorithm_id: [_group_template(g, algorithm_id) for g in groups],
+        library=source_images,
         evidence=all_evidence,
-        content=report,
-        series_instance_uid=series_instance_uid,
+        private_schemes=private_schemes(groups, procedure_reported),
+        algorithm=algorithm,
+        procedure_reported=procedure_reported,
         series_number=series_number,
-        sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
-        manufacturer=algorithm.manufacturer,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
         series_description=series_description,
-        manufacturer_model_name=algorithm.name,
-        software_versions=algorithm.version,
-        device_serial_number=algorithm.device_uid,
-        specific_character_set=first.get("SpecificCharacterSet"),
+        series_instance_uid=series_instance_uid,
+        sop_instance_uid=sop_instance_uid,
     )
-    copy_patient_and_study(sr, first)
-    for designator in sorted(_private_schemes(groups, procedure_reported)):
-        _declare_coding_scheme(sr, hd.coding_schemes.CodingSchemeIdentificationItem(designator=designator))
-    add_processing_algorithm(sr, algorithm)
-    return sr
 
 
 def _group_template(group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIdentification):
@@ -265,16 +238,3 @@ def _group_template(group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIden
 def _check_concept(value: object, name: str) -> None:
     if not isinstance(value, (hd.sr.CodedConcept, Code)):
         raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')
-
-
-def _private_schemes(groups: Sequence[PlanarFindingGroup], procedure: _Concept) -> set[str]:
-    concepts: list = [procedure]
-    for g in groups:
-        concepts.append(g.finding)
-        if isinstance(g.finding_site, (hd.sr.CodedConcept, Code)):
-            concepts.append(g.finding_site)
-        for name, value in g.qualitative_evaluations:
-            concepts.extend((name, value))
-        for name, _, unit in g.measurements:
-            concepts.extend((name, unit))
-    return {c.scheme_designator for c in concepts if c.scheme_designator.startswith("99")}

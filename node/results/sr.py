@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import highdicom as hd
 from pydicom import Dataset
@@ -22,7 +22,7 @@ from node.results.equipment import (
     copy_patient_and_study,
 )
 
-__all__ = ["FindingGroup", "build_measurement_report"]
+__all__ = ["FindingGroup", "assemble_report", "build_measurement_report", "private_schemes"]
 
 _Concept = hd.sr.CodedConcept | Code
 
@@ -204,6 +204,52 @@ def build_measurement_report(
     series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
     sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
 
+    all_evidence = _unique_instances(
+        [
+            *source_images,
+            *(ds for g in groups for ds in g.referenced_images),
+            *(g.segmentation for g in groups if g.segmentation is not None),
+            *evidence,
+        ]
+    )
+    return assemble_report(
+        source_images,
+        lambda algorithm_id: [_group_template(g, algorithm_id) for g in groups],
+        library=_library_images(source_images, groups),
+        evidence=all_evidence,
+        private_schemes=private_schemes(groups, procedure_reported),
+        algorithm=algorithm,
+        procedure_reported=procedure_reported,
+        series_number=series_number,
+        instance_number=instance_number,
+        series_description=series_description,
+        series_instance_uid=series_instance_uid,
+        sop_instance_uid=sop_instance_uid,
+    )
+
+
+def assemble_report(
+    source_images: Sequence[Dataset],
+    make_groups: Callable[[hd.sr.AlgorithmIdentification], list[Any]],
+    *,
+    library: Sequence[Dataset],
+    evidence: Sequence[Dataset],
+    private_schemes: set[str],
+    algorithm: AlgorithmInfo,
+    procedure_reported: _Concept,
+    series_number: int,
+    instance_number: int,
+    series_description: str,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+) -> Dataset:
+    """The TID 1500 document around already validated arguments (for every SR builder here).
+
+    ``make_groups`` turns the algorithm identification into the measurement group
+    templates; the device observer, Image Library (``library``), evidence, equipment,
+    patient/study attributes, private coding schemes and the Processing Algorithm item
+    are filled the same way for every kind of group.
+    """
     first = source_images[0]
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -214,26 +260,15 @@ def build_measurement_report(
             model_name=algorithm.name,
         ),
     )
-    algorithm_id = hd.sr.AlgorithmIdentification(
-        name=algorithm.name, version=algorithm.version
-    )
+    algorithm_id = hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=procedure_reported,
-        imaging_measurements=[_group_template(g, algorithm_id) for g in groups],
-        referenced_images=_library_images(source_images, groups),
-    )
-
-    all_evidence = _unique_instances(
-        [
-            *source_images,
-            *(ds for g in groups for ds in g.referenced_images),
-            *(g.segmentation for g in groups if g.segmentation is not None),
-            *evidence,
-        ]
+        imaging_measurements=make_groups(algorithm_id),
+        referenced_images=list(library),
     )
     sr = hd.sr.Comprehensive3DSR(
-        evidence=all_evidence,
+        evidence=list(evidence),
         content=report,
         series_instance_uid=series_instance_uid,
         series_number=series_number,
@@ -250,7 +285,7 @@ def build_measurement_report(
         specific_character_set=first.get("SpecificCharacterSet"),
     )
     copy_patient_and_study(sr, first)
-    for designator in sorted(_private_schemes(groups, procedure_reported)):
+    for designator in sorted(private_schemes):
         _declare_coding_scheme(
             sr, hd.coding_schemes.CodingSchemeIdentificationItem(designator=designator)
         )
@@ -359,12 +394,16 @@ def _unique_instances(datasets: Sequence[Dataset]) -> list[Dataset]:
     return unique
 
 
-def _private_schemes(groups: Sequence[FindingGroup], procedure: _Concept) -> set[str]:
-    """Designators of the private coding schemes ("99...") used by the groups."""
+def private_schemes(groups: Sequence[Any], procedure: _Concept) -> set[str]:
+    """Designators of the private coding schemes ("99...") used by the groups.
+
+    Any group with ``finding``, ``finding_site``, ``qualitative_evaluations`` and
+    ``measurements`` like :class:`FindingGroup` will do.
+    """
     concepts: list[_Concept] = [procedure]
     for g in groups:
         concepts.append(g.finding)
-        if g.finding_site is not None:
+        if isinstance(g.finding_site, (hd.sr.CodedConcept, Code)):
             concepts.append(g.finding_site)
         for name, value in g.qualitative_evaluations:
             concepts.extend((name, value))
