@@ -20,6 +20,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import RE_VALID_UID
 
 from node.pipeline import AlgorithmInfo
@@ -31,9 +32,11 @@ __all__ = [
     "add_processing_algorithm",
     "algorithm_identification",
     "check_algorithm",
+    "check_concept",
     "check_source_images",
     "copy_character_set",
     "copy_patient_and_study",
+    "unique_instances",
 ]
 
 PROCESSING_ALGORITHM = hd.sr.CodedConcept(
@@ -358,3 +361,21 @@ def _uid_or_new(value: str | None, argument: str) -> str:
 
 def _is_valid_uid(value: object) -> bool:
     return isinstance(value, str) and len(value) <= 64 and RE_VALID_UID.match(value) is not None
+
+
+def check_concept(value: object, name: str) -> None:
+    """Fail with a message naming ``name`` unless ``value`` is a coded concept."""
+    if not isinstance(value, (hd.sr.CodedConcept, Code)):
+        raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')
+
+
+def unique_instances(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """``datasets`` without repeated SOP Instance UIDs, first occurrence kept, order kept."""
+    seen: set[str] = set()
+    unique: list[Dataset] = []
+    for ds in datasets:
+        uid = str(ds.SOPInstanceUID)
+        if uid not in seen:
+            seen.add(uid)
+            unique.append(ds)
+    return unique

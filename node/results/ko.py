@@ -17,6 +17,7 @@ from node.results.equipment import (
     check_algorithm,
     check_source_images,
     copy_patient_and_study,
+    unique_instances,
 )
 
 __all__ = ["DOCUMENT_TITLES", "OF_INTEREST", "build_key_object_selection"]
@@ -106,7 +107,7 @@ def build_key_object_selection(
     series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
     sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
 
-    images = _unique(key_images)
+    images = unique_instances(key_images)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -138,14 +139,3 @@ def build_key_object_selection(
     copy_patient_and_study(kos, images[0])
     add_processing_algorithm(kos, algorithm)
     return kos
-
-
-def _unique(datasets: Sequence[Dataset]) -> list[Dataset]:
-    seen: set[str] = set()
-    out: list[Dataset] = []
-    for ds in datasets:
-        uid = str(ds.SOPInstanceUID)
-        if uid not in seen:
-            seen.add(uid)
-            out.append(ds)
-    return out

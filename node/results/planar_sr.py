@@ -27,7 +27,9 @@ from node.results.equipment import (
     _check_text,
     _uid_or_new,
     check_algorithm,
+    check_concept,
     check_source_images,
+    unique_instances,
 )
 from node.results.sr import assemble_report, private_schemes
 
@@ -78,15 +80,15 @@ class PlanarFindingGroup:
     def __post_init__(self) -> None:
         _check_text(self.tracking_identifier, "tracking_identifier", "Tracking Identifier")
         _uid_or_new(self.tracking_uid, "tracking_uid")
-        _check_concept(self.finding, "finding")
+        check_concept(self.finding, "finding")
         for i, (concept, value, unit) in enumerate(self.measurements):
-            _check_concept(concept, f"measurements[{i}] concept")
-            _check_concept(unit, f"measurements[{i}] unit")
+            check_concept(concept, f"measurements[{i}] concept")
+            check_concept(unit, f"measurements[{i}] unit")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"measurements[{i}] value (NumericValue) must be a finite number, got {value!r}.")
         for i, (concept, value) in enumerate(self.qualitative_evaluations):
-            _check_concept(concept, f"qualitative_evaluations[{i}] concept")
-            _check_concept(value, f"qualitative_evaluations[{i}] value")
+            check_concept(concept, f"qualitative_evaluations[{i}] concept")
+            check_concept(value, f"qualitative_evaluations[{i}] value")
         if self.graphic_type is not None:
             if self.graphic_type not in GRAPHIC_TYPES:
                 raise ValueError(f'"graphic_type" must be one of {GRAPHIC_TYPES}, not {self.graphic_type!r}.')
@@ -167,19 +169,14 @@ def build_planar_report(
         check_source_images(evidence, "evidence")
         if evidence[0].StudyInstanceUID != source_images[0].StudyInstanceUID:
             raise ValueError('Argument "evidence" must be in the study of "source_images".')
-    _check_concept(procedure_reported, "procedure_reported")
+    check_concept(procedure_reported, "procedure_reported")
     _check_text(series_description, "series_description", "SeriesDescription")
     _check_positive_int(series_number, "series_number", "SeriesNumber")
     _check_positive_int(instance_number, "instance_number", "InstanceNumber")
     series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
     sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
 
-    seen: set[str] = set()
-    all_evidence = []
-    for ds in [*source_images, *evidence]:
-        if str(ds.SOPInstanceUID) not in seen:
-            seen.add(str(ds.SOPInstanceUID))
-            all_evidence.append(ds)
+    all_evidence = unique_instances([*source_images, *evidence])
     return assemble_report(
         source_images,
         lambda algorithm_id: [_group_template(g, algorithm_id) for g in groups],
@@ -233,8 +230,3 @@ def _group_template(group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIden
         measurements=measurements,
         qualitative_evaluations=evaluations,
     )
-
-
-def _check_concept(value: object, name: str) -> None:
-    if not isinstance(value, (hd.sr.CodedConcept, Code)):
-        raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')

@@ -12,6 +12,8 @@ from pydicom.sr.coding import Code
 
 from node.pipeline import AlgorithmInfo
 from node.results.equipment import (
+    check_concept,
+    unique_instances,
     _check_positive_int,
     _check_text,
     _declare_coding_scheme,
@@ -82,24 +84,24 @@ class FindingGroup:
     def __post_init__(self) -> None:
         _check_text(self.tracking_identifier, "tracking_identifier", "Tracking Identifier")
         _uid_or_new(self.tracking_uid, "tracking_uid")
-        _check_concept(self.finding, "finding")
+        check_concept(self.finding, "finding")
         if self.finding_site is not None:
-            _check_concept(self.finding_site, "finding_site")
+            check_concept(self.finding_site, "finding_site")
         for i, pair in enumerate(self.qualitative_evaluations):
             if not isinstance(pair, tuple) or len(pair) != 2:
                 raise TypeError(
                     f"Item {i} of qualitative_evaluations must be a (concept, value) tuple."
                 )
-            _check_concept(pair[0], f"qualitative_evaluations[{i}] concept")
-            _check_concept(pair[1], f"qualitative_evaluations[{i}] value")
+            check_concept(pair[0], f"qualitative_evaluations[{i}] concept")
+            check_concept(pair[1], f"qualitative_evaluations[{i}] value")
         for i, triple in enumerate(self.measurements):
             if not isinstance(triple, tuple) or len(triple) != 3:
                 raise TypeError(
                     f"Item {i} of measurements must be a (concept, value, unit) tuple."
                 )
             concept, value, unit = triple
-            _check_concept(concept, f"measurements[{i}] concept")
-            _check_concept(unit, f"measurements[{i}] unit")
+            check_concept(concept, f"measurements[{i}] concept")
+            check_concept(unit, f"measurements[{i}] unit")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(
                     f"measurements[{i}] value (NumericValue) must be a finite number, got {value!r}."
@@ -197,14 +199,14 @@ def build_measurement_report(
             raise ValueError(
                 'Argument "evidence" must be in the study of "source_images" (StudyInstanceUID).'
             )
-    _check_concept(procedure_reported, "procedure_reported")
+    check_concept(procedure_reported, "procedure_reported")
     _check_text(series_description, "series_description", "SeriesDescription")
     _check_positive_int(series_number, "series_number", "SeriesNumber")
     _check_positive_int(instance_number, "instance_number", "InstanceNumber")
     series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
     sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
 
-    all_evidence = _unique_instances(
+    all_evidence = unique_instances(
         [
             *source_images,
             *(ds for g in groups for ds in g.referenced_images),
@@ -374,24 +376,8 @@ def _source_series_uid(seg: Dataset) -> str:
 
 
 def _library_images(source_images: Sequence[Dataset], groups: Sequence[FindingGroup]) -> list[Dataset]:
-    referenced = _unique_instances([ds for g in groups for ds in g.referenced_images])
+    referenced = unique_instances([ds for g in groups for ds in g.referenced_images])
     return referenced or [source_images[0]]
-
-
-def _check_concept(value: object, name: str) -> None:
-    if not isinstance(value, (hd.sr.CodedConcept, Code)):
-        raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')
-
-
-def _unique_instances(datasets: Sequence[Dataset]) -> list[Dataset]:
-    seen: set[str] = set()
-    unique: list[Dataset] = []
-    for ds in datasets:
-        uid = str(ds.SOPInstanceUID)
-        if uid not in seen:
-            seen.add(uid)
-            unique.append(ds)
-    return unique
 
 
 def private_schemes(groups: Sequence[Any], procedure: _Concept) -> set[str]:
