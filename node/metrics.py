@@ -50,9 +50,6 @@ class Metrics:
         self.series_routed = Counter(
             "ainode_series_routed", "Completed series by routing outcome (routed, ignored)", ["outcome"], registry=r
         )
-        self.jobs_finished = Counter(
-            "ainode_jobs_finished", "Jobs that reached a final state", ["model", "state"], registry=r
-        )
         self.job_failures = Counter(
             "ainode_job_failures", "Failed jobs by model and stage", ["model", "stage"], registry=r
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-from typing import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Callable
 
 from .config import Config
 from .logs import log
@@ -138,9 +138,8 @@ class Runner:
             self._store.set_job_state(outcome.job_id, "failed", stage=outcome.stage, reason=outcome.reason,
                                       engine=outcome.engine)
             self._metrics.job_failures.labels(model, outcome.stage or "unknown").inc()
-            self._metrics.jobs_finished.labels(model, "failed").inc()
             log(_logger, logging.ERROR, "job failed", job_id=outcome.job_id, model=model, stage=outcome.stage,
-                reason=outcome.reason)
+                reason=outcome.reason, traceback=outcome.summary.get("traceback"))
             return
         self._metrics.inference_seconds.labels(model, engine).observe(outcome.inference_seconds)
         self._metrics.pipeline_seconds.labels(model).observe(outcome.total_seconds)
