@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -40,6 +39,7 @@ from scipy import ndimage
 
 from models.brain_mr.classes import CLASS_NAMES, TUMOR, UNLABELLED
 from models.brain_mr.preprocess import INPUT_NAME, OUTPUT_NAME, labels_from_logits, normalise, pad_to_multiple
+from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
     "MIN_TUMOR_ML",
@@ -392,20 +392,8 @@ def _write_comparison(out_dir: Path, runs: dict, phantoms: int, seed: int, test_
 
 def export_onnx(model: Any, path: Path, size: int = 128) -> None:
     """Export ``model`` to ONNX (opset 17, dynamic batch and spatial axes)."""
-    import torch
-
-    model.eval()
-    dummy = torch.zeros(1, 1, size, size)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                  dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, opset_version=17)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            torch.onnx.export(model, (dummy,), str(path), dynamo=False, **kwargs)
-        except TypeError:
-            torch.onnx.export(model, (dummy,), str(path), **kwargs)
+    _export_onnx(model, (1, 1, size, size), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME],
+                 spatial_dynamic=True)
 
 
 def _thinned(cases: Sequence[Case], every: int, seed: int) -> list[Case]:

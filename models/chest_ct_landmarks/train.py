@@ -63,6 +63,7 @@ from models.chest_ct_landmarks.preprocess import (
     stack_context,
 )
 from node.pipeline import sort_slices
+from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
     "DEFAULT_REPEATS",
@@ -518,23 +519,7 @@ def _augment(x: Any, rng: np.random.Generator) -> Any:
 
 def export_onnx(model: Any, path: Path) -> None:
     """Export a :class:`LandmarkNet` to ONNX (opset 17, dynamic batch axis)."""
-    import torch
-
-    model.eval()
-    dummy = torch.zeros(1, 3, MATRIX, MATRIX)
-    kwargs = dict(
-        input_names=[INPUT_NAME],
-        output_names=list(LANDMARKS),
-        dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in LANDMARKS}},
-        opset_version=17,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            torch.onnx.export(model, (dummy,), str(path), dynamo=False, **kwargs)
-        except TypeError:  # older torch without the dynamo switch
-            torch.onnx.export(model, (dummy,), str(path), **kwargs)
+    _export_onnx(model, (1, 3, MATRIX, MATRIX), path, input_name=INPUT_NAME, output_names=list(LANDMARKS))
 
 
 # --------------------------------------------------------------------------- evaluation

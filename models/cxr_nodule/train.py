@@ -33,6 +33,7 @@ from models.cxr_nodule.froc import FROC, froc, render_froc_png
 from models.cxr_nodule.preprocess import INPUT_NAME, MODEL_SIZE, OUTPUT_NAME, model_detections, model_input
 from models.cxr_nodule.radiograph import resample
 from models.phantoms.cxr import generate_cxr
+from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
     "PHANTOM_SIZE",
@@ -176,14 +177,7 @@ def evaluate(
 
 def export_onnx(net: Any, path: Path) -> None:
     """Export ``image -> logits`` (opset 17, dynamic batch axis)."""
-    import torch
-
-    net.eval()
-    dummy = torch.zeros(1, 2, MODEL_SIZE, MODEL_SIZE)
-    torch.onnx.export(
-        net, dummy, str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}}, opset_version=17, dynamo=False,
-    )
+    _export_onnx(net, (1, 2, MODEL_SIZE, MODEL_SIZE), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME])
 
 
 def fit(

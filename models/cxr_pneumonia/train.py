@@ -31,6 +31,7 @@ from models.cxr_pneumonia.preprocess import (
     FEATURES_NAME, INPUT_NAME, MODEL_SIZE, PROBABILITY_NAME, postprocess,
 )
 from models.phantoms.cxr import generate_cxr
+from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = ["TEST_SEED_BASE", "VAL_SEED_BASE", "EvalReport", "evaluate", "make_data", "phantom_for_seed", "roc_auc", "train"]
 
@@ -130,15 +131,8 @@ def evaluate(model_path: Path, seeds: Sequence[int], *, head_weights: np.ndarray
 
 def export_onnx(net: Any, path: Path) -> None:
     """Export ``image -> probability, features`` (opset 17, dynamic batch axis)."""
-    import torch
-
-    net.eval()
-    torch.onnx.export(
-        net, torch.zeros(1, 1, MODEL_SIZE, MODEL_SIZE), str(path),
-        input_names=[INPUT_NAME], output_names=[PROBABILITY_NAME, FEATURES_NAME],
-        dynamic_axes={INPUT_NAME: {0: "N"}, PROBABILITY_NAME: {0: "N"}, FEATURES_NAME: {0: "N"}},
-        opset_version=17, dynamo=False,
-    )
+    _export_onnx(net, (1, 1, MODEL_SIZE, MODEL_SIZE), path, input_name=INPUT_NAME,
+                 output_names=[PROBABILITY_NAME, FEATURES_NAME])
 
 
 def fit(images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int = 16, learning_rate: float = 3e-3,

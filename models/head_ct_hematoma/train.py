@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +31,7 @@ from pydicom.uid import generate_uid
 from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA
 from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME, postprocess, preprocess, window
 from models.phantoms.head_ct import generate_head_ct
+from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
     "TEST_SEED_BASE",
@@ -483,24 +483,7 @@ def _batch(
 
 def _export(model: Any, path: Path) -> None:
     """Export ``model`` to ONNX (opset 17, dynamic batch) at ``path``."""
-    import torch
-
-    model.eval()
-    dummy = torch.zeros(1, 2, 512, 512)
-    kwargs = dict(
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        opset_version=17,
-    )
-    with warnings.catch_warnings():
-        # The TorchScript exporter announces its own deprecation; the graph is fine.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            torch.onnx.export(model, (dummy,), str(path), dynamo=False, **kwargs)
-        except TypeError:  # older torch without the dynamo switch
-            torch.onnx.export(model, (dummy,), str(path), **kwargs)
+    _export_onnx(model, (1, 2, 512, 512), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME])
 
 
 def _session(model_path: Path, threads: int) -> Any:
