@@ -18,6 +18,7 @@ from .config import AssemblerConfig
 from .logs import log
 from .metrics import Metrics
 from .route import Router
+from .states import SeriesState
 from .store import JobStore, SeriesRow
 
 __all__ = ["Assembler"]
@@ -77,6 +78,8 @@ class Assembler:
             return None
 
     def _completion(self, series: SeriesRow, now: float) -> str | None:
+        if series.unindexed:
+            return None  # acknowledged instances the indexer has not filed yet belong to it
         if self._config.early_completion:
             expected = self.expected_instances(series)
             if expected is not None and series.instance_count >= expected:
@@ -89,15 +92,15 @@ class Assembler:
     def run_once(self) -> int:
         """Complete and route what is due; returns how many series were routed."""
         now = self._clock()
-        for series in self._store.series_in_state("received"):
+        for series in self._store.series_in_state(SeriesState.RECEIVED):
             why = self._completion(series, now)
             if why is not None:
-                self._store.set_series_state(series.series_uid, "complete", why)
+                self._store.set_series_state(series.series_uid, SeriesState.COMPLETE, why)
                 self._metrics.series_completed.inc()
                 log(_logger, logging.INFO, "series complete", series_uid=series.series_uid,
                     instances=series.instance_count, reason=why)
         routed = 0
-        for series in self._store.series_in_state("complete"):
+        for series in self._store.series_in_state(SeriesState.COMPLETE):
             self._route(series)
             routed += 1
         return routed
@@ -106,7 +109,8 @@ class Assembler:
         routes = self._router.matching(series.attrs)
         jobs = [(r.name, r.model, r.destinations) for r in routes]
         ids = self._store.route_series(series.series_uid, jobs)
-        self._metrics.series_routed.labels("routed" if routes else "ignored").inc()
+        outcome = SeriesState.ROUTED if routes else SeriesState.IGNORED
+        self._metrics.series_routed.labels(outcome.value).inc()
         log(_logger, logging.INFO, "series routed" if routes else "series ignored: no route matches",
             series_uid=series.series_uid, routes=[r.name for r in routes], jobs=ids)
         if ids:

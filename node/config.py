@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "NodeConfig",
     "RouteConfig",
+    "RunnerConfig",
     "SpoolConfig",
     "DEFAULT_CONFIG_TOML",
     "load_config",
@@ -34,6 +35,8 @@ ae_title = "AINODE"
 dicom_port = 11112
 http_port = 8080
 data_dir = "var"
+max_associations = 32
+network_timeout_seconds = 30
 
 [assembler]
 quiet_seconds = 10
@@ -45,6 +48,13 @@ backoff_max_seconds = 300.0
 
 [spool]
 retention_hours = 72
+min_free_mb = 512
+min_free_percent = 2
+max_dataset_mb = 1024
+
+[runner]
+workers = 1
+lease_seconds = 60
 
 [[destinations]]
 name = "pacs"
@@ -97,6 +107,11 @@ class ConfigError(ValueError):
         self.key = key
 
 
+def _limited(default: Any, *, gt: float | None = None, ge: float | None = None, le: float | None = None) -> Any:
+    """A dataclass field whose configured value must be > ``gt``, >= ``ge`` and <= ``le``."""
+    return field(default=default, metadata={"gt": gt, "ge": ge, "le": le})
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     ae_title: str = "AINODE"
@@ -106,27 +121,47 @@ class NodeConfig:
     dicom_host: str = "0.0.0.0"
     data_dir: Path = Path("var")
     log_level: str = "INFO"
+    max_associations: int = _limited(32, ge=1)
+    """Concurrent DICOM associations the listener accepts."""
+    network_timeout_seconds: float = _limited(30.0, gt=0)
+    """Idle/read timeout after which a silent DICOM connection is closed."""
 
 
 @dataclass(frozen=True)
 class AssemblerConfig:
-    quiet_seconds: float = 10.0
-    poll_seconds: float = 0.5
+    quiet_seconds: float = _limited(10.0, ge=0)
+    poll_seconds: float = _limited(0.5, gt=0)
     early_completion: bool = True
 
 
 @dataclass(frozen=True)
 class SpoolConfig:
-    retention_hours: float = 72.0
-    sweep_seconds: float = 600.0
+    retention_hours: float = _limited(72.0, ge=0)
+    """0 keeps everything."""
+    sweep_seconds: float = _limited(600.0, gt=0)
+    min_free_mb: float = _limited(512.0, ge=0)
+    """C-STORE answers Out of Resources when less than this is free on the spool's disk..."""
+    min_free_percent: float = _limited(2.0, ge=0, le=100)
+    """...or less than this percentage of it."""
+    max_dataset_mb: float = _limited(1024.0, gt=0)
+    """The largest dataset accepted (for Deflated data: its inflated size)."""
 
 
 @dataclass(frozen=True)
 class EgressConfig:
-    max_attempts: int = 10
-    backoff_seconds: float = 2.0
-    backoff_max_seconds: float = 300.0
-    timeout_seconds: float = 30.0
+    max_attempts: int = _limited(10, ge=1)
+    backoff_seconds: float = _limited(2.0, gt=0)
+    backoff_max_seconds: float = _limited(300.0, gt=0)
+    timeout_seconds: float = _limited(30.0, gt=0)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    workers: int = _limited(1, ge=1)
+    """Worker processes running jobs."""
+    lease_seconds: float = _limited(60.0, gt=0)
+    """How long a claimed job or delivery is held before another worker may take it back
+    (after a crash of the one holding it)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +203,7 @@ class Config:
     destinations: tuple[DestinationConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
 
     def destination(self, name: str) -> DestinationConfig:
         """The destination called ``name``."""
@@ -198,11 +234,15 @@ def load_config(path: Path | None) -> Config:
 
 def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     """Validate a parsed TOML document and build a :class:`Config`."""
-    _only_keys("", raw, {"node", "assembler", "egress", "spool", "destinations", "routes", "models"})
+    _only_keys("", raw, {"node", "assembler", "egress", "spool", "runner", "destinations", "routes", "models"})
     node = _parse_node(_table(raw, "node"), base_dir)
-    assembler = _parse_dataclass("assembler", _table(raw, "assembler"), AssemblerConfig, positive=True)
-    egress = _parse_dataclass("egress", _table(raw, "egress"), EgressConfig, positive=True)
-    spool = _parse_dataclass("spool", _table(raw, "spool"), SpoolConfig, positive=True)
+    assembler = _parse_dataclass("assembler", _table(raw, "assembler"), AssemblerConfig)
+    egress = _parse_dataclass("egress", _table(raw, "egress"), EgressConfig)
+    if egress.backoff_max_seconds < egress.backoff_seconds:
+        raise ConfigError("egress.backoff_max_seconds", f"expected a value >= backoff_seconds "
+                          f"({egress.backoff_seconds}), got {egress.backoff_max_seconds}")
+    spool = _parse_dataclass("spool", _table(raw, "spool"), SpoolConfig)
+    runner = _parse_dataclass("runner", _table(raw, "runner"), RunnerConfig)
     destinations = tuple(
         _parse_destination(f"destinations[{i}]", item)
         for i, item in enumerate(_array(raw, "destinations"))
@@ -221,10 +261,14 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     for name, model in models.items():
         if model.pack not in PACKS:
             raise ConfigError(f"models.{name}.pack", f"unknown model pack {model.pack!r} (known: {', '.join(PACKS)})")
+    route_names = [r.name for r in routes]
     for i, route in enumerate(routes):
+        first = route_names.index(route.name)
+        if first != i:
+            raise ConfigError(f"routes[{i}].name", f"duplicate route {route.name!r} (first at routes[{first}])")
         if route.model not in models and route.model not in PACKS:
             raise ConfigError(f"routes[{i}].model", f"no model or pack named {route.model!r}")
-    return Config(node, assembler, egress, spool, destinations, routes, models)
+    return Config(node, assembler, egress, spool, destinations, routes, models, runner)
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -265,6 +309,21 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+def _number(prefix: str, table: Mapping[str, Any], key: str, f: Any) -> Any:
+    """``table[key]`` (default ``f.default``) of the dataclass field ``f``'s type, within its limits."""
+    is_float = str(f.type) == "float"
+    value = _get(prefix, table, key, (int, float) if is_float else int, f.default)
+    limits = f.metadata
+    where = f"{prefix}.{key}"
+    if limits.get("gt") is not None and not value > limits["gt"]:
+        raise ConfigError(where, f"expected a value > {limits['gt']}, got {value}")
+    if limits.get("ge") is not None and not value >= limits["ge"]:
+        raise ConfigError(where, f"expected a value >= {limits['ge']}, got {value}")
+    if limits.get("le") is not None and not value <= limits["le"]:
+        raise ConfigError(where, f"expected a value <= {limits['le']}, got {value}")
+    return float(value) if is_float else value
+
+
 def _port(prefix: str, value: int) -> int:
     if not 0 <= value <= 65535:
         raise ConfigError(prefix, f"expected a port number 0..65535, got {value}")
@@ -279,7 +338,8 @@ def _ae_title(prefix: str, value: str) -> str:
 
 def _parse_node(table: Mapping[str, Any], base_dir: Path) -> NodeConfig:
     p = "node"
-    _only_keys(p, table, set(NodeConfig.__dataclass_fields__))
+    fields = NodeConfig.__dataclass_fields__
+    _only_keys(p, table, set(fields))
     d = NodeConfig()
     data_dir = Path(_get(p, table, "data_dir", str, str(d.data_dir)))
     level = _get(p, table, "log_level", str, d.log_level).upper()
@@ -293,19 +353,21 @@ def _parse_node(table: Mapping[str, Any], base_dir: Path) -> NodeConfig:
         dicom_host=_get(p, table, "dicom_host", str, d.dicom_host),
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
         log_level=level,
+        max_associations=_number(p, table, "max_associations", fields["max_associations"]),
+        network_timeout_seconds=_number(p, table, "network_timeout_seconds", fields["network_timeout_seconds"]),
     )
 
 
-def _parse_dataclass(prefix: str, table: Mapping[str, Any], cls: type, positive: bool) -> Any:
+def _parse_dataclass(prefix: str, table: Mapping[str, Any], cls: type) -> Any:
+    """A section of bool, int and float keys; the limits are in each field's metadata."""
     fields = cls.__dataclass_fields__
     _only_keys(prefix, table, set(fields))
     values = {}
     for name, f in fields.items():
-        kind = {"float": (int, float), "bool": bool}.get(str(f.type), int)
-        value = _get(prefix, table, name, kind, f.default)
-        if positive and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{prefix}.{name}", f"expected a value >= 0, got {value}")
-        values[name] = value
+        if str(f.type) == "bool":
+            values[name] = _get(prefix, table, name, bool, f.default)
+        else:
+            values[name] = _number(prefix, table, name, f)
     return cls(**values)
 
 
@@ -340,6 +402,9 @@ def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Pat
     weights_path = None
     if weights is not None:
         weights_path = Path(weights) if Path(weights).is_absolute() else base_dir / weights
+        if not weights_path.is_file():
+            missing = "is not a file" if weights_path.exists() else "does not exist"
+            raise ConfigError(f"{prefix}.weights", f"{str(weights_path)!r} {missing}")
     return ModelConfig(
         name=name,
         pack=_get(prefix, table, "pack", str, name),
@@ -358,11 +423,16 @@ def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) 
         if dest not in destinations:
             raise ConfigError(f"{prefix}.destinations[{j}]", f"no destination named {dest!r}")
     match_table = _get(prefix, table, "match", dict, {})
+    # imported here, not at the top: node.index pulls in the store, which must stay free
+    # to import this module without a cycle
+    from .index import ROUTING_KEYWORDS
+
     match: dict[str, tuple[str, ...] | re.Pattern[str]] = {}
     for key, value in match_table.items():
         where = f"{prefix}.match.{key}"
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key):
-            raise ConfigError(where, "expected a DICOM keyword")
+        if key not in ROUTING_KEYWORDS:
+            raise ConfigError(where, f"not a routing attribute, so it never matches "
+                                     f"(routes match on: {', '.join(ROUTING_KEYWORDS)})")
         if isinstance(value, str) and value.startswith("re:"):
             try:
                 match[key] = re.compile(value[3:])
@@ -375,6 +445,8 @@ def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) 
         else:
             raise ConfigError(where, f'expected a string, a list of strings or "re:...", got {value!r}')
     quiet = _get(prefix, table, "quiet_seconds", (int, float), None)
+    if quiet is not None and quiet < 0:
+        raise ConfigError(f"{prefix}.quiet_seconds", f"expected a value >= 0, got {quiet}")
     expected = _get(prefix, table, "expected_instances", int, None)
     if expected is not None and expected < 1:
         raise ConfigError(f"{prefix}.expected_instances", f"expected a value >= 1, got {expected}")

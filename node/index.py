@@ -9,7 +9,9 @@ import pydicom
 
 from .logs import log
 from .metrics import Metrics
+from .states import SeriesState
 from .store import InstanceRow, JobStore
+from .uids import is_valid_uid
 
 __all__ = ["Indexer", "ROUTING_KEYWORDS", "routing_attributes"]
 
@@ -33,6 +35,8 @@ ROUTING_KEYWORDS = (
 )
 """The attributes routes can match on. None of them identifies the patient."""
 
+_MAX_ATTRIBUTE_CHARS = 256
+
 
 def routing_attributes(ds: pydicom.Dataset) -> dict[str, Any]:
     """The routing attributes of ``ds`` as JSON-friendly values (multi-values joined by ``\\``)."""
@@ -42,11 +46,11 @@ def routing_attributes(ds: pydicom.Dataset) -> dict[str, Any]:
         if value is None or value == "":
             continue
         if isinstance(value, pydicom.multival.MultiValue):
-            attrs[keyword] = "\\".join(str(v) for v in value)
+            attrs[keyword] = "\\".join(str(v) for v in value)[:_MAX_ATTRIBUTE_CHARS]
         elif isinstance(value, (int, float)):
             attrs[keyword] = value
         else:
-            attrs[keyword] = str(value)
+            attrs[keyword] = str(value)[:_MAX_ATTRIBUTE_CHARS]
     return attrs
 
 
@@ -93,20 +97,29 @@ class Indexer:
             self._wake.wait(timeout=1.0)
 
     def _index(self, row: InstanceRow) -> None:
+        """File one instance, or quarantine it: one bad instance never stops the others."""
         try:
             ds = pydicom.dcmread(row.path, stop_before_pixels=True)
-            series_uid = str(ds.SeriesInstanceUID)
-            study_uid = str(ds.StudyInstanceUID)
-        except Exception as exc:
-            self._metrics.instances_unreadable.inc()
-            self._store.mark_index_error(row.sop_instance_uid, repr(exc))
-            log(_logger, logging.WARNING, "instance unreadable", sop_instance_uid=row.sop_instance_uid,
-                reason=repr(exc))
+            series_uid = _uid(ds, "SeriesInstanceUID")
+            study_uid = _uid(ds, "StudyInstanceUID")
+            attrs = routing_attributes(ds)
+        except Exception as exc:  # pydicom raises lazily, on access, with many exception types
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            self._metrics.instances_quarantined.labels(type(exc).__name__).inc()
+            self._store.quarantine_instance(row.sop_instance_uid, reason)
+            log(_logger, logging.WARNING, "instance quarantined", sop_instance_uid=row.sop_instance_uid,
+                reason=reason)
             return
-        state = self._store.index_instance(
-            row.sop_instance_uid, series_uid, study_uid, routing_attributes(ds), row.received_at
-        )
-        if state != "received":
+        state = self._store.index_instance(row.sop_instance_uid, series_uid, study_uid, attrs, row.received_at)
+        if state is not SeriesState.RECEIVED:
             self._metrics.instances_late.inc()
             log(_logger, logging.WARNING, "instance arrived after its series was complete",
-                sop_instance_uid=row.sop_instance_uid, series_uid=series_uid, series_state=state)
+                sop_instance_uid=row.sop_instance_uid, series_uid=series_uid, series_state=state.value)
+
+
+def _uid(ds: pydicom.Dataset, keyword: str) -> str:
+    """A UID attribute of ``ds``, refused unless it is a valid UID (PS3.5 9.1)."""
+    value = str(ds[keyword].value) if keyword in ds else ""
+    if not is_valid_uid(value):
+        raise ValueError(f"{keyword} is not a valid UID")
+    return value

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .states import JobState
+
 __all__ = ["Metrics"]
 
 _INFERENCE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -21,8 +23,8 @@ class _JobStateCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily("ainode_jobs", "Jobs in the job store by state", labels=["state"])
         counts = dict(self._counts())
-        for state in ("routed", "running", "written", "delivered", "failed"):
-            counts.setdefault(state, 0)
+        for state in JobState:
+            counts.setdefault(state.value, 0)
         for state, n in sorted(counts.items()):
             family.add_metric([state], n)
         yield family
@@ -41,8 +43,9 @@ class Metrics:
         self.instances_late = Counter(
             "ainode_instances_late", "Instances that arrived after their series was complete", registry=r
         )
-        self.instances_unreadable = Counter(
-            "ainode_instances_unreadable", "Stored instances whose header could not be read", registry=r
+        self.instances_quarantined = Counter(
+            "ainode_instances_quarantined", "Stored instances set aside because their header cannot be used, by error",
+            ["reason"], registry=r,
         )
         self.series_completed = Counter(
             "ainode_series_completed", "Series the assembler declared complete", registry=r
@@ -67,6 +70,20 @@ class Metrics:
         )
         self.engine_info = Gauge(
             "ainode_engine_info", "The engine each model runs on (value 1)", ["model", "engine"], registry=r
+        )
+        self.instances_rejected = Counter(
+            "ainode_instances_rejected",
+            "C-STORE requests refused before storing, by reason (unreadable, uid_mismatch, invalid_uid,"
+            " too_large, disk_full, out_of_resources)",
+            ["reason"], registry=r,
+        )
+        self.disk_free_bytes = Gauge(
+            "ainode_disk_free_bytes", "Free bytes on the spool's file system (as the disk guard sees it)",
+            registry=r,
+        )
+        self.disk_below_watermark = Gauge(
+            "ainode_disk_below_watermark", "1 while the spool's free space is below the disk guard's floor",
+            registry=r,
         )
 
     def watch_job_states(self, counts: Callable[[], Mapping[str, int]]) -> None:

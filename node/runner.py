@@ -1,19 +1,27 @@
-"""The runner: takes routed jobs and runs them in worker processes."""
+"""The runner: claims queued jobs under a lease and runs them in worker processes.
+
+A claimed job is ``running`` with a lease held by this process (``host:pid:token``),
+renewed while its worker runs. If this process dies, the next start (or any other
+runner, once the lease runs out) queues the job again; a worker's outcome that arrives
+after its lease was lost is dropped, so a job is never recorded twice.
+"""
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable
+from typing import Any, Callable
 
 from .config import Config
 from .logs import log
 from .metrics import Metrics
 from .spool import Spool
-from .store import JobStore
-from .worker import JobOutcome, JobSpec, run_job, warm_up
+from .states import FailureStage
+from .store import JobStore, lease_owner_id, owner_is_gone
+from .worker import JobOutcome, JobSpec, die_with_parent, run_job, warm_up
 
 __all__ = ["Runner"]
 
@@ -25,26 +33,31 @@ class Runner:
 
     def __init__(
         self, config: Config, store: JobStore, spool: Spool, metrics: Metrics,
-        on_written: Callable[[], None] = lambda: None, workers: int = 1,
+        on_written: Callable[[], None] = lambda: None, workers: int | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._spool = spool
         self._metrics = metrics
         self._on_written = on_written
-        self._workers = workers
+        self._workers = workers or config.runner.workers
+        self._lease_seconds = config.runner.lease_seconds
+        self._owner = lease_owner_id()
         self._pool = self._new_pool()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._running: dict[int, Future[JobOutcome]] = {}
+        self._renewed_at = 0.0
         self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent)
 
     def start(self) -> None:
-        for job in self._store.jobs_in_state("running"):
-            self._store.set_job_state(job["id"], "routed", reason="interrupted by a restart; queued again")
+        released = self._store.release_job_leases(lambda owner, _until: owner_is_gone(owner))
+        if released:
+            log(_logger, logging.WARNING, "jobs of a stopped node queued again", jobs=released)
         self._warm_up()
         self._thread.start()
 
@@ -79,20 +92,34 @@ class Runner:
             self._wake.clear()
             try:
                 self._collect()
+                self._keep_leases()
                 self._submit()
             except Exception as exc:
                 log(_logger, logging.ERROR, "runner error", reason=repr(exc))
-            self._wake.wait(timeout=0.5)
+            self._wake.wait(timeout=min(0.5, self._lease_seconds / 4))
+
+    def _keep_leases(self) -> None:
+        """Renew this runner's leases; take back jobs whose owner's lease ran out."""
+        now = time.time()
+        if now - self._renewed_at < self._lease_seconds / 4:
+            return
+        self._renewed_at = now
+        self._store.renew_job_leases(self._owner, list(self._running), self._lease_seconds)
+        expired = self._store.release_job_leases(
+            lambda owner, until: owner != self._owner and (until < now or owner_is_gone(owner)))
+        if expired:
+            log(_logger, logging.WARNING, "jobs whose worker was lost queued again", jobs=expired)
 
     def _submit(self) -> None:
         free = self._workers - len(self._running)
-        if free <= 0:
-            return
-        for job in self._store.jobs_in_state("routed")[:free]:
-            spec = self._spec(job)
-            self._store.set_job_state(job["id"], "running")
+        for job in self._store.claim_jobs(self._owner, free, self._lease_seconds):
+            try:
+                spec = self._spec(job)
+            except Exception as exc:  # a job that cannot even be described must not block the queue
+                self._fail(job, JobOutcome(job["id"], False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
+                continue
             log(_logger, logging.INFO, "job started", job_id=job["id"], model=job["model"],
-                series_uid=job["series_uid"], instances=len(spec.instance_paths))
+                series_uid=job["series_uid"], instances=len(spec.instance_paths), run=job["runs"])
             try:
                 future = self._pool.submit(run_job, spec)
             except BrokenProcessPool:
@@ -101,7 +128,7 @@ class Runner:
             future.add_done_callback(lambda _f: self._wake.set())
             self._running[job["id"]] = future
 
-    def _spec(self, job: dict) -> JobSpec:
+    def _spec(self, job: dict[str, Any]) -> JobSpec:
         model = self._config.model(job["model"])
         paths = tuple(i.path for i in self._store.series_instances(job["series_uid"])) if job["series_uid"] else ()
         return JobSpec(
@@ -119,32 +146,39 @@ class Runner:
                 continue
             del self._running[job_id]
             job = self._store.get_job(job_id)
-            model = job["model"] if job else "?"
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker process died
-                outcome = JobOutcome(job_id, False, "worker", f"worker process failed: {exc!r}")
+                outcome = JobOutcome(job_id, False, FailureStage.WORKER, f"worker process failed: {exc!r}")
                 if isinstance(exc, BrokenProcessPool):
                     self._pool = self._new_pool()
-            self._finish(job, model, outcome)
+            if job is not None:
+                self._finish(job, outcome)
 
-    def _finish(self, job: dict | None, model: str, outcome: JobOutcome) -> None:
-        if job is None:
+    def _fail(self, job: dict[str, Any], outcome: JobOutcome) -> None:
+        stage = outcome.stage or FailureStage.WORKER
+        if not self._store.fail_job(job["id"], stage, outcome.reason or "unknown", engine=outcome.engine,
+                                    owner=self._owner):
+            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=job["id"])
             return
+        self._metrics.job_failures.labels(job["model"], stage.value).inc()
+        log(_logger, logging.ERROR, "job failed", job_id=job["id"], model=job["model"], stage=stage.value,
+            reason=outcome.reason, traceback=outcome.summary.get("traceback"))
+
+    def _finish(self, job: dict[str, Any], outcome: JobOutcome) -> None:
+        model = job["model"]
         engine = outcome.engine or "none"
         if outcome.engine:
             self._metrics.engine_info.labels(model, engine).set(1)
         if not outcome.ok:
-            self._store.set_job_state(outcome.job_id, "failed", stage=outcome.stage, reason=outcome.reason,
-                                      engine=outcome.engine)
-            self._metrics.job_failures.labels(model, outcome.stage or "unknown").inc()
-            log(_logger, logging.ERROR, "job failed", job_id=outcome.job_id, model=model, stage=outcome.stage,
-                reason=outcome.reason, traceback=outcome.summary.get("traceback"))
+            self._fail(job, outcome)
+            return
+        if not self._store.job_written(outcome.job_id, outcome.results, job["destinations"], engine=outcome.engine,
+                                       timings=outcome.stage_seconds, owner=self._owner):
+            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=outcome.job_id)
             return
         self._metrics.inference_seconds.labels(model, engine).observe(outcome.inference_seconds)
         self._metrics.pipeline_seconds.labels(model).observe(outcome.total_seconds)
-        self._store.job_written(outcome.job_id, outcome.results, job["destinations"], engine=outcome.engine,
-                                timings=outcome.stage_seconds)
         log(_logger, logging.INFO, "job written", job_id=outcome.job_id, model=model, engine=engine,
             objects=len(outcome.results), inference_seconds=round(outcome.inference_seconds, 3),
             total_seconds=round(outcome.total_seconds, 3),

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from .assemble import Assembler
@@ -18,16 +19,27 @@ from .retention import Janitor
 from .route import Router
 from .runner import Runner
 from .spool import Spool
+from .states import InstanceState, JobState, ResultState, SeriesState
 from .store import JobStore
 from .web import WebServer
 
-__all__ = ["Node"]
+__all__ = ["Node", "Stage"]
 
 _logger = logging.getLogger("ainode.node")
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline: the state it takes work in, the state it leaves it in."""
+
+    name: str
+    consumes: StrEnum | None
+    produces: tuple[StrEnum, ...]
+    component: Any
+
+
 class Node:
-    """One ainode: ingest → index → assemble → route → run → deliver, plus the HTTP interface."""
+    """One ainode: the stages of :meth:`stages`, plus the HTTP interface."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -50,6 +62,19 @@ class Node:
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health)
         self._stopped = threading.Event()
 
+    def stages(self) -> tuple[Stage, ...]:
+        """The whole pipeline, in order: what each stage consumes and produces, and who runs it."""
+        I, S, J, R = InstanceState, SeriesState, JobState, ResultState  # noqa: N806 - short names for the table
+        return (
+            Stage("ingest", None, (I.RECEIVED,), self.ingest),
+            Stage("index", I.RECEIVED, (I.INDEXED, I.QUARANTINED, S.RECEIVED), self.indexer),
+            Stage("assemble", S.RECEIVED, (S.COMPLETE,), self.assembler),
+            Stage("route", S.COMPLETE, (S.ROUTED, S.IGNORED, J.QUEUED), self.assembler),
+            Stage("run", J.QUEUED, (J.RUNNING, J.WRITTEN, J.FAILED, R.PENDING), self.runner),
+            Stage("deliver", R.PENDING, (R.DELIVERED, R.DEAD, J.DELIVERED, J.FAILED), self.outbox),
+            Stage("retain", S.ROUTED, (S.PURGED,), self.janitor),
+        )
+
     def health(self) -> dict[str, Any]:
         """Whether every component is alive."""
         threads = {t.name for t in threading.enumerate()}
@@ -67,28 +92,26 @@ class Node:
         return len(orphans)
 
     def start(self) -> None:
-        """Start the workers, then the listeners (so nothing arrives before it can be handled)."""
+        """Start the stages from the last to the first, so nothing arrives before it can be handled."""
         self.recover_spool()
-        self.indexer.start()
-        self.assembler.start()
-        self.runner.start()
-        self.outbox.start()
-        self.janitor.start()
+        started: set[int] = set()
+        for stage in reversed(self.stages()):
+            if id(stage.component) not in started:
+                started.add(id(stage.component))
+                stage.component.start()
         self.web.start()
-        self.ingest.start()
         log(_logger, logging.INFO, "node started", ae_title=self.config.node.ae_title,
             dicom_port=self.ingest.port, http_port=self.web.port,
             routes=[r.name for r in self.config.routes], data_dir=str(self.config.node.data_dir))
 
     def stop(self) -> None:
-        """Stop listening first, then the workers."""
-        self.ingest.stop()
+        """Stop listening first, then the stages in pipeline order."""
         self.web.stop()
-        self.indexer.stop()
-        self.assembler.stop()
-        self.runner.stop()
-        self.outbox.stop()
-        self.janitor.stop()
+        stopped: set[int] = set()
+        for stage in self.stages():
+            if id(stage.component) not in stopped:
+                stopped.add(id(stage.component))
+                stage.component.stop()
         self.store.close()
         self._stopped.set()
         log(_logger, logging.INFO, "node stopped")

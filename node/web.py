@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .metrics import Metrics
+from .states import FailureStage, JobState
 from .store import JobStore
 
 __all__ = ["WebServer"]
@@ -26,8 +27,10 @@ class WebServer:
     - ``GET /api/jobs[?state=S&limit=N]``: the newest jobs.
     - ``GET /api/jobs/<id>``: one job with its state history and its results per destination.
     - ``GET /api/series/<uid>``: one series: state history, receive times, its jobs.
-    - ``POST /api/jobs/<id>/retry`` and ``POST /api/deadletters/retry``: queue dead-lettered
-      results again.
+    - ``GET /api/quarantine``: instances set aside, with their reasons.
+    - ``POST /api/jobs/<id>/retry``: replay a job's dead letters, or run a failed job again.
+    - ``POST /api/jobs/<id>/rerun``: run a failed or delivered job again.
+    - ``POST /api/deadletters/retry``: queue every dead-lettered result again.
     """
 
     def __init__(
@@ -66,6 +69,9 @@ def _make_handler(store: JobStore, metrics: Metrics, health: Callable[[], dict[s
             self._send(code, json.dumps(payload, default=str).encode(), "application/json")
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            self.do_GET_safely()
+
+        def _do_get(self) -> None:
             url = urlparse(self.path)
             parts = [p for p in url.path.split("/") if p]
             query = parse_qs(url.query)
@@ -76,8 +82,15 @@ def _make_handler(store: JobStore, metrics: Metrics, health: Callable[[], dict[s
                 self._json(200 if status.get("status") == "ok" else 503, status)
             elif parts == ["api", "jobs"]:
                 state = query.get("state", [None])[0]
-                limit = int(query.get("limit", ["200"])[0])
-                self._json(200, {"jobs": store.list_jobs(state, limit)})
+                limit = query.get("limit", ["200"])[0]
+                if state is not None and state not in set(JobState):
+                    self._json(400, {"error": f"state must be one of {', '.join(JobState)}"})
+                elif not limit.isdigit() or not 1 <= int(limit) <= 10_000:
+                    self._json(400, {"error": "limit must be a whole number from 1 to 10000"})
+                else:
+                    self._json(200, {"jobs": store.list_jobs(JobState(state) if state else None, int(limit))})
+            elif parts == ["api", "quarantine"]:
+                self._json(200, {"instances": store.quarantined_instances()})
             elif len(parts) == 3 and parts[:2] == ["api", "jobs"] and parts[2].isdigit():
                 job = store.get_job(int(parts[2]))
                 if job is None:
@@ -102,13 +115,42 @@ def _make_handler(store: JobStore, metrics: Metrics, health: Callable[[], dict[s
             else:
                 self._json(404, {"error": "not found"})
 
+        def do_GET_safely(self) -> None:
+            try:
+                self._do_get()
+            except Exception as exc:  # a bug or a broken store: answer, and keep serving
+                _logger.exception("request failed")
+                self._json(500, {"error": type(exc).__name__})
+
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            try:
+                self._do_post()
+            except Exception as exc:
+                _logger.exception("request failed")
+                self._json(500, {"error": type(exc).__name__})
+
+        def _do_post(self) -> None:
             parts = [p for p in urlparse(self.path).path.split("/") if p]
             if parts == ["api", "deadletters", "retry"]:
                 self._json(200, {"requeued": store.requeue_dead()})
-            elif len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[2].isdigit() and parts[3] == "retry":
-                self._json(200, {"requeued": store.requeue_dead(int(parts[2]))})
+            elif len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[2].isdigit() and parts[3] in ("retry", "rerun"):
+                self._retry(int(parts[2]), rerun=parts[3] == "rerun")
             else:
                 self._json(404, {"error": "not found"})
+
+        def _retry(self, job_id: int, rerun: bool) -> None:
+            """``retry``: replay a job's dead letters, or run a failed job again; ``rerun``: run
+            a failed or delivered job again (new weights, a fixed pack)."""
+            job = store.get_job(job_id)
+            if job is None:
+                self._json(404, {"error": "no such job"})
+                return
+            if not rerun and job["state"] == JobState.FAILED and job["stage"] == FailureStage.DELIVER:
+                self._json(200, {"job_id": job_id, "action": "dead letters requeued",
+                                 "requeued": store.requeue_dead(job_id)})
+            elif (rerun or job["state"] == JobState.FAILED) and store.rerun_job(job_id, "re-run requested by an operator"):
+                self._json(200, {"job_id": job_id, "action": "queued again", "requeued": 1})
+            else:
+                self._json(409, {"error": f"job is {job['state']}: nothing to retry", "requeued": 0})
 
     return Handler

@@ -6,6 +6,10 @@ happened in.
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import threading
 import time
 import traceback
 from io import BytesIO
@@ -20,11 +24,16 @@ from .engines import EngineOptions, create_engine
 from .packs import load_pack
 from .pipeline import Engine, ModelPack, ResultContext, sort_slices
 from .spool import write_durable
+from .states import FailureStage
 
-__all__ = ["JobOutcome", "JobSpec", "network_module", "run_batched", "run_job", "warm_up"]
+__all__ = [
+    "JobOutcome", "JobSpec", "die_with_parent", "engine_cache_key", "network_module", "run_batched", "run_job",
+    "warm_up",
+]
 
 _PACKS: dict[tuple[str, str | None], ModelPack] = {}
-_ENGINES: dict[tuple[str, str], Engine] = {}
+_ENGINES: dict[tuple[Any, ...], Engine] = {}
+"""This process's engines, by :func:`engine_cache_key` and the pack's model path."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class JobOutcome:
 
     job_id: int
     ok: bool
-    stage: str | None = None
+    stage: FailureStage | None = None
     reason: str | None = None
     engine: str | None = None
     results: tuple[tuple[str, str, str], ...] = ()   # (SOP Instance UID, SOP Class UID, path)
@@ -61,10 +70,34 @@ class JobOutcome:
 
 
 class _StageError(Exception):
-    def __init__(self, stage: str, cause: BaseException) -> None:
+    def __init__(self, stage: FailureStage, cause: BaseException) -> None:
         super().__init__(stage)
         self.stage = stage
         self.cause = cause
+
+
+def die_with_parent() -> None:
+    """Worker process initializer: end this process when the node that started it dies.
+
+    A kill -9 of the node gives its workers no chance to be told; without this they live
+    on as orphans holding memory and GPU contexts. Linux's parent-death signal covers
+    it; a watchdog thread that notices a new parent process id covers the rest.
+    """
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def _watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=_watch, name="parent-watchdog", daemon=True).start()
 
 
 def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
@@ -82,37 +115,37 @@ def run_job(spec: JobSpec) -> JobOutcome:
     engine_name: str | None = None
     timings: dict[str, float] = {}
 
-    def stage(name: str, fn: Any, *args: Any) -> Any:
+    def stage(name: FailureStage, fn: Any, *args: Any) -> Any:
         t0 = time.perf_counter()
         try:
             return fn(*args)
         except Exception as exc:
             raise _StageError(name, exc) from exc
         finally:
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            timings[name.value] = timings.get(name.value, 0.0) + time.perf_counter() - t0
 
     try:
-        series = stage("load", _load_series, spec.instance_paths)
-        pack = stage("load", _pack, spec.pack, spec.weights)
-        engine = stage("engine", _engine, spec, pack)
+        series = stage(FailureStage.LOAD, _load_series, spec.instance_paths)
+        pack = stage(FailureStage.LOAD, _pack, spec.pack, spec.weights)
+        engine = stage(FailureStage.ENGINE, _engine, spec, pack)
         engine_name = engine.name
-        inputs = stage("preprocess", pack.preprocess, series)
-        outputs = stage("inference", run_batched, engine, inputs, spec.batch_size or pack.batch_size)
-        findings = stage("postprocess", pack.postprocess, series, outputs)
+        inputs = stage(FailureStage.PREPROCESS, pack.preprocess, series)
+        outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base)
-        objects = stage("write", pack.write_results, series, findings, context)
-        results = stage("write", _save, objects, Path(spec.out_dir))
+        objects = stage(FailureStage.WRITE, pack.write_results, series, findings, context)
+        results = stage(FailureStage.WRITE, _save, objects, Path(spec.out_dir))
     except _StageError as exc:
         reason = f"{type(exc.cause).__name__}: {exc.cause}"[:500]
         return JobOutcome(
             spec.job_id, False, exc.stage, reason, engine_name,
-            inference_seconds=timings.get("inference", 0.0), total_seconds=time.perf_counter() - started,
+            inference_seconds=timings.get(FailureStage.INFERENCE.value, 0.0), total_seconds=time.perf_counter() - started,
             stage_seconds=timings, summary={"traceback": "".join(traceback.format_exception(exc.cause))[-2000:]},
         )
     summary = findings.summary() if hasattr(findings, "summary") else {}
     return JobOutcome(
         spec.job_id, True, engine=engine_name, results=tuple(results),
-        inference_seconds=timings.get("inference", 0.0), total_seconds=time.perf_counter() - started,
+        inference_seconds=timings.get(FailureStage.INFERENCE.value, 0.0), total_seconds=time.perf_counter() - started,
         stage_seconds=timings, summary=summary,
     )
 
@@ -146,8 +179,20 @@ def _pack(name: str, weights: str | None) -> ModelPack:
     return _PACKS[key]
 
 
+def engine_cache_key(spec: JobSpec) -> tuple[Any, ...]:
+    """Every field of ``spec`` that selects the engine it runs on (not the job's own data).
+
+    Two models that differ in any of them (e.g. two Triton models on one server) get
+    their own engine; ``triton_model`` unset means the model's name, as in :func:`_engine`.
+    """
+    return (
+        spec.model, spec.pack, spec.weights, spec.engine, spec.batch_size, spec.engine_cache_dir,
+        spec.triton_url, spec.triton_model or spec.model,
+    )
+
+
 def _engine(spec: JobSpec, pack: ModelPack) -> Engine:
-    key = (spec.engine, str(pack.model_path()))
+    key = (*engine_cache_key(spec), str(pack.model_path()))
     if key not in _ENGINES:
         options = EngineOptions(
             cache_dir=Path(spec.engine_cache_dir) if spec.engine_cache_dir else None,

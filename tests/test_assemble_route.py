@@ -9,6 +9,7 @@ from node.assemble import Assembler
 from node.config import AssemblerConfig, RouteConfig
 from node.metrics import Metrics
 from node.route import Router, route_matches
+from node.states import FailureStage, JobState, SeriesState
 from node.store import JobStore
 
 HEAD = {"Modality": "CT", "BodyPartExamined": "HEAD", "SeriesDescription": "Routine Head"}
@@ -49,7 +50,7 @@ def test_series_completes_after_quiet_period_and_is_routed(tmp_path: Path):
     assert store.get_series("1.2.3.1").state == "routed"
     jobs = store.list_jobs()
     assert sorted(j["route"] for j in jobs) == ["head", "slow"]
-    assert all(j["state"] == "routed" for j in jobs)
+    assert all(j["state"] == JobState.QUEUED for j in jobs)
 
 
 def test_unmatched_series_is_ignored_after_default_quiet(tmp_path: Path):
@@ -69,7 +70,7 @@ def test_state_survives_reopening_the_store(tmp_path: Path):
     _receive(store, "1.2.3.3", at=50.0, n=2)
     store.close()
     reopened = JobStore(tmp_path / "db.sqlite")
-    (series,) = reopened.series_in_state("received")
+    (series,) = reopened.series_in_state(SeriesState.RECEIVED)
     assert series.instance_count == 2 and series.last_received == 50.0
     now = [55.0]
     asm = Assembler(AssemblerConfig(quiet_seconds=10), reopened, Router([_route(Modality="CT")]), Metrics(),
@@ -82,15 +83,15 @@ def test_state_survives_reopening_the_store(tmp_path: Path):
 def test_every_state_change_is_an_event_row(tmp_path: Path):
     store = JobStore(tmp_path / "db.sqlite")
     _receive(store, "1.2.3.4", at=0.0, n=1)
-    store.set_series_state("1.2.3.4", "complete")
+    store.set_series_state("1.2.3.4", SeriesState.COMPLETE)
     (job_id,) = store.route_series("1.2.3.4", [("head", "head-ct-hematoma", ["pacs"])])
-    store.set_job_state(job_id, "running")
+    store.claim_jobs("test", 1, 60)
     store.job_written(job_id, [("1.9.1", "1.2.840.10008.5.1.4.1.1.88.34", "/r/1.9.1.dcm")], ["pacs"])
     (result,) = store.job_results(job_id)
     store.result_failed(result.id, "refused", retry_at=None)
     assert store.get_job(job_id)["state"] == "failed"
     assert store.get_job(job_id)["stage"] == "deliver"
-    assert [e["state"] for e in store.job_events(job_id)] == ["routed", "running", "written", "failed"]
+    assert [e["state"] for e in store.job_events(job_id)] == [JobState.QUEUED, JobState.RUNNING, JobState.WRITTEN, JobState.FAILED]
     assert store.requeue_dead(job_id) == 1
     store.result_delivered(result.id)
     assert store.get_job(job_id)["state"] == "delivered"
@@ -135,14 +136,18 @@ def test_retention_removes_finished_series_files_but_keeps_failed_ones(tmp_path:
 
     store = JobStore(tmp_path / "db.sqlite")
     spool = Spool(tmp_path / "spool")
-    for series_uid, final in (("1.2.4.1", "delivered"), ("1.2.4.2", "failed")):
+    for series_uid, delivered in (("1.2.4.1", True), ("1.2.4.2", False)):
         path = spool.instance_path(series_uid + ".1")
         path.write_bytes(b"x")
         store.add_instance(series_uid + ".1", "1.2.840.10008.5.1.4.1.1.2", str(path), "M")
         store.index_instance(series_uid + ".1", series_uid, "1.2.3", HEAD, 0.0)
-        store.set_series_state(series_uid, "complete")
+        store.set_series_state(series_uid, SeriesState.COMPLETE)
         (job_id,) = store.route_series(series_uid, [("r", "head-ct-hematoma", [])])
-        store.set_job_state(job_id, final)
+        store.claim_jobs("test", 1, 60)
+        if delivered:
+            store.job_written(job_id, [], [])
+        else:
+            store.fail_job(job_id, FailureStage.INFERENCE, "boom")
         (spool.result_dir(job_id) / "r.dcm").write_bytes(b"r")
     janitor = Janitor(SpoolConfig(retention_hours=1), store, spool, clock=lambda: time.time() + 7200)
     assert janitor.sweep() == 1

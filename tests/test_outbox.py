@@ -11,6 +11,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from node.config import Config, DestinationConfig, EgressConfig
 from node.egress.outbox import Outbox, backoff_delay
 from node.metrics import Metrics
+from node.states import JobState, SeriesState
 from node.store import JobStore
 from tests.support import free_port
 
@@ -48,8 +49,9 @@ def queued(tmp_path: Path, small_head_ct):
     store = JobStore(tmp_path / "db.sqlite")
     store.add_instance("1.2.3.9", "x", "/x", "M")
     store.index_instance("1.2.3.9", "1.2.3.8", "1.2.3", {}, 0.0)
-    store.set_series_state("1.2.3.8", "complete")
+    store.set_series_state("1.2.3.8", SeriesState.COMPLETE)
     (job_id,) = store.route_series("1.2.3.8", [("r", "head-ct-hematoma", ["pacs"])])
+    store.claim_jobs("test", 1, 60)
     objects = []
     for path in files[:2]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)

@@ -9,12 +9,17 @@ from typing import Callable
 from ..config import Config, DestinationConfig
 from ..logs import log
 from ..metrics import Metrics
-from ..store import JobStore
+from ..states import ResultState
+from ..store import JobStore, lease_owner_id, owner_is_gone
 from .dimse import send_files
 
 __all__ = ["Outbox", "backoff_delay"]
 
 _logger = logging.getLogger("ainode.egress")
+
+_IDLE_SECONDS = 5.0
+"""How long an idle destination thread sleeps when nothing is pending (a safety net: new
+results wake it at once)."""
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -30,6 +35,7 @@ class Outbox:
         self._store = store
         self._metrics = metrics
         self._clock = clock
+        self._owner = lease_owner_id()
         self._stop = threading.Event()
         self._wakes = {d.name: threading.Event() for d in config.destinations}
         self._threads = [
@@ -38,6 +44,9 @@ class Outbox:
         ]
 
     def start(self) -> None:
+        released = self._store.release_result_leases(lambda owner, _until: owner_is_gone(owner))
+        if released:
+            log(_logger, logging.WARNING, "deliveries of a stopped node due again", results=released)
         for thread in self._threads:
             thread.start()
 
@@ -55,7 +64,8 @@ class Outbox:
 
     def deliver_due(self, destination: DestinationConfig) -> int:
         """Try every result due for ``destination`` now; returns how many were tried."""
-        due = [r for r in self._store.due_results(self._clock()) if r.destination == destination.name]
+        lease = max(60.0, self._config.egress.timeout_seconds * 4)
+        due = self._store.claim_due_results(destination.name, self._owner, self._clock(), lease)
         if not due:
             return 0
         outcome = send_files(
@@ -66,7 +76,7 @@ class Outbox:
             error = outcome.errors.get(row.path, "not sent")
             if error is None:
                 self._store.result_delivered(row.id)
-                self._metrics.egress_results.labels(destination.name, "delivered").inc()
+                self._metrics.egress_results.labels(destination.name, ResultState.DELIVERED.value).inc()
                 continue
             attempts = row.attempts + 1
             egress = self._config.egress
@@ -74,7 +84,8 @@ class Outbox:
             if attempts < egress.max_attempts:
                 retry_at = self._clock() + backoff_delay(attempts, egress.backoff_seconds, egress.backoff_max_seconds)
             self._store.result_failed(row.id, error, retry_at)
-            self._metrics.egress_results.labels(destination.name, "retry" if retry_at else "dead").inc()
+            outcome_label = "retry" if retry_at else ResultState.DEAD.value
+            self._metrics.egress_results.labels(destination.name, outcome_label).inc()
             log(_logger, logging.WARNING, "result not delivered", destination=destination.name,
                 sop_instance_uid=row.sop_instance_uid, job_id=row.job_id, attempts=attempts, reason=error,
                 next_attempt_in=None if retry_at is None else round(retry_at - self._clock(), 1))
@@ -92,6 +103,14 @@ class Outbox:
                 self.deliver_due(destination)
             except Exception as exc:
                 log(_logger, logging.ERROR, "outbox error", destination=destination.name, reason=repr(exc))
-            next_due = self._store.next_result_due()
-            delay = 1.0 if next_due is None else min(1.0, max(0.05, next_due - self._clock()))
-            wake.wait(timeout=delay)
+            wake.wait(timeout=self._idle_wait(destination))
+
+    def _idle_wait(self, destination: DestinationConfig) -> float:
+        """Until this destination's next result is due (new results wake the thread at once)."""
+        try:
+            next_due = self._store.next_result_due(destination.name)
+        except Exception:
+            return _IDLE_SECONDS
+        if next_due is None:
+            return _IDLE_SECONDS
+        return min(_IDLE_SECONDS, max(0.05, next_due - self._clock()))

@@ -1,0 +1,137 @@
+"""Every state of the pipeline and every allowed transition, in one place.
+
+The job store refuses a transition that is not listed here (:class:`IllegalTransition`),
+so a bug that would skip a step or resurrect finished work fails loudly instead of
+silently losing or repeating it. No other module spells a state as a bare string.
+
+::
+
+    instance: received ─▶ indexed
+                    └───▶ quarantined (header unreadable: reason recorded, never retried)
+    series:   received ─▶ complete ─▶ routed ─▶ purged ─▶ received (re-sent after retention)
+                                  └─▶ ignored ─▶ purged
+    job:      queued ─▶ running ─▶ written ─▶ delivered
+                 │         │          └─────▶ failed (deliver: dead letters)
+                 │         ├─▶ failed (load, engine, preprocess, inference, postprocess, write, worker)
+                 │         └─▶ queued (lease expired: the worker died)
+                 └─▶ failed (spec: the job cannot even be described to a worker)
+              failed | delivered ─▶ queued (an operator re-runs it)
+              failed (deliver) ─▶ written (an operator replays its dead letters)
+    result:   pending ─▶ delivered
+                 │   └─▶ dead ─▶ pending (replayed)
+                 └──────────────▶ superseded (its job was re-run: a newer result replaces it)
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Mapping
+
+__all__ = [
+    "FailureStage",
+    "IllegalTransition",
+    "InstanceState",
+    "JobState",
+    "ResultState",
+    "SeriesState",
+    "TRANSITIONS",
+    "check_transition",
+]
+
+
+class InstanceState(StrEnum):
+    """A received instance: durable, then indexed under its series, or quarantined."""
+
+    RECEIVED = "received"
+    INDEXED = "indexed"
+    QUARANTINED = "quarantined"
+
+
+class SeriesState(StrEnum):
+    """A series, from its first instance to the removal of its files."""
+
+    RECEIVED = "received"
+    COMPLETE = "complete"
+    ROUTED = "routed"
+    IGNORED = "ignored"
+    PURGED = "purged"
+
+
+class JobState(StrEnum):
+    """One model run on one series."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WRITTEN = "written"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class ResultState(StrEnum):
+    """One result object for one destination."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    SUPERSEDED = "superseded"
+
+
+class FailureStage(StrEnum):
+    """Where a failed job failed (``jobs.stage``)."""
+
+    SPEC = "spec"
+    LOAD = "load"
+    ENGINE = "engine"
+    PREPROCESS = "preprocess"
+    INFERENCE = "inference"
+    POSTPROCESS = "postprocess"
+    WRITE = "write"
+    WORKER = "worker"
+    DELIVER = "deliver"
+
+
+_I, _S, _J, _R = InstanceState, SeriesState, JobState, ResultState
+
+TRANSITIONS: Mapping[type, Mapping[StrEnum, frozenset[StrEnum]]] = {
+    InstanceState: {
+        _I.RECEIVED: frozenset({_I.INDEXED, _I.QUARANTINED}),
+        _I.INDEXED: frozenset(),
+        _I.QUARANTINED: frozenset(),
+    },
+    SeriesState: {
+        _S.RECEIVED: frozenset({_S.COMPLETE}),
+        _S.COMPLETE: frozenset({_S.ROUTED, _S.IGNORED}),
+        _S.ROUTED: frozenset({_S.PURGED}),
+        _S.IGNORED: frozenset({_S.PURGED}),
+        _S.PURGED: frozenset({_S.RECEIVED}),
+    },
+    JobState: {
+        _J.QUEUED: frozenset({_J.RUNNING, _J.FAILED}),
+        _J.RUNNING: frozenset({_J.WRITTEN, _J.FAILED, _J.QUEUED}),
+        _J.WRITTEN: frozenset({_J.DELIVERED, _J.FAILED}),
+        _J.DELIVERED: frozenset({_J.QUEUED}),
+        _J.FAILED: frozenset({_J.QUEUED, _J.WRITTEN}),
+    },
+    ResultState: {
+        _R.PENDING: frozenset({_R.DELIVERED, _R.DEAD, _R.SUPERSEDED, _R.PENDING}),
+        _R.DEAD: frozenset({_R.PENDING, _R.SUPERSEDED}),
+        _R.DELIVERED: frozenset(),
+        _R.SUPERSEDED: frozenset(),
+    },
+}
+"""For each kind of state: from each state, the states it may move to."""
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the pipeline does not allow (a bug, never an input problem)."""
+
+
+def check_transition(old: StrEnum | str, new: StrEnum) -> None:
+    """Raise :class:`IllegalTransition` unless ``old → new`` is allowed for ``type(new)``."""
+    kind = type(new)
+    table = TRANSITIONS[kind]
+    try:
+        current = kind(old)
+    except ValueError as exc:
+        raise IllegalTransition(f"{kind.__name__}: unknown state {old!r}") from exc
+    if new not in table[current]:
+        raise IllegalTransition(f"{kind.__name__}: {current.value} → {new.value} is not allowed")

@@ -1,0 +1,255 @@
+"""The SQLite database under the job store: connection, transactions, schema versions.
+
+SQLite in WAL mode with ``synchronous=NORMAL``: a committed row survives a crash of the
+node (SIGKILL); after a power loss the newest rows may be missing, so received
+instances are made durable as files first and the spool is reconciled with the store at
+start. One connection guarded by a lock serves all threads of the node.
+
+The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` takes a store
+made by any earlier version of the node to the current one at open.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..states import InstanceState, JobState, check_transition
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteDatabase", "Transaction"]
+
+_SCHEMA = """
+CREATE TABLE instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    sop_class_uid    TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    received_at      REAL NOT NULL,
+    calling_ae       TEXT,
+    series_uid       TEXT,            -- known at ingest when the header was read there, else from the indexer
+    study_uid        TEXT,
+    state            TEXT NOT NULL,
+    reason           TEXT             -- why an instance was quarantined
+);
+CREATE INDEX instances_state ON instances(state, received_at);
+CREATE INDEX instances_series ON instances(series_uid, state);
+CREATE TABLE series (
+    series_uid       TEXT PRIMARY KEY,
+    study_uid        TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attrs            TEXT NOT NULL,   -- JSON of the routing attributes (no patient data)
+    instance_count   INTEGER NOT NULL DEFAULT 0,
+    first_received   REAL NOT NULL,
+    last_received    REAL NOT NULL,
+    generation       INTEGER NOT NULL DEFAULT 0,  -- +1 each time a purged series is received again
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX series_state ON series(state);
+CREATE TABLE jobs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    series_uid       TEXT NOT NULL,
+    generation       INTEGER NOT NULL DEFAULT 0,
+    route            TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    destinations     TEXT NOT NULL,   -- JSON list of destination names
+    state            TEXT NOT NULL,
+    stage            TEXT,
+    reason           TEXT,
+    engine           TEXT,
+    timings          TEXT,            -- JSON: seconds per pipeline stage
+    runs             INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_until      REAL,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    UNIQUE (series_uid, generation, route)
+);
+CREATE INDEX jobs_state ON jobs(state);
+CREATE TABLE results (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id           INTEGER NOT NULL REFERENCES jobs(id),
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid    TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    destination      TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL NOT NULL,
+    last_error       TEXT,
+    lease_owner      TEXT,
+    lease_until      REAL,
+    updated_at       REAL NOT NULL,
+    UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX results_due ON results(destination, state, next_attempt_at);
+CREATE TABLE events (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    at               REAL NOT NULL,
+    kind             TEXT NOT NULL,   -- instance | series | job | result
+    ref              TEXT NOT NULL,   -- UID or row id
+    state            TEXT NOT NULL,
+    detail           TEXT
+);
+CREATE INDEX events_ref ON events(kind, ref);
+"""
+
+_LEGACY_TO_2 = """
+ALTER TABLE instances ADD COLUMN study_uid TEXT;
+ALTER TABLE instances ADD COLUMN state TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN reason TEXT;
+UPDATE instances SET state = CASE WHEN index_error IS NOT NULL THEN :st_quarantined
+    WHEN series_uid IS NOT NULL THEN :st_indexed ELSE :st_received END, reason = index_error;
+DROP INDEX IF EXISTS instances_unindexed;
+DROP INDEX IF EXISTS instances_series;
+CREATE INDEX instances_state ON instances(state, received_at);
+CREATE INDEX instances_series ON instances(series_uid, state);
+ALTER TABLE series ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE jobs_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, series_uid TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
+    route TEXT NOT NULL, model TEXT NOT NULL, destinations TEXT NOT NULL, state TEXT NOT NULL, stage TEXT,
+    reason TEXT, engine TEXT, timings TEXT, runs INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until REAL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, UNIQUE (series_uid, generation, route)
+);
+INSERT INTO jobs_v2(id, series_uid, route, model, destinations, state, stage, reason, engine, timings,
+    created_at, updated_at)
+    SELECT id, series_uid, route, model, destinations,
+        CASE WHEN state IN (:st_legacy_routed, :st_running) THEN :st_queued ELSE state END,
+        stage, reason, engine, timings, created_at, updated_at FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v2 RENAME TO jobs;
+CREATE INDEX jobs_state ON jobs(state);
+ALTER TABLE results ADD COLUMN lease_owner TEXT;
+ALTER TABLE results ADD COLUMN lease_until REAL;
+DROP INDEX IF EXISTS results_due;
+CREATE INDEX results_due ON results(destination, state, next_attempt_at);
+"""
+
+SCHEMA_VERSION = 2
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script`` (``executescript`` would commit the open transaction)."""
+    lines = [line.split("--")[0] for line in script.splitlines()]
+    return [s for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _create(db: sqlite3.Connection) -> None:
+    for statement in _statements(_SCHEMA):
+        db.execute(statement)
+
+
+def _legacy_to_2(db: sqlite3.Connection) -> None:
+    """From the unversioned store of the first releases (jobs unique per series and route)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    if "timings" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN timings TEXT")
+    params = {
+        "st_quarantined": InstanceState.QUARANTINED.value, "st_indexed": InstanceState.INDEXED.value,
+        "st_received": InstanceState.RECEIVED.value, "st_legacy_routed": "routed",
+        "st_running": JobState.RUNNING.value, "st_queued": JobState.QUEUED.value,
+    }
+    for statement in _statements(_LEGACY_TO_2):
+        names = {k: v for k, v in params.items() if f":{k}" in statement}
+        db.execute(statement, names)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2}
+"""``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
+
+
+class SqliteDatabase:
+    """One SQLite connection shared by the node's threads, with safe transactions."""
+
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                   timeout=busy_timeout)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._upgrade()  # before foreign keys are enforced: a migration may rebuild a referenced table
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _upgrade(self) -> None:
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if version == 0 and "jobs" not in tables:
+                _create(db)
+            elif version == 0:
+                MIGRATIONS[1](db)
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(f"job store {self.path} is schema {version}, newer than this node ({SCHEMA_VERSION})")
+            else:
+                for step in range(version, SCHEMA_VERSION):
+                    MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self) -> "Transaction":
+        return Transaction(self._lock, self._db)
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, kind: str, ref: str | int, state: StrEnum, detail: str | None = None) -> None:
+        db.execute(
+            "INSERT INTO events(at, kind, ref, state, detail) VALUES (?,?,?,?,?)",
+            (time.time(), kind, str(ref), state.value, detail),
+        )
+
+    @staticmethod
+    def _transition(db: sqlite3.Connection, table: str, key: str, ref: Any, new: StrEnum) -> StrEnum | None:
+        """Check the move of row ``ref`` of ``table`` to ``new``; returns the old state (None: no row)."""
+        row = db.execute(f"SELECT state FROM {table} WHERE {key}=?", (ref,)).fetchone()
+        if row is None:
+            return None
+        old = type(new)(row["state"])
+        check_transition(old, new)
+        return old
+
+
+class Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) under the store's lock.
+
+    The lock is released whatever happens, including when ``BEGIN`` itself fails (a
+    database locked by another process past the busy timeout): one failed transaction
+    must never freeze every thread of the node.
+    """
+
+    def __init__(self, lock: threading.RLock, db: sqlite3.Connection) -> None:
+        self._lock = lock
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._db.execute("COMMIT")
+            else:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if exc_type is None:
+                raise
+        finally:
+            self._lock.release()
+

@@ -1,0 +1,130 @@
+"""Instances: received, then indexed under their series, or quarantined."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Mapping
+
+from ..states import InstanceState, SeriesState
+from .database import SqliteDatabase
+from .rows import InstanceRow
+
+__all__ = ["InstanceQueries"]
+
+_INSTANCE_COLUMNS = "sop_instance_uid, sop_class_uid, path, received_at, series_uid, state"
+
+
+class InstanceQueries(SqliteDatabase):
+    """The ``instances`` table, and the series rows that indexing creates or reopens."""
+
+    def has_instance(self, sop_instance_uid: str) -> bool:
+        """Whether this SOP Instance UID was already received."""
+        return bool(self._query("SELECT 1 FROM instances WHERE sop_instance_uid=?", (sop_instance_uid,)))
+
+    def add_instance(
+        self, sop_instance_uid: str, sop_class_uid: str, path: str, calling_ae: str, *,
+        series_uid: str | None = None, study_uid: str | None = None, received_at: float | None = None,
+    ) -> bool:
+        """Record a durable instance; returns False when the UID was already recorded.
+
+        ``series_uid`` given at ingest (the header was read before the answer) lets the
+        assembler see the instance before the indexer has filed it.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO instances(sop_instance_uid, sop_class_uid, path, received_at, calling_ae,"
+                " series_uid, study_uid, state) VALUES (?,?,?,?,?,?,?,?)",
+                (sop_instance_uid, sop_class_uid, path, received_at or time.time(), calling_ae, series_uid,
+                 study_uid, InstanceState.RECEIVED.value),
+            )
+            return cur.rowcount == 1
+
+    def known_instance_uids(self) -> set[str]:
+        """Every SOP Instance UID the store holds."""
+        return {r["sop_instance_uid"] for r in self._query("SELECT sop_instance_uid FROM instances")}
+
+    def unindexed_instances(self, limit: int = 500) -> list[InstanceRow]:
+        """Instances whose header has not been read yet, oldest first."""
+        rows = self._query(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE state=? ORDER BY received_at LIMIT ?",
+            (InstanceState.RECEIVED.value, limit),
+        )
+        return [_instance_row(r) for r in rows]
+
+    def index_instance(
+        self, sop_instance_uid: str, series_uid: str, study_uid: str, attrs: Mapping[str, Any], received_at: float
+    ) -> SeriesState:
+        """File an instance under its series, creating the series row on first sight.
+
+        A series that was purged (its files removed after retention) and is now sent
+        again starts over as a new generation. Returns the series state after the update
+        (``received`` for a series being assembled; another state means a late instance).
+        """
+        now = time.time()
+        with self._tx() as db:
+            self._transition(db, "instances", "sop_instance_uid", sop_instance_uid, InstanceState.INDEXED)
+            db.execute(
+                "UPDATE instances SET series_uid=?, study_uid=?, state=? WHERE sop_instance_uid=?",
+                (series_uid, study_uid, InstanceState.INDEXED.value, sop_instance_uid),
+            )
+            row = db.execute("SELECT state FROM series WHERE series_uid=?", (series_uid,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO series(series_uid, study_uid, state, attrs, instance_count, first_received,"
+                    " last_received, updated_at) VALUES (?,?,?,?,1,?,?,?)",
+                    (series_uid, study_uid, SeriesState.RECEIVED.value, json.dumps(dict(attrs)), received_at,
+                     received_at, now),
+                )
+                self._event(db, "series", series_uid, SeriesState.RECEIVED)
+                return SeriesState.RECEIVED
+            state = SeriesState(row["state"])
+            if state is SeriesState.PURGED:
+                self._transition(db, "series", "series_uid", series_uid, SeriesState.RECEIVED)
+                db.execute(
+                    "UPDATE series SET state=?, attrs=?, instance_count=1, first_received=?, last_received=?,"
+                    " generation=generation+1, updated_at=? WHERE series_uid=?",
+                    (SeriesState.RECEIVED.value, json.dumps(dict(attrs)), received_at, received_at, now, series_uid),
+                )
+                self._event(db, "series", series_uid, SeriesState.RECEIVED, "received again after its purge")
+                return SeriesState.RECEIVED
+            db.execute(
+                "UPDATE series SET instance_count=instance_count+1, last_received=MAX(last_received, ?),"
+                " updated_at=? WHERE series_uid=?",
+                (received_at, now, series_uid),
+            )
+            return state
+
+    def quarantine_instance(self, sop_instance_uid: str, reason: str) -> None:
+        """Set an instance aside for good: its header cannot be read or is not acceptable."""
+        with self._tx() as db:
+            self._transition(db, "instances", "sop_instance_uid", sop_instance_uid, InstanceState.QUARANTINED)
+            db.execute("UPDATE instances SET state=?, reason=? WHERE sop_instance_uid=?",
+                       (InstanceState.QUARANTINED.value, reason[:500], sop_instance_uid))
+            self._event(db, "instance", sop_instance_uid, InstanceState.QUARANTINED, reason[:500])
+
+    def quarantined_instances(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest quarantined instances with their reasons."""
+        rows = self._query(
+            "SELECT sop_instance_uid, path, received_at, calling_ae, reason FROM instances WHERE state=?"
+            " ORDER BY received_at DESC LIMIT ?",
+            (InstanceState.QUARANTINED.value, limit),
+        )
+        return [dict(r) for r in rows]
+
+    def series_instances(self, series_uid: str) -> list[InstanceRow]:
+        """The indexed instances of a series."""
+        rows = self._query(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE series_uid=? AND state=? ORDER BY received_at",
+            (series_uid, InstanceState.INDEXED.value),
+        )
+        return [_instance_row(r) for r in rows]
+
+    def instance_counts(self) -> dict[str, int]:
+        """Instances by state."""
+        return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM instances GROUP BY state")}
+
+
+def _instance_row(r: Any) -> InstanceRow:
+    d = dict(r)
+    d["state"] = InstanceState(d["state"])
+    return InstanceRow(**d)

@@ -1,0 +1,180 @@
+"""Jobs: queued, claimed by a worker under a lease, written, delivered or failed; re-run on request.
+
+A claimed job carries ``lease_owner`` and ``lease_until``. The owner renews the lease
+while the job runs; when the owner dies (a crash, a kill -9) the lease runs out, or the
+restarted node sees the owner is gone, and the job returns to the queue. That is how a
+crash and a second worker are both handled.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from ..states import FailureStage, JobState, ResultState
+from .database import SqliteDatabase
+
+__all__ = ["JobQueries"]
+
+
+class JobQueries(SqliteDatabase):
+    """The ``jobs`` table."""
+
+    # -- reading ----------------------------------------------------------------------
+    def jobs_in_state(self, *states: JobState) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(states))
+        rows = self._query(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", [s.value for s in states])
+        return [_job_dict(r) for r in rows]
+
+    def jobs_for_series(self, series_uid: str) -> list[dict[str, Any]]:
+        return [_job_dict(r) for r in self._query("SELECT * FROM jobs WHERE series_uid=? ORDER BY id", (series_uid,))]
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return _job_dict(rows[0]) if rows else None
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        if state:
+            rows = self._query("SELECT * FROM jobs WHERE state=? ORDER BY id DESC LIMIT ?", (JobState(state).value, limit))
+        else:
+            rows = self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_job_dict(r) for r in rows]
+
+    def job_counts(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
+
+    def job_events(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self._query("SELECT at, state, detail FROM events WHERE kind='job' AND ref=? ORDER BY id", (str(job_id),))
+        return [dict(r) for r in rows]
+
+    # -- claiming ---------------------------------------------------------------------
+    def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        """Take up to ``limit`` queued jobs, oldest first, under a lease held by ``owner``."""
+        if limit <= 0:
+            return []
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute("SELECT id FROM jobs WHERE state=? ORDER BY id LIMIT ?",
+                              (JobState.QUEUED.value, limit)).fetchall()
+            for row in rows:
+                self._move(db, row["id"], JobState.RUNNING, lease=(owner, now + lease_seconds), runs=1,
+                           detail=f"owner={owner}")
+            ids = [row["id"] for row in rows]
+        return [job for job in (self.get_job(i) for i in ids) if job is not None]
+
+    def renew_job_leases(self, owner: str, job_ids: Sequence[int], lease_seconds: float) -> None:
+        """Extend the leases ``owner`` holds on ``job_ids`` (the jobs are still running)."""
+        if not job_ids:
+            return
+        marks = ",".join("?" * len(job_ids))
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND state=? AND id IN ({marks})",
+                (time.time() + lease_seconds, owner, JobState.RUNNING.value, *job_ids),
+            )
+
+    def release_job_leases(self, should_release: Callable[[str, float], bool]) -> list[int]:
+        """Queue again every running job whose lease ``should_release(owner, lease_until)``.
+
+        Used with "the lease ran out" and "the owner process is gone".
+        """
+        with self._tx() as db:
+            rows = db.execute("SELECT id, lease_owner, lease_until FROM jobs WHERE state=?",
+                              (JobState.RUNNING.value,)).fetchall()
+            released = [r["id"] for r in rows if should_release(r["lease_owner"] or "", r["lease_until"] or 0.0)]
+            for job_id in released:
+                self._move(db, job_id, JobState.QUEUED, reason="worker lost (lease released); queued again")
+        return released
+
+    # -- finishing --------------------------------------------------------------------
+    def fail_job(
+        self, job_id: int, stage: FailureStage, reason: str, *, engine: str | None = None, owner: str | None = None,
+    ) -> bool:
+        """Record a failure at ``stage``; False when ``owner`` no longer holds the job."""
+        with self._tx() as db:
+            if owner is not None and not _holds(db, job_id, owner):
+                return False
+            self._move(db, job_id, JobState.FAILED, stage=stage, reason=reason, engine=engine)
+        return True
+
+    def job_written(
+        self, job_id: int, results: Sequence[tuple[str, str, str]], destinations: Sequence[str],
+        engine: str | None = None, timings: Mapping[str, float] | None = None, *, owner: str | None = None,
+    ) -> bool:
+        """Mark a job written and queue each ``(sop_uid, sop_class, path)`` for each destination.
+
+        Returns False (and changes nothing) when ``owner`` no longer holds the job: its
+        lease ran out and the job was queued again, so this outcome is stale.
+        """
+        now = time.time()
+        with self._tx() as db:
+            if owner is not None and not _holds(db, job_id, owner):
+                return False
+            for sop_uid, sop_class, path in results:
+                for dest in destinations:
+                    db.execute(
+                        "INSERT OR IGNORE INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination,"
+                        " state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                        (job_id, sop_uid, sop_class, path, dest, ResultState.PENDING.value, now, now),
+                    )
+            self._move(db, job_id, JobState.WRITTEN, engine=engine, detail=f"{len(results)} objects")
+            db.execute("UPDATE jobs SET timings=? WHERE id=?", (json.dumps(dict(timings or {})), job_id))
+            if not results or not destinations:
+                self._move(db, job_id, JobState.DELIVERED, detail="nothing to deliver")
+        return True
+
+    def rerun_job(self, job_id: int, reason: str = "re-run requested") -> bool:
+        """Queue a failed or delivered job again; its undelivered results are superseded.
+
+        Returns False when the job is queued, running or being delivered (nothing to do).
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None or JobState(row["state"]) not in (JobState.FAILED, JobState.DELIVERED):
+                return False
+            now = time.time()
+            db.execute(
+                "UPDATE results SET state=?, lease_owner=NULL, lease_until=NULL, updated_at=?"
+                " WHERE job_id=? AND state IN (?,?)",
+                (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, ResultState.DEAD.value),
+            )
+            self._move(db, job_id, JobState.QUEUED, reason=reason)
+        return True
+
+    def set_job_state(
+        self, job_id: int, state: JobState, *, stage: FailureStage | None = None, reason: str | None = None,
+        engine: str | None = None,
+    ) -> None:
+        """Move a job to ``state`` (checked against the allowed transitions)."""
+        with self._tx() as db:
+            self._move(db, job_id, state, stage=stage, reason=reason, engine=engine)
+
+    def _move(
+        self, db: sqlite3.Connection, job_id: int, state: JobState, *, stage: FailureStage | None = None,
+        reason: str | None = None, engine: str | None = None, lease: tuple[str, float] | None = None,
+        runs: int = 0, detail: str | None = None,
+    ) -> None:
+        self._transition(db, "jobs", "id", job_id, state)
+        owner, until = lease if lease else (None, None)
+        db.execute(
+            "UPDATE jobs SET state=?, stage=?, reason=?, engine=COALESCE(?, engine), lease_owner=?, lease_until=?,"
+            " runs=runs+?, updated_at=? WHERE id=?",
+            (state.value, stage.value if stage else None, reason, engine, owner, until, runs, time.time(), job_id),
+        )
+        if detail is None and (stage or reason):
+            detail = f"stage={stage.value if stage else None} reason={reason}"
+        self._event(db, "job", job_id, state, detail)
+
+
+def _holds(db: sqlite3.Connection, job_id: int, owner: str) -> bool:
+    row = db.execute("SELECT 1 FROM jobs WHERE id=? AND state=? AND lease_owner=?",
+                     (job_id, JobState.RUNNING.value, owner)).fetchone()
+    return row is not None
+
+
+def _job_dict(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    d["destinations"] = json.loads(d["destinations"])
+    d["timings"] = json.loads(d["timings"]) if d.get("timings") else {}
+    return d

@@ -1,0 +1,136 @@
+"""Results: one row per object and destination, claimed for delivery under a lease."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any, Callable
+
+from ..states import FailureStage, JobState, ResultState
+from .jobs import JobQueries
+from .rows import ResultRow
+
+__all__ = ["ResultQueries"]
+
+_RESULT_COLUMNS = (
+    "id, job_id, sop_instance_uid, sop_class_uid, path, destination, state, attempts, next_attempt_at, last_error"
+)
+
+
+class ResultQueries(JobQueries):
+    """The ``results`` table; a job is settled when its last result is delivered or dead."""
+
+    def claim_due_results(
+        self, destination: str, owner: str, now: float, lease_seconds: float, limit: int = 200,
+    ) -> list[ResultRow]:
+        """Take the results due for ``destination`` that no live lease holds, oldest first."""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {_RESULT_COLUMNS} FROM results WHERE destination=? AND state=? AND next_attempt_at<=?"
+                " AND (lease_until IS NULL OR lease_until<?) ORDER BY id LIMIT ?",
+                (destination, ResultState.PENDING.value, now, now, limit),
+            ).fetchall()
+            db.executemany("UPDATE results SET lease_owner=?, lease_until=? WHERE id=?",
+                           [(owner, now + lease_seconds, r["id"]) for r in rows])
+        return [_result_row(r) for r in rows]
+
+    def due_results(self, now: float, destination: str | None = None, limit: int = 200) -> list[ResultRow]:
+        """Pending results due by ``now`` (for one destination, or all), without claiming them."""
+        where, args = ("", ()) if destination is None else (" AND destination=?", (destination,))
+        rows = self._query(
+            f"SELECT {_RESULT_COLUMNS} FROM results WHERE state=? AND next_attempt_at<=?{where} ORDER BY id LIMIT ?",
+            (ResultState.PENDING.value, now, *args, limit),
+        )
+        return [_result_row(r) for r in rows]
+
+    def next_result_due(self, destination: str | None = None) -> float | None:
+        """When the next pending result (of ``destination``, or any) is due; None when none is pending."""
+        where, args = ("", ()) if destination is None else (" AND destination=?", (destination,))
+        rows = self._query(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) AS t FROM results WHERE state=?" + where,
+            (ResultState.PENDING.value, *args),
+        )
+        return rows[0]["t"] if rows and rows[0]["t"] is not None else None
+
+    def job_results(self, job_id: int) -> list[ResultRow]:
+        rows = self._query(f"SELECT {_RESULT_COLUMNS} FROM results WHERE job_id=? ORDER BY id", (job_id,))
+        return [_result_row(r) for r in rows]
+
+    def result_counts(self) -> dict[str, int]:
+        """Results by state."""
+        return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM results GROUP BY state")}
+
+    def result_delivered(self, result_id: int) -> None:
+        with self._tx() as db:
+            self._move_result(db, result_id, ResultState.DELIVERED)
+            db.execute("UPDATE results SET attempts=attempts+1, last_error=NULL WHERE id=?", (result_id,))
+            self._settle_job(db, result_id)
+
+    def result_failed(self, result_id: int, error: str, retry_at: float | None) -> None:
+        """Record a failed attempt; ``retry_at=None`` moves the result to the dead letters."""
+        state = ResultState.PENDING if retry_at is not None else ResultState.DEAD
+        with self._tx() as db:
+            self._move_result(db, result_id, state)
+            db.execute("UPDATE results SET attempts=attempts+1, last_error=?, next_attempt_at=? WHERE id=?",
+                       (error, retry_at if retry_at is not None else 0.0, result_id))
+            if state is ResultState.DEAD:
+                self._event(db, "result", result_id, ResultState.DEAD, error)
+                self._settle_job(db, result_id)
+
+    def requeue_dead(self, job_id: int | None = None) -> int:
+        """Put dead-lettered results back in the queue (all, or one job's). Returns how many."""
+        now = time.time()
+        with self._tx() as db:
+            where, args = ("state=?", (ResultState.DEAD.value,))
+            if job_id is not None:
+                where, args = where + " AND job_id=?", (*args, job_id)
+            jobs = [r["job_id"] for r in db.execute(f"SELECT DISTINCT job_id FROM results WHERE {where}", args)]
+            cur = db.execute(
+                f"UPDATE results SET state=?, attempts=0, next_attempt_at=?, lease_owner=NULL, lease_until=NULL,"
+                f" updated_at=? WHERE {where}",
+                (ResultState.PENDING.value, now, now, *args),
+            )
+            for jid in jobs:
+                if JobState(db.execute("SELECT state FROM jobs WHERE id=?", (jid,)).fetchone()["state"]) is JobState.FAILED:
+                    self._move(db, jid, JobState.WRITTEN, detail="dead letters requeued")
+            return cur.rowcount
+
+    def release_result_leases(self, should_release: Callable[[str, float], bool]) -> int:
+        """Drop delivery leases whose owner is gone; the results are due again at once."""
+        with self._tx() as db:
+            rows = db.execute("SELECT id, lease_owner, lease_until FROM results WHERE state=? AND lease_owner IS NOT NULL",
+                              (ResultState.PENDING.value,)).fetchall()
+            ids = [(r["id"],) for r in rows if should_release(r["lease_owner"], r["lease_until"] or 0.0)]
+            db.executemany("UPDATE results SET lease_owner=NULL, lease_until=NULL WHERE id=?", ids)
+        return len(ids)
+
+    def _move_result(self, db: sqlite3.Connection, result_id: int, state: ResultState) -> None:
+        self._transition(db, "results", "id", result_id, state)
+        db.execute("UPDATE results SET state=?, lease_owner=NULL, lease_until=NULL, updated_at=? WHERE id=?",
+                   (state.value, time.time(), result_id))
+
+    def _settle_job(self, db: sqlite3.Connection, result_id: int) -> None:
+        job_id = db.execute("SELECT job_id FROM results WHERE id=?", (result_id,)).fetchone()["job_id"]
+        job_state = JobState(db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()["state"])
+        if job_state is not JobState.WRITTEN:
+            return
+        counts = {
+            r["state"]: r["n"]
+            for r in db.execute("SELECT state, COUNT(*) AS n FROM results WHERE job_id=? GROUP BY state", (job_id,))
+        }
+        if counts.get(ResultState.PENDING.value):
+            return
+        if counts.get(ResultState.DEAD.value):
+            reason = db.execute(
+                "SELECT destination || ': ' || COALESCE(last_error, '') AS r FROM results"
+                " WHERE job_id=? AND state=? LIMIT 1",
+                (job_id, ResultState.DEAD.value),
+            ).fetchone()["r"]
+            self._move(db, job_id, JobState.FAILED, stage=FailureStage.DELIVER, reason=reason)
+        else:
+            self._move(db, job_id, JobState.DELIVERED)
+
+
+def _result_row(r: Any) -> ResultRow:
+    d = dict(r)
+    d["state"] = ResultState(d["state"])
+    return ResultRow(**d)

@@ -1,0 +1,115 @@
+"""Series: assembled, routed into jobs, purged after retention."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Sequence
+
+from ..states import InstanceState, JobState, SeriesState
+from .database import SqliteDatabase
+from .rows import SeriesRow
+
+__all__ = ["SeriesQueries"]
+
+# The acknowledged instances of a series count toward its quiet period and block its
+# completion until indexed, even when the indexer has not filed them yet.
+_SERIES_SELECT = (
+    "SELECT s.series_uid, s.study_uid, s.state, s.attrs, s.instance_count, s.first_received, s.generation,"
+    " MAX(s.last_received, COALESCE((SELECT MAX(i.received_at) FROM instances i"
+    "   WHERE i.series_uid = s.series_uid AND i.state = :st_received), 0)) AS last_received,"
+    " (SELECT COUNT(*) FROM instances i WHERE i.series_uid = s.series_uid AND i.state = :st_received) AS unindexed"
+    " FROM series s"
+)
+
+
+class SeriesQueries(SqliteDatabase):
+    """The ``series`` table."""
+
+    def series_in_state(self, state: SeriesState) -> list[SeriesRow]:
+        rows = self._query(f"{_SERIES_SELECT} WHERE s.state = :state ORDER BY s.first_received",
+                           {"state": SeriesState(state).value, "st_received": InstanceState.RECEIVED.value})
+        return [_series_row(r) for r in rows]
+
+    def get_series(self, series_uid: str) -> SeriesRow | None:
+        rows = self._query(f"{_SERIES_SELECT} WHERE s.series_uid = :uid",
+                           {"uid": series_uid, "st_received": InstanceState.RECEIVED.value})
+        return _series_row(rows[0]) if rows else None
+
+    def series_counts(self) -> dict[str, int]:
+        """Series by state."""
+        return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM series GROUP BY state")}
+
+    def set_series_state(self, series_uid: str, state: SeriesState, detail: str | None = None) -> None:
+        with self._tx() as db:
+            self._transition(db, "series", "series_uid", series_uid, state)
+            db.execute("UPDATE series SET state=?, updated_at=? WHERE series_uid=?",
+                       (state.value, time.time(), series_uid))
+            self._event(db, "series", series_uid, state, detail)
+
+    def route_series(self, series_uid: str, jobs: Sequence[tuple[str, str, Sequence[str]]]) -> list[int]:
+        """Mark a complete series routed and queue one job per ``(route, model, destinations)``.
+
+        With no jobs the series is marked ``ignored``. Returns the new job ids.
+        """
+        now = time.time()
+        ids: list[int] = []
+        state = SeriesState.ROUTED if jobs else SeriesState.IGNORED
+        with self._tx() as db:
+            self._transition(db, "series", "series_uid", series_uid, state)
+            generation = db.execute("SELECT generation FROM series WHERE series_uid=?", (series_uid,)).fetchone()[0]
+            db.execute("UPDATE series SET state=?, updated_at=? WHERE series_uid=?", (state.value, now, series_uid))
+            self._event(db, "series", series_uid, state, ",".join(r for r, _, _ in jobs) or "no route matches")
+            for route, model, dests in jobs:
+                cur = db.execute(
+                    "INSERT INTO jobs(series_uid, generation, route, model, destinations, state, created_at,"
+                    " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (series_uid, generation, route, model, json.dumps(list(dests)), JobState.QUEUED.value, now, now),
+                )
+                ids.append(int(cur.lastrowid))
+                self._event(db, "job", cur.lastrowid, JobState.QUEUED, f"route={route} model={model}")
+        return ids
+
+    def purgeable_series(self, before: float) -> list[str]:
+        """Series finished before ``before``: ignored, or routed with every job delivered."""
+        rows = self._query(
+            "SELECT s.series_uid FROM series s WHERE s.updated_at < :before AND (s.state = :st_ignored OR"
+            " (s.state = :st_routed AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.series_uid = s.series_uid"
+            " AND (j.state != :st_delivered OR j.updated_at >= :before))))",
+            {"before": before, "st_ignored": SeriesState.IGNORED.value, "st_routed": SeriesState.ROUTED.value,
+             "st_delivered": JobState.DELIVERED.value},
+        )
+        return [r["series_uid"] for r in rows]
+
+    def purge_series(self, series_uid: str) -> tuple[list[str], list[int]]:
+        """Forget a finished series' instances (a re-sent copy is then processed anew).
+
+        Returns the instance paths and job ids whose files the caller removes.
+        """
+        with self._tx() as db:
+            self._transition(db, "series", "series_uid", series_uid, SeriesState.PURGED)
+            paths = [r["path"] for r in db.execute("SELECT path FROM instances WHERE series_uid=?", (series_uid,))]
+            jobs = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE series_uid=?", (series_uid,))]
+            db.execute("DELETE FROM instances WHERE series_uid=?", (series_uid,))
+            db.execute("UPDATE series SET state=?, instance_count=0, updated_at=? WHERE series_uid=?",
+                       (SeriesState.PURGED.value, time.time(), series_uid))
+            self._event(db, "series", series_uid, SeriesState.PURGED, f"{len(paths)} instances")
+        return paths, jobs
+
+    def series_events(self, series_uid: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT at, state, detail FROM events WHERE kind='series' AND ref=? ORDER BY id", (series_uid,))
+        return [dict(r) for r in rows]
+
+    def series_receive_span(self, series_uid: str) -> tuple[float, float] | None:
+        """When the first and the last instance of a series were received."""
+        rows = self._query(
+            "SELECT MIN(received_at) AS first, MAX(received_at) AS last FROM instances WHERE series_uid=?",
+            (series_uid,),
+        )
+        return (rows[0]["first"], rows[0]["last"]) if rows and rows[0]["first"] is not None else None
+
+
+def _series_row(r: Any) -> SeriesRow:
+    d = dict(r)
+    d["attrs"] = json.loads(d["attrs"])
+    d["state"] = SeriesState(d["state"])
+    return SeriesRow(**d)

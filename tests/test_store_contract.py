@@ -1,0 +1,283 @@
+"""The job store's contract: states, transitions, leases, re-runs, and the defects they fix.
+
+Every test takes the ``store`` fixture, so a second backend runs the same suite by adding
+itself to its parameters.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from node.states import (
+    TRANSITIONS,
+    FailureStage,
+    IllegalTransition,
+    InstanceState,
+    JobState,
+    ResultState,
+    SeriesState,
+    check_transition,
+)
+from node.store import JobStore, SqliteJobStore
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+HEAD = {"Modality": "CT", "BodyPartExamined": "HEAD"}
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    db = SqliteJobStore(tmp_path / "store.sqlite")
+    yield db
+    db.close()
+
+
+def _receive(store, series_uid: str, n: int = 2, at: float = 0.0) -> list[str]:
+    uids = []
+    for i in range(n):
+        uid = f"{series_uid}.{i + 1}"
+        store.add_instance(uid, CT, f"/spool/{uid}.dcm", "MOD")
+        store.index_instance(uid, series_uid, "1.2.3", HEAD, at)
+        uids.append(uid)
+    return uids
+
+
+def _routed_job(store, series_uid: str, destinations=("pacs",)) -> int:
+    _receive(store, series_uid)
+    store.set_series_state(series_uid, SeriesState.COMPLETE)
+    (job_id,) = store.route_series(series_uid, [("head", "head-ct-hematoma", list(destinations))])
+    return job_id
+
+
+def _written_job(store, series_uid: str, destinations=("pacs",), objects: int = 1) -> int:
+    job_id = _routed_job(store, series_uid, destinations)
+    assert [j["id"] for j in store.claim_jobs("w1", 1, 60)] == [job_id]
+    results = [(f"{series_uid}.9{i}", "1.2.840.10008.5.1.4.1.1.66.4", f"/r/{i}.dcm") for i in range(objects)]
+    assert store.job_written(job_id, results, list(destinations), owner="w1")
+    return job_id
+
+
+# -- the state machine ------------------------------------------------------------------
+def test_every_state_has_a_row_in_the_transition_table():
+    for kind, table in TRANSITIONS.items():
+        assert set(table) == set(kind), kind
+
+
+def test_illegal_transitions_are_refused_by_the_store(store):
+    job_id = _routed_job(store, "1.2.5.1")
+    with pytest.raises(IllegalTransition):
+        store.set_job_state(job_id, JobState.DELIVERED)  # queued → delivered skips the run
+    with pytest.raises(IllegalTransition):
+        store.set_series_state("1.2.5.1", SeriesState.RECEIVED)  # routed → received
+    assert store.get_job(job_id)["state"] == JobState.QUEUED, "a refused change leaves the row as it was"
+    with pytest.raises(IllegalTransition):
+        check_transition("no-such-state", JobState.QUEUED)
+
+
+def test_state_names_live_in_the_state_module_only():
+    """No node module spells a state as a bare string (the store reads them from the enums)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "node"
+    names = {s.value for kind in TRANSITIONS for s in kind}
+    pattern = re.compile(r"""['"](%s)['"]""" % "|".join(sorted(names)))
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "states.py" or "bench" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            if pattern.search(code) and "legacy" not in code:
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+# -- defect 1: one failed transaction froze every thread ----------------------------------
+def test_a_failed_begin_releases_the_lock(tmp_path: Path):
+    store = JobStore(tmp_path / "store.sqlite", busy_timeout=0.2)
+    other = sqlite3.connect(str(tmp_path / "store.sqlite"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.add_instance("1.2.6.1", CT, "/x", "MOD")
+    other.execute("ROLLBACK")
+    other.close()
+    done = threading.Event()
+
+    def _write() -> None:
+        store.add_instance("1.2.6.2", CT, "/y", "MOD")
+        done.set()
+
+    threading.Thread(target=_write, daemon=True).start()
+    assert done.wait(5), "the store stayed locked after a failed BEGIN: every stage would freeze"
+    assert store.has_instance("1.2.6.2")
+    store.close()
+
+
+# -- defect 2: a series re-sent after its purge was never processed ------------------------
+def test_a_series_resent_after_its_purge_is_processed_again(store):
+    job_id = _written_job(store, "1.2.7.1", destinations=())
+    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+    assert store.purgeable_series(time.time() + 10) == ["1.2.7.1"]
+    store.purge_series("1.2.7.1")
+    assert store.get_series("1.2.7.1").state == SeriesState.PURGED
+
+    _receive(store, "1.2.7.1", n=3)
+    series = store.get_series("1.2.7.1")
+    assert series.state == SeriesState.RECEIVED and series.instance_count == 3 and series.generation == 1
+    store.set_series_state("1.2.7.1", SeriesState.COMPLETE)
+    (new_job,) = store.route_series("1.2.7.1", [("head", "head-ct-hematoma", [])])
+    assert new_job != job_id, "the re-sent series gets a job of its own"
+    assert len(store.series_instances("1.2.7.1")) == 3
+    assert store.claim_jobs("w", 1, 60) and store.job_written(new_job, [], [], owner="w")
+    assert store.purgeable_series(time.time() + 10) == ["1.2.7.1"], "its files are removed again after retention"
+
+
+# -- defect 6: one busy destination hid the others' results -------------------------------
+def test_due_results_are_claimed_per_destination(store):
+    busy = _written_job(store, "1.2.8.1", destinations=("busy",), objects=250)
+    quiet = _written_job(store, "1.2.8.2", destinations=("quiet",), objects=1)
+    now = time.time() + 1
+    (row,) = store.claim_due_results("quiet", "o", now, 60)
+    assert row.job_id == quiet
+    assert len(store.claim_due_results("busy", "o", now, 60, limit=200)) == 200 and busy
+    assert store.claim_due_results("busy", "o2", now, 60, limit=200) != [], "the rest of busy's results"
+    assert store.claim_due_results("quiet", "o2", now, 60) == [], "a claimed result is not handed out twice"
+    assert store.next_result_due("nowhere") is None
+
+
+# -- defect 8: a failed job could not be re-run -------------------------------------------
+def test_a_failed_job_runs_again_and_its_old_results_are_superseded(store):
+    job_id = _written_job(store, "1.2.9.1", objects=2)
+    for row in store.job_results(job_id):
+        store.result_failed(row.id, "refused", retry_at=None)
+    job = store.get_job(job_id)
+    assert job["state"] == JobState.FAILED and job["stage"] == FailureStage.DELIVER
+    assert store.rerun_job(job_id)
+    assert store.get_job(job_id)["state"] == JobState.QUEUED
+    assert {r.state for r in store.job_results(job_id)} == {ResultState.SUPERSEDED}
+    (claimed,) = store.claim_jobs("w", 1, 60)
+    assert claimed["id"] == job_id and claimed["runs"] == 2
+    assert store.job_written(job_id, [("1.2.9.1.77", "1.2.840.10008.5.1.4.1.1.66.4", "/r/new.dcm")], ["pacs"],
+                             owner="w")
+    (new,) = [r for r in store.job_results(job_id) if r.state == ResultState.PENDING]
+    store.result_delivered(new.id)
+    assert store.get_job(job_id)["state"] == JobState.DELIVERED, "superseded results do not hold the job back"
+    assert not store.rerun_job(_routed_job(store, "1.2.9.2")), "a queued job has nothing to re-run"
+
+
+# -- leases --------------------------------------------------------------------------------
+def test_an_expired_lease_returns_the_job_and_drops_the_stale_outcome(store):
+    job_id = _routed_job(store, "1.2.10.1")
+    assert store.claim_jobs("dead-worker", 5, lease_seconds=0.01)[0]["id"] == job_id
+    assert store.claim_jobs("other", 5, 60) == [], "a leased job is not claimed twice"
+    time.sleep(0.05)
+    now = time.time()
+    assert store.release_job_leases(lambda owner, until: until < now) == [job_id]
+    assert store.get_job(job_id)["state"] == JobState.QUEUED
+    assert store.claim_jobs("other", 5, 60)[0]["id"] == job_id
+    assert not store.job_written(job_id, [], [], owner="dead-worker"), "the lost worker's outcome is dropped"
+    assert not store.fail_job(job_id, FailureStage.INFERENCE, "late", owner="dead-worker")
+    assert store.get_job(job_id)["state"] == JobState.RUNNING
+    assert store.job_written(job_id, [], [], owner="other")
+    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+
+
+def test_renewed_leases_are_kept(store):
+    job_id = _routed_job(store, "1.2.10.2")
+    store.claim_jobs("w", 1, lease_seconds=0.05)
+    store.renew_job_leases("w", [job_id], 60)
+    time.sleep(0.1)
+    now = time.time()
+    assert store.release_job_leases(lambda owner, until: until < now) == []
+
+
+def test_delivery_claims_of_a_gone_owner_are_released(store):
+    _written_job(store, "1.2.10.3")
+    now = time.time() + 1
+    assert store.claim_due_results("pacs", "gone", now, 600)
+    assert store.claim_due_results("pacs", "me", now, 600) == []
+    assert store.release_result_leases(lambda owner, _until: owner == "gone") == 1
+    assert len(store.claim_due_results("pacs", "me", now, 600)) == 1
+
+
+def test_lease_owners_of_this_host_are_judged_by_their_process(tmp_path: Path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from node.store import lease_owner_id, owner_is_gone
+
+    me = lease_owner_id()
+    assert not owner_is_gone(me)
+    host = socket.gethostname()
+    assert owner_is_gone(f"{host}:{os.getpid()}:another-life"), "same pid, earlier start (PID 1 in a container)"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert owner_is_gone(f"{host}:{child.pid}:x")
+    assert not owner_is_gone("elsewhere:1:x"), "another host's leases end only when they run out"
+
+
+# -- instances -----------------------------------------------------------------------------
+def test_quarantined_instances_leave_the_queue_with_their_reason(store):
+    store.add_instance("1.2.11.1", CT, "/bad", "MOD")
+    store.add_instance("1.2.11.2", CT, "/good", "MOD")
+    store.quarantine_instance("1.2.11.1", "NotImplementedError: Unknown Value Representation")
+    assert [r.sop_instance_uid for r in store.unindexed_instances()] == ["1.2.11.2"]
+    (row,) = store.quarantined_instances()
+    assert row["sop_instance_uid"] == "1.2.11.1" and "Value Representation" in row["reason"]
+    assert store.instance_counts() == {InstanceState.QUARANTINED: 1, InstanceState.RECEIVED: 1}
+
+
+def test_unindexed_instances_known_at_ingest_hold_their_series_open(store):
+    _receive(store, "1.2.12.1", n=2, at=10.0)
+    store.add_instance("1.2.12.1.3", CT, "/x", "MOD", series_uid="1.2.12.1", received_at=50.0)
+    series = store.get_series("1.2.12.1")
+    assert series.unindexed == 1 and series.last_received == 50.0
+
+
+def test_a_store_from_the_first_release_is_migrated(tmp_path: Path):
+    path = tmp_path / "legacy.sqlite"
+    db = sqlite3.connect(str(path))
+    db.executescript(_LEGACY_SCHEMA)
+    db.close()
+    store = JobStore(path)
+    assert store._query("PRAGMA user_version")[0][0] == 2
+    job = store.get_job(1)
+    assert job["state"] == JobState.QUEUED and job["generation"] == 0, "an interrupted job is queued again"
+    assert store.get_job(2)["state"] == JobState.DELIVERED
+    assert [r.sop_instance_uid for r in store.unindexed_instances()] == ["1.2.13.9"]
+    assert store.quarantined_instances()[0]["reason"] == "bad header"
+    assert store.claim_due_results("pacs", "me", time.time(), 60) == [], "a delivered result stays delivered"
+    assert store.job_results(2)[0].state == ResultState.DELIVERED
+    store.close()
+
+
+_LEGACY_SCHEMA = """
+CREATE TABLE instances (sop_instance_uid TEXT PRIMARY KEY, sop_class_uid TEXT NOT NULL, path TEXT NOT NULL,
+    received_at REAL NOT NULL, calling_ae TEXT, series_uid TEXT, index_error TEXT);
+CREATE INDEX instances_unindexed ON instances(series_uid) WHERE series_uid IS NULL;
+CREATE INDEX instances_series ON instances(series_uid);
+CREATE TABLE series (series_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, state TEXT NOT NULL, attrs TEXT NOT NULL,
+    instance_count INTEGER NOT NULL DEFAULT 0, first_received REAL NOT NULL, last_received REAL NOT NULL,
+    updated_at REAL NOT NULL);
+CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, series_uid TEXT NOT NULL, route TEXT NOT NULL,
+    model TEXT NOT NULL, destinations TEXT NOT NULL, state TEXT NOT NULL, stage TEXT, reason TEXT, engine TEXT,
+    timings TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, UNIQUE (series_uid, route));
+CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL REFERENCES jobs(id),
+    sop_instance_uid TEXT NOT NULL, sop_class_uid TEXT NOT NULL, path TEXT NOT NULL, destination TEXT NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, last_error TEXT,
+    updated_at REAL NOT NULL, UNIQUE (sop_instance_uid, destination));
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+    state TEXT NOT NULL, detail TEXT);
+INSERT INTO instances VALUES ('1.2.13.1', '1.2', '/a', 0, 'M', '1.2.13', NULL);
+INSERT INTO instances VALUES ('1.2.13.8', '1.2', '/b', 0, 'M', NULL, 'bad header');
+INSERT INTO instances VALUES ('1.2.13.9', '1.2', '/c', 0, 'M', NULL, NULL);
+INSERT INTO series VALUES ('1.2.13', '1.2', 'routed', '{}', 1, 0, 0, 0);
+INSERT INTO jobs VALUES (1, '1.2.13', 'a', 'm', '["pacs"]', 'running', NULL, NULL, NULL, NULL, 0, 0);
+INSERT INTO jobs VALUES (2, '1.2.13', 'b', 'm', '["pacs"]', 'delivered', NULL, NULL, NULL, NULL, 0, 0);
+INSERT INTO results VALUES (1, 2, '1.2.13.50', '1.2', '/r', 'pacs', 'delivered', 1, 0, NULL, 0);
+"""
