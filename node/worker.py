@@ -76,14 +76,15 @@ class _StageError(Exception):
         self.cause = cause
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Worker process initializer: end this process when the node that started it dies.
 
     A kill -9 of the node gives its workers no chance to be told; without this they live
     on as orphans holding memory and GPU contexts. Linux's parent-death signal covers
     it; a watchdog thread that notices a new parent process id covers the rest.
+    ``parent`` is the node's process id, passed in: a worker still starting when the
+    node died must not take its new parent (init) for the node.
     """
-    parent = os.getppid()
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
