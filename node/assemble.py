@@ -1,11 +1,13 @@
 """The assembler: decides when a series is complete and hands it to the router.
 
-A series is complete when no instance arrived for the quiet period of the routes it
-matches (the shortest one; the global default for a series no route matches), or, with
-``early_completion``, as soon as its expected number of instances is known and reached:
-a route's ``expected_instances``, one instance for a multi-frame object (Number of
-Frames), else Images in Acquisition. State lives in the job store, so a restart resumes
-half-received series where they were; their quiet period starts again at the restart.
+A series is complete when every instance acknowledged for it is indexed and no instance
+arrived for the quiet period of the routes it matches (the shortest one; the global
+default for a series no route matches), measured from the last *received* instance; or,
+with ``early_completion``, as soon as its expected number of instances is known from a
+trustworthy source and reached: a route's ``expected_instances``, or one instance for a
+multi-frame object (Number of Frames). State lives in the job store, so a restart
+resumes half-received series where they were; their quiet period starts again at the
+restart.
 """
 from __future__ import annotations
 
@@ -65,17 +67,18 @@ class Assembler:
         return min(quiets) if quiets else float(self._config.quiet_seconds)
 
     def expected_instances(self, series: SeriesRow) -> int | None:
-        """How many instances the series should have, when that is known."""
+        """How many instances the series should have, when a trustworthy source says so.
+
+        A route's ``expected_instances``, or one for a multi-frame object (Number of
+        Frames). Never Images in Acquisition: it counts one acquisition, not the series,
+        and is often wrong in the field.
+        """
         counts = [r.expected_instances for r in self._router.matching(series.attrs) if r.expected_instances]
         if counts:
             return max(counts)
         if series.attrs.get("NumberOfFrames"):
             return 1
-        images = series.attrs.get("ImagesInAcquisition")
-        try:
-            return int(images) if images is not None and int(images) > 0 else None
-        except (TypeError, ValueError):
-            return None
+        return None
 
     def _completion(self, series: SeriesRow, now: float) -> str | None:
         if series.unindexed:
@@ -92,7 +95,9 @@ class Assembler:
     def run_once(self) -> int:
         """Complete and route what is due; returns how many series were routed."""
         now = self._clock()
-        for series in self._store.series_in_state(SeriesState.RECEIVED):
+        # An acknowledged instance whose series is not known yet may belong to any series.
+        waiting = () if self._store.unfiled_instance_count() else self._store.series_in_state(SeriesState.RECEIVED)
+        for series in waiting:
             why = self._completion(series, now)
             if why is not None:
                 self._store.set_series_state(series.series_uid, SeriesState.COMPLETE, why)

@@ -181,6 +181,12 @@ class RouteConfig:
     match: Mapping[str, tuple[str, ...] | re.Pattern[str]]
     quiet_seconds: float | None = None
     expected_instances: int | None = None
+    on_late: str = "rerun"
+    """What an image that arrives after the series' job ran does: ``rerun`` the job on the
+    whole series (the new results go into the same result series), or ``ignore`` it."""
+
+
+_ON_LATE = ("rerun", "ignore")
 
 
 @dataclass(frozen=True)
@@ -417,7 +423,7 @@ def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Pat
 
 
 def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -> RouteConfig:
-    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances"})
+    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late"})
     dests = _get(prefix, table, "destinations", list)
     for j, dest in enumerate(dests):
         if dest not in destinations:
@@ -450,6 +456,9 @@ def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) 
     expected = _get(prefix, table, "expected_instances", int, None)
     if expected is not None and expected < 1:
         raise ConfigError(f"{prefix}.expected_instances", f"expected a value >= 1, got {expected}")
+    on_late = _get(prefix, table, "on_late", str, "rerun")
+    if on_late not in _ON_LATE:
+        raise ConfigError(f"{prefix}.on_late", f"expected one of {', '.join(_ON_LATE)}, got {on_late!r}")
     return RouteConfig(
         name=_get(prefix, table, "name", str),
         model=_get(prefix, table, "model", str),
@@ -457,4 +466,5 @@ def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) 
         match=match,
         quiet_seconds=None if quiet is None else float(quiet),
         expected_instances=expected,
+        on_late=on_late,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pydicom
 
@@ -57,8 +57,12 @@ def routing_attributes(ds: pydicom.Dataset) -> dict[str, Any]:
 class Indexer:
     """A thread that indexes new instances as soon as they are stored (and at start)."""
 
-    def __init__(self, store: JobStore, metrics: Metrics, on_indexed: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, store: JobStore, metrics: Metrics, on_indexed: Callable[[], None] = lambda: None,
+        rerun_on_late: Callable[[Mapping[str, Any]], bool] = lambda _attrs: True,
+    ) -> None:
         self._store = store
+        self._rerun_on_late = rerun_on_late
         self._metrics = metrics
         self._on_indexed = on_indexed
         self._wake = threading.Event()
@@ -111,10 +115,17 @@ class Indexer:
                 reason=reason)
             return
         state = self._store.index_instance(row.sop_instance_uid, series_uid, study_uid, attrs, row.received_at)
-        if state is not SeriesState.RECEIVED:
-            self._metrics.instances_late.inc()
-            log(_logger, logging.WARNING, "instance arrived after its series was complete",
-                sop_instance_uid=row.sop_instance_uid, series_uid=series_uid, series_state=state.value)
+        if state in (SeriesState.RECEIVED, SeriesState.COMPLETE):
+            return  # a complete series not yet routed: its jobs will see this instance
+        self._metrics.instances_late.inc()
+        superseded: list[int] = []
+        if state is SeriesState.ROUTED and self._rerun_on_late(attrs):
+            superseded = self._store.reopen_series(series_uid, f"instance {row.sop_instance_uid} arrived late")
+        if superseded:
+            self._metrics.series_reopened.inc()
+        log(_logger, logging.WARNING, "instance arrived after its series was complete",
+            sop_instance_uid=row.sop_instance_uid, series_uid=series_uid, series_state=state.value,
+            superseded_jobs=superseded)
 
 
 def _uid(ds: pydicom.Dataset, keyword: str) -> str:

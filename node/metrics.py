@@ -47,6 +47,10 @@ class Metrics:
             "ainode_instances_quarantined", "Stored instances set aside because their header cannot be used, by error",
             ["reason"], registry=r,
         )
+        self.series_reopened = Counter(
+            "ainode_series_reopened", "Series assembled again because an image arrived after their jobs ran",
+            registry=r,
+        )
         self.series_completed = Counter(
             "ainode_series_completed", "Series the assembler declared complete", registry=r
         )

@@ -38,3 +38,7 @@ class Router:
     def matching(self, attrs: Mapping[str, Any]) -> list[RouteConfig]:
         """The routes whose rules all hold for ``attrs``."""
         return [r for r in self.routes if route_matches(r, attrs)]
+
+    def reruns_on_late(self, attrs: Mapping[str, Any]) -> bool:
+        """Whether an image arriving after this series' jobs ran should run them again."""
+        return any(r.on_late == "rerun" for r in self.matching(attrs))

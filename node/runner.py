@@ -136,7 +136,7 @@ class Runner:
         return JobSpec(
             job_id=job["id"], model=model.name, pack=model.pack,
             weights=str(model.weights) if model.weights else None, engine=model.engine,
-            batch_size=model.batch_size, instance_paths=paths,
+            batch_size=model.batch_size, instance_paths=paths, series_uid=job["series_uid"],
             out_dir=str(self._spool.result_dir(job["id"])) if job["id"] else "",
             engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
             triton_url=model.triton_url, triton_model=model.triton_model,

@@ -51,9 +51,10 @@ class Node:
         self.metrics.watch_job_states(self.store.job_counts)
         self.outbox = Outbox(config, self.store, self.metrics)
         self.runner = Runner(config, self.store, self.spool, self.metrics, on_written=self.outbox.wake)
-        self.assembler = Assembler(config.assembler, self.store, Router(config.routes), self.metrics,
-                                   on_jobs=self.runner.wake)
-        self.indexer = Indexer(self.store, self.metrics, on_indexed=self.assembler.wake)
+        router = Router(config.routes)
+        self.assembler = Assembler(config.assembler, self.store, router, self.metrics, on_jobs=self.runner.wake)
+        self.indexer = Indexer(self.store, self.metrics, on_indexed=self.assembler.wake,
+                               rerun_on_late=router.reruns_on_late)
         self.ingest = IngestServer(
             config.node.ae_title, config.node.dicom_host, config.node.dicom_port,
             self.store, self.spool, self.metrics, on_stored=self.indexer.wake,

@@ -9,6 +9,7 @@ silently losing or repeating it. No other module spells a state as a bare string
     instance: received ─▶ indexed
                     └───▶ quarantined (header unreadable: reason recorded, never retried)
     series:   received ─▶ complete ─▶ routed ─▶ purged ─▶ received (re-sent after retention)
+                                  │       └─▶ received (reopened: an image arrived after its jobs ran)
                                   └─▶ ignored ─▶ purged
     job:      queued ─▶ running ─▶ written ─▶ delivered
                  │         │          └─────▶ failed (deliver: dead letters)
@@ -17,6 +18,7 @@ silently losing or repeating it. No other module spells a state as a bare string
                  └─▶ failed (spec: the job cannot even be described to a worker)
               failed | delivered ─▶ queued (an operator re-runs it)
               failed (deliver) ─▶ written (an operator replays its dead letters)
+              any but superseded ─▶ superseded (its series was reopened: a new job sees every image)
     result:   pending ─▶ delivered
                  │   └─▶ dead ─▶ pending (replayed)
                  └──────────────▶ superseded (its job was re-run: a newer result replaces it)
@@ -64,6 +66,7 @@ class JobState(StrEnum):
     WRITTEN = "written"
     DELIVERED = "delivered"
     FAILED = "failed"
+    SUPERSEDED = "superseded"
 
 
 class ResultState(StrEnum):
@@ -100,16 +103,17 @@ TRANSITIONS: Mapping[type, Mapping[StrEnum, frozenset[StrEnum]]] = {
     SeriesState: {
         _S.RECEIVED: frozenset({_S.COMPLETE}),
         _S.COMPLETE: frozenset({_S.ROUTED, _S.IGNORED}),
-        _S.ROUTED: frozenset({_S.PURGED}),
+        _S.ROUTED: frozenset({_S.PURGED, _S.RECEIVED}),
         _S.IGNORED: frozenset({_S.PURGED}),
         _S.PURGED: frozenset({_S.RECEIVED}),
     },
     JobState: {
-        _J.QUEUED: frozenset({_J.RUNNING, _J.FAILED}),
-        _J.RUNNING: frozenset({_J.WRITTEN, _J.FAILED, _J.QUEUED}),
-        _J.WRITTEN: frozenset({_J.DELIVERED, _J.FAILED}),
-        _J.DELIVERED: frozenset({_J.QUEUED}),
-        _J.FAILED: frozenset({_J.QUEUED, _J.WRITTEN}),
+        _J.QUEUED: frozenset({_J.RUNNING, _J.FAILED, _J.SUPERSEDED}),
+        _J.RUNNING: frozenset({_J.WRITTEN, _J.FAILED, _J.QUEUED, _J.SUPERSEDED}),
+        _J.WRITTEN: frozenset({_J.DELIVERED, _J.FAILED, _J.SUPERSEDED}),
+        _J.DELIVERED: frozenset({_J.QUEUED, _J.SUPERSEDED}),
+        _J.FAILED: frozenset({_J.QUEUED, _J.WRITTEN, _J.SUPERSEDED}),
+        _J.SUPERSEDED: frozenset(),
     },
     ResultState: {
         _R.PENDING: frozenset({_R.DELIVERED, _R.DEAD, _R.SUPERSEDED, _R.PENDING}),

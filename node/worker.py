@@ -19,18 +19,21 @@ from typing import Any, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.tag import Tag
+from pydicom.uid import generate_uid
 
 from .engines import EngineOptions, create_engine
 from .packs import load_pack
-from .pipeline import Engine, ModelPack, ResultContext, sort_slices
+from .pipeline import Engine, ModelPack, ResultContext, place_slices
 from .spool import write_durable
 from .states import FailureStage
 
 __all__ = [
-    "JobOutcome", "JobSpec", "die_with_parent", "engine_cache_key", "network_module", "run_batched", "run_job",
+    "JobOutcome", "JobSpec", "die_with_parent", "engine_cache_key", "stable_result_series", "network_module", "run_batched", "run_job",
     "warm_up",
 ]
 
+_SERIES_INSTANCE_UID = Tag(0x0020, 0x000E)
 _PACKS: dict[tuple[str, str | None], ModelPack] = {}
 _ENGINES: dict[tuple[Any, ...], Engine] = {}
 """This process's engines, by :func:`engine_cache_key` and the pack's model path."""
@@ -48,6 +51,7 @@ class JobSpec:
     batch_size: int | None
     instance_paths: tuple[str, ...]
     out_dir: str
+    series_uid: str = ""
     engine_cache_dir: str | None = None
     triton_url: str | None = None
     triton_model: str | None = None
@@ -126,8 +130,8 @@ def run_job(spec: JobSpec) -> JobOutcome:
             timings[name.value] = timings.get(name.value, 0.0) + time.perf_counter() - t0
 
     try:
-        series = stage(FailureStage.LOAD, _load_series, spec.instance_paths)
         pack = stage(FailureStage.LOAD, _pack, spec.pack, spec.weights)
+        series, excluded = stage(FailureStage.LOAD, _load_series, spec.instance_paths, pack)
         engine = stage(FailureStage.ENGINE, _engine, spec, pack)
         engine_name = engine.name
         inputs = stage(FailureStage.PREPROCESS, pack.preprocess, series)
@@ -135,6 +139,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base)
         objects = stage(FailureStage.WRITE, pack.write_results, series, findings, context)
+        stage(FailureStage.WRITE, stable_result_series, objects, spec.series_uid, spec.model)
         results = stage(FailureStage.WRITE, _save, objects, Path(spec.out_dir))
     except _StageError as exc:
         reason = f"{type(exc.cause).__name__}: {exc.cause}"[:500]
@@ -144,6 +149,8 @@ def run_job(spec: JobSpec) -> JobOutcome:
             stage_seconds=timings, summary={"traceback": "".join(traceback.format_exception(exc.cause))[-2000:]},
         )
     summary = findings.summary() if hasattr(findings, "summary") else {}
+    if excluded:
+        summary = {**summary, "excluded_slices": [f"{uid}: {why}" for uid, why in excluded]}
     return JobOutcome(
         spec.job_id, True, engine=engine_name, results=tuple(results),
         inference_seconds=timings.get(FailureStage.INFERENCE.value, 0.0), total_seconds=time.perf_counter() - started,
@@ -167,10 +174,42 @@ def warm_up(specs: Sequence[JobSpec]) -> list[str]:
     return lines
 
 
-def _load_series(paths: Sequence[str]) -> list[pydicom.Dataset]:
+def _load_series(paths: Sequence[str], pack: ModelPack) -> tuple[list[pydicom.Dataset], list[tuple[str, str]]]:
+    """The series in slice order, and the slices left out (only if the pack can do without them)."""
     if not paths:
         raise ValueError("series has no instances")
-    return sort_slices([pydicom.dcmread(p) for p in paths])
+    placed = place_slices([pydicom.dcmread(p) for p in paths])
+    if placed.excluded and not getattr(pack, "tolerates_excluded_slices", False):
+        first_uid, first_reason = placed.excluded[0]
+        raise ValueError(f"{len(placed.excluded)} of {len(paths)} slices cannot be placed (first: {first_uid}:"
+                         f" {first_reason}); this model needs the whole volume")
+    if not placed.slices:
+        raise ValueError("no slice of the series can be placed")
+    return placed.slices, placed.excluded
+
+
+def stable_result_series(objects: Sequence[pydicom.Dataset], source_series_uid: str, model: str) -> None:
+    """Give each result series a UID derived from the source series, the model and its Series Number.
+
+    A job run again (a late image, an operator's re-run) then sends its new objects into
+    the same result series as the first run, as new instances, instead of a second copy
+    of every series. References between the job's objects (an SR citing its SEG) follow.
+    """
+    if not source_series_uid:
+        return
+    mapping: dict[str, str] = {}
+    for ds in objects:
+        old = str(ds.SeriesInstanceUID)
+        if old not in mapping:
+            mapping[old] = generate_uid(entropy_srcs=[source_series_uid, model, str(ds.get("SeriesNumber", old))])
+    for ds in objects:
+        _replace_series_uids(ds, mapping)
+
+
+def _replace_series_uids(ds: pydicom.Dataset, mapping: dict[str, str]) -> None:
+    for element in ds.iterall():
+        if element.tag == _SERIES_INSTANCE_UID and str(element.value) in mapping:
+            element.value = mapping[str(element.value)]
 
 
 def _pack(name: str, weights: str | None) -> ModelPack:

@@ -97,18 +97,47 @@ def test_every_state_change_is_an_event_row(tmp_path: Path):
     assert store.get_job(job_id)["state"] == "delivered"
 
 
-def test_series_completes_early_when_its_expected_count_is_reached(tmp_path: Path):
+def test_images_in_acquisition_is_not_read_as_the_series_size(tmp_path: Path):
+    """A 3-slice series whose instances say Images in Acquisition = 1 once ran on 1 slice."""
     store = JobStore(tmp_path / "db.sqlite")
     now = [0.0]
     asm = Assembler(AssemblerConfig(quiet_seconds=60), store, Router([_route(Modality="CT")]), Metrics(),
                     clock=lambda: now[0])
-    _receive(store, "1.2.3.5", at=0.0, n=2, attrs={**HEAD, "ImagesInAcquisition": 3})
+    _receive(store, "1.2.3.5", at=0.0, n=1, attrs={**HEAD, "ImagesInAcquisition": 1})
     asm.run_once()
-    assert store.get_series("1.2.3.5").state == "received", "2 of 3: wait"
-    store.add_instance("1.2.3.5.9", "1.2.840.10008.5.1.4.1.1.2", "/x/9", "MOD")
-    store.index_instance("1.2.3.5.9", "1.2.3.5", "1.2.3", HEAD, 0.1)
+    assert store.get_series("1.2.3.5").state == SeriesState.RECEIVED, "1 of an unknown number: wait"
+    for i in (2, 3):
+        store.add_instance(f"1.2.3.5.{i}", "1.2.840.10008.5.1.4.1.1.2", f"/x/{i}", "MOD")
+        store.index_instance(f"1.2.3.5.{i}", "1.2.3.5", "1.2.3", HEAD, 1.0)
+    now[0] = 61.5
     asm.run_once()
-    assert store.get_series("1.2.3.5").state == "routed", "3 of 3: no quiet period needed"
+    assert store.get_series("1.2.3.5").state == SeriesState.ROUTED
+    assert len(store.series_instances("1.2.3.5")) == 3
+
+
+def test_a_series_waits_for_its_acknowledged_but_unindexed_instances(tmp_path: Path):
+    """With the indexer behind, the quiet period once ran out on series holding 1-4 of 20 images."""
+    store = JobStore(tmp_path / "db.sqlite")
+    now = [100.0]
+    asm = Assembler(AssemblerConfig(quiet_seconds=5), store, Router([_route(Modality="CT")]), Metrics(),
+                    clock=lambda: now[0])
+    _receive(store, "1.2.3.20", at=0.0, n=2)
+    store.add_instance("1.2.3.20.9", "1.2.840.10008.5.1.4.1.1.2", "/x/9", "MOD", series_uid="1.2.3.20",
+                       received_at=98.0)  # acknowledged, header read at ingest, not indexed yet
+    asm.run_once()
+    assert store.get_series("1.2.3.20").state == SeriesState.RECEIVED, "an unindexed instance holds it open"
+    store.index_instance("1.2.3.20.9", "1.2.3.20", "1.2.3", HEAD, 98.0)
+    asm.run_once()
+    assert store.get_series("1.2.3.20").state == SeriesState.RECEIVED, "quiet from the last received instance"
+    now[0] = 103.5
+    store.add_instance("1.2.3.21.1", "1.2.840.10008.5.1.4.1.1.2", "/x/u", "MOD")  # series not known yet
+    asm.run_once()
+    assert store.get_series("1.2.3.20").state == SeriesState.RECEIVED, "an unfiled instance may belong to it"
+    store.index_instance("1.2.3.21.1", "1.2.3.21", "1.2.3", HEAD, 103.5)
+    now[0] = 105.5  # 5 s after the node started (downtime does not count) and 7.5 s after the last image
+    asm.run_once()
+    assert store.get_series("1.2.3.20").state == SeriesState.ROUTED
+    assert len(store.series_instances("1.2.3.20")) == 3
 
 
 def test_route_expected_count_and_multiframe(tmp_path: Path):

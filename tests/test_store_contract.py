@@ -71,7 +71,7 @@ def test_illegal_transitions_are_refused_by_the_store(store):
     with pytest.raises(IllegalTransition):
         store.set_job_state(job_id, JobState.DELIVERED)  # queued → delivered skips the run
     with pytest.raises(IllegalTransition):
-        store.set_series_state("1.2.5.1", SeriesState.RECEIVED)  # routed → received
+        store.set_series_state("1.2.5.1", SeriesState.COMPLETE)  # routed → complete
     assert store.get_job(job_id)["state"] == JobState.QUEUED, "a refused change leaves the row as it was"
     with pytest.raises(IllegalTransition):
         check_transition("no-such-state", JobState.QUEUED)
@@ -281,3 +281,38 @@ INSERT INTO jobs VALUES (1, '1.2.13', 'a', 'm', '["pacs"]', 'running', NULL, NUL
 INSERT INTO jobs VALUES (2, '1.2.13', 'b', 'm', '["pacs"]', 'delivered', NULL, NULL, NULL, NULL, 0, 0);
 INSERT INTO results VALUES (1, 2, '1.2.13.50', '1.2', '/r', 'pacs', 'delivered', 1, 0, NULL, 0);
 """
+
+
+# -- late instances (complete means complete) ---------------------------------------------
+def test_a_late_instance_reopens_the_series_and_supersedes_its_jobs(store):
+    job_id = _written_job(store, "1.2.14.1", objects=2)  # two results pending delivery
+    store.add_instance("1.2.14.1.late", CT, "/late", "MOD")
+    assert store.index_instance("1.2.14.1.late", "1.2.14.1", "1.2.3", HEAD, 5.0) == SeriesState.ROUTED
+    assert store.reopen_series("1.2.14.1", "late image") == [job_id]
+    assert store.get_job(job_id)["state"] == JobState.SUPERSEDED
+    assert {r.state for r in store.job_results(job_id)} == {ResultState.SUPERSEDED}, "partial results are not sent"
+    series = store.get_series("1.2.14.1")
+    assert series.state == SeriesState.RECEIVED and series.generation == 1 and series.instance_count == 3
+    store.set_series_state("1.2.14.1", SeriesState.COMPLETE)
+    (new_job,) = store.route_series("1.2.14.1", [("head", "head-ct-hematoma", ["pacs"])])
+    assert f"supersedes jobs [{job_id}]" in store.job_events(new_job)[0]["detail"]
+    assert len(store.series_instances("1.2.14.1")) == 3, "the new job sees every image"
+    assert store.purgeable_series(time.time() + 10) == [], "the new job is not delivered yet"
+
+
+def test_a_late_instance_while_jobs_are_queued_changes_nothing(store):
+    job_id = _routed_job(store, "1.2.14.2")
+    store.add_instance("1.2.14.2.late", CT, "/late", "MOD")
+    store.index_instance("1.2.14.2.late", "1.2.14.2", "1.2.3", HEAD, 5.0)
+    assert store.reopen_series("1.2.14.2", "late image") == []
+    assert store.get_job(job_id)["state"] == JobState.QUEUED, "it has not run: it will see the new image"
+
+
+def test_a_running_job_of_a_reopened_series_cannot_record_its_outcome(store):
+    job_id = _routed_job(store, "1.2.14.3")
+    store.claim_jobs("w", 1, 60)
+    store.add_instance("1.2.14.3.late", CT, "/late", "MOD")
+    store.index_instance("1.2.14.3.late", "1.2.14.3", "1.2.3", HEAD, 5.0)
+    assert store.reopen_series("1.2.14.3", "late image") == [job_id]
+    assert not store.job_written(job_id, [("1.2.14.3.99", CT, "/r")], ["pacs"], owner="w")
+    assert store.job_results(job_id) == []

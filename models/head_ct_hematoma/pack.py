@@ -32,6 +32,9 @@ class HeadCTHematomaPack:
     name = "head-ct-hematoma"
     batch_size = 8
     series_number_base = 9000
+    tolerates_excluded_slices = True
+    """Each slice is classified on its own: a slice that cannot be placed is left out and
+    the report counts only the slices that were seen (the job's history lists the rest)."""
 
     def __init__(self, weights: Path | None = None) -> None:
         self._weights = Path(weights) if weights else DEMO_WEIGHTS

@@ -94,6 +94,11 @@ class InstanceQueries(SqliteDatabase):
             )
             return state
 
+    def unfiled_instance_count(self) -> int:
+        """Acknowledged instances whose series is not known yet (not read at ingest, not yet indexed)."""
+        return int(self._query("SELECT COUNT(*) FROM instances WHERE state=? AND series_uid IS NULL",
+                               (InstanceState.RECEIVED.value,))[0][0])
+
     def quarantine_instance(self, sop_instance_uid: str, reason: str) -> None:
         """Set an instance aside for good: its header cannot be read or is not acceptable."""
         with self._tx() as db:

@@ -5,8 +5,8 @@ import json
 import time
 from typing import Any, Sequence
 
-from ..states import InstanceState, JobState, SeriesState
-from .database import SqliteDatabase
+from ..states import InstanceState, JobState, ResultState, SeriesState
+from .jobs import JobQueries
 from .rows import SeriesRow
 
 __all__ = ["SeriesQueries"]
@@ -22,8 +22,8 @@ _SERIES_SELECT = (
 )
 
 
-class SeriesQueries(SqliteDatabase):
-    """The ``series`` table."""
+class SeriesQueries(JobQueries):
+    """The ``series`` table (and the jobs a reopened series supersedes)."""
 
     def series_in_state(self, state: SeriesState) -> list[SeriesRow]:
         rows = self._query(f"{_SERIES_SELECT} WHERE s.state = :state ORDER BY s.first_received",
@@ -66,17 +66,52 @@ class SeriesQueries(SqliteDatabase):
                     (series_uid, generation, route, model, json.dumps(list(dests)), JobState.QUEUED.value, now, now),
                 )
                 ids.append(int(cur.lastrowid))
-                self._event(db, "job", cur.lastrowid, JobState.QUEUED, f"route={route} model={model}")
+                older = [r["id"] for r in db.execute(
+                    "SELECT id FROM jobs WHERE series_uid=? AND route=? AND state=? ORDER BY id",
+                    (series_uid, route, JobState.SUPERSEDED.value))]
+                detail = f"route={route} model={model}" + (f" supersedes jobs {older}" if older else "")
+                self._event(db, "job", cur.lastrowid, JobState.QUEUED, detail)
         return ids
+
+    def reopen_series(self, series_uid: str, detail: str) -> list[int]:
+        """An image arrived after the series' jobs started: assemble it again, as a new generation.
+
+        Every job of the earlier generation is superseded (a running one's outcome will be
+        dropped, a written one's undelivered results are not sent); the series completes
+        again after its quiet period and gets new jobs that see every image. Returns the
+        superseded job ids; nothing changes while every job is still queued (they will
+        see the new image anyway) or when the series is not routed.
+        """
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM series WHERE series_uid=?", (series_uid,)).fetchone()
+            if row is None or SeriesState(row["state"]) is not SeriesState.ROUTED:
+                return []
+            jobs = db.execute("SELECT id, state FROM jobs WHERE series_uid=? AND state!=?",
+                              (series_uid, JobState.SUPERSEDED.value)).fetchall()
+            if all(JobState(j["state"]) is JobState.QUEUED for j in jobs):
+                return []
+            self._transition(db, "series", "series_uid", series_uid, SeriesState.RECEIVED)
+            db.execute("UPDATE series SET state=?, generation=generation+1, updated_at=? WHERE series_uid=?",
+                       (SeriesState.RECEIVED.value, now, series_uid))
+            self._event(db, "series", series_uid, SeriesState.RECEIVED, f"reopened: {detail}")
+            for job in jobs:
+                db.execute(
+                    "UPDATE results SET state=?, lease_owner=NULL, lease_until=NULL, updated_at=?"
+                    " WHERE job_id=? AND state IN (?,?)",
+                    (ResultState.SUPERSEDED.value, now, job["id"], ResultState.PENDING.value, ResultState.DEAD.value),
+                )
+                self._move(db, job["id"], JobState.SUPERSEDED, detail=f"series reopened: {detail}")
+        return [j["id"] for j in jobs]
 
     def purgeable_series(self, before: float) -> list[str]:
         """Series finished before ``before``: ignored, or routed with every job delivered."""
         rows = self._query(
             "SELECT s.series_uid FROM series s WHERE s.updated_at < :before AND (s.state = :st_ignored OR"
             " (s.state = :st_routed AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.series_uid = s.series_uid"
-            " AND (j.state != :st_delivered OR j.updated_at >= :before))))",
+            " AND (j.state NOT IN (:st_delivered, :st_superseded) OR j.updated_at >= :before))))",
             {"before": before, "st_ignored": SeriesState.IGNORED.value, "st_routed": SeriesState.ROUTED.value,
-             "st_delivered": JobState.DELIVERED.value},
+             "st_delivered": JobState.DELIVERED.value, "st_superseded": JobState.SUPERSEDED.value},
         )
         return [r["series_uid"] for r in rows]
 
