@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from ..states import JobState, SeriesState
 from .results import markdown_table
 from .services import NodeProcess, OrthancServer, start_node, storescu, wait_for
 
@@ -23,16 +24,17 @@ def _stage_times(node: NodeProcess, series_uid: str) -> dict[str, float]:
     series_at = {e["state"]: e["at"] for e in series["events"]}
     job_at = {e["state"]: e["at"] for e in job["events"]}
     timings = job["timings"]
-    running, written = job_at["running"], job_at["written"]
+    running, written = job_at[JobState.RUNNING], job_at[JobState.WRITTEN]
+    complete, delivered = series_at[SeriesState.COMPLETE], job_at[JobState.DELIVERED]
     times = {
         "receive": series["last_instance_at"] - series["first_instance_at"],
-        "completion wait": series_at["complete"] - series["last_instance_at"],
-        "queue": running - series_at["complete"],
+        "completion wait": complete - series["last_instance_at"],
+        "queue": running - complete,
         **{k: timings.get(k, 0.0) for k in ("load", "engine", "preprocess", "inference", "postprocess", "write")},
-        "deliver": job_at["delivered"] - written,
+        "deliver": delivered - written,
     }
     times["handoff"] = (written - running) - sum(timings.values())
-    times["after completion"] = job_at["delivered"] - series_at["complete"]
+    times["after completion"] = delivered - complete
     return times
 
 
@@ -61,9 +63,9 @@ match = { Modality = "CT", BodyPartExamined = "HEAD" }
 
             def delivered() -> bool:
                 jobs = [j for j in node.jobs() if j["series_uid"] == uid]
-                if jobs and jobs[0]["state"] == "failed":
+                if jobs and jobs[0]["state"] == JobState.FAILED:
                     raise RuntimeError(f"job failed: {jobs[0]['stage']}: {jobs[0]['reason']}")
-                return bool(jobs) and jobs[0]["state"] == "delivered"
+                return bool(jobs) and jobs[0]["state"] == JobState.DELIVERED
 
             wait_for(delivered, 300, 0.05, what="results in Orthanc")
             results.append(_stage_times(node, uid))
