@@ -1,156 +1,219 @@
-"""The operator's HTTP interface: ``/metrics``, ``/healthz`` and the jobs API."""
+"""The operator's HTTP interface: ``/metrics``, ``/healthz`` and the jobs API, on FastAPI.
+
+FastAPI (on Starlette, served by uvicorn) gives typed request and response models, input
+validation that answers 422 instead of crashing a handler, and an OpenAPI description at
+``/openapi.json`` (browsable at ``/docs``). Handlers are plain functions: the job store is
+synchronous, so they run in the framework's thread pool.
+"""
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
-from urllib.parse import parse_qs, urlparse
+from typing import Any, Callable, Literal
 
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from .metrics import Metrics
-from .states import FailureStage, JobState
+from .states import FailureStage, JobState, ResultState, SeriesState
 from .store import JobStore
 
-__all__ = ["WebServer"]
+__all__ = ["WebServer", "create_app"]
 
 _logger = logging.getLogger("ainode.web")
 
 
-class WebServer:
-    """Routes:
+class Event(BaseModel):
+    """One state change."""
 
-    - ``GET /metrics``: Prometheus text format.
-    - ``GET /healthz``: ``{"status": "ok", ...}`` while every component runs, else 503.
-    - ``GET /api/jobs[?state=S&limit=N]``: the newest jobs.
-    - ``GET /api/jobs/<id>``: one job with its state history and its results per destination.
-    - ``GET /api/series/<uid>``: one series: state history, receive times, its jobs.
-    - ``GET /api/quarantine``: instances set aside, with their reasons.
-    - ``POST /api/jobs/<id>/retry``: replay a job's dead letters, or run a failed job again.
-    - ``POST /api/jobs/<id>/rerun``: run a failed or delivered job again.
-    - ``POST /api/deadletters/retry``: queue every dead-lettered result again.
-    """
+    at: float
+    state: str
+    detail: str | None = None
+
+
+class ResultOut(BaseModel):
+    """One result object for one destination."""
+
+    id: int
+    sop_instance_uid: str
+    sop_class_uid: str
+    destination: str
+    state: ResultState
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None = None
+
+
+class JobOut(BaseModel):
+    """A job as listed."""
+
+    id: int
+    series_uid: str
+    generation: int
+    route: str
+    model: str
+    destinations: list[str]
+    state: JobState
+    stage: FailureStage | None = None
+    reason: str | None = None
+    engine: str | None = None
+    timings: dict[str, float] = {}
+    runs: int
+    created_at: float
+    updated_at: float
+
+
+class JobDetail(JobOut):
+    """A job with its state history and its results per destination."""
+
+    events: list[Event]
+    results: list[ResultOut]
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class SeriesDetail(BaseModel):
+    """A series: its state, receive times, history and jobs (routing attributes only: no patient data)."""
+
+    series_uid: str
+    study_uid: str
+    state: SeriesState
+    attrs: dict[str, Any]
+    instance_count: int
+    generation: int
+    first_instance_at: float | None
+    last_instance_at: float | None
+    events: list[Event]
+    jobs: list[JobOut]
+
+
+class QuarantinedInstance(BaseModel):
+    sop_instance_uid: str
+    received_at: float
+    calling_ae: str | None = None
+    reason: str | None = None
+
+
+class QuarantineList(BaseModel):
+    instances: list[QuarantinedInstance]
+
+
+class RetryOut(BaseModel):
+    """What a retry did: ``dead letters requeued`` or ``queued again``."""
+
+    job_id: int | None = None
+    action: str
+    requeued: int
+
+
+def create_app(store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]) -> FastAPI:
+    """The node's HTTP application."""
+    app = FastAPI(title="ainode", summary="AI inference node beside a PACS: operator API",
+                  version=_version())
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
+    def get_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", summary="200 while every stage runs and the disk is above its watermark")
+    def get_health() -> JSONResponse:
+        status = health()
+        return JSONResponse(status, status_code=200 if status.get("status") == "ok" else 503)
+
+    @app.get("/api/jobs", response_model=JobList, summary="The newest jobs")
+    def list_jobs(state: JobState | None = None, limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
+        return {"jobs": store.list_jobs(state, limit)}
+
+    @app.get("/api/jobs/{job_id}", response_model=JobDetail, summary="One job, its history and its results")
+    def get_job(job_id: int) -> dict[str, Any]:
+        job = store.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, "no such job")
+        return {**job, "events": store.job_events(job_id), "results": [r.__dict__ for r in store.job_results(job_id)]}
+
+    @app.get("/api/series/{series_uid}", response_model=SeriesDetail, summary="One series, its history and jobs")
+    def get_series(series_uid: str) -> dict[str, Any]:
+        series = store.get_series(series_uid)
+        if series is None:
+            raise HTTPException(404, "no such series")
+        span = store.series_receive_span(series_uid)
+        return {
+            **series.__dict__,
+            "first_instance_at": span[0] if span else None,
+            "last_instance_at": span[1] if span else None,
+            "events": store.series_events(series_uid),
+            "jobs": store.jobs_for_series(series_uid),
+        }
+
+    @app.get("/api/quarantine", response_model=QuarantineList, summary="Instances set aside, with their reasons")
+    def list_quarantine(limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
+        return {"instances": store.quarantined_instances(limit)}
+
+    @app.post("/api/jobs/{job_id}/{action}", response_model=RetryOut,
+              summary="retry: replay a job's dead letters or run a failed job again; rerun: run it again")
+    def retry_job(job_id: int, action: Literal["retry", "rerun"]) -> dict[str, Any]:
+        job = store.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, "no such job")
+        if action == "retry" and job["state"] == JobState.FAILED and job["stage"] == FailureStage.DELIVER:
+            return {"job_id": job_id, "action": "dead letters requeued", "requeued": store.requeue_dead(job_id)}
+        if (action == "rerun" or job["state"] == JobState.FAILED) and store.rerun_job(
+                job_id, "re-run requested by an operator"):
+            return {"job_id": job_id, "action": "queued again", "requeued": 1}
+        raise HTTPException(409, f"job is {job['state']}: nothing to {action}")
+
+    @app.post("/api/deadletters/retry", response_model=RetryOut, summary="Replay every dead letter")
+    def retry_dead_letters() -> dict[str, Any]:
+        return {"action": "dead letters requeued", "requeued": store.requeue_dead()}
+
+    return app
+
+
+class WebServer:
+    """The application served by uvicorn in a background thread (port 0 picks a free port)."""
 
     def __init__(
         self, host: str, port: int, store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]
     ) -> None:
-        handler = _make_handler(store, metrics, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="web", daemon=True)
+        self.app = create_app(store, metrics, health)
+        self._socket = socket.create_server((host, port), reuse_port=False)
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._socket.getsockname()[1])
+
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
 
     def start(self) -> None:
         self._thread.start()
+        deadline = threading.Event()
+        for _ in range(100):
+            if self._server.started or not self._thread.is_alive():
+                break
+            deadline.wait(0.05)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._socket.close()
 
 
-def _make_handler(store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-            _logger.debug(format % args)
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, payload: Any) -> None:
-            self._send(code, json.dumps(payload, default=str).encode(), "application/json")
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            self.do_GET_safely()
-
-        def _do_get(self) -> None:
-            url = urlparse(self.path)
-            parts = [p for p in url.path.split("/") if p]
-            query = parse_qs(url.query)
-            if parts == ["metrics"]:
-                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif parts == ["healthz"]:
-                status = health()
-                self._json(200 if status.get("status") == "ok" else 503, status)
-            elif parts == ["api", "jobs"]:
-                state = query.get("state", [None])[0]
-                limit = query.get("limit", ["200"])[0]
-                if state is not None and state not in set(JobState):
-                    self._json(400, {"error": f"state must be one of {', '.join(JobState)}"})
-                elif not limit.isdigit() or not 1 <= int(limit) <= 10_000:
-                    self._json(400, {"error": "limit must be a whole number from 1 to 10000"})
-                else:
-                    self._json(200, {"jobs": store.list_jobs(JobState(state) if state else None, int(limit))})
-            elif parts == ["api", "quarantine"]:
-                self._json(200, {"instances": store.quarantined_instances()})
-            elif len(parts) == 3 and parts[:2] == ["api", "jobs"] and parts[2].isdigit():
-                job = store.get_job(int(parts[2]))
-                if job is None:
-                    self._json(404, {"error": "no such job"})
-                    return
-                job["events"] = store.job_events(job["id"])
-                job["results"] = [r.__dict__ for r in store.job_results(job["id"])]
-                self._json(200, job)
-            elif len(parts) == 3 and parts[:2] == ["api", "series"]:
-                series = store.get_series(parts[2])
-                if series is None:
-                    self._json(404, {"error": "no such series"})
-                    return
-                span = store.series_receive_span(series.series_uid)
-                self._json(200, {
-                    **series.__dict__,
-                    "first_instance_at": span[0] if span else None,
-                    "last_instance_at": span[1] if span else None,
-                    "events": store.series_events(series.series_uid),
-                    "jobs": store.jobs_for_series(series.series_uid),
-                })
-            else:
-                self._json(404, {"error": "not found"})
-
-        def do_GET_safely(self) -> None:
-            try:
-                self._do_get()
-            except Exception as exc:  # a bug or a broken store: answer, and keep serving
-                _logger.exception("request failed")
-                self._json(500, {"error": type(exc).__name__})
-
-        def do_POST(self) -> None:  # noqa: N802 - stdlib name
-            try:
-                self._do_post()
-            except Exception as exc:
-                _logger.exception("request failed")
-                self._json(500, {"error": type(exc).__name__})
-
-        def _do_post(self) -> None:
-            parts = [p for p in urlparse(self.path).path.split("/") if p]
-            if parts == ["api", "deadletters", "retry"]:
-                self._json(200, {"requeued": store.requeue_dead()})
-            elif len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[2].isdigit() and parts[3] in ("retry", "rerun"):
-                self._retry(int(parts[2]), rerun=parts[3] == "rerun")
-            else:
-                self._json(404, {"error": "not found"})
-
-        def _retry(self, job_id: int, rerun: bool) -> None:
-            """``retry``: replay a job's dead letters, or run a failed job again; ``rerun``: run
-            a failed or delivered job again (new weights, a fixed pack)."""
-            job = store.get_job(job_id)
-            if job is None:
-                self._json(404, {"error": "no such job"})
-                return
-            if not rerun and job["state"] == JobState.FAILED and job["stage"] == FailureStage.DELIVER:
-                self._json(200, {"job_id": job_id, "action": "dead letters requeued",
-                                 "requeued": store.requeue_dead(job_id)})
-            elif (rerun or job["state"] == JobState.FAILED) and store.rerun_job(job_id, "re-run requested by an operator"):
-                self._json(200, {"job_id": job_id, "action": "queued again", "requeued": 1})
-            else:
-                self._json(409, {"error": f"job is {job['state']}: nothing to retry", "requeued": 0})
-
-    return Handler
+    try:
+        return version("ainode")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -117,8 +117,10 @@ def web(tmp_path: Path):
 
 def test_bad_query_parameters_get_an_answer(web):
     url, _ = web
-    assert httpx.get(f"{url}/api/jobs?limit=abc", timeout=5).status_code == 400
-    assert httpx.get(f"{url}/api/jobs?state=nonsense", timeout=5).status_code == 400
+    assert httpx.get(f"{url}/api/jobs?limit=abc", timeout=5).status_code == 422
+    assert httpx.get(f"{url}/api/jobs?limit=0", timeout=5).status_code == 422
+    assert httpx.get(f"{url}/api/jobs?state=nonsense", timeout=5).status_code == 422
+    assert "/api/jobs/{job_id}" in httpx.get(f"{url}/openapi.json", timeout=5).json()["paths"]
     assert httpx.get(f"{url}/api/jobs?limit=5", timeout=5).status_code == 200
 
 
