@@ -10,6 +10,7 @@ from typing import Any
 
 from .assemble import Assembler
 from .config import Config
+from .disk import DiskGuard
 from .egress.outbox import Outbox
 from .index import Indexer
 from .ingest import IngestServer
@@ -55,9 +56,12 @@ class Node:
         self.assembler = Assembler(config.assembler, self.store, router, self.metrics, on_jobs=self.runner.wake)
         self.indexer = Indexer(self.store, self.metrics, on_indexed=self.assembler.wake,
                                rerun_on_late=router.reruns_on_late)
+        self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)
         self.ingest = IngestServer(
             config.node.ae_title, config.node.dicom_host, config.node.dicom_port,
             self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
+            max_associations=config.node.max_associations, network_timeout=config.node.network_timeout_seconds,
+            max_dataset_bytes=int(config.spool.max_dataset_mb * 1024 * 1024), disk_guard=self.disk,
         )
         self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health)
@@ -77,11 +81,18 @@ class Node:
         )
 
     def health(self) -> dict[str, Any]:
-        """Whether every component is alive."""
+        """Whether every stage is alive (the status), and whether the disk lets ingest accept.
+
+        A disk below its watermark does not make the node unhealthy: restarting it would
+        not free space. It shows as ``accepting_instances: false`` and in the metrics.
+        """
         threads = {t.name for t in threading.enumerate()}
         wanted = ["indexer", "assembler", "runner"] + [f"outbox-{d.name}" for d in self.config.destinations]
         missing = [name for name in wanted if name not in threads]
-        return {"status": "ok" if not missing else "degraded", "missing": missing, "jobs": self.store.job_counts()}
+        disk = self.disk.status()
+        return {"status": "ok" if not missing else "degraded", "missing": missing,
+                "accepting_instances": not disk["below_watermark"], "disk": disk,
+                "jobs": self.store.job_counts(), "instances": self.store.instance_counts()}
 
     def recover_spool(self) -> int:
         """Put instances that are on disk but missing from the job store back in it."""

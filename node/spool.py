@@ -2,28 +2,58 @@
 from __future__ import annotations
 
 import os
-import re
+import tempfile
 from pathlib import Path
+from typing import Iterable
 
-__all__ = ["Spool", "write_durable"]
+from .uids import is_valid_uid
 
-_SAFE_UID = re.compile(r"^[0-9.]{1,64}$")
+__all__ = ["Spool", "TEMP_PREFIX", "TEMP_SUFFIX", "is_valid_uid", "write_durable"]
+
+TEMP_PREFIX = "."
+TEMP_SUFFIX = ".tmp"
+"""A write in progress is ``.<final name>.<random>.tmp`` beside its final name."""
+
+_FILE_MODE = 0o640
 
 
-def write_durable(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that it survives a crash once this returns."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+def write_durable(path: Path, data: bytes | bytearray | memoryview | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or chunks of bytes written in order) to ``path`` durably.
+
+    The bytes go to a temporary file of a unique name in the same directory, are
+    fsync'd, and the file is renamed over ``path``; then the directory is fsync'd. Once
+    this returns the file survives a crash. Concurrent writers of one ``path`` never
+    share a temporary file: the last rename wins and every writer succeeds. If anything
+    fails (a full disk), the temporary file is removed and the error is raised.
+    """
+    path = Path(path)
+    chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = Path(tmp_name)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fchmod(fd, _FILE_MODE)
+            for chunk in chunks:
+                _write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -45,10 +75,14 @@ class Spool:
         self.results.mkdir(parents=True, exist_ok=True)
 
     def instance_path(self, sop_instance_uid: str) -> Path:
-        """Path of a received instance; rejects UIDs that are not plain dotted digits."""
-        if not _SAFE_UID.match(sop_instance_uid):
+        """Path of a received instance; rejects anything that is not a valid UID (PS3.5 §9.1)."""
+        if not is_valid_uid(sop_instance_uid):
             raise ValueError(f"SOP Instance UID is not a valid UID: {sop_instance_uid!r}")
         return self.instances / f"{sop_instance_uid}.dcm"
+
+    def temporary_files(self) -> list[Path]:
+        """Temporary files of writes in progress (or of writes that never finished)."""
+        return sorted(self.instances.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))
 
     def recover(self, known: set[str]) -> list[tuple[str, str, Path]]:
         """Durable instances the job store does not hold (its last rows lost in a power cut).
@@ -58,12 +92,12 @@ class Spool:
         """
         from pydicom.filereader import read_file_meta_info
 
-        for tmp in self.instances.glob(".*.tmp"):
+        for tmp in self.temporary_files():
             tmp.unlink(missing_ok=True)
         orphans = []
         for path in self.instances.glob("*.dcm"):
             uid = path.stem
-            if uid in known:
+            if uid in known or not is_valid_uid(uid):
                 continue
             try:
                 sop_class = str(read_file_meta_info(path).MediaStorageSOPClassUID)

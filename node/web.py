@@ -122,7 +122,7 @@ def create_app(store: JobStore, metrics: Metrics, health: Callable[[], dict[str,
     def get_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", summary="200 while every stage runs and the disk is above its watermark")
+    @app.get("/healthz", summary="200 while every stage runs; disk figures and whether ingest accepts")
     def get_health() -> JSONResponse:
         status = health()
         return JSONResponse(status, status_code=200 if status.get("status") == "ok" else 503)

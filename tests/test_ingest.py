@@ -12,6 +12,7 @@ from node.index import Indexer
 from node.ingest import IngestServer
 from node.metrics import Metrics
 from node.spool import Spool
+from node.states import SeriesState
 from node.store import JobStore
 
 
@@ -79,7 +80,7 @@ def test_indexer_files_instances_under_their_series_without_patient_data(ingest,
     finally:
         assoc.release()
     assert Indexer(store, metrics).run_once() == len(files)
-    (series,) = store.series_in_state("received")
+    (series,) = store.series_in_state(SeriesState.RECEIVED)
     assert series.series_uid == phantom.datasets[0].SeriesInstanceUID
     assert series.instance_count == len(files)
     assert series.attrs["Modality"] == "CT" and series.attrs["BodyPartExamined"] == "HEAD"
@@ -93,7 +94,8 @@ def test_unreadable_instance_is_recorded_not_fatal(tmp_path):
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
     store.add_instance("1.2.3.4", CTImageStorage, str(bad), "X")
     Indexer(store, metrics).run_once()
-    assert metrics.instances_unreadable._value.get() == 1
+    assert sum(s.value for s in metrics.instances_quarantined.collect()[0].samples if s.name.endswith("_total")) == 1
+    assert [row["sop_instance_uid"] for row in store.quarantined_instances()] == ["1.2.3.4"]
     assert store.unindexed_instances() == []
 
 
