@@ -102,6 +102,11 @@ class Indexer:
 
     def _index(self, row: InstanceRow) -> None:
         """File one instance, or quarantine it: one bad instance never stops the others."""
+        if self._store.is_own_result(row.sop_instance_uid):  # a PACS forwarded our result back: no loop
+            self._metrics.instances_quarantined.labels("OwnResult").inc()
+            self._store.quarantine_instance(row.sop_instance_uid, "a result object of this node, sent back to it")
+            log(_logger, logging.INFO, "own result sent back: not processed", sop_instance_uid=row.sop_instance_uid)
+            return
         try:
             ds = pydicom.dcmread(row.path, stop_before_pixels=True)
             series_uid = _uid(ds, "SeriesInstanceUID")

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import pydicom
 import pytest
 
 from node.config import RouteConfig, load_config
@@ -181,3 +182,22 @@ def test_model_workers_end_when_the_node_is_killed(tmp_path: Path):
     for w in survivors:
         os.kill(w, signal.SIGKILL)
     assert not survivors, f"worker processes outlived the node: {survivors}"
+
+
+def test_a_result_sent_back_to_the_node_is_not_processed_again(tmp_path: Path, small_head_ct):
+    """Loop safety on the node's side: a PACS that forwards everything sends our results back."""
+    _, files = small_head_ct
+    store = JobStore(tmp_path / "db.sqlite")
+    store.add_instance("1.2.96.1.1", CT, str(files[0]), "MOD")
+    store.index_instance("1.2.96.1.1", "1.2.96.1", "1.2.3", {}, 0.0)
+    store.set_series_state("1.2.96.1", SeriesState.COMPLETE)
+    (job_id,) = store.route_series("1.2.96.1", [("r", "head-ct-hematoma", ["pacs"])])
+    store.claim_jobs("w", 1, 60)
+    own = pydicom.dcmread(files[1], stop_before_pixels=True).SOPInstanceUID
+    store.job_written(job_id, [(own, CT, str(files[1]))], ["pacs"], owner="w")
+    store.add_instance(own, CT, str(files[1]), "ORTHANC")  # the PACS forwards it back
+    Indexer(store, Metrics()).run_once()
+    (row,) = store.quarantined_instances()
+    assert row["sop_instance_uid"] == own and "result object of this node" in row["reason"]
+    assert store.series_counts() == {SeriesState.ROUTED: 1}, "no new series, no new job"
+    store.close()

@@ -51,6 +51,10 @@ class ResultQueries(JobQueries):
         )
         return rows[0]["t"] if rows and rows[0]["t"] is not None else None
 
+    def is_own_result(self, sop_instance_uid: str) -> bool:
+        """Whether this SOP Instance UID is a result object the node made (sent back to it)."""
+        return bool(self._query("SELECT 1 FROM results WHERE sop_instance_uid=? LIMIT 1", (sop_instance_uid,)))
+
     def job_results(self, job_id: int) -> list[ResultRow]:
         rows = self._query(f"SELECT {_RESULT_COLUMNS} FROM results WHERE job_id=? ORDER BY id", (job_id,))
         return [_result_row(r) for r in rows]
