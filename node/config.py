@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from .packs import PACKS
 
@@ -166,11 +167,31 @@ class RunnerConfig:
 
 @dataclass(frozen=True)
 class DestinationConfig:
+    """A ``[[destinations]]`` entry: where results go, and how.
+
+    ``type`` picks the protocol: ``dimse`` (C-STORE to ``host``, ``port``, ``ae_title``),
+    ``dicomweb`` (STOW-RS to ``url``, the DICOMweb root; auth by ``token_file`` (bearer)
+    or ``username`` + ``password_file`` (basic)) or ``orthanc`` (Orthanc's REST API at
+    ``url``; ``username`` + ``password_file``). Secrets are files, read at send time.
+    """
+
     name: str
-    host: str
-    port: int
-    ae_title: str
+    host: str | None = None
+    port: int | None = None
+    ae_title: str | None = None
     type: str = "dimse"
+    url: str | None = None
+    token_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+
+    TYPES: ClassVar[tuple[str, ...]] = ("dimse", "dicomweb", "orthanc")
+    KEYS: ClassVar[Mapping[str, frozenset[str]]] = {
+        "dimse": frozenset({"host", "port", "ae_title"}),
+        "dicomweb": frozenset({"url", "token_file", "username", "password_file"}),
+        "orthanc": frozenset({"url", "username", "password_file"}),
+    }
+    """The keys each type takes besides ``name`` and ``type``."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +271,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     spool = _parse_dataclass("spool", _table(raw, "spool"), SpoolConfig)
     runner = _parse_dataclass("runner", _table(raw, "runner"), RunnerConfig)
     destinations = tuple(
-        _parse_destination(f"destinations[{i}]", item)
+        _parse_destination(f"destinations[{i}]", item, base_dir)
         for i, item in enumerate(_array(raw, "destinations"))
     )
     names = [d.name for d in destinations]
@@ -377,18 +398,51 @@ def _parse_dataclass(prefix: str, table: Mapping[str, Any], cls: type) -> Any:
     return cls(**values)
 
 
-def _parse_destination(prefix: str, table: Mapping[str, Any]) -> DestinationConfig:
-    _only_keys(prefix, table, {"name", "type", "host", "port", "ae_title"})
+def _parse_destination(prefix: str, table: Mapping[str, Any], base_dir: Path | None = None) -> DestinationConfig:
+    """One ``[[destinations]]`` table; relative secret files are taken from ``base_dir``."""
     kind = _get(prefix, table, "type", str, "dimse")
-    if kind != "dimse":
-        raise ConfigError(f"{prefix}.type", f"expected \"dimse\", got {kind!r}")
-    return DestinationConfig(
-        name=_get(prefix, table, "name", str),
-        type=kind,
-        host=_get(prefix, table, "host", str),
-        port=_port(f"{prefix}.port", _get(prefix, table, "port", int)),
-        ae_title=_ae_title(f"{prefix}.ae_title", _get(prefix, table, "ae_title", str)),
-    )
+    if kind not in DestinationConfig.TYPES:
+        expected = ", ".join(f'"{t}"' for t in DestinationConfig.TYPES)
+        raise ConfigError(f"{prefix}.type", f"expected one of {expected}, got {kind!r}")
+    _only_keys(prefix, table, {"name", "type", *DestinationConfig.KEYS[kind]})
+    name = _get(prefix, table, "name", str)
+    if kind == "dimse":
+        return DestinationConfig(
+            name=name,
+            type=kind,
+            host=_get(prefix, table, "host", str),
+            port=_port(f"{prefix}.port", _get(prefix, table, "port", int)),
+            ae_title=_ae_title(f"{prefix}.ae_title", _get(prefix, table, "ae_title", str)),
+        )
+    if "url" not in table:
+        raise ConfigError(f"{prefix}.url", f'required when type = "{kind}"')
+    url = _get(prefix, table, "url", str)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{prefix}.url", f"expected an http:// or https:// URL with a host, got {url!r}")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}.url", f"{exc} in {url!r}") from None
+    username = _get(prefix, table, "username", str, None)
+    secrets: dict[str, Path | None] = {}
+    for key in ("token_file", "password_file"):  # only the path is kept: read at send time, it may rotate
+        value = _get(prefix, table, key, str, None)
+        if value == "":
+            raise ConfigError(f"{prefix}.{key}", "expected a file path, got ''")
+        path = None if value is None else Path(value)
+        secrets[key] = path if path is None or path.is_absolute() or base_dir is None else base_dir / path
+    token_file, password_file = secrets["token_file"], secrets["password_file"]
+    if username is not None and not username:
+        raise ConfigError(f"{prefix}.username", "expected a non-empty user name")
+    if username is not None and password_file is None:
+        raise ConfigError(f"{prefix}.password_file", "required with username")
+    if password_file is not None and username is None:
+        raise ConfigError(f"{prefix}.username", "required with password_file")
+    if token_file is not None and username is not None:
+        raise ConfigError(f"{prefix}.token_file", "give either token_file or username + password_file, not both")
+    return DestinationConfig(name=name, type=kind, url=url.rstrip("/"), token_file=token_file, username=username,
+                             password_file=password_file)
 
 
 def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Path) -> ModelConfig:

@@ -53,7 +53,8 @@ def storescu(files: list[Path], port: int, called_ae: str = "AINODE", calling_ae
 class OrthancServer:
     """A real Orthanc from the Debian package, with its own storage folder."""
 
-    def __init__(self, workdir: Path, node_port: int | None = None, node_ae: str = "AINODE") -> None:
+    def __init__(self, workdir: Path, node_port: int | None = None, node_ae: str = "AINODE",
+                 extra_config: dict[str, Any] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
@@ -78,6 +79,7 @@ class OrthancServer:
         if DICOMWEB_PLUGIN.exists():
             config["Plugins"] = [str(DICOMWEB_PLUGIN)]
             config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
+        config.update(extra_config or {})  # e.g. AuthenticationEnabled + RegisteredUsers
         self.config_path = self.workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=2))
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -86,7 +88,8 @@ class OrthancServer:
     def start(self) -> "OrthancServer":
         log = open(self.workdir / "orthanc.log", "ab")
         self._proc = subprocess.Popen([ORTHANC_BIN, str(self.config_path)], stdout=log, stderr=log)
-        wait_for(lambda: httpx.get(f"{self.url}/system", timeout=2).status_code == 200, 30, what="Orthanc")
+        # 401: up, with AuthenticationEnabled
+        wait_for(lambda: httpx.get(f"{self.url}/system", timeout=2).status_code in (200, 401), 30, what="Orthanc")
         return self
 
     def stop(self) -> None:
@@ -223,3 +226,90 @@ def start_node(workdir: Path, orthanc: OrthancServer, routes: str, **options: An
     node = NodeProcess(workdir, node_config(dicom_port, http_port, orthanc, routes, **options))
     node.dicom_port = dicom_port
     return node.start(http_port)
+
+
+# -- observation helpers for the reliability suite and ``ainode bench faults`` ----------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it (read from ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: the fields start after the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if Path(f"/proc/{current}").exists():
+            tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def process_tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of ``pid`` and its descendants, summed (``VmRSS``)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def node_pid(node: NodeProcess) -> int | None:
+    """The process id of a running node (``None`` when it is not running)."""
+    proc = node._proc  # noqa: SLF001 - same module
+    return proc.pid if proc is not None and proc.poll() is None else None
+
+
+def node_exit_code(node: NodeProcess) -> int | None:
+    """The exit status of a node that exited by itself; ``None`` while it runs or was never started."""
+    proc = node._proc  # noqa: SLF001 - same module
+    return None if proc is None else proc.poll()
+
+
+def echoscu(port: int, called_ae: str = "AINODE", timeout: float = 10.0) -> str | None:
+    """C-ECHO with dcmtk's ``echoscu``; ``None`` when answered, else why not."""
+    cmd = ["echoscu", "-aet", "PROBE", "-aec", called_ae, "-to", str(int(timeout)), "-ta", str(int(timeout)),
+           "-td", str(int(timeout)), "127.0.0.1", str(port)]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+    except subprocess.TimeoutExpired:
+        return f"echoscu did not finish in {timeout + 5:.0f}s"
+    if result.returncode != 0:
+        return f"echoscu exit {result.returncode}: {(result.stderr or result.stdout).strip()[-300:]}"
+    return None
+
+
+def orthanc_study_instances(orthanc: OrthancServer, study_uid: str) -> list[dict[str, str]]:
+    """Every instance Orthanc holds for ``study_uid``: ``series_uid``, ``sop_instance_uid``,
+    ``sop_class_uid``, ``orthanc_id``."""
+    found = httpx.post(f"{orthanc.url}/tools/find", json={"Level": "Instance", "Expand": True,
+                                                         "Query": {"StudyInstanceUID": study_uid}}, timeout=30)
+    found.raise_for_status()
+    out = []
+    series_uids: dict[str, str] = {}
+    for inst in found.json():
+        parent = inst["ParentSeries"]
+        if parent not in series_uids:
+            series_uids[parent] = orthanc.get(f"/series/{parent}")["MainDicomTags"].get("SeriesInstanceUID", "")
+        response = httpx.get(f"{orthanc.url}/instances/{inst['ID']}/metadata/SopClassUid", timeout=30)
+        if response.status_code == 200:
+            sop_class = response.text.strip()
+        else:
+            sop_class = str(orthanc.get(f"/instances/{inst['ID']}/simplified-tags").get("SOPClassUID", ""))
+        out.append({"series_uid": series_uids[parent], "sop_instance_uid": inst["MainDicomTags"]["SOPInstanceUID"],
+                    "sop_class_uid": sop_class, "orthanc_id": inst["ID"]})
+    return out

@@ -1,7 +1,6 @@
 """C-STORE SCU delivery of result objects to one DIMSE destination."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 from pynetdicom import AE, evt
@@ -9,17 +8,24 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
 from ..ingest import tune_connection
+from .senders import DeliveryOutcome, OutgoingFile
 
-__all__ = ["DeliveryOutcome", "send_files"]
+__all__ = ["DimseSender", "send_files"]
 
 _OK_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}  # success and the storage warnings
 
 
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    """Per file: ``None`` when stored, else the reason it was not."""
+class DimseSender:
+    """C-STORE to a ``type = "dimse"`` destination, one association per batch."""
 
-    errors: dict[str, str | None]
+    def __init__(self, destination: DestinationConfig, *, calling_ae: str, timeout: float) -> None:
+        self._destination = destination
+        self._calling_ae = calling_ae
+        self._timeout = timeout
+
+    def send(self, files: Sequence[OutgoingFile]) -> DeliveryOutcome:
+        return send_files(self._destination, self._calling_ae, [(f.path, f.sop_class_uid) for f in files],
+                          timeout=self._timeout)
 
 
 def send_files(

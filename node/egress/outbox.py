@@ -10,8 +10,8 @@ from ..config import Config, DestinationConfig
 from ..logs import log
 from ..metrics import Metrics
 from ..states import ResultState
-from ..store import JobStore, lease_owner_id, owner_is_gone
-from .dimse import send_files
+from ..store import JobStore, ResultRow, lease_owner_id, owner_is_gone
+from .senders import OutgoingFile, Sender, sender_for
 
 __all__ = ["Outbox", "backoff_delay"]
 
@@ -28,7 +28,11 @@ def backoff_delay(attempts: int, base: float, cap: float) -> float:
 
 
 class Outbox:
-    """Delivers every pending result to its destination; a slow or absent one blocks no other."""
+    """Delivers every pending result to its destination; a slow or absent one blocks no other.
+
+    Each destination has its :class:`~node.egress.senders.Sender` (chosen by its type);
+    retries, backoff and dead letters are the same for every type.
+    """
 
     def __init__(self, config: Config, store: JobStore, metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
         self._config = config
@@ -38,6 +42,10 @@ class Outbox:
         self._owner = lease_owner_id()
         self._stop = threading.Event()
         self._wakes = {d.name: threading.Event() for d in config.destinations}
+        self._senders: dict[str, Sender] = {
+            d.name: sender_for(d, calling_ae=config.node.ae_title, timeout=config.egress.timeout_seconds)
+            for d in config.destinations
+        }
         self._threads = [
             threading.Thread(target=self._run, args=(d,), name=f"outbox-{d.name}", daemon=True)
             for d in config.destinations
@@ -68,10 +76,7 @@ class Outbox:
         due = self._store.claim_due_results(destination.name, self._owner, self._clock(), lease)
         if not due:
             return 0
-        outcome = send_files(
-            destination, self._config.node.ae_title, [(r.path, r.sop_class_uid) for r in due],
-            timeout=self._config.egress.timeout_seconds,
-        )
+        outcome = self._senders[destination.name].send(self._outgoing(due))
         for row in due:
             error = outcome.errors.get(row.path, "not sent")
             if error is None:
@@ -94,6 +99,14 @@ class Outbox:
             log(_logger, logging.INFO, "results delivered", destination=destination.name, count=delivered,
                 jobs=sorted({r.job_id for r in due}))
         return len(due)
+
+    def _outgoing(self, due: list[ResultRow]) -> list[OutgoingFile]:
+        """The claimed rows as the sender sees them, each with the model of its job."""
+        models: dict[int, str] = {}
+        for job_id in {r.job_id for r in due}:
+            job = self._store.get_job(job_id)
+            models[job_id] = str(job["model"]) if job else ""
+        return [OutgoingFile(r.path, r.sop_class_uid, r.sop_instance_uid, models[r.job_id]) for r in due]
 
     def _run(self, destination: DestinationConfig) -> None:
         wake = self._wakes[destination.name]
