@@ -1,5 +1,5 @@
 -- Orthanc as the PACS in front of ainode: forward each stable source series to the node.
--- Loaded by "LuaScripts" in orthanc/orthanc.json (paths relative to the folder Orthanc runs in).
+-- Loaded by "LuaScripts" in orthanc/orthanc.json (Orthanc reads the path relative to that file).
 --
 -- Loop-safe: a series that the node itself sent (its instances' RemoteAET is the node's AE
 -- title) is never forwarded back, whatever its modality; the node also refuses to process
@@ -35,5 +35,7 @@ function OnStableSeries(seriesId, tags, metadata)
     return
   end
   print('ainode autoforward: series ' .. seriesId .. ' (' .. modality .. ') to the node')
-  SendToModality(seriesId, NODE_MODALITY)
+  -- The REST store job sends the whole series on one association (Lua's SendToModality
+  -- takes one instance in Orthanc 1.10).
+  RestApiPost('/modalities/' .. NODE_MODALITY .. '/store', seriesId)
 end
