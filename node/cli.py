@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--calling-aet", default="AINODE-SCU")
     send.set_defaults(func=_send)
 
+    process = sub.add_parser("process", help="have the running node retrieve a study from a source and process it")
+    process.add_argument("study_uid", help="Study Instance UID")
+    process.add_argument("--source", required=True, help="a [[sources]] name of the node's configuration")
+    process.add_argument("--node", default="http://127.0.0.1:8080", help="the node's HTTP address")
+    process.set_defaults(func=_process)
+
     models = sub.add_parser("models", help="train and evaluate model packs")
     actions = models.add_subparsers(metavar="ACTION")
     train = actions.add_parser("train", help="train a pack and export ONNX (needs the train extra)")
@@ -105,7 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--slices", type=int, default=40)
     e2e.add_argument("--series", type=int, default=3)
     e2e.set_defaults(func=_bench, bench="e2e")
-    for p in (ingest, engines, e2e):
+    faults = benches.add_parser("faults", help="kill -9, PACS outage, full disk, fuzzing, concurrent senders")
+    faults.add_argument("--fuzz", type=int, default=10_000, help="mutated data sets to send")
+    faults.add_argument("--kills", type=int, default=50, help="kill -9 trials")
+    faults.add_argument("--seed", type=int, default=0)
+    faults.set_defaults(func=_bench, bench="faults")
+    for p in (ingest, engines, e2e, faults):
         p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     return parser
 
@@ -189,6 +200,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         body, _ = run_engines(args.model, args.batch, iterations=args.iterations)
         title = f"Engines: {args.model}, batch {args.batch}"
+    elif args.bench == "faults":
+        from .bench.faults import run_faults
+
+        body, _ = run_faults(fuzz=args.fuzz, kills=args.kills, seed=args.seed)
+        title = "Faults"
     else:
         from .bench.e2e import run_e2e
 
@@ -208,6 +224,24 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"ainode: configuration error: {exc}", file=sys.stderr)
         return 2
     print(config)
+    return 0
+
+
+def _process(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        answer = httpx.post(f"{args.node.rstrip('/')}/api/studies/{args.study_uid}/process",
+                            json={"source": args.source}, timeout=600)
+    except httpx.HTTPError as exc:
+        print(f"ainode process: the node at {args.node} cannot be reached ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    body = answer.json()
+    if answer.status_code != 200:
+        print(f"ainode process: {body.get('detail', body)}", file=sys.stderr)
+        return 1
+    print(f"study {body['study_uid']} from {body['source']}: {body['stored']} instances stored,"
+          f" {body['duplicate']} already held, {body['refused']} refused; jobs run again: {body['rerun_jobs'] or 'none'}")
     return 0
 
 

@@ -208,6 +208,7 @@ class RouteConfig:
 
 
 _ON_LATE = ("rerun", "ignore")
+_SOURCE_TYPES = ("dicomweb", "orthanc")
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,16 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    sources: tuple[DestinationConfig, ...] = ()
+    """``[[sources]]``: archives the node retrieves studies from on request (``dicomweb`` or
+    ``orthanc``; the same keys as a destination of that type)."""
+
+    def source(self, name: str) -> DestinationConfig:
+        """The source called ``name``."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
 
     def destination(self, name: str) -> DestinationConfig:
         """The destination called ``name``."""
@@ -261,7 +272,8 @@ def load_config(path: Path | None) -> Config:
 
 def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     """Validate a parsed TOML document and build a :class:`Config`."""
-    _only_keys("", raw, {"node", "assembler", "egress", "spool", "runner", "destinations", "routes", "models"})
+    _only_keys("", raw, {"node", "assembler", "egress", "spool", "runner", "destinations", "sources", "routes",
+                         "models"})
     node = _parse_node(_table(raw, "node"), base_dir)
     assembler = _parse_dataclass("assembler", _table(raw, "assembler"), AssemblerConfig)
     egress = _parse_dataclass("egress", _table(raw, "egress"), EgressConfig)
@@ -278,6 +290,15 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     for i, name in enumerate(names):
         if names.index(name) != i:
             raise ConfigError(f"destinations[{i}].name", f"duplicate destination {name!r}")
+    sources = tuple(
+        _parse_destination(f"sources[{i}]", item, base_dir) for i, item in enumerate(_array(raw, "sources"))
+    )
+    source_names = [s.name for s in sources]
+    for i, source in enumerate(sources):
+        if source.type not in _SOURCE_TYPES:
+            raise ConfigError(f"sources[{i}].type", f"expected one of {', '.join(_SOURCE_TYPES)}, got {source.type!r}")
+        if source_names.index(source.name) != i:
+            raise ConfigError(f"sources[{i}].name", f"duplicate source {source.name!r}")
     models = {
         name: _parse_model(f"models.{name}", name, item, base_dir)
         for name, item in _table(raw, "models").items()
@@ -295,7 +316,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
             raise ConfigError(f"routes[{i}].name", f"duplicate route {route.name!r} (first at routes[{first}])")
         if route.model not in models and route.model not in PACKS:
             raise ConfigError(f"routes[{i}].model", f"no model or pack named {route.model!r}")
-    return Config(node, assembler, egress, spool, destinations, routes, models, runner)
+    return Config(node, assembler, egress, spool, destinations, routes, models, runner, sources)
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -89,6 +89,12 @@ class Metrics:
             "ainode_disk_below_watermark", "1 while the spool's free space is below the disk guard's floor",
             registry=r,
         )
+        self.associations_rejected = Counter(
+            "ainode_associations_rejected",
+            "A-ASSOCIATE-RQ answered A-ASSOCIATE-RJ, by reason (calling_ae_title, called_ae_title,"
+            " association_limit)",
+            ["reason"], registry=r,
+        )
 
     def watch_job_states(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Expose ``ainode_jobs{state=...}`` from the job store."""

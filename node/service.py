@@ -64,7 +64,8 @@ class Node:
             max_dataset_bytes=int(config.spool.max_dataset_mb * 1024 * 1024), disk_guard=self.disk,
         )
         self.janitor = Janitor(config.spool, self.store, self.spool)
-        self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health)
+        self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health,
+                             acceptor=self.ingest.acceptor, sources=config.sources)
         self._stopped = threading.Event()
 
     def stages(self) -> tuple[Stage, ...]:

@@ -8,20 +8,28 @@ synchronous, so they run in the framework's thread pool.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import socket
 import threading
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping, Sequence
 
+import pydicom
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from .config import DestinationConfig
+from .ingest import InstanceAcceptor
 from .metrics import Metrics
+from .retrieve import RetrieveError, process_study
 from .states import FailureStage, JobState, ResultState, SeriesState
 from .store import JobStore
+from .stow import REFERENCED_STUDY_MISMATCH, StoredInstance, StowRequestError, dicom_parts, stow_response
+from .uids import is_valid_uid
 
 __all__ = ["WebServer", "create_app"]
 
@@ -113,10 +121,33 @@ class RetryOut(BaseModel):
     requeued: int
 
 
-def create_app(store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]) -> FastAPI:
-    """The node's HTTP application."""
-    app = FastAPI(title="ainode", summary="AI inference node beside a PACS: operator API",
+class ProcessRequest(BaseModel):
+    """Which ``[[sources]]`` entry to retrieve the study from."""
+
+    source: str
+
+
+class ProcessOut(BaseModel):
+    """What a process request did: instances taken in, and finished jobs run again."""
+
+    study_uid: str
+    source: str
+    stored: int
+    duplicate: int
+    refused: int
+    rerun_jobs: list[int]
+
+
+def create_app(
+    store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]],
+    acceptor: InstanceAcceptor | None = None, sources: Sequence[DestinationConfig] = (),
+) -> FastAPI:
+    """The node's HTTP application; with an ``acceptor``, also STOW-RS and processing on request."""
+    app = FastAPI(title="ainode", summary="AI inference node beside a PACS: operator API and STOW-RS",
                   version=_version())
+    if acceptor is not None:
+        _add_stow(app, acceptor)
+        _add_process(app, acceptor, store, {s.name: s for s in sources})
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
     def get_metrics() -> Response:
@@ -176,13 +207,83 @@ def create_app(store: JobStore, metrics: Metrics, health: Callable[[], dict[str,
     return app
 
 
+def _add_stow(app: FastAPI, acceptor: InstanceAcceptor) -> None:
+    """``POST /dicom-web/studies[/{study}]``: STOW-RS through the same acceptor as C-STORE."""
+
+    async def store_instances(request: Request, study: str | None) -> JSONResponse:
+        body = await request.body()
+        try:
+            parts = list(dicom_parts(request.headers.get("content-type", ""), body))
+        except StowRequestError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        source = f"STOW-RS {request.client.host if request.client else '?'}"
+        outcomes = await run_in_threadpool(_accept_parts, acceptor, parts, source, study)
+        status, answer = stow_response(outcomes)
+        return JSONResponse(answer, status_code=status, media_type="application/dicom+json")
+
+    @app.post("/dicom-web/studies", summary="STOW-RS: store instances (multipart/related; application/dicom)")
+    async def stow(request: Request) -> JSONResponse:
+        return await store_instances(request, None)
+
+    @app.post("/dicom-web/studies/{study}", summary="STOW-RS: store instances of one study")
+    async def stow_study(request: Request, study: str) -> JSONResponse:
+        return await store_instances(request, study)
+
+
+def _add_process(
+    app: FastAPI, acceptor: InstanceAcceptor, store: JobStore, sources: Mapping[str, DestinationConfig],
+) -> None:
+    @app.post("/api/studies/{study_uid}/process", response_model=ProcessOut,
+              summary="Retrieve a study from a source archive and run the matching routes on it")
+    def process(study_uid: str, request: ProcessRequest) -> dict[str, Any]:
+        if not is_valid_uid(study_uid):
+            raise HTTPException(422, "not a Study Instance UID")
+        source = sources.get(request.source)
+        if source is None:
+            raise HTTPException(404, f"no source named {request.source!r} (known: {', '.join(sources) or 'none'})")
+        try:
+            report = process_study(source, study_uid, acceptor, store)
+        except RetrieveError as exc:
+            raise HTTPException(502, str(exc)) from exc
+        return report.__dict__
+
+
+def _accept_parts(acceptor: InstanceAcceptor, parts: list[bytes], source: str, study: str | None) -> list[StoredInstance]:
+    outcomes = []
+    for data in parts:
+        claimed = _claimed(data)
+        if study is not None and claimed.get("StudyInstanceUID") not in (None, study):
+            outcomes.append(StoredInstance(claimed.get("SOPClassUID", ""), claimed.get("SOPInstanceUID", ""),
+                                           REFERENCED_STUDY_MISMATCH))
+            continue
+        receipt = acceptor.accept_part10(data, source)
+        header = receipt.header
+        outcomes.append(StoredInstance(
+            header.sop_class_uid if header else claimed.get("SOPClassUID", ""),
+            header.sop_instance_uid if header else claimed.get("SOPInstanceUID", ""),
+            None if receipt.accepted else receipt.status,
+        ))
+    return outcomes
+
+
+def _claimed(data: bytes) -> dict[str, str]:
+    """The UIDs a part says it has, read leniently (the acceptor does the real check)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"])
+        return {k: str(ds[k].value) for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID") if k in ds}
+    except Exception:
+        return {}
+
+
 class WebServer:
     """The application served by uvicorn in a background thread (port 0 picks a free port)."""
 
     def __init__(
-        self, host: str, port: int, store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]]
+        self, host: str, port: int, store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]],
+        acceptor: InstanceAcceptor | None = None, sources: Sequence[DestinationConfig] = (),
     ) -> None:
-        self.app = create_app(store, metrics, health)
+        self.app = create_app(store, metrics, health, acceptor, sources)
         self._socket = socket.create_server((host, port), reuse_port=False)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)

@@ -524,6 +524,7 @@ def test_the_association_limit_rejects_transiently_and_idle_connections_take_no_
     assert (reply.result, reply.result_source, reply.diagnostic) == (0x02, 0x03, 0x02)  # type: ignore[attr-defined]
     echo = _echoscu(node.port)
     assert echo.returncode != 0 and "Rejected Transient" in echo.stdout + echo.stderr
+    assert node.metrics.associations_rejected.labels("association_limit")._value.get() == 2
     held[0].release()
     assert _wait_for(lambda: _echoscu(node.port).returncode == 0, 10)
     held[1].release()

@@ -35,6 +35,11 @@ class SeriesQueries(JobQueries):
                            {"uid": series_uid, "st_received": InstanceState.RECEIVED.value})
         return _series_row(rows[0]) if rows else None
 
+    def series_of_study(self, study_uid: str) -> list[str]:
+        """The Series Instance UIDs the node knows in a study."""
+        return [r["series_uid"] for r in self._query(
+            "SELECT series_uid FROM series WHERE study_uid=? ORDER BY first_received", (study_uid,))]
+
     def series_counts(self) -> dict[str, int]:
         """Series by state."""
         return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM series GROUP BY state")}

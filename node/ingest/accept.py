@@ -1,0 +1,339 @@
+"""Taking in one encoded instance, whatever carried it: check, store once, record, answer.
+
+:class:`InstanceAcceptor` does everything between receipt and the answer for one
+instance: it checks the header, applies the duplicate policy (one writer per SOP
+Instance UID), keeps the disk's free-space floor, writes the file durably, records
+the instance in the job store (with its series and study), counts and logs. Its
+:class:`Receipt` carries the DIMSE status to answer and the outcome, so a C-STORE
+SCP and a STOW-RS endpoint give the same guarantee: accepted only once durable and
+recorded.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import threading
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+from pydicom.dataset import FileMetaDataset
+
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
+
+from ..disk import DiskGuard
+from ..logs import log
+from ..metrics import Metrics
+from ..spool import Spool, write_durable
+from ..store import JobStore
+from ..uids import is_valid_uid
+from .header import Encoded, InstanceHeader, InstanceRefused, Status, read_file_meta, read_header
+
+__all__ = [
+    "ACCEPTED_TRANSFER_SYNTAXES",
+    "DEFAULT_MAX_DATASET_BYTES",
+    "InstanceAcceptor",
+    "Outcome",
+    "Receipt",
+]
+
+_logger = logging.getLogger("ainode.ingest")
+
+ACCEPTED_TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    RLELossless,
+]
+"""What the node accepts: the syntaxes it can also decode without extra plugins."""
+
+DEFAULT_MAX_DATASET_BYTES = 1 << 30
+"""The largest dataset (as received, and once inflated) the node accepts: 1 GiB."""
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+class Outcome(str, Enum):
+    """What became of an instance; the ``stored`` and ``duplicate`` values are
+    ``ainode_instances_received_total`` labels (a refusal counts as ``error``)."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The answer for one instance.
+
+    Attributes
+    ----------
+    outcome
+        Stored now, stored before (``duplicate``), or refused.
+    status
+        The DIMSE status to answer: Success (0x0000) for a stored or duplicate
+        instance, else the failure status of the refusal.
+    reason
+        For a refusal, its ``ainode_instances_rejected_total`` label (``unreadable``,
+        ``invalid_uid``, ``uid_mismatch``, ``unsupported_syntax``, ``too_large``,
+        ``disk_full``, ``out_of_resources``); ``None`` otherwise.
+    header
+        The UIDs read from the instance's header, when it got that far.
+    """
+
+    outcome: Outcome
+    status: int
+    reason: str | None = None
+    header: InstanceHeader | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the instance is durable and recorded (now or before)."""
+        return self.outcome is not Outcome.REFUSED
+
+
+class InstanceAcceptor:
+    """Checks, stores once and records encoded instances; transport-independent and thread-safe.
+
+    Parameters
+    ----------
+    store, spool, metrics
+        The job store, the spool and the metrics the instances go to.
+    on_stored
+        Called after each newly stored instance.
+    max_dataset_bytes
+        Largest dataset accepted, as received and (deflated) once inflated.
+    disk_guard
+        Free-space floor checked before every write; ``None``: a guard without floor
+        (it only refuses what would not fit at all, and feeds the disk gauges).
+    """
+
+    def __init__(
+        self, store: JobStore, spool: Spool, metrics: Metrics, *,
+        on_stored: Callable[[], None] = lambda: None,
+        max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
+        disk_guard: DiskGuard | None = None,
+    ) -> None:
+        if max_dataset_bytes < 1:
+            raise ValueError(f"max_dataset_bytes must be >= 1, not {max_dataset_bytes}")
+        self._store = store
+        self._spool = spool
+        self._metrics = metrics
+        self._on_stored = on_stored
+        self.max_dataset_bytes = int(max_dataset_bytes)
+        self._disk = disk_guard if disk_guard is not None else DiskGuard(spool.instances, 0, 0)
+        self._uid_locks = _KeyedLocks()
+        metrics.disk_free_bytes.set_function(_unless_oserror(self._disk.free_bytes))
+        metrics.disk_below_watermark.set_function(_unless_oserror(self._disk.below_watermark))
+
+    def accept(
+        self, dataset: bytes | bytearray | memoryview, transfer_syntax: str, source: str, *,
+        sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
+    ) -> Receipt:
+        """Take in one encoded dataset (no file meta), as a C-STORE carries it.
+
+        Parameters
+        ----------
+        dataset
+            The dataset's bytes as received, encoded in ``transfer_syntax``; not copied.
+        transfer_syntax
+            Its transfer syntax UID.
+        source
+            Who sent it (the validated calling AE title; for HTTP, the client): recorded
+            with the instance and logged.
+        sop_class_uid, sop_instance_uid
+            The UIDs the sender claims (a C-STORE's Affected SOP Class and Instance);
+            the header must agree. ``None``: the transport claims none.
+        """
+        return self._accept(lambda: _Claim(Encoded.of_bytes(dataset, transfer_syntax), sop_class_uid,
+                                           sop_instance_uid), source)
+
+    def accept_part10(self, data: bytes | bytearray | memoryview, source: str) -> Receipt:
+        """Take in one instance in the DICOM File Format (a STOW-RS part, a file).
+
+        Its File Meta Information gives the transfer syntax, and the SOP Class and
+        Instance UIDs it claims; the stored file gets the node's own preamble and meta.
+        A file without a readable meta is refused as ``unreadable``.
+        """
+        view = memoryview(data).cast("B")
+
+        def claim() -> _Claim:
+            meta, offset = read_file_meta(view, len(view))
+            return _Claim(Encoded.of_bytes(view, str(meta.TransferSyntaxUID), offset), *_claimed_uids(meta))
+
+        return self._accept(claim, source)
+
+    def accept_file(
+        self, path: Path | str, source: str, *,
+        sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
+    ) -> Receipt:
+        """Take in one instance from a DICOM file on disk, never holding it whole in memory.
+
+        For a dataset received into a file (pynetdicom's ``STORE_RECV_CHUNKED_DATASET``)
+        or an HTTP body spooled to disk. The file is read and copied in pieces, and left
+        where it is. ``sop_class_uid`` and ``sop_instance_uid`` are the UIDs the sender
+        claims; ``None``: those of the file meta.
+        """
+        with ExitStack() as files:
+
+            def claim() -> _Claim:
+                fp = files.enter_context(open(path, "rb"))
+                size = fp.seek(0, io.SEEK_END)
+                meta, offset = read_file_meta(fp, size)
+                meta_class, meta_instance = _claimed_uids(meta)
+                return _Claim(Encoded(fp, offset, size - offset, str(meta.TransferSyntaxUID)),
+                              meta_class if sop_class_uid is None else sop_class_uid,
+                              meta_instance if sop_instance_uid is None else sop_instance_uid)
+
+            return self._accept(claim, source)
+
+    # the one path every entry point takes
+
+    def _accept(self, read: Callable[[], _Claim], source: str) -> Receipt:
+        """Check, store and record what ``read`` returns (it may refuse already)."""
+        claim: _Claim | None = None
+        header: InstanceHeader | None = None
+        try:
+            try:
+                claim = read()
+                header = self._read_header(claim)
+                _check_claim(claim, header)
+                outcome = self._store_instance(header, claim.dataset, source)
+            except InstanceRefused:
+                raise
+            except Exception as exc:  # a bug must not reach the transport: the sender may retry later
+                raise InstanceRefused("out_of_resources", Status.OUT_OF_RESOURCES, type(exc).__name__) from exc
+        except InstanceRefused as refusal:
+            self._metrics.instances_received.labels("error").inc()
+            self._metrics.instances_rejected.labels(refusal.reason).inc()
+            uid = claim.sop_instance_uid if claim is not None and claim.sop_instance_uid is not None \
+                else header.sop_instance_uid if header is not None else None
+            log(_logger, logging.WARNING, "instance refused", reason=refusal.reason,
+                status=f"0x{refusal.status:04X}", error=refusal.error or None,
+                sop_instance_uid=uid if uid is None or is_valid_uid(uid) else "<invalid>", source=source)
+            return Receipt(Outcome.REFUSED, refusal.status, refusal.reason, header)
+        self._metrics.instances_received.labels(outcome.value).inc()
+        if outcome is Outcome.STORED:
+            self._on_stored()
+        return Receipt(outcome, Status.SUCCESS.value, None, header)
+
+    def _read_header(self, claim: _Claim) -> InstanceHeader:
+        """The header of a claimed dataset, or :class:`InstanceRefused` (size first, before reading)."""
+        for claimed in (claim.sop_class_uid, claim.sop_instance_uid):
+            if claimed is not None and not is_valid_uid(claimed):
+                raise InstanceRefused("invalid_uid", Status.CANNOT_UNDERSTAND)
+        if claim.dataset.transfer_syntax not in ACCEPTED_TRANSFER_SYNTAXES:
+            raise InstanceRefused("unsupported_syntax", Status.CANNOT_UNDERSTAND)
+        if claim.dataset.size > self.max_dataset_bytes:
+            raise InstanceRefused("too_large", Status.OUT_OF_RESOURCES)
+        return read_header(claim.dataset, self.max_dataset_bytes)
+
+    def _store_instance(self, header: InstanceHeader, dataset: Encoded, source: str) -> Outcome:
+        """Write and record one instance (once per UID)."""
+        sop_uid = header.sop_instance_uid
+        path = self._spool.instance_path(sop_uid)
+        prefix = _PREAMBLE + encode_file_meta(create_file_meta(
+            sop_class_uid=header.sop_class_uid, sop_instance_uid=sop_uid,  # type: ignore[arg-type]
+            transfer_syntax=dataset.transfer_syntax,  # type: ignore[arg-type]
+        ))
+        with self._uid_locks.hold(sop_uid):
+            if self._has_instance(sop_uid):
+                return Outcome.DUPLICATE
+            if not self._disk.reserve(len(prefix) + dataset.size):
+                raise InstanceRefused("disk_full", Status.OUT_OF_RESOURCES, "below the free-space floor")
+            _write(path, _prefixed(prefix, dataset))
+            try:
+                added = self._store.add_instance(sop_uid, header.sop_class_uid, str(path), source,
+                                                 series_uid=header.series_instance_uid,
+                                                 study_uid=header.study_instance_uid)
+            except Exception as exc:  # a broken store: nothing of the instance may stay
+                path.unlink(missing_ok=True)
+                raise InstanceRefused("out_of_resources", Status.OUT_OF_RESOURCES, type(exc).__name__) from exc
+        log(_logger, logging.DEBUG, "instance stored", sop_instance_uid=sop_uid,
+            series_instance_uid=header.series_instance_uid, source=source)
+        return Outcome.STORED if added else Outcome.DUPLICATE
+
+    def _has_instance(self, sop_uid: str) -> bool:
+        try:
+            return self._store.has_instance(sop_uid)
+        except Exception as exc:
+            raise InstanceRefused("out_of_resources", Status.OUT_OF_RESOURCES, type(exc).__name__) from exc
+
+
+class _Claim(NamedTuple):
+    """An encoded dataset and the UIDs its sender claims for it (``None``: none claimed)."""
+
+    dataset: Encoded
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+
+
+def _check_claim(claim: _Claim, header: InstanceHeader) -> None:
+    """Refuse a header whose SOP Class or Instance UID is not the one claimed (as dcmtk's storescp does)."""
+    if (claim.sop_instance_uid is not None and header.sop_instance_uid != claim.sop_instance_uid
+            or claim.sop_class_uid is not None and header.sop_class_uid != claim.sop_class_uid):
+        raise InstanceRefused("uid_mismatch", Status.DATASET_DOES_NOT_MATCH_SOP_CLASS)
+
+
+def _claimed_uids(meta: FileMetaDataset) -> tuple[str | None, str | None]:
+    """The SOP Class and Instance UIDs a file meta claims (``None`` where it has none)."""
+    class_uid = meta.get("MediaStorageSOPClassUID")
+    instance_uid = meta.get("MediaStorageSOPInstanceUID")
+    return (None if class_uid is None else str(class_uid), None if instance_uid is None else str(instance_uid))
+
+
+def _prefixed(prefix: bytes, dataset: Encoded) -> Iterator[bytes | memoryview]:
+    yield prefix
+    yield from dataset.chunks()
+
+
+def _write(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
+    try:
+        write_durable(path, chunks)  # type: ignore[arg-type]
+    except OSError as exc:
+        reason = "disk_full" if exc.errno in _DISK_FULL_ERRNOS else "out_of_resources"
+        raise InstanceRefused(reason, Status.OUT_OF_RESOURCES, errno.errorcode.get(exc.errno or 0, "OSError")) from exc
+
+
+class _KeyedLocks:
+    """One lock per key (a SOP Instance UID), held only while someone needs it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.setdefault(key, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                users[0] -= 1
+                if users[0] == 0:
+                    del self._locks[key]
+
+
+def _unless_oserror(read: Callable[[], float]) -> Callable[[], float]:
+    """``read`` as a gauge's function: NaN when the file system cannot be asked (a scrape never fails)."""
+    def value() -> float:
+        try:
+            return float(read())
+        except OSError:
+            return float("nan")
+    return value

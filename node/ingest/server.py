@@ -1,0 +1,231 @@
+"""The node's DICOM listener: a pynetdicom AE whose handlers hand instances to an :class:`InstanceAcceptor`.
+
+Received datasets are written to a file as they arrive (pynetdicom's
+``STORE_RECV_CHUNKED_DATASET``), and the node advertises a maximum PDU of 1 MiB, so a
+large instance never sits whole in memory: the acceptor reads its header from the
+file and copies it into the spool. pynetdicom's flag is process-wide: any other
+storage SCP in the same process then also receives into files (``event.dataset`` and
+``event.dataset_path`` work there, ``event.encoded_dataset()`` does not).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Callable
+
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from ..disk import DiskGuard
+from ..logs import log
+from ..metrics import Metrics
+from ..spool import Spool
+from ..store import JobStore
+from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor
+from .connections import ConnectionGate, drop_pending, remote_address, tune_connection
+from .header import Status
+from .titles import TitleScreen
+
+__all__ = ["IngestServer", "MAX_PDU_BYTES"]
+
+_logger = logging.getLogger("ainode.ingest")
+
+MAX_PDU_BYTES = 1 << 20
+"""The largest P-DATA-TF PDU the node asks senders for: what one read of theirs holds in memory."""
+
+_REJECTED_PERMANENT = 0x01
+_REJECTED_TRANSIENT = 0x02
+_SERVICE_USER = 0x01
+_SERVICE_PROVIDER_PRESENTATION = 0x03
+_LOCAL_LIMIT_EXCEEDED = 0x02
+_PYNETDICOM_NO_LIMIT = 1 << 20
+
+
+class IngestServer:
+    """The node's DICOM listener: C-ECHO, and C-STORE of every storage SOP class.
+
+    Parameters
+    ----------
+    ae_title, host, port
+        The node's AE title (the called AE title every request must carry), and where
+        to listen (``port`` 0: any free port, see :attr:`port`).
+    store, spool, metrics
+        The job store, the spool and the metrics the instances go to.
+    on_stored
+        Called after each newly stored instance.
+    max_associations
+        Associations running at once; one more is rejected transiently.
+    network_timeout
+        Seconds a connection may be idle, or wait for the rest of a PDU, before it is
+        closed (pynetdicom's network timeout and the accepted sockets' timeout).
+    acse_timeout
+        Seconds to wait for an A-ASSOCIATE-RQ after a connection opens, or for an
+        association's reply (ARTIM); ``None``: ``network_timeout``.
+    dimse_timeout
+        Seconds to wait for a DIMSE message; ``None``: ``network_timeout``.
+    max_pending_connections
+        Connections kept that have not asked for an association yet (each costs a
+        pynetdicom reader thread polling every millisecond); beyond it the oldest is
+        closed. ``None``: ``max_associations``.
+    max_dataset_bytes
+        Largest dataset accepted, as received and (deflated) once inflated.
+    disk_guard
+        Free-space floor checked before every write; ``None``: a guard without floor
+        (it only refuses what would not fit at all, and feeds the disk gauges).
+    """
+
+    def __init__(
+        self, ae_title: str, host: str, port: int, store: JobStore, spool: Spool, metrics: Metrics,
+        on_stored: Callable[[], None] = lambda: None, *,
+        max_associations: int = 32,
+        network_timeout: float = 30.0,
+        acse_timeout: float | None = None,
+        dimse_timeout: float | None = None,
+        max_pending_connections: int | None = None,
+        max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
+        disk_guard: DiskGuard | None = None,
+    ) -> None:
+        if max_associations < 1:
+            raise ValueError(f"max_associations must be >= 1, not {max_associations}")
+        if network_timeout <= 0:
+            raise ValueError(f"network_timeout must be > 0, not {network_timeout}")
+        self._address = (host, port)
+        self._metrics = metrics
+        self._network_timeout = float(network_timeout)
+        self._acceptor = InstanceAcceptor(store, spool, metrics, on_stored=on_stored,
+                                          max_dataset_bytes=max_dataset_bytes, disk_guard=disk_guard)
+        pending = max_associations if max_pending_connections is None else max_pending_connections
+        self._connections = ConnectionGate(max_associations, max(1, pending))
+        self._ae = _make_ae(ae_title, self._network_timeout,
+                            self._network_timeout if acse_timeout is None else acse_timeout,
+                            self._network_timeout if dimse_timeout is None else dimse_timeout)
+        self._titles = TitleScreen(self._ae.ae_title)
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def acceptor(self) -> InstanceAcceptor:
+        """The acceptor the listener hands instances to (share it with other transports)."""
+        return self._acceptor
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Listen in background threads (and have pynetdicom receive datasets into files)."""
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_connection),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+            (evt.EVT_C_STORE, self._handle_store),
+            (evt.EVT_C_ECHO, lambda event: Status.SUCCESS.value),
+        ]
+        server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
+        assert server is not None
+        # socketserver listens with a backlog of 5: a burst of connections overflows it and
+        # every later SYN (a modality's too) waits a second or more for its retransmission.
+        server.socket.listen(socket.SOMAXCONN)
+        self._server = server
+        log(_logger, logging.INFO, "dicom listener started", ae_title=self._ae.ae_title, port=self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # connections and associations
+
+    def _on_connection(self, event: evt.Event) -> None:
+        tune_connection(event, self._network_timeout)
+        self._titles.watch(event.assoc)
+        for displaced in self._connections.opened(event.assoc):
+            drop_pending(displaced)
+            log(_logger, logging.WARNING, "idle connection dropped for a new one",
+                remote=remote_address(displaced))
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        rejection = self._titles.rejection(assoc)
+        if rejection is not None:
+            self._connections.closed(assoc)
+            log(_logger, logging.WARNING, "association rejected: AE title not recognised", reason=rejection.reason,
+                problem=rejection.problem, called_ae=rejection.called, calling_ae=rejection.calling,
+                remote=remote_address(assoc))
+            self._reject(assoc, rejection.reason, _REJECTED_PERMANENT, _SERVICE_USER, rejection.diagnostic)
+        elif not self._connections.admit(assoc):
+            log(_logger, logging.WARNING, "association rejected: limit reached",
+                calling_ae=str(assoc.requestor.ae_title).strip(), remote=remote_address(assoc))
+            self._reject(assoc, "association_limit", _REJECTED_TRANSIENT, _SERVICE_PROVIDER_PRESENTATION,
+                         _LOCAL_LIMIT_EXCEEDED)
+
+    def _reject(self, assoc: Association, reason: str, result: int, source: int, diagnostic: int) -> None:
+        self._metrics.associations_rejected.labels(reason).inc()
+        assoc.acse.send_reject(result, source, diagnostic)
+        assoc.kill()
+
+    def _on_closed(self, event: evt.Event) -> None:
+        self._connections.closed(event.assoc)
+        self._titles.forget(event.assoc)
+        _discard_partial_dataset(event.assoc)
+
+    # C-STORE
+
+    def _handle_store(self, event: evt.Event) -> int:
+        request = event.request
+        # only associations whose calling AE title passed the title screen get here
+        source = str(event.assoc.requestor.ae_title).strip()
+        sop_class_uid = str(request.AffectedSOPClassUID or "")
+        sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
+        path = event.dataset_path
+        if path is not None:
+            receipt = self._acceptor.accept_file(path, source, sop_class_uid=sop_class_uid,
+                                                 sop_instance_uid=sop_instance_uid)
+        else:  # pynetdicom held the dataset in memory (its flag was turned off again)
+            with request.DataSet.getbuffer() as view:
+                receipt = self._acceptor.accept(view, event.context.transfer_syntax, source,
+                                                sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid)
+        return receipt.status
+
+
+def _make_ae(ae_title: str, network_timeout: float, acse_timeout: float, dimse_timeout: float) -> AE:
+    """The AE, with every storage class and Verification.
+
+    pynetdicom's own association limit counts every connection thread, also those that
+    never asked for an association or were dropped and wait out ``acse_timeout``; the
+    node counts associations and pending connections itself (:class:`ConnectionGate`),
+    so pynetdicom's limit is lifted out of the way.
+    """
+    ae = AE(ae_title=ae_title)
+    ae.maximum_pdu_size = MAX_PDU_BYTES
+    ae.maximum_associations = _PYNETDICOM_NO_LIMIT
+    ae.network_timeout = network_timeout
+    ae.acse_timeout = acse_timeout
+    ae.dimse_timeout = dimse_timeout
+    ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+    return ae
+
+
+def _discard_partial_dataset(assoc: Association) -> None:
+    """Remove the file of a dataset cut off mid-transfer (abort, lost connection).
+
+    pynetdicom creates it with ``delete=False`` and removes it only after the C-STORE
+    handler ran, so a transfer that never completes would leave it in the temporary
+    directory. Called from the association's reader thread, the one that writes it.
+    """
+    message = getattr(assoc.dimse, "message", None)
+    partial = getattr(message, "_data_set_file", None)
+    if partial is None:
+        return
+    try:
+        partial.close()
+    finally:
+        Path(partial.name).unlink(missing_ok=True)
