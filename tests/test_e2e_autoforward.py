@@ -16,18 +16,12 @@ import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.states import JobState
-from tests.support import NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
+from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-ROUTES = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
+ROUTES = HEAD_CT_ROUTE
 
 
 def test_a_series_sent_to_the_pacs_only_gets_its_results_beside_it_without_a_loop(tmp_path: Path):

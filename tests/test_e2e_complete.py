@@ -15,18 +15,12 @@ import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.states import JobState
-from tests.support import OrthancServer, start_node, storescu, wait_for
+from tests.support import HEAD_CT_ROUTE, OrthancServer, start_node, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
-ROUTES = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
+ROUTES = HEAD_CT_ROUTE
 
 
 def _series_jobs(node, series_uid: str) -> list[dict]:

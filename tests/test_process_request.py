@@ -11,17 +11,11 @@ import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.states import JobState
-from tests.support import OrthancServer, start_node, storescu, wait_for
+from tests.support import HEAD_CT_ROUTE, OrthancServer, start_node, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
-ROUTES = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
+ROUTES = HEAD_CT_ROUTE
 
 
 def test_a_study_held_only_by_the_pacs_is_processed_on_request(tmp_path: Path):

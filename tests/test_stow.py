@@ -16,15 +16,9 @@ from requests.exceptions import HTTPError
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.states import JobState
 from node.stow import StowRequestError, dicom_parts, stow_response, StoredInstance
-from tests.support import OrthancServer, start_node, wait_for
+from tests.support import HEAD_CT_ROUTE, OrthancServer, start_node, wait_for
 
-ROUTES = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
+ROUTES = HEAD_CT_ROUTE
 
 
 def test_multipart_parts_and_the_response_statuses():

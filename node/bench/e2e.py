@@ -9,7 +9,7 @@ import httpx
 
 from ..states import JobState, SeriesState
 from .results import markdown_table
-from .services import NodeProcess, OrthancServer, start_node, storescu, wait_for
+from .services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, start_node, storescu, wait_for
 
 __all__ = ["run_e2e"]
 
@@ -44,13 +44,7 @@ def run_e2e(slices: int = 40, series: int = 3, workdir: Path | None = None) -> t
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-e2e-"))
     orthanc = OrthancServer(tmp / "orthanc").start()
-    routes = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
+    routes = HEAD_CT_ROUTE
     results: list[dict[str, float]] = []
     node: NodeProcess | None = None
     try:

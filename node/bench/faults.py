@@ -46,6 +46,7 @@ import httpx
 from .fuzz import FuzzCase, PduCase, association_rq, dataset_cases, garbage_pdus, renew_uids, series_cases
 from .results import markdown_table
 from .services import (
+    HEAD_CT_ROUTE,
     NodeProcess,
     OrthancServer,
     echoscu,
@@ -59,7 +60,6 @@ from .services import (
 )
 
 __all__ = [
-    "HEAD_CT_ROUTE",
     "ConcurrencyReport",
     "DiskFullReport",
     "FuzzReport",
@@ -82,13 +82,6 @@ __all__ = [
     "start_checked_node",
 ]
 
-HEAD_CT_ROUTE = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
 """The one route of every scenario: small head CT phantoms, so inference is fast."""
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -14,7 +14,16 @@ from typing import Any, Callable
 
 import httpx
 
-__all__ = ["NodeProcess", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
+__all__ = ["HEAD_CT_ROUTE", "NodeProcess", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
+
+HEAD_CT_ROUTE = """
+[[routes]]
+name = "head-ct"
+model = "head-ct-hematoma"
+destinations = ["pacs"]
+match = { Modality = "CT", BodyPartExamined = "HEAD" }
+"""
+"""The route of most tests and benchmarks: head CT series to the hematoma pack, results to ``pacs``."""
 
 ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
