@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import tempfile
 import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -48,6 +49,7 @@ class Node:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(data_dir / "ainode.sqlite")
         self.spool = Spool(data_dir / "spool")
+        self._use_spool_disk_for_temporary_files()
         self.metrics = Metrics()
         self.metrics.watch_job_states(self.store.job_counts)
         self.outbox = Outbox(config, self.store, self.metrics)
@@ -94,6 +96,18 @@ class Node:
         return {"status": "ok" if not missing else "degraded", "missing": missing,
                 "accepting_instances": not disk["below_watermark"], "disk": disk,
                 "jobs": self.store.job_counts(), "instances": self.store.instance_counts()}
+
+    def _use_spool_disk_for_temporary_files(self) -> None:
+        """Datasets arriving over DICOM are written to temporary files as they come in
+        (pynetdicom's chunked receive, through :mod:`tempfile`): keep them on the spool's
+        disk, under the disk watermark, instead of a ``/tmp`` that may be small or in RAM.
+        Leftovers of transfers cut by a crash are removed here, at start."""
+        incoming = self.spool.root / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        for leftover in incoming.iterdir():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+        tempfile.tempdir = str(incoming)
 
     def recover_spool(self) -> int:
         """Put instances that are on disk but missing from the job store back in it."""

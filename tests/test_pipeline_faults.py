@@ -201,3 +201,24 @@ def test_a_result_sent_back_to_the_node_is_not_processed_again(tmp_path: Path, s
     assert row["sop_instance_uid"] == own and "result object of this node" in row["reason"]
     assert store.series_counts() == {SeriesState.ROUTED: 1}, "no new series, no new job"
     store.close()
+
+
+def test_incoming_datasets_are_written_on_the_spool_disk(tmp_path: Path):
+    """pynetdicom's chunked receive writes through tempfile: the node points it at its spool."""
+    import tempfile
+
+    from node.service import Node
+
+    config = Node.with_overrides(_config(tmp_path), http_port=0, dicom_port=0)
+    leftover = tmp_path / "data" / "spool" / "incoming" / "cut-by-a-crash.dcm"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a dataset")
+    before = tempfile.tempdir
+    try:
+        node = Node(config)
+        assert Path(tempfile.gettempdir()) == tmp_path / "data" / "spool" / "incoming"
+        assert not leftover.exists(), "leftovers of a crash are removed at start"
+        node.web.stop()
+        node.store.close()
+    finally:
+        tempfile.tempdir = before
