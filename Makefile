@@ -33,9 +33,16 @@ orthanc:
 	  (cd . && nohup Orthanc orthanc/orthanc.json > var/orthanc/orthanc.log 2>&1 &) ; \
 	  for i in $$(seq 1 30); do curl -fs http://127.0.0.1:8042/system >/dev/null 2>&1 && break; sleep 1; done; \
 	fi
-	@echo "Orthanc: http://127.0.0.1:8042 (DICOM ORTHANC@127.0.0.1:4242)"
+	@echo "Orthanc (the PACS): DICOM ORTHANC@127.0.0.1:4242, forwarding CT/MR/CR/DX series to AINODE@127.0.0.1:11112"
+	@echo "  viewer: http://127.0.0.1:8042/app/explorer.html"
 
 serve:
+	@echo "ainode: DICOM AINODE@127.0.0.1:11112"
+	@echo "  API:     http://127.0.0.1:8080/docs"
+	@echo "  metrics: http://127.0.0.1:8080/metrics"
+	@echo "  try (second shell): .venv/bin/ainode phantom head-ct --out /tmp/head --seed 3 --hematoma"
+	@echo "                      .venv/bin/ainode send /tmp/head --port 4242 --aet ORTHANC"
+	@echo "  then open http://127.0.0.1:8042/app/explorer.html (patient HEADCT-3)"
 	$(BIN)/ainode serve
 
 test: venv

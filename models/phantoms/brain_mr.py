@@ -48,6 +48,7 @@ __all__ = [
     "generate_brain_mr",
     "run_cli",
     "write_phantom",
+    "default_patient_id",
 ]
 
 CONTRASTS: tuple[str, ...] = ("T1", "T2")
@@ -137,6 +138,12 @@ class BrainMRPhantom:
         return a
 
 
+def default_patient_id(seed: int) -> str:
+    """The Patient ID of this kind's phantom of ``seed`` (``BRAINMR-<seed>``): phantoms of
+    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    return f"BRAINMR-{seed}"
+
+
 def generate_brain_mr(
     seed: int = 0,
     tumor: bool = True,
@@ -166,7 +173,8 @@ def generate_brain_mr(
     dicom:
         Build the DICOM datasets (``False`` for training, which needs arrays only).
     patient_name, patient_id:
-        Patient's Name and ID (``patient_id`` defaults to ``PHANTOM-<seed>``).
+        Patient's Name and ID (``patient_id`` defaults to ``BRAINMR-<seed>``, so phantoms of
+        different kinds or seeds are different patients).
     """
     contrasts = tuple(contrasts)
     if not contrasts or any(c not in CONTRASTS for c in contrasts):
@@ -495,7 +503,7 @@ def _write_series(phantom: BrainMRPhantom, seed: int, name: str, patient_id: str
     )
     patient = Patient(
         name=name,
-        id=patient_id if patient_id is not None else f"PHANTOM-{seed}",
+        id=patient_id if patient_id is not None else default_patient_id(seed),
         birth_date=f"{1945 + seed % 50}0{1 + seed % 9}20",
         sex="FM"[seed % 2],
     )
@@ -545,7 +553,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contrast", choices=("T1", "T2", "both"), default="T1",
                         help="series to write (both: two series, same study and frame of reference)")
     parser.add_argument("--patient-name", default="Phantom^Brain")
-    parser.add_argument("--patient-id", default=None)
+    parser.add_argument("--patient-id", default=None, help="Patient ID (default BRAINMR-<seed>)")
 
 
 def run_cli(args: argparse.Namespace) -> int:

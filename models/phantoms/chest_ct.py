@@ -59,6 +59,7 @@ __all__ = [
     "generate_chest_ct",
     "run_cli",
     "write_phantom",
+    "default_patient_id",
 ]
 
 MIN_VISIBLE_AREA_MM2 = 30.0
@@ -540,6 +541,12 @@ class _Body:
 # --------------------------------------------------------------------------- series
 
 
+def default_patient_id(seed: int) -> str:
+    """The Patient ID of this kind's phantom of ``seed`` (``CHESTCT-<seed>``): phantoms of
+    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    return f"CHESTCT-{seed}"
+
+
 def generate_chest_ct(
     seed: int = 0,
     *,
@@ -561,7 +568,8 @@ def generate_chest_ct(
     size:
         Matrix size; the field of view (320-480 mm) follows the patient's width.
     patient_name, patient_id:
-        Patient's Name and ID (``patient_id`` defaults to ``PHANTOM-<seed>``).
+        Patient's Name and ID (``patient_id`` defaults to ``CHESTCT-<seed>``, so phantoms of
+        different kinds or seeds are different patients).
     study_instance_uid:
         Put the series in this study (default: a new study).
 
@@ -617,7 +625,7 @@ def generate_chest_ct(
         (spacing, spacing),
         slice_thickness,
         z_origin=float(z_abs[0]),
-        patient=Patient(name=patient_name, id=patient_id or f"PHANTOM-{seed}", sex="O"),
+        patient=Patient(name=patient_name, id=patient_id if patient_id is not None else default_patient_id(seed), sex="O"),
         study=Study(instance_uid=study_instance_uid, description="CT CHEST"),
         series=SeriesSpec(
             body_part="CHEST",
@@ -731,7 +739,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice-thickness", type=float, default=4.0, help="mm (default 4)")
     parser.add_argument("--size", type=int, default=256, help="matrix size (default 256)")
     parser.add_argument("--patient-name", default="Phantom^Chest")
-    parser.add_argument("--patient-id", default=None)
+    parser.add_argument("--patient-id", default=None, help="Patient ID (default CHESTCT-<seed>)")
 
 
 def run_cli(args: argparse.Namespace) -> int:

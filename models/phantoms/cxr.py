@@ -53,6 +53,7 @@ __all__ = [
     "generate_cxr",
     "run_cli",
     "write_phantom",
+    "default_patient_id",
 ]
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -122,6 +123,12 @@ class CXRPhantom:
     has_pneumonia: bool = False
 
 
+def default_patient_id(seed: int) -> str:
+    """The Patient ID of this kind's phantom of ``seed`` (``CXR-<seed>``): phantoms of
+    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    return f"CXR-{seed}"
+
+
 def generate_cxr(
     seed: int = 0,
     *,
@@ -152,7 +159,8 @@ def generate_cxr(
     min_diameter_mm, max_diameter_mm:
         Range of the nodules' nominal diameters.
     patient_name, patient_id, study_uid:
-        Patient and study identity (``patient_id`` defaults to ``CXR-<seed>``).
+        Patient and study identity (``patient_id`` defaults to ``CXR-<seed>``, so
+        phantoms of different kinds or seeds are different patients).
 
     Returns
     -------
@@ -194,7 +202,7 @@ def generate_cxr(
     noise = rng.standard_normal((size, size))
     clean = _detector(atten, noise, spacing)
     image = _detector(atten + nodule_atten, noise, spacing)
-    dataset = _dataset(image, spacing, photometric, seed, patient_name, patient_id or f"CXR-{seed}", study_uid)
+    dataset = _dataset(image, spacing, photometric, seed, patient_name, patient_id if patient_id is not None else default_patient_id(seed), study_uid)
     return CXRPhantom(
         dataset=dataset,
         image=image.astype(np.float32),
@@ -639,7 +647,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pneumonia", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--photometric", choices=("MONOCHROME1", "MONOCHROME2"), default="MONOCHROME2")
     parser.add_argument("--patient-name", default="Phantom^Chest")
-    parser.add_argument("--patient-id", default=None)
+    parser.add_argument("--patient-id", default=None, help="Patient ID (default CXR-<seed>)")
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ __all__ = [
     "run_cli",
     "patch_labels_from_pixels",
     "write_phantom",
+    "default_patient_id",
 ]
 
 PATCH_SIZE = 16
@@ -83,6 +84,12 @@ class HeadCTPhantom:
     has_hematoma: bool
 
 
+def default_patient_id(seed: int) -> str:
+    """The Patient ID of this kind's phantom of ``seed`` (``HEADCT-<seed>``): phantoms of
+    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    return f"HEADCT-{seed}"
+
+
 def generate_head_ct(
     seed: int = 0,
     slices: int = 24,
@@ -104,7 +111,8 @@ def generate_head_ct(
         Whether to add hematomas. A requested hematoma is always visible in at least one
         hematoma patch.
     patient_name, patient_id:
-        Patient's Name and ID (``patient_id`` defaults to ``PHANTOM-<seed>``).
+        Patient's Name and ID (``patient_id`` defaults to ``HEADCT-<seed>``, so phantoms of
+        different kinds or seeds are different patients).
     size:
         Matrix size (a multiple of 16); the field of view stays ~230 mm.
 
@@ -145,7 +153,7 @@ def generate_head_ct(
     )
     patient = Patient(
         name=patient_name,
-        id=patient_id if patient_id is not None else f"PHANTOM-{seed}",
+        id=patient_id if patient_id is not None else default_patient_id(seed),
         birth_date=f"{1940 + seed % 50}0{1 + seed % 9}15",
         sex="MF"[seed % 2],
     )
@@ -529,7 +537,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slices", type=int, default=24)
     parser.add_argument("--hematoma", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--patient-name", default="Phantom^Head")
-    parser.add_argument("--patient-id", default=None)
+    parser.add_argument("--patient-id", default=None, help="Patient ID (default HEADCT-<seed>)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
