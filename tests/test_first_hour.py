@@ -47,7 +47,7 @@ def _ainode() -> str:
     beside = Path(sys.executable).with_name("ainode")
     found = str(beside) if beside.exists() else shutil.which("ainode")
     if not found:
-        pytest.skip("the ainode console command is not installed")
+        raise RuntimeError("the ainode console command is not installed (make venv installs it)")
     return found
 
 
