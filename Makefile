@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := orthanc orthanc-dicomweb dcmtk
+APT_PACKAGES := orthanc orthanc-dicomweb dcmtk postgresql
 
 .PHONY: run setup system-packages venv orthanc serve test
 
@@ -14,7 +14,8 @@ setup: system-packages venv
 
 system-packages:
 	@if ! command -v Orthanc >/dev/null || ! command -v storescu >/dev/null \
-	   || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then \
+	   || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
+	   || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(APT_PACKAGES); \
 	fi
 

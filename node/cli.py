@@ -6,7 +6,10 @@ import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = ["MODEL_COMMANDS", "PHANTOM_COMMANDS", "main"]
 
@@ -51,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="override [node] data_dir")
     serve.set_defaults(func=_serve)
 
+    worker = sub.add_parser("worker", help="run jobs only, from a job store and spool shared with ingest nodes")
+    worker.add_argument("--config", type=Path, required=True, help="config.toml with [store] url (PostgreSQL)")
+    worker.add_argument("--deliver", action="store_true", help="also deliver results to the destinations")
+    worker.add_argument("--data-dir", type=Path, help="override [node] data_dir (results, engine cache)")
+    worker.set_defaults(func=_worker)
+
     check = sub.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_check_config)
@@ -68,22 +77,32 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--port", type=int, default=11112)
     send.add_argument("--aet", default="AINODE", help="called AE title")
     send.add_argument("--calling-aet", default="AINODE-SCU")
+    send.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
     send.set_defaults(func=_send)
 
     process = sub.add_parser("process", help="have the running node retrieve a study from a source and process it")
     process.add_argument("study_uid", help="Study Instance UID")
     process.add_argument("--source", required=True, help="a [[sources]] name of the node's configuration")
+    process.add_argument("--route", action="append", dest="routes", metavar="ROUTE",
+                         help="run only this route (repeat for several; default: every matching route)")
     process.add_argument("--node", default="http://127.0.0.1:8080", help="the node's HTTP address")
+    process.add_argument("--token-file", type=Path, help="file holding the API's bearer token")
+    process.add_argument("--config", type=Path, help="take the token file from this config's [http] token_file")
     process.set_defaults(func=_process)
 
     models = sub.add_parser("models", help="train and evaluate model packs")
     actions = models.add_subparsers(metavar="ACTION")
-    train = actions.add_parser("train", help="train a pack and export ONNX (needs the train extra)")
+    train = actions.add_parser(
+        "train", help="train a pack and export ONNX (needs the train extra)",
+        description="Train a model pack and export its ONNX graph (needs the train extra).",
+        epilog="Each pack has its own options: ainode models train PACK --help")
     evaluate = actions.add_parser("eval", help="evaluate a pack's weights on held-out data")
-    train_packs = train.add_subparsers(metavar="PACK")
+    train_packs = train.add_subparsers(metavar="PACK", title="packs")
     eval_packs = evaluate.add_subparsers(metavar="PACK")
     for pack, module in _installed(MODEL_COMMANDS):
-        module.add_train_arguments(train_packs.add_parser(pack))
+        summary = getattr(module, "TRAIN_HELP", "")
+        module.add_train_arguments(train_packs.add_parser(
+            pack, help=summary, description=summary))
         train_packs.choices[pack].set_defaults(func=module.run_train)
         module.add_eval_arguments(eval_packs.add_parser(pack))
         eval_packs.choices[pack].set_defaults(func=module.run_eval)
@@ -136,22 +155,74 @@ def _installed(registry: dict[str, str]) -> list[tuple[str, ModuleType]]:
     return found
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _load_config(path: Path | None) -> Config | None:
+    """The configuration at ``path`` (embedded defaults: ``None``), or ``None`` after saying why not."""
     from .config import ConfigError, load_config
-    from .logs import configure_logging
-    from .service import Node
 
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except (ConfigError, OSError) as exc:
         print(f"ainode: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+    import ssl
+
+    from .auth import AuthError
+    from .logs import configure_logging
+    from .service import Node
+    from .ports import PortInUse, check_ports
+
+    config = _load_config(args.config)
+    if config is None:
         return 2
     config = Node.with_overrides(
         config, dicom_port=args.dicom_port, http_port=args.http_port,
         data_dir=args.data_dir.resolve() if args.data_dir else None,
     )
+    try:
+        check_ports(config.node)
+    except PortInUse as exc:
+        print(exc, file=sys.stderr)
+        return 3
     configure_logging(config.node.log_level)
-    Node(config).serve_forever()
+    os.umask(0o077)  # everything the node writes (job store, spool, results) is its user's only
+    try:
+        node = Node(config)
+    except (AuthError, ssl.SSLError) as exc:
+        print(f"ainode: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:  # the shared job store ([store] url) cannot be reached
+        print(f"ainode: {exc}", file=sys.stderr)
+        return 1
+    node.serve_forever()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import os
+
+    from .logs import configure_logging
+    from .service import Node
+
+    config = _load_config(args.config)
+    if config is None:
+        return 2
+    if config.store.url is None:
+        print("ainode worker: [store] url is not set: a worker shares a PostgreSQL job store with the ingest nodes",
+              file=sys.stderr)
+        return 2
+    config = Node.with_overrides(config, data_dir=args.data_dir.resolve() if args.data_dir else None)
+    configure_logging(config.node.log_level)
+    os.umask(0o077)
+    try:
+        node = Node(config, worker=True, deliver=args.deliver)
+    except ConnectionError as exc:
+        print(f"ainode worker: {exc}", file=sys.stderr)
+        return 1
+    node.serve_forever()
     return 0
 
 
@@ -216,12 +287,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except (ConfigError, OSError) as exc:
-        print(f"ainode: configuration error: {exc}", file=sys.stderr)
+    config = _load_config(args.config)
+    if config is None:
         return 2
     print(config)
     return 0
@@ -230,9 +297,25 @@ def _check_config(args: argparse.Namespace) -> int:
 def _process(args: argparse.Namespace) -> int:
     import httpx
 
+    token_file = args.token_file
+    if token_file is None and args.config is not None:
+        from .config import ConfigError, load_config
+
+        try:
+            token_file = load_config(args.config).http.token_file
+        except (ConfigError, OSError) as exc:
+            print(f"ainode process: configuration error: {exc}", file=sys.stderr)
+            return 2
+    headers = {}
+    if token_file is not None:
+        try:
+            headers["Authorization"] = f"Bearer {Path(token_file).read_text(encoding='utf-8').strip()}"
+        except OSError as exc:
+            print(f"ainode process: the token file cannot be read ({type(exc).__name__})", file=sys.stderr)
+            return 2
     try:
         answer = httpx.post(f"{args.node.rstrip('/')}/api/studies/{args.study_uid}/process",
-                            json={"source": args.source}, timeout=600)
+                            json={"source": args.source, "routes": args.routes}, headers=headers, timeout=600)
     except httpx.HTTPError as exc:
         print(f"ainode process: the node at {args.node} cannot be reached ({type(exc).__name__})", file=sys.stderr)
         return 1
@@ -252,7 +335,8 @@ def _send(args: argparse.Namespace) -> int:
     if not files:
         print("ainode send: no DICOM files found", file=sys.stderr)
         return 1
-    report = send_paths(files, args.host, args.port, args.aet, args.calling_aet)
+    report = send_paths(files, args.host, args.port, args.aet, args.calling_aet,
+                        progress=False if args.no_progress else None)
     print(f"sent {report.sent} of {len(files)}")
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)

@@ -5,6 +5,7 @@ A wrong key or value stops the node with a :class:`ConfigError` naming the key, 
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 import urllib.parse
@@ -19,12 +20,17 @@ __all__ = [
     "Config",
     "ConfigError",
     "DestinationConfig",
+    "DicomTlsConfig",
     "EgressConfig",
+    "HttpConfig",
+    "IngestConfig",
     "ModelConfig",
     "NodeConfig",
+    "PeerConfig",
     "RouteConfig",
     "RunnerConfig",
     "SpoolConfig",
+    "StoreConfig",
     "DEFAULT_CONFIG_TOML",
     "load_config",
     "parse_config",
@@ -38,6 +44,7 @@ http_port = 8080
 data_dir = "var"
 max_associations = 32
 network_timeout_seconds = 30
+accept_unknown_peers = true
 
 [assembler]
 quiet_seconds = 10
@@ -81,12 +88,14 @@ name = "cxr-nodule"
 model = "cxr-nodule"
 destinations = ["pacs"]
 match = { Modality = ["DX", "CR"], BodyPartExamined = "CHEST" }
+complete_on_release = true
 
 [[routes]]
 name = "cxr-pneumonia"
 model = "cxr-pneumonia"
 destinations = ["pacs"]
 match = { Modality = ["DX", "CR"], BodyPartExamined = "CHEST" }
+complete_on_release = true
 
 [[routes]]
 name = "brain-mr"
@@ -126,6 +135,55 @@ class NodeConfig:
     """Concurrent DICOM associations the listener accepts."""
     network_timeout_seconds: float = _limited(30.0, gt=0)
     """Idle/read timeout after which a silent DICOM connection is closed."""
+    accept_unknown_peers: bool = True
+    """Whether a calling AE title not listed in ``[[peers]]`` may associate (off in production)."""
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """A ``[[peers]]`` entry: a calling AE title the node accepts, from where, and how.
+
+    ``host`` is an address or a network in CIDR form (``10.1.2.0/24``); ``tls`` requires
+    the peer to come over the DICOM TLS listener.
+    """
+
+    ae_title: str
+    host: str
+    tls: bool = False
+
+
+@dataclass(frozen=True)
+class DicomTlsConfig:
+    """``[dicom_tls]``: the DICOM TLS listener (TLS 1.2+).
+
+    ``port`` set: a second listener beside the plain ``dicom_port``; unset: ``dicom_port``
+    itself speaks TLS and no plain listener runs. ``ca``: the CA that client certificates
+    are verified against; ``require_client_cert`` (default: whether ``ca`` is set) refuses
+    a client without a valid one.
+    """
+
+    cert: Path
+    key: Path
+    port: int | None = None
+    ca: Path | None = None
+    require_client_cert: bool = False
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """``[http]``: who may use the HTTP API, and HTTPS.
+
+    With ``token_file``, every endpoint but ``open_paths`` needs ``Authorization: Bearer``
+    with the file's content. Without it, anonymous use is allowed only when
+    ``allow_anonymous`` (default: whether ``[node] http_host`` is a loopback address).
+    ``cert`` + ``key``: serve HTTPS.
+    """
+
+    token_file: Path | None = None
+    allow_anonymous: bool | None = None
+    open_paths: tuple[str, ...] = ("/metrics", "/healthz")
+    cert: Path | None = None
+    key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +221,32 @@ class RunnerConfig:
     lease_seconds: float = _limited(60.0, gt=0)
     """How long a claimed job or delivery is held before another worker may take it back
     (after a crash of the one holding it)."""
+    enabled: bool = True
+    """False: ``ainode serve`` runs no jobs (an ingest-only node); ``ainode worker``
+    processes sharing the store and the spool run them."""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """``[ingest]``: how received instances are taken in."""
+
+    on_duplicate: str = "keep-first"
+    """A copy of a held instance (same SOP Instance UID) with different content: ``keep-first``
+    drops it, ``replace`` keeps it instead (the series is processed again). Identical copies
+    are always dropped; a quarantined first copy is always replaced."""
+
+
+_ON_DUPLICATE = ("keep-first", "replace")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: where the job store lives."""
+
+    url: str | None = None
+    """``postgresql://user@host:port/dbname``: a PostgreSQL server shared by several nodes
+    and workers. Left out: SQLite in ``data_dir`` (one node). The password belongs in a
+    libpq password file (``PGPASSFILE`` or ``~/.pgpass``), never in the URL."""
 
 
 @dataclass(frozen=True)
@@ -184,10 +268,18 @@ class DestinationConfig:
     token_file: Path | None = None
     username: str | None = None
     password_file: Path | None = None
+    tls: bool = False
+    """``dimse``: DICOM TLS (TLS 1.2+) to the destination; ``ca`` verifies its certificate
+    (else the system's CAs), ``cert`` + ``key`` are the node's client certificate."""
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    calling_ae_title: str = "AINODE"
+    """``dimse``: the node's own AE title in associations it opens (``[node] ae_title``)."""
 
     TYPES: ClassVar[tuple[str, ...]] = ("dimse", "dicomweb", "orthanc")
     KEYS: ClassVar[Mapping[str, frozenset[str]]] = {
-        "dimse": frozenset({"host", "port", "ae_title"}),
+        "dimse": frozenset({"host", "port", "ae_title", "tls", "ca", "cert", "key"}),
         "dicomweb": frozenset({"url", "token_file", "username", "password_file"}),
         "orthanc": frozenset({"url", "username", "password_file"}),
     }
@@ -205,10 +297,22 @@ class RouteConfig:
     on_late: str = "rerun"
     """What an image that arrives after the series' job ran does: ``rerun`` the job on the
     whole series (the new results go into the same result series), or ``ignore`` it."""
+    complete_on_release: bool = False
+    """The series is complete as soon as the association (or STOW-RS request) that brought
+    it ends normally, without waiting the quiet period (a radiograph comes in one)."""
+    level: str = "series"
+    """``series``: one job per matching series. ``study``: one job per study, once a complete
+    series of the study matches each of ``requires`` (with ``match`` too), or a
+    decision that it is incomplete after ``study_timeout_seconds``."""
+    requires: tuple[Mapping[str, tuple[str, ...] | re.Pattern[str]], ...] = ()
+    """A study route's required series: one table of rules (as in ``match``) per series."""
+    study_timeout_seconds: float = 3600.0
+    """How long a study route waits, from the first complete matching series, for the rest."""
 
 
 _ON_LATE = ("rerun", "ignore")
-_SOURCE_TYPES = ("dicomweb", "orthanc")
+_LEVELS = ("series", "study")
+_SOURCE_TYPES = ("dicomweb", "orthanc", "dimse")
 
 
 @dataclass(frozen=True)
@@ -235,6 +339,12 @@ class Config:
     sources: tuple[DestinationConfig, ...] = ()
     """``[[sources]]``: archives the node retrieves studies from on request (``dicomweb`` or
     ``orthanc``; the same keys as a destination of that type)."""
+    peers: tuple[PeerConfig, ...] = ()
+    """``[[peers]]``: the calling AE titles the node knows (see ``accept_unknown_peers``)."""
+    dicom_tls: DicomTlsConfig | None = None
+    http: HttpConfig = field(default_factory=HttpConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def source(self, name: str) -> DestinationConfig:
         """The source called ``name``."""
@@ -273,7 +383,7 @@ def load_config(path: Path | None) -> Config:
 def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     """Validate a parsed TOML document and build a :class:`Config`."""
     _only_keys("", raw, {"node", "assembler", "egress", "spool", "runner", "destinations", "sources", "routes",
-                         "models"})
+                         "models", "peers", "dicom_tls", "http", "store", "ingest"})
     node = _parse_node(_table(raw, "node"), base_dir)
     assembler = _parse_dataclass("assembler", _table(raw, "assembler"), AssemblerConfig)
     egress = _parse_dataclass("egress", _table(raw, "egress"), EgressConfig)
@@ -291,7 +401,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
         if names.index(name) != i:
             raise ConfigError(f"destinations[{i}].name", f"duplicate destination {name!r}")
     sources = tuple(
-        _parse_destination(f"sources[{i}]", item, base_dir) for i, item in enumerate(_array(raw, "sources"))
+        dataclasses.replace(_parse_destination(f"sources[{i}]", item, base_dir), calling_ae_title=node.ae_title)
+        for i, item in enumerate(_array(raw, "sources"))
     )
     source_names = [s.name for s in sources]
     for i, source in enumerate(sources):
@@ -316,7 +427,43 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
             raise ConfigError(f"routes[{i}].name", f"duplicate route {route.name!r} (first at routes[{first}])")
         if route.model not in models and route.model not in PACKS:
             raise ConfigError(f"routes[{i}].model", f"no model or pack named {route.model!r}")
-    return Config(node, assembler, egress, spool, destinations, routes, models, runner, sources)
+    peers = tuple(_parse_peer(f"peers[{i}]", item) for i, item in enumerate(_array(raw, "peers")))
+    dicom_tls = _parse_dicom_tls(raw["dicom_tls"], base_dir) if "dicom_tls" in raw else None
+    if dicom_tls is not None and dicom_tls.port is not None and dicom_tls.port == node.dicom_port != 0:
+        raise ConfigError("dicom_tls.port", "must differ from node.dicom_port (leave it out for TLS on dicom_port)")
+    http = _parse_http(_table(raw, "http"), base_dir)
+    return Config(node, assembler, egress, spool, destinations, routes, models, runner, sources,
+                  peers, dicom_tls, http, store=_parse_store(_table(raw, "store")),
+                  ingest=_parse_ingest(_table(raw, "ingest")))
+
+
+def _parse_ingest(table: Mapping[str, Any]) -> IngestConfig:
+    """``[ingest]``: ``on_duplicate``."""
+    _only_keys("ingest", table, {"on_duplicate"})
+    on_duplicate = _get("ingest", table, "on_duplicate", str, IngestConfig.on_duplicate)
+    if on_duplicate not in _ON_DUPLICATE:
+        raise ConfigError("ingest.on_duplicate", f"expected one of {', '.join(_ON_DUPLICATE)}, got {on_duplicate!r}")
+    return IngestConfig(on_duplicate=on_duplicate)
+
+
+def _parse_store(table: Mapping[str, Any]) -> StoreConfig:
+    """``[store]``: nothing (SQLite), or the ``url`` of a PostgreSQL database without a password in it."""
+    _only_keys("store", table, {"url"})
+    url = _get("store", table, "url", str, None)
+    if url is None:
+        return StoreConfig()
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        raise ConfigError("store.url", "a password in the URL; put it in a libpq password file "
+                          "(PGPASSFILE or ~/.pgpass) instead")
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ConfigError("store.url", f"expected postgresql://[user@]host[:port]/dbname, got {url!r}"
+                          " (leave [store] out for the embedded SQLite store)")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise ConfigError("store.url", f"bad port: {exc}") from exc
+    return StoreConfig(url=url)
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -403,6 +550,7 @@ def _parse_node(table: Mapping[str, Any], base_dir: Path) -> NodeConfig:
         log_level=level,
         max_associations=_number(p, table, "max_associations", fields["max_associations"]),
         network_timeout_seconds=_number(p, table, "network_timeout_seconds", fields["network_timeout_seconds"]),
+        accept_unknown_peers=_get(p, table, "accept_unknown_peers", bool, d.accept_unknown_peers),
     )
 
 
@@ -428,12 +576,19 @@ def _parse_destination(prefix: str, table: Mapping[str, Any], base_dir: Path | N
     _only_keys(prefix, table, {"name", "type", *DestinationConfig.KEYS[kind]})
     name = _get(prefix, table, "name", str)
     if kind == "dimse":
+        tls = _get(prefix, table, "tls", bool, False)
+        files = {key: _file(prefix, table, key, base_dir) for key in ("ca", "cert", "key")}
+        if not tls and any(files.values()):
+            raise ConfigError(f"{prefix}.tls", "ca, cert and key need tls = true")
+        if (files["cert"] is None) != (files["key"] is None):
+            raise ConfigError(f"{prefix}.{'key' if files['key'] is None else 'cert'}", "cert and key go together")
         return DestinationConfig(
             name=name,
             type=kind,
             host=_get(prefix, table, "host", str),
             port=_port(f"{prefix}.port", _get(prefix, table, "port", int)),
             ae_title=_ae_title(f"{prefix}.ae_title", _get(prefix, table, "ae_title", str)),
+            tls=tls, **files,
         )
     if "url" not in table:
         raise ConfigError(f"{prefix}.url", f'required when type = "{kind}"')
@@ -498,33 +653,31 @@ def _parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Pat
 
 
 def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -> RouteConfig:
-    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late"})
+    _only_keys(prefix, table, {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late",
+                               "level", "requires", "study_timeout_seconds", "complete_on_release"})
     dests = _get(prefix, table, "destinations", list)
     for j, dest in enumerate(dests):
         if dest not in destinations:
             raise ConfigError(f"{prefix}.destinations[{j}]", f"no destination named {dest!r}")
-    match_table = _get(prefix, table, "match", dict, {})
-    # imported here, not at the top: node.index pulls in the store, which must stay free
-    # to import this module without a cycle
-    from .index import ROUTING_KEYWORDS
-
-    match: dict[str, tuple[str, ...] | re.Pattern[str]] = {}
-    for key, value in match_table.items():
-        where = f"{prefix}.match.{key}"
-        if key not in ROUTING_KEYWORDS:
-            raise ConfigError(where, f"not a routing attribute, so it never matches "
-                                     f"(routes match on: {', '.join(ROUTING_KEYWORDS)})")
-        if isinstance(value, str) and value.startswith("re:"):
-            try:
-                match[key] = re.compile(value[3:])
-            except re.error as exc:
-                raise ConfigError(where, f"bad regular expression: {exc}") from exc
-        elif isinstance(value, str):
-            match[key] = (value,)
-        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            match[key] = tuple(value)
-        else:
-            raise ConfigError(where, f'expected a string, a list of strings or "re:...", got {value!r}')
+    match = _parse_rules(f"{prefix}.match", _get(prefix, table, "match", dict, {}))
+    level = _get(prefix, table, "level", str, "series")
+    if level not in _LEVELS:
+        raise ConfigError(f"{prefix}.level", f"expected one of {', '.join(_LEVELS)}, got {level!r}")
+    requires_list = _get(prefix, table, "requires", list, [])
+    if level == "study" and not requires_list:
+        raise ConfigError(f"{prefix}.requires", 'required when level = "study": one table of rules per series, '
+                                                'e.g. [{SeriesDescription = "re:^T1"}, {SeriesDescription = "re:^T2"}]')
+    if level != "study" and (requires_list or "study_timeout_seconds" in table):
+        key = "requires" if requires_list else "study_timeout_seconds"
+        raise ConfigError(f"{prefix}.{key}", 'only for a study-level route (level = "study")')
+    requires = []
+    for j, rules in enumerate(requires_list):
+        if not isinstance(rules, dict) or not rules:
+            raise ConfigError(f"{prefix}.requires[{j}]", f"expected a table of rules, got {rules!r}")
+        requires.append(_parse_rules(f"{prefix}.requires[{j}]", rules))
+    timeout = _get(prefix, table, "study_timeout_seconds", (int, float), 3600.0)
+    if not timeout > 0:
+        raise ConfigError(f"{prefix}.study_timeout_seconds", f"expected a value > 0, got {timeout}")
     quiet = _get(prefix, table, "quiet_seconds", (int, float), None)
     if quiet is not None and quiet < 0:
         raise ConfigError(f"{prefix}.quiet_seconds", f"expected a value >= 0, got {quiet}")
@@ -542,4 +695,94 @@ def _parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) 
         quiet_seconds=None if quiet is None else float(quiet),
         expected_instances=expected,
         on_late=on_late,
+        complete_on_release=_get(prefix, table, "complete_on_release", bool, False),
+        level=level,
+        requires=tuple(requires),
+        study_timeout_seconds=float(timeout),
     )
+
+
+def _parse_rules(prefix: str, table: Mapping[str, Any]) -> dict[str, tuple[str, ...] | re.Pattern[str]]:
+    """A table of routing rules (``match``, or one ``requires`` entry): attribute → value(s) or ``re:``."""
+    # imported here, not at the top: node.index pulls in the store, which must stay free
+    # to import this module without a cycle
+    from .index import ROUTING_KEYWORDS
+
+    match: dict[str, tuple[str, ...] | re.Pattern[str]] = {}
+    for key, value in table.items():
+        where = f"{prefix}.{key}"
+        if key not in ROUTING_KEYWORDS:
+            raise ConfigError(where, f"not a routing attribute, so it never matches "
+                                     f"(routes match on: {', '.join(ROUTING_KEYWORDS)})")
+        if isinstance(value, str) and value.startswith("re:"):
+            try:
+                match[key] = re.compile(value[3:])
+            except re.error as exc:
+                raise ConfigError(where, f"bad regular expression: {exc}") from exc
+        elif isinstance(value, str):
+            match[key] = (value,)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            match[key] = tuple(value)
+        else:
+            raise ConfigError(where, f'expected a string, a list of strings or "re:...", got {value!r}')
+    return match
+
+
+def _file(prefix: str, table: Mapping[str, Any], key: str, base_dir: Path | None, *,
+          required: bool = False, must_exist: bool = True) -> Path | None:
+    """The file named by ``table[key]`` (relative to ``base_dir``), checked to exist unless
+    ``must_exist`` is false (a secret mounted at run time); ``None`` when absent."""
+    value = _get(prefix, table, key, str, ... if required else None)
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if must_exist and not path.is_file():
+        raise ConfigError(f"{prefix}.{key}", f"{str(path)!r} {'is not a file' if path.exists() else 'does not exist'}")
+    return path
+
+
+def _parse_peer(prefix: str, table: Mapping[str, Any]) -> PeerConfig:
+    import ipaddress
+
+    _only_keys(prefix, table, {"ae_title", "host", "tls"})
+    host = _get(prefix, table, "host", str)
+    try:
+        ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        raise ConfigError(f"{prefix}.host", f"expected an IP address or a CIDR network, got {host!r}") from None
+    return PeerConfig(ae_title=_ae_title(f"{prefix}.ae_title", _get(prefix, table, "ae_title", str)).strip(),
+                      host=host, tls=_get(prefix, table, "tls", bool, False))
+
+
+def _parse_dicom_tls(table: Any, base_dir: Path) -> DicomTlsConfig:
+    p = "dicom_tls"
+    if not isinstance(table, Mapping):
+        raise ConfigError(p, "expected a table")
+    _only_keys(p, table, {"port", "cert", "key", "ca", "require_client_cert"})
+    port = _get(p, table, "port", int, None)
+    ca = _file(p, table, "ca", base_dir)
+    require = _get(p, table, "require_client_cert", bool, ca is not None)
+    if require and ca is None:
+        raise ConfigError(f"{p}.ca", "required with require_client_cert = true")
+    return DicomTlsConfig(cert=_file(p, table, "cert", base_dir, required=True),  # type: ignore[arg-type]
+                          key=_file(p, table, "key", base_dir, required=True),  # type: ignore[arg-type]
+                          port=None if port is None else _port(f"{p}.port", port), ca=ca,
+                          require_client_cert=require)
+
+
+def _parse_http(table: Mapping[str, Any], base_dir: Path) -> HttpConfig:
+    p = "http"
+    _only_keys(p, table, {"token_file", "allow_anonymous", "open_paths", "cert", "key"})
+    token_file = _file(p, table, "token_file", base_dir, must_exist=False)  # read when the node starts
+    allow = _get(p, table, "allow_anonymous", bool, None)
+    if token_file is not None and allow:
+        raise ConfigError(f"{p}.allow_anonymous", "cannot be true with a token_file")
+    open_paths = _get(p, table, "open_paths", list, list(HttpConfig.open_paths))
+    if not all(isinstance(x, str) and x.startswith("/") for x in open_paths):
+        raise ConfigError(f"{p}.open_paths", f"expected a list of paths starting with '/', got {open_paths!r}")
+    cert, key = _file(p, table, "cert", base_dir), _file(p, table, "key", base_dir)
+    if (cert is None) != (key is None):
+        raise ConfigError(f"{p}.{'key' if key is None else 'cert'}", "cert and key go together")
+    return HttpConfig(token_file=token_file, allow_anonymous=allow, open_paths=tuple(open_paths), cert=cert, key=key)

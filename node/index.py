@@ -9,7 +9,7 @@ import pydicom
 
 from .logs import log
 from .metrics import Metrics
-from .states import SeriesState
+from .states import IllegalTransition, SeriesState
 from .store import InstanceRow, JobStore
 from .uids import is_valid_uid
 
@@ -119,7 +119,10 @@ class Indexer:
             log(_logger, logging.WARNING, "instance quarantined", sop_instance_uid=row.sop_instance_uid,
                 reason=reason)
             return
-        state = self._store.index_instance(row.sop_instance_uid, series_uid, study_uid, attrs, row.received_at)
+        try:
+            state = self._store.index_instance(row.sop_instance_uid, series_uid, study_uid, attrs, row.received_at)
+        except IllegalTransition:  # a node sharing the store filed it first
+            return
         if state in (SeriesState.RECEIVED, SeriesState.COMPLETE):
             return  # a complete series not yet routed: its jobs will see this instance
         self._metrics.instances_late.inc()

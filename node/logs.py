@@ -7,7 +7,13 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["configure_logging", "log"]
+from .redact import scrub
+
+__all__ = ["AUDIT_LOGGER", "audit", "configure_logging", "log"]
+
+
+_FREE_TEXT_FIELDS = frozenset({"reason", "traceback", "error", "detail"})
+"""Fields that may quote an exception's text: scrubbed of attribute values like messages."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -16,20 +22,23 @@ class _JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": record.getMessage() if record.name.startswith("ainode") else scrub(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if fields:
-            entry.update(fields)
+            entry.update({k: scrub(v) if k in _FREE_TEXT_FIELDS and isinstance(v, str) else v
+                          for k, v in fields.items()})
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 def configure_logging(level: str = "INFO") -> None:
     """Send every logger's records to stderr as JSON lines.
 
-    pynetdicom logs dataset contents at DEBUG level, so it is held at WARNING.
+    pynetdicom logs dataset contents at DEBUG level, so it is held at WARNING. Python
+    warnings are captured into the log too; third-party messages (and tracebacks) are
+    passed through :func:`node.redact.scrub`.
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
@@ -38,8 +47,18 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("pynetdicom", "highdicom", "pydicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # warnings.warn (pydicom, highdicom) become scrubbed JSON records
 
 
 def log(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
     """Log ``msg`` with structured ``fields`` (UIDs, states, counts: no patient data)."""
     logger.log(level, msg, extra={"fields": fields})
+
+
+AUDIT_LOGGER = "ainode.audit"
+"""The logger of audit records: one per association and one per delivery."""
+
+
+def audit(event: str, **fields: Any) -> None:
+    """One audit record (``"audit": event``): who sent what, when; never patient data or secrets."""
+    logging.getLogger(AUDIT_LOGGER).info(event, extra={"fields": {"audit": event, **fields}})

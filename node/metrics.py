@@ -57,6 +57,10 @@ class Metrics:
         self.series_routed = Counter(
             "ainode_series_routed", "Completed series by routing outcome (routed, ignored)", ["outcome"], registry=r
         )
+        self.study_route_decisions = Counter(
+            "ainode_study_route_decisions", "Study-level routes decided, by route and decision (fired, incomplete)",
+            ["route", "decision"], registry=r
+        )
         self.job_failures = Counter(
             "ainode_job_failures", "Failed jobs by model and stage", ["model", "stage"], registry=r
         )
@@ -79,6 +83,18 @@ class Metrics:
             "ainode_instances_rejected",
             "C-STORE requests refused before storing, by reason (unreadable, uid_mismatch, invalid_uid,"
             " too_large, disk_full, out_of_resources)",
+            ["reason"], registry=r,
+        )
+        self.instances_duplicate = Counter(
+            "ainode_instances_duplicate",
+            "Instances received again under a SOP Instance UID already held, by what was done (identical,"
+            " kept_first, replaced, replaced_quarantined)",
+            ["action"], registry=r,
+        )
+        self.contexts_rejected = Counter(
+            "ainode_presentation_contexts_rejected",
+            "Presentation contexts refused at association, by reason (transfer_syntax: none of its syntaxes"
+            " can be decoded here; abstract_syntax: not a storage class the node takes)",
             ["reason"], registry=r,
         )
         self.disk_free_bytes = Gauge(

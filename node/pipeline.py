@@ -21,6 +21,8 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from pydicom import Dataset
 
+from node.frames import frame_number
+
 __all__ = [
     "AlgorithmInfo", "Engine", "ModelPack", "PlacedSeries", "ResultContext", "algorithm_for", "place_slices",
     "read_model_meta", "sort_slices",
@@ -179,7 +181,9 @@ def _instance_number(ds: Dataset) -> float:
 
 
 def _uid(ds: Dataset) -> str:
-    return str(ds.get("SOPInstanceUID", "?"))
+    number = frame_number(ds)
+    uid = str(ds.get("SOPInstanceUID", "?"))
+    return uid if number is None else f"{uid} frame {number}"
 
 
 def read_model_meta(weights: Path) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 A radiologist asks for a model on a past study already in the PACS (``POST
 /api/studies/{uid}/process`` or ``ainode process``). The study's instances are retrieved
-from a ``[[sources]]`` entry — WADO-RS with dicomweb-client, or Orthanc's REST API with
-orthanc-api-client — and handed one by one to the same acceptor as C-STORE and STOW-RS:
+from a ``[[sources]]`` entry — WADO-RS with dicomweb-client, Orthanc's REST API with
+orthanc-api-client, or C-GET from a DICOM archive (:mod:`node.retrieve_dimse`) — and handed one by one to the same acceptor as C-STORE and STOW-RS:
 durable, recorded, then indexed, assembled and routed as if they had just arrived. Series
 the node already processed (their instances are still in the spool) have their finished
 jobs run again instead.
@@ -13,11 +13,12 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pydicom
 
 from .config import DestinationConfig
+from .retrieve_dimse import from_dimse
 from .egress.credentials import basic_auth, bearer_token
 from .ingest import InstanceAcceptor, Outcome
 from .logs import log
@@ -52,16 +53,29 @@ def fetch_study(source: DestinationConfig, study_uid: str, timeout: float = 60.0
         yield from _from_orthanc(source, study_uid, timeout)
     elif source.type == "dicomweb":
         yield from _from_dicomweb(source, study_uid, timeout)
+    elif source.type == "dimse":
+        yield from from_dimse(source, study_uid, timeout, calling_ae=source.calling_ae_title)
     else:
         raise RetrieveError(f"source {source.name!r}: type {source.type!r} cannot be retrieved from")
 
 
 def process_study(
     source: DestinationConfig, study_uid: str, acceptor: InstanceAcceptor, store: JobStore, timeout: float = 60.0,
+    routes: Sequence[str] | None = None,
 ) -> ProcessReport:
-    """Retrieve ``study_uid`` from ``source`` and run the matching routes on it."""
+    """Retrieve ``study_uid`` from ``source`` and run the matching routes on it (only ``routes``, when given).
+
+    The filter is recorded per series before its first instance is accepted, so the
+    assembler applies it however fast the series completes; a request without
+    ``routes`` lifts an earlier request's filter.
+    """
     report = ProcessReport(study_uid, source.name)
+    filtered: set[str] = set()
     for data in fetch_study(source, study_uid, timeout):
+        series_uid = _series_uid(data)
+        if series_uid and series_uid not in filtered:
+            store.set_route_filter(series_uid, routes)
+            filtered.add(series_uid)
         receipt = acceptor.accept_part10(data, f"retrieve {source.name}")
         if not receipt.accepted:
             report.refused += 1
@@ -79,12 +93,23 @@ def process_study(
         if series is None or series.state is not SeriesState.ROUTED:
             continue  # new or still being assembled: the normal path runs it
         for job in store.jobs_for_series(series_uid):
+            if routes is not None and job["route"] not in routes:
+                continue
             if job["state"] in (JobState.DELIVERED, JobState.FAILED) and store.rerun_job(
                     job["id"], f"process requested from source {source.name}"):
                 report.rerun_jobs.append(job["id"])
     log(_logger, logging.INFO, "study processed on request", study_uid=study_uid, source=source.name,
         stored=report.stored, duplicate=report.duplicate, refused=report.refused, rerun_jobs=report.rerun_jobs)
     return report
+
+
+def _series_uid(data: bytes) -> str | None:
+    """The Series Instance UID a part-10 file says it has, read leniently (the acceptor checks it)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        return str(ds.SeriesInstanceUID) if "SeriesInstanceUID" in ds else None
+    except Exception:
+        return None
 
 
 def _from_orthanc(source: DestinationConfig, study_uid: str, timeout: float) -> Iterator[bytes]:

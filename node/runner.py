@@ -132,7 +132,9 @@ class Runner:
 
     def _spec(self, job: dict[str, Any]) -> JobSpec:
         model = self._config.model(job["model"])
-        paths = tuple(i.path for i in self._store.series_instances(job["series_uid"])) if job["series_uid"] else ()
+        # a study job reads every series its study route required, in requirement order
+        series = self._store.job_series(job["id"]) if job["id"] else []
+        paths = tuple(i.path for uid in series for i in self._store.series_instances(uid))
         return JobSpec(
             job_id=job["id"], model=model.name, pack=model.pack,
             weights=str(model.weights) if model.weights else None, engine=model.engine,

@@ -14,7 +14,7 @@ TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
 """A write in progress is ``.<final name>.<random>.tmp`` beside its final name."""
 
-_FILE_MODE = 0o640
+_FILE_MODE = 0o600  # patient data: the node's user only
 
 
 def write_durable(path: Path, data: bytes | bytearray | memoryview | Iterable[bytes]) -> None:

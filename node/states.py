@@ -8,6 +8,7 @@ silently losing or repeating it. No other module spells a state as a bare string
 
     instance: received ─▶ indexed
                     └───▶ quarantined (header unreadable: reason recorded, never retried)
+              quarantined | indexed ─▶ received (a new copy of it arrived and replaced the file)
     series:   received ─▶ complete ─▶ routed ─▶ purged ─▶ received (re-sent after retention)
                                   │       └─▶ received (reopened: an image arrived after its jobs ran)
                                   └─▶ ignored ─▶ purged
@@ -19,6 +20,8 @@ silently losing or repeating it. No other module spells a state as a bare string
               failed | delivered ─▶ queued (an operator re-runs it)
               failed (deliver) ─▶ written (an operator replays its dead letters)
               any but superseded ─▶ superseded (its series was reopened: a new job sees every image)
+    study route: waiting ─▶ fired (every required series complete: one job for the study)
+                      └─▶ incomplete (study_timeout_seconds passed first: recorded, no job)
     result:   pending ─▶ delivered
                  │   └─▶ dead ─▶ pending (replayed)
                  └──────────────▶ superseded (its job was re-run: a newer result replaces it)
@@ -35,6 +38,7 @@ __all__ = [
     "JobState",
     "ResultState",
     "SeriesState",
+    "StudyRouteState",
     "TRANSITIONS",
     "check_transition",
 ]
@@ -56,6 +60,14 @@ class SeriesState(StrEnum):
     ROUTED = "routed"
     IGNORED = "ignored"
     PURGED = "purged"
+
+
+class StudyRouteState(StrEnum):
+    """A study-level route on one study: waiting for its required series, then decided once."""
+
+    WAITING = "waiting"
+    FIRED = "fired"
+    INCOMPLETE = "incomplete"
 
 
 class JobState(StrEnum):
@@ -92,13 +104,13 @@ class FailureStage(StrEnum):
     DELIVER = "deliver"
 
 
-_I, _S, _J, _R = InstanceState, SeriesState, JobState, ResultState
+_I, _S, _J, _R, _T = InstanceState, SeriesState, JobState, ResultState, StudyRouteState
 
 TRANSITIONS: Mapping[type, Mapping[StrEnum, frozenset[StrEnum]]] = {
     InstanceState: {
         _I.RECEIVED: frozenset({_I.INDEXED, _I.QUARANTINED}),
-        _I.INDEXED: frozenset(),
-        _I.QUARANTINED: frozenset(),
+        _I.INDEXED: frozenset({_I.RECEIVED}),
+        _I.QUARANTINED: frozenset({_I.RECEIVED}),
     },
     SeriesState: {
         _S.RECEIVED: frozenset({_S.COMPLETE}),
@@ -114,6 +126,11 @@ TRANSITIONS: Mapping[type, Mapping[StrEnum, frozenset[StrEnum]]] = {
         _J.DELIVERED: frozenset({_J.QUEUED, _J.SUPERSEDED}),
         _J.FAILED: frozenset({_J.QUEUED, _J.WRITTEN, _J.SUPERSEDED}),
         _J.SUPERSEDED: frozenset(),
+    },
+    StudyRouteState: {
+        _T.WAITING: frozenset({_T.FIRED, _T.INCOMPLETE}),
+        _T.FIRED: frozenset(),
+        _T.INCOMPLETE: frozenset(),
     },
     ResultState: {
         _R.PENDING: frozenset({_R.DELIVERED, _R.DEAD, _R.SUPERSEDED, _R.PENDING}),

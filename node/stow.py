@@ -2,7 +2,10 @@
 
 The HTTP route (:mod:`node.web`) hands each ``application/dicom`` part to the same
 acceptor as C-STORE, so a STOW-RS instance is answered only once it is durable and in
-the job store, with the same duplicate policy and disk watermark.
+the job store, with the same duplicate policy, disk watermark and accepted transfer
+syntaxes (every one the node can decode, :mod:`node.ingest.syntaxes`; a part in another
+is failed with ``0xC000`` and counted as ``unsupported_syntax``). One request is one
+transfer: its end releases its series as an A-RELEASE does (``complete_on_release``).
 """
 from __future__ import annotations
 

@@ -4,6 +4,11 @@ FastAPI (on Starlette, served by uvicorn) gives typed request and response model
 validation that answers 422 instead of crashing a handler, and an OpenAPI description at
 ``/openapi.json`` (browsable at ``/docs``). Handlers are plain functions: the job store is
 synchronous, so they run in the framework's thread pool.
+
+Every path but the open ones (``/metrics``, ``/healthz``) goes through :class:`~node.auth.BearerAuth`,
+an application-wide dependency (see :mod:`node.auth` for the policy). Free-text reasons
+(failures, events, quarantine) are scrubbed of attribute values (:func:`node.redact.scrub`)
+before they leave, so no answer carries patient data.
 """
 from __future__ import annotations
 
@@ -11,25 +16,30 @@ import asyncio
 import io
 import logging
 import socket
+import ssl
 import threading
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import pydicom
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
-from .config import DestinationConfig
+from .auth import AccessMode, BearerAuth
+from .config import DestinationConfig, HttpConfig
 from .ingest import InstanceAcceptor
 from .metrics import Metrics
+from .redact import scrub
+from .tls import CIPHERS
 from .retrieve import RetrieveError, process_study
 from .states import FailureStage, JobState, ResultState, SeriesState
 from .store import JobStore
 from .stow import REFERENCED_STUDY_MISMATCH, StoredInstance, StowRequestError, dicom_parts, stow_response
 from .uids import is_valid_uid
+from .ui import static_files, ui_router
 
 __all__ = ["WebServer", "create_app"]
 
@@ -43,6 +53,8 @@ class Event(BaseModel):
     state: str
     detail: str | None = None
 
+    _scrub = field_validator("detail")(lambda cls, v: scrub(v))
+
 
 class ResultOut(BaseModel):
     """One result object for one destination."""
@@ -55,6 +67,8 @@ class ResultOut(BaseModel):
     attempts: int
     next_attempt_at: float
     last_error: str | None = None
+
+    _scrub = field_validator("last_error")(lambda cls, v: scrub(v))
 
 
 class JobOut(BaseModel):
@@ -74,6 +88,8 @@ class JobOut(BaseModel):
     runs: int
     created_at: float
     updated_at: float
+
+    _scrub = field_validator("reason")(lambda cls, v: scrub(v))
 
 
 class JobDetail(JobOut):
@@ -108,6 +124,8 @@ class QuarantinedInstance(BaseModel):
     calling_ae: str | None = None
     reason: str | None = None
 
+    _scrub = field_validator("reason")(lambda cls, v: scrub(v))
+
 
 class QuarantineList(BaseModel):
     instances: list[QuarantinedInstance]
@@ -122,9 +140,10 @@ class RetryOut(BaseModel):
 
 
 class ProcessRequest(BaseModel):
-    """Which ``[[sources]]`` entry to retrieve the study from."""
+    """Which ``[[sources]]`` entry to retrieve the study from, and optionally which routes to run."""
 
     source: str
+    routes: list[str] | None = None
 
 
 class ProcessOut(BaseModel):
@@ -141,13 +160,22 @@ class ProcessOut(BaseModel):
 def create_app(
     store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]],
     acceptor: InstanceAcceptor | None = None, sources: Sequence[DestinationConfig] = (),
+    auth: BearerAuth | None = None, route_names: Sequence[str] = (), models: Sequence[str] = (),
 ) -> FastAPI:
-    """The node's HTTP application; with an ``acceptor``, also STOW-RS and processing on request."""
+    """The node's HTTP application; with an ``acceptor``, also STOW-RS and processing on request.
+
+    ``route_names``: the configured routes a process request may restrict itself to.
+
+    ``auth``: who may call what (default: anonymous, for a loopback-only API).
+
+    ``models``: the routed models, whose engines the status page (``/``) shows.
+    """
+    auth = auth or BearerAuth(AccessMode.ANONYMOUS)
     app = FastAPI(title="ainode", summary="AI inference node beside a PACS: operator API and STOW-RS",
-                  version=_version())
+                  version=_version(), dependencies=[Depends(auth)])
     if acceptor is not None:
         _add_stow(app, acceptor)
-        _add_process(app, acceptor, store, {s.name: s for s in sources})
+        _add_process(app, acceptor, store, {s.name: s for s in sources}, route_names)
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
     def get_metrics() -> Response:
@@ -183,6 +211,10 @@ def create_app(
             "jobs": store.jobs_for_series(series_uid),
         }
 
+    @app.get("/api/study-routes", summary="Study-level routes: waiting, fired (with their job) or incomplete")
+    def list_study_routes(study_uid: str | None = None, limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
+        return {"study_routes": store.study_route_decisions(study_uid, limit)}
+
     @app.get("/api/quarantine", response_model=QuarantineList, summary="Instances set aside, with their reasons")
     def list_quarantine(limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
         return {"instances": store.quarantined_instances(limit)}
@@ -204,6 +236,8 @@ def create_app(
     def retry_dead_letters() -> dict[str, Any]:
         return {"action": "dead letters requeued", "requeued": store.requeue_dead()}
 
+    app.include_router(ui_router(store, health, models))  # the pages: /, /jobs/{id} (same auth)
+    app.mount("/ui/static", static_files(), name="ui-static")
     return app
 
 
@@ -232,6 +266,7 @@ def _add_stow(app: FastAPI, acceptor: InstanceAcceptor) -> None:
 
 def _add_process(
     app: FastAPI, acceptor: InstanceAcceptor, store: JobStore, sources: Mapping[str, DestinationConfig],
+    route_names: Sequence[str] = (),
 ) -> None:
     @app.post("/api/studies/{study_uid}/process", response_model=ProcessOut,
               summary="Retrieve a study from a source archive and run the matching routes on it")
@@ -241,28 +276,36 @@ def _add_process(
         source = sources.get(request.source)
         if source is None:
             raise HTTPException(404, f"no source named {request.source!r} (known: {', '.join(sources) or 'none'})")
+        unknown = [r for r in request.routes or () if route_names and r not in route_names]
+        if unknown:
+            raise HTTPException(404, f"no route named {', '.join(map(repr, unknown))} (known: {', '.join(route_names)})")
         try:
-            report = process_study(source, study_uid, acceptor, store)
+            report = process_study(source, study_uid, acceptor, store, routes=request.routes)
         except RetrieveError as exc:
             raise HTTPException(502, str(exc)) from exc
         return report.__dict__
 
 
 def _accept_parts(acceptor: InstanceAcceptor, parts: list[bytes], source: str, study: str | None) -> list[StoredInstance]:
+    """Accept each part; the request's end releases its series, as an A-RELEASE does."""
     outcomes = []
-    for data in parts:
-        claimed = _claimed(data)
-        if study is not None and claimed.get("StudyInstanceUID") not in (None, study):
-            outcomes.append(StoredInstance(claimed.get("SOPClassUID", ""), claimed.get("SOPInstanceUID", ""),
-                                           REFERENCED_STUDY_MISMATCH))
-            continue
-        receipt = acceptor.accept_part10(data, source)
-        header = receipt.header
-        outcomes.append(StoredInstance(
-            header.sop_class_uid if header else claimed.get("SOPClassUID", ""),
-            header.sop_instance_uid if header else claimed.get("SOPInstanceUID", ""),
-            None if receipt.accepted else receipt.status,
-        ))
+    transfer = acceptor.open_transfer()
+    try:
+        for data in parts:
+            claimed = _claimed(data)
+            if study is not None and claimed.get("StudyInstanceUID") not in (None, study):
+                outcomes.append(StoredInstance(claimed.get("SOPClassUID", ""), claimed.get("SOPInstanceUID", ""),
+                                               REFERENCED_STUDY_MISMATCH))
+                continue
+            receipt = acceptor.accept_part10(data, source, transfer=transfer)
+            header = receipt.header
+            outcomes.append(StoredInstance(
+                header.sop_class_uid if header else claimed.get("SOPClassUID", ""),
+                header.sop_instance_uid if header else claimed.get("SOPInstanceUID", ""),
+                None if receipt.accepted else receipt.status,
+            ))
+    finally:
+        acceptor.close_transfer(transfer, released=len(outcomes) == len(parts))
     return outcomes
 
 
@@ -282,10 +325,19 @@ class WebServer:
     def __init__(
         self, host: str, port: int, store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]],
         acceptor: InstanceAcceptor | None = None, sources: Sequence[DestinationConfig] = (),
+        auth: BearerAuth | None = None, http: HttpConfig | None = None, route_names: Sequence[str] = (),
+        models: Sequence[str] = (),
     ) -> None:
-        self.app = create_app(store, metrics, health, acceptor, sources)
+        self.app = create_app(store, metrics, health, acceptor, sources, auth, route_names, models)
         self._socket = socket.create_server((host, port), reuse_port=False)
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        https = {} if http is None or http.cert is None else {"ssl_certfile": str(http.cert),
+                                                              "ssl_keyfile": str(http.key)}
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", **https)
+        if https:
+            config.load()
+            assert config.ssl is not None
+            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+            config.ssl.set_ciphers(CIPHERS)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 

@@ -7,6 +7,7 @@ happened in.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import threading
@@ -23,8 +24,12 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from .engines import EngineOptions, create_engine
+from .frames import expand_series
+from .logs import configure_logging
 from .packs import load_pack
 from .pipeline import Engine, ModelPack, ResultContext, place_slices
+from .redact import scrub
+from .results.demographics import repair_demographics
 from .spool import write_durable
 from .states import FailureStage
 
@@ -36,6 +41,7 @@ __all__ = [
 _SERIES_INSTANCE_UID = Tag(0x0020, 0x000E)
 _PACKS: dict[tuple[str, str | None], ModelPack] = {}
 _ENGINES: dict[tuple[Any, ...], Engine] = {}
+_LOGGING_READY = False
 """This process's engines, by :func:`engine_cache_key` and the pack's model path."""
 
 
@@ -103,6 +109,7 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=_watch, name="parent-watchdog", daemon=True).start()
+    _log_to_json()
 
 
 def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
@@ -116,6 +123,7 @@ def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int) 
 
 def run_job(spec: JobSpec) -> JobOutcome:
     """Run one job; never raises."""
+    _log_to_json()
     started = time.perf_counter()
     engine_name: str | None = None
     timings: dict[str, float] = {}
@@ -142,11 +150,11 @@ def run_job(spec: JobSpec) -> JobOutcome:
         stage(FailureStage.WRITE, stable_result_series, objects, spec.series_uid, spec.model)
         results = stage(FailureStage.WRITE, _save, objects, Path(spec.out_dir))
     except _StageError as exc:
-        reason = f"{type(exc.cause).__name__}: {exc.cause}"[:500]
+        reason = scrub(f"{type(exc.cause).__name__}: {exc.cause}")[:500]
         return JobOutcome(
             spec.job_id, False, exc.stage, reason, engine_name,
             inference_seconds=timings.get(FailureStage.INFERENCE.value, 0.0), total_seconds=time.perf_counter() - started,
-            stage_seconds=timings, summary={"traceback": "".join(traceback.format_exception(exc.cause))[-2000:]},
+            stage_seconds=timings, summary={"traceback": _traceback(exc.cause)},
         )
     summary = findings.summary() if hasattr(findings, "summary") else {}
     if excluded:
@@ -156,6 +164,25 @@ def run_job(spec: JobSpec) -> JobOutcome:
         inference_seconds=timings.get(FailureStage.INFERENCE.value, 0.0), total_seconds=time.perf_counter() - started,
         stage_seconds=timings, summary=summary,
     )
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback of ``exc``: frames as they are (code, not data), the message scrubbed of values."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return (frames + (scrub("".join(traceback.format_exception_only(exc))) or ""))[-2000:]
+
+
+def _log_to_json() -> None:
+    """In a worker process, send logs and warnings (scrubbed) to stderr as JSON lines, once.
+
+    A worker is a fresh (spawned) interpreter: without this, a third-party warning that
+    quotes a patient's name would go to stderr as plain text.
+    """
+    global _LOGGING_READY
+    if _LOGGING_READY or multiprocessing.parent_process() is None:
+        return
+    configure_logging(os.environ.get("AINODE_LOG_LEVEL", "INFO"))
+    _LOGGING_READY = True
 
 
 def warm_up(specs: Sequence[JobSpec]) -> list[str]:
@@ -178,10 +205,14 @@ def _load_series(paths: Sequence[str], pack: ModelPack) -> tuple[list[pydicom.Da
     """The series in slice order, and the slices left out (only if the pack can do without them)."""
     if not paths:
         raise ValueError("series has no instances")
-    placed = place_slices([pydicom.dcmread(p) for p in paths])
+    datasets = [pydicom.dcmread(p) for p in paths]
+    for ds in datasets:
+        repair_demographics(ds, str(ds.get("SeriesInstanceUID", "")))
+    images = expand_series(datasets)
+    placed = place_slices(images)
     if placed.excluded and not getattr(pack, "tolerates_excluded_slices", False):
         first_uid, first_reason = placed.excluded[0]
-        raise ValueError(f"{len(placed.excluded)} of {len(paths)} slices cannot be placed (first: {first_uid}:"
+        raise ValueError(f"{len(placed.excluded)} of {len(images)} slices cannot be placed (first: {first_uid}:"
                          f" {first_reason}); this model needs the whole volume")
     if not placed.slices:
         raise ValueError("no slice of the series can be placed")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import JPEG2000Lossless, generate_uid
+from pydicom.uid import MPEG2MPML, generate_uid
 
 from node.ingest import InstanceAcceptor, Outcome, Receipt
 from node.ingest.header import read_file_meta
@@ -120,7 +120,7 @@ def test_a_corrupt_part10_file_is_refused_with_a_reason_and_leaves_nothing(setup
 def test_a_part10_file_in_a_syntax_the_node_does_not_accept_is_refused(setup, small_head_ct) -> None:
     node = setup()
     _, files = small_head_ct
-    receipt = node.acceptor.accept_part10(_with_syntax(files[0].read_bytes(), JPEG2000Lossless), "STOW")
+    receipt = node.acceptor.accept_part10(_with_syntax(files[0].read_bytes(), MPEG2MPML), "STOW")  # no decoder exists
     assert (receipt.outcome, receipt.status) == (Outcome.REFUSED, _CANNOT_UNDERSTAND)
     assert receipt.reason == "unsupported_syntax"
     assert node.spool_files() == [] and node.rejected("unsupported_syntax") == 1

@@ -1,7 +1,7 @@
 """The job store's contract: states, transitions, leases, re-runs, and the defects they fix.
 
-Every test takes the ``store`` fixture, so a second backend runs the same suite by adding
-itself to its parameters.
+Every test that takes the ``store`` fixture runs on both backends: SQLite, and PostgreSQL
+(a real server from Debian's package, started for the session; a fresh database per test).
 """
 from __future__ import annotations
 
@@ -23,14 +23,20 @@ from node.states import (
     check_transition,
 )
 from node.store import JobStore, SqliteJobStore
+from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 HEAD = {"Modality": "CT", "BodyPartExamined": "HEAD"}
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
-    db = SqliteJobStore(tmp_path / "store.sqlite")
+    if request.param == "sqlite":
+        db = SqliteJobStore(tmp_path / "store.sqlite")
+    else:
+        from node.store.postgres import PostgresJobStore
+
+        db = PostgresJobStore(request.getfixturevalue("postgres_server").create_database())
     yield db
     db.close()
 
@@ -245,7 +251,9 @@ def test_a_store_from_the_first_release_is_migrated(tmp_path: Path):
     db.executescript(_LEGACY_SCHEMA)
     db.close()
     store = JobStore(path)
-    assert store._query("PRAGMA user_version")[0][0] == 2
+    from node.store.database import SCHEMA_VERSION
+
+    assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
     job = store.get_job(1)
     assert job["state"] == JobState.QUEUED and job["generation"] == 0, "an interrupted job is queued again"
     assert store.get_job(2)["state"] == JobState.DELIVERED
@@ -316,3 +324,126 @@ def test_a_running_job_of_a_reopened_series_cannot_record_its_outcome(store):
     assert store.reopen_series("1.2.14.3", "late image") == [job_id]
     assert not store.job_written(job_id, [("1.2.14.3.99", CT, "/r")], ["pacs"], owner="w")
     assert store.job_results(job_id) == []
+
+
+# -- several processes sharing one store (ingest nodes and workers) -------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_handle(request: pytest.FixtureRequest, tmp_path: Path):
+    """Opens another handle (connection) on one store, as another node's process would."""
+    handles = []
+    if request.param == "sqlite":
+        def _open():
+            handles.append(SqliteJobStore(tmp_path / "shared.sqlite", busy_timeout=30))
+            return handles[-1]
+    else:
+        from node.store.postgres import PostgresJobStore
+
+        url = request.getfixturevalue("postgres_server").create_database()
+
+        def _open():
+            handles.append(PostgresJobStore(url))
+            return handles[-1]
+    yield _open
+    for handle in handles:
+        handle.close()
+
+
+def _in_threads(count: int, work) -> list:
+    """Run ``work(i)`` in ``count`` threads started together; their return values, in order."""
+    barrier = threading.Barrier(count)
+    out: list = [None] * count
+    errors: list[BaseException] = []
+
+    def _run(i: int) -> None:
+        try:
+            barrier.wait()
+            out[i] = work(i)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=_run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return out
+
+
+def test_claimers_on_several_connections_never_share_a_job(open_handle):
+    first = open_handle()
+    jobs = {_routed_job(first, f"1.2.20.{i}") for i in range(40)}
+    workers = [open_handle() for _ in range(4)]
+
+    def _claim_all(i: int) -> list[int]:
+        mine: list[int] = []
+        while claimed := workers[i].claim_jobs(f"w{i}", 3, 60):
+            mine += [job["id"] for job in claimed]
+        return mine
+
+    taken = [job_id for ids in _in_threads(4, _claim_all) for job_id in ids]
+    assert sorted(taken) == sorted(jobs), "every job claimed exactly once"
+    assert first.job_counts() == {JobState.RUNNING: 40}
+
+
+def test_two_nodes_filing_one_series_at_once_make_one_series(open_handle):
+    nodes = [open_handle() for _ in range(2)]
+
+    def _file(i: int) -> None:
+        for n in range(10):
+            uid = f"1.2.21.1.{i}.{n}"
+            nodes[i].add_instance(uid, CT, f"/spool/{uid}", "MOD")
+            nodes[i].index_instance(uid, "1.2.21.1", "1.2.3", HEAD, float(n))
+
+    _in_threads(2, _file)
+    series = nodes[0].get_series("1.2.21.1")
+    assert series.instance_count == 20 and series.state == SeriesState.RECEIVED
+    assert [e["state"] for e in nodes[1].series_events("1.2.21.1")] == [SeriesState.RECEIVED]
+
+
+def test_the_last_results_of_a_job_delivered_at_once_settle_it(open_handle):
+    a, b = open_handle(), open_handle()
+    job_ids = [_written_job(a, f"1.2.22.{i}", objects=2) for i in range(10)]
+    now = time.time() + 1
+    rows = a.claim_due_results("pacs", "o", now, 60, limit=100)
+    by_job: dict[int, list[int]] = {}
+    for row in rows:
+        by_job.setdefault(row.job_id, []).append(row.id)
+    for job_id in job_ids:
+        first, second = by_job[job_id]
+        _in_threads(2, lambda i: (a, b)[i].result_delivered((first, second)[i]))
+    assert {a.get_job(j)["state"] for j in job_ids} == {JobState.DELIVERED}, "no job stuck in written"
+
+
+# -- PostgreSQL only ------------------------------------------------------------------------
+def test_postgres_schema_is_versioned_and_a_newer_one_is_refused(postgres_server):
+    from node.store.postgres import SCHEMA_VERSION, PostgresJobStore
+
+    url = postgres_server.create_database()
+    store = PostgresJobStore(url)
+    assert store._query("SELECT version FROM schema_version") == [{"version": SCHEMA_VERSION}]
+    store.add_instance("1.2.23.1", CT, "/x", "MOD")
+    store.close()
+    again = PostgresJobStore(url)  # opening an up-to-date store changes nothing
+    assert again.has_instance("1.2.23.1")
+    with again._tx() as db:
+        db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION + 1,))
+    again.close()
+    with pytest.raises(RuntimeError, match="newer than this node"):
+        PostgresJobStore(url)
+
+
+def test_postgres_connection_lost_is_opened_again(postgres_server):
+    import psycopg
+
+    from node.store.postgres import PostgresJobStore
+
+    store = PostgresJobStore(postgres_server.create_database())
+    pid = store._query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+    with psycopg.connect(postgres_server.admin_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        store.has_instance("1.2.24.1")  # the call that finds the connection gone fails...
+    store.add_instance("1.2.24.1", CT, "/x", "MOD")  # ...and the next one reconnects
+    assert store.has_instance("1.2.24.1")
+    store.close()

@@ -5,7 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+__all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+TRAIN_HELP = "2D U-Net (or FRRN skips) for brain MR structures and tumour; phantoms or your DICOM + labels"
+"""One line for ``ainode models train --help``."""
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

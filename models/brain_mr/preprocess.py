@@ -50,7 +50,7 @@ def series_volume(series: Sequence[Dataset]) -> np.ndarray:
     slices = []
     for ds in series:
         if int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
-            raise ValueError(f"brain-mr needs single-frame slices; {ds.SOPInstanceUID} has several frames")
+            raise ValueError(f"brain-mr needs one frame per image; {ds.SOPInstanceUID} has several")
         if (int(ds.Rows), int(ds.Columns)) != shape:
             raise ValueError(f"slices differ in size: {shape} and {(int(ds.Rows), int(ds.Columns))}")
         slices.append(apply_modality_lut(ds.pixel_array, ds).astype(np.float32, copy=False))
@@ -77,7 +77,12 @@ def pad_to_multiple(x: np.ndarray, multiple: int = MULTIPLE) -> np.ndarray:
 
 
 def preprocess(series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-    """Turn a sorted brain MR series into ``{"image": (N, 1, H', W') float32}``."""
+    """Turn a sorted brain MR series into ``{"image": (N, 1, H', W') float32}``.
+
+    The series' geometry is checked first (:func:`series_geometry`), so that a series
+    whose volumes cannot be measured fails here, before inference.
+    """
+    series_geometry(series)
     image = normalise(series_volume(series))
     return {INPUT_NAME: pad_to_multiple(image)[:, np.newaxis]}
 
@@ -87,16 +92,29 @@ def series_geometry(series: Sequence[Dataset]) -> tuple[float, float, float]:
 
     The slice spacing is the median distance between consecutive Image Positions along
     the slice normal (Spacing Between Slices, then Slice Thickness, for one slice).
+
+    Raises
+    ------
+    ValueError
+        When the series lacks the geometry volumes are measured with (Pixel Spacing,
+        slice positions or thickness), e.g. a multi-frame MR without its functional groups.
     """
     first = series[0]
-    row_mm, col_mm = (float(v) for v in first.PixelSpacing)
-    if len(series) > 1:
-        iop = np.asarray(first.ImageOrientationPatient, dtype=float)
-        normal = np.cross(iop[:3], iop[3:])
-        z = np.array([float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))) for ds in series])
-        slice_mm = float(np.median(np.abs(np.diff(z))))
-    else:
-        slice_mm = float(getattr(first, "SpacingBetweenSlices", None) or first.SliceThickness)
+    try:
+        row_mm, col_mm = (float(v) for v in first.PixelSpacing)
+        if len(series) > 1:
+            iop = np.asarray(first.ImageOrientationPatient, dtype=float)
+            normal = np.cross(iop[:3], iop[3:])
+            z = np.array([float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))) for ds in series])
+            slice_mm = float(np.median(np.abs(np.diff(z))))
+        else:
+            slice_mm = float(getattr(first, "SpacingBetweenSlices", None) or first.SliceThickness)
+    except (AttributeError, TypeError, ValueError) as exc:
+        missing = str(exc).rsplit(" ", 1)[-1].strip("'") if isinstance(exc, AttributeError) else type(exc).__name__
+        raise ValueError(f"brain-mr measures volumes and needs Pixel Spacing and slice positions; the series lacks"
+                         f" them ({missing})") from None
+    if not all(np.isfinite(v) and v > 0 for v in (row_mm, col_mm, slice_mm)):
+        raise ValueError("brain-mr measures volumes and needs positive pixel and slice spacings")
     return row_mm, col_mm, slice_mm
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
@@ -124,7 +125,7 @@ def evaluate(
     cases = list(cases) if cases is not None else phantom_cases(seeds, contrast)
     per_class: dict[str, list[float]] = {name: [] for name in CLASS_NAMES[1:]}
     volumes = []
-    for case in cases:
+    for case in tqdm(cases, desc="evaluating", unit="phantom", leave=False, disable=None):
         labels = predict(session, case.volume, case.voxel_ml, min_tumor_ml)
         for name, value in dice_scores(labels, case.labels).items():
             if not np.isnan(value):

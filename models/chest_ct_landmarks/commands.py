@@ -6,7 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+__all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+TRAIN_HELP = "three slice classifiers for lung apex, carina and diaphragm; phantoms or your labelled CT"
+"""One line for ``ainode models train --help``."""
 
 _ARCHS = ("small", "efficientnet_b4", "densenet169", "resnet50", "inception_v3")
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 import pydicom
 from pydicom.uid import generate_uid
 
@@ -546,7 +547,7 @@ def evaluate(
     t0 = time.perf_counter()
     session = _session(model_path, threads)
     offsets: dict[str, list[int]] = {n: [] for n in LANDMARKS}
-    for item in data:
+    for item in tqdm(data, desc="evaluating", unit="series", leave=False, disable=None):
         picks = evaluate_series(session, item)
         for n in LANDMARKS:
             offsets[n].append(int(slice_offsets([picks[n]], [item.truth[n]])[0]))

@@ -6,7 +6,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+__all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+TRAIN_HELP = "U-Net nodule segmentation on radiographs; phantoms with synthetic nodules or your CSV"
+"""One line for ``ainode models train --help``."""
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

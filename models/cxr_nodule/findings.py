@@ -14,7 +14,9 @@ class Detection:
     """One detected nodule, in source pixel coordinates.
 
     ``mask`` is the component on the source matrix; ``diameter_mm`` the equivalent
-    diameter of its area; ``score`` the highest nodule probability inside it.
+    diameter of its area (NaN when the image has no usable pixel spacing);
+    ``diameter_px`` the same in source pixels; ``score`` the highest nodule probability
+    inside it.
     """
 
     row: float
@@ -22,6 +24,12 @@ class Detection:
     diameter_mm: float
     score: float
     mask: np.ndarray = field(repr=False)
+    diameter_px: float = float("nan")
+
+    @property
+    def measured(self) -> bool:
+        """Whether the detection has a physical size (the image had a usable pixel spacing)."""
+        return bool(np.isfinite(self.diameter_mm))
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class NoduleFindings:
     candidates: list[list[Detection]]
     score_threshold: float
     pixel_spacing_mm: list[float]
+    """Mean pixel spacing of each image; NaN where the image has none that can be used."""
 
     @property
     def detections(self) -> list[list[Detection]]:

@@ -8,7 +8,8 @@ in which nodule-sized blobs stand out from the lung background (the way radiogra
 usually shown with unsharp-mask processing). Output ``logits`` ``(N, 1, 256, 256)``.
 Postprocessing: sigmoid, connected components of probability >= the candidate
 threshold, each mapped back to the source matrix (centre, mask, equivalent diameter in mm
-from Pixel Spacing / Imager Pixel Spacing).
+from Pixel Spacing / Imager Pixel Spacing; an image whose spacing is absent or zero, as
+on many CR, gets no size in mm: :func:`measured_spacing`).
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from pydicom import Dataset
 from scipy import ndimage
 
 from models.cxr_nodule.findings import Detection, NoduleFindings, detect_components
-from models.cxr_nodule.radiograph import Geometry, pixel_spacing_mm, to_model
+from models.cxr_nodule.radiograph import Geometry, to_model
 
 __all__ = [
     "DETAIL_GAIN", "DETAIL_SIGMA", "INPUT_NAME", "MODEL_SIZE", "OUTPUT_NAME",
-    "model_detections", "model_input", "postprocess", "preprocess", "sigmoid",
+    "measured_spacing", "model_detections", "model_input", "postprocess", "preprocess", "sigmoid",
 ]
 
 INPUT_NAME = "image"
@@ -51,6 +52,22 @@ def preprocess(series: Sequence[Dataset], size: int = MODEL_SIZE) -> dict[str, n
     return {INPUT_NAME: np.stack([model_input(to_model(ds, size)[0]) for ds in series])}
 
 
+def measured_spacing(ds: Dataset) -> tuple[float, float] | None:
+    """``(row, column)`` spacing in mm from Pixel Spacing, else Imager Pixel Spacing.
+
+    ``None`` when neither holds two positive finite numbers (e.g. ``0\\0`` on a CR):
+    such an image is analysed, but nothing on it is measured in mm.
+    """
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            value = [float(v) for v in ds.get(keyword) or ()]
+        except (TypeError, ValueError):
+            continue
+        if len(value) == 2 and all(np.isfinite(v) and v > 0 for v in value):
+            return value[0], value[1]
+    return None
+
+
 def model_detections(logits: np.ndarray, candidate_threshold: float) -> list[tuple[float, float, float, np.ndarray]]:
     """Components of one ``(1, H, W)`` or ``(H, W)`` logit map, on the model grid."""
     return detect_components(sigmoid(np.asarray(logits, dtype=np.float32).reshape(logits.shape[-2:])),
@@ -73,7 +90,8 @@ def postprocess(
     spacings: list[float] = []
     for ds, image_logits in zip(series, logits):
         geometry = Geometry(int(ds.Rows), int(ds.Columns), image_logits.shape[-1], *_padding(ds), max(int(ds.Rows), int(ds.Columns)))
-        spacing = pixel_spacing_mm(ds)
+        measured = measured_spacing(ds)
+        spacing = (measured[0] + measured[1]) / 2.0 if measured else float("nan")
         spacings.append(spacing)
         found = []
         for row, col, score, mask in model_detections(image_logits, candidate_threshold):
@@ -81,8 +99,9 @@ def postprocess(
             if not source_mask.any():
                 continue
             r, c = geometry.to_source(row, col)
-            diameter = 2.0 * np.sqrt(source_mask.sum() / np.pi) * spacing
-            found.append(Detection(float(r), float(c), float(diameter), float(score), source_mask))
+            diameter_px = 2.0 * np.sqrt(source_mask.sum() / np.pi)
+            found.append(Detection(float(r), float(c), float(diameter_px * spacing), float(score), source_mask,
+                                   float(diameter_px)))
         candidates.append(sorted(found, key=lambda d: -d.score))
     return NoduleFindings(candidates, float(score_threshold), spacings)
 

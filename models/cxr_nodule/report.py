@@ -20,12 +20,13 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
 from models.cxr_nodule.findings import NoduleFindings
+from models.cxr_nodule.preprocess import measured_spacing
 from models.cxr_nodule.radiograph import patient_side
 from node.pipeline import ResultContext
 from node.results import build_binary_seg
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report, ellipse_points
 
-__all__ = ["CHEST_RADIOGRAPH", "NODULE", "NODULE_SCORE", "write_results"]
+__all__ = ["CHEST_RADIOGRAPH", "NODULE", "NODULE_SCORE", "NOT_MEASURED", "write_results"]
 
 MORPHOLOGICALLY_ABNORMAL_STRUCTURE = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")
 NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
@@ -36,6 +37,9 @@ NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 NODULE_SCORE = hd.sr.CodedConcept("AIN-CXR-0001", "99AINODE", "Nodule detection score")
 """Private concept: the highest U-Net nodule probability inside the detection (0..1)."""
+
+NOT_MEASURED = "(no pixel spacing: not measured in mm)"
+"""Appended to the Tracking Identifier of a finding on an image without usable pixel spacing."""
 
 _SIDES = {"right": codes.SCT.Right, "left": codes.SCT.Left}
 
@@ -81,26 +85,33 @@ def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: 
 
     groups: list[PlanarFindingGroup] = []
     number = 0
-    for ds, dets, spacing in zip(series, detections, findings.pixel_spacing_mm):
-        row_spacing, col_spacing = _spacing(ds, spacing)
+    for ds, dets in zip(series, detections):
+        spacing = measured_spacing(ds)
         for det in dets:
             number += 1
-            radius_mm = det.diameter_mm / 2.0
+            score = (NODULE_SCORE, round(det.score, 4), NO_UNITS)
+            if spacing is not None and det.measured:
+                radius_mm = det.diameter_mm / 2.0
+                identifier = f"Nodule {number}"
+                measurements: tuple = ((DIAMETER, round(det.diameter_mm, 1), MILLIMETRE), score)
+                radii = (radius_mm / spacing[0], radius_mm / spacing[1])
+            else:
+                identifier = f"Nodule {number} {NOT_MEASURED}"
+                measurements = (score,)
+                radii = (det.diameter_px / 2.0, det.diameter_px / 2.0)
             groups.append(PlanarFindingGroup(
-                tracking_identifier=f"Nodule {number}",
+                tracking_identifier=identifier,
                 finding=NODULE,
                 finding_site=hd.sr.FindingSite(LUNG, laterality=_SIDES[patient_side(ds, det.col)]),
-                measurements=(
-                    (DIAMETER, round(det.diameter_mm, 1), MILLIMETRE),
-                    (NODULE_SCORE, round(det.score, 4), NO_UNITS),
-                ),
+                measurements=measurements,
                 image=ds,
                 graphic_type="ELLIPSE",
-                graphic_data=ellipse_points(det.row, det.col, radius_mm / row_spacing, radius_mm / col_spacing),
+                graphic_data=ellipse_points(det.row, det.col, *radii),
             ))
     if not groups:
+        unmeasured = any(measured_spacing(ds) is None for ds in series)
         groups.append(PlanarFindingGroup(
-            tracking_identifier="Lung nodules",
+            tracking_identifier="Lung nodules" + (f" {NOT_MEASURED}" if unmeasured else ""),
             finding=NODULE,
             finding_site=LUNG,
             qualitative_evaluations=((NODULE, codes.SCT.Absent),),
@@ -116,11 +127,3 @@ def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: 
     )
     objects.append(sr)
     return objects
-
-
-def _spacing(ds: Dataset, mean_spacing: float) -> tuple[float, float]:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2:
-            return float(value[0]), float(value[1])
-    return mean_spacing, mean_spacing

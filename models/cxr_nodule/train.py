@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
@@ -125,7 +126,7 @@ def make_sample(phantom, size: int = MODEL_SIZE) -> Sample:
 
 def make_samples(seeds: Sequence[int], log: Callable[[str], None] | None = None) -> list[Sample]:
     out = []
-    for i, seed in enumerate(seeds):
+    for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="phantom", leave=False, disable=None)):
         out.append(make_sample(phantom_for_seed(seed)))
         if log and (i + 1) % 100 == 0:
             log(f"  {i + 1}/{len(seeds)} phantoms")
@@ -146,7 +147,7 @@ def evaluate(
     detections, truths = [], []
     truths_15 = []
     ratios = []
-    for sample in samples:
+    for sample in tqdm(samples, desc="evaluating", unit="image", leave=False, disable=None):
         (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: model_input(sample.image)[None]})
         found = model_detections(logits[0], CANDIDATE_THRESHOLD)
         detections.append([(r, c, s) for r, c, s, _ in found])

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_eval_arguments", "add_train_arguments", "load_labelled", "run_eval", "run_train"]
+__all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "load_labelled", "run_eval", "run_train"]
+
+TRAIN_HELP = "pneumonia classifier with Grad-CAM; phantoms or your labelled radiographs (CSV)"
+"""One line for ``ainode models train --help``."""
 
 
 def load_labelled(csv_path: Path):

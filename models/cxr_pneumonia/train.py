@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 from pydicom.uid import generate_uid
 
 from models.cxr_nodule.radiograph import patient_side, to_model
@@ -77,7 +78,7 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
 def make_data(seeds: Sequence[int], log=None):
     """``(images, labels, truth)`` of the phantoms ``seeds`` on the model grid."""
     images, labels, truth = [], [], []
-    for i, seed in enumerate(seeds):
+    for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="phantom", leave=False, disable=None)):
         phantom = phantom_for_seed(seed)
         images.append(to_model(phantom.dataset, MODEL_SIZE)[0].astype(np.float16))
         labels.append(phantom.has_pneumonia)
@@ -101,7 +102,8 @@ def evaluate(model_path: Path, seeds: Sequence[int], *, head_weights: np.ndarray
     images, labels, truth = data if data is not None else make_data(seeds)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     probs, located = [], []
-    for image, (side, zone, ds) in zip(images, truth):
+    for image, (side, zone, ds) in tqdm(list(zip(images, truth)), desc="evaluating", unit="image", leave=False,
+                                        disable=None):
         out = session.run([PROBABILITY_NAME, FEATURES_NAME], {INPUT_NAME: image[None, None].astype(np.float32)})
         probs.append(float(out[0].reshape(-1)[0]))
         if side is not None:

@@ -24,6 +24,7 @@ from pydicom.sr.codedict import codes
 from scipy import ndimage
 
 from models.head_ct_hematoma.findings import HematomaFindings
+from models.head_ct_hematoma.preprocess import patches_to_pixels
 from node.pipeline import ResultContext
 from node.results import (
     FindingGroup,
@@ -207,12 +208,15 @@ def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> n
     rgb = np.repeat(grey[..., np.newaxis], 3, axis=2)
 
     rows, cols = grey.shape
+    grid_r, grid_c = patch_mask.shape
+    cell_r = (np.arange(rows) * grid_r) // rows
+    cell_c = (np.arange(cols) * grid_c) // cols
     grid = np.zeros((rows, cols), dtype=bool)
-    grid[::patch_size, :] = True
-    grid[:, ::patch_size] = True
+    grid[np.flatnonzero(np.diff(cell_r, prepend=-1)), :] = True
+    grid[:, np.flatnonzero(np.diff(cell_c, prepend=-1))] = True
     rgb[grid] = (1.0 - _GRID_ALPHA) * rgb[grid] + _GRID_ALPHA * _GRID_COLOUR
 
-    pixels = _upsample(patch_mask[np.newaxis], patch_size)[0]
+    pixels = patches_to_pixels(patch_mask, rows, cols)
     if pixels.any():
         rgb[pixels] = (1.0 - _HEMATOMA_ALPHA) * rgb[pixels] + _HEMATOMA_ALPHA * _HEMATOMA_COLOUR
         outline = pixels & ~ndimage.binary_erosion(pixels, border_value=0)
@@ -221,7 +225,7 @@ def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> n
 
 
 def _pixel_mask(series: Sequence[Dataset], findings: HematomaFindings) -> np.ndarray:
-    """The hematoma patches as a ``(n, rows, cols)`` pixel mask, checked against the series."""
+    """The hematoma patches as a ``(n, rows, cols)`` pixel mask on the source matrix."""
     patches = findings.hematoma_mask
     if patches.ndim != 3:
         raise ValueError(
@@ -231,15 +235,8 @@ def _pixel_mask(series: Sequence[Dataset], findings: HematomaFindings) -> np.nda
         raise ValueError(
             f"findings has {patches.shape[0]} slices but the series has {len(series)}."
         )
-    expected = (patches.shape[1] * findings.patch_size, patches.shape[2] * findings.patch_size)
-    for i, ds in enumerate(series):
-        if (int(ds.Rows), int(ds.Columns)) != expected:
-            raise ValueError(
-                f"Slice {i} has Rows x Columns {ds.Rows}x{ds.Columns}, the findings' grid "
-                f"covers {expected[0]}x{expected[1]} pixels."
-            )
-    return _upsample(patches, findings.patch_size)
-
-
-def _upsample(patches: np.ndarray, patch_size: int) -> np.ndarray:
-    return patches.repeat(patch_size, axis=1).repeat(patch_size, axis=2)
+    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in series}
+    if len(shapes) != 1:
+        raise ValueError(f"the slices differ in Rows x Columns: {sorted(shapes)}.")
+    rows, cols = shapes.pop()
+    return patches_to_pixels(patches, rows, cols)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm import tqdm
 from pydicom.uid import generate_uid
 
 from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA
@@ -321,7 +322,7 @@ def series_hematoma_counts(
     """
     session = _session(model_path, threads)
     out = []
-    for s in seeds:
+    for s in tqdm(seeds, desc="evaluating", unit="phantom", leave=False, disable=None):
         phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0)
         image = preprocess(phantom.datasets)[INPUT_NAME]
         logits = np.concatenate([

@@ -1,4 +1,4 @@
-"""C-STORE SCU delivery of result objects to one DIMSE destination."""
+"""C-STORE SCU delivery of result objects to one DIMSE destination, over DICOM TLS when it says ``tls = true``."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,6 +8,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
 from ..ingest import tune_connection
+from ..tls import client_context
 from .senders import DeliveryOutcome, OutgoingFile
 
 __all__ = ["DimseSender", "send_files"]
@@ -34,7 +35,9 @@ def send_files(
     """Send ``(path, sop_class_uid)`` files over one association.
 
     Files are sent as they are stored (explicit VR little endian). An association that
-    cannot be made fails every file with the same reason.
+    cannot be made fails every file with the same reason. With ``tls``, the destination's
+    certificate is verified against ``ca`` (else the system's CAs) for its ``host``, and
+    ``cert`` + ``key`` are presented as the node's client certificate.
     """
     ae = AE(ae_title=calling_ae)
     ae.maximum_pdu_size = 0
@@ -44,8 +47,11 @@ def send_files(
     for sop_class in sorted({c for _, c in files}):
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     try:
+        tls_args = None
+        if destination.tls:
+            tls_args = (client_context(destination.ca, destination.cert, destination.key), str(destination.host))
         assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
-                             evt_handlers=[(evt.EVT_CONN_OPEN, tune_connection)])
+                             evt_handlers=[(evt.EVT_CONN_OPEN, tune_connection)], tls_args=tls_args)
     except Exception as exc:
         return DeliveryOutcome({path: f"association failed: {exc!r}" for path, _ in files})
     if not assoc.is_established:

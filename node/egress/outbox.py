@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import urllib.parse
 from typing import Callable
 
 from ..config import Config, DestinationConfig
-from ..logs import log
+from ..logs import audit, log
 from ..metrics import Metrics
 from ..states import ResultState
 from ..store import JobStore, ResultRow, lease_owner_id, owner_is_gone
@@ -95,6 +97,9 @@ class Outbox:
                 sop_instance_uid=row.sop_instance_uid, job_id=row.job_id, attempts=attempts, reason=error,
                 next_attempt_in=None if retry_at is None else round(retry_at - self._clock(), 1))
         delivered = sum(1 for r in due if outcome.errors.get(r.path) is None)
+        audit("delivery", destination=destination.name, type=destination.type, peer=_peer(destination),
+              tls=destination.tls or (destination.url or "").startswith("https:"), objects=len(due),
+              delivered=delivered, failed=len(due) - delivered, bytes=sum(_size(r.path) for r in due))
         if delivered:
             log(_logger, logging.INFO, "results delivered", destination=destination.name, count=delivered,
                 jobs=sorted({r.job_id for r in due}))
@@ -127,3 +132,18 @@ class Outbox:
         if next_due is None:
             return _IDLE_SECONDS
         return min(_IDLE_SECONDS, max(0.05, next_due - self._clock()))
+
+
+def _peer(destination: DestinationConfig) -> str:
+    """``host:port`` of a destination, for the audit record (a URL's credentials and path left out)."""
+    if destination.url:
+        parts = urllib.parse.urlsplit(destination.url)
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    return f"{destination.host}:{destination.port}"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

@@ -3,7 +3,10 @@
 **Accepted means durable and recorded.** An instance is answered Success only once its
 header was understood, its bytes are durable on disk (fsync'd, renamed) and it is
 recorded in the job store; a repeated SOP Instance UID is stored once and answered
-Success again. The header (never the pixels) is read from the bytes as received: the
+Success again (a copy with different content is dropped or replaces the first, as
+``[ingest] on_duplicate`` says; a quarantined first copy is always replaced). The node
+accepts every transfer syntax it can decode here (:mod:`.syntaxes`) and stores the
+bytes as received. The header (never the pixels) is read from the bytes as received: the
 four UIDs the node files an instance by must be there, valid (PS3.5 §9.1) and agree
 with what the sender claims. What cannot be understood is refused with a failure
 status and leaves nothing on disk:
@@ -49,11 +52,21 @@ local-limit-exceeded, as pynetdicom's own limit answers) so that the sender retr
 
 Modules: :mod:`.header` reads and checks a header, :mod:`.accept` takes in one
 instance whatever carried it, :mod:`.titles` judges AE titles, :mod:`.connections`
-tunes sockets and gates connections, :mod:`.server` is the DIMSE listener.
+tunes sockets and gates connections, :mod:`.server` is the DIMSE listener,
+:mod:`.syntaxes` says which transfer syntaxes are accepted, :mod:`.transfers` which
+series an association or a STOW-RS request released.
 """
 from __future__ import annotations
 
-from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor, Outcome, Receipt
+from .accept import (
+    ACCEPTED_TRANSFER_SYNTAXES,
+    DEFAULT_MAX_DATASET_BYTES,
+    DuplicateAction,
+    InstanceAcceptor,
+    OnDuplicate,
+    Outcome,
+    Receipt,
+)
 from .connections import tune_connection
 from .header import InstanceHeader, InstanceRefused, read_header
 from .server import IngestServer
@@ -61,10 +74,12 @@ from .server import IngestServer
 __all__ = [
     "ACCEPTED_TRANSFER_SYNTAXES",
     "DEFAULT_MAX_DATASET_BYTES",
+    "DuplicateAction",
     "IngestServer",
     "InstanceAcceptor",
     "InstanceHeader",
     "InstanceRefused",
+    "OnDuplicate",
     "Outcome",
     "Receipt",
     "read_header",

@@ -18,45 +18,37 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from pydicom.dataset import FileMetaDataset
-
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    RLELossless,
-)
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from ..disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
 from ..spool import Spool, write_durable
+from ..states import InstanceState
 from ..store import JobStore
 from ..uids import is_valid_uid
 from .header import Encoded, InstanceHeader, InstanceRefused, Status, read_file_meta, read_header
+from .syntaxes import decodable_transfer_syntaxes
+from .transfers import Transfer, Transfers
 
 __all__ = [
     "ACCEPTED_TRANSFER_SYNTAXES",
     "DEFAULT_MAX_DATASET_BYTES",
+    "DuplicateAction",
     "InstanceAcceptor",
+    "OnDuplicate",
     "Outcome",
     "Receipt",
 ]
 
 _logger = logging.getLogger("ainode.ingest")
 
-ACCEPTED_TRANSFER_SYNTAXES = [
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    RLELossless,
-]
-"""What the node accepts: the syntaxes it can also decode without extra plugins."""
+ACCEPTED_TRANSFER_SYNTAXES = decodable_transfer_syntaxes()
+"""What the node accepts: every syntax whose pixel data pydicom's decoders can decode here
+(asked once, at import; installed decoder plugins widen it, see :mod:`.syntaxes`)."""
 
 DEFAULT_MAX_DATASET_BYTES = 1 << 30
 """The largest dataset (as received, and once inflated) the node accepts: 1 GiB."""
@@ -66,12 +58,35 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 class Outcome(str, Enum):
-    """What became of an instance; the ``stored`` and ``duplicate`` values are
+    """What became of an instance; the ``stored``, ``duplicate`` and ``replaced`` values are
     ``ainode_instances_received_total`` labels (a refusal counts as ``error``)."""
 
     STORED = "stored"
     DUPLICATE = "duplicate"
+    REPLACED = "replaced"
     REFUSED = "refused"
+
+
+class OnDuplicate(str, Enum):
+    """What a new copy of a held instance with *different* content does (``[ingest] on_duplicate``)."""
+
+    KEEP_FIRST = "keep-first"
+    """The first copy stays; the new one is answered Success and dropped (counted, logged)."""
+    REPLACE = "replace"
+    """The new copy replaces the file and is indexed again (a routed series sees it as late)."""
+
+
+class DuplicateAction(str, Enum):
+    """What was done with a copy of a held instance: the ``ainode_instances_duplicate_total`` labels."""
+
+    IDENTICAL = "identical"
+    """The same bytes again: nothing to do."""
+    KEPT_FIRST = "kept_first"
+    """Different content, dropped (``keep-first``)."""
+    REPLACED = "replaced"
+    """Different content, kept instead of the first (``replace``)."""
+    REPLACED_QUARANTINED = "replaced_quarantined"
+    """The first copy was quarantined (its header unusable): the new one always replaces it."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,12 @@ class InstanceAcceptor:
     disk_guard
         Free-space floor checked before every write; ``None``: a guard without floor
         (it only refuses what would not fit at all, and feeds the disk gauges).
+    on_duplicate
+        What a new copy of a held instance with different content does.
+    on_released
+        Called with the Series Instance UIDs a transfer released (:meth:`close_transfer`).
+    transfer_syntaxes
+        The syntaxes accepted; ``None``: :data:`ACCEPTED_TRANSFER_SYNTAXES`.
     """
 
     def __init__(
@@ -125,6 +146,9 @@ class InstanceAcceptor:
         on_stored: Callable[[], None] = lambda: None,
         max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
         disk_guard: DiskGuard | None = None,
+        on_duplicate: OnDuplicate | str = OnDuplicate.KEEP_FIRST,
+        on_released: Callable[[Sequence[str]], None] = lambda _series: None,
+        transfer_syntaxes: Sequence[str] | None = None,
     ) -> None:
         if max_dataset_bytes < 1:
             raise ValueError(f"max_dataset_bytes must be >= 1, not {max_dataset_bytes}")
@@ -135,12 +159,17 @@ class InstanceAcceptor:
         self.max_dataset_bytes = int(max_dataset_bytes)
         self._disk = disk_guard if disk_guard is not None else DiskGuard(spool.instances, 0, 0)
         self._uid_locks = _KeyedLocks()
+        self.on_duplicate = OnDuplicate(on_duplicate)
+        self._on_released = on_released
+        self._transfers = Transfers()
+        self.transfer_syntaxes = frozenset(
+            str(uid) for uid in (ACCEPTED_TRANSFER_SYNTAXES if transfer_syntaxes is None else transfer_syntaxes))
         metrics.disk_free_bytes.set_function(_unless_oserror(self._disk.free_bytes))
         metrics.disk_below_watermark.set_function(_unless_oserror(self._disk.below_watermark))
 
     def accept(
         self, dataset: bytes | bytearray | memoryview, transfer_syntax: str, source: str, *,
-        sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
+        sop_class_uid: str | None = None, sop_instance_uid: str | None = None, transfer: Transfer | None = None,
     ) -> Receipt:
         """Take in one encoded dataset (no file meta), as a C-STORE carries it.
 
@@ -156,11 +185,15 @@ class InstanceAcceptor:
         sop_class_uid, sop_instance_uid
             The UIDs the sender claims (a C-STORE's Affected SOP Class and Instance);
             the header must agree. ``None``: the transport claims none.
+        transfer
+            The association or request that brought it (:meth:`open_transfer`), if any.
         """
         return self._accept(lambda: _Claim(Encoded.of_bytes(dataset, transfer_syntax), sop_class_uid,
-                                           sop_instance_uid), source)
+                                           sop_instance_uid), source, transfer)
 
-    def accept_part10(self, data: bytes | bytearray | memoryview, source: str) -> Receipt:
+    def accept_part10(
+        self, data: bytes | bytearray | memoryview, source: str, *, transfer: Transfer | None = None,
+    ) -> Receipt:
         """Take in one instance in the DICOM File Format (a STOW-RS part, a file).
 
         Its File Meta Information gives the transfer syntax, and the SOP Class and
@@ -173,11 +206,11 @@ class InstanceAcceptor:
             meta, offset = read_file_meta(view, len(view))
             return _Claim(Encoded.of_bytes(view, str(meta.TransferSyntaxUID), offset), *_claimed_uids(meta))
 
-        return self._accept(claim, source)
+        return self._accept(claim, source, transfer)
 
     def accept_file(
         self, path: Path | str, source: str, *,
-        sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
+        sop_class_uid: str | None = None, sop_instance_uid: str | None = None, transfer: Transfer | None = None,
     ) -> Receipt:
         """Take in one instance from a DICOM file on disk, never holding it whole in memory.
 
@@ -197,11 +230,25 @@ class InstanceAcceptor:
                               meta_class if sop_class_uid is None else sop_class_uid,
                               meta_instance if sop_instance_uid is None else sop_instance_uid)
 
-            return self._accept(claim, source)
+            return self._accept(claim, source, transfer)
+
+    def open_transfer(self) -> Transfer:
+        """A transfer (an association, a STOW-RS request) to pass to the ``accept`` methods."""
+        return self._transfers.open()
+
+    def close_transfer(self, transfer: Transfer, *, released: bool) -> list[str]:
+        """End a transfer: normally (``released``: an A-RELEASE, a finished request) or not.
+
+        The series it released (see :mod:`.transfers`) go to ``on_released`` and are returned.
+        """
+        series = self._transfers.close(transfer, released=released)
+        if series:
+            self._on_released(series)
+        return series
 
     # the one path every entry point takes
 
-    def _accept(self, read: Callable[[], _Claim], source: str) -> Receipt:
+    def _accept(self, read: Callable[[], _Claim], source: str, transfer: Transfer | None = None) -> Receipt:
         """Check, store and record what ``read`` returns (it may refuse already)."""
         claim: _Claim | None = None
         header: InstanceHeader | None = None
@@ -225,7 +272,9 @@ class InstanceAcceptor:
                 sop_instance_uid=uid if uid is None or is_valid_uid(uid) else "<invalid>", source=source)
             return Receipt(Outcome.REFUSED, refusal.status, refusal.reason, header)
         self._metrics.instances_received.labels(outcome.value).inc()
-        if outcome is Outcome.STORED:
+        if transfer is not None:
+            self._transfers.carried(transfer, header.series_instance_uid)
+        if outcome in (Outcome.STORED, Outcome.REPLACED):
             self._on_stored()
         return Receipt(outcome, Status.SUCCESS.value, None, header)
 
@@ -234,7 +283,7 @@ class InstanceAcceptor:
         for claimed in (claim.sop_class_uid, claim.sop_instance_uid):
             if claimed is not None and not is_valid_uid(claimed):
                 raise InstanceRefused("invalid_uid", Status.CANNOT_UNDERSTAND)
-        if claim.dataset.transfer_syntax not in ACCEPTED_TRANSFER_SYNTAXES:
+        if claim.dataset.transfer_syntax not in self.transfer_syntaxes:
             raise InstanceRefused("unsupported_syntax", Status.CANNOT_UNDERSTAND)
         if claim.dataset.size > self.max_dataset_bytes:
             raise InstanceRefused("too_large", Status.OUT_OF_RESOURCES)
@@ -249,27 +298,52 @@ class InstanceAcceptor:
             transfer_syntax=dataset.transfer_syntax,  # type: ignore[arg-type]
         ))
         with self._uid_locks.hold(sop_uid):
-            if self._has_instance(sop_uid):
-                return Outcome.DUPLICATE
+            held = self._held_state(sop_uid)
+            action = None if held is None else self._duplicate_action(held, path, dataset)
+            if action is not None:
+                self._metrics.instances_duplicate.labels(action.value).inc()
+                if action is DuplicateAction.KEPT_FIRST:
+                    log(_logger, logging.WARNING, "instance received again with different content: first kept",
+                        sop_instance_uid=sop_uid, series_instance_uid=header.series_instance_uid, source=source)
+                if action in (DuplicateAction.IDENTICAL, DuplicateAction.KEPT_FIRST):
+                    return Outcome.DUPLICATE
             if not self._disk.reserve(len(prefix) + dataset.size):
                 raise InstanceRefused("disk_full", Status.OUT_OF_RESOURCES, "below the free-space floor")
             _write(path, _prefixed(prefix, dataset))
             try:
-                added = self._store.add_instance(sop_uid, header.sop_class_uid, str(path), source,
-                                                 series_uid=header.series_instance_uid,
-                                                 study_uid=header.study_instance_uid)
-            except Exception as exc:  # a broken store: nothing of the instance may stay
-                path.unlink(missing_ok=True)
+                if action is None:
+                    added = self._store.add_instance(sop_uid, header.sop_class_uid, str(path), source,
+                                                     series_uid=header.series_instance_uid,
+                                                     study_uid=header.study_instance_uid)
+                else:
+                    added = self._store.replace_instance(sop_uid, header.sop_class_uid, str(path), source,
+                                                         series_uid=header.series_instance_uid,
+                                                         study_uid=header.study_instance_uid) is not None
+            except Exception as exc:  # a broken store: nothing of a new instance may stay
+                if action is None:
+                    path.unlink(missing_ok=True)
                 raise InstanceRefused("out_of_resources", Status.OUT_OF_RESOURCES, type(exc).__name__) from exc
+        if action is not None:
+            log(_logger, logging.WARNING, "instance replaced by a new copy", sop_instance_uid=sop_uid,
+                series_instance_uid=header.series_instance_uid, source=source, action=action.value)
+            return Outcome.REPLACED if action is DuplicateAction.REPLACED else Outcome.STORED
         log(_logger, logging.DEBUG, "instance stored", sop_instance_uid=sop_uid,
             series_instance_uid=header.series_instance_uid, source=source)
         return Outcome.STORED if added else Outcome.DUPLICATE
 
-    def _has_instance(self, sop_uid: str) -> bool:
+    def _held_state(self, sop_uid: str) -> InstanceState | None:
         try:
-            return self._store.has_instance(sop_uid)
+            return self._store.instance_state(sop_uid)
         except Exception as exc:
             raise InstanceRefused("out_of_resources", Status.OUT_OF_RESOURCES, type(exc).__name__) from exc
+
+    def _duplicate_action(self, held: InstanceState, path: Path, dataset: Encoded) -> DuplicateAction:
+        """What to do with a new copy of a held instance (``path``: the held copy's file)."""
+        if _same_content(path, dataset):
+            return DuplicateAction.IDENTICAL
+        if held is InstanceState.QUARANTINED:
+            return DuplicateAction.REPLACED_QUARANTINED
+        return DuplicateAction.KEPT_FIRST if self.on_duplicate is OnDuplicate.KEEP_FIRST else DuplicateAction.REPLACED
 
 
 class _Claim(NamedTuple):
@@ -292,6 +366,23 @@ def _claimed_uids(meta: FileMetaDataset) -> tuple[str | None, str | None]:
     class_uid = meta.get("MediaStorageSOPClassUID")
     instance_uid = meta.get("MediaStorageSOPInstanceUID")
     return (None if class_uid is None else str(class_uid), None if instance_uid is None else str(instance_uid))
+
+
+def _same_content(path: Path, dataset: Encoded) -> bool:
+    """Whether the stored file at ``path`` holds ``dataset``: same transfer syntax, same bytes.
+
+    Read in pieces, never whole; a missing or unreadable file is not the same.
+    """
+    try:
+        with open(path, "rb") as fp:
+            size = fp.seek(0, io.SEEK_END)
+            meta, offset = read_file_meta(fp, size)
+            if str(meta.TransferSyntaxUID) != dataset.transfer_syntax or size - offset != dataset.size:
+                return False
+            fp.seek(offset)
+            return all(fp.read(len(chunk)) == chunk for chunk in dataset.chunks())
+    except (OSError, InstanceRefused):
+        return False
 
 
 def _prefixed(prefix: bytes, dataset: Encoded) -> Iterator[bytes | memoryview]:

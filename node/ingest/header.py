@@ -46,6 +46,8 @@ _INFLATE_IN_MEMORY = 16 << 20
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM = 0xE000FFFE  # (FFFE,E000) read as a little-endian group, element pair
+_SEQUENCE_DELIMITER = 0xE0DDFFFE  # (FFFE,E0DD)
 
 
 class Status(IntEnum):
@@ -268,8 +270,10 @@ def _parse_uids(reader: _WindowReader, *, implicit: bool, little_endian: bool) -
 def _pixel_data_fits(reader: _WindowReader, *, implicit: bool, little_endian: bool) -> bool:
     """Whether the pixel data element the header stopped at (if any) ends within the data.
 
-    Its value is never read; only its length is compared with what is left. An
-    undefined length (encapsulated fragments) is not followed.
+    Its value is never read; only its length is compared with what is left. Encapsulated
+    pixel data (undefined length) is followed item by item, reading only each item's
+    8-byte header, up to its sequence delimiter: a compressed image cut off midway is
+    refused here, not later when a model pack cannot decode it.
     """
     start = reader.tell()
     head = reader.read(_ELEMENT_HEADER_BYTES)
@@ -288,7 +292,23 @@ def _pixel_data_fits(reader: _WindowReader, *, implicit: bool, little_endian: bo
     else:
         (length,) = struct.unpack(order + "H", head[6:])
         value_at = start + _ELEMENT_HEADER_BYTES
-    return length == _UNDEFINED_LENGTH or value_at + length <= reader.size
+    if length == _UNDEFINED_LENGTH:
+        return _fragments_fit(reader, value_at)
+    return value_at + length <= reader.size
+
+
+def _fragments_fit(reader: _WindowReader, at: int) -> bool:
+    """Whether the items of encapsulated pixel data starting at ``at`` all end within the data,
+    and the sequence delimiter follows them (PS3.5 A.4; always little endian)."""
+    while at + _ELEMENT_HEADER_BYTES <= reader.size:
+        reader.seek(at)
+        tag, length = struct.unpack("<LL", reader.read(_ELEMENT_HEADER_BYTES))
+        if tag == _SEQUENCE_DELIMITER:
+            return True
+        if tag != _ITEM or length == _UNDEFINED_LENGTH:
+            return False
+        at += _ELEMENT_HEADER_BYTES + length
+    return False
 
 
 def _at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:

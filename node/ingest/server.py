@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
@@ -25,10 +27,15 @@ from ..logs import log
 from ..metrics import Metrics
 from ..spool import Spool
 from ..store import JobStore
-from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor
+from ..tls import defer_server_handshake
+from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor, OnDuplicate
 from .connections import ConnectionGate, drop_pending, remote_address, tune_connection
 from .header import Status
+from .audit import AssociationAudit
+from .peers import PeerPolicy
+from .syntaxes import syntax_name
 from .titles import TitleScreen
+from .transfers import Transfer
 
 __all__ = ["IngestServer", "MAX_PDU_BYTES"]
 
@@ -43,6 +50,8 @@ _SERVICE_USER = 0x01
 _SERVICE_PROVIDER_PRESENTATION = 0x03
 _LOCAL_LIMIT_EXCEEDED = 0x02
 _PYNETDICOM_NO_LIMIT = 1 << 20
+_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
+_TRANSFER_SYNTAXES_NOT_SUPPORTED = 0x04
 
 
 class IngestServer:
@@ -76,6 +85,22 @@ class IngestServer:
     disk_guard
         Free-space floor checked before every write; ``None``: a guard without floor
         (it only refuses what would not fit at all, and feeds the disk gauges).
+    peers
+        Who may associate from where (:mod:`.peers`); ``None``: any well-formed calling title.
+    tls_context, tls_port
+        DICOM TLS: with ``tls_port``, a second listener speaking TLS on that port; without
+        it, ``port`` itself speaks TLS (no plain listener).
+    on_duplicate
+        What a new copy of a held instance with different content does.
+    on_released
+        Called with the Series Instance UIDs an association brought, once it is released
+        (A-RELEASE; not on an abort) and no other open association is still bringing them.
+
+    Presentation contexts are accepted for every storage class in every transfer syntax
+    whose pixel data can be decoded here (:data:`ACCEPTED_TRANSFER_SYNTAXES`; a context
+    offering several gets the first of that list: uncompressed, then lossless, then lossy);
+    a context none of whose syntaxes can be decoded is refused (counted in
+    ``ainode_presentation_contexts_rejected_total``).
     """
 
     def __init__(
@@ -88,6 +113,11 @@ class IngestServer:
         max_pending_connections: int | None = None,
         max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
         disk_guard: DiskGuard | None = None,
+        peers: PeerPolicy | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        tls_port: int | None = None,
+        on_duplicate: OnDuplicate | str = OnDuplicate.KEEP_FIRST,
+        on_released: Callable[[Sequence[str]], None] = lambda _series: None,
     ) -> None:
         if max_associations < 1:
             raise ValueError(f"max_associations must be >= 1, not {max_associations}")
@@ -97,14 +127,21 @@ class IngestServer:
         self._metrics = metrics
         self._network_timeout = float(network_timeout)
         self._acceptor = InstanceAcceptor(store, spool, metrics, on_stored=on_stored,
-                                          max_dataset_bytes=max_dataset_bytes, disk_guard=disk_guard)
+                                          max_dataset_bytes=max_dataset_bytes, disk_guard=disk_guard,
+                                          on_duplicate=on_duplicate, on_released=on_released)
+        self._transfers: dict[Association, Transfer] = {}
+        self._transfers_lock = threading.Lock()
         pending = max_associations if max_pending_connections is None else max_pending_connections
         self._connections = ConnectionGate(max_associations, max(1, pending))
         self._ae = _make_ae(ae_title, self._network_timeout,
                             self._network_timeout if acse_timeout is None else acse_timeout,
                             self._network_timeout if dimse_timeout is None else dimse_timeout)
-        self._titles = TitleScreen(self._ae.ae_title)
+        self._titles = TitleScreen(self._ae.ae_title, peers)
+        self._audit = AssociationAudit()
+        self._tls_context = tls_context
+        self._tls_address = (host, tls_port) if tls_context is not None and tls_port is not None else None
         self._server: ThreadedAssociationServer | None = None
+        self._tls_server: ThreadedAssociationServer | None = None
 
     @property
     def acceptor(self) -> InstanceAcceptor:
@@ -117,62 +154,119 @@ class IngestServer:
         assert self._server is not None
         return int(self._server.server_address[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        """The bound port of the DICOM TLS listener (the main port when it is the one speaking TLS)."""
+        if self._tls_server is not None:
+            return int(self._tls_server.server_address[1])
+        return self.port if self._tls_context is not None else None
+
     def start(self) -> None:
         """Listen in background threads (and have pynetdicom receive datasets into files)."""
         _config.STORE_RECV_CHUNKED_DATASET = True
+        tls_only = self._tls_context is not None and self._tls_address is None
+        self._server = self._listen(self._address, self._tls_context if tls_only else None)
+        if self._tls_address is not None:
+            self._tls_server = self._listen(self._tls_address, self._tls_context)
+        log(_logger, logging.INFO, "dicom listener started", ae_title=self._ae.ae_title,
+            port=None if tls_only else self.port, tls_port=self.tls_port)
+
+    def _listen(self, address: tuple[str, int], context: ssl.SSLContext | None) -> ThreadedAssociationServer:
+        tls = context is not None
         handlers = [
-            (evt.EVT_CONN_OPEN, self._on_connection),
-            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_CONN_OPEN, lambda event: self._on_connection(event, tls)),
+            (evt.EVT_REQUESTED, lambda event: self._on_requested(event, tls)),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_CONN_CLOSE, self._on_closed),
             (evt.EVT_C_STORE, self._handle_store),
             (evt.EVT_C_ECHO, lambda event: Status.SUCCESS.value),
         ]
-        server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
+        server = self._ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=context)
         assert server is not None
+        if context is not None:
+            defer_server_handshake(server, self._network_timeout)
         # socketserver listens with a backlog of 5: a burst of connections overflows it and
         # every later SYN (a modality's too) waits a second or more for its retransmission.
         server.socket.listen(socket.SOMAXCONN)
-        self._server = server
-        log(_logger, logging.INFO, "dicom listener started", ae_title=self._ae.ae_title, port=self.port)
+        return server
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+        self._server = self._tls_server = None
 
     # connections and associations
 
-    def _on_connection(self, event: evt.Event) -> None:
+    def _on_connection(self, event: evt.Event, tls: bool = False) -> None:
         tune_connection(event, self._network_timeout)
+        self._audit.opened(event.assoc, tls=tls)
         self._titles.watch(event.assoc)
         for displaced in self._connections.opened(event.assoc):
             drop_pending(displaced)
             log(_logger, logging.WARNING, "idle connection dropped for a new one",
                 remote=remote_address(displaced))
 
-    def _on_requested(self, event: evt.Event) -> None:
+    def _on_requested(self, event: evt.Event, tls: bool = False) -> None:
         assoc = event.assoc
-        rejection = self._titles.rejection(assoc)
+        rejection = self._titles.rejection(assoc, tls=tls)
         if rejection is not None:
+            self._audit.requested(assoc, f"{rejection.reason}: {rejection.problem}")
             self._connections.closed(assoc)
             log(_logger, logging.WARNING, "association rejected: AE title not recognised", reason=rejection.reason,
                 problem=rejection.problem, called_ae=rejection.called, calling_ae=rejection.calling,
                 remote=remote_address(assoc))
             self._reject(assoc, rejection.reason, _REJECTED_PERMANENT, _SERVICE_USER, rejection.diagnostic)
         elif not self._connections.admit(assoc):
+            self._audit.requested(assoc, "association_limit")
             log(_logger, logging.WARNING, "association rejected: limit reached",
                 calling_ae=str(assoc.requestor.ae_title).strip(), remote=remote_address(assoc))
             self._reject(assoc, "association_limit", _REJECTED_TRANSIENT, _SERVICE_PROVIDER_PRESENTATION,
                          _LOCAL_LIMIT_EXCEEDED)
+        else:
+            self._audit.requested(assoc)
 
     def _reject(self, assoc: Association, reason: str, result: int, source: int, diagnostic: int) -> None:
         self._metrics.associations_rejected.labels(reason).inc()
         assoc.acse.send_reject(result, source, diagnostic)
         assoc.kill()
 
+    def _on_accepted(self, event: evt.Event) -> None:
+        """Count (and log, by UID) the presentation contexts refused in an accepted association."""
+        refused = [cx for cx in event.assoc.rejected_contexts
+                   if cx.result in (_ABSTRACT_SYNTAX_NOT_SUPPORTED, _TRANSFER_SYNTAXES_NOT_SUPPORTED)]
+        for cx in refused:
+            syntax_refused = cx.result == _TRANSFER_SYNTAXES_NOT_SUPPORTED
+            self._metrics.contexts_rejected.labels("transfer_syntax" if syntax_refused else "abstract_syntax").inc()
+        undecodable = sorted({syntax_name(ts) for cx in refused if cx.result == _TRANSFER_SYNTAXES_NOT_SUPPORTED
+                              for ts in cx.transfer_syntax})
+        if undecodable:
+            log(_logger, logging.WARNING, "presentation contexts refused: no decoder for their transfer syntaxes",
+                calling_ae=str(event.assoc.requestor.ae_title).strip(), transfer_syntaxes=undecodable)
+
+    def _on_released(self, event: evt.Event) -> None:
+        self._end_transfer(event.assoc, released=True)
+
+    def _end_transfer(self, assoc: Association, *, released: bool) -> None:
+        with self._transfers_lock:
+            transfer = self._transfers.pop(assoc, None)
+        if transfer is not None:
+            self._acceptor.close_transfer(transfer, released=released)
+
+    def _transfer(self, assoc: Association) -> Transfer:
+        """The transfer of an association: the series it brings, released with it."""
+        with self._transfers_lock:
+            transfer = self._transfers.get(assoc)
+            if transfer is None:
+                transfer = self._transfers[assoc] = self._acceptor.open_transfer()
+            return transfer
+
     def _on_closed(self, event: evt.Event) -> None:
+        self._end_transfer(event.assoc, released=False)  # after a release it has ended already
         self._connections.closed(event.assoc)
         self._titles.forget(event.assoc)
+        self._audit.closed(event.assoc)
         _discard_partial_dataset(event.assoc)
 
     # C-STORE
@@ -184,13 +278,18 @@ class IngestServer:
         sop_class_uid = str(request.AffectedSOPClassUID or "")
         sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
         path = event.dataset_path
+        transfer = self._transfer(event.assoc)
         if path is not None:
+            size = _file_size(path)
             receipt = self._acceptor.accept_file(path, source, sop_class_uid=sop_class_uid,
-                                                 sop_instance_uid=sop_instance_uid)
+                                                 sop_instance_uid=sop_instance_uid, transfer=transfer)
         else:  # pynetdicom held the dataset in memory (its flag was turned off again)
             with request.DataSet.getbuffer() as view:
+                size = view.nbytes
                 receipt = self._acceptor.accept(view, event.context.transfer_syntax, source,
-                                                sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid)
+                                                sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
+                                                transfer=transfer)
+        self._audit.stored(event.assoc, size, receipt.accepted)
         return receipt.status
 
 
@@ -212,6 +311,13 @@ def _make_ae(ae_title: str, network_timeout: float, acse_timeout: float, dimse_t
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
     return ae
+
+
+def _file_size(path: str | Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 def _discard_partial_dataset(assoc: Association) -> None:

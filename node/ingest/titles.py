@@ -17,6 +17,11 @@ nothing. :meth:`TitleScreen.watch` therefore judges the raw 16-byte fields befor
 pynetdicom decodes them, and hands pynetdicom a placeholder for a title it refuses,
 so that every such request reaches the node's ``EVT_REQUESTED`` handler and is
 rejected with the reason.
+
+A title that is well formed is then judged against the known peers (:mod:`.peers`):
+an unlisted title (with ``accept_unknown_peers = false``), a listed one from another
+host, or one bound to TLS that came over plain TCP is rejected with reason 3 too,
+labelled ``unknown_peer``.
 """
 from __future__ import annotations
 
@@ -26,12 +31,15 @@ from dataclasses import dataclass
 
 from pynetdicom.association import Association
 
+from .peers import PeerPolicy
+
 __all__ = [
     "AE_TITLE_MAX_LENGTH",
     "CALLED_AE_NOT_RECOGNISED",
     "CALLING_AE_NOT_RECOGNISED",
     "TitleRejection",
     "TitleScreen",
+    "UNKNOWN_PEER",
     "ae_title_problem",
     "printable_title",
 ]
@@ -41,6 +49,9 @@ CALLING_AE_NOT_RECOGNISED = 0x03
 
 CALLED_AE_NOT_RECOGNISED = 0x07
 """A-ASSOCIATE-RJ reason (result source service-user): called AE title not recognised."""
+
+UNKNOWN_PEER = "unknown_peer"
+"""The ``ainode_associations_rejected_total`` reason of a title refused by the known peers."""
 
 AE_TITLE_MAX_LENGTH = 16
 """An AE title is at most 16 characters (PS3.5 Table 6.2-1), padding aside."""
@@ -94,8 +105,8 @@ def printable_title(title: str | bytes) -> str:
 class TitleRejection:
     """Why an association request is refused for its AE titles.
 
-    ``reason`` is the ``ainode_associations_rejected_total`` label (``calling_ae_title``
-    or ``called_ae_title``), ``diagnostic`` the A-ASSOCIATE-RJ reason, ``problem`` what
+    ``reason`` is the ``ainode_associations_rejected_total`` label (``calling_ae_title``,
+    ``called_ae_title`` or ``unknown_peer``), ``diagnostic`` the A-ASSOCIATE-RJ reason, ``problem`` what
     is wrong, ``called`` and ``calling`` the titles as they can be logged.
     """
 
@@ -107,10 +118,12 @@ class TitleRejection:
 
 
 class TitleScreen:
-    """Judges the AE titles of association requests to the node called ``own_title``."""
+    """Judges the AE titles of association requests to the node called ``own_title``,
+    and with ``peers``, who may send from where."""
 
-    def __init__(self, own_title: str) -> None:
+    def __init__(self, own_title: str, peers: PeerPolicy | None = None) -> None:
         self.own_title = own_title.strip(" ")
+        self.peers = peers
         self._lock = threading.Lock()
         self._judged: dict[Association, TitleRejection | None] = {}
 
@@ -146,13 +159,26 @@ class TitleScreen:
 
         dul._decode_pdu = screened  # type: ignore[method-assign]
 
-    def rejection(self, assoc: Association) -> TitleRejection | None:
-        """The verdict on ``assoc``'s request (``EVT_REQUESTED``); judged from the decoded titles if not watched."""
-        with self._lock:
-            if assoc in self._judged:
-                return self._judged.pop(assoc)
+    def rejection(self, assoc: Association, *, tls: bool = False) -> TitleRejection | None:
+        """The verdict on ``assoc``'s request (``EVT_REQUESTED``); judged from the decoded titles if not watched.
+
+        ``tls``: whether the association came over the DICOM TLS listener.
+        """
         request = assoc.requestor.primitive
-        return self.judge(str(request.called_ae_title), str(request.calling_ae_title))
+        with self._lock:
+            watched = assoc in self._judged
+            verdict = self._judged.pop(assoc, None)
+        if not watched:
+            verdict = self.judge(str(request.called_ae_title), str(request.calling_ae_title))
+        if verdict is not None or self.peers is None:
+            return verdict
+        calling = printable_title(str(request.calling_ae_title))
+        info = assoc.requestor.address_info
+        problem = self.peers.problem(calling, info.address if info is not None else None, tls)
+        if problem is None:
+            return None
+        return TitleRejection(UNKNOWN_PEER, CALLING_AE_NOT_RECOGNISED, problem,
+                              printable_title(str(request.called_ae_title)), calling)
 
     def forget(self, assoc: Association) -> None:
         """Drop what is held for a closed connection."""

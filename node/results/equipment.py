@@ -35,6 +35,7 @@ __all__ = [
     "check_concept",
     "check_source_images",
     "copy_character_set",
+    "highdicom_character_set",
     "copy_patient_and_study",
     "unique_instances",
 ]
@@ -297,6 +298,19 @@ def copy_character_set(ds: Dataset, source: Dataset) -> None:
         ds.SpecificCharacterSet = source.SpecificCharacterSet
     elif "SpecificCharacterSet" in ds:
         del ds.SpecificCharacterSet
+
+
+def highdicom_character_set(source: Dataset) -> str | list[str] | None:
+    """The source's Specific Character Set in a form highdicom's constructors accept.
+
+    An empty first value (the default repertoire, e.g. ``\\ISO 2022 IR 87``) is valid
+    DICOM but refused by highdicom; it is given as its explicit name ``ISO 2022 IR 6``.
+    The result object then gets the source's value as it was (:func:`copy_character_set`).
+    """
+    value = source.get("SpecificCharacterSet")
+    if value is None or isinstance(value, str):
+        return value or None
+    return [str(v) or "ISO 2022 IR 6" for v in value]
 
 
 def copy_patient_and_study(ds: Dataset, source: Dataset) -> None:

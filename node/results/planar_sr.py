@@ -21,6 +21,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from node.frames import frame_numbers
 from node.pipeline import AlgorithmInfo
 from node.results.equipment import (
     _check_positive_int,
@@ -213,13 +214,17 @@ def _group_template(group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIden
             measurements=measurements,
             qualitative_evaluations=evaluations,
             source_images=[
-                hd.sr.SourceImageForMeasurementGroup.from_source_image(group.image)
+                hd.sr.SourceImageForMeasurementGroup.from_source_image(
+                    group.image, referenced_frame_numbers=frame_numbers(group.image)
+                )
             ] if group.image is not None else None,
         )
     region = hd.sr.ImageRegion(
         graphic_type=group.graphic_type,
         graphic_data=np.asarray(group.graphic_data, dtype=float),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(group.image),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(
+            group.image, referenced_frame_numbers=frame_numbers(group.image)
+        ),
     )
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,

@@ -8,8 +8,10 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from node.frames import frame_number
 from node.pipeline import AlgorithmInfo
 from node.results.equipment import (
+    highdicom_character_set,
     _check_positive_int,
     _check_text,
     _uid_or_new,
@@ -131,12 +133,14 @@ def build_overlay_sc(
         manufacturer_model_name=algorithm.name,
         software_versions=algorithm.version,
         device_serial_number=algorithm.device_uid,
-        specific_character_set=source.get("SpecificCharacterSet"),
+        specific_character_set=highdicom_character_set(source),
     )
     copy_patient_and_study(sc, source)
     sc.ConversionType = "WSD"
     if "BodyPartExamined" in source:
         sc.BodyPartExamined = source.BodyPartExamined
+    if "Laterality" not in sc and "BodyPartExamined" not in source and "ImageLaterality" not in source:
+        sc.Laterality = None  # Type 2C: empty, since without a body part it may be a paired structure
     sc.BurnedInAnnotation = "NO"
     sc.DerivationDescription = derivation_description
     sc.SourceImageSequence = DicomSequence([_source_image_item(source)])
@@ -152,6 +156,9 @@ def _source_image_item(source: Dataset) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = source.SOPClassUID
     item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    number = frame_number(source)
+    if number is not None:
+        item.ReferencedFrameNumber = number
     item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
     return item
 
@@ -161,7 +168,11 @@ def _pixel_spacing(source: Dataset, shape: Sequence[int]) -> tuple[float, float]
     spacing = source.get("PixelSpacing")
     if spacing is None or (int(source.Rows), int(source.Columns)) != tuple(shape):
         return None
-    return (float(spacing[0]), float(spacing[1]))
+    try:
+        values = (float(spacing[0]), float(spacing[1]))
+    except (IndexError, TypeError, ValueError):
+        return None
+    return values if all(np.isfinite(v) and v > 0 for v in values) else None
 
 
 def _patient_orientation(source: Dataset) -> tuple[str, str]:

@@ -1,15 +1,21 @@
 """Binary Segmentation (SEG) result objects."""
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+from node.frames import frame_source
+from node.logs import log
 
 from node.pipeline import AlgorithmInfo
 from node.results.equipment import (
+    highdicom_character_set,
     add_processing_algorithm,
     algorithm_identification,
     check_algorithm,
@@ -20,7 +26,9 @@ from node.results.equipment import (
     _uid_or_new,
 )
 
-__all__ = ["build_binary_seg"]
+__all__ = ["build_binary_seg", "seg_sources"]
+
+_logger = logging.getLogger("ainode.results")
 
 _MAX_LO = 64
 
@@ -108,6 +116,7 @@ def build_binary_seg(
     tracking_uid = _uid_or_new(tracking_uid, "tracking_uid")
 
     first = source_images[0]
+    sources, mask = seg_sources(source_images, mask)
     description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label=segment_label,
@@ -119,7 +128,7 @@ def build_binary_seg(
         tracking_id=segment_label,
     )
     seg = hd.seg.Segmentation(
-        source_images=list(source_images),
+        source_images=sources,
         pixel_array=np.ascontiguousarray(mask, dtype=bool),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[description],
@@ -134,11 +143,77 @@ def build_binary_seg(
         omit_empty_frames=False,
         series_description=series_description,
         content_description=f"{segment_label} segmented by {algorithm.name}"[:_MAX_LO],
-        specific_character_set=first.get("SpecificCharacterSet"),
+        specific_character_set=highdicom_character_set(first),
     )
     copy_patient_and_study(seg, first)
     add_processing_algorithm(seg, algorithm)
     return seg
+
+
+def seg_sources(source_images: Sequence[Dataset], mask: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
+    """The images a SEG derives from, and the mask in their frame order.
+
+    Frame views of one multi-frame object (:mod:`node.frames`) become that object, with
+    one mask frame per source frame (frames not analysed stay empty), so that the SEG
+    references the object and its frame numbers. Sources without a Frame of Reference
+    UID get one derived from their series (logged), since a SEG of cross-sectional
+    images needs one.
+    """
+    origins = [frame_source(ds) for ds in source_images]
+    if any(origin is not None for origin in origins):
+        parents = {id(origin.dataset): origin.dataset for origin in origins if origin is not None}
+        if len(parents) != 1 or any(origin is None for origin in origins):
+            raise ValueError('Argument "source_images" mixes frames of several objects; a SEG derives from one.')
+        parent = next(iter(parents.values()))
+        full = np.zeros((int(parent.NumberOfFrames), *mask.shape[1:]), dtype=bool)
+        for origin, frame in zip(origins, mask):
+            full[origin.frame_number - 1] = frame  # type: ignore[union-attr]
+        sources, mask = [parent], full
+    else:
+        sources = list(source_images)
+    if any("FrameOfReferenceUID" not in ds for ds in sources) and any("ImagePositionPatient" in ds
+                                                                      or "SharedFunctionalGroupsSequence" in ds
+                                                                      for ds in sources):
+        derived = generate_uid(entropy_srcs=[str(sources[0].get("SeriesInstanceUID", "")), "frame-of-reference"])
+        log(_logger, logging.WARNING, "source images lack FrameOfReferenceUID; the SEG carries one derived from the series",
+            series_uid=str(sources[0].get("SeriesInstanceUID", "")))
+        repaired = []
+        for ds in sources:
+            ds = _shallow_copy(ds)
+            if "FrameOfReferenceUID" not in ds:
+                ds.FrameOfReferenceUID = derived
+            repaired.append(ds)
+        sources = repaired
+    return [_without_zero_spacing(ds) for ds in sources], mask
+
+
+def _without_zero_spacing(ds: Dataset) -> Dataset:
+    """``ds``, or a copy without its Pixel Spacing when that is not two positive numbers (e.g. CR ``0\\0``)."""
+    spacing = ds.get("PixelSpacing")
+    if spacing is None:
+        return ds
+    try:
+        usable = len(spacing) == 2 and all(float(v) > 0 for v in spacing)
+    except (TypeError, ValueError):
+        usable = False
+    if usable:
+        return ds
+    ds = _shallow_copy(ds)
+    del ds.PixelSpacing
+    return ds
+
+
+def _shallow_copy(ds: Dataset) -> Dataset:
+    """A dataset with the elements of ``ds`` (shared) whose own elements can be added and removed.
+
+    ``copy.copy`` of a pydicom Dataset shares its element dictionary: deleting from the
+    copy would delete from the source.
+    """
+    new = Dataset()
+    new.update(ds)
+    if hasattr(ds, "file_meta"):
+        new.file_meta = ds.file_meta
+    return new
 
 
 def _check_mask(mask: np.ndarray, source_images: Sequence[Dataset]) -> None:

@@ -10,8 +10,10 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from node.frames import frame_numbers
 from node.pipeline import AlgorithmInfo
 from node.results.equipment import (
+    highdicom_character_set,
     check_concept,
     unique_instances,
     _check_positive_int,
@@ -24,7 +26,7 @@ from node.results.equipment import (
     copy_patient_and_study,
 )
 
-__all__ = ["FindingGroup", "assemble_report", "build_measurement_report", "private_schemes"]
+__all__ = ["FindingGroup", "assemble_report", "build_measurement_report", "describable_images", "private_schemes"]
 
 _Concept = hd.sr.CodedConcept | Code
 
@@ -267,7 +269,7 @@ def assemble_report(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=procedure_reported,
         imaging_measurements=make_groups(algorithm_id),
-        referenced_images=list(library),
+        referenced_images=describable_images(library) or None,
     )
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(evidence),
@@ -284,7 +286,7 @@ def assemble_report(
         manufacturer_model_name=algorithm.name,
         software_versions=algorithm.version,
         device_serial_number=algorithm.device_uid,
-        specific_character_set=first.get("SpecificCharacterSet"),
+        specific_character_set=highdicom_character_set(first),
     )
     copy_patient_and_study(sr, first)
     for designator in sorted(private_schemes):
@@ -319,6 +321,7 @@ def _group_template(
             hd.sr.SourceImageForMeasurementGroup(
                 referenced_sop_class_uid=ds.SOPClassUID,
                 referenced_sop_instance_uid=ds.SOPInstanceUID,
+                referenced_frame_numbers=frame_numbers(ds),
             )
             for ds in group.referenced_images
         ] or None
@@ -341,6 +344,7 @@ def _group_template(
                 hd.sr.SourceImageForSegmentation(
                     referenced_sop_class_uid=ds.SOPClassUID,
                     referenced_sop_instance_uid=ds.SOPInstanceUID,
+                    referenced_frame_numbers=frame_numbers(ds),
                 )
                 for ds in group.referenced_images
             ],
@@ -373,6 +377,24 @@ def _source_series_uid(seg: Dataset) -> str:
             "The segmentation lacks ReferencedSeriesSequence[0].SeriesInstanceUID; "
             "give the group referenced_images instead."
         ) from error
+
+
+def describable_images(images: Sequence[Dataset]) -> list[Dataset]:
+    """The images of ``images`` that an Image Library entry can describe.
+
+    highdicom describes a radiograph by Patient Orientation and Imager Pixel Spacing, a
+    cross-sectional image by its plane geometry and Frame of Reference; an image that
+    lacks them (a CR with only Pixel Spacing, a CT without Frame of Reference UID) is
+    left out of the library (it stays in the evidence) instead of failing the report.
+    """
+    described = []
+    for ds in images:
+        try:
+            hd.sr.ImageLibraryEntryDescriptors(ds)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+            continue
+        described.append(ds)
+    return described
 
 
 def _library_images(source_images: Sequence[Dataset], groups: Sequence[FindingGroup]) -> list[Dataset]:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..states import InstanceState, JobState, check_transition
+from ..states import InstanceState, JobState
+from .dialect import SQLITE, StoreDatabase
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteDatabase", "Transaction"]
 
@@ -95,6 +94,28 @@ CREATE TABLE events (
 CREATE INDEX events_ref ON events(kind, ref);
 """
 
+# Version 3: study-level routes and process-request filters (a new store gets them with _SCHEMA).
+_2_TO_3 = """
+CREATE TABLE study_routes (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_uid        TEXT NOT NULL,
+    route            TEXT NOT NULL,   -- a study-level route (level = "study")
+    state            TEXT NOT NULL,   -- waiting | fired | incomplete
+    series           TEXT NOT NULL,   -- JSON: [[requirement index, Series Instance UID], ...]
+    detail           TEXT,
+    job_id           INTEGER,
+    first_seen       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    UNIQUE (study_uid, route)
+);
+CREATE INDEX study_routes_state ON study_routes(state);
+CREATE TABLE route_filters (
+    series_uid       TEXT PRIMARY KEY,
+    routes           TEXT NOT NULL,   -- JSON list: the routes a process request allowed on the series
+    updated_at       REAL NOT NULL
+);
+"""
+
 _LEGACY_TO_2 = """
 ALTER TABLE instances ADD COLUMN study_uid TEXT;
 ALTER TABLE instances ADD COLUMN state TEXT NOT NULL DEFAULT '';
@@ -126,7 +147,7 @@ DROP INDEX IF EXISTS results_due;
 CREATE INDEX results_due ON results(destination, state, next_attempt_at);
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _statements(script: str) -> list[str]:
@@ -136,7 +157,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _create(db: sqlite3.Connection) -> None:
-    for statement in _statements(_SCHEMA):
+    for statement in _statements(_SCHEMA + _2_TO_3):
         db.execute(statement)
 
 
@@ -155,12 +176,20 @@ def _legacy_to_2(db: sqlite3.Connection) -> None:
         db.execute(statement, names)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2}
+def _2_to_3(db: sqlite3.Connection) -> None:
+    """Study-level routes and the route filters of process requests."""
+    for statement in _statements(_2_TO_3):
+        db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2, 2: _2_to_3}
 """``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
 
 
-class SqliteDatabase:
+class SqliteDatabase(StoreDatabase):
     """One SQLite connection shared by the node's threads, with safe transactions."""
+
+    _dialect = SQLITE
 
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
@@ -181,7 +210,8 @@ class SqliteDatabase:
             if version == 0 and "jobs" not in tables:
                 _create(db)
             elif version == 0:
-                MIGRATIONS[1](db)
+                for step in range(1, SCHEMA_VERSION):  # legacy: as from version 1
+                    MIGRATIONS[step](db)
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"job store {self.path} is schema {version}, newer than this node ({SCHEMA_VERSION})")
             else:
@@ -199,23 +229,6 @@ class SqliteDatabase:
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
-
-    @staticmethod
-    def _event(db: sqlite3.Connection, kind: str, ref: str | int, state: StrEnum, detail: str | None = None) -> None:
-        db.execute(
-            "INSERT INTO events(at, kind, ref, state, detail) VALUES (?,?,?,?,?)",
-            (time.time(), kind, str(ref), state.value, detail),
-        )
-
-    @staticmethod
-    def _transition(db: sqlite3.Connection, table: str, key: str, ref: Any, new: StrEnum) -> StrEnum | None:
-        """Check the move of row ``ref`` of ``table`` to ``new``; returns the old state (None: no row)."""
-        row = db.execute(f"SELECT state FROM {table} WHERE {key}=?", (ref,)).fetchone()
-        if row is None:
-            return None
-        old = type(new)(row["state"])
-        check_transition(old, new)
-        return old
 
 
 class Transaction:

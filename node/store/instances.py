@@ -6,7 +6,7 @@ import time
 from typing import Any, Mapping
 
 from ..states import InstanceState, SeriesState
-from .database import SqliteDatabase
+from .dialect import StoreDatabase
 from .rows import InstanceRow
 
 __all__ = ["InstanceQueries"]
@@ -14,7 +14,7 @@ __all__ = ["InstanceQueries"]
 _INSTANCE_COLUMNS = "sop_instance_uid, sop_class_uid, path, received_at, series_uid, state"
 
 
-class InstanceQueries(SqliteDatabase):
+class InstanceQueries(StoreDatabase):
     """The ``instances`` table, and the series rows that indexing creates or reopens."""
 
     def has_instance(self, sop_instance_uid: str) -> bool:
@@ -32,12 +32,47 @@ class InstanceQueries(SqliteDatabase):
         """
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO instances(sop_instance_uid, sop_class_uid, path, received_at, calling_ae,"
-                " series_uid, study_uid, state) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO instances(sop_instance_uid, sop_class_uid, path, received_at, calling_ae,"
+                " series_uid, study_uid, state) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (sop_instance_uid, sop_class_uid, path, received_at or time.time(), calling_ae, series_uid,
                  study_uid, InstanceState.RECEIVED.value),
             )
             return cur.rowcount == 1
+
+    def instance_state(self, sop_instance_uid: str) -> InstanceState | None:
+        """The state of a received instance; ``None`` when the UID is not held."""
+        rows = self._query("SELECT state FROM instances WHERE sop_instance_uid=?", (sop_instance_uid,))
+        return InstanceState(rows[0]["state"]) if rows else None
+
+    def replace_instance(
+        self, sop_instance_uid: str, sop_class_uid: str, path: str, calling_ae: str, *,
+        series_uid: str | None = None, study_uid: str | None = None, received_at: float | None = None,
+    ) -> InstanceState | None:
+        """Record a new copy of a held instance (its file already replaced): it is indexed again.
+
+        A quarantined instance is taken back; an indexed one leaves its series' count
+        (indexing counts it again, and a routed series sees it as a late instance).
+        Returns the state it had; ``None`` when the UID was not held (nothing changes).
+        """
+        with self._tx() as db:
+            row = db.execute(f"SELECT state, series_uid FROM instances WHERE sop_instance_uid=?"
+                             f"{self._dialect.lock_row}", (sop_instance_uid,)).fetchone()
+            if row is None:
+                return None
+            old = InstanceState(row["state"])
+            if old is not InstanceState.RECEIVED:
+                self._transition(db, "instances", "sop_instance_uid", sop_instance_uid, InstanceState.RECEIVED)
+            if old is InstanceState.INDEXED and row["series_uid"] is not None:
+                db.execute("UPDATE series SET instance_count=instance_count-1 WHERE series_uid=? AND instance_count>0",
+                           (row["series_uid"],))
+            db.execute(
+                "UPDATE instances SET sop_class_uid=?, path=?, received_at=?, calling_ae=?, series_uid=?,"
+                " study_uid=?, state=?, reason=NULL WHERE sop_instance_uid=?",
+                (sop_class_uid, path, received_at or time.time(), calling_ae, series_uid, study_uid,
+                 InstanceState.RECEIVED.value, sop_instance_uid),
+            )
+            self._event(db, "instance", sop_instance_uid, InstanceState.RECEIVED, f"replaced a {old.value} copy")
+            return old
 
     def known_instance_uids(self) -> set[str]:
         """Every SOP Instance UID the store holds."""
@@ -67,16 +102,17 @@ class InstanceQueries(SqliteDatabase):
                 "UPDATE instances SET series_uid=?, study_uid=?, state=? WHERE sop_instance_uid=?",
                 (series_uid, study_uid, InstanceState.INDEXED.value, sop_instance_uid),
             )
-            row = db.execute("SELECT state FROM series WHERE series_uid=?", (series_uid,)).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO series(series_uid, study_uid, state, attrs, instance_count, first_received,"
-                    " last_received, updated_at) VALUES (?,?,?,?,1,?,?,?)",
-                    (series_uid, study_uid, SeriesState.RECEIVED.value, json.dumps(dict(attrs)), received_at,
-                     received_at, now),
-                )
+            created = db.execute(  # two nodes may file the first instances of one series at once
+                "INSERT INTO series(series_uid, study_uid, state, attrs, instance_count, first_received,"
+                " last_received, updated_at) VALUES (?,?,?,?,1,?,?,?) ON CONFLICT (series_uid) DO NOTHING",
+                (series_uid, study_uid, SeriesState.RECEIVED.value, json.dumps(dict(attrs)), received_at,
+                 received_at, now),
+            ).rowcount == 1
+            if created:
                 self._event(db, "series", series_uid, SeriesState.RECEIVED)
                 return SeriesState.RECEIVED
+            row = db.execute(f"SELECT state FROM series WHERE series_uid=?{self._dialect.lock_row}",
+                             (series_uid,)).fetchone()
             state = SeriesState(row["state"])
             if state is SeriesState.PURGED:
                 self._transition(db, "series", "series_uid", series_uid, SeriesState.RECEIVED)
@@ -88,16 +124,17 @@ class InstanceQueries(SqliteDatabase):
                 self._event(db, "series", series_uid, SeriesState.RECEIVED, "received again after its purge")
                 return SeriesState.RECEIVED
             db.execute(
-                "UPDATE series SET instance_count=instance_count+1, last_received=MAX(last_received, ?),"
-                " updated_at=? WHERE series_uid=?",
-                (received_at, now, series_uid),
+                "UPDATE series SET instance_count=instance_count+1,"
+                " last_received=CASE WHEN last_received > :at THEN last_received ELSE :at END,"
+                " updated_at=:now WHERE series_uid=:uid",
+                {"at": received_at, "now": now, "uid": series_uid},
             )
             return state
 
     def unfiled_instance_count(self) -> int:
         """Acknowledged instances whose series is not known yet (not read at ingest, not yet indexed)."""
-        return int(self._query("SELECT COUNT(*) FROM instances WHERE state=? AND series_uid IS NULL",
-                               (InstanceState.RECEIVED.value,))[0][0])
+        return int(self._query("SELECT COUNT(*) AS n FROM instances WHERE state=? AND series_uid IS NULL",
+                               (InstanceState.RECEIVED.value,))[0]["n"])
 
     def quarantine_instance(self, sop_instance_uid: str, reason: str) -> None:
         """Set an instance aside for good: its header cannot be read or is not acceptable."""

@@ -8,17 +8,16 @@ crash and a second worker are both handled.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ..states import FailureStage, JobState, ResultState
-from .database import SqliteDatabase
+from .dialect import Connection, StoreDatabase
 
 __all__ = ["JobQueries"]
 
 
-class JobQueries(SqliteDatabase):
+class JobQueries(StoreDatabase):
     """The ``jobs`` table."""
 
     # -- reading ----------------------------------------------------------------------
@@ -55,7 +54,7 @@ class JobQueries(SqliteDatabase):
             return []
         now = time.time()
         with self._tx() as db:
-            rows = db.execute("SELECT id FROM jobs WHERE state=? ORDER BY id LIMIT ?",
+            rows = db.execute(f"SELECT id FROM jobs WHERE state=? ORDER BY id LIMIT ?{self._dialect.skip_locked}",
                               (JobState.QUEUED.value, limit)).fetchall()
             for row in rows:
                 self._move(db, row["id"], JobState.RUNNING, lease=(owner, now + lease_seconds), runs=1,
@@ -80,8 +79,9 @@ class JobQueries(SqliteDatabase):
         Used with "the lease ran out" and "the owner process is gone".
         """
         with self._tx() as db:
-            rows = db.execute("SELECT id, lease_owner, lease_until FROM jobs WHERE state=?",
-                              (JobState.RUNNING.value,)).fetchall()
+            rows = db.execute(  # a job whose row another transaction holds is being finished: skip it
+                f"SELECT id, lease_owner, lease_until FROM jobs WHERE state=?{self._dialect.skip_locked}",
+                (JobState.RUNNING.value,)).fetchall()
             released = [r["id"] for r in rows if should_release(r["lease_owner"] or "", r["lease_until"] or 0.0)]
             for job_id in released:
                 self._move(db, job_id, JobState.QUEUED, reason="worker lost (lease released); queued again")
@@ -93,7 +93,7 @@ class JobQueries(SqliteDatabase):
     ) -> bool:
         """Record a failure at ``stage``; False when ``owner`` no longer holds the job."""
         with self._tx() as db:
-            if owner is not None and not _holds(db, job_id, owner):
+            if owner is not None and not self._holds(db, job_id, owner):
                 return False
             self._move(db, job_id, JobState.FAILED, stage=stage, reason=reason, engine=engine)
         return True
@@ -109,13 +109,13 @@ class JobQueries(SqliteDatabase):
         """
         now = time.time()
         with self._tx() as db:
-            if owner is not None and not _holds(db, job_id, owner):
+            if owner is not None and not self._holds(db, job_id, owner):
                 return False
             for sop_uid, sop_class, path in results:
                 for dest in destinations:
                     db.execute(
-                        "INSERT OR IGNORE INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination,"
-                        " state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                        "INSERT INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination,"
+                        " state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                         (job_id, sop_uid, sop_class, path, dest, ResultState.PENDING.value, now, now),
                     )
             self._move(db, job_id, JobState.WRITTEN, engine=engine, detail=f"{len(results)} objects")
@@ -130,7 +130,7 @@ class JobQueries(SqliteDatabase):
         Returns False when the job is queued, running or being delivered (nothing to do).
         """
         with self._tx() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT state FROM jobs WHERE id=?{self._dialect.lock_row}", (job_id,)).fetchone()
             if row is None or JobState(row["state"]) not in (JobState.FAILED, JobState.DELIVERED):
                 return False
             now = time.time()
@@ -151,7 +151,7 @@ class JobQueries(SqliteDatabase):
             self._move(db, job_id, state, stage=stage, reason=reason, engine=engine)
 
     def _move(
-        self, db: sqlite3.Connection, job_id: int, state: JobState, *, stage: FailureStage | None = None,
+        self, db: Connection, job_id: int, state: JobState, *, stage: FailureStage | None = None,
         reason: str | None = None, engine: str | None = None, lease: tuple[str, float] | None = None,
         runs: int = 0, detail: str | None = None,
     ) -> None:
@@ -166,14 +166,14 @@ class JobQueries(SqliteDatabase):
             detail = f"stage={stage.value if stage else None} reason={reason}"
         self._event(db, "job", job_id, state, detail)
 
+    def _holds(self, db: Connection, job_id: int, owner: str) -> bool:
+        """Whether ``owner`` still holds running job ``job_id`` (its row is locked until the transaction ends)."""
+        row = db.execute(f"SELECT 1 AS held FROM jobs WHERE id=? AND state=? AND lease_owner=?{self._dialect.lock_row}",
+                         (job_id, JobState.RUNNING.value, owner)).fetchone()
+        return row is not None
 
-def _holds(db: sqlite3.Connection, job_id: int, owner: str) -> bool:
-    row = db.execute("SELECT 1 FROM jobs WHERE id=? AND state=? AND lease_owner=?",
-                     (job_id, JobState.RUNNING.value, owner)).fetchone()
-    return row is not None
 
-
-def _job_dict(r: sqlite3.Row) -> dict[str, Any]:
+def _job_dict(r: Any) -> dict[str, Any]:
     d = dict(r)
     d["destinations"] = json.loads(d["destinations"])
     d["timings"] = json.loads(d["timings"]) if d.get("timings") else {}

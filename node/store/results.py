@@ -1,11 +1,11 @@
 """Results: one row per object and destination, claimed for delivery under a lease."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any, Callable
 
 from ..states import FailureStage, JobState, ResultState
+from .dialect import Connection
 from .jobs import JobQueries
 from .rows import ResultRow
 
@@ -26,7 +26,7 @@ class ResultQueries(JobQueries):
         with self._tx() as db:
             rows = db.execute(
                 f"SELECT {_RESULT_COLUMNS} FROM results WHERE destination=? AND state=? AND next_attempt_at<=?"
-                " AND (lease_until IS NULL OR lease_until<?) ORDER BY id LIMIT ?",
+                f" AND (lease_until IS NULL OR lease_until<?) ORDER BY id LIMIT ?{self._dialect.skip_locked}",
                 (destination, ResultState.PENDING.value, now, now, limit),
             ).fetchall()
             db.executemany("UPDATE results SET lease_owner=?, lease_until=? WHERE id=?",
@@ -46,7 +46,8 @@ class ResultQueries(JobQueries):
         """When the next pending result (of ``destination``, or any) is due; None when none is pending."""
         where, args = ("", ()) if destination is None else (" AND destination=?", (destination,))
         rows = self._query(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) AS t FROM results WHERE state=?" + where,
+            "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) AS t"
+            " FROM results WHERE state=?" + where,
             (ResultState.PENDING.value, *args),
         )
         return rows[0]["t"] if rows and rows[0]["t"] is not None else None
@@ -65,20 +66,22 @@ class ResultQueries(JobQueries):
 
     def result_delivered(self, result_id: int) -> None:
         with self._tx() as db:
+            job_id = self._lock_job_of(db, result_id)
             self._move_result(db, result_id, ResultState.DELIVERED)
             db.execute("UPDATE results SET attempts=attempts+1, last_error=NULL WHERE id=?", (result_id,))
-            self._settle_job(db, result_id)
+            self._settle_job(db, job_id)
 
     def result_failed(self, result_id: int, error: str, retry_at: float | None) -> None:
         """Record a failed attempt; ``retry_at=None`` moves the result to the dead letters."""
         state = ResultState.PENDING if retry_at is not None else ResultState.DEAD
         with self._tx() as db:
+            job_id = self._lock_job_of(db, result_id)
             self._move_result(db, result_id, state)
             db.execute("UPDATE results SET attempts=attempts+1, last_error=?, next_attempt_at=? WHERE id=?",
                        (error, retry_at if retry_at is not None else 0.0, result_id))
             if state is ResultState.DEAD:
                 self._event(db, "result", result_id, ResultState.DEAD, error)
-                self._settle_job(db, result_id)
+                self._settle_job(db, job_id)
 
     def requeue_dead(self, job_id: int | None = None) -> int:
         """Put dead-lettered results back in the queue (all, or one job's). Returns how many."""
@@ -88,6 +91,8 @@ class ResultQueries(JobQueries):
             if job_id is not None:
                 where, args = where + " AND job_id=?", (*args, job_id)
             jobs = [r["job_id"] for r in db.execute(f"SELECT DISTINCT job_id FROM results WHERE {where}", args)]
+            for jid in sorted(jobs):  # jobs before their results, as every writer locks them
+                db.execute(f"SELECT 1 AS locked FROM jobs WHERE id=?{self._dialect.lock_row}", (jid,))
             cur = db.execute(
                 f"UPDATE results SET state=?, attempts=0, next_attempt_at=?, lease_owner=NULL, lease_until=NULL,"
                 f" updated_at=? WHERE {where}",
@@ -101,19 +106,26 @@ class ResultQueries(JobQueries):
     def release_result_leases(self, should_release: Callable[[str, float], bool]) -> int:
         """Drop delivery leases whose owner is gone; the results are due again at once."""
         with self._tx() as db:
-            rows = db.execute("SELECT id, lease_owner, lease_until FROM results WHERE state=? AND lease_owner IS NOT NULL",
-                              (ResultState.PENDING.value,)).fetchall()
+            rows = db.execute("SELECT id, lease_owner, lease_until FROM results WHERE state=? AND lease_owner IS NOT NULL"
+                              f"{self._dialect.skip_locked}", (ResultState.PENDING.value,)).fetchall()
             ids = [(r["id"],) for r in rows if should_release(r["lease_owner"], r["lease_until"] or 0.0)]
             db.executemany("UPDATE results SET lease_owner=NULL, lease_until=NULL WHERE id=?", ids)
         return len(ids)
 
-    def _move_result(self, db: sqlite3.Connection, result_id: int, state: ResultState) -> None:
+    def _move_result(self, db: Connection, result_id: int, state: ResultState) -> None:
         self._transition(db, "results", "id", result_id, state)
         db.execute("UPDATE results SET state=?, lease_owner=NULL, lease_until=NULL, updated_at=? WHERE id=?",
                    (state.value, time.time(), result_id))
 
-    def _settle_job(self, db: sqlite3.Connection, result_id: int) -> None:
+    def _lock_job_of(self, db: Connection, result_id: int) -> int:
+        """Lock the job of a result before the result itself (the order every writer follows, so
+        two processes never deadlock), so that two of its results settled at once by two
+        processes do not both see the other one pending. Returns the job id."""
         job_id = db.execute("SELECT job_id FROM results WHERE id=?", (result_id,)).fetchone()["job_id"]
+        db.execute(f"SELECT 1 AS locked FROM jobs WHERE id=?{self._dialect.lock_row}", (job_id,))
+        return int(job_id)
+
+    def _settle_job(self, db: Connection, job_id: int) -> None:
         job_state = JobState(db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()["state"])
         if job_state is not JobState.WRITTEN:
             return

@@ -15,8 +15,8 @@ __all__ = ["SeriesQueries"]
 # completion until indexed, even when the indexer has not filed them yet.
 _SERIES_SELECT = (
     "SELECT s.series_uid, s.study_uid, s.state, s.attrs, s.instance_count, s.first_received, s.generation,"
-    " MAX(s.last_received, COALESCE((SELECT MAX(i.received_at) FROM instances i"
-    "   WHERE i.series_uid = s.series_uid AND i.state = :st_received), 0)) AS last_received,"
+    " s.last_received, (SELECT MAX(i.received_at) FROM instances i"
+    "   WHERE i.series_uid = s.series_uid AND i.state = :st_received) AS last_unindexed,"
     " (SELECT COUNT(*) FROM instances i WHERE i.series_uid = s.series_uid AND i.state = :st_received) AS unindexed"
     " FROM series s"
 )
@@ -61,21 +61,22 @@ class SeriesQueries(JobQueries):
         state = SeriesState.ROUTED if jobs else SeriesState.IGNORED
         with self._tx() as db:
             self._transition(db, "series", "series_uid", series_uid, state)
-            generation = db.execute("SELECT generation FROM series WHERE series_uid=?", (series_uid,)).fetchone()[0]
+            generation = db.execute("SELECT generation FROM series WHERE series_uid=?",
+                                    (series_uid,)).fetchone()["generation"]
             db.execute("UPDATE series SET state=?, updated_at=? WHERE series_uid=?", (state.value, now, series_uid))
             self._event(db, "series", series_uid, state, ",".join(r for r, _, _ in jobs) or "no route matches")
             for route, model, dests in jobs:
-                cur = db.execute(
+                job_id = int(db.execute(
                     "INSERT INTO jobs(series_uid, generation, route, model, destinations, state, created_at,"
-                    " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    " updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                     (series_uid, generation, route, model, json.dumps(list(dests)), JobState.QUEUED.value, now, now),
-                )
-                ids.append(int(cur.lastrowid))
+                ).fetchone()["id"])
+                ids.append(job_id)
                 older = [r["id"] for r in db.execute(
                     "SELECT id FROM jobs WHERE series_uid=? AND route=? AND state=? ORDER BY id",
                     (series_uid, route, JobState.SUPERSEDED.value))]
                 detail = f"route={route} model={model}" + (f" supersedes jobs {older}" if older else "")
-                self._event(db, "job", cur.lastrowid, JobState.QUEUED, detail)
+                self._event(db, "job", job_id, JobState.QUEUED, detail)
         return ids
 
     def reopen_series(self, series_uid: str, detail: str) -> list[int]:
@@ -89,11 +90,12 @@ class SeriesQueries(JobQueries):
         """
         now = time.time()
         with self._tx() as db:
-            row = db.execute("SELECT state FROM series WHERE series_uid=?", (series_uid,)).fetchone()
+            row = db.execute(f"SELECT state FROM series WHERE series_uid=?{self._dialect.lock_row}",
+                             (series_uid,)).fetchone()
             if row is None or SeriesState(row["state"]) is not SeriesState.ROUTED:
                 return []
-            jobs = db.execute("SELECT id, state FROM jobs WHERE series_uid=? AND state!=?",
-                              (series_uid, JobState.SUPERSEDED.value)).fetchall()
+            jobs = db.execute(f"SELECT id, state FROM jobs WHERE series_uid=? AND state!=? ORDER BY id"
+                              f"{self._dialect.lock_row}", (series_uid, JobState.SUPERSEDED.value)).fetchall()
             if all(JobState(j["state"]) is JobState.QUEUED for j in jobs):
                 return []
             self._transition(db, "series", "series_uid", series_uid, SeriesState.RECEIVED)
@@ -150,6 +152,9 @@ class SeriesQueries(JobQueries):
 
 def _series_row(r: Any) -> SeriesRow:
     d = dict(r)
+    unindexed_last = d.pop("last_unindexed")
+    if unindexed_last is not None:
+        d["last_received"] = max(d["last_received"], unindexed_last)
     d["attrs"] = json.loads(d["attrs"])
     d["state"] = SeriesState(d["state"])
     return SeriesRow(**d)
