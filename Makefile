@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := orthanc orthanc-dicomweb dcmtk postgresql
+APT_PACKAGES := orthanc orthanc-dicomweb dcmtk
+TEST_APT_PACKAGES := postgresql chromium prometheus
 
-.PHONY: run setup system-packages venv orthanc serve test
+.PHONY: run setup system-packages test-packages venv orthanc serve test
 
 run: setup orthanc serve
 
@@ -14,8 +15,7 @@ setup: system-packages venv
 
 system-packages:
 	@if ! command -v Orthanc >/dev/null || ! command -v storescu >/dev/null \
-	   || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
-	   || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	   || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(APT_PACKAGES); \
 	fi
 
@@ -46,5 +46,12 @@ serve:
 	@echo "  then open http://127.0.0.1:8042/app/explorer.html (patient HEADCT-3)"
 	$(BIN)/ainode serve
 
-test: venv
+# The tests also start a real PostgreSQL (scale-out), Chromium (pages) and Prometheus.
+test-packages:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null \
+	   || ! command -v prometheus >/dev/null; then \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(TEST_APT_PACKAGES); \
+	fi
+
+test: system-packages test-packages venv
 	$(BIN)/python -m pytest -q

@@ -157,6 +157,9 @@ class Assembler:
                 study_uid=series.study_uid, study_routes=study_routes)
         outcome = SeriesState.ROUTED if routes else SeriesState.IGNORED
         self._metrics.series_routed.labels(outcome.value).inc()
+        received_for = time.time() - series.first_received  # the store's clock, not the assembler's
+        for model in dict.fromkeys(r.model for r in routes) or ("none",):
+            self._metrics.observe_stage("receive", model, received_for)
         message = ("series routed" if routes else "series ignored: no route matches" if not study_routes
                    else "series ignored by series routes: held for study routes")
         log(_logger, logging.INFO, message, series_uid=series.series_uid, routes=[r.name for r in routes], jobs=ids)

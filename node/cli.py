@@ -6,12 +6,12 @@ import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["MODEL_COMMANDS", "PHANTOM_COMMANDS", "main"]
+__all__ = ["HelpFormatter", "MODEL_COMMANDS", "PHANTOM_COMMANDS", "Parser", "build_parser", "main"]
 
 PHANTOM_COMMANDS: dict[str, str] = {
     "head-ct": "models.phantoms.head_ct",
@@ -33,6 +33,28 @@ MODEL_COMMANDS: dict[str, str] = {
 the ``run_*`` functions only."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the help already names it.
+
+    An option whose default is ``None`` (not set) says in its own help what happens
+    without it ("(default: the config's)"); ``tests/test_cli_help.py`` holds every option to this.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser (and, through ``add_subparsers``, every subcommand's) using :class:`HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ainode`` console command."""
     parser = _parser()
@@ -43,25 +65,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``ainode`` command line (every subcommand, and the options of every installed pack)."""
+    return _parser()
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ainode", description="AI inference node beside a PACS.")
+    parser = Parser(prog="ainode", description="AI inference node beside a PACS.")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the node")
     serve.add_argument("--config", type=Path, help="config.toml (default: the embedded defaults)")
-    serve.add_argument("--dicom-port", type=int, help="override [node] dicom_port")
-    serve.add_argument("--http-port", type=int, help="override [node] http_port")
-    serve.add_argument("--data-dir", type=Path, help="override [node] data_dir")
+    serve.add_argument("--dicom-port", type=int, help="override [node] dicom_port (default: the config's)")
+    serve.add_argument("--http-port", type=int, help="override [node] http_port (default: the config's)")
+    serve.add_argument("--data-dir", type=Path, help="override [node] data_dir (default: the config's)")
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run jobs only, from a job store and spool shared with ingest nodes")
     worker.add_argument("--config", type=Path, required=True, help="config.toml with [store] url (PostgreSQL)")
     worker.add_argument("--deliver", action="store_true", help="also deliver results to the destinations")
-    worker.add_argument("--data-dir", type=Path, help="override [node] data_dir (results, engine cache)")
+    worker.add_argument("--data-dir", type=Path, help="override [node] data_dir: results, engine cache (default: the config's)")
     worker.set_defaults(func=_worker)
 
     check = sub.add_parser("check-config", help="validate a config file and print it")
-    check.add_argument("config", type=Path)
+    check.add_argument("config", type=Path, help="the config.toml to check")
     check.set_defaults(func=_check_config)
 
     phantom = sub.add_parser("phantom", help="write a synthetic series with its ground truth")
@@ -73,10 +100,10 @@ def _parser() -> argparse.ArgumentParser:
 
     send = sub.add_parser("send", help="send DICOM files with C-STORE")
     send.add_argument("paths", type=Path, nargs="+", help="files or folders")
-    send.add_argument("--host", default="127.0.0.1")
-    send.add_argument("--port", type=int, default=11112)
+    send.add_argument("--host", default="127.0.0.1", help="the receiver's host")
+    send.add_argument("--port", type=int, default=11112, help="the receiver's DICOM port")
     send.add_argument("--aet", default="AINODE", help="called AE title")
-    send.add_argument("--calling-aet", default="AINODE-SCU")
+    send.add_argument("--calling-aet", default="AINODE-SCU", help="our (calling) AE title")
     send.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
     send.set_defaults(func=_send)
 
@@ -86,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--route", action="append", dest="routes", metavar="ROUTE",
                          help="run only this route (repeat for several; default: every matching route)")
     process.add_argument("--node", default="http://127.0.0.1:8080", help="the node's HTTP address")
-    process.add_argument("--token-file", type=Path, help="file holding the API's bearer token")
-    process.add_argument("--config", type=Path, help="take the token file from this config's [http] token_file")
+    process.add_argument("--token-file", type=Path, help="file holding the API's bearer token (default: none, or --config's)")
+    process.add_argument("--config", type=Path, help="take the token file from this config's [http] token_file (default: none)")
     process.set_defaults(func=_process)
 
     models = sub.add_parser("models", help="train and evaluate model packs")
@@ -108,35 +135,35 @@ def _parser() -> argparse.ArgumentParser:
         eval_packs.choices[pack].set_defaults(func=module.run_eval)
     build = actions.add_parser("build", help="prebuild the GPU engines (TensorRT) of every configured model")
     build.add_argument("--config", type=Path, help="config.toml (default: the embedded defaults)")
-    build.add_argument("--data-dir", type=Path, help="override [node] data_dir (engines go to DATA_DIR/engine-cache)")
+    build.add_argument("--data-dir", type=Path, help="override [node] data_dir; engines go to DATA_DIR/engine-cache (default: the config's)")
     build.set_defaults(func=_models_build)
     triton = actions.add_parser("export-triton", help="write a Triton model repository for every pack")
-    triton.add_argument("out", type=Path)
-    triton.add_argument("--max-batch", type=int, default=32)
+    triton.add_argument("out", type=Path, help="folder of the model repository")
+    triton.add_argument("--max-batch", type=int, default=32, help="max_batch_size of each model")
     triton.set_defaults(func=_export_triton)
 
     bench = sub.add_parser("bench", help="benchmarks; results go to benchmarks/RESULTS.md")
     benches = bench.add_subparsers(metavar="BENCHMARK")
     ingest = benches.add_parser("ingest", help="C-STORE into the node vs a raw-write receiver")
-    ingest.add_argument("--count", type=int, default=300)
-    ingest.add_argument("--senders", type=int, default=4)
+    ingest.add_argument("--count", type=int, default=300, help="instances per run")
+    ingest.add_argument("--senders", type=int, default=4, help="concurrent senders")
     ingest.set_defaults(func=_bench, bench="ingest")
     engines = benches.add_parser("engines", help="latency per engine vs PyTorch eager")
-    engines.add_argument("--model", default="head-ct-hematoma")
-    engines.add_argument("--batch", type=int, default=8)
-    engines.add_argument("--iterations", type=int, default=20)
+    engines.add_argument("--model", default="head-ct-hematoma", help="model pack to time")
+    engines.add_argument("--batch", type=int, default=8, help="slices per engine call")
+    engines.add_argument("--iterations", type=int, default=20, help="timed runs per engine")
     engines.set_defaults(func=_bench, bench="engines")
     e2e = benches.add_parser("e2e", help="per-stage latency from storescu to results in Orthanc")
-    e2e.add_argument("--slices", type=int, default=40)
-    e2e.add_argument("--series", type=int, default=3)
+    e2e.add_argument("--slices", type=int, default=40, help="slices per series")
+    e2e.add_argument("--series", type=int, default=6, help="series per pack and node; the first is cold")
     e2e.set_defaults(func=_bench, bench="e2e")
     faults = benches.add_parser("faults", help="kill -9, PACS outage, full disk, fuzzing, concurrent senders")
     faults.add_argument("--fuzz", type=int, default=10_000, help="mutated data sets to send")
     faults.add_argument("--kills", type=int, default=50, help="kill -9 trials")
-    faults.add_argument("--seed", type=int, default=0)
+    faults.add_argument("--seed", type=int, default=0, help="random seed of the mutations and kills")
     faults.set_defaults(func=_bench, bench="faults")
     for p in (ingest, engines, e2e, faults):
-        p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
+        p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="Markdown file the results are added to")
     return parser
 
 

@@ -212,6 +212,12 @@ class EgressConfig:
     backoff_seconds: float = _limited(2.0, gt=0)
     backoff_max_seconds: float = _limited(300.0, gt=0)
     timeout_seconds: float = _limited(30.0, gt=0)
+    association_idle_seconds: float = _limited(25.0, ge=0)
+    """A DIMSE destination's association is kept open this long without a C-STORE (below
+    Orthanc's 30 s SCP timeout); 0 opens one association per delivery batch."""
+    deliver_as_written: bool = True
+    """Each result object is queued for delivery as soon as the worker has written it
+    (pipelined with writing the next); False waits for the job's last object."""
 
 
 @dataclass(frozen=True)

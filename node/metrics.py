@@ -1,33 +1,38 @@
-"""Prometheus metrics of one node, in their own registry."""
+"""Prometheus metrics of one node, in their own registry.
+
+Names follow the Prometheus conventions: base units (``_seconds``, ``_bytes``), ``_total``
+on counters (prometheus-client adds it to a counter's name), ``_info`` for constant
+labels with value 1. Labels take values from a bounded set only (states, stages, reasons,
+configured model, route and destination names); never a UID or patient data.
+"""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Iterable
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from .metrics_store import StoreCollector, StoreCounts
+from .states import FailureStage, ResultState, SeriesState
 
-from .states import JobState
-
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "STAGES", "build_version"]
 
 _INFERENCE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+STAGES = ("receive", "queue", "load", "engine", "preprocess", "inference", "postprocess", "write", "delivery")
+"""The ``stage`` label values of ``ainode_stage_duration_seconds``, in pipeline order:
+``receive`` first instance received → series complete; ``queue`` job queued → claimed by a
+worker; ``load`` … ``write`` the worker's steps; ``delivery`` job written → every result
+delivered."""
 
 
-class _JobStateCollector(Collector):
-    """Jobs by state, read from the job store at scrape time."""
-
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        self._counts = counts
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("ainode_jobs", "Jobs in the job store by state", labels=["state"])
-        counts = dict(self._counts())
-        for state in JobState:
-            counts.setdefault(state.value, 0)
-        for state, n in sorted(counts.items()):
-            family.add_metric([state], n)
-        yield family
+def build_version() -> str:
+    """The installed ainode package's version (``0.0.0`` when run from an uninstalled tree)."""
+    try:
+        return version("ainode")
+    except PackageNotFoundError:
+        return "0.0.0"
 
 
 class Metrics:
@@ -37,7 +42,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.instances_received = Counter(
-            "ainode_instances_received", "C-STORE requests by outcome (stored, duplicate, error)",
+            "ainode_instances_received", "Instances received (C-STORE or STOW-RS) by outcome (stored, duplicate, replaced,"
+            " error)",
             ["outcome"], registry=r,
         )
         self.instances_late = Counter(
@@ -111,10 +117,60 @@ class Metrics:
             " association_limit)",
             ["reason"], registry=r,
         )
+        self.associations_open = Gauge(
+            "ainode_associations_open", "DICOM associations admitted and still running", registry=r,
+        )
+        self.received_bytes = Counter(
+            "ainode_received_bytes", "Bytes of the datasets accepted (stored, duplicate or replaced), as received",
+            registry=r,
+        )
+        self.stage_duration_seconds = Histogram(
+            "ainode_stage_duration_seconds",
+            "Time spent per pipeline stage (receive, queue, load, engine, preprocess, inference, postprocess,"
+            " write, delivery) by model; receive of a series no route takes has model=\"none\"",
+            ["stage", "model"], buckets=_STAGE_BUCKETS, registry=r,
+        )
+        self.series_latency_seconds = Histogram(
+            "ainode_series_latency_seconds",
+            "From a series' first instance received to the last result of its job delivered, by model",
+            ["model"], buckets=_STAGE_BUCKETS, registry=r,
+        )
+        self.build_info = Info("ainode_build", "The node's version and Python (value 1)", registry=r)
+        self.build_info.info({"version": build_version(), "python": platform.python_version()})
 
-    def watch_job_states(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        """Expose ``ainode_jobs{state=...}`` from the job store."""
-        self.registry.register(_JobStateCollector(counts))
+    def declare(self, models: Iterable[str], destinations: Iterable[str]) -> None:
+        """Create every bounded label set at 0 before its first event.
+
+        A series that appears with its first increment already in it is invisible to
+        ``rate()`` and ``increase()``; declared at 0, the first series processed counts.
+        """
+        models, destinations = list(dict.fromkeys(models)), list(dict.fromkeys(destinations))
+        for outcome in ("stored", "duplicate", "replaced", "error"):
+            self.instances_received.labels(outcome)
+        for state in (SeriesState.ROUTED, SeriesState.IGNORED):
+            self.series_routed.labels(state.value)
+        self.stage_duration_seconds.labels("receive", "none")
+        for model in models:
+            self.series_latency_seconds.labels(model)
+            self.pipeline_seconds.labels(model)
+            for stage in STAGES:
+                self.stage_duration_seconds.labels(stage, model)
+            for failure in FailureStage:
+                self.job_failures.labels(model, failure.value)
+        for destination in destinations:
+            for outcome in (ResultState.DELIVERED.value, "retry", ResultState.DEAD.value):
+                self.egress_results.labels(destination, outcome)
+
+    def observe_stage(self, stage: str, model: str, seconds: float) -> None:
+        """One ``ainode_stage_duration_seconds`` observation (``stage`` one of :data:`STAGES`)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        self.stage_duration_seconds.labels(stage, model).observe(max(0.0, seconds))
+
+    def watch_store(self, store: StoreCounts) -> None:
+        """Expose the queue depths (``ainode_{instances,series,jobs,results}{state}``,
+        ``ainode_dead_letters``), read from ``store`` at each scrape."""
+        self.registry.register(StoreCollector(store))
 
     def render(self) -> bytes:
         """The text exposition format."""

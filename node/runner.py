@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -18,11 +19,11 @@ from typing import Any, Callable
 
 from .config import Config
 from .logs import log
-from .metrics import Metrics
+from .metrics import STAGES, Metrics
 from .spool import Spool
-from .states import FailureStage
+from .states import FailureStage, JobState
 from .store import JobStore, lease_owner_id, owner_is_gone
-from .worker import JobOutcome, JobSpec, die_with_parent, run_job, warm_up
+from .worker import JobOutcome, JobSpec, init_worker, run_job, warm_up
 
 __all__ = ["Runner"]
 
@@ -44,16 +45,21 @@ class Runner:
         self._workers = workers or config.runner.workers
         self._lease_seconds = config.runner.lease_seconds
         self._owner = lease_owner_id()
+        self._handover: Any = None
+        self._destinations: dict[int, list[str]] = {}
         self._pool = self._new_pool()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._running: dict[int, Future[JobOutcome]] = {}
         self._renewed_at = 0.0
         self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
+        self._handover_thread = threading.Thread(target=self._take_handovers, name="runner-handover", daemon=True)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=die_with_parent, initargs=(os.getpid(),))
+        context = multiprocessing.get_context("spawn")
+        self._handover = context.Queue()  # a new one with every pool: a killed worker may have broken the old
+        return ProcessPoolExecutor(self._workers, mp_context=context,
+                                   initializer=init_worker, initargs=(os.getpid(), self._handover))
 
     def start(self) -> None:
         released = self._store.release_job_leases(lambda owner, _until: owner_is_gone(owner))
@@ -61,6 +67,7 @@ class Runner:
             log(_logger, logging.WARNING, "jobs of a stopped node queued again", jobs=released)
         self._warm_up()
         self._thread.start()
+        self._handover_thread.start()
 
     def _warm_up(self) -> None:
         """Start the worker and load every routed model's engine while no series waits."""
@@ -72,7 +79,12 @@ class Runner:
 
         def _report(done: Future[list[str]]) -> None:
             try:
-                log(_logger, logging.INFO, "models loaded", engines=done.result())
+                lines = done.result()
+                log(_logger, logging.INFO, "models loaded", engines=lines)
+                for model, _, engine in (line.partition(": ") for line in lines):
+                    if engine and not engine.startswith("not loaded"):
+                        self._metrics.engine_info.labels(model, engine).set(1)
+                        self._metrics.inference_seconds.labels(model, engine)  # at 0 before the first job
             except Exception as exc:
                 log(_logger, logging.WARNING, "model warm-up failed", reason=repr(exc))
 
@@ -83,6 +95,8 @@ class Runner:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        if self._handover_thread.is_alive():
+            self._handover_thread.join(timeout=2)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
@@ -120,6 +134,7 @@ class Runner:
             except Exception as exc:  # a job that cannot even be described must not block the queue
                 self._fail(job, JobOutcome(job["id"], False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
                 continue
+            self._observe_queue_wait(job)
             log(_logger, logging.INFO, "job started", job_id=job["id"], model=job["model"],
                 series_uid=job["series_uid"], instances=len(spec.instance_paths), run=job["runs"])
             try:
@@ -128,7 +143,41 @@ class Runner:
                 self._pool = self._new_pool()
                 future = self._pool.submit(run_job, spec)
             future.add_done_callback(lambda _f: self._wake.set())
+            self._destinations[job["id"]] = list(job["destinations"])
             self._running[job["id"]] = future
+
+    def _take_handovers(self) -> None:
+        """Queue each object a worker has saved for delivery at once (the job still running).
+
+        An object handed over after its job was finished, failed or lost is left alone:
+        :meth:`JobStore.job_written` queues every object of a written job anyway.
+        """
+        while not self._stop.is_set():
+            try:
+                job_id, sop_uid, sop_class, path = self._handover.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError, ValueError):  # the pool (and its queue) is being replaced
+                time.sleep(0.1)
+                continue
+            destinations = self._destinations.get(job_id)
+            if not destinations:
+                continue
+            try:
+                if self._store.result_written(job_id, (sop_uid, sop_class, path), destinations, owner=self._owner):
+                    self._on_written()
+            except Exception as exc:  # the job's outcome queues it again
+                log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))
+
+    def _observe_queue_wait(self, job: dict[str, Any]) -> None:
+        """``queue`` stage: from the job's latest ``queued`` event to its claim (now)."""
+        try:
+            queued = [e["at"] for e in self._store.job_events(job["id"]) if e["state"] == JobState.QUEUED]
+        except Exception as exc:  # a metric must never stop a job
+            log(_logger, logging.WARNING, "queue wait not measured", job_id=job["id"], reason=type(exc).__name__)
+            return
+        if queued:
+            self._metrics.observe_stage("queue", job["model"], float(job["updated_at"]) - queued[-1])
 
     def _spec(self, job: dict[str, Any]) -> JobSpec:
         model = self._config.model(job["model"])
@@ -142,6 +191,7 @@ class Runner:
             out_dir=str(self._spool.result_dir(job["id"])) if job["id"] else "",
             engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
             triton_url=model.triton_url, triton_model=model.triton_model,
+            hand_over=self._config.egress.deliver_as_written,
         )
 
     def _collect(self) -> None:
@@ -150,6 +200,7 @@ class Runner:
                 continue
             del self._running[job_id]
             job = self._store.get_job(job_id)
+            self._destinations.pop(job_id, None)
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker process died
@@ -183,6 +234,9 @@ class Runner:
             return
         self._metrics.inference_seconds.labels(model, engine).observe(outcome.inference_seconds)
         self._metrics.pipeline_seconds.labels(model).observe(outcome.total_seconds)
+        for stage, seconds in outcome.stage_seconds.items():
+            if stage in STAGES:
+                self._metrics.observe_stage(stage, model, seconds)
         log(_logger, logging.INFO, "job written", job_id=outcome.job_id, model=model, engine=engine,
             objects=len(outcome.results), inference_seconds=round(outcome.inference_seconds, 3),
             total_seconds=round(outcome.total_seconds, 3),

@@ -61,7 +61,8 @@ class Node:
         self.store = open_store(config.store.url, data_dir)
         self.spool = Spool(data_dir / "spool")
         self.metrics = Metrics()
-        self.metrics.watch_job_states(self.store.job_counts)
+        self.metrics.watch_store(self.store)
+        self.metrics.declare((r.model for r in config.routes), (d.name for d in config.destinations))
         self.outbox: Outbox | None = Outbox(config, self.store, self.metrics) if deliver else None
         self.runner: Runner | None = None
         if worker or config.runner.enabled:

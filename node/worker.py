@@ -34,8 +34,8 @@ from .spool import write_durable
 from .states import FailureStage
 
 __all__ = [
-    "JobOutcome", "JobSpec", "die_with_parent", "engine_cache_key", "stable_result_series", "network_module", "run_batched", "run_job",
-    "warm_up",
+    "JobOutcome", "JobSpec", "StableSeries", "die_with_parent", "engine_cache_key", "init_worker", "stable_result_series",
+    "network_module", "run_batched", "run_job", "warm_up",
 ]
 
 _SERIES_INSTANCE_UID = Tag(0x0020, 0x000E)
@@ -43,6 +43,8 @@ _PACKS: dict[tuple[str, str | None], ModelPack] = {}
 _ENGINES: dict[tuple[Any, ...], Engine] = {}
 _LOGGING_READY = False
 """This process's engines, by :func:`engine_cache_key` and the pack's model path."""
+_HANDOVER: Any = None
+"""The runner's queue of written objects, ``(job_id, sop_uid, sop_class, path)`` each (see :func:`init_worker`)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class JobSpec:
     engine_cache_dir: str | None = None
     triton_url: str | None = None
     triton_model: str | None = None
+    hand_over: bool = False
+    """Hand each object to the runner as soon as it is saved (for delivery while the next is written)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,18 @@ def die_with_parent(parent: int) -> None:
     _log_to_json()
 
 
+def init_worker(parent: int, handover: Any = None) -> None:
+    """Worker process initializer: :func:`die_with_parent`, and the queue saved objects go to.
+
+    ``handover`` (a ``multiprocessing`` queue the runner reads) receives
+    ``(job_id, sop_uid, sop_class, path)`` for each object of a ``hand_over`` job once it
+    is on disk, durably.
+    """
+    global _HANDOVER
+    _HANDOVER = handover
+    die_with_parent(parent)
+
+
 def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
     """Run ``inputs`` through ``engine`` in batches along axis 0 and concatenate the outputs."""
     n = len(next(iter(inputs.values())))
@@ -146,9 +162,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
         findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base)
-        objects = stage(FailureStage.WRITE, pack.write_results, series, findings, context)
-        stage(FailureStage.WRITE, stable_result_series, objects, spec.series_uid, spec.model)
-        results = stage(FailureStage.WRITE, _save, objects, Path(spec.out_dir))
+        results = stage(FailureStage.WRITE, _write, spec, pack, series, findings, context)
     except _StageError as exc:
         reason = scrub(f"{type(exc.cause).__name__}: {exc.cause}")[:500]
         return JobOutcome(
@@ -219,22 +233,70 @@ def _load_series(paths: Sequence[str], pack: ModelPack) -> tuple[list[pydicom.Da
     return placed.slices, placed.excluded
 
 
-def stable_result_series(objects: Sequence[pydicom.Dataset], source_series_uid: str, model: str) -> None:
-    """Give each result series a UID derived from the source series, the model and its Series Number.
+def _write(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], findings: Any,
+           context: ResultContext) -> list[tuple[str, str, str]]:
+    """Build, name and save the result objects; hand each over as soon as it is saved.
+
+    A pack with ``stream_results`` (same arguments as ``write_results``, yields the
+    objects one by one, every object after those it references) is saved object by
+    object as it builds them; otherwise its list is saved in order.
+    """
+    stream = getattr(pack, "stream_results", None)
+    handover = _HANDOVER if spec.hand_over else None
+    out_dir = Path(spec.out_dir)
+    if stream is None or handover is None:
+        objects = pack.write_results(series, findings, context)
+        stable_result_series(objects, spec.series_uid, spec.model)
+        saved = []
+        for ds in objects:
+            saved.append(_save_one(ds, out_dir))
+            if handover is not None:
+                handover.put((spec.job_id, *saved[-1]))
+        return saved
+    stable = StableSeries(spec.series_uid, spec.model)
+    saved = []
+    for ds in stream(series, findings, context):
+        stable.learn(ds)
+        stable.apply(ds)
+        saved.append(_save_one(ds, out_dir))
+        handover.put((spec.job_id, *saved[-1]))
+    return saved
+
+
+class StableSeries:
+    """Result series UIDs derived from the source series, the model and each Series Number.
 
     A job run again (a late image, an operator's re-run) then sends its new objects into
     the same result series as the first run, as new instances, instead of a second copy
-    of every series. References between the job's objects (an SR citing its SEG) follow.
+    of every series. References between the job's objects (an SR citing its SEG) follow,
+    to the series of every object :meth:`learn` has seen.
     """
-    if not source_series_uid:
-        return
-    mapping: dict[str, str] = {}
-    for ds in objects:
+
+    def __init__(self, source_series_uid: str, model: str) -> None:
+        self._source = source_series_uid
+        self._model = model
+        self._mapping: dict[str, str] = {}
+
+    def learn(self, ds: pydicom.Dataset) -> None:
+        """Give the series of ``ds`` its stable UID (once per series)."""
         old = str(ds.SeriesInstanceUID)
-        if old not in mapping:
-            mapping[old] = generate_uid(entropy_srcs=[source_series_uid, model, str(ds.get("SeriesNumber", old))])
+        if self._source and old not in self._mapping:
+            self._mapping[old] = generate_uid(
+                entropy_srcs=[self._source, self._model, str(ds.get("SeriesNumber", old))])
+
+    def apply(self, ds: pydicom.Dataset) -> None:
+        """Replace every learnt series UID in ``ds`` (its own and its references)."""
+        if self._mapping:
+            _replace_series_uids(ds, self._mapping)
+
+
+def stable_result_series(objects: Sequence[pydicom.Dataset], source_series_uid: str, model: str) -> None:
+    """Give each result series a stable UID (see :class:`StableSeries`), all objects at once."""
+    stable = StableSeries(source_series_uid, model)
     for ds in objects:
-        _replace_series_uids(ds, mapping)
+        stable.learn(ds)
+    for ds in objects:
+        stable.apply(ds)
 
 
 def _replace_series_uids(ds: pydicom.Dataset, mapping: dict[str, str]) -> None:
@@ -281,12 +343,14 @@ def network_module(pack: ModelPack) -> str:
 
 
 def _save(objects: Sequence[pydicom.Dataset], out_dir: Path) -> list[tuple[str, str, str]]:
+    return [_save_one(ds, out_dir) for ds in objects]
+
+
+def _save_one(ds: pydicom.Dataset, out_dir: Path) -> tuple[str, str, str]:
+    """Write ``ds`` durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for ds in objects:
-        path = out_dir / f"{ds.SOPInstanceUID}.dcm"
-        buffer = BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        write_durable(path, buffer.getvalue())
-        saved.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(path)))
-    return saved
+    path = out_dir / f"{ds.SOPInstanceUID}.dcm"
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    write_durable(path, buffer.getvalue())
+    return (str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(path))

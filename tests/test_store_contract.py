@@ -447,3 +447,53 @@ def test_postgres_connection_lost_is_opened_again(postgres_server):
     store.add_instance("1.2.24.1", CT, "/x", "MOD")  # ...and the next one reconnects
     assert store.has_instance("1.2.24.1")
     store.close()
+
+
+# -- objects queued one by one while their job is still written (issue 17) -----------------
+_SEG = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def test_objects_queued_while_written_are_delivered_before_the_job_is_written(store):
+    job_id = _routed_job(store, "1.2.17.1")
+    store.claim_jobs("w", 1, 60)
+    first, second = ("1.2.17.1.1", _SEG, "/r/1.dcm"), ("1.2.17.1.2", _SEG, "/r/2.dcm")
+    assert store.result_written(job_id, first, ["pacs"], owner="w")
+    (row,) = store.claim_due_results("pacs", "o", time.time() + 1, 60)
+    store.result_delivered(row.id)
+    assert store.get_job(job_id)["state"] == JobState.RUNNING, "a delivered object does not settle a running job"
+    assert not store.result_written(job_id, second, ["pacs"], owner="other"), "only the lease holder queues"
+    assert store.job_written(job_id, [first, second], ["pacs"], owner="w")
+    rows = store.job_results(job_id)
+    assert [(r.sop_instance_uid, r.state) for r in rows] == [
+        ("1.2.17.1.1", ResultState.DELIVERED), ("1.2.17.1.2", ResultState.PENDING)], "queued once each"
+    store.result_delivered(rows[1].id)
+    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+
+
+def test_a_job_whose_objects_were_all_delivered_while_written_is_delivered_when_written(store):
+    job_id = _routed_job(store, "1.2.17.2")
+    store.claim_jobs("w", 1, 60)
+    only = ("1.2.17.2.1", _SEG, "/r/1.dcm")
+    assert store.result_written(job_id, only, ["pacs"], owner="w")
+    (row,) = store.claim_due_results("pacs", "o", time.time() + 1, 60)
+    store.result_delivered(row.id)
+    assert store.job_written(job_id, [only], ["pacs"], owner="w")
+    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+
+
+def test_objects_of_a_job_that_fails_or_loses_its_worker_are_not_sent_unless_in_flight(store):
+    failed = _routed_job(store, "1.2.17.3")
+    store.claim_jobs("w", 1, 60)
+    store.result_written(failed, ("1.2.17.3.1", _SEG, "/r/1.dcm"), ["pacs"], owner="w")
+    store.result_written(failed, ("1.2.17.3.2", _SEG, "/r/2.dcm"), ["other"], owner="w")
+    (in_flight,) = store.claim_due_results("other", "o", time.time() + 1, 60)
+    assert store.fail_job(failed, FailureStage.WRITE, "disk full", owner="w")
+    states = {r.sop_instance_uid: r.state for r in store.job_results(failed)}
+    assert states == {"1.2.17.3.1": ResultState.SUPERSEDED, "1.2.17.3.2": ResultState.PENDING}
+    store.result_delivered(in_flight.id)  # the send under way completes normally
+    lost = _routed_job(store, "1.2.17.4")
+    store.claim_jobs("dead", 1, 60)
+    store.result_written(lost, ("1.2.17.4.1", _SEG, "/r/3.dcm"), ["pacs"], owner="dead")
+    assert store.release_job_leases(lambda owner, _until: owner == "dead") == [lost]
+    assert {r.state for r in store.job_results(lost)} == {ResultState.SUPERSEDED}
+    assert store.claim_due_results("pacs", "o", time.time() + 1, 60) == []

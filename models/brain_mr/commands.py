@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from models.train_log import TrainLog
+
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
 
 TRAIN_HELP = "2D U-Net (or FRRN skips) for brain MR structures and tumour; phantoms or your DICOM + labels"
@@ -23,7 +25,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="loss weighting")
     parser.add_argument("--label-every", type=int, default=1,
                         help="keep only every k-th slice's labels (the others are masked out of the loss)")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1500, help="training steps")
     parser.add_argument("--test-phantoms", type=int, default=8, help="held-out phantoms evaluated after training")
     parser.add_argument("--compare", action="store_true",
                         help="instead: train both skip variants x three weightings and the every-4th-slice "
@@ -33,29 +35,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from .train import compare, train
 
+    log = TrainLog(args.out)
     if args.compare:
         summary = compare(args.out, phantoms=args.phantoms, test_phantoms=args.test_phantoms, steps=args.steps,
-                          seed=args.seed, contrast=args.contrast, log=print)
-        print(json.dumps(summary, indent=2))
+                          seed=args.seed, contrast=args.contrast, log=log)
+        print(log.finish(summary, "brain-mr comparison"))
         return 0
     cases = None
     if args.data:
         from .data import load_cases
 
         cases = load_cases(args.data)
-        print(f"loaded {len(cases)} cases from {args.data}")
+        log(f"loaded {len(cases)} cases from {args.data}")
     meta = train(args.out, cases=cases, phantoms=args.phantoms, seed=args.seed, contrast=args.contrast,
                  variant=args.variant, weighting=args.weighting, label_every=args.label_every,
-                 steps=args.steps, test_phantoms=0 if cases else args.test_phantoms, log=print)
-    print(json.dumps(meta, indent=2))
+                 steps=args.steps, test_phantoms=0 if cases else args.test_phantoms, log=log)
+    print(log.finish(meta, "brain-mr"))
     return 0
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=8, help="held-out phantoms (seeds from 1,000,000)")
-    parser.add_argument("--contrast", choices=("T1", "T2"), default="T1")
-    parser.add_argument("--data", type=Path, help="evaluate on your own labelled cases instead")
+    parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
+    parser.add_argument("--data", type=Path, help="evaluate on your own labelled cases instead (default: phantoms)")
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from models.train_log import TrainLog
+
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
 
 TRAIN_HELP = "three slice classifiers for lung apex, carina and diaphragm; phantoms or your labelled CT"
@@ -20,20 +22,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for model.onnx, model.pt, model.json, checkpoint.pt and card.md")
     parser.add_argument("--phantoms", type=int, default=0, help="training phantoms (seeds --seed ...)")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
-    parser.add_argument("--dicom", type=Path, help="folder of labelled DICOM series")
+    parser.add_argument("--dicom", type=Path, help="folder of labelled DICOM series (default: phantoms only)")
     parser.add_argument("--labels", type=Path,
-                        help="CSV: series_instance_uid,apex,carina,diaphragm (SOP Instance UID or Instance Number)")
+                        help="CSV: series_instance_uid,apex,carina,diaphragm (SOP Instance UID or Instance Number);"
+                             " needed with --dicom (default: none)")
     parser.add_argument("--arch", choices=_ARCHS, default="small",
                         help="classifier architecture (timm ones need torch==2.14.1 torchvision==0.29.1 timm)")
-    parser.add_argument("--pretrained", type=Path, help="state dict to start each classifier from")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--pretrained", type=Path, help="state dict to start each classifier from (default: random initialisation)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs")
     parser.add_argument("--steps", type=int, default=40, help="steps per epoch (each trains all three classifiers)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=32, help="slices per batch")
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     parser.add_argument("--fp-weight", type=float, default=2.0, help="loss weight of negatives (penalises false positives)")
     parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
     parser.add_argument("--test-phantoms", type=int, default=50, help="held-out phantoms evaluated after training")
-    parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs")
+    parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs (default: no cache)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--repeats", default="1,2,1",
                         help="batches per step for apex,carina,diaphragm (default 1,2,1)")
@@ -46,6 +49,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .findings import LANDMARKS
     from .train import train
 
+    log = TrainLog(args.out)
     try:
         counts = [int(v) for v in str(args.repeats).split(",")]
         if len(counts) != len(LANDMARKS):
@@ -56,17 +60,17 @@ def run_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, fp_weight=args.fp_weight,
             repeats=dict(zip(LANDMARKS, counts)),
             slice_thickness=args.slice_thickness, test_phantoms=args.test_phantoms, cache_dir=args.cache,
-            resume=args.resume, threads=args.threads, version=args.version, log=print,
+            resume=args.resume, threads=args.threads, version=args.version, log=log,
         )
     except (RuntimeError, ValueError) as exc:
         print(f"ainode models train chest-ct-landmarks: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({
+    print(log.finish({
         "model": str(report.model_path),
         "series": report.series,
         "training_seconds": round(report.training_seconds, 1),
         "test": report.test.summary() if report.test else None,
-    }, indent=2))
+    }, "chest-ct-landmarks"))
     return 0
 
 
@@ -75,9 +79,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=50, help="held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--first-seed", type=int, default=None, help="first held-out seed (default 1,000,000)")
-    parser.add_argument("--slice-thickness", type=float, default=4.0)
-    parser.add_argument("--dicom", type=Path, help="evaluate labelled DICOM series instead of phantoms")
-    parser.add_argument("--labels", type=Path, help="label CSV for --dicom")
+    parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
+    parser.add_argument("--dicom", type=Path, help="evaluate labelled DICOM series instead of phantoms (default: phantoms)")
+    parser.add_argument("--labels", type=Path, help="label CSV for --dicom (default: none)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON only")
 
 

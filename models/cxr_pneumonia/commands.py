@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.train_log import TrainLog
+
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "load_labelled", "run_eval", "run_train"]
 
 TRAIN_HELP = "pneumonia classifier with Grad-CAM; phantoms or your labelled radiographs (CSV)"
@@ -39,11 +41,11 @@ def load_labelled(csv_path: Path):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt and model.json")
     parser.add_argument("--phantoms", type=int, default=320, help="training phantoms (even seed: pneumonia)")
-    parser.add_argument("--data", type=Path, help="train on your labelled radiographs instead (CSV path,label)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--data", type=Path, help="train on your labelled radiographs instead (CSV path,label; default: phantoms)")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
-    parser.add_argument("--val-phantoms", type=int, default=60)
-    parser.add_argument("--test-phantoms", type=int, default=100)
+    parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
+    parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -53,18 +55,19 @@ def run_train(args: argparse.Namespace) -> int:
     if args.data is not None:
         images, labels, _ = load_labelled(args.data)
         data = (images, labels)
+    log = TrainLog(args.out)
     meta = train(
         args.phantoms, args.out, epochs=args.epochs, seed=args.seed, val_phantoms=args.val_phantoms,
-        test_phantoms=args.test_phantoms, data=data, log=print,
+        test_phantoms=args.test_phantoms, data=data, log=log,
     )
-    print(json.dumps(meta.get("metrics", {}), indent=2))
+    print(log.finish(meta, "cxr-pneumonia"))
     return 0
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=100, help="held-out phantoms")
-    parser.add_argument("--data", type=Path, help="evaluate on your labelled radiographs instead (CSV path,label)")
+    parser.add_argument("--data", type=Path, help="evaluate on your labelled radiographs instead (CSV path,label; default: phantoms)")
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from models.train_log import TrainLog
+
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
 
 TRAIN_HELP = "16x16-patch classifier for head CT hematoma; trained on phantoms"
@@ -14,7 +16,7 @@ TRAIN_HELP = "16x16-patch classifier for head CT hematoma; trained on phantoms"
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=160, help="training phantoms (half with hematoma)")
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=25, help="training epochs")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx and model.json")
 
@@ -22,8 +24,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, log=print)
-    print(json.dumps(asdict(report), indent=2, default=str))
+    log = TrainLog(args.out)
+    report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, log=log)
+    print(log.finish(asdict(report), "head-ct-hematoma"))
     return 0
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
@@ -11,7 +11,7 @@ from node.pipeline import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
 from .findings import HematomaFindings
-from .report import write_results
+from .report import stream_results, write_results
 
 __all__ = ["DEMO_WEIGHTS", "HeadCTHematomaPack"]
 
@@ -56,3 +56,9 @@ class HeadCTHematomaPack:
 
     def write_results(self, series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext) -> list[Dataset]:
         return write_results(series, findings, context)
+
+    def stream_results(
+        self, series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
+    ) -> Iterator[Dataset]:
+        """The objects of :meth:`write_results` one by one (SEG, overlays, SR), each as soon as it is built."""
+        return stream_results(series, findings, context)

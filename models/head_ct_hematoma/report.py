@@ -14,7 +14,7 @@ For one analysed series the model writes, all in the source study:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import highdicom as hd
 import numpy as np
@@ -40,6 +40,7 @@ __all__ = [
     "NUMBER_OF_HEMATOMA_PATCHES",
     "WINDOW_HU",
     "render_overlay",
+    "stream_results",
     "write_results",
 ]
 
@@ -109,6 +110,19 @@ def write_results(
     ValueError
         When the series and the findings disagree (slice count, matrix size).
     """
+    objects = list(stream_results(series, findings, context))
+    seg, *overlays, sr = objects
+    return [seg, sr, *overlays]
+
+
+def stream_results(
+    series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
+) -> Iterator[Dataset]:
+    """The objects of :func:`write_results`, each yielded as soon as it is built.
+
+    The SEG first, then the overlays, then the SR that references them all: the node
+    saves and delivers each while the next is built.
+    """
     if not isinstance(findings, HematomaFindings):
         raise TypeError(
             f'Argument "findings" must be HematomaFindings, not {type(findings).__name__}.'
@@ -134,11 +148,18 @@ def write_results(
         series_description="AI hemorrhage segmentation",
         tracking_uid=tracking_uid,
     )
+    yield seg
 
     affected = findings.affected_slices
     overlay_series_uid = hd.UID()
-    overlays = [
-        build_overlay_sc(
+    derivation = (
+        f"Window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU, "
+        f"{findings.patch_size}x{findings.patch_size} patch grid, hematoma patches "
+        f"in red, by {algorithm.name} {algorithm.version}"
+    )
+    overlays = []
+    for number, index in enumerate(affected, start=1):
+        overlay = build_overlay_sc(
             series[index],
             render_overlay(series[index], findings.hematoma_mask[index], findings.patch_size),
             algorithm=algorithm,
@@ -146,14 +167,10 @@ def write_results(
             series_number=base + 2,
             instance_number=number,
             series_description="AI hemorrhage overlay",
-            derivation_description=(
-                f"Window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU, "
-                f"{findings.patch_size}x{findings.patch_size} patch grid, hematoma patches "
-                f"in red, by {algorithm.name} {algorithm.version}"
-            ),
+            derivation_description=derivation,
         )
-        for number, index in enumerate(affected, start=1)
-    ]
+        overlays.append(overlay)
+        yield overlay
 
     present = findings.present
     reference_segment = present and findings.hematoma_patch_count > 0
@@ -172,7 +189,7 @@ def write_results(
         referenced_images=tuple(series[i] for i in affected),
         segmentation=seg if reference_segment else None,
     )
-    sr = build_measurement_report(
+    yield build_measurement_report(
         series,
         [group],
         algorithm=algorithm,
@@ -181,7 +198,6 @@ def write_results(
         evidence=[seg, *overlays],
         procedure_reported=CT_HEAD,
     )
-    return [seg, sr, *overlays]
 
 
 def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> np.ndarray:

@@ -547,12 +547,12 @@ def _write_series(phantom: BrainMRPhantom, seed: int, name: str, patient_id: str
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode phantom brain-mr``."""
     parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM files and the truth")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--slices", type=int, default=32)
-    parser.add_argument("--tumor", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same phantom)")
+    parser.add_argument("--slices", type=int, default=32, help="axial slices")
+    parser.add_argument("--tumor", action=argparse.BooleanOptionalAction, default=True, help="draw a tumour")
     parser.add_argument("--contrast", choices=("T1", "T2", "both"), default="T1",
                         help="series to write (both: two series, same study and frame of reference)")
-    parser.add_argument("--patient-name", default="Phantom^Brain")
+    parser.add_argument("--patient-name", default="Phantom^Brain", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default BRAINMR-<seed>)")
 
 

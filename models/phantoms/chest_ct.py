@@ -735,10 +735,10 @@ def write_phantom(phantom: ChestCTPhantom, out_dir: Path) -> list[Path]:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode phantom chest-ct``."""
     parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM files and truth.json")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same phantom)")
     parser.add_argument("--slice-thickness", type=float, default=4.0, help="mm (default 4)")
     parser.add_argument("--size", type=int, default=256, help="matrix size (default 256)")
-    parser.add_argument("--patient-name", default="Phantom^Chest")
+    parser.add_argument("--patient-name", default="Phantom^Chest", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default CHESTCT-<seed>)")
 
 

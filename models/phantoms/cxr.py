@@ -641,12 +641,13 @@ def _dataset(image, spacing, photometric, seed, patient_name, patient_id, study_
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode phantom cxr``."""
     parser.add_argument("--out", type=Path, required=True, help="folder for image.dcm and the truth")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same phantom)")
     parser.add_argument("--size", type=int, default=1024, help="rows = columns (pixel spacing 430 mm / size)")
     parser.add_argument("--nodules", type=int, default=0, help="nodules to embed")
-    parser.add_argument("--pneumonia", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--photometric", choices=("MONOCHROME1", "MONOCHROME2"), default="MONOCHROME2")
-    parser.add_argument("--patient-name", default="Phantom^Chest")
+    parser.add_argument("--pneumonia", action=argparse.BooleanOptionalAction, default=False, help="draw a pneumonic opacity")
+    parser.add_argument("--photometric", choices=("MONOCHROME1", "MONOCHROME2"), default="MONOCHROME2",
+                        help="Photometric Interpretation of the radiograph")
+    parser.add_argument("--patient-name", default="Phantom^Chest", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default CXR-<seed>)")
 
 

@@ -533,10 +533,10 @@ def _patch_count(labels: np.ndarray) -> int:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode phantom head-ct``."""
     parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM files and the truth")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--slices", type=int, default=24)
-    parser.add_argument("--hematoma", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--patient-name", default="Phantom^Head")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same phantom)")
+    parser.add_argument("--slices", type=int, default=24, help="axial slices")
+    parser.add_argument("--hematoma", action=argparse.BooleanOptionalAction, default=True, help="draw a hematoma")
+    parser.add_argument("--patient-name", default="Phantom^Head", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default HEADCT-<seed>)")
 
 

@@ -1,81 +1,174 @@
-"""``ainode bench e2e``: where the time goes, from a series sent to results stored in Orthanc."""
+"""``ainode bench e2e``: from the last image to results stored in Orthanc, before/after in one run.
+
+Two nodes run side by side against one real Orthanc: ``before`` delivers a job's objects
+once its last one is written, over one association per delivery batch
+(``deliver_as_written = false``, ``association_idle_seconds = 0``); ``after`` delivers
+each object as soon as it is written, over a kept association (the defaults). Series
+alternate between them, one at a time, so both see the same machine load.
+"""
 from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from ..states import JobState, SeriesState
 from .results import markdown_table
-from .services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, start_node, storescu, wait_for
+from .services import NodeProcess, OrthancServer, default_routes, free_port, node_config, storescu, wait_for
 
-__all__ = ["run_e2e"]
+__all__ = ["MODES", "percentile", "run_e2e"]
 
-_STAGES = ("receive", "completion wait", "queue", "load", "engine", "preprocess", "inference",
-           "postprocess", "write", "handoff", "deliver")
+MODES: dict[str, str] = {
+    "before": "deliver_as_written = false\nassociation_idle_seconds = 0\n",
+    "after": "",
+}
+"""Extra ``[egress]`` settings of each node (``after``: the defaults)."""
+
+_ROUTES = default_routes("head-ct", "cxr-pneumonia", "cxr-nodule")
+
+_CT_STAGES = ("completion → written", "written → delivered", "completion → all in Orthanc",
+              "inference", "write")
+_CXR_STAGES = ("completion → written", "written → delivered", "send end → all in Orthanc")
 
 
-def _stage_times(node: NodeProcess, series_uid: str) -> dict[str, float]:
-    series = httpx.get(f"{node.http_url}/api/series/{series_uid}", timeout=10).json()
-    (job,) = series["jobs"]
-    job = httpx.get(f"{node.http_url}/api/jobs/{job['id']}", timeout=10).json()
-    series_at = {e["state"]: e["at"] for e in series["events"]}
-    job_at = {e["state"]: e["at"] for e in job["events"]}
-    timings = job["timings"]
-    running, written = job_at[JobState.RUNNING], job_at[JobState.WRITTEN]
-    complete, delivered = series_at[SeriesState.COMPLETE], job_at[JobState.DELIVERED]
-    times = {
-        "receive": series["last_instance_at"] - series["first_instance_at"],
-        "completion wait": complete - series["last_instance_at"],
-        "queue": running - complete,
-        **{k: timings.get(k, 0.0) for k in ("load", "engine", "preprocess", "inference", "postprocess", "write")},
-        "deliver": delivered - written,
+@dataclass(frozen=True)
+class _Sent:
+    series_uid: str
+    jobs: int
+    sent_at: float  # when the sender's association ended (storescu returned)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linearly interpolated."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _series_times(node: NodeProcess, sent: _Sent) -> dict[str, float]:
+    series = httpx.get(f"{node.http_url}/api/series/{sent.series_uid}", timeout=10).json()
+    complete = {e["state"]: e["at"] for e in series["events"]}[SeriesState.COMPLETE]
+    written, delivered, inference, write = [], [], [], []
+    for summary in series["jobs"]:
+        job = httpx.get(f"{node.http_url}/api/jobs/{summary['id']}", timeout=10).json()
+        at = {e["state"]: e["at"] for e in job["events"]}
+        written.append(at[JobState.WRITTEN])
+        delivered.append(at[JobState.DELIVERED])
+        inference.append(job["timings"].get("inference", 0.0))
+        write.append(job["timings"].get("write", 0.0))
+    # with several jobs (two radiograph models), the series waits for the last of them
+    return {
+        "completion → written": max(written) - complete,
+        "written → delivered": max(delivered) - max(written),
+        "completion → all in Orthanc": max(delivered) - complete,
+        "send end → all in Orthanc": max(delivered) - sent.sent_at,
+        "inference": max(inference),
+        "write": max(write),
     }
-    times["handoff"] = (written - running) - sum(timings.values())
-    times["after completion"] = delivered - complete
-    return times
 
 
-def run_e2e(slices: int = 40, series: int = 3, workdir: Path | None = None) -> tuple[str, list[dict[str, float]]]:
-    """Send ``series`` head CTs one after another; returns the markdown body and per-series stages."""
-    from models.phantoms.head_ct import generate_head_ct, write_phantom
+def _send_and_wait(node: NodeProcess, files: list[Path], series_uid: str, jobs: int) -> _Sent:
+    storescu(files, node.dicom_port)
+    sent_at = time.time()
+
+    def delivered() -> bool:
+        mine = [j for j in node.jobs() if j["series_uid"] == series_uid]
+        failed = [j for j in mine if j["state"] == JobState.FAILED]
+        if failed:
+            raise RuntimeError(f"job failed: {failed[0]['stage']}: {failed[0]['reason']}")
+        return len(mine) == jobs and all(j["state"] == JobState.DELIVERED for j in mine)
+
+    wait_for(delivered, 300, 0.02, what="results in Orthanc")
+    return _Sent(series_uid, jobs, sent_at)
+
+
+def _table(stages: tuple[str, ...], results: dict[str, list[dict[str, float]]], warm: int) -> str:
+    headers = ["stage", *(f"{mode} p50 (s)" for mode in MODES), *(f"{mode} p95 (s)" for mode in MODES),
+               "p50 after/before"]
+    rows = []
+    for stage in stages:
+        p50 = {m: percentile([r[stage] for r in results[m][1:]], 50) for m in MODES}
+        p95 = {m: percentile([r[stage] for r in results[m][1:]], 95) for m in MODES}
+        ratio = f"{p50['after'] / p50['before']:.2f}" if p50["before"] > 0 else "–"
+        rows.append([stage, *(f"{p50[m]:.3f}" for m in MODES), *(f"{p95[m]:.3f}" for m in MODES), ratio])
+    cold = ", ".join(f"{m} {results[m][0][stages[2]]:.3f} s" for m in MODES)
+    return markdown_table(headers, rows) + f"\n\nCold first series ({stages[2]}, not in the percentiles): {cold}."
+
+
+def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """Send ``series`` head CTs and ``series`` radiographs to each node, alternating.
+
+    The first series of each kind and node is cold and left out of the percentiles
+    (``series - 1`` warm ones, at least 5 with the default). Returns the markdown body
+    and the per-series times by pack and mode.
+    """
+    from models.phantoms.cxr import generate_cxr, write_phantom as write_cxr
+    from models.phantoms.head_ct import generate_head_ct, write_phantom as write_ct
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-e2e-"))
     orthanc = OrthancServer(tmp / "orthanc").start()
-    routes = HEAD_CT_ROUTE
-    results: list[dict[str, float]] = []
-    node: NodeProcess | None = None
+    nodes: dict[str, NodeProcess] = {}
+    ct: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    cxr: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    overlays = 0
     try:
-        node = start_node(tmp / "node", orthanc, routes, quiet_seconds=10, max_attempts=10)
+        for mode, extra in MODES.items():
+            nodes[mode] = _start_node(tmp / f"node-{mode}", orthanc, extra)
         for i in range(series):
-            phantom = generate_head_ct(seed=500 + i, slices=slices, hematoma=True)
-            files = sorted(p for p in write_phantom(phantom, tmp / f"series-{i}") if p.suffix == ".dcm")
-            uid = phantom.datasets[0].SeriesInstanceUID
-            storescu(files, node.dicom_port)
-
-            def delivered() -> bool:
-                jobs = [j for j in node.jobs() if j["series_uid"] == uid]
-                if jobs and jobs[0]["state"] == JobState.FAILED:
-                    raise RuntimeError(f"job failed: {jobs[0]['stage']}: {jobs[0]['reason']}")
-                return bool(jobs) and jobs[0]["state"] == JobState.DELIVERED
-
-            wait_for(delivered, 300, 0.05, what="results in Orthanc")
-            results.append(_stage_times(node, uid))
-            time.sleep(0.5)
+            for j, mode in enumerate(MODES):
+                seed = 500 + 2 * i + j
+                phantom = generate_head_ct(seed=seed, slices=slices, hematoma=True)
+                files = sorted(p for p in write_ct(phantom, tmp / f"ct-{mode}-{i}") if p.suffix == ".dcm")
+                uid = str(phantom.datasets[0].SeriesInstanceUID)
+                ct[mode].append(_series_times(nodes[mode], _send_and_wait(nodes[mode], files, uid, 1)))
+                overlays = max(overlays, _objects(nodes[mode], uid) - 2)
+                time.sleep(0.3)
+                radiograph = generate_cxr(seed=seed, nodules=1, pneumonia=True, size=1024)
+                path = write_cxr(radiograph, tmp / f"cxr-{mode}-{i}")[0]
+                uid = str(radiograph.dataset.SeriesInstanceUID)
+                cxr[mode].append(_series_times(nodes[mode], _send_and_wait(nodes[mode], [path], uid, 2)))
+                time.sleep(0.3)
     finally:
-        if node is not None:
+        for node in nodes.values():
             node.stop()
         orthanc.stop()
-    headers = ["stage"] + [f"series {i + 1}{' (cold)' if i == 0 else ''} (s)" for i in range(series)]
-    rows = [[stage] + [f"{r[stage]:.3f}" for r in results] for stage in (*_STAGES, "after completion")]
+    warm = series - 1
     body = (
-        f"{series} head CT phantoms of {slices} slices (512×512), each sent with `storescu` once the previous "
-        "one's results were in a real Orthanc (loopback), model `head-ct-hematoma` on the engine `auto` chose. "
-        "The series completes at its last instance (Images in Acquisition). 'queue' is completion → job "
-        "running; 'handoff' is the worker-process round trip and job-store writes outside the pipeline "
-        "stages; 'after completion' is series complete → every result stored in Orthanc (target ≤ 3 s).\n\n"
-        + markdown_table(headers, rows)
+        f"Two nodes side by side against one real Orthanc 1.10 (loopback), series sent with `storescu` "
+        f"one at a time, alternating between them. **before**: a job's objects are queued for delivery when "
+        f"its last one is written, one association per delivery batch. **after**: each object is queued "
+        f"as soon as the worker has written it (delivered while the next is written), over an association "
+        f"kept open across objects and jobs. p50/p95 over {warm} warm series per pack and node.\n\n"
+        f"### Head CT, {slices} slices (512×512), `head-ct-hematoma` (SEG, SR, {overlays} overlay SCs)\n\n"
+        "The series completes at its last instance (Images in Acquisition). 'inference' and 'write' are the "
+        "worker's own stage times (write: build + save every object).\n\n"
+        + _table(_CT_STAGES, ct, warm)
+        + "\n\n### Chest radiograph 1024×1024, `cxr-nodule` + `cxr-pneumonia` (SEG + SR, SC + SR)\n\n"
+        "Completes when the sender's association ends (`complete_on_release`); 'send end' is when "
+        "`storescu` returned; the series is done when both models' results are in Orthanc.\n\n"
+        + _table(_CXR_STAGES, cxr, warm)
     )
-    return body, results
+    return body, {"head-ct": ct, "cxr": cxr}
+
+
+def _start_node(workdir: Path, orthanc: OrthancServer, egress: str) -> NodeProcess:
+    http_port, dicom_port = free_port(), free_port()
+    config = node_config(dicom_port, http_port, orthanc, _ROUTES, quiet_seconds=10, max_attempts=10)
+    node = NodeProcess(workdir, config.replace("[egress]\n", "[egress]\n" + egress, 1))
+    node.dicom_port = dicom_port
+    return node.start(http_port)
+
+
+def _objects(node: NodeProcess, series_uid: str) -> int:
+    """How many result objects the series' job wrote."""
+    series = httpx.get(f"{node.http_url}/api/series/{series_uid}", timeout=10).json()
+    job = httpx.get(f"{node.http_url}/api/jobs/{series['jobs'][0]['id']}", timeout=10).json()
+    return len(job["results"])

@@ -9,20 +9,44 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 
-__all__ = ["HEAD_CT_ROUTE", "NodeProcess", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
+__all__ = ["HEAD_CT_ROUTE", "NodeProcess", "default_routes", "stop_process", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
 
-HEAD_CT_ROUTE = """
-[[routes]]
-name = "head-ct"
-model = "head-ct-hematoma"
-destinations = ["pacs"]
-match = { Modality = "CT", BodyPartExamined = "HEAD" }
-"""
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 15.0) -> None:
+    """Terminate ``proc`` (if any) and wait; kill it if it has not ended after ``timeout`` seconds."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def default_routes(*names: str) -> str:
+    """The ``[[routes]]`` tables of the embedded default configuration named ``names``, as TOML."""
+    from ..config import DEFAULT_CONFIG_TOML
+
+    blocks = {}
+    for block in DEFAULT_CONFIG_TOML.split("[[routes]]")[1:]:
+        table = block.split("\n[", 1)[0].strip()
+        name = tomllib.loads(table)["name"]
+        blocks[name] = f"\n[[routes]]\n{table}\n"
+    missing = [n for n in names if n not in blocks]
+    if missing:
+        raise KeyError(f"no default route named {', '.join(missing)}")
+    return "".join(blocks[n] for n in names)
+
+
+HEAD_CT_ROUTE = default_routes("head-ct")
 """The route of most tests and benchmarks: head CT series to the hematoma pack, results to ``pacs``."""
 
 ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -102,14 +126,8 @@ class OrthancServer:
         return self
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
+        stop_process(self._proc)
+        self._proc = None
 
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.url}{path}", timeout=30)

@@ -11,9 +11,10 @@ from typing import Callable
 from ..config import Config, DestinationConfig
 from ..logs import audit, log
 from ..metrics import Metrics
+from ..metrics_delivery import DeliveryLatency
 from ..states import ResultState
 from ..store import JobStore, ResultRow, lease_owner_id, owner_is_gone
-from .senders import OutgoingFile, Sender, sender_for
+from .senders import OutgoingFile, Sender, close_sender, release_idle, sender_for
 
 __all__ = ["Outbox", "backoff_delay"]
 
@@ -40,12 +41,14 @@ class Outbox:
         self._config = config
         self._store = store
         self._metrics = metrics
+        self._latency = DeliveryLatency(store, metrics)
         self._clock = clock
         self._owner = lease_owner_id()
         self._stop = threading.Event()
         self._wakes = {d.name: threading.Event() for d in config.destinations}
         self._senders: dict[str, Sender] = {
-            d.name: sender_for(d, calling_ae=config.node.ae_title, timeout=config.egress.timeout_seconds)
+            d.name: sender_for(d, calling_ae=config.node.ae_title, timeout=config.egress.timeout_seconds,
+                               idle_seconds=config.egress.association_idle_seconds)
             for d in config.destinations
         }
         self._threads = [
@@ -64,8 +67,11 @@ class Outbox:
         self._stop.set()
         for wake in self._wakes.values():
             wake.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for thread, destination in zip(self._threads, self._config.destinations):
+            if thread.ident is not None:
+                thread.join(timeout=10)  # the thread releases its sender's connections as it ends
+            else:  # never started (deliver_due called directly)
+                close_sender(self._senders[destination.name])
 
     def wake(self) -> None:
         """Tell the outbox new results are queued."""
@@ -101,6 +107,7 @@ class Outbox:
               tls=destination.tls or (destination.url or "").startswith("https:"), objects=len(due),
               delivered=delivered, failed=len(due) - delivered, bytes=sum(_size(r.path) for r in due))
         if delivered:
+            self._latency.observe(r.job_id for r in due if outcome.errors.get(r.path) is None)
             log(_logger, logging.INFO, "results delivered", destination=destination.name, count=delivered,
                 jobs=sorted({r.job_id for r in due}))
         return len(due)
@@ -119,9 +126,11 @@ class Outbox:
             wake.clear()
             try:
                 self.deliver_due(destination)
+                release_idle(self._senders[destination.name])
             except Exception as exc:
                 log(_logger, logging.ERROR, "outbox error", destination=destination.name, reason=repr(exc))
             wake.wait(timeout=self._idle_wait(destination))
+        close_sender(self._senders[destination.name])
 
     def _idle_wait(self, destination: DestinationConfig) -> float:
         """Until this destination's next result is due (new results wake the thread at once)."""

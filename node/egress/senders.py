@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 
 from ..config import DestinationConfig
 
-__all__ = ["DeliveryOutcome", "OutgoingFile", "Sender", "sender_for"]
+__all__ = ["DeliveryOutcome", "OutgoingFile", "Sender", "close_sender", "release_idle", "sender_for"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Sender(Protocol):
         ...
 
 
-def sender_for(destination: DestinationConfig, *, calling_ae: str, timeout: float) -> Sender:
+def sender_for(destination: DestinationConfig, *, calling_ae: str, timeout: float, idle_seconds: float = 0.0) -> Sender:
     """The sender for ``destination``'s ``type``.
 
     Parameters
@@ -67,13 +67,16 @@ def sender_for(destination: DestinationConfig, *, calling_ae: str, timeout: floa
         The node's AE title (DIMSE destinations).
     timeout
         Seconds any one network operation may take (``[egress] timeout_seconds``).
+    idle_seconds
+        DIMSE: keep the association open this long between deliveries
+        (``[egress] association_idle_seconds``; 0: one association per batch).
     """
     # The implementations import this module for the types above, so they are imported
     # here; the HTTP clients are only loaded when a destination of their type exists.
     if destination.type == "dimse":
         from .dimse import DimseSender
 
-        return DimseSender(destination, calling_ae=calling_ae, timeout=timeout)
+        return DimseSender(destination, calling_ae=calling_ae, timeout=timeout, idle_seconds=idle_seconds)
     if destination.type == "dicomweb":
         from .dicomweb import DicomwebSender
 
@@ -83,3 +86,17 @@ def sender_for(destination: DestinationConfig, *, calling_ae: str, timeout: floa
 
         return OrthancSender(destination, timeout=timeout)
     raise ValueError(f"destination {destination.name!r}: unknown type {destination.type!r}")
+
+
+def release_idle(sender: Sender) -> None:
+    """Let ``sender`` release connections idle long enough (senders that keep some)."""
+    close_idle = getattr(sender, "close_idle", None)
+    if close_idle is not None:
+        close_idle()
+
+
+def close_sender(sender: Sender) -> None:
+    """Release every connection ``sender`` keeps (at the outbox's stop)."""
+    close = getattr(sender, "close", None)
+    if close is not None:
+        close()

@@ -272,6 +272,8 @@ class InstanceAcceptor:
                 sop_instance_uid=uid if uid is None or is_valid_uid(uid) else "<invalid>", source=source)
             return Receipt(Outcome.REFUSED, refusal.status, refusal.reason, header)
         self._metrics.instances_received.labels(outcome.value).inc()
+        if claim is not None:  # always, once accepted
+            self._metrics.received_bytes.inc(claim.dataset.size)
         if transfer is not None:
             self._transfers.carried(transfer, header.series_instance_uid)
         if outcome in (Outcome.STORED, Outcome.REPLACED):

@@ -96,6 +96,12 @@ class ConnectionGate:
             self._admitted.add(assoc)
             return True
 
+    def admitted(self) -> int:
+        """How many admitted associations are still running."""
+        with self._lock:
+            self._prune()
+            return len(self._admitted)
+
     def closed(self, assoc: Association) -> None:
         """Forget a connection (closed, or its association refused)."""
         with self._lock:

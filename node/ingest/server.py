@@ -133,6 +133,7 @@ class IngestServer:
         self._transfers_lock = threading.Lock()
         pending = max_associations if max_pending_connections is None else max_pending_connections
         self._connections = ConnectionGate(max_associations, max(1, pending))
+        metrics.associations_open.set_function(self._connections.admitted)
         self._ae = _make_ae(ae_title, self._network_timeout,
                             self._network_timeout if acse_timeout is None else acse_timeout,
                             self._network_timeout if dimse_timeout is None else dimse_timeout)
@@ -184,6 +185,7 @@ class IngestServer:
         ]
         server = self._ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=context)
         assert server is not None
+        server.contexts = SharedContexts(server.contexts)
         if context is not None:
             defer_server_handshake(server, self._network_timeout)
         # socketserver listens with a backlog of 5: a burst of connections overflows it and
@@ -291,6 +293,19 @@ class IngestServer:
                                                 transfer=transfer)
         self._audit.stored(event.assoc, size, receipt.accepted)
         return receipt.status
+
+
+class SharedContexts(list):  # type: ignore[type-arg]
+    """The listener's supported presentation contexts, shared by its associations.
+
+    pynetdicom deep-copies the server's contexts for every connection it accepts: with
+    every storage class in every decodable transfer syntax that is ~30 ms of GIL-bound
+    work per connection, so a burst of idle connections delays real modalities by
+    seconds. Negotiation only reads the acceptor's contexts, so a shallow copy is safe.
+    """
+
+    def __deepcopy__(self, memo: dict[int, object]) -> list:  # type: ignore[type-arg]
+        return list(self)
 
 
 def _make_ae(ae_title: str, network_timeout: float, acse_timeout: float, dimse_timeout: float) -> AE:

@@ -85,6 +85,7 @@ class JobQueries(StoreDatabase):
             released = [r["id"] for r in rows if should_release(r["lease_owner"] or "", r["lease_until"] or 0.0)]
             for job_id in released:
                 self._move(db, job_id, JobState.QUEUED, reason="worker lost (lease released); queued again")
+                self._drop_unsent_results(db, job_id)
         return released
 
     # -- finishing --------------------------------------------------------------------
@@ -96,6 +97,7 @@ class JobQueries(StoreDatabase):
             if owner is not None and not self._holds(db, job_id, owner):
                 return False
             self._move(db, job_id, JobState.FAILED, stage=stage, reason=reason, engine=engine)
+            self._drop_unsent_results(db, job_id)
         return True
 
     def job_written(
@@ -111,18 +113,56 @@ class JobQueries(StoreDatabase):
         with self._tx() as db:
             if owner is not None and not self._holds(db, job_id, owner):
                 return False
-            for sop_uid, sop_class, path in results:
-                for dest in destinations:
-                    db.execute(
-                        "INSERT INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination,"
-                        " state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                        (job_id, sop_uid, sop_class, path, dest, ResultState.PENDING.value, now, now),
-                    )
+            self._queue_results(db, job_id, results, destinations, now)
             self._move(db, job_id, JobState.WRITTEN, engine=engine, detail=f"{len(results)} objects")
             db.execute("UPDATE jobs SET timings=? WHERE id=?", (json.dumps(dict(timings or {})), job_id))
             if not results or not destinations:
                 self._move(db, job_id, JobState.DELIVERED, detail="nothing to deliver")
+            else:  # every object may have been delivered already (queued one by one while written)
+                self._settle_job(db, job_id)
         return True
+
+    def result_written(
+        self, job_id: int, result: tuple[str, str, str], destinations: Sequence[str], *, owner: str | None = None,
+    ) -> bool:
+        """Queue one ``(sop_uid, sop_class, path)`` of a still running job for each destination.
+
+        The worker writes a job's objects one after another; each is delivered while the
+        next is written. :meth:`job_written` later queues them all again (a no-op for
+        those already queued). Returns False (and changes nothing) when ``owner`` no
+        longer holds the job.
+        """
+        with self._tx() as db:
+            if owner is not None and not self._holds(db, job_id, owner):
+                return False
+            self._queue_results(db, job_id, [result], destinations, time.time())
+        return True
+
+    def _queue_results(
+        self, db: Connection, job_id: int, results: Sequence[tuple[str, str, str]], destinations: Sequence[str],
+        now: float,
+    ) -> None:
+        for sop_uid, sop_class, path in results:
+            for dest in destinations:
+                db.execute(
+                    "INSERT INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination,"
+                    " state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    (job_id, sop_uid, sop_class, path, dest, ResultState.PENDING.value, now, now),
+                )
+
+    def _drop_unsent_results(self, db: Connection, job_id: int) -> None:
+        """A running job that fails or loses its worker: its objects queued while it was
+        written and not being sent right now are superseded (a re-run writes them anew)."""
+        now = time.time()
+        db.execute(
+            "UPDATE results SET state=?, updated_at=? WHERE job_id=? AND state=?"
+            " AND (lease_until IS NULL OR lease_until<?)",
+            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, now),
+        )
+
+    def _settle_job(self, db: Connection, job_id: int) -> None:
+        """Move a written job to delivered or failed once no result is pending (see ResultQueries)."""
+        raise NotImplementedError
 
     def rerun_job(self, job_id: int, reason: str = "re-run requested") -> bool:
         """Queue a failed or delivered job again; its undelivered results are superseded.
