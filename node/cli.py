@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", type=Path, required=True, help="config.toml with [store] url (PostgreSQL)")
     worker.add_argument("--deliver", action="store_true", help="also deliver results to the destinations")
     worker.add_argument("--data-dir", type=Path, help="override [node] data_dir: results, engine cache (default: the config's)")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve GET /metrics on this port of [node] http_host (default: [runner] metrics_port; 0: none)")
     worker.set_defaults(func=_worker)
 
     check = sub.add_parser("check-config", help="validate a config file and print it")
@@ -147,7 +149,12 @@ def _parser() -> argparse.ArgumentParser:
     ingest = benches.add_parser("ingest", help="C-STORE into the node vs a raw-write receiver")
     ingest.add_argument("--count", type=int, default=300, help="instances per run")
     ingest.add_argument("--senders", type=int, default=4, help="concurrent senders")
+    ingest.add_argument("--listeners", type=int, default=1, help="also time the node with this many listener processes")
     ingest.set_defaults(func=_bench, bench="ingest")
+    workers = benches.add_parser("workers", help="job throughput with 1 vs 2 ainode worker processes (PostgreSQL store)")
+    workers.add_argument("--series", type=int, default=8, help="head CT series queued per run")
+    workers.add_argument("--slices", type=int, default=24, help="slices per series")
+    workers.set_defaults(func=_bench, bench="workers")
     engines = benches.add_parser("engines", help="latency per engine vs PyTorch eager")
     engines.add_argument("--model", default="head-ct-hematoma", help="model pack to time")
     engines.add_argument("--batch", type=int, default=8, help="slices per engine call")
@@ -162,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--kills", type=int, default=50, help="kill -9 trials")
     faults.add_argument("--seed", type=int, default=0, help="random seed of the mutations and kills")
     faults.set_defaults(func=_bench, bench="faults")
-    for p in (ingest, engines, e2e, faults):
+    for p in (ingest, workers, engines, e2e, faults):
         p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="Markdown file the results are added to")
     return parser
 
@@ -230,6 +237,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     import os
+    from dataclasses import replace
 
     from .logs import configure_logging
     from .service import Node
@@ -242,6 +250,8 @@ def _worker(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     config = Node.with_overrides(config, data_dir=args.data_dir.resolve() if args.data_dir else None)
+    if args.metrics_port is not None:
+        config = replace(config, runner=replace(config.runner, metrics_port=args.metrics_port))
     configure_logging(config.node.log_level)
     os.umask(0o077)
     try:
@@ -291,8 +301,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench == "ingest":
         from .bench.ingest import run_ingest
 
-        body, _ = run_ingest(count=args.count, senders=args.senders)
+        body, _ = run_ingest(count=args.count, senders=args.senders, listeners=args.listeners)
         title = "Ingest"
+    elif args.bench == "workers":
+        from .bench.workers import run_workers
+
+        body, _ = run_workers(series=args.series, slices=args.slices)
+        title = "Workers: job throughput"
     elif args.bench == "engines":
         from .bench.engines import run_engines
 

@@ -137,6 +137,9 @@ class NodeConfig:
     """Idle/read timeout after which a silent DICOM connection is closed."""
     accept_unknown_peers: bool = True
     """Whether a calling AE title not listed in ``[[peers]]`` may associate (off in production)."""
+    listeners: int = _limited(1, ge=1, le=64)
+    """DICOM listener processes sharing ``dicom_port`` (SO_REUSEPORT; the kernel spreads
+    connections over them): ingest on several cores. See README "Scaling out"."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,9 @@ class RunnerConfig:
     enabled: bool = True
     """False: ``ainode serve`` runs no jobs (an ingest-only node); ``ainode worker``
     processes sharing the store and the spool run them."""
+    metrics_port: int = _limited(0, ge=0, le=65535)
+    """``ainode worker`` only (it has no HTTP API): serve ``GET /metrics`` on this port, on
+    ``[node] http_host``; 0: no metrics server."""
 
 
 @dataclass(frozen=True)
@@ -557,6 +563,7 @@ def _parse_node(table: Mapping[str, Any], base_dir: Path) -> NodeConfig:
         max_associations=_number(p, table, "max_associations", fields["max_associations"]),
         network_timeout_seconds=_number(p, table, "network_timeout_seconds", fields["network_timeout_seconds"]),
         accept_unknown_peers=_get(p, table, "accept_unknown_peers", bool, d.accept_unknown_peers),
+        listeners=_number(p, table, "listeners", fields["listeners"]),
     )
 
 

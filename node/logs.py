@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -60,5 +61,8 @@ AUDIT_LOGGER = "ainode.audit"
 
 
 def audit(event: str, **fields: Any) -> None:
-    """One audit record (``"audit": event``): who sent what, when; never patient data or secrets."""
-    logging.getLogger(AUDIT_LOGGER).info(event, extra={"fields": {"audit": event, **fields}})
+    """One audit record (``"audit": event``): who sent what, when; never patient data or secrets.
+
+    It names the process (``pid``): several listener processes of one node share a log.
+    """
+    logging.getLogger(AUDIT_LOGGER).info(event, extra={"fields": {"audit": event, "pid": os.getpid(), **fields}})

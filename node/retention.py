@@ -2,6 +2,10 @@
 
 Finished means ignored by the router, or every job delivered. Failed jobs keep their
 files (an operator may replay them). ``retention_hours = 0`` keeps everything.
+
+Result files are removed by the paths recorded on the job's result rows, so the ones a
+worker wrote under its own ``data_dir`` go too, wherever a shared mount lets this
+process reach them (a path it cannot reach is left to that machine's cleaning).
 """
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .config import SpoolConfig
 from .logs import log
 from .spool import Spool
-from .store import JobStore
+from .store import JobStore, ResultRow
 
 __all__ = ["Janitor"]
 
@@ -51,6 +55,7 @@ class Janitor:
             for path in paths:
                 Path(path).unlink(missing_ok=True)
             for job_id in jobs:
+                _remove_results(self._store.job_results(job_id))
                 shutil.rmtree(self._spool.results / str(job_id), ignore_errors=True)
         if purged:
             log(_logger, logging.INFO, "spool swept", series=len(purged))
@@ -62,3 +67,19 @@ class Janitor:
                 self.sweep()
             except Exception as exc:
                 log(_logger, logging.ERROR, "spool sweep failed", reason=repr(exc))
+
+
+def _remove_results(rows: Iterable[ResultRow]) -> None:
+    """Remove each result file (once, whatever its destinations), then its folder if that is empty."""
+    folders = set()
+    for path in {Path(r.path) for r in rows if r.path}:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # not ours to remove (another machine's mount, its permissions)
+            continue
+        folders.add(path.parent)
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a newer run's files), or gone already
+            pass

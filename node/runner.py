@@ -52,6 +52,7 @@ class Runner:
         self._stop = threading.Event()
         self._running: dict[int, Future[JobOutcome]] = {}
         self._renewed_at = 0.0
+        self._watch: Any = None
         self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
         self._handover_thread = threading.Thread(target=self._take_handovers, name="runner-handover", daemon=True)
 
@@ -66,6 +67,7 @@ class Runner:
         if released:
             log(_logger, logging.WARNING, "jobs of a stopped node queued again", jobs=released)
         self._warm_up()
+        self._watch = self._store.watch({"jobs": self.wake})  # jobs an ingest node sharing the store queued
         self._thread.start()
         self._handover_thread.start()
 
@@ -91,6 +93,8 @@ class Runner:
         future.add_done_callback(_report)
 
     def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():

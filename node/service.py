@@ -15,17 +15,16 @@ from .config import Config
 from .disk import DiskGuard
 from .egress.outbox import Outbox
 from .index import Indexer
-from .ingest import IngestServer
-from .ingest.peers import PeerPolicy
+from .ingest.listeners import ListenerProcesses, ingest_server
 from .logs import log
 from .metrics import Metrics
+from .metrics_http import MetricsServer
 from .retention import Janitor
 from .route import Router
 from .runner import Runner
 from .spool import Spool
 from .states import InstanceState, JobState, ResultState, SeriesState
 from .store import open_store
-from .tls import server_context
 from .web import WebServer
 
 __all__ = ["Node", "Stage"]
@@ -69,8 +68,12 @@ class Node:
             self.runner = Runner(config, self.store, self.spool, self.metrics,
                                  on_written=self.outbox.wake if self.outbox else _nothing)
         self._stopped = threading.Event()
+        self.listeners: ListenerProcesses | None = None  # [node] listeners > 1: made at start, once the port is bound
+        self.metrics_server: MetricsServer | None = None
         if worker:  # no ingest side: those stages run on the ingest nodes
             self.ingest = self.indexer = self.assembler = self.janitor = self.web = None  # type: ignore[assignment]
+            if config.runner.metrics_port:
+                self.metrics_server = MetricsServer(self.metrics, config.node.http_host, config.runner.metrics_port)
             return
         self._use_spool_disk_for_temporary_files()
         router = Router(config.routes)
@@ -79,14 +82,8 @@ class Node:
         self.indexer = Indexer(self.store, self.metrics, on_indexed=self.assembler.wake,
                                rerun_on_late=router.reruns_on_late)
         self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)
-        self.ingest = IngestServer(
-            config.node.ae_title, config.node.dicom_host, config.node.dicom_port,
-            self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
-            max_associations=config.node.max_associations, network_timeout=config.node.network_timeout_seconds,
-            max_dataset_bytes=int(config.spool.max_dataset_mb * 1024 * 1024), disk_guard=self.disk,
-            peers=PeerPolicy(config.peers, config.node.accept_unknown_peers), **_dicom_tls(config),
-            on_duplicate=config.ingest.on_duplicate, on_released=self.assembler.released,
-        )
+        self.ingest = ingest_server(config, self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
+                                    on_released=self.assembler.released, disk_guard=self.disk)
         self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health,
                              acceptor=self.ingest.acceptor, sources=config.sources,
@@ -118,6 +115,7 @@ class Node:
         wanted = ["indexer", "assembler"] + (["runner"] if self.runner else [])
         wanted += [f"outbox-{d.name}" for d in self.config.destinations] if self.outbox else []
         missing = [name for name in wanted if name not in threads]
+        missing += self.listeners.missing() if self.listeners else []
         disk = self.disk.status()
         return {"status": "ok" if not missing else "degraded", "missing": missing,
                 "accepting_instances": not disk["below_watermark"], "disk": disk,
@@ -133,6 +131,7 @@ class Node:
         for leftover in incoming.iterdir():
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
+        self._previous_tempdir = tempfile.tempdir
         tempfile.tempdir = str(incoming)
 
     def recover_spool(self) -> int:
@@ -154,9 +153,13 @@ class Node:
                 started.add(id(stage.component))
                 stage.component.start()
         if self.worker:
+            if self.metrics_server is not None:
+                self.metrics_server.start()
             log(_logger, logging.INFO, "worker started", delivers=self.outbox is not None,
                 models=sorted({r.model for r in self.config.routes}), data_dir=str(self.config.node.data_dir))
             return
+        if self.config.node.listeners > 1:
+            self._start_listeners()
         self.web.start()
         log(_logger, logging.INFO, "node started", ae_title=self.config.node.ae_title,
             dicom_port=self.ingest.port, http_port=self.web.port,
@@ -164,8 +167,14 @@ class Node:
 
     def stop(self) -> None:
         """Stop listening first, then the stages in pipeline order."""
+        if tempfile.tempdir == str(self.spool.root / "incoming"):  # give the process its temporary folder back
+            tempfile.tempdir = getattr(self, "_previous_tempdir", None)
         if not self.worker:
             self.web.stop()
+        if self.listeners is not None:
+            self.listeners.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         stopped: set[int] = set()
         for stage in self.stages():
             if id(stage.component) not in stopped:
@@ -174,6 +183,16 @@ class Node:
         self.store.close()
         self._stopped.set()
         log(_logger, logging.INFO, "node stopped")
+
+    def _start_listeners(self) -> None:
+        """Start the extra listener processes on the ports the node's own listener bound."""
+        tls = self.config.dicom_tls
+        tls_port = self.ingest.tls_port if tls is not None and tls.port is not None else None
+        self.listeners = ListenerProcesses(self.config, self.ingest.port, tls_port, self.metrics,
+                                           on_stored=self.indexer.wake, on_released=self.assembler.released)
+        self.listeners.start()
+        listeners, ingest = self.listeners, self.ingest
+        self.metrics.associations_open.set_function(lambda: ingest.open_associations() + listeners.open_associations())
 
     def serve_forever(self) -> None:
         """Run until SIGINT or SIGTERM."""
@@ -195,10 +214,3 @@ class Node:
 def _nothing() -> None:
     """No stage to wake: it runs in another process, which polls the shared store."""
 
-
-def _dicom_tls(config: Config) -> dict[str, Any]:
-    """The ingest server's TLS arguments from ``[dicom_tls]`` (none without it)."""
-    tls = config.dicom_tls
-    if tls is None:
-        return {}
-    return {"tls_context": server_context(tls.cert, tls.key, tls.ca, tls.require_client_cert), "tls_port": tls.port}

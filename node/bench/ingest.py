@@ -59,8 +59,13 @@ def _wait_port(port: int) -> None:
     wait_for(accepts, 30, 0.05, what=f"port {port}")
 
 
-def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None) -> tuple[str, dict[str, float]]:
-    """Run the benchmark; returns the markdown section body and the raw figures."""
+def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None,
+               listeners: int = 1) -> tuple[str, dict[str, float]]:
+    """Run the benchmark; returns the markdown section body and the raw figures.
+
+    ``listeners`` above 1: the node is timed once with one listener process and once
+    with ``listeners`` (``[node] listeners``), against the same baseline.
+    """
     from models.phantoms.head_ct import generate_head_ct, write_phantom
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-ingest-"))
@@ -81,19 +86,45 @@ def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None) 
         raw.terminate()
         raw.wait()
 
+    figures: dict[str, float] = {"count": count, "megabytes": megabytes, "raw_one": raw_one, "raw_many": raw_many}
+    for n in dict.fromkeys((1, listeners)):
+        figures.update(_time_node(tmp / f"node-{n}", n, files, files_b, senders, "node" if n == 1 else f"node{n}"))
+    rows = []
+    for n_senders, raw, suffix in ((1, raw_one, "one"), (senders, raw_many, "many")):
+        rows.append(["raw-write pynetdicom SCP (baseline)", n_senders, f"{raw:.2f}", "–", f"{count / raw:.0f}", "1.00×"])
+        for n in dict.fromkeys((1, listeners)):
+            label = f"{'node' if n == 1 else f'node{n}'}_{suffix}"
+            rows.append([f"ainode, {n} listener{'s' if n > 1 else ''} (fsync + job store, then indexed)", n_senders,
+                         f"{figures[label]:.2f}", f"{figures[label + '_indexed']:.2f}", f"{count / figures[label]:.0f}",
+                         f"{raw / figures[label]:.2f}×"])
+    body = (
+        f"{count} CT instances of 512×512 int16 ({megabytes:.0f} MB), sent with dcmtk `storescu` over loopback. "
+        "'acked' is the senders' wall time (every C-STORE answered); 'indexed' adds the time until the "
+        "node's job store holds every instance under its series. Ratio = baseline time / node time "
+        "(above 1: the node is faster).\n\n"
+        + markdown_table(["receiver", "senders", "acked (s)", "indexed (s)", "instances/s", "ratio"], rows)
+    )
+    return body, figures
+
+
+def _time_node(workdir: Path, listeners: int, files: Sequence[Path], files_b: Sequence[Path], senders: int,
+               prefix: str) -> dict[str, float]:
+    """Seconds for the node (``listeners`` processes) to ack, and to index, each series."""
     http_port, dicom_port = free_port(), free_port()
-    node = NodeProcess(tmp / "node", f"""
+    node = NodeProcess(workdir, f"""
 [node]
 dicom_host = "127.0.0.1"
 dicom_port = {dicom_port}
 http_port = {http_port}
 data_dir = "data"
+listeners = {listeners}
 [assembler]
 quiet_seconds = 600
 """).start(http_port)
-    figures: dict[str, float] = {"count": count, "megabytes": megabytes, "raw_one": raw_one, "raw_many": raw_many}
+    figures: dict[str, float] = {}
+    count = len(files)
     try:
-        for label, batch, n_senders in (("node_one", files, 1), ("node_many", files_b, senders)):
+        for label, batch, n_senders in ((f"{prefix}_one", files, 1), (f"{prefix}_many", files_b, senders)):
             uid = pydicom.dcmread(batch[0], stop_before_pixels=True).SeriesInstanceUID
             t0 = time.perf_counter()
             figures[label] = _send(batch, dicom_port, n_senders)
@@ -106,22 +137,4 @@ quiet_seconds = 600
             figures[label + "_indexed"] = time.perf_counter() - t0
     finally:
         node.stop()
-
-    rows = [
-        ["raw-write pynetdicom SCP (baseline)", 1, f"{raw_one:.2f}", "–", f"{count / raw_one:.0f}", "1.00×"],
-        ["ainode (fsync + job store, then indexed)", 1, f"{figures['node_one']:.2f}",
-         f"{figures['node_one_indexed']:.2f}", f"{count / figures['node_one']:.0f}",
-         f"{raw_one / figures['node_one']:.2f}×"],
-        ["raw-write pynetdicom SCP (baseline)", senders, f"{raw_many:.2f}", "–", f"{count / raw_many:.0f}", "1.00×"],
-        ["ainode (fsync + job store, then indexed)", senders, f"{figures['node_many']:.2f}",
-         f"{figures['node_many_indexed']:.2f}", f"{count / figures['node_many']:.0f}",
-         f"{raw_many / figures['node_many']:.2f}×"],
-    ]
-    body = (
-        f"{count} CT instances of 512×512 int16 ({megabytes:.0f} MB), sent with dcmtk `storescu` over loopback. "
-        "'acked' is the senders' wall time (every C-STORE answered); 'indexed' adds the time until the "
-        "node's job store holds every instance under its series. Ratio = baseline time / node time "
-        "(above 1: the node is faster).\n\n"
-        + markdown_table(["receiver", "senders", "acked (s)", "indexed (s)", "instances/s", "ratio"], rows)
-    )
-    return body, figures
+    return figures

@@ -44,7 +44,7 @@ class PostgresServer:
         if os.geteuid() == 0:
             entry = pwd.getpwnam("postgres")
             self._user = {"user": entry.pw_uid, "group": entry.pw_gid}
-        self.root = Path(tempfile.mkdtemp(prefix="ainode-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="ainode-pg-", dir=os.environ.get("TMPDIR") or "/tmp"))  # not a node's spool
         if self._user:
             os.chown(self.root, self._user["user"], self._user["group"])
         self.data = self.root / "data"

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 import urllib.parse
-from typing import Callable
+from typing import Any, Callable
 
 from ..config import Config, DestinationConfig
 from ..logs import audit, log
@@ -22,7 +22,8 @@ _logger = logging.getLogger("ainode.egress")
 
 _IDLE_SECONDS = 5.0
 """How long an idle destination thread sleeps when nothing is pending (a safety net: new
-results wake it at once)."""
+results wake it at once, also those another process wrote to a shared store: see
+:meth:`node.store.JobStoreContract.watch`)."""
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -44,6 +45,7 @@ class Outbox:
         self._latency = DeliveryLatency(store, metrics)
         self._clock = clock
         self._owner = lease_owner_id()
+        self._watch: Any = None
         self._stop = threading.Event()
         self._wakes = {d.name: threading.Event() for d in config.destinations}
         self._senders: dict[str, Sender] = {
@@ -60,10 +62,14 @@ class Outbox:
         released = self._store.release_result_leases(lambda owner, _until: owner_is_gone(owner))
         if released:
             log(_logger, logging.WARNING, "deliveries of a stopped node due again", results=released)
+        if self._threads:  # results a process sharing the store wrote (a worker) wake it at once
+            self._watch = self._store.watch({"results": self.wake})
         for thread in self._threads:
             thread.start()
 
     def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         self._stop.set()
         for wake in self._wakes.values():
             wake.set()

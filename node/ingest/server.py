@@ -21,6 +21,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
 from ..disk import DiskGuard
 from ..logs import log
@@ -95,6 +96,9 @@ class IngestServer:
     on_released
         Called with the Series Instance UIDs an association brought, once it is released
         (A-RELEASE; not on an abort) and no other open association is still bringing them.
+    reuse_port
+        Bind with ``SO_REUSEPORT``: other processes of the node listen on the same ports
+        and the kernel spreads the connections over them (``[node] listeners``).
 
     Presentation contexts are accepted for every storage class in every transfer syntax
     whose pixel data can be decoded here (:data:`ACCEPTED_TRANSFER_SYNTAXES`; a context
@@ -118,12 +122,14 @@ class IngestServer:
         tls_port: int | None = None,
         on_duplicate: OnDuplicate | str = OnDuplicate.KEEP_FIRST,
         on_released: Callable[[Sequence[str]], None] = lambda _series: None,
+        reuse_port: bool = False,
     ) -> None:
         if max_associations < 1:
             raise ValueError(f"max_associations must be >= 1, not {max_associations}")
         if network_timeout <= 0:
             raise ValueError(f"network_timeout must be > 0, not {network_timeout}")
         self._address = (host, port)
+        self._reuse_port = reuse_port
         self._metrics = metrics
         self._network_timeout = float(network_timeout)
         self._acceptor = InstanceAcceptor(store, spool, metrics, on_stored=on_stored,
@@ -162,6 +168,10 @@ class IngestServer:
             return int(self._tls_server.server_address[1])
         return self.port if self._tls_context is not None else None
 
+    def open_associations(self) -> int:
+        """Associations open now (admitted, not yet closed)."""
+        return self._connections.admitted()
+
     def start(self) -> None:
         """Listen in background threads (and have pynetdicom receive datasets into files)."""
         _config.STORE_RECV_CHUNKED_DATASET = True
@@ -183,7 +193,10 @@ class IngestServer:
             (evt.EVT_C_STORE, self._handle_store),
             (evt.EVT_C_ECHO, lambda event: Status.SUCCESS.value),
         ]
-        server = self._ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=context)
+        if self._reuse_port:
+            server = _start_shared_server(self._ae, address, handlers, context)
+        else:
+            server = self._ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=context)
         assert server is not None
         server.contexts = SharedContexts(server.contexts)
         if context is not None:
@@ -306,6 +319,27 @@ class SharedContexts(list):  # type: ignore[type-arg]
 
     def __deepcopy__(self, memo: dict[int, object]) -> list:  # type: ignore[type-arg]
         return list(self)
+
+
+class _SharedPortServer(ThreadedAssociationServer):
+    """A listener bound with ``SO_REUSEPORT``, beside the node's other listener processes.
+
+    pynetdicom's ``server_bind`` replaces socketserver's (which would honour
+    ``allow_reuse_port``), so the option is set here, before it binds.
+    """
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def _start_shared_server(ae: AE, address: tuple[str, int], handlers: list, context: ssl.SSLContext | None,
+                         ) -> ThreadedAssociationServer:
+    """``ae.start_server(address, block=False, ...)`` with a :class:`_SharedPortServer`."""
+    server = ae.make_server(address, evt_handlers=handlers, ssl_context=context, server_class=_SharedPortServer)
+    threading.Thread(target=make_target(server.serve_forever), name="AcceptorServer-shared", daemon=True).start()
+    ae._servers.append(server)  # so that ae.shutdown() stops it, as start_server's do
+    return server
 
 
 def _make_ae(ae_title: str, network_timeout: float, acse_timeout: float, dimse_timeout: float) -> AE:

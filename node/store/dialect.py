@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, ContextManager, Iterable, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Protocol, Sequence
 
 from ..states import check_transition
 
-__all__ = ["POSTGRESQL", "SQLITE", "Connection", "Dialect", "StoreDatabase", "pyformat"]
+__all__ = ["POSTGRESQL", "SQLITE", "Connection", "Dialect", "StoreDatabase", "Watch", "pyformat"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,13 @@ class Connection(Protocol):
     def executemany(self, sql: str, args: Iterable[Any]) -> Any: ...
 
 
+class Watch:
+    """What :meth:`StoreDatabase.watch` returns: stop it when the stage stops."""
+
+    def stop(self) -> None:
+        """Stop watching (nothing to do here)."""
+
+
 class StoreDatabase:
     """The base of the query mixins: a backend supplies :meth:`_tx`, :meth:`_query` and a dialect."""
 
@@ -62,6 +69,18 @@ class StoreDatabase:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def watch(self, wakes: "Mapping[str, Callable[[], None]]") -> "Watch":
+        """Call ``wakes[topic]`` when another process queues work of that topic (``jobs``, ``results``).
+
+        Only a shared backend can tell (PostgreSQL: ``LISTEN``/``NOTIFY``); the embedded one
+        returns a watch that never calls: its only writer is this process, which wakes its
+        stages itself.
+        """
+        return Watch()
+
+    def _notify(self, db: Connection, topic: str) -> None:
+        """Tell the processes watching ``topic`` (at commit) that work of that kind was queued."""
 
     def _event(self, db: Connection, kind: str, ref: str | int, state: StrEnum, detail: str | None = None) -> None:
         db.execute(

@@ -149,6 +149,8 @@ class JobQueries(StoreDatabase):
                     " state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                     (job_id, sop_uid, sop_class, path, dest, ResultState.PENDING.value, now, now),
                 )
+        if results and destinations:
+            self._notify(db, "results")
 
     def _drop_unsent_results(self, db: Connection, job_id: int) -> None:
         """A running job that fails or loses its worker: its objects queued while it was

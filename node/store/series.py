@@ -77,6 +77,8 @@ class SeriesQueries(JobQueries):
                     (series_uid, route, JobState.SUPERSEDED.value))]
                 detail = f"route={route} model={model}" + (f" supersedes jobs {older}" if older else "")
                 self._event(db, "job", job_id, JobState.QUEUED, detail)
+            if ids:
+                self._notify(db, "jobs")
         return ids
 
     def reopen_series(self, series_uid: str, detail: str) -> list[int]:

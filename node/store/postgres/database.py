@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from ..dialect import POSTGRESQL, StoreDatabase, as_params, pyformat
+from .notices import CHANNEL_PREFIX, NoticeWatch
 from .schema import upgrade
 
 __all__ = ["PostgresDatabase", "describe_url"]
@@ -81,6 +82,13 @@ class PostgresDatabase(StoreDatabase):
             conn = self._connection()
             with self._conn.transaction():
                 yield conn
+
+    def watch(self, wakes: Mapping[str, Callable[[], None]]) -> NoticeWatch:
+        """Wake-ups from every process sharing this database (``LISTEN``, on a connection of its own)."""
+        return NoticeWatch(self.url, wakes).start()
+
+    def _notify(self, db: _Connection, topic: str) -> None:
+        db.execute(f"NOTIFY {CHANNEL_PREFIX}{topic}")
 
     def _query(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
         with self._lock:
