@@ -1,11 +1,33 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from models.phantoms.head_ct import HeadCTPhantom, generate_head_ct, write_phantom
+from node.bench.services import OrthancServer
+
+
+def _dcmtk_first_on_path() -> None:
+    """pynetdicom installs its own ``storescu``, ``echoscu``… into the venv's bin; the tests
+    mean dcmtk's (the real modality), so dcmtk's folder goes first on PATH."""
+    dcmdump = shutil.which("dcmdump")  # dcmtk only: pynetdicom has no dcmdump
+    if dcmdump:
+        os.environ["PATH"] = os.pathsep.join([str(Path(dcmdump).parent), os.environ.get("PATH", "")])
+
+
+_dcmtk_first_on_path()
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """A real Orthanc as the PACS, shared by a test module's tests."""
+    orthanc = OrthancServer(tmp_path_factory.mktemp("orthanc")).start()
+    yield orthanc
+    orthanc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -82,13 +82,6 @@ def _assert_valid(datasets: list[pydicom.Dataset], tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def pacs(tmp_path_factory: pytest.TempPathFactory):
-    orthanc = OrthancServer(tmp_path_factory.mktemp("orthanc")).start()
-    yield orthanc
-    orthanc.stop()
-
-
-@pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancServer):
     node = _start_node(tmp_path_factory.mktemp("node"), pacs)
     yield node

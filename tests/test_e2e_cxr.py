@@ -43,13 +43,6 @@ match = {MATCH}
 
 
 @pytest.fixture(scope="module")
-def pacs(tmp_path_factory: pytest.TempPathFactory):
-    orthanc = OrthancServer(tmp_path_factory.mktemp("orthanc")).start()
-    yield orthanc
-    orthanc.stop()
-
-
-@pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancServer):
     node = start_node(tmp_path_factory.mktemp("node"), pacs, ROUTES)
     yield node

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import httpx
 
-__all__ = ["HEAD_CT_ROUTE", "NodeProcess", "default_routes", "stop_process", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
+__all__ = ["HEAD_CT_ROUTE", "NodeProcess", "dcmtk", "default_routes", "stop_process", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]
 
 
 
@@ -75,9 +75,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+def dcmtk(tool: str) -> str:
+    """The path of dcmtk's ``tool`` (pynetdicom installs apps of the same names in the venv)."""
+    dcmdump = shutil.which("dcmdump")  # dcmtk only
+    beside = Path(dcmdump).parent / tool if dcmdump else None
+    return str(beside) if beside is not None and beside.exists() else tool
+
+
 def storescu(files: list[Path], port: int, called_ae: str = "AINODE", calling_ae: str = "MODALITY") -> None:
     """Send ``files`` with dcmtk's storescu, as a modality would."""
-    cmd = ["storescu", "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", str(port), *map(str, files)]
+    cmd = [dcmtk("storescu"), "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", str(port), *map(str, files)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -309,7 +316,7 @@ def node_exit_code(node: NodeProcess) -> int | None:
 
 def echoscu(port: int, called_ae: str = "AINODE", timeout: float = 10.0) -> str | None:
     """C-ECHO with dcmtk's ``echoscu``; ``None`` when answered, else why not."""
-    cmd = ["echoscu", "-aet", "PROBE", "-aec", called_ae, "-to", str(int(timeout)), "-ta", str(int(timeout)),
+    cmd = [dcmtk("echoscu"), "-aet", "PROBE", "-aec", called_ae, "-to", str(int(timeout)), "-ta", str(int(timeout)),
            "-td", str(int(timeout)), "127.0.0.1", str(port)]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)

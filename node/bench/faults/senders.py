@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..services import OrthancServer, node_exit_code, node_pid
+from ..services import OrthancServer, dcmtk, node_exit_code, node_pid
 from .background import RssSampler
 from .common import (
     _QUIET_SECONDS,
@@ -63,7 +63,7 @@ def run_concurrent_senders(workdir: Path, orthanc: OrthancServer, *, senders: in
             procs = []
             for sender in range(senders):
                 files = [str(p) for s, fs, _, _ in plan if s == sender for p in fs]
-                cmd = ["storescu", "-aet", f"MODALITY{sender}", "-aec", "AINODE", "127.0.0.1", str(node.dicom_port),
+                cmd = [dcmtk("storescu"), "-aet", f"MODALITY{sender}", "-aec", "AINODE", "127.0.0.1", str(node.dicom_port),
                        *files]
                 procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             for sender, proc in enumerate(procs):
