@@ -39,6 +39,7 @@ orthanc:
 
 serve:
 	@echo "ainode: DICOM AINODE@127.0.0.1:11112"
+	@echo "  status:  http://127.0.0.1:8080/  (queues, jobs, results pages)"
 	@echo "  API:     http://127.0.0.1:8080/docs"
 	@echo "  metrics: http://127.0.0.1:8080/metrics"
 	@echo "  try (second shell): .venv/bin/ainode phantom head-ct --out /tmp/head --seed 3 --hematoma"

@@ -19,6 +19,7 @@ import httpx
 from ..states import JobState, SeriesState
 from .results import markdown_table
 from .services import NodeProcess, OrthancServer, default_routes, free_port, node_config, storescu, wait_for
+from .progress import progress
 
 __all__ = ["MODES", "percentile", "run_e2e"]
 
@@ -122,7 +123,7 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None) -> t
     try:
         for mode, extra in MODES.items():
             nodes[mode] = _start_node(tmp / f"node-{mode}", orthanc, extra)
-        for i in range(series):
+        for i in progress(range(series), "e2e: series"):
             for j, mode in enumerate(MODES):
                 seed = 500 + 2 * i + j
                 phantom = generate_head_ct(seed=seed, slices=slices, hematoma=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .progress import progress
 from .results import markdown_table
 
 __all__ = ["run_engines"]
@@ -38,7 +39,7 @@ def run_engines(model: str, batch: int, iterations: int = 20, warmup: int = 3,
     inputs = _inputs(pack.model_path(), batch)
     options = EngineOptions(network_module=network_module(pack), max_batch=max(batch, 32))
     figures: dict[str, dict[str, float]] = {}
-    for name in names:
+    for name in progress(names, f"engines: {model}"):
         engine = create_engine(name, pack.model_path(), options)
         for _ in range(warmup):
             engine.run(inputs)

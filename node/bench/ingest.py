@@ -21,6 +21,7 @@ from pydicom.uid import generate_uid
 
 from .results import markdown_table
 from .services import NodeProcess, free_port, storescu, wait_for
+from .progress import progress
 
 __all__ = ["run_ingest"]
 
@@ -87,7 +88,7 @@ def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None,
         raw.wait()
 
     figures: dict[str, float] = {"count": count, "megabytes": megabytes, "raw_one": raw_one, "raw_many": raw_many}
-    for n in dict.fromkeys((1, listeners)):
+    for n in progress(dict.fromkeys((1, listeners)), "ingest: listener counts"):
         figures.update(_time_node(tmp / f"node-{n}", n, files, files_b, senders, "node" if n == 1 else f"node{n}"))
     rows = []
     for n_senders, raw, suffix in ((1, raw_one, "one"), (senders, raw_many, "many")):

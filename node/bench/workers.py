@@ -21,6 +21,7 @@ from .postgres import PostgresServer
 from .results import markdown_table
 from .scale_out import WorkerProcess, shared_store_toml
 from .services import HEAD_CT_ROUTE, NodeProcess, free_port, storescu, wait_for
+from .progress import progress
 
 __all__ = ["run_workers"]
 
@@ -109,7 +110,7 @@ def run_workers(series: int = 8, slices: int = 24, workdir: Path | None = None) 
     figures: dict[str, float] = {"series": series, "slices": slices}
     try:
         with PostgresServer() as postgres:
-            for workers in (1, 2):
+            for workers in progress((1, 2), "workers: runs"):
                 run = _one_run(tmp / f"site-{workers}", postgres, workers, batch, pacs_port)
                 figures[f"seconds_{workers}"] = run["seconds"]
                 figures[f"used_{workers}"] = run["workers_used"]
