@@ -2,14 +2,27 @@
 
 Policy (``[http]``):
 
-* ``token_file`` set: every path but ``open_paths`` (``/metrics``, ``/healthz``) needs
-  ``Authorization: Bearer <the file's content>``; the token is compared in constant time,
+* ``token_file`` set: every path but ``open_paths`` (``/metrics``, ``/healthz``) and
+  ``/login``/``/logout`` needs ``Authorization: Bearer <the file's content>`` or a session
+  cookie from ``/login``; the token is compared in constant time,
   re-read when the file changes (it may rotate) and never logged or echoed.
 * no ``token_file``: anonymous use is allowed when ``allow_anonymous`` is true, which by
   default it is only when the API listens on a loopback address (the demo); otherwise
   every protected path answers 401 until a token is configured.
 
-A refused request gets 401 with ``WWW-Authenticate: Bearer`` and a body naming no secret.
+A refused request gets 401 with ``WWW-Authenticate: Bearer`` and a body naming no secret;
+a browser loading a page (``GET`` asking for HTML) is sent to ``/login`` instead.
+
+Browsers: ``/login`` (:mod:`node.ui.login`) exchanges the token for a signed session cookie
+(:mod:`node.sessions`), accepted here in place of the header. Cross-site request forgery:
+the cookie is ``SameSite=Strict``, so a browser never sends it with a request started by
+another site; and a state-changing request (any method but GET, HEAD, OPTIONS) carried by
+the cookie must also have an ``Origin`` header equal to the node's own origin, else 403.
+The Origin check covers what SameSite does not: "site" ignores ports and subdomains, so a
+page served by another program on the same host is same-site. Browsers send ``Origin``
+with every POST (fetch and forms), so no token has to be planted in pages and scripts.
+A request with the bearer header needs no such check: no browser adds that header to a
+cross-origin request without the node's consent (CORS, which the node never grants).
 """
 from __future__ import annotations
 
@@ -21,11 +34,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Sequence
 
+from urllib.parse import quote
+
 from fastapi import HTTPException, Request
 
 from .config import HttpConfig
+from .sessions import COOKIE_NAME, SessionSigner
 
-__all__ = ["AccessMode", "AuthError", "BearerAuth", "is_loopback"]
+__all__ = ["AccessMode", "AuthError", "BearerAuth", "Credential", "is_loopback", "same_origin"]
+
+ALWAYS_OPEN = frozenset({"/login", "/logout"})
+"""Paths every policy lets through (they check what they need themselves)."""
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class AccessMode(StrEnum):
@@ -33,6 +54,15 @@ class AccessMode(StrEnum):
     ANONYMOUS = "anonymous"
     CLOSED = "closed"
     """No token configured and anonymous use not allowed: only the open paths answer."""
+
+
+class Credential(StrEnum):
+    """What let a request through; the dependency puts it in ``request.state.credential``."""
+
+    OPEN = "open"
+    ANONYMOUS = "anonymous"
+    BEARER = "bearer"
+    SESSION = "session"
 
 
 class AuthError(Exception):
@@ -67,8 +97,10 @@ class BearerAuth:
         self._token_file = token_file
         self._lock = threading.Lock()
         self._token: _Token | None = None
+        self.sessions: SessionSigner | None = None
         if token_file is not None:
             self._current_token()  # fail at start, not at the first request
+            self.sessions = SessionSigner(self._current_token)
 
     @classmethod
     def from_config(cls, http: HttpConfig, host: str) -> "BearerAuth":
@@ -79,20 +111,40 @@ class BearerAuth:
         return cls(AccessMode.ANONYMOUS if anonymous else AccessMode.CLOSED, None, http.open_paths)
 
     def __call__(self, request: Request) -> None:
-        """Let the request through, or raise 401."""
-        if request.url.path in self.open_paths or self.mode == AccessMode.ANONYMOUS:
+        """Let the request through (noting how in ``request.state.credential``), or raise 401, 403 or 303."""
+        path = request.url.path
+        if path in self.open_paths or path in ALWAYS_OPEN:
+            request.state.credential = Credential.OPEN
+            return
+        if self.mode == AccessMode.ANONYMOUS:
+            request.state.credential = Credential.ANONYMOUS
             return
         if self.mode == AccessMode.CLOSED:
-            raise _unauthorized("this node's API needs a token: set [http] token_file")
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            raise _refused(request, "this node's API needs a token: set [http] token_file")
+        header = request.headers.get("authorization")
+        if header is None and self.sessions is not None and COOKIE_NAME in request.cookies:
+            if not self.sessions.valid(request.cookies[COOKIE_NAME]):
+                raise _refused(request, "the session has expired or is not valid: log in again")
+            if request.method not in _SAFE_METHODS and not same_origin(request):
+                raise HTTPException(403, "cross-origin request refused")
+            request.state.credential = Credential.SESSION
+            return
+        scheme, _, presented = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
-            raise _unauthorized("a bearer token is required")
+            raise _refused(request, "a bearer token is required")
+        if not self.token_matches(presented):
+            raise _refused(request, "the bearer token is not valid")
+        request.state.credential = Credential.BEARER
+
+    def token_matches(self, presented: str) -> bool:
+        """Whether ``presented`` is the current token (constant time; ``False`` without a readable token)."""
+        if self.mode != AccessMode.TOKEN:
+            return False
         try:
             token = self._current_token()
         except AuthError:
-            raise _unauthorized("the node cannot read its token file") from None
-        if not hmac.compare_digest(presented.strip().encode("utf-8"), token):
-            raise _unauthorized("the bearer token is not valid")
+            return False
+        return hmac.compare_digest(presented.strip().encode("utf-8"), token)
 
     def _current_token(self) -> bytes:
         assert self._token_file is not None
@@ -110,5 +162,20 @@ class BearerAuth:
                             f"{exc.__class__.__name__}") from None
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def same_origin(request: Request) -> bool:
+    """Whether the request's ``Origin`` header names the node itself (scheme, host and port)."""
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin is not None and hmac.compare_digest(origin.lower().encode(), own.lower().encode())
+
+
+def _refused(request: Request, detail: str) -> HTTPException:
+    """401 for the API; for a browser loading a page, a redirect to the login page."""
+    if request.method == "GET" and "text/html" in request.headers.get("accept", "") and _is_page(request.url.path):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return HTTPException(303, "log in first", headers={"Location": f"/login?next={quote(target, safe='/')}"})
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _is_page(path: str) -> bool:
+    return path == "/" or path.startswith("/jobs/") and not path.endswith((".png", ".stl"))

@@ -147,12 +147,14 @@ class PeerConfig:
     """A ``[[peers]]`` entry: a calling AE title the node accepts, from where, and how.
 
     ``host`` is an address or a network in CIDR form (``10.1.2.0/24``); ``tls`` requires
-    the peer to come over the DICOM TLS listener.
+    the peer to come over the DICOM TLS listener; ``cert_cn`` (with ``tls``) requires its
+    client certificate's subject common name to be this one.
     """
 
     ae_title: str
     host: str
     tls: bool = False
+    cert_cn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -759,14 +761,18 @@ def _file(prefix: str, table: Mapping[str, Any], key: str, base_dir: Path | None
 def _parse_peer(prefix: str, table: Mapping[str, Any]) -> PeerConfig:
     import ipaddress
 
-    _only_keys(prefix, table, {"ae_title", "host", "tls"})
+    _only_keys(prefix, table, {"ae_title", "host", "tls", "cert_cn"})
     host = _get(prefix, table, "host", str)
     try:
         ipaddress.ip_network(host, strict=False)
     except ValueError:
         raise ConfigError(f"{prefix}.host", f"expected an IP address or a CIDR network, got {host!r}") from None
+    tls = _get(prefix, table, "tls", bool, False)
+    cert_cn = _get(prefix, table, "cert_cn", str, None)
+    if cert_cn is not None and (not tls or not cert_cn.strip()):
+        raise ConfigError(f"{prefix}.cert_cn", "expected a non-empty common name, with tls = true")
     return PeerConfig(ae_title=_ae_title(f"{prefix}.ae_title", _get(prefix, table, "ae_title", str)).strip(),
-                      host=host, tls=_get(prefix, table, "tls", bool, False))
+                      host=host, tls=tls, cert_cn=cert_cn)
 
 
 def _parse_dicom_tls(table: Any, base_dir: Path) -> DicomTlsConfig:

@@ -5,9 +5,14 @@ whose pixel data can be decoded here, uncompressed syntaxes are proposed too, an
 file is decompressed when the receiver accepts only those. Nothing one file does stops
 the others: a file that is not DICOM, cannot be read, finds no accepted presentation
 context or is refused is reported with its reason, and the rest are sent.
+
+Over DICOM TLS (``tls``, a context from :func:`node.tls.client_context`), the receiver's
+certificate and host name are verified, and a client certificate is presented when the
+context holds one.
 """
 from __future__ import annotations
 
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +68,7 @@ def dicom_files(paths: Iterable[Path]) -> list[Path]:
 
 def send_paths(
     files: Sequence[Path], host: str, port: int, called_ae: str, calling_ae: str = "AINODE-SCU", *,
-    progress: bool | None = None, timeout: float = 30.0,
+    progress: bool | None = None, timeout: float = 30.0, tls: ssl.SSLContext | None = None,
 ) -> SendReport:
     """Send ``files``: one association per at most 128 presentation contexts.
 
@@ -77,6 +82,8 @@ def send_paths(
         Show a progress bar on stderr: ``None`` when stderr is a terminal.
     timeout
         ACSE, DIMSE and network timeouts in seconds.
+    tls
+        Send over DICOM TLS with this client context (``None``: plain TCP).
     """
     failed: list[tuple[str, str]] = []
     outgoing: list[_Outgoing] = []
@@ -92,7 +99,7 @@ def send_paths(
                file=sys.stderr, initial=len(failed))
     try:
         for batch in _batches(outgoing):
-            batch_sent, batch_failed = _send_batch(batch, host, port, called_ae, calling_ae, timeout, bar.update)
+            batch_sent, batch_failed = _send_batch(batch, host, port, called_ae, calling_ae, timeout, bar.update, tls)
             sent += batch_sent
             failed.extend(batch_failed)
     finally:
@@ -170,7 +177,7 @@ def _batches(files: Sequence[_Outgoing]) -> list[list[_Outgoing]]:
 
 def _send_batch(
     files: Sequence[_Outgoing], host: str, port: int, called_ae: str, calling_ae: str, timeout: float,
-    advance: Callable[[int], object],
+    advance: Callable[[int], object], tls: ssl.SSLContext | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Send ``files`` over one association; returns how many were stored and the failures."""
     ae = AE(ae_title=calling_ae)
@@ -183,7 +190,7 @@ def _send_batch(
     for sop_class, syntaxes in contexts:
         ae.add_requested_context(sop_class, list(syntaxes))
     try:
-        assoc = ae.associate(host, port, ae_title=called_ae)
+        assoc = ae.associate(host, port, ae_title=called_ae, tls_args=None if tls is None else (tls, host))
     except Exception as exc:
         advance(len(files))
         return 0, [(str(f.path), f"association failed: {type(exc).__name__}") for f in files]

@@ -12,7 +12,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CIPHERS", "client_context", "defer_server_handshake", "server_context"]
+__all__ = ["CIPHERS", "client_context", "defer_server_handshake", "peer_common_name", "server_context"]
 
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!DSS:!SHA1"
 """TLS 1.2 suites allowed (TLS 1.3 suites are all acceptable and left to OpenSSL)."""
@@ -66,3 +66,24 @@ def defer_server_handshake(server: Any, timeout: float) -> None:
         return context.wrap_socket(client, server_side=True, do_handshake_on_connect=False), address
 
     server.get_request = get_request
+
+
+def peer_common_name(connection: Any) -> str | None:
+    """The subject common name of the certificate the TLS peer presented, ``None`` without one.
+
+    ``connection``: an ``ssl.SSLSocket``, or an object holding one as ``.socket`` (pynetdicom's
+    ``AssociationSocket``). Only a certificate the handshake verified is reported (Python
+    returns no subject for an unverified one).
+    """
+    sock = connection if isinstance(connection, ssl.SSLSocket) else getattr(connection, "socket", None)
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        cert = sock.getpeercert()
+    except (OSError, ValueError):
+        return None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None

@@ -39,7 +39,7 @@ from .states import FailureStage, JobState, ResultState, SeriesState
 from .store import JobStore
 from .stow import REFERENCED_STUDY_MISMATCH, StoredInstance, StowRequestError, dicom_parts, stow_response
 from .uids import is_valid_uid
-from .ui import static_files, ui_router
+from .ui import login_router, static_files, ui_router
 
 __all__ = ["WebServer", "create_app"]
 
@@ -237,6 +237,7 @@ def create_app(
         return {"action": "dead letters requeued", "requeued": store.requeue_dead()}
 
     app.include_router(ui_router(store, health, models))  # the pages: /, /jobs/{id} (same auth)
+    app.include_router(login_router(auth, app.version))  # /login, /logout: a session cookie for browsers
     app.mount("/ui/static", static_files(), name="ui-static")
     return app
 

@@ -6,11 +6,16 @@ result becomes a dead letter. Playwright drives Debian's Chromium: the results p
 checked by pixel statistics of screenshots (the SEG mask's colour appears at opacity 1,
 vanishes at opacity 0, and follows the slice), the tumour surface is rotated, and on the
 status page the replay button is clicked once Orthanc is up: the jobs go to delivered.
+
+With a token configured, a browser logs in at ``/login`` and carries a session cookie:
+unauthenticated pages redirect there, a wrong token is refused without echoing anything,
+the right one opens the status page whose buttons work, and logging out locks it again.
 """
 from __future__ import annotations
 
 import io
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,9 +31,9 @@ from models.phantoms.brain_mr import generate_brain_mr, write_phantom as write_b
 from models.phantoms.head_ct import generate_head_ct, write_phantom as write_head_ct
 from node.auth import AccessMode, BearerAuth
 from node.metrics import Metrics
-from node.states import FailureStage, JobState
-from node.store import open_store
-from node.web import create_app
+from node.states import FailureStage, JobState, SeriesState
+from node.store import JobStore, open_store
+from node.web import WebServer, create_app
 from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -268,3 +273,98 @@ def test_pages_and_images_need_what_the_api_needs(scene: Scene, tmp_path: Path):
     png = httpx.get(f"{scene.node.http_url}/jobs/{job_id}/slices/0.png", timeout=10).content
     source = pydicom.dcmread(sorted((scene.node.workdir / "data" / "spool" / "instances").iterdir())[0])
     assert str(source.PatientID).encode() not in png and str(source.PatientName).encode() not in png
+
+
+LOGIN_TOKEN = "page-token-5f2b9c0e7d1a4b68"
+
+
+def _failed_inference_job(store: JobStore) -> int:
+    store.add_instance("1.2.97.1.1", "1.2.840.10008.5.1.4.1.1.2", "/x", "MOD")
+    store.index_instance("1.2.97.1.1", "1.2.97.1", "1.2.3", {}, 0.0)
+    store.set_series_state("1.2.97.1", SeriesState.COMPLETE)
+    (job_id,) = store.route_series("1.2.97.1", [("r", "head-ct-hematoma", ["pacs"])])
+    store.claim_jobs("w", 1, 60)
+    store.fail_job(job_id, FailureStage.INFERENCE, "RuntimeError: engine crashed", owner="w")
+    return job_id
+
+
+@pytest.fixture
+def token_node(tmp_path: Path) -> Iterator[tuple[str, JobStore]]:
+    token_file = tmp_path / "token"
+    token_file.write_text(LOGIN_TOKEN + "\n")
+    store = JobStore(tmp_path / "db.sqlite")
+    health = lambda: {"status": "ok", "disk": {}, "accepting_instances": True}  # noqa: E731
+    web = WebServer("127.0.0.1", 0, store, Metrics(), health, auth=BearerAuth(AccessMode.TOKEN, token_file))
+    web.start()
+    try:
+        yield f"http://127.0.0.1:{web.port}", store
+    finally:
+        web.stop()
+        store.close()
+
+
+def test_login_session_cookie_replay_and_logout(token_node, browser: Browser, tmp_path: Path):
+    url, store = token_node
+    job_id = _failed_inference_job(store)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{url}/jobs/{job_id}")  # not logged in: sent to the login page, which remembers the target
+        assert page.url == f"{url}/login?next=/jobs/{job_id}"
+        page.goto(f"{url}/")
+        assert page.url == f"{url}/login?next=/"
+        page.screenshot(path=str(tmp_path / "login-page.png"))
+
+        page.locator("#token").fill("not-the-token")
+        page.locator("#login-button").click()
+        assert "not valid" in page.locator("#login-error").inner_text()
+        assert page.url.startswith(f"{url}/login") and "not-the-token" not in page.content() + page.url
+        assert LOGIN_TOKEN not in page.content() and not context.cookies()
+
+        page.locator("#token").fill(LOGIN_TOKEN)
+        page.locator("#login-button").click()
+        page.wait_for_url(f"{url}/")
+        [cookie] = context.cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]  # plain HTTP here
+        assert LOGIN_TOKEN not in cookie["value"] and LOGIN_TOKEN[:8] not in cookie["value"]
+        assert 11.9 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
+        assert page.evaluate("document.cookie") == "", "scripts cannot read the session"
+
+        # The page's buttons POST with the cookie (same origin): run the failed job again.
+        page.locator("#failures button.retry").click()
+        page.wait_for_function("document.getElementById('flash').textContent === 'queued again: 1'")
+        assert store.get_job(job_id)["state"] == JobState.QUEUED
+        page.screenshot(path=str(tmp_path / "status-page-logged-in.png"), full_page=True)
+
+        # The same cookie from elsewhere: no Origin, or another origin, is refused before anything is done.
+        jar = {"ainode_session": cookie["value"]}
+        for headers in ({}, {"Origin": "http://localhost:1"}, {"Origin": f"http://localhost:{url.rsplit(':', 1)[1]}"}):
+            forged = httpx.post(f"{url}/api/deadletters/retry", cookies=jar, headers=headers, timeout=5)
+            assert forged.status_code == 403 and LOGIN_TOKEN not in forged.text, headers
+        assert httpx.get(f"{url}/api/jobs", cookies=jar, timeout=5).status_code == 200
+
+        page.locator("#logout").click()
+        page.wait_for_url(f"{url}/login")
+        assert not context.cookies()
+        page.goto(f"{url}/")
+        assert page.url == f"{url}/login?next=/", "locked again"
+        assert httpx.get(f"{url}/api/jobs", cookies=jar, timeout=5).status_code == 401, "the session is revoked"
+        assert httpx.get(f"{url}/api/jobs", headers={"Authorization": f"Bearer {LOGIN_TOKEN}"},
+                         timeout=5).status_code == 200, "the bearer header still works"
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_login_refuses_cross_origin_posts_and_foreign_redirects(token_node):
+    url, _ = token_node
+    form = {"token": LOGIN_TOKEN, "next": "//evil.example/x"}
+    assert httpx.post(f"{url}/login", data=form, timeout=5).status_code == 403  # no Origin
+    assert httpx.post(f"{url}/login", data=form, headers={"Origin": "http://evil.example"}, timeout=5).status_code == 403
+    answer = httpx.post(f"{url}/login", data=form, headers={"Origin": url}, timeout=5)
+    assert answer.status_code == 303 and answer.headers["location"] == "/", "never redirected off the node"
+    assert httpx.post(f"{url}/logout", headers={"Origin": "http://evil.example"}, timeout=5).status_code == 403
+    api = httpx.get(f"{url}/api/jobs", headers={"Accept": "text/html"}, timeout=5)
+    assert api.status_code == 401, "the API answers 401, only pages redirect"

@@ -168,3 +168,30 @@ def test_log_fields_that_quote_exceptions_are_scrubbed():
     line = json.loads(stream.getvalue())
     assert line["job_id"] == 3 and line["reason"] == "bad DA '<redacted>'"
     assert BIRTH_DATE not in stream.getvalue() and "DOE" not in stream.getvalue()
+
+
+def test_session_cookies_expire_end_with_the_token_and_never_hold_it(tmp_path: Path):
+    import os
+
+    from node.sessions import SessionSigner
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    auth = BearerAuth(AccessMode.TOKEN, token_file)
+    now = [1_000_000.0]
+    signer = SessionSigner(auth._current_token, lifetime=3600, clock=lambda: now[0])
+    cookie = signer.issue()
+    assert signer.valid(cookie) and TOKEN not in cookie and TOKEN[:6] not in cookie
+    expires, nonce, signature = cookie.split(".")
+    assert not signer.valid(f"{int(expires) + 9999}.{nonce}.{signature}"), "the expiry is signed"
+    assert not signer.valid(cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"))
+    assert not signer.valid(None) and not signer.valid("") and not signer.valid("é.é.é")
+    now[0] += 3601
+    assert not signer.valid(cookie), "expired"
+    now[0] -= 3601
+    token_file.write_text("a-new-token-after-rotation\n")
+    os.utime(token_file, ns=(token_file.stat().st_mtime_ns + 10**9,) * 2)
+    assert not signer.valid(cookie), "a new token ends every session"
+    fresh = signer.issue()
+    signer.revoke(fresh)
+    assert not signer.valid(fresh), "logged out"

@@ -2,7 +2,8 @@
 
 Certificates are made here with the openssl command: a site CA, a server certificate
 (127.0.0.1) used by the node's listener and by Orthanc, a client certificate for the
-modality and the node, and a client certificate of another CA.
+modality and the node, a second client certificate of the same CA (another device's),
+and a client certificate of another CA.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 
 from node.auth import BearerAuth
 from node.config import HttpConfig
-from node.ingest import IngestServer
+from node.ingest import IngestServer, InstanceAcceptor
 from node.ingest.peers import PeerPolicy
 from node.config import PeerConfig
 from node.metrics import Metrics
@@ -28,38 +29,8 @@ from node.states import JobState
 from node.store import JobStore
 from node.tls import server_context
 from node.web import WebServer
+from tests.pki import Pki
 from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, wait_for
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def _ca(folder: Path, name: str) -> tuple[Path, Path]:
-    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-             "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return key, cert
-
-
-def _issue(folder: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    key, csr, cert, ext = (folder / f"{name}.{s}" for s in ("key", "csr", "crt", "ext"))
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]), "-CAcreateserial",
-             "-out", str(cert), "-days", "2", "-extfile", str(ext))
-    return key, cert
-
-
-class Pki:
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.ca_key, self.ca = _ca(folder, "site-ca")
-        self.server_key, self.server = _issue(folder, "server", (self.ca_key, self.ca))
-        self.client_key, self.client = _issue(folder, "modality", (self.ca_key, self.ca))
-        rogue_ca = _ca(folder, "rogue-ca")
-        self.rogue_key, self.rogue = _issue(folder, "rogue", rogue_ca)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +43,8 @@ def tls_node(tmp_path: Path, pki: Pki) -> Iterator[tuple[IngestServer, JobStore]
     store = JobStore(tmp_path / "db.sqlite")
     context = server_context(pki.server, pki.server_key, pki.ca, require_client_cert=True)
     server = IngestServer("AINODE", "127.0.0.1", 0, store, Spool(tmp_path / "spool"), Metrics(), network_timeout=5.0,
-                          peers=PeerPolicy([PeerConfig("SECURE", "127.0.0.1", tls=True)], accept_unknown=True),
+                          peers=PeerPolicy([PeerConfig("SECURE", "127.0.0.1", tls=True, cert_cn="modality"),
+                                            PeerConfig("ANYCERT", "127.0.0.1", tls=True)], accept_unknown=True),
                           tls_context=context, tls_port=0)
     server.start()
     yield server, store
@@ -115,6 +87,47 @@ def test_a_peer_bound_to_tls_is_refused_on_the_plain_port(tls_node, pki):
     assert _dcmtk("echoscu", server.port, calling="OTHER").returncode == 0
 
 
+def test_a_client_certificate_is_bound_to_its_peers_title(tls_node, pki, caplog):
+    """SECURE is listed with cert_cn = "modality": another device's certificate from the same CA,
+    valid for the handshake, cannot associate under that title; the rejection is audited."""
+    import logging
+
+    from node.logs import AUDIT_LOGGER
+
+    server, _ = tls_node
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    other = ("+tls", str(pki.other_key), str(pki.other), "+cf", str(pki.ca))
+    refused = _dcmtk("echoscu", server.tls_port, *other)
+    assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stdout + refused.stderr
+    assert _dcmtk("echoscu", server.tls_port, *other, calling="ANYCERT").returncode == 0, "any CA-signed cert"
+    good = _dcmtk("echoscu", server.tls_port, "+tls", str(pki.client_key), str(pki.client), "+cf", str(pki.ca))
+    assert good.returncode == 0, good.stdout + good.stderr
+    deadline = time.monotonic() + 10
+    while len([r for r in caplog.records if r.name == AUDIT_LOGGER]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [r.fields for r in caplog.records if r.name == AUDIT_LOGGER]  # type: ignore[attr-defined]
+    assert [(a["calling_ae"], a["client_cert"], a["outcome"]) for a in lines] == [
+        ("SECURE", "other-device", "rejected"), ("ANYCERT", "other-device", "accepted"),
+        ("SECURE", "modality", "accepted")]
+    assert lines[0]["reason"] == "unknown_peer: client certificate does not match the AE title's [[peers]] entry"
+    assert all(a["tls"] for a in lines)
+
+
+def test_cert_cn_is_checked_by_the_policy_and_the_config():
+    from node.config import ConfigError, parse_config
+
+    policy = PeerPolicy([PeerConfig("CT1", "10.0.0.0/8", tls=True, cert_cn="ct1.example")], accept_unknown=False)
+    assert policy.problem("CT1", "10.1.2.3", tls=True, client_cn="ct1.example") is None
+    assert "does not match" in policy.problem("CT1", "10.1.2.3", tls=True, client_cn="ct2.example")
+    assert "no client certificate" in policy.problem("CT1", "10.1.2.3", tls=True, client_cn=None)
+    assert "TLS" in policy.problem("CT1", "10.1.2.3", tls=False, client_cn="ct1.example")
+    parsed = parse_config({"peers": [{"ae_title": "CT1", "host": "10.0.0.1", "tls": True, "cert_cn": "ct1"}]},
+                          Path("/base"))
+    assert parsed.peers[0].cert_cn == "ct1"
+    with pytest.raises(ConfigError, match=r"peers\[0\]\.cert_cn"):
+        parse_config({"peers": [{"ae_title": "CT1", "host": "10.0.0.1", "cert_cn": "ct1"}]}, Path("/base"))
+
+
 def test_a_silent_client_does_not_block_the_tls_listener(tls_node, pki):
     import socket
 
@@ -136,6 +149,36 @@ def test_https_api(tmp_path: Path, pki):
                          timeout=5).status_code == 200
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{web.port}/healthz", timeout=5)
+    finally:
+        web.stop()
+        store.close()
+
+
+def test_https_login_cookie_is_secure_and_ainode_process_takes_a_private_ca(tmp_path: Path, pki):
+    import sys
+
+    token_file = tmp_path / "token"
+    token_file.write_text("https-token-0123456789\n")
+    store = JobStore(tmp_path / "db.sqlite")
+    http = HttpConfig(token_file=token_file, cert=pki.server, key=pki.server_key)
+    metrics = Metrics()
+    web = WebServer("127.0.0.1", 0, store, metrics, lambda: {"status": "ok"},
+                    acceptor=InstanceAcceptor(store, Spool(tmp_path / "spool"), metrics),
+                    auth=BearerAuth.from_config(http, "0.0.0.0"), http=http)
+    web.start()
+    url = f"https://127.0.0.1:{web.port}"
+    try:
+        login = httpx.post(f"{url}/login", data={"token": "https-token-0123456789"}, headers={"Origin": url},
+                           verify=ssl.create_default_context(cafile=str(pki.ca)), timeout=5)
+        assert login.status_code == 303
+        cookie = login.headers["set-cookie"].lower()
+        assert "; secure" in cookie and "; httponly" in cookie and "samesite=strict" in cookie
+        command = [sys.executable, "-m", "node.cli", "process", "1.2.3.4", "--source", "nowhere", "--node", url,
+                   "--token-file", str(token_file)]
+        untrusted = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert untrusted.returncode == 1 and "cannot be reached (ConnectError)" in untrusted.stderr, untrusted.stderr
+        trusted = subprocess.run([*command, "--ca", str(pki.ca)], capture_output=True, text=True, timeout=60)
+        assert trusted.returncode == 1 and "no source named 'nowhere'" in trusted.stderr, trusted.stderr
     finally:
         web.stop()
         store.close()

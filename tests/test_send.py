@@ -1,6 +1,7 @@
 """``ainode send``: real files in many transfer syntaxes into a real node, each in its own syntax;
 decompressed for a receiver that takes only uncompressed (dcmtk storescp); bad files reported
-one by one, without a traceback, and a non-zero exit code."""
+one by one, without a traceback, and a non-zero exit code; over DICOM TLS into a node that speaks
+only TLS and asks for a client certificate."""
 from __future__ import annotations
 
 import subprocess
@@ -20,6 +21,8 @@ from node.metrics import Metrics
 from node.send import dicom_files, send_paths
 from node.spool import Spool
 from node.store import JobStore
+from node.tls import server_context
+from tests.pki import Pki
 
 _REAL = ["693_J2KR.dcm", "RG1_J2KI.dcm", "emri_small_RLE.dcm", "MR_small_bigendian.dcm", "JPEG-LL.dcm",
          "color3d_jpeg_baseline.dcm", "MR2_UNCI.dcm"]
@@ -116,3 +119,32 @@ def test_dicom_files_takes_named_files_and_dicom_files_of_folders(tmp_path):
     named.write_text("no")
     assert dicom_files([tmp_path / "a", named]) == [tmp_path / "a" / "x.dcm", named]
     assert JPEG2000Lossless == pydicom.dcmread(tmp_path / "a" / "x.dcm").file_meta.TransferSyntaxUID
+
+
+def test_send_over_tls_to_a_tls_only_node(tmp_path, capsys):
+    pki = Pki(tmp_path / "pki")
+    store = JobStore(tmp_path / "db.sqlite")
+    spool = Spool(tmp_path / "spool")
+    server = IngestServer("AINODE", "127.0.0.1", 0, store, spool, Metrics(), network_timeout=5.0,
+                          tls_context=server_context(pki.server, pki.server_key, pki.ca, require_client_cert=True))
+    server.start()
+    try:
+        assert server.tls_port == server.port, "the only port speaks TLS"
+        source = Path(get_testdata_file("693_J2KR.dcm"))
+        base = ["send", str(source), "--port", str(server.port), "--no-progress"]
+        tls = ["--tls", "--ca", str(pki.ca), "--cert", str(pki.client), "--key", str(pki.client_key)]
+        assert main(base + tls) == 0, capsys.readouterr()
+        assert "sent 1 of 1" in capsys.readouterr().out
+        sent = pydicom.dcmread(source)
+        assert pydicom.dcmread(spool.instance_path(sent.SOPInstanceUID)).PixelData == sent.PixelData
+        for refused in (base, base + ["--tls", "--ca", str(pki.ca)],  # plain TCP; TLS without a client certificate
+                        base + ["--tls", "--cert", str(pki.client), "--key", str(pki.client_key)]):  # system CAs
+            assert main(refused) == 1, refused
+            assert "failed:" in capsys.readouterr().err
+        assert main(base + ["--ca", str(pki.ca)]) == 2
+        assert "go with --tls" in capsys.readouterr().err
+        assert main(base + ["--tls", "--cert", str(tmp_path / "missing.crt")]) == 2
+        assert "TLS files cannot be used" in capsys.readouterr().err
+    finally:
+        server.stop()
+        store.close()

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pynetdicom.association import Association
 
 from ..logs import audit
+from ..tls import peer_common_name
 from .connections import remote_address
 from .titles import printable_title
 
@@ -91,16 +92,4 @@ class AssociationAudit:
 
 def _client_cn(assoc: Association) -> str | None:
     """The common name of the client certificate, when the TLS peer presented one."""
-    sock = getattr(assoc.dul.socket, "socket", None) if assoc.dul.socket is not None else None
-    getpeercert = getattr(sock, "getpeercert", None)
-    if getpeercert is None:
-        return None
-    try:
-        cert = getpeercert()
-    except (OSError, ValueError):
-        return None
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None
+    return peer_common_name(assoc.dul.socket)

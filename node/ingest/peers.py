@@ -1,7 +1,10 @@
 """Known peers: which calling AE titles may associate, from which hosts, over which transport.
 
 Each ``[[peers]]`` entry binds a calling AE title to an address or a CIDR network and,
-with ``tls = true``, to the DICOM TLS listener. A title that is listed is only accepted
+with ``tls = true``, to the DICOM TLS listener, and with ``cert_cn`` to the client
+certificate whose subject common name it names (the certificate itself is verified by
+the TLS handshake against ``[dicom_tls] ca``; this binds it to the title, so that one
+modality's certificate cannot send under another's title). A title that is listed is only accepted
 from a matching entry, whatever ``accept_unknown_peers`` says; a title that is not listed
 is accepted only with ``accept_unknown_peers = true`` (the demo default; off in
 production, as Orthanc's ``DicomAlwaysAllowStore = false`` with host checks).
@@ -22,6 +25,7 @@ class _Entry:
     ae_title: str
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     tls: bool
+    cert_cn: str | None
 
 
 class PeerPolicy:
@@ -29,11 +33,14 @@ class PeerPolicy:
 
     def __init__(self, peers: Sequence[PeerConfig] = (), accept_unknown: bool = True) -> None:
         self.accept_unknown = accept_unknown
-        self._entries = tuple(_Entry(p.ae_title.strip(" "), ipaddress.ip_network(p.host, strict=False), p.tls)
-                              for p in peers)
+        self._entries = tuple(_Entry(p.ae_title.strip(" "), ipaddress.ip_network(p.host, strict=False), p.tls,
+                                     p.cert_cn) for p in peers)
 
-    def problem(self, calling_ae: str, address: str | None, tls: bool) -> str | None:
-        """Why this peer is refused (no PHI: the reason names no title or address); ``None`` if accepted."""
+    def problem(self, calling_ae: str, address: str | None, tls: bool, client_cn: str | None = None) -> str | None:
+        """Why this peer is refused (no PHI: the reason names no title or address); ``None`` if accepted.
+
+        ``client_cn``: the subject common name of the verified client certificate, if one was presented.
+        """
         title = calling_ae.strip(" ")
         entries = [e for e in self._entries if e.ae_title == title]
         if not entries:
@@ -44,8 +51,12 @@ class PeerPolicy:
         by_host = [e for e in entries if peer.version == e.network.version and peer in e.network]
         if not by_host:
             return "host does not match the AE title's [[peers]] entry"
-        if not any(tls or not e.tls for e in by_host):
+        by_transport = [e for e in by_host if tls or not e.tls]
+        if not by_transport:
             return "AE title must connect over DICOM TLS"
+        if not any(e.cert_cn is None or (tls and e.cert_cn == client_cn) for e in by_transport):
+            return ("no client certificate, and the AE title's [[peers]] entry names one" if client_cn is None
+                    else "client certificate does not match the AE title's [[peers]] entry")
         return None
 
 

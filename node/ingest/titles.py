@@ -20,8 +20,9 @@ rejected with the reason.
 
 A title that is well formed is then judged against the known peers (:mod:`.peers`):
 an unlisted title (with ``accept_unknown_peers = false``), a listed one from another
-host, or one bound to TLS that came over plain TCP is rejected with reason 3 too,
-labelled ``unknown_peer``.
+host, one bound to TLS that came over plain TCP, or one bound to a client certificate
+(``cert_cn``) that came with another is rejected with reason 3 too, labelled
+``unknown_peer``.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from pynetdicom.association import Association
 
+from ..tls import peer_common_name
 from .peers import PeerPolicy
 
 __all__ = [
@@ -174,7 +176,8 @@ class TitleScreen:
             return verdict
         calling = printable_title(str(request.calling_ae_title))
         info = assoc.requestor.address_info
-        problem = self.peers.problem(calling, info.address if info is not None else None, tls)
+        client_cn = peer_common_name(assoc.dul.socket) if tls else None
+        problem = self.peers.problem(calling, info.address if info is not None else None, tls, client_cn)
         if problem is None:
             return None
         return TitleRejection(UNKNOWN_PEER, CALLING_AE_NOT_RECOGNISED, problem,

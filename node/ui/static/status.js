@@ -10,6 +10,7 @@
     const open = new Set([...live.querySelectorAll("details[open]")].map((d) => d.dataset.job));
     try {
       const response = await fetch(live.dataset.src, { credentials: "same-origin" });
+      if (response.status === 401) { window.location.assign("/login?next=%2F"); return; }  // the session ended
       if (!response.ok) return;
       live.innerHTML = await response.text();
       for (const d of live.querySelectorAll("details")) if (open.has(d.dataset.job)) d.open = true;
