@@ -19,9 +19,10 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "chest_ct_landmarks" 
 MODEL = WEIGHTS / "model.onnx"
 META = json.loads((WEIGHTS / "model.json").read_text())
 
-# The card's held-out figures come from seeds TEST_SEED_BASE + 0..49. This check uses six
-# other held-out seeds, where one wrong pick moves a precision by 1/6. Margin: one wrong
-# pick more than the measured precision predicts, i.e. measured - 1/6 - 0.01.
+# The card's held-out figures (family A and family B) come from seeds TEST_SEED_BASE + 0..49.
+# This check uses six other held-out seeds of each family, where one wrong pick moves a
+# precision by 1/6. Margin: one wrong pick more than the measured precision predicts, i.e.
+# measured - 1/6 - 0.01.
 CHECK_FIRST_SEED = TEST_SEED_BASE + 500
 CHECK_PHANTOMS = 6
 MARGIN = 1.0 / CHECK_PHANTOMS + 0.01
@@ -102,18 +103,56 @@ def test_torch_weights_rebuild_the_onnx_graph():
         assert np.allclose(a, b, atol=1e-4)
 
 
-def test_held_out_one_up_down_precision(capsys):
-    """``ainode models eval`` on held-out phantoms meets the card's precision minus the margin."""
+def test_held_out_one_up_down_precision_both_families(capsys):
+    """``ainode models eval`` on held-out phantoms of family A and B meets the card's precision
+    of each family minus the margin (B is the cross-family figure of weights trained on A)."""
     args = ["models", "eval", "chest-ct-landmarks", "--phantoms", str(CHECK_PHANTOMS),
-            "--first-seed", str(CHECK_FIRST_SEED), "--json"]
+            "--first-seed", str(CHECK_FIRST_SEED), "--family", "both", "--json"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["n_series"] == CHECK_PHANTOMS
-    for name in LANDMARKS:
-        measured = META["metrics"]["test"]["per_landmark"][name]["one_up_down_precision"]
-        got = report["per_landmark"][name]
-        assert got["one_up_down_precision"] >= measured - MARGIN, (name, got)
-        assert sum(got["histogram"].values()) == CHECK_PHANTOMS
+    assert report["trained_on_family"] == META["trained_on"].get("family", "a")
+    for family in ("a", "b"):
+        got_family = report["families"][family]
+        assert got_family["n_series"] == CHECK_PHANTOMS
+        assert got_family["seed_range"] == [CHECK_FIRST_SEED, CHECK_FIRST_SEED + CHECK_PHANTOMS - 1]
+        stored = META["metrics"]["families"][family]["per_landmark"]
+        for name in LANDMARKS:
+            got = got_family["per_landmark"][name]
+            assert got["one_up_down_precision"] >= stored[name]["one_up_down_precision"] - MARGIN, (family, name, got)
+            assert sum(got["histogram"].values()) == CHECK_PHANTOMS
+
+
+def test_stored_family_figures_are_the_card_s():
+    """model.json holds both families' held-out figures (A = the training family's ``test``)."""
+    fams = META["metrics"]["families"]
+    assert set(fams) == {"a", "b"}
+    assert fams["a"]["per_landmark"] == META["metrics"]["test"]["per_landmark"]
+    card = (WEIGHTS.parent / "card.md").read_text()
+    for family, rep in fams.items():
+        assert rep["seed_range"][0] >= TEST_SEED_BASE and rep["n_series"] >= 50
+        for name in LANDMARKS:
+            assert f"{rep['per_landmark'][name]['one_up_down_precision']:.3f}" in card
+    assert "## Limits" in card and "Cross-family" in card and "family B (other family)" in card
+
+
+def test_eval_prints_the_cross_family_table():
+    from models.chest_ct_landmarks.commands import format_cross_family, format_report
+    from models.chest_ct_landmarks.metrics import offset_histogram
+    from models.chest_ct_landmarks.train import EvalReport
+
+    def report(family, p):
+        per = {n: {"one_up_down_precision": p[k], "exact": p[k] / 2, "within_2": p[k],
+                   "histogram": offset_histogram([0, 1, 5]), "mean_abs_offset": 2.0}
+               for k, n in enumerate(LANDMARKS)}
+        return EvalReport(f"held-out phantoms, family {family}", 3, per, 1.0, [TEST_SEED_BASE, TEST_SEED_BASE + 2])
+
+    reports = {"a": report("a", (1.0, 0.94, 1.0)), "b": report("b", (0.68, 0.48, 0.64))}
+    table = format_cross_family(reports, "a").splitlines()
+    assert table[0] == "cross-family table"
+    assert "family a (trained)" in table[1] and "family b (other)" in table[1]
+    assert table[3].split() == ["carina", "0.940", "0.480"]
+    text = format_report(reports["b"])
+    assert "seeds 1,000,000..1,000,002" in text and text.splitlines()[2].split()[:2] == ["apex", "0.680"]
 
 
 def test_timm_architectures_fail_clearly_without_timm():

@@ -16,6 +16,9 @@ _RESEARCH = {
 }
 
 
+_MODULES = {"a": "models.phantoms.chest_ct", "b": "models.phantoms.chest_ct_b"}
+
+
 def render_card(meta: Mapping[str, Any]) -> str:
     """Markdown model card for the weights described by ``meta`` (a ``model.json``)."""
     t = meta.get("trained_on", {})
@@ -82,16 +85,28 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "",
         "## Training (`train.py`)",
         "",
-        f"- Data: {t.get('phantoms', 0)} phantoms (`models.phantoms.chest_ct`, seeds "
-        f"{_range(t.get('seeds'))}, {t.get('slice_thickness', 4):g} mm slices, {t.get('slices', '?')} slices)"
+        f"- Data: {t.get('phantoms', 0)} phantoms of family {str(t.get('family', 'a')).upper()} "
+        f"(`{_MODULES.get(str(t.get('family', 'a')), '?')}`, seeds "
+        f"{_range(t.get('seeds'))}"
+        + (f"; the first {t['styled_phantoms']} with randomised styles (`styles=True`: slice thickness 3-5 mm"
+           " and sometimes overlapping slices, matrix 192/256/320, field of view, patient size, fat and"
+           " position, tracheal radius, bronchial angles and carina spur, IV contrast in 40 %, noise level"
+           " and grain, blur or edge enhancement, HU offset, -1024 or -3024 outside the reconstruction"
+           " circle), the rest plain 4 mm" if t.get("styled_phantoms") else
+           f", {t.get('slice_thickness', 4):g} mm slices")
+        + f"; {t.get('slices', '?')} slices)"
         + (f" and {t['real_series']} real series" if t.get("real_series") else "") + ".",
         "- Imbalance as in the research: each batch is half positives drawn with replacement",
         "  (**oversampling** the minority class to parity) and half negatives, of which "
         f"{float(t.get('hard_fraction', 0.5)) * 100:.0f} % lie 1-6 slices",
         "  from the truth (hard negatives); **class-weighted** binary cross-entropy with negatives weighing",
         f"  {t.get('fp_weight', 2):g}× the positives, which penalises false positives.",
-        "- Augmentation: rotation ±8°, scale 0.9-1.1, shift ±5 %, intensity gain 0.9-1.1 and offset",
-        "  ±0.04, Gaussian noise σ ≤ 0.03.",
+        ("- Augmentation (`style`): rotation ±10°, zoom 0.6-1.2 (a wider or narrower body crop, e.g. arms"
+         " beside the trunk), shift ±8 %, blur or edge enhancement (a per-sample mix towards or away from a"
+         " blurred copy), gamma 0.78-1.28, gain 0.9-1.1, offset ±0.04, white or correlated noise σ ≤ 0.05."
+         if t.get("augment") == "style" else
+         "- Augmentation: rotation ±8°, scale 0.9-1.1, shift ±5 %, intensity gain 0.9-1.1 and offset"
+         " ±0.04, Gaussian noise σ ≤ 0.03."),
         f"- AdamW, one-cycle learning rate (max {t.get('learning_rate', '?')}), {t.get('epochs', '?')} epochs ×"
         f" {t.get('steps_per_epoch', '?')} steps; per step each classifier trains on "
         + ", ".join(f"{n} {r}" for n, r in (t.get("repeats") or {}).items())
@@ -101,7 +116,10 @@ def render_card(meta: Mapping[str, Any]) -> str:
         + ", ".join(f"{n} {v}" for n, v in (t.get("final_loss") or {}).items()) + ".",
         "  Generating a 4 mm phantom and preprocessing it takes 2-7 s on that machine (`--cache DIR`",
         "  keeps them between runs); on a quiet machine one epoch takes about 15 s.",
-        f"- Re-train: `ainode models train chest-ct-landmarks --phantoms {t.get('phantoms', 0)} --epochs"
+        f"- Re-train: `ainode models train chest-ct-landmarks --family {t.get('family', 'a')}"
+        + (f" --styles {t['styled_phantoms'] / max(1, t.get('phantoms', 1)):g}" if t.get("styled_phantoms") else "")
+        + (f" --augment {t['augment']}" if t.get("augment", "basic") != "basic" else "")
+        + f" --phantoms {t.get('phantoms', 0)} --epochs"
         f" {t.get('epochs', '?')} --steps {t.get('steps_per_epoch', '?')} --repeats "
         + ",".join(str(v) for v in (t.get("repeats") or {}).values())
         + f" --test-phantoms {(meta.get('metrics') or {}).get('test', {}).get('n_series', 50) if (meta.get('metrics') or {}).get('test') else 0}"
@@ -110,37 +128,63 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "## Held-out evaluation (measured, onnxruntime CPU)",
         "",
     ]
-    if test:
+    families = dict((meta.get("metrics") or {}).get("families") or {})
+    trained = str(t.get("family", "a"))
+    if test and not families:
+        families = {trained: test}
+    if families:
         lines += [
-            f"{test['n_series']} phantoms, seeds {_range(test.get('seed_range'))}, none used in training.",
+            "Two independently written phantom families: **A** (`models.phantoms.chest_ct`: ellipses,",
+            "paraboloid apices and domes, capsule tubes) and **B** (`models.phantoms.chest_ct_b`, written from",
+            "the research's anatomy description alone: superellipse body, lungs as the cavity minus the",
+            "mediastinum, power-law apices, Gaussian domes, sphere-swept airways, vessels and ribs, arms,",
+            "table pads, IV contrast, Fourier-domain MTF and ramp-shaped noise). Both label the landmarks",
+            "by the definitions above. Held-out seeds are never trained on; the family the weights were",
+            "not trained on is the honest, cross-family figure.",
             "A pick counts for the **1-Up-Down precision** when it lies on the truth slice or one slice",
             "above or below (the research's criterion); each series gives one pick per landmark.",
             "",
-            "| landmark | 1-Up-Down precision | exact | within ±2 | mean abs offset (slices) | research (best model) |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| landmark | " + " | ".join(
+                f"family {f.upper()} ({'same' if f == trained else 'other'} family) 1-Up-Down" for f in families) + " |",
+            "| --- |" + " --- |" * len(families),
         ]
         for n in LANDMARKS:
-            m = test["per_landmark"][n]
-            lines.append(
-                f"| {_NAMES[n]} | {m['one_up_down_precision']:.3f} | {m['exact']:.3f} | {m['within_2']:.3f} "
-                f"| {m['mean_abs_offset']:.2f} | {_RESEARCH[n]} |"
-            )
-        lines += [
-            "",
-            "Pick offsets (pick − truth, slices; + is superior), as in the research's Figure 5:",
-            "",
-            "| landmark | " + " | ".join(HISTOGRAM_BINS) + " |",
-            "| --- |" + " --- |" * len(HISTOGRAM_BINS),
-        ]
-        for n in LANDMARKS:
-            h = test["per_landmark"][n]["histogram"]
-            lines.append(f"| {_NAMES[n]} | " + " | ".join(str(h[b]) for b in HISTOGRAM_BINS) + " |")
+            lines.append(f"| {_NAMES[n]} | " + " | ".join(
+                f"{families[f]['per_landmark'][n]['one_up_down_precision']:.3f}" for f in families) + " |")
+        lines.append("| phantoms, seeds | " + " | ".join(
+            f"{families[f]['n_series']}, {_range(families[f].get('seed_range'))}" for f in families) + " |")
+        for f, rep_ in families.items():
+            lines += [
+                "",
+                f"### Family {f.upper()} ({'same family as training' if f == trained else 'other family'}):"
+                f" {rep_['n_series']} phantoms, seeds {_range(rep_.get('seed_range'))}",
+                "",
+                "| landmark | 1-Up-Down precision | exact | within ±2 | mean abs offset (slices) | research (best model) |",
+                "| --- | --- | --- | --- | --- | --- |",
+            ]
+            for n in LANDMARKS:
+                m = rep_["per_landmark"][n]
+                lines.append(
+                    f"| {_NAMES[n]} | {m['one_up_down_precision']:.3f} | {m['exact']:.3f} | {m['within_2']:.3f} "
+                    f"| {m['mean_abs_offset']:.2f} | {_RESEARCH[n]} |"
+                )
+            lines += [
+                "",
+                "Pick offsets (pick − truth, slices; + is superior), as in the research's Figure 5:",
+                "",
+                "| landmark | " + " | ".join(HISTOGRAM_BINS) + " |",
+                "| --- |" + " --- |" * len(HISTOGRAM_BINS),
+            ]
+            for n in LANDMARKS:
+                h = rep_["per_landmark"][n]["histogram"]
+                lines.append(f"| {_NAMES[n]} | " + " | ".join(str(h[b]) for b in HISTOGRAM_BINS) + " |")
         lines += [
             "",
             "The research's figures are on 72 real patients with interstitial pneumonia; these are on",
-            "phantoms, so the two cannot be compared.",
+            "phantoms, so the two cannot be compared. `ainode models eval chest-ct-landmarks` re-measures",
+            "both families and prints the cross-family table.",
             "`tests/test_chest_ct_landmarks_model.py` re-measures the committed weights on other held-out",
-            "seeds and requires the precision stored here minus a stated margin.",
+            "seeds of both families and requires the precision stored here minus a stated margin.",
         ]
     else:
         lines.append("No held-out evaluation was run for these weights.")
@@ -148,21 +192,57 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "",
         "## Limits",
         "",
-        "- Phantoms only: simplified anatomy (elliptical trunk, paraboloid apices and domes, tube",
-        "  airways and vessels), no arms, no motion or streak artefacts, no contrast, no disease beyond",
-        "  optional subpleural basal reticulation. Accuracy on real scans is unknown.",
-        "- Trained on 4 mm slices; thin series are accepted (context at 4 mm) but were not evaluated.",
-        "- The carina is the weakest marker. Its phantom truth counts two airway lumens on a 0.4 mm",
-        "  grid, so at the truth slice the wall between them can be thinner than one pixel of the",
-        "  128×128 input (about 2.5 mm); the model then prefers a lower slice where the two lumens are",
-        "  clearly apart (held-out seed 1,000,900: 3 slices low). Requiring a visible spur (about 2 mm)",
-        "  in the truth definition would remove most of these misses.",
+        "- Phantoms only. Family A: simplified anatomy (elliptical trunk, paraboloid apices and domes,",
+        "  tube airways and vessels), no arms, no motion or streak artefacts, no disease beyond optional",
+        "  subpleural basal reticulation. Family B adds arms, pads, contrast and other shapes, but is still",
+        "  a drawing. Accuracy on real scans is unknown.",
+        *_cross_family_limits(families, trained),
+        "- The carina is the weakest marker and the one that least survives a change of generator. Its",
+        "  truth (both families) counts two airway lumens on a 0.4 mm grid. In family A the trachea ends",
+        "  in a rounded cap, so the lumens stay joined for about a tracheal radius below the branch point;",
+        "  in family B it ends flat and the lumens part at once. The classifier learns the family's",
+        "  sequence of lumen shapes (where a figure-of-eight lumen turns into two), not the count of",
+        "  lumens. Measured 2026-11-24 on B seeds 1,000,000..1,000,049: the demo weights pick above B's",
+        "  truth in 28 of 50 series (and more than 2 slices low in 16, mostly where arms or a pad widen",
+        "  the crop); weights re-trained on 72 styled + 24 plain A phantoms with `--augment style` pick",
+        "  above it in 45 of 50 (1-Up-Down on B: apex 0.74, carina 0.38, diaphragm 0.88; on A 1.00, 0.92,",
+        "  1.00), so they were not shipped. The other way round, weights trained on 80 B phantoms",
+        "  (seeds 0..79, `--family b --augment style`) reach 1.00, 1.00, 0.98 on B and 1.00, 0.60, 0.94",
+        "  on A, picking the carina low (32 of 50 below A's truth). Within one family the wall",
+        "  between the lumens at the truth slice can be thinner than one pixel of the 128×128 input",
+        "  (about 2.5 mm), so picks one slice off are common.",
+        "- The body crop (largest region above −500 HU) widens when arms lie beside the trunk or a pad",
+        "  joins body and table; the chest then fills less of the input. Augmentation (`--augment style`,",
+        "  zoom 0.6-1.2) only partly makes up for this; a crop around the lungs would be the fix.",
+        "- Trained on 4 mm slices"
+        + (" and 3-5 mm styled slices" if t.get("styled_phantoms") else "")
+        + "; thin series are accepted (context at 4 mm) but were not evaluated.",
         "- One pick per landmark, always: a series that does not contain a landmark (e.g. a limited",
         "  scan) still gets a pick, with a low score. Check the score in the SR.",
         "- Routing decides what reaches the pack (e.g. Modality CT and BodyPartExamined CHEST).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _cross_family_limits(families: Mapping[str, Any], trained: str) -> list[str]:
+    """Limits lines that state the cross-family figures against the 0.90 target."""
+    other = [f for f in families if f != trained]
+    if not other:
+        return ["- Not evaluated on a phantom family other than the one it was trained on."]
+    out = []
+    for f in other:
+        per = families[f]["per_landmark"]
+        figs = ", ".join(f"{n} {per[n]['one_up_down_precision']:.2f}" for n in LANDMARKS)
+        below = [n for n in LANDMARKS if per[n]["one_up_down_precision"] < 0.90]
+        out += [
+            f"- Cross-family: trained on family {trained.upper()}, tested on family {f.upper()}",
+            f"  (seeds {_range(families[f].get('seed_range'))}): 1-Up-Down {figs}.",
+            ("  Below the 0.90 target of issue 15 for " + ", ".join(below) + ":\n  the weights have learned"
+             " their phantom family's style, not only the landmark." if below else
+             "  At or above the 0.90 target of issue 15 for every landmark."),
+        ]
+    return out
 
 
 def _range(r: Any) -> str:

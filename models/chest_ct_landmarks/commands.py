@@ -8,7 +8,10 @@ from pathlib import Path
 
 from models.train_log import TrainLog
 
-__all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+__all__ = [
+    "TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "format_cross_family", "format_report",
+    "run_eval", "run_train", "trained_family",
+]
 
 TRAIN_HELP = "three slice classifiers for lung apex, carina and diaphragm; phantoms or your labelled CT"
 """One line for ``ainode models train --help``."""
@@ -37,6 +40,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
     parser.add_argument("--test-phantoms", type=int, default=50, help="held-out phantoms evaluated after training")
     parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs (default: no cache)")
+    parser.add_argument("--family", choices=("a", "b"), default="a",
+                        help="phantom family to train on: a = models.phantoms.chest_ct, b = models.phantoms.chest_ct_b")
+    parser.add_argument("--styles", type=float, default=0.0,
+                        help="share of the training phantoms drawn with randomised styles (family a; default 0)")
+    parser.add_argument("--augment", choices=("basic", "style"), default="basic",
+                        help="augmentation: basic, or style (also blur/sharpen, gamma, correlated noise, zoom 0.6-1.2)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--repeats", default="1,2,1",
                         help="batches per step for apex,carina,diaphragm (default 1,2,1)")
@@ -60,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, fp_weight=args.fp_weight,
             repeats=dict(zip(LANDMARKS, counts)),
             slice_thickness=args.slice_thickness, test_phantoms=args.test_phantoms, cache_dir=args.cache,
-            resume=args.resume, threads=args.threads, version=args.version, log=log,
+            family=args.family, styles=args.styles, augment=args.augment, resume=args.resume, threads=args.threads, version=args.version, log=log,
         )
     except (RuntimeError, ValueError) as exc:
         print(f"ainode models train chest-ct-landmarks: {exc}", file=sys.stderr)
@@ -80,16 +89,22 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=50, help="held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--first-seed", type=int, default=None, help="first held-out seed (default 1,000,000)")
     parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
+    parser.add_argument("--family", choices=("a", "b", "both"), default="both",
+                        help="phantom family: a, b, or both (the cross-family table; default)")
+    parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs (default: no cache)")
     parser.add_argument("--dicom", type=Path, help="evaluate labelled DICOM series instead of phantoms (default: phantoms)")
     parser.add_argument("--labels", type=Path, help="label CSV for --dicom (default: none)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON only")
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Report per landmark the 1-Up-Down precision and the pick-offset histogram."""
-    from .metrics import HISTOGRAM_BINS
+    """Report per landmark the 1-Up-Down precision and the pick-offset histogram.
+
+    On phantoms of both families (the default) it prints one table per family, marked with
+    the family the weights were trained on, then a cross-family summary.
+    """
     from .pack import ChestCTLandmarksPack
-    from .train import TEST_SEED_BASE, dicom_dataset, evaluate, phantom_dataset
+    from .train import FAMILIES, TEST_SEED_BASE, dicom_dataset, evaluate, phantom_dataset
 
     pack = ChestCTLandmarksPack(weights=args.weights)
     if (args.dicom is None) != (args.labels is None):
@@ -98,21 +113,74 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.dicom is not None:
         data = dicom_dataset(args.dicom, args.labels)
         report = evaluate(pack.model_path(), data, source=str(args.dicom))
-    else:
-        first = TEST_SEED_BASE if args.first_seed is None else args.first_seed
-        if first < TEST_SEED_BASE:
-            print(f"held-out seeds start at {TEST_SEED_BASE}; lower seeds are training seeds", file=sys.stderr)
-            return 2
-        seeds = range(first, first + args.phantoms)
-        data = phantom_dataset(seeds, slice_thickness=args.slice_thickness, log=None if args.json else print)
-        report = evaluate(pack.model_path(), data, source="held-out phantoms", seed_range=[seeds[0], seeds[-1]])
-    if args.json:
-        print(json.dumps(report.summary(), indent=2))
+        if args.json:
+            print(json.dumps(report.summary(), indent=2))
+        else:
+            print(format_report(report))
         return 0
-    print(f"{report.n_series} series ({report.source}) in {report.seconds}s")
-    print(f"{'landmark':<10} {'1-Up-Down':>9} {'exact':>6}  " + " ".join(f"{b:>4}" for b in HISTOGRAM_BINS))
+    first = TEST_SEED_BASE if args.first_seed is None else args.first_seed
+    if first < TEST_SEED_BASE:
+        print(f"held-out seeds start at {TEST_SEED_BASE}; lower seeds are training seeds", file=sys.stderr)
+        return 2
+    seeds = range(first, first + args.phantoms)
+    families = FAMILIES if args.family == "both" else (args.family,)
+    trained = trained_family(pack.model_path())
+    reports = {}
+    for fam in families:
+        data = phantom_dataset(seeds, slice_thickness=args.slice_thickness, cache_dir=args.cache,
+                               log=None if args.json else print, family=fam)
+        reports[fam] = evaluate(pack.model_path(), data, source=f"held-out phantoms, family {fam}",
+                                seed_range=[seeds[0], seeds[-1]])
+    if args.json:
+        if len(families) == 1:
+            print(json.dumps(reports[families[0]].summary(), indent=2))
+        else:
+            print(json.dumps({"trained_on_family": trained, "families": {f: r.summary() for f, r in reports.items()}},
+                             indent=2))
+        return 0
+    for fam, report in reports.items():
+        kind = "same family" if fam == trained else "other family"
+        print(f"family {fam} ({kind}; weights trained on family {trained})")
+        print(format_report(report))
+        print()
+    if len(reports) > 1:
+        print(format_cross_family(reports, trained))
+    return 0
+
+
+def trained_family(model_path: Path) -> str:
+    """The phantom family the weights were trained on (``model.json``; ``a`` when not recorded)."""
+    meta_path = Path(model_path).with_name("model.json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "a"
+    return str((meta.get("trained_on") or {}).get("family", "a"))
+
+
+def format_report(report) -> str:
+    """One evaluation as a text table: 1-Up-Down, exact and the offset histogram per landmark."""
+    from .metrics import HISTOGRAM_BINS
+
+    seeds = f", seeds {report.seed_range[0]:,}..{report.seed_range[-1]:,}" if report.seed_range else ""
+    lines = [f"{report.n_series} series ({report.source}{seeds}) in {report.seconds}s",
+             f"{'landmark':<10} {'1-Up-Down':>9} {'exact':>6}  " + " ".join(f"{b:>4}" for b in HISTOGRAM_BINS)]
     for name, m in report.per_landmark.items():
         h = m["histogram"]
-        print(f"{name:<10} {m['one_up_down_precision']:>9.3f} {m['exact']:>6.3f}  "
-              + " ".join(f"{h[b]:>4}" for b in HISTOGRAM_BINS))
-    return 0
+        lines.append(f"{name:<10} {m['one_up_down_precision']:>9.3f} {m['exact']:>6.3f}  "
+                     + " ".join(f"{h[b]:>4}" for b in HISTOGRAM_BINS))
+    return "\n".join(lines)
+
+
+def format_cross_family(reports, trained: str) -> str:
+    """The cross-family table: 1-Up-Down per landmark (rows) and family (columns)."""
+    from .findings import LANDMARKS
+
+    fams = list(reports)
+    head = f"{'1-Up-Down':<10} " + " ".join(
+        f"{('family ' + f + (' (trained)' if f == trained else ' (other)')):>20}" for f in fams)
+    lines = ["cross-family table", head]
+    for name in LANDMARKS:
+        lines.append(f"{name:<10} " + " ".join(
+            f"{reports[f].per_landmark[name]['one_up_down_precision']:>20.3f}" for f in fams))
+    return "\n".join(lines)

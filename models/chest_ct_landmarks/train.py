@@ -67,7 +67,9 @@ from node.pipeline import sort_slices
 from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
+    "AUGMENTATIONS",
     "DEFAULT_REPEATS",
+    "FAMILIES",
     "TEST_SEED_BASE",
     "EvalReport",
     "LabelledSeries",
@@ -75,6 +77,7 @@ __all__ = [
     "dicom_dataset",
     "evaluate",
     "evaluate_series",
+    "generate_phantom",
     "phantom_dataset",
     "phantom_series",
     "read_labels",
@@ -142,34 +145,61 @@ class TrainReport:
 # --------------------------------------------------------------------------- data
 
 
-def phantom_series(seed: int, slice_thickness: float = 4.0) -> LabelledSeries:
-    """Generate the phantom of ``seed`` and preprocess it like the node does."""
-    from models.phantoms.chest_ct import generate_chest_ct
+FAMILIES: tuple[str, ...] = ("a", "b")
+"""Phantom families: ``a`` = :mod:`models.phantoms.chest_ct`, ``b`` = :mod:`models.phantoms.chest_ct_b`."""
 
-    phantom = generate_chest_ct(int(seed), slice_thickness=slice_thickness)
+
+def generate_phantom(seed: int, *, family: str = "a", slice_thickness: float | None = 4.0, styles: bool = False) -> Any:
+    """The :class:`~models.phantoms.chest_ct.ChestCTPhantom` of ``seed`` in ``family``.
+
+    ``styles`` (family A only) draws the randomised scanner and patient styles; with it,
+    ``slice_thickness=None`` lets the style choose the slice thickness too.
+    """
+    if family == "a":
+        from models.phantoms.chest_ct import generate_chest_ct
+
+        return generate_chest_ct(int(seed), slice_thickness=slice_thickness, styles=styles)
+    if family == "b":
+        from models.phantoms.chest_ct_b import generate_chest_ct_b
+
+        return generate_chest_ct_b(int(seed), slice_thickness=4.0 if slice_thickness is None else slice_thickness)
+    raise ValueError(f"unknown phantom family {family!r} (choose from {', '.join(FAMILIES)})")
+
+
+def phantom_series(seed: int, slice_thickness: float | None = 4.0, *, family: str = "a",
+                   styles: bool = False) -> LabelledSeries:
+    """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does."""
+    phantom = generate_phantom(seed, family=family, slice_thickness=slice_thickness, styles=styles)
     volume = prepare_volume(phantom.hu).astype(np.float16)
-    return LabelledSeries(f"phantom-{seed}", volume, context_offset(slice_thickness), dict(phantom.landmarks))
+    spacing = float(np.median(np.diff(phantom.z_positions))) if len(phantom.z_positions) > 1 else phantom.slice_thickness
+    name = f"phantom-{family}{'s' if styles else ''}-{seed}"
+    return LabelledSeries(name, volume, context_offset(spacing), dict(phantom.landmarks))
 
 
 def phantom_dataset(
     seeds: Iterable[int],
     *,
-    slice_thickness: float = 4.0,
+    slice_thickness: float | None = 4.0,
     cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    family: str = "a",
+    styles: bool = False,
 ) -> list[LabelledSeries]:
-    """Preprocessed phantoms of ``seeds``, read from / written to ``cache_dir`` when given."""
+    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``), read from / written to ``cache_dir``."""
     seeds = [int(s) for s in seeds]
     out = []
-    bar = _Progress(len(seeds), "phantoms", log is not None)
+    bar = _Progress(len(seeds), f"phantoms ({family}{', styles' if styles else ''})", log is not None)
+    tag = "chest" if family == "a" and not styles else f"chest{family}{'s' if styles else ''}"
+    thick = "style" if slice_thickness is None else f"{slice_thickness:g}mm"
     for i, s in enumerate(seeds):
-        cached = Path(cache_dir) / f"chest-{s}-{slice_thickness:g}mm.npz" if cache_dir else None
+        cached = Path(cache_dir) / f"{tag}-{s}-{thick}.npz" if cache_dir else None
+        name = f"phantom-{family}{'s' if styles else ''}-{s}"
         if cached is not None and cached.exists():
             with np.load(cached) as z:
-                item = LabelledSeries(f"phantom-{s}", z["volume"], int(z["offset"]),
+                item = LabelledSeries(name, z["volume"], int(z["offset"]),
                                       dict(zip(LANDMARKS, (int(v) for v in z["truth"]))))
         else:
-            item = phantom_series(s, slice_thickness)
+            item = phantom_series(s, slice_thickness, family=family, styles=styles)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cached, volume=item.volume, offset=item.offset,
@@ -277,6 +307,9 @@ def train(
     slice_thickness: float = 4.0,
     test_phantoms: int = 50,
     cache_dir: Path | None = None,
+    family: str = "a",
+    styles: float = 0.0,
+    augment: str = "basic",
     resume: bool = False,
     threads: int = 1,
     version: str | None = None,
@@ -308,7 +341,18 @@ def train(
     slice_thickness:
         Slice thickness of the phantoms (training and held-out).
     test_phantoms:
-        Held-out phantoms (seeds from :data:`TEST_SEED_BASE`) evaluated after training.
+        Held-out phantoms (seeds from :data:`TEST_SEED_BASE`) of *each* family evaluated
+        after training: the training family (``metrics.test``) and every other one
+        (``metrics.families``), which is the cross-family figure.
+    family:
+        Phantom family of the training phantoms (:data:`FAMILIES`).
+    styles:
+        Share of the training phantoms (the first seeds) drawn with randomised styles
+        (family A; their slice thickness is the style's, 3-5 mm).
+    augment:
+        ``basic`` (rotation, scale, shift, gain, offset, white noise) or ``style`` (also
+        blur or edge enhancement, correlated noise, gamma, wider geometry: the styles'
+        counterpart on the windowed input).
     cache_dir:
         Folder that caches preprocessed phantoms between runs.
     resume:
@@ -337,6 +381,12 @@ def train(
         raise ValueError("--dicom and --labels go together")
     if seed < 0 or seed + phantoms > TEST_SEED_BASE:
         raise ValueError(f"training seeds must lie in 0..{TEST_SEED_BASE - 1}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown phantom family {family!r} (choose from {', '.join(FAMILIES)})")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r} (choose from {', '.join(AUGMENTATIONS)})")
+    if not 0.0 <= styles <= 1.0 or (styles and family != "a"):
+        raise ValueError("styles is a share in [0, 1] and applies to family a")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -346,9 +396,13 @@ def train(
     model = LandmarkNet(arch=arch, width=width, pretrained=pretrained)  # fails fast without timm
     t0 = time.perf_counter()
     data: list[LabelledSeries] = []
-    if phantoms:
-        data += phantom_dataset(range(seed, seed + phantoms), slice_thickness=slice_thickness,
-                                cache_dir=cache_dir, log=log)
+    n_styled = int(round(phantoms * styles))
+    if n_styled:
+        data += phantom_dataset(range(seed, seed + n_styled), slice_thickness=None, cache_dir=cache_dir, log=log,
+                                family=family, styles=True)
+    if phantoms - n_styled:
+        data += phantom_dataset(range(seed + n_styled, seed + phantoms), slice_thickness=slice_thickness,
+                                cache_dir=cache_dir, log=log, family=family)
     if dicom_dir is not None:
         data += dicom_dataset(Path(dicom_dir), Path(labels))  # type: ignore[arg-type]
     generation_s = time.perf_counter() - t0
@@ -391,7 +445,7 @@ def train(
         for step in range(steps_per_epoch):
             for name in (n for n in LANDMARKS for _ in range(reps[n])):
                 x, y = _batch(data, name, batch_size, hard_fraction, rng)
-                xt = _augment(torch.from_numpy(x), rng)
+                xt = _augment(torch.from_numpy(x), rng, strong=augment == "style")
                 logits = model.classifiers[name](xt).reshape(-1)
                 target = torch.from_numpy(y)
                 weight = torch.where(target > 0.5, torch.tensor(1.0), torch.tensor(float(fp_weight)))
@@ -435,6 +489,9 @@ def train(
         "representative_fractions": [[label, f] for label, f in DEFAULT_FRACTIONS],
         "trained_on": {
             "phantoms": phantoms,
+            "family": family,
+            "styled_phantoms": n_styled,
+            "augment": augment,
             "seeds": phantom_seeds,
             "slice_thickness": slice_thickness,
             "real_series": len(data) - phantoms,
@@ -452,16 +509,22 @@ def train(
             "training_seconds": round(training_s, 1),
             "final_loss": {n: round(v, 5) for n, v in final.items()},
         },
-        "metrics": {"test": None},
+        "metrics": {"test": None, "families": {}},
     }
     json_path = out_dir / "model.json"
     test = None
     if test_phantoms > 0:
         seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms)
-        test = evaluate(model_path, phantom_dataset(seeds, slice_thickness=slice_thickness, cache_dir=cache_dir, log=log),
-                        source="held-out phantoms", seed_range=[seeds[0], seeds[-1]])
-        meta["metrics"]["test"] = test.summary()
-        say("held-out: " + json.dumps({n: v["one_up_down_precision"] for n, v in test.per_landmark.items()}))
+        for fam in FAMILIES:
+            rep = evaluate(model_path, phantom_dataset(seeds, slice_thickness=slice_thickness, cache_dir=cache_dir,
+                                                       log=log, family=fam),
+                           source=f"held-out phantoms, family {fam}", seed_range=[seeds[0], seeds[-1]])
+            meta["metrics"]["families"][fam] = rep.summary()
+            if fam == family:
+                test = rep
+                meta["metrics"]["test"] = rep.summary()
+            say(f"held-out family {fam}: "
+                + json.dumps({n: v["one_up_down_precision"] for n, v in rep.per_landmark.items()}))
     json_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     from models.chest_ct_landmarks.card import render_card
 
@@ -500,14 +563,37 @@ def _batch(
     return x, y
 
 
-def _augment(x: Any, rng: np.random.Generator) -> Any:
-    """Random rotation, scale, shift, intensity gain/offset and noise on a batch."""
+AUGMENTATIONS: tuple[str, ...] = ("basic", "style")
+
+
+def _blur(x: Any, sigma: float = 1.0) -> Any:
+    """Separable Gaussian blur of a ``(N, C, H, W)`` batch, per channel."""
+    import torch
+
+    k = np.exp(-0.5 * (np.arange(-3, 4) / sigma) ** 2)
+    k = torch.from_numpy((k / k.sum()).astype(np.float32))
+    c = x.shape[1]
+    kx = k.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    ky = k.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (3, 3, 0, 0), mode="replicate"), kx, groups=c)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 0, 3, 3), mode="replicate"), ky, groups=c)
+
+
+def _augment(x: Any, rng: np.random.Generator, strong: bool = False) -> Any:
+    """Random rotation, scale, shift, intensity gain/offset and noise on a batch.
+
+    ``strong`` (``augment="style"``) widens the geometry (±10°, scale 0.85-1.2, shift ±8 %)
+    and adds what the phantom styles vary: blur or edge enhancement (a per-sample mix
+    towards or away from a Gaussian-blurred copy), gamma, and noise that is white or
+    correlated.
+    """
     import torch
 
     n = x.shape[0]
-    angle = torch.from_numpy(rng.uniform(-8, 8, n) * np.pi / 180).float()
-    scale = torch.from_numpy(rng.uniform(0.9, 1.1, n)).float()
-    shift = torch.from_numpy(rng.uniform(-0.05, 0.05, (n, 2))).float()
+    rot, (s0, s1), sh = (10.0, (0.6, 1.2), 0.08) if strong else (8.0, (0.9, 1.1), 0.05)
+    angle = torch.from_numpy(rng.uniform(-rot, rot, n) * np.pi / 180).float()
+    scale = torch.from_numpy(rng.uniform(s0, s1, n)).float()
+    shift = torch.from_numpy(rng.uniform(-sh, sh, (n, 2))).float()
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
@@ -515,7 +601,18 @@ def _augment(x: Any, rng: np.random.Generator) -> Any:
     gain = torch.from_numpy(rng.uniform(0.9, 1.1, (n, 1, 1, 1))).float()
     bias = torch.from_numpy(rng.uniform(-0.04, 0.04, (n, 1, 1, 1))).float()
     sigma = torch.from_numpy(rng.uniform(0.0, 0.03, (n, 1, 1, 1))).float()
-    return (x * gain + bias + sigma * torch.randn_like(x)).clamp(0.0, 1.0)
+    if not strong:
+        return (x * gain + bias + sigma * torch.randn_like(x)).clamp(0.0, 1.0)
+    mix = torch.from_numpy(rng.uniform(-1.0, 1.0, (n, 1, 1, 1))).float()
+    x = (x + mix * (_blur(x, float(rng.uniform(0.6, 1.4))) - x)).clamp(0.0, 1.0)
+    gamma = torch.from_numpy(np.exp(rng.uniform(-0.25, 0.25, (n, 1, 1, 1)))).float()
+    x = x.clamp_min(1e-4) ** gamma
+    white = torch.randn_like(x)
+    grainy = _blur(white, float(rng.uniform(0.6, 1.5)))
+    grainy = grainy / grainy.std().clamp_min(1e-6)
+    w = torch.from_numpy(rng.uniform(0.0, 1.0, (n, 1, 1, 1))).float()
+    sigma = torch.from_numpy(rng.uniform(0.0, 0.05, (n, 1, 1, 1))).float()
+    return (x * gain + bias + sigma * ((1 - w) * white + w * grainy)).clamp(0.0, 1.0)
 
 
 def export_onnx(model: Any, path: Path) -> None:

@@ -32,6 +32,13 @@ lowest slice, like :func:`node.pipeline.sort_slices`):
   :data:`MIN_VISIBLE_AREA_MM2` in one sub-slice): "the last slice before the lung fields
   give way to the dome".
 
+Randomised styles (``styles=True``, :class:`ChestCTStyle`, drawn from a random stream of
+their own so that plain phantoms are unchanged): noise level and grain, reconstruction blur or
+edge enhancement, slice thickness (3-5 mm) and spacing, field of view and matrix, patient
+size, fat and position, tracheal radius, bronchial angles and the carina spur, IV contrast, a
+HU offset and the value outside the reconstruction circle. The same seed gives the same
+styled phantom. A second, independently written family is :mod:`models.phantoms.chest_ct_b`.
+
 The series spans from 10-35 mm above the higher apex to 35-65 mm below the higher dome,
 so a 4 mm series has about 60-90 slices; patient size, table height (z offset), slice
 count and noise level vary with the seed.
@@ -55,11 +62,13 @@ __all__ = [
     "MIN_LUMEN_AREA_MM2",
     "MIN_VISIBLE_AREA_MM2",
     "ChestCTPhantom",
+    "ChestCTStyle",
     "add_cli_arguments",
     "generate_chest_ct",
     "run_cli",
     "write_phantom",
     "default_patient_id",
+    "random_style",
 ]
 
 MIN_VISIBLE_AREA_MM2 = 30.0
@@ -138,6 +147,79 @@ class _Anatomy:
     fibrosis: bool
     stomach_gas: bool
     noise: float
+    spur: float = 0.0             # main bronchi start this many bronchus radii beside the midline
+    blood: float = _BLOOD         # heart, aorta and vessels (HU); higher with IV contrast
+    liver: float = _LIVER
+    spleen: float = _SPLEEN
+
+
+@dataclass
+class ChestCTStyle:
+    """Randomised scanner and patient style of a family-A phantom (``styles=True``).
+
+    Drawn from its own random stream (``default_rng([seed, 0x57])``), so a seed without
+    styles gives exactly the phantom it always gave, and a seed with styles always the
+    same styled phantom.
+    """
+
+    slice_thickness: float        # mm
+    spacing_ratio: float          # slice spacing / thickness (<= 1: overlapping slices)
+    size: int                     # matrix
+    fov_extra: float              # mm beyond the patient's width
+    body_scale: float             # patient size
+    fat_scale: float
+    shift: tuple[float, float]    # patient position (mm)
+    trachea_r: float
+    bronchus_angle: tuple[float, float]  # degrees from vertical (right, left)
+    spur: float
+    contrast: bool
+    blood: float
+    noise: float                  # HU at 4 mm
+    noise_grain: float            # Gaussian sigma (pixels) of the noise correlation
+    blur: float                   # in-plane Gaussian sigma (pixels)
+    sharpen: float                # unsharp-mask amount (edge-enhancing kernels)
+    hu_offset: float              # calibration offset (HU)
+    outside: float                # value outside the reconstruction circle
+
+
+def random_style(seed: int) -> ChestCTStyle:
+    """The style that ``generate_chest_ct(seed, styles=True)`` uses."""
+    rng = np.random.default_rng([int(seed), 0x57])
+    u = rng.uniform
+    contrast = bool(rng.random() < 0.4)
+    return ChestCTStyle(
+        slice_thickness=float(u(3.0, 5.0)),
+        spacing_ratio=float(u(0.8, 1.0)) if rng.random() < 0.4 else 1.0,
+        size=int(rng.choice([192, 256, 320])),
+        fov_extra=float(u(10.0, 140.0)),
+        body_scale=float(u(0.85, 1.2)),
+        fat_scale=float(u(0.5, 1.6)),
+        shift=(float(u(-30.0, 30.0)), float(u(-20.0, 25.0))),
+        trachea_r=float(u(6.0, 12.0)),
+        bronchus_angle=(float(u(15.0, 42.0)), float(u(30.0, 62.0))),
+        spur=float(u(0.0, 0.7)),
+        contrast=contrast,
+        blood=float(u(150.0, 350.0)) if contrast else float(u(35.0, 50.0)),
+        noise=float(u(6.0, 55.0)),
+        noise_grain=float(u(0.35, 1.5)),
+        blur=float(u(0.3, 1.2)),
+        sharpen=float(u(0.0, 1.2)) if rng.random() < 0.5 else 0.0,
+        hu_offset=float(u(-15.0, 15.0)),
+        outside=-3024.0 if rng.random() < 0.3 else -1024.0,
+    )
+
+
+def _apply_style(a: "_Anatomy", st: ChestCTStyle) -> None:
+    a.axes = a.axes * st.body_scale
+    a.fat = a.fat * st.fat_scale * st.body_scale
+    a.centre = a.centre + np.array(st.shift)
+    a.trachea_r = st.trachea_r
+    a.bronchus_angle = np.radians(np.array(st.bronchus_angle))
+    a.spur = st.spur
+    a.blood = st.blood
+    if st.contrast:
+        a.liver, a.spleen = a.liver + 45.0, a.spleen + 60.0
+    a.noise = st.noise
 
 
 def _random_anatomy(rng: np.random.Generator) -> _Anatomy:
@@ -238,7 +320,8 @@ class _Body:
             ang, length = a.bronchus_angle[side], a.bronchus_len[side]
             rb = r * (0.8 if side == 0 else 0.7)
             end = np.array([tx + sign * length * np.sin(ang), ty + 6.0, -length * np.cos(ang)])
-            lumen.append(_Tube(np.array([tx, ty, 0.0]), end, rb))
+            start = np.array([tx + sign * a.spur * rb, ty, -0.2 * a.spur * rb])
+            lumen.append(_Tube(start, end, rb))
             for k in range(2):
                 d = np.array([sign * rng.uniform(0.3, 0.9), rng.uniform(-0.6, 0.6), rng.choice([-1.0, 0.6]) * rng.uniform(0.6, 1.0)])
                 d /= np.linalg.norm(d)
@@ -457,8 +540,8 @@ class _Body:
         if z < a.dome[0] + 1.0:
             below_r = cavity & below[0] & ~lung_total & (X <= cx + 20.0)
             below_l = cavity & below[1] & ~lung_total & (X > cx)
-            hu[below_r] = _LIVER + 6.0 * texture[below_r]
-            hu[below_l] = _SPLEEN + 6.0 * texture[below_l]
+            hu[below_r] = a.liver + 6.0 * texture[below_r]
+            hu[below_l] = a.spleen + 6.0 * texture[below_l]
             if a.stomach_gas:
                 sx_, sy_, sz_ = self.stomach
                 gas = below_l & (((X - sx_) ** 2 + (Y - sy_) ** 2 + 2.0 * (z - sz_) ** 2) < 22.0**2) & (Y < sy_)
@@ -471,10 +554,10 @@ class _Body:
 
         # Vessels inside the lungs; heart and aorta.
         vess = self._tubes(self.vessels, z) & lung_total
-        hu[vess] = _BLOOD
+        hu[vess] = a.blood
         hc = heart & cavity
-        hu[hc] = _BLOOD + 4.0 * texture[hc]
-        hu[aorta & cavity] = _BLOOD
+        hu[hc] = a.blood + 4.0 * texture[hc]
+        hu[aorta & cavity] = a.blood
         if z > a.dome[1] - 10.0:
             hu[st["oesophagus"] & cavity] = 40.0
 
@@ -550,8 +633,9 @@ def default_patient_id(seed: int) -> str:
 def generate_chest_ct(
     seed: int = 0,
     *,
-    slice_thickness: float = 4.0,
-    size: int = 256,
+    slice_thickness: float | None = 4.0,
+    size: int | None = None,
+    styles: bool = False,
     patient_name: str = "Phantom^Chest",
     patient_id: str | None = None,
     study_instance_uid: str | None = None,
@@ -564,9 +648,17 @@ def generate_chest_ct(
         Seed of everything random except the UIDs (which are always fresh).
     slice_thickness:
         Slice thickness and spacing (mm); 4 mm gives about 60-90 slices, thinner slices
-        give proportionally more.
+        give proportionally more. ``None``: 4 mm, or the style's (3-5 mm, sometimes with
+        overlapping slices) with ``styles``.
     size:
-        Matrix size; the field of view (320-480 mm) follows the patient's width.
+        Matrix size; the field of view (320-480 mm) follows the patient's width. ``None``:
+        256, or the style's (192, 256 or 320) with ``styles``.
+    styles:
+        Draw a :class:`ChestCTStyle` (:func:`random_style`): noise level and grain,
+        reconstruction blur or edge enhancement, slice thickness and spacing, field of view
+        and matrix, patient size, fat and position, tracheal radius, bronchial angles and
+        carina spur, IV contrast, HU offset, the value outside the reconstruction circle.
+        Without it the phantom of a seed is the one it has always been.
     patient_name, patient_id:
         Patient's Name and ID (``patient_id`` defaults to ``CHESTCT-<seed>``, so phantoms of
         different kinds or seeds are different patients).
@@ -577,11 +669,23 @@ def generate_chest_ct(
     -------
     ChestCTPhantom
     """
+    style = random_style(seed) if styles else None
+    spacing_z = slice_thickness
+    if slice_thickness is None:
+        slice_thickness = style.slice_thickness if style else 4.0
+        spacing_z = slice_thickness * (style.spacing_ratio if style else 1.0)
+    spacing_z = float(spacing_z)
+    if size is None:
+        size = style.size if style else 256
     if slice_thickness <= 0 or slice_thickness > 10:
         raise ValueError(f"slice_thickness must be in (0, 10] mm, got {slice_thickness}")
     rng = np.random.default_rng(seed)
     anatomy = _random_anatomy(rng)
+    if style is not None:
+        _apply_style(anatomy, style)
     fov = float(np.clip(2.0 * anatomy.axes[0] + rng.uniform(30.0, 70.0), 320.0, 480.0))
+    if style is not None:
+        fov = float(np.clip(2.0 * (anatomy.axes[0] + abs(anatomy.centre[0])) + style.fov_extra, 300.0, 520.0))
     spacing = fov / size
     coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) * spacing
     X, Y = np.meshgrid(coords, coords)
@@ -590,8 +694,8 @@ def generate_chest_ct(
 
     top = float(anatomy.apex.max()) + rng.uniform(10.0, 35.0)
     bottom = float(anatomy.dome.max()) - rng.uniform(35.0, 65.0)
-    n = int(round((top - bottom) / slice_thickness)) + 1
-    zs = bottom + slice_thickness * np.arange(n)  # relative to the carina
+    n = int(round((top - bottom) / spacing_z)) + 1
+    zs = bottom + spacing_z * np.arange(n)  # relative to the carina
     z_offset = float(rng.uniform(-420.0, -120.0))  # table position: carina height in scanner z
 
     hu = np.empty((n, size, size), dtype=np.float32)
@@ -609,13 +713,19 @@ def generate_chest_ct(
         hu[i] = acc / len(_SUBSLICES)
 
     _add_table(hu, X, Y, anatomy)
-    hu = ndimage.gaussian_filter(hu, sigma=(0.0, 0.6, 0.6), truncate=3.0)
+    blur, grain = (style.blur, style.noise_grain) if style else (0.6, 0.7)
+    hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur, blur), truncate=3.0)
+    if style is not None and style.sharpen > 0:
+        hu += style.sharpen * (hu - ndimage.gaussian_filter(hu, sigma=(0.0, 1.5, 1.5), truncate=3.0))
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
-    noise = ndimage.gaussian_filter(noise, sigma=(0.0, 0.7, 0.7), truncate=3.0)
+    noise = ndimage.gaussian_filter(noise, sigma=(0.0, grain, grain), truncate=3.0)
     noise *= anatomy.noise * np.sqrt(4.0 / slice_thickness) / max(float(noise[0].std()), 1e-6)
     hu += noise
-    hu[:, (X**2 + Y**2) > (fov / 2) ** 2] = -1024.0
-    hu_i = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    if style is not None:
+        hu += style.hu_offset
+    outside = style.outside if style else -1024.0
+    hu[:, (X**2 + Y**2) > (fov / 2) ** 2] = outside
+    hu_i = np.clip(np.rint(hu), min(outside, -1024.0), 3071).astype(np.int16)
 
     divided = body.divided_slices(zs, slice_thickness)
     landmarks = _truth(lung_area, dome_area, divided)
@@ -624,6 +734,7 @@ def generate_chest_ct(
         hu_i,
         (spacing, spacing),
         slice_thickness,
+        slice_spacing=float(spacing_z),
         z_origin=float(z_abs[0]),
         patient=Patient(name=patient_name, id=patient_id if patient_id is not None else default_patient_id(seed), sex="O"),
         study=Study(instance_uid=study_instance_uid, description="CT CHEST"),
@@ -646,7 +757,8 @@ def generate_chest_ct(
         airway_divided=divided,
         pixel_spacing=spacing,
         slice_thickness=float(slice_thickness),
-        info={"noise_hu": float(anatomy.noise), "fibrosis": float(anatomy.fibrosis), "fov_mm": fov},
+        info={"noise_hu": float(anatomy.noise), "fibrosis": float(anatomy.fibrosis), "fov_mm": fov,
+              "styled": float(style is not None), "slice_spacing": float(spacing_z)},
     )
 
 
@@ -736,8 +848,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode phantom chest-ct``."""
     parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM files and truth.json")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same phantom)")
-    parser.add_argument("--slice-thickness", type=float, default=4.0, help="mm (default 4)")
-    parser.add_argument("--size", type=int, default=256, help="matrix size (default 256)")
+    parser.add_argument("--slice-thickness", type=float, default=None,
+                        help="mm (default 4, or the style's 3-5 mm with --styles)")
+    parser.add_argument("--size", type=int, default=None, help="matrix size (default 256, or the style's with --styles)")
+    parser.add_argument("--styles", action="store_true",
+                        help="randomised scanner and patient style of the seed (noise, sharpness, slices, field of view,"
+                             " matrix, patient size and position, airway angles and carina, contrast)")
     parser.add_argument("--patient-name", default="Phantom^Chest", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default CHESTCT-<seed>)")
 
@@ -745,7 +861,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """``ainode phantom chest-ct``: write one synthetic chest CT series with its landmark truth."""
     phantom = generate_chest_ct(
-        seed=args.seed, slice_thickness=args.slice_thickness, size=args.size,
+        seed=args.seed, slice_thickness=args.slice_thickness, size=args.size, styles=args.styles,
         patient_name=args.patient_name, patient_id=args.patient_id,
     )
     files = write_phantom(phantom, args.out)
