@@ -9,6 +9,10 @@ import pytest
 
 from models.phantoms.head_ct import HeadCTPhantom, generate_head_ct, write_phantom
 from node.bench.services import OrthancServer
+from node.ingest.server import IngestServer
+from node.metrics import Metrics
+from node.spool import Spool
+from node.store import JobStore
 
 
 def _dcmtk_first_on_path() -> None:
@@ -28,6 +32,19 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
     orthanc = OrthancServer(tmp_path_factory.mktemp("orthanc")).start()
     yield orthanc
     orthanc.stop()
+
+
+@pytest.fixture
+def ingest(tmp_path: Path):
+    """A node's DICOM listener on a free loopback port: (server, store, spool, metrics)."""
+    store = JobStore(tmp_path / "db.sqlite")
+    spool = Spool(tmp_path / "spool")
+    metrics = Metrics()
+    server = IngestServer("AINODE", "127.0.0.1", 0, store, spool, metrics)
+    server.start()
+    yield server, store, spool, metrics
+    server.stop()
+    store.close()
 
 
 @pytest.fixture(scope="session")

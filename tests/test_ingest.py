@@ -9,23 +9,9 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from node.index import Indexer
-from node.ingest import IngestServer
 from node.metrics import Metrics
-from node.spool import Spool
 from node.states import SeriesState
 from node.store import JobStore
-
-
-@pytest.fixture
-def ingest(tmp_path: Path):
-    store = JobStore(tmp_path / "db.sqlite")
-    spool = Spool(tmp_path / "spool")
-    metrics = Metrics()
-    server = IngestServer("AINODE", "127.0.0.1", 0, store, spool, metrics)
-    server.start()
-    yield server, store, spool, metrics
-    server.stop()
-    store.close()
 
 
 def _associate(port: int):

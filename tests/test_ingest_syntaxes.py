@@ -30,26 +30,11 @@ from pydicom.uid import (
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from node.ingest import ACCEPTED_TRANSFER_SYNTAXES, IngestServer
+from node.ingest import ACCEPTED_TRANSFER_SYNTAXES
 from node.ingest.syntaxes import decodable_transfer_syntaxes
-from node.metrics import Metrics
-from node.spool import Spool
-from node.store import JobStore
 from node.stow import dicom_parts
 
 _LCE_CT = "1.2.840.10008.5.1.4.1.1.2.2"
-
-
-@pytest.fixture
-def ingest(tmp_path: Path):
-    store = JobStore(tmp_path / "db.sqlite")
-    spool = Spool(tmp_path / "spool")
-    metrics = Metrics()
-    server = IngestServer("AINODE", "127.0.0.1", 0, store, spool, metrics)
-    server.start()
-    yield server, store, spool, metrics
-    server.stop()
-    store.close()
 
 
 def _storescu(port: int, files: list[Path], *options: str) -> subprocess.CompletedProcess[str]:
