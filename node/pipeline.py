@@ -21,6 +21,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from pydicom import Dataset
 
+from node.aside import Aside, InlineAside
 from node.frames import frame_number
 
 __all__ = [
@@ -56,12 +57,14 @@ class ResultContext:
     """What the node tells a pack about where its results go.
 
     ``series_number_base`` is the first Series Number the pack may use; each kind of
-    result object takes the next one.
+    result object takes the next one. ``aside`` builds an object in a helper process
+    while the pack builds the others (see :mod:`node.aside`); by default, at once.
     """
 
     algorithm: AlgorithmInfo
     series_number_base: int = 9000
     extra: Mapping[str, Any] = field(default_factory=dict)
+    aside: Aside = field(default_factory=InlineAside)
 
 
 @runtime_checkable

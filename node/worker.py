@@ -7,6 +7,7 @@ happened in.
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -23,6 +24,7 @@ import pydicom
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
+from .aside import InlineAside, ProcessAside
 from .engines import EngineOptions, create_engine
 from .frames import expand_series
 from .logs import configure_logging
@@ -116,6 +118,10 @@ def die_with_parent(parent: int) -> None:
     _log_to_json()
 
 
+_ASIDE = ProcessAside(initializer=die_with_parent)
+"""This worker's helper process for objects built aside (see :mod:`node.aside`), started at warm-up."""
+
+
 def init_worker(parent: int, handover: Any = None) -> None:
     """Worker process initializer: :func:`die_with_parent`, and the queue saved objects go to.
 
@@ -161,7 +167,8 @@ def run_job(spec: JobSpec) -> JobOutcome:
         inputs = stage(FailureStage.PREPROCESS, pack.preprocess, series)
         outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
         findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
-        context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base)
+        context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base,
+                                aside=_ASIDE if spec.hand_over else InlineAside())
         results = stage(FailureStage.WRITE, _write, spec, pack, series, findings, context)
     except _StageError as exc:
         reason = scrub(f"{type(exc.cause).__name__}: {exc.cause}")[:500]
@@ -206,6 +213,11 @@ def warm_up(specs: Sequence[JobSpec]) -> list[str]:
     job will then fail with that reason at its ``load`` or ``engine`` stage).
     """
     lines = []
+    if any(spec.hand_over for spec in specs):
+        try:
+            _ASIDE.warm("highdicom", "node.results")
+        except Exception as exc:  # objects meant for it are then built in the worker itself
+            logging.getLogger(__name__).warning("helper process for results not started: %s", type(exc).__name__)
     for spec in specs:
         try:
             pack = _pack(spec.pack, spec.weights)

@@ -14,6 +14,7 @@ For one analysed series the model writes, all in the source study:
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterator, Sequence
 
 import highdicom as hd
@@ -21,16 +22,18 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.pixels import apply_modality_lut
 from pydicom.sr.codedict import codes
+from pydicom.uid import SecondaryCaptureImageStorage, SegmentationStorage
 from scipy import ndimage
 
 from models.head_ct_hematoma.findings import HematomaFindings
 from models.head_ct_hematoma.preprocess import patches_to_pixels
-from node.pipeline import ResultContext
+from node.aside import evidence_reference, headers_only
+from node.pipeline import AlgorithmInfo, ResultContext
 from node.results import (
     FindingGroup,
     build_binary_seg,
+    OverlaySeries,
     build_measurement_report,
-    build_overlay_sc,
 )
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "NUMBER_OF_AFFECTED_SLICES",
     "NUMBER_OF_HEMATOMA_PATCHES",
     "WINDOW_HU",
+    "hemorrhage_report",
     "render_overlay",
     "stream_results",
     "write_results",
@@ -73,6 +77,8 @@ NUMBER_OF_AFFECTED_SLICES = hd.sr.CodedConcept(
 
 PATCHES = hd.sr.CodedConcept("{patches}", "UCUM", "patches")
 SLICES = hd.sr.CodedConcept("{slices}", "UCUM", "slices")
+SEGMENTATION_STORAGE = str(SegmentationStorage)
+SECONDARY_CAPTURE_STORAGE = str(SecondaryCaptureImageStorage)
 
 WINDOW_HU: tuple[float, float] = (0.0, 80.0)
 """HU window of the overlays (the model's input window)."""
@@ -135,7 +141,36 @@ def stream_results(
     mask = _pixel_mask(series, findings)
     algorithm = context.algorithm
     base = int(context.series_number_base)
+    study_uid = str(series[0].StudyInstanceUID)
     tracking_uid = hd.UID()  # shared by the SEG segment and the SR finding group
+    affected = [int(i) for i in findings.affected_slices]
+    seg_uid, seg_series_uid = hd.UID(), hd.UID()
+    overlay_uids, overlay_series_uid = [hd.UID() for _ in affected], hd.UID()
+
+    # the report cites the SEG and the overlays by their UIDs alone: it is built aside
+    # (in a helper process when the node has one) while they are built here
+    segmentation = evidence_reference(
+        sop_class_uid=SEGMENTATION_STORAGE, sop_instance_uid=seg_uid, series_instance_uid=seg_series_uid,
+        study_instance_uid=study_uid, modality="SEG", segment_numbers=(1,),
+    )
+    report = context.aside.submit(
+        hemorrhage_report,
+        [headers_only(ds) for ds in series],
+        affected=affected,
+        present=bool(findings.present),
+        patch_count=int(findings.hematoma_patch_count),
+        segmentation=segmentation,
+        overlays=[
+            evidence_reference(
+                sop_class_uid=SECONDARY_CAPTURE_STORAGE, sop_instance_uid=uid,
+                series_instance_uid=overlay_series_uid, study_instance_uid=study_uid, modality="OT",
+            )
+            for uid in overlay_uids
+        ],
+        algorithm=algorithm,
+        series_number=base + 1,
+        tracking_uid=tracking_uid,
+    )
 
     seg = build_binary_seg(
         series,
@@ -146,34 +181,57 @@ def stream_results(
         algorithm=algorithm,
         series_number=base,
         series_description="AI hemorrhage segmentation",
+        series_instance_uid=seg_series_uid,
+        sop_instance_uid=seg_uid,
         tracking_uid=tracking_uid,
     )
+    _check_cited_as(seg, segmentation)
     yield seg
 
-    affected = findings.affected_slices
-    overlay_series_uid = hd.UID()
-    derivation = (
-        f"Window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU, "
-        f"{findings.patch_size}x{findings.patch_size} patch grid, hematoma patches "
-        f"in red, by {algorithm.name} {algorithm.version}"
+    overlay_series = OverlaySeries(
+        algorithm=algorithm,
+        series_uid=overlay_series_uid,
+        series_number=base + 2,
+        series_description="AI hemorrhage overlay",
+        derivation_description=(
+            f"Window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU, "
+            f"{findings.patch_size}x{findings.patch_size} patch grid, hematoma patches "
+            f"in red, by {algorithm.name} {algorithm.version}"
+        ),
     )
-    overlays = []
-    for number, index in enumerate(affected, start=1):
-        overlay = build_overlay_sc(
+    for number, (index, uid) in enumerate(zip(affected, overlay_uids), start=1):
+        overlay = overlay_series.build(
             series[index],
             render_overlay(series[index], findings.hematoma_mask[index], findings.patch_size),
-            algorithm=algorithm,
-            series_uid=overlay_series_uid,
-            series_number=base + 2,
             instance_number=number,
-            series_description="AI hemorrhage overlay",
-            derivation_description=derivation,
+            sop_instance_uid=uid,
         )
-        overlays.append(overlay)
+        if overlay.SOPClassUID != SECONDARY_CAPTURE_STORAGE:
+            raise ValueError(f"the report cites the overlays as {SECONDARY_CAPTURE_STORAGE}, not {overlay.SOPClassUID}")
         yield overlay
 
-    present = findings.present
-    reference_segment = present and findings.hematoma_patch_count > 0
+    yield report.result()
+
+
+def hemorrhage_report(
+    series: Sequence[Dataset],
+    *,
+    affected: Sequence[int],
+    present: bool,
+    patch_count: int,
+    segmentation: Dataset,
+    overlays: Sequence[Dataset],
+    algorithm: AlgorithmInfo,
+    series_number: int,
+    tracking_uid: str,
+) -> Dataset:
+    """The TID 1500 report of one series: its finding group cites the affected slices,
+    the SEG segment (when there are hematoma patches) and every overlay as evidence.
+
+    ``segmentation`` and ``overlays`` may be stand-ins (:func:`node.aside.evidence_reference`)
+    of objects built at the same time elsewhere.
+    """
+    reference_segment = present and patch_count > 0
     group = FindingGroup(
         tracking_identifier="Intracranial hemorrhage",
         tracking_uid=tracking_uid,
@@ -183,21 +241,31 @@ def stream_results(
             (INTRACRANIAL_HEMORRHAGE, codes.SCT.Present if present else codes.SCT.Absent),
         ),
         measurements=(
-            (NUMBER_OF_HEMATOMA_PATCHES, findings.hematoma_patch_count, PATCHES),
+            (NUMBER_OF_HEMATOMA_PATCHES, patch_count, PATCHES),
             (NUMBER_OF_AFFECTED_SLICES, len(affected), SLICES),
         ),
         referenced_images=tuple(series[i] for i in affected),
-        segmentation=seg if reference_segment else None,
+        segmentation=segmentation if reference_segment else None,
     )
-    yield build_measurement_report(
+    return build_measurement_report(
         series,
         [group],
         algorithm=algorithm,
-        series_number=base + 1,
+        series_number=series_number,
         series_description="AI hemorrhage report",
-        evidence=[seg, *overlays],
+        evidence=[segmentation, *overlays],
         procedure_reported=CT_HEAD,
     )
+
+
+def _check_cited_as(built: Dataset, cited: Dataset) -> None:
+    """Fail if ``built`` is not what the report cites (class, instance, series, segments)."""
+    segments = [int(item.SegmentNumber) for item in built.get("SegmentSequence", [])]
+    expected = [int(item.SegmentNumber) for item in cited.get("SegmentSequence", [])]
+    if (built.SOPClassUID, built.SOPInstanceUID, built.SeriesInstanceUID, segments) != (
+        cited.SOPClassUID, cited.SOPInstanceUID, cited.SeriesInstanceUID, expected
+    ):
+        raise ValueError("the report would cite another object than the one built")
 
 
 def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> np.ndarray:
@@ -221,23 +289,44 @@ def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> n
     hu = apply_modality_lut(image.pixel_array, image).astype(np.float32)
     low, high = WINDOW_HU
     grey = np.clip((hu - low) / (high - low), 0.0, 1.0) * 255.0
-    rgb = np.repeat(grey[..., np.newaxis], 3, axis=2)
-
     rows, cols = grey.shape
-    grid_r, grid_c = patch_mask.shape
+    rgb = np.repeat(np.rint(grey).astype(np.uint8)[..., np.newaxis], 3, axis=2)
+
+    # only the grid lines and the hematoma patches are blended: work on those pixels alone
+    grid = _grid_lines(rows, cols, *patch_mask.shape)
+    pixels = patches_to_pixels(patch_mask, rows, cols)
+    changed = np.flatnonzero(grid | pixels)
+    blended = np.repeat(grey.reshape(-1)[changed][:, np.newaxis], 3, axis=1)
+    on_grid = grid.reshape(-1)[changed]
+    blended[on_grid] = (1.0 - _GRID_ALPHA) * blended[on_grid] + _GRID_ALPHA * _GRID_COLOUR
+    if patch_mask.any():
+        on_patch = pixels.reshape(-1)[changed]
+        blended[on_patch] = (1.0 - _HEMATOMA_ALPHA) * blended[on_patch] + _HEMATOMA_ALPHA * _HEMATOMA_COLOUR
+        blended[_outline(pixels).reshape(-1)[changed]] = _HEMATOMA_COLOUR
+    rgb.reshape(-1, 3)[changed] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return rgb
+
+
+def _outline(pixels: np.ndarray) -> np.ndarray:
+    """The pixels of ``pixels`` (bool) that touch the outside: eroded within their bounding box only."""
+    outline = np.zeros_like(pixels)
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    inside = pixels[box]
+    outline[box] = inside & ~ndimage.binary_erosion(inside, border_value=0)
+    return outline
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_lines(rows: int, cols: int, grid_r: int, grid_c: int) -> np.ndarray:
+    """``(rows, cols)`` bool: the first row and column of every patch (read-only, shared)."""
     cell_r = (np.arange(rows) * grid_r) // rows
     cell_c = (np.arange(cols) * grid_c) // cols
     grid = np.zeros((rows, cols), dtype=bool)
     grid[np.flatnonzero(np.diff(cell_r, prepend=-1)), :] = True
     grid[:, np.flatnonzero(np.diff(cell_c, prepend=-1))] = True
-    rgb[grid] = (1.0 - _GRID_ALPHA) * rgb[grid] + _GRID_ALPHA * _GRID_COLOUR
-
-    pixels = patches_to_pixels(patch_mask, rows, cols)
-    if pixels.any():
-        rgb[pixels] = (1.0 - _HEMATOMA_ALPHA) * rgb[pixels] + _HEMATOMA_ALPHA * _HEMATOMA_COLOUR
-        outline = pixels & ~ndimage.binary_erosion(pixels, border_value=0)
-        rgb[outline] = _HEMATOMA_COLOUR
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    grid.flags.writeable = False
+    return grid
 
 
 def _pixel_mask(series: Sequence[Dataset], findings: HematomaFindings) -> np.ndarray:

@@ -13,7 +13,7 @@ from node.results.equipment import (
 )
 from node.results.ko import build_key_object_selection
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report
-from node.results.sc import build_overlay_sc
+from node.results.sc import OverlaySeries, build_overlay_sc
 from node.results.seg import build_binary_seg
 from node.results.sr import FindingGroup, build_measurement_report
 from node.results.stl import build_encapsulated_stl
@@ -21,6 +21,7 @@ from node.results.stl import build_encapsulated_stl
 __all__ = [
     "PROCESSING_ALGORITHM",
     "FindingGroup",
+    "OverlaySeries",
     "PlanarFindingGroup",
     "add_processing_algorithm",
     "algorithm_identification",

@@ -1,11 +1,13 @@
 """RGB Secondary Capture overlays (heatmaps, outlines) on a source image."""
 from __future__ import annotations
 
-from typing import Sequence
+import copy
+from typing import Any, Sequence
 
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
+from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence as DicomSequence
 
 from node.frames import frame_number
@@ -15,13 +17,14 @@ from node.results.equipment import (
     _check_positive_int,
     _check_text,
     _uid_or_new,
+    PATIENT_STUDY_KEYWORDS,
     add_processing_algorithm,
     check_algorithm,
     check_source_images,
     copy_patient_and_study,
 )
 
-__all__ = ["SOURCE_IMAGE_PURPOSE", "build_overlay_sc"]
+__all__ = ["OverlaySeries", "SOURCE_IMAGE_PURPOSE", "build_overlay_sc"]
 
 SOURCE_IMAGE_PURPOSE = hd.sr.CodedConcept(
     value="121322",
@@ -146,6 +149,70 @@ def build_overlay_sc(
     sc.SourceImageSequence = DicomSequence([_source_image_item(source)])
     add_processing_algorithm(sc, algorithm)
     return sc
+
+
+_PIXEL_DATA = 0x7FE00010
+_SOURCE_KEYWORDS: tuple[str, ...] = (
+    *PATIENT_STUDY_KEYWORDS, "SpecificCharacterSet", "Rows", "Columns", "PixelSpacing",
+    "ImageOrientationPatient", "PatientOrientation", "Laterality", "ImageLaterality", "BodyPartExamined",
+)
+"""The source attributes an overlay's shared attributes are made from (see :class:`OverlaySeries`)."""
+
+
+class OverlaySeries:
+    """The overlays of one result series: the first built by :func:`build_overlay_sc`, the next ones from it.
+
+    The overlays of one series share all but their instance attributes (patient, study,
+    equipment, series, geometry are the same); building each through highdicom again
+    costs more than drawing it. A copy of the first overlay's attributes gets each next
+    overlay's UID, Instance Number, source reference and pixels; a source that differs
+    from the first in any attribute the shared ones are made from (:data:`_SOURCE_KEYWORDS`,
+    the matrix of the pixels) gets a fresh build, and becomes the model for those after it.
+    """
+
+    def __init__(self, *, algorithm: AlgorithmInfo, series_uid: str, series_number: int,
+                 series_description: str, derivation_description: str | None = None) -> None:
+        self._options: dict[str, Any] = {
+            "algorithm": algorithm, "series_uid": series_uid, "series_number": series_number,
+            "series_description": series_description, "derivation_description": derivation_description,
+        }
+        self._model: Dataset | None = None
+        self._model_key: tuple[Any, ...] | None = None
+
+    def build(self, source: Dataset, rgb: np.ndarray, *, instance_number: int,
+              sop_instance_uid: str | None = None) -> Dataset:
+        """The overlay ``rgb`` (``(rows, cols, 3)`` uint8) drawn on ``source``, as :func:`build_overlay_sc` builds it."""
+        key = _shared_key(source, rgb)
+        if self._model is None or key != self._model_key or self._model.file_meta.TransferSyntaxUID.is_encapsulated:
+            sc = build_overlay_sc(source, rgb, instance_number=instance_number,
+                                  sop_instance_uid=sop_instance_uid, **self._options)
+            self._model, self._model_key = _without_pixels(sc), key
+            return sc
+        _check_positive_int(instance_number, "instance_number", "InstanceNumber")
+        sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+        sc = copy.deepcopy(self._model)
+        sc.SOPInstanceUID = sop_instance_uid
+        sc.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+        sc.InstanceNumber = instance_number
+        sc.SourceImageSequence = DicomSequence([_source_image_item(source)])
+        sc[_PIXEL_DATA] = DataElement(_PIXEL_DATA, "OB", np.ascontiguousarray(rgb).tobytes())
+        return sc
+
+
+def _shared_key(source: Dataset, rgb: np.ndarray) -> tuple[Any, ...]:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
+        return (None,)  # build_overlay_sc says what is wrong
+    return (rgb.shape, *(repr(source.get(keyword)) for keyword in _SOURCE_KEYWORDS))
+
+
+def _without_pixels(sc: Dataset) -> Dataset:
+    """A deep copy of ``sc`` without its Pixel Data."""
+    pixels = sc[_PIXEL_DATA]
+    del sc[_PIXEL_DATA]
+    try:
+        return copy.deepcopy(sc)
+    finally:
+        sc[_PIXEL_DATA] = pixels
 
 
 def _source_image_item(source: Dataset) -> Dataset:

@@ -269,8 +269,13 @@ def assemble_report(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=procedure_reported,
         imaging_measurements=make_groups(algorithm_id),
-        referenced_images=describable_images(library) or None,
+        referenced_images=None,
     )
+    image_library = _image_library(library)
+    if image_library is not None:
+        # TID 1500 row order: the Image Library comes just before Imaging Measurements
+        content = report[0].ContentSequence
+        content.insert(len(content) - 1, image_library[0])
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(evidence),
         content=report,
@@ -395,6 +400,19 @@ def describable_images(images: Sequence[Dataset]) -> list[Dataset]:
             continue
         described.append(ds)
     return described
+
+
+def _image_library(images: Sequence[Dataset]) -> hd.sr.ImageLibrary | None:
+    """The Image Library (TID 1600) of ``images``, describing each image once.
+
+    All images at once first (the common case); when one of them cannot be described,
+    only those that can (see :func:`describable_images`); ``None`` when none can.
+    """
+    try:
+        return hd.sr.ImageLibrary(images) if images else None
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        described = describable_images(images)
+        return hd.sr.ImageLibrary(described) if described else None
 
 
 def _library_images(source_images: Sequence[Dataset], groups: Sequence[FindingGroup]) -> list[Dataset]:

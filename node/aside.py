@@ -1,0 +1,165 @@
+"""Build a result object aside: in a helper process of the worker, while the worker builds the others.
+
+A pack's write stage is single-threaded Python (highdicom): the TID 1500 report of a
+40-slice head CT costs about as much as its SEG and every overlay together. Given to a
+helper process, it is built on the second core while the worker draws and saves the
+overlays, and the job's last object is ready sooner.
+
+A pack asks through ``ResultContext.aside.submit(fn, *args, **kwargs)`` and later takes
+``.result()``. ``fn`` and its arguments cross a process boundary: a module-level function
+and plain data; source images as :func:`headers_only` copies, referenced result objects
+as :func:`evidence_reference` stubs. :class:`InlineAside` (the default, and what tests
+get) runs ``fn`` at once in the caller; :class:`ProcessAside` (the worker's, when it hands
+objects over one by one) runs it in one helper process that lives as long as the worker,
+and runs it inline when that process has died.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+__all__ = ["Aside", "AsideResult", "InlineAside", "ProcessAside", "evidence_reference", "headers_only"]
+
+T = TypeVar("T")
+
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+"""Float, Double Float and (integer) Pixel Data: left out of :func:`headers_only`."""
+
+
+class AsideResult(Protocol[T]):
+    """What :meth:`Aside.submit` returns: the object, once it is built."""
+
+    def result(self) -> T:
+        """The built object (waits for it); raises what building it raised."""
+        ...
+
+
+class Aside(Protocol):
+    """Where a pack's result object is built while the pack builds the others."""
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> AsideResult[T]:
+        """Start ``fn(*args, **kwargs)``; its result comes from ``.result()``."""
+        ...
+
+
+class _Done:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        try:
+            self._value = fn(*args, **kwargs)
+        except Exception as exc:  # raised again by result(), as a Future would
+            self._error = exc
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class InlineAside:
+    """Builds at once, in the caller (no helper process)."""
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> AsideResult[T]:
+        return _Done(fn, args, kwargs)
+
+
+class _Pending:
+    """A build in the helper process; inline in the caller if the helper died."""
+
+    def __init__(self, owner: "ProcessAside", future: Future[Any], fn: Callable[..., Any],
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._owner, self._future = owner, future
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+
+    def result(self) -> Any:
+        try:
+            return self._future.result()
+        except BrokenExecutor:
+            self._owner.reset()
+            return self._fn(*self._args, **self._kwargs)
+
+
+class ProcessAside:
+    """One helper process (spawned on first use, ended with its parent) that builds objects aside."""
+
+    def __init__(self, initializer: Callable[[int], None] | None = None) -> None:
+        self._initializer = initializer
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> AsideResult[T]:
+        try:
+            future = self._executor().submit(fn, *args, **kwargs)
+        except (BrokenExecutor, RuntimeError):
+            self.reset()
+            return _Done(fn, args, kwargs)
+        return _Pending(self, future, fn, args, kwargs)
+
+    def warm(self, *modules: str) -> None:
+        """Start the helper process now and import ``modules`` in it (before the first job)."""
+        self.submit(_import, modules).result()
+
+    def reset(self) -> None:
+        """Forget a broken helper process; the next :meth:`submit` starts a new one."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    def close(self) -> None:
+        """End the helper process."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            initializer, initargs = (self._initializer, (os.getpid(),)) if self._initializer else (None, ())
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=initializer, initargs=initargs,
+            )
+        return self._pool
+
+
+def _import(modules: Sequence[str]) -> None:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+
+
+def headers_only(ds: Dataset) -> Dataset:
+    """A copy of ``ds`` without its pixel data (the source's elements, not re-decoded), cheap to send."""
+    header = Dataset({tag: ds.get_item(tag) for tag in ds.keys() if tag not in _PIXEL_TAGS})
+    implicit_vr, little_endian = ds.original_encoding
+    if implicit_vr is not None and little_endian is not None:
+        header.set_original_encoding(implicit_vr, little_endian, ds.original_character_set)
+    return header
+
+
+def evidence_reference(*, sop_class_uid: str, sop_instance_uid: str, series_instance_uid: str,
+                       study_instance_uid: str, modality: str, segment_numbers: Sequence[int] = ()) -> Dataset:
+    """A stand-in for a result object not built yet: what a report needs to cite it as evidence.
+
+    For a SEG, ``segment_numbers`` gives its Segment Sequence (numbers only), so that a
+    report can reference a segment of it.
+    """
+    ds = Dataset()
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.SeriesInstanceUID = series_instance_uid
+    ds.StudyInstanceUID = study_instance_uid
+    ds.Modality = modality
+    if segment_numbers:
+        items = []
+        for number in segment_numbers:
+            item = Dataset()
+            item.SegmentNumber = int(number)
+            items.append(item)
+        ds.SegmentSequence = DicomSequence(items)
+    return ds
