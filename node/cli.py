@@ -168,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     e2e = benches.add_parser("e2e", help="per-stage latency from storescu to results in Orthanc")
     e2e.add_argument("--slices", type=int, default=40, help="slices per series")
     e2e.add_argument("--series", type=int, default=6, help="series per pack and node; the first is cold")
+    e2e.add_argument("--before", metavar="GIT_REF", default=None,
+                     help="run the 'before' node from this commit of the repository (default: this code with "
+                          "deliver_as_written = false and no kept associations)")
     e2e.set_defaults(func=_bench, bench="e2e")
     faults = benches.add_parser("faults", help="kill -9, PACS outage, full disk, fuzzing, concurrent senders")
     faults.add_argument("--fuzz", type=int, default=10_000, help="mutated data sets to send")
@@ -326,7 +329,7 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from .bench.e2e import run_e2e
 
-        body, _ = run_e2e(slices=args.slices, series=args.series)
+        body, _ = run_e2e(slices=args.slices, series=args.series, before_ref=args.before)
         title = "End to end"
     write_section(args.results, title, body)
     print(body)

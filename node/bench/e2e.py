@@ -5,9 +5,14 @@ once its last one is written, over one association per delivery batch
 (``deliver_as_written = false``, ``association_idle_seconds = 0``); ``after`` delivers
 each object as soon as it is written, over a kept association (the defaults). Series
 alternate between them, one at a time, so both see the same machine load.
+
+With ``before_ref`` (``--before GIT_REF``) the ``before`` node is that commit of this
+repository instead (checked out in a temporary git worktree, on its own defaults), so the
+table compares the code as it was with the code as it is.
 """
 from __future__ import annotations
 
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -104,7 +109,11 @@ def _table(stages: tuple[str, ...], results: dict[str, list[dict[str, float]]], 
     return markdown_table(headers, rows) + f"\n\nCold first series ({stages[2]}, not in the percentiles): {cold}."
 
 
-def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None) -> tuple[str, dict[str, Any]]:
+_REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
+            before_ref: str | None = None) -> tuple[str, dict[str, Any]]:
     """Send ``series`` head CTs and ``series`` radiographs to each node, alternating.
 
     The first series of each kind and node is cold and left out of the percentiles
@@ -120,9 +129,13 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None) -> t
     ct: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     cxr: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     overlays = 0
+    before_source = _worktree(before_ref, tmp / "before-source") if before_ref else None
     try:
         for mode, extra in MODES.items():
-            nodes[mode] = _start_node(tmp / f"node-{mode}", orthanc, extra)
+            if mode == "before" and before_source is not None:
+                nodes[mode] = _start_node(tmp / f"node-{mode}", orthanc, "", source=before_source)
+            else:
+                nodes[mode] = _start_node(tmp / f"node-{mode}", orthanc, extra)
         for i in progress(range(series), "e2e: series"):
             for j, mode in enumerate(MODES):
                 seed = 500 + 2 * i + j
@@ -141,13 +154,22 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None) -> t
         for node in nodes.values():
             node.stop()
         orthanc.stop()
+        if before_source is not None:
+            subprocess.run(["git", "-C", str(_REPOSITORY), "worktree", "remove", "--force", str(before_source)],
+                           check=False, capture_output=True)
     warm = series - 1
+    before = (
+        f"the node as of commit `{before_ref}` ({_describe(before_ref)}), on its own defaults"
+        if before_ref else
+        "this code with a job's objects queued for delivery when its last one is written, one association "
+        "per delivery batch"
+    )
     body = (
         f"Two nodes side by side against one real Orthanc 1.10 (loopback), series sent with `storescu` "
-        f"one at a time, alternating between them. **before**: a job's objects are queued for delivery when "
-        f"its last one is written, one association per delivery batch. **after**: each object is queued "
-        f"as soon as the worker has written it (delivered while the next is written), over an association "
-        f"kept open across objects and jobs. p50/p95 over {warm} warm series per pack and node.\n\n"
+        f"one at a time, alternating between them. **before**: {before}. **after**: this code on its "
+        f"defaults: each object queued as soon as the worker has written it (delivered while the next is "
+        f"written), over an association kept open across objects and jobs, the report built in the worker's "
+        f"helper process. p50/p95 over {warm} warm series per pack and node.\n\n"
         f"### Head CT, {slices} slices (512×512), `head-ct-hematoma` (SEG, SR, {overlays} overlay SCs)\n\n"
         "The series completes at its last instance (Images in Acquisition). 'inference' and 'write' are the "
         "worker's own stage times (write: build + save every object).\n\n"
@@ -160,10 +182,10 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None) -> t
     return body, {"head-ct": ct, "cxr": cxr}
 
 
-def _start_node(workdir: Path, orthanc: OrthancServer, egress: str) -> NodeProcess:
+def _start_node(workdir: Path, orthanc: OrthancServer, egress: str, source: Path | None = None) -> NodeProcess:
     http_port, dicom_port = free_port(), free_port()
     config = node_config(dicom_port, http_port, orthanc, _ROUTES, quiet_seconds=10, max_attempts=10)
-    node = NodeProcess(workdir, config.replace("[egress]\n", "[egress]\n" + egress, 1))
+    node = NodeProcess(workdir, config.replace("[egress]\n", "[egress]\n" + egress, 1), source=source)
     node.dicom_port = dicom_port
     return node.start(http_port)
 
@@ -173,3 +195,18 @@ def _objects(node: NodeProcess, series_uid: str) -> int:
     series = httpx.get(f"{node.http_url}/api/series/{series_uid}", timeout=10).json()
     job = httpx.get(f"{node.http_url}/api/jobs/{series['jobs'][0]['id']}", timeout=10).json()
     return len(job["results"])
+
+
+def _worktree(ref: str, where: Path) -> Path:
+    """A detached git worktree of this repository at ``ref``."""
+    subprocess.run(["git", "-C", str(_REPOSITORY), "worktree", "add", "--detach", str(where), ref],
+                   check=True, capture_output=True)
+    return where
+
+
+def _describe(ref: str) -> str:
+    """``ref``'s subject line, shortened."""
+    done = subprocess.run(["git", "-C", str(_REPOSITORY), "log", "-1", "--format=%s", ref],
+                          capture_output=True, text=True, check=False)
+    subject = done.stdout.strip()
+    return subject if len(subject) <= 80 else subject[:77] + "..."

@@ -176,7 +176,9 @@ class OrthancServer:
 class NodeProcess:
     """``ainode serve`` as a child process, its log captured to a file."""
 
-    def __init__(self, workdir: Path, config_text: str) -> None:
+    def __init__(self, workdir: Path, config_text: str, source: Path | None = None) -> None:
+        """``source``: a checkout of another version of the node to run instead of this one."""
+        self.source = source
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "config.toml"
@@ -188,9 +190,11 @@ class NodeProcess:
     def start(self, http_port: int) -> "NodeProcess":
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.source is not None:  # its packages first on the path (and as the current directory, which -m puts first)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.source), env.get("PYTHONPATH")]))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "serve", "--config", str(self.config_path)],
-            stdout=log, stderr=log, env=env, start_new_session=True,
+            [sys.executable, "-m", "node.cli", "serve", "--config", str(self.config_path.resolve())],
+            stdout=log, stderr=log, env=env, start_new_session=True, cwd=self.source,
         )
         self.http_url = f"http://127.0.0.1:{http_port}"
         wait_for(lambda: httpx.get(f"{self.http_url}/healthz", timeout=2).status_code == 200, 60, what="node")
