@@ -110,3 +110,13 @@ def test_cli(tmp_path):
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert len(list(tmp_path.glob("*.dcm"))) == truth["slices"]
     assert set(truth["landmarks"]) == set(LANDMARKS)
+
+
+def test_cli_writes_family_b(tmp_path):
+    assert main(["phantom", "chest-ct", "--family", "b", "--out", str(tmp_path), "--seed", "4", "--size", "64"]) == 0
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    files = sorted(tmp_path.glob("*.dcm"))
+    assert len(files) == truth["slices"]
+    assert set(truth["landmarks"]) == set(LANDMARKS)
+    first = pydicom.dcmread(files[0])
+    assert first.PatientID == "CHESTCTB-4" and first.Rows == 64

@@ -855,15 +855,28 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="randomised scanner and patient style of the seed (noise, sharpness, slices, field of view,"
                              " matrix, patient size and position, airway angles and carina, contrast)")
     parser.add_argument("--patient-name", default="Phantom^Chest", help="Patient's Name written into the series")
-    parser.add_argument("--patient-id", default=None, help="Patient ID (default CHESTCT-<seed>)")
+    parser.add_argument("--patient-id", default=None, help="Patient ID (default CHESTCT-<seed>, CHESTCTB-<seed> for B)")
+    parser.add_argument("--family", choices=("a", "b"), default="a",
+                        help="phantom family: a (ellipsoids and tubes, this module) or b (swept surfaces, written "
+                             "independently from the anatomy description: models/phantoms/chest_ct_b.py)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``ainode phantom chest-ct``: write one synthetic chest CT series with its landmark truth."""
-    phantom = generate_chest_ct(
-        seed=args.seed, slice_thickness=args.slice_thickness, size=args.size, styles=args.styles,
-        patient_name=args.patient_name, patient_id=args.patient_id,
-    )
+    if args.family == "b":
+        if args.styles:
+            raise SystemExit("--styles is for family a; family b varies its own anatomy and scanner per seed")
+        from models.phantoms.chest_ct_b import generate_chest_ct_b
+
+        phantom = generate_chest_ct_b(
+            seed=args.seed, slice_thickness=args.slice_thickness or 4.0, size=args.size or 256,
+            patient_name=args.patient_name, patient_id=args.patient_id,
+        )
+    else:
+        phantom = generate_chest_ct(
+            seed=args.seed, slice_thickness=args.slice_thickness, size=args.size, styles=args.styles,
+            patient_name=args.patient_name, patient_id=args.patient_id,
+        )
     files = write_phantom(phantom, args.out)
     marks = ", ".join(f"{k} {v}" for k, v in phantom.landmarks.items())
     print(f"wrote {len(files)} files to {args.out} ({len(phantom.datasets)} slices; truth: {marks})")
