@@ -100,9 +100,9 @@ class ProcessAside:
             return _Done(fn, args, kwargs)
         return _Pending(self, future, fn, args, kwargs)
 
-    def warm(self, *modules: str) -> None:
-        """Start the helper process now and import ``modules`` in it (before the first job)."""
-        self.submit(_import, modules).result()
+    def warm(self, prepare: Callable[[], Any]) -> None:
+        """Start the helper process now and run ``prepare`` in it (before the first job)."""
+        self.submit(prepare).result()
 
     def reset(self) -> None:
         """Forget a broken helper process; the next :meth:`submit` starts a new one."""
@@ -124,13 +124,6 @@ class ProcessAside:
                 initializer=initializer, initargs=initargs,
             )
         return self._pool
-
-
-def _import(modules: Sequence[str]) -> None:
-    import importlib
-
-    for name in modules:
-        importlib.import_module(name)
 
 
 def headers_only(ds: Dataset) -> Dataset:

@@ -31,6 +31,7 @@ from .logs import configure_logging
 from .packs import load_pack
 from .pipeline import Engine, ModelPack, ResultContext, place_slices
 from .redact import scrub
+from .results.equipment import load_standard_tables
 from .results.demographics import repair_demographics
 from .spool import write_durable
 from .states import FailureStage
@@ -213,9 +214,10 @@ def warm_up(specs: Sequence[JobSpec]) -> list[str]:
     job will then fail with that reason at its ``load`` or ``engine`` stage).
     """
     lines = []
+    load_standard_tables()
     if any(spec.hand_over for spec in specs):
         try:
-            _ASIDE.warm("highdicom", "node.results")
+            _ASIDE.warm(load_standard_tables)
         except Exception as exc:  # objects meant for it are then built in the worker itself
             logging.getLogger(__name__).warning("helper process for results not started: %s", type(exc).__name__)
     for spec in specs:

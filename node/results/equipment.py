@@ -37,6 +37,7 @@ __all__ = [
     "copy_character_set",
     "highdicom_character_set",
     "copy_patient_and_study",
+    "load_standard_tables",
     "unique_instances",
 ]
 
@@ -393,3 +394,17 @@ def unique_instances(datasets: Sequence[Dataset]) -> list[Dataset]:
             seen.add(uid)
             unique.append(ds)
     return unique
+
+
+def load_standard_tables() -> None:
+    """Load highdicom's DICOM standard tables (IODs and modules) now, not in a job.
+
+    highdicom reads them on first use: about 0.35 s that a worker's first job (and its
+    helper process's first report) would otherwise spend. Warm-up only: a failure here is
+    a failure of the first job, where it is reported.
+    """
+    try:
+        from highdicom._standard_utils import does_iod_have_pixel_data
+    except ImportError:  # another highdicom version: the first job loads them
+        return
+    does_iod_have_pixel_data("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
