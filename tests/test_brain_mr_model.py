@@ -10,6 +10,7 @@ import pytest
 
 from models.brain_mr.classes import CLASS_NAMES, UNLABELLED
 from models.brain_mr.pack import BrainMRPack
+from models.brain_mr.preprocess import stack_context
 from models.brain_mr.train import TEST_SEED_BASE, WEIGHTINGS, evaluate, thin_labels
 from models.phantoms.brain_mr import generate_brain_mr
 from node.pipeline import ModelPack, sort_slices
@@ -20,13 +21,15 @@ META = json.loads((WEIGHTS / "model.json").read_text())
 
 # The card's held-out figures come from seeds TEST_SEED_BASE + 0..7; this check uses three
 # other held-out seeds (all with a tumour, never trained on). Margins below the measured
-# per-class Dice: 0.08 for the large structures, 0.15 for the thin or small ones (vessels,
-# tumour, ventricles), whose Dice varies most between phantoms. The largest tumour volume
-# error on the check seeds may exceed the largest one measured on the card's held-out seeds
-# by 0.05 (the demo weights are not within 15 % on every phantom; see the card).
+# per-class Dice (model.json metrics.test): 0.05 for the large structures, 0.10 for the thin
+# or small ones (vessels, tumour, ventricles), whose Dice varies most between phantoms. The
+# largest tumour volume error on the check seeds may exceed the largest one measured on the
+# card's held-out seeds (17.4 %, weights 0.2.0-phantom) by 0.03; measured on the check seeds:
+# 3.1 %. The demo weights are not within 10 % on every phantom; see the card.
 CHECK_SEEDS = [TEST_SEED_BASE + 500, TEST_SEED_BASE + 501, TEST_SEED_BASE + 502]
-MARGIN = {"cerebrum": 0.08, "cerebellum": 0.08, "brainstem": 0.08, "ventricles": 0.15, "vessels": 0.15, "tumor": 0.15}
-VOLUME_MARGIN = 0.05
+MARGIN = {"cerebrum": 0.05, "cerebellum": 0.05, "brainstem": 0.05, "ventricles": 0.10, "vessels": 0.10, "tumor": 0.10}
+VOLUME_MARGIN = 0.03
+HELD_OUT_WORST_VOLUME_ERROR = 0.174
 
 
 def _relative_errors(volumes: list[dict]) -> list[float]:
@@ -54,8 +57,24 @@ def test_committed_onnx_runs_on_any_multiple_of_8():
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["logits"]
-    (logits,) = session.run(["logits"], {"image": np.zeros((3, 1, 96, 112), np.float32)})
+    channels = META["architecture"]["in_channels"]
+    assert channels == 2 * META["architecture"].get("context", 0) + 1 == META["input"]["shape"][1]
+    (logits,) = session.run(["logits"], {"image": np.zeros((3, channels, 96, 112), np.float32)})
     assert logits.shape == (3, len(CLASS_NAMES), 96, 112) and np.isfinite(logits).all()
+
+
+def test_stack_context_and_pack_input():
+    volume = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 3), np.float32)
+    assert stack_context(volume, 0).shape == (4, 1, 2, 3)
+    stacked = stack_context(volume, 1)
+    assert stacked.shape == (4, 3, 2, 3)
+    assert [list(stacked[k, :, 0, 0]) for k in range(4)] == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    pack = BrainMRPack()
+    phantom = generate_brain_mr(seed=TEST_SEED_BASE + 602, tumor=True, slices=6)
+    image = pack.preprocess(sort_slices(phantom.datasets))["image"]
+    assert image.shape == (6, META["architecture"]["in_channels"], 128, 128)
+    middle = pack.context
+    assert np.array_equal(image[2:5, middle], image[1:4, middle + 1] if middle else image[2:5, 0])
 
 
 def test_torch_weights_rebuild_the_onnx_graph():
@@ -92,8 +111,11 @@ def test_held_out_dice_and_tumor_volume():
     report = evaluate(MODEL, CHECK_SEEDS, min_tumor_ml=META["min_tumor_ml"])
     for name, value in report["dice"].items():
         assert value >= measured["dice"][name] - MARGIN[name], name
-    allowed = max(_relative_errors(measured["tumor_volume"])) + VOLUME_MARGIN
-    assert max(_relative_errors(report["tumor_volume"])) <= allowed
+    worst = max(_relative_errors(measured["tumor_volume"]))
+    assert worst <= HELD_OUT_WORST_VOLUME_ERROR + 0.001, "model.json and the card disagree"
+    assert measured["tumor_volume_error"]["worst_abs_percent"] == pytest.approx(100 * worst, abs=0.06)
+    assert max(_relative_errors(report["tumor_volume"])) <= worst + VOLUME_MARGIN
+    assert report["tumor_volume_error"]["cases"] == len(CHECK_SEEDS)
 
 
 def test_thin_labels():
@@ -114,3 +136,20 @@ def test_training_smoke(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"image": np.zeros((2, 1, 64, 64), np.float32)})
     assert logits.shape == (2, len(CLASS_NAMES), 64, 64)
+
+
+def test_training_smoke_2p5d(tmp_path):
+    pytest.importorskip("torch")
+    from models.brain_mr.train import predict, train
+
+    meta = train(tmp_path, phantoms=1, seed=0, steps=2, test_phantoms=0, context=1, batch_size=2)
+    assert meta["architecture"]["in_channels"] == 3 and meta["architecture"]["context"] == 1
+    assert meta["input"]["shape"][1] == 3
+    pack = BrainMRPack(weights=tmp_path / "model.onnx")
+    assert pack.context == 1
+    phantom = generate_brain_mr(seed=TEST_SEED_BASE + 603, tumor=False, slices=5)
+    image = pack.preprocess(sort_slices(phantom.datasets))["image"]
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"image": image})
+    assert image.shape == (5, 3, 128, 128) and logits.shape == (5, len(CLASS_NAMES), 128, 128)
+    assert predict(session, phantom.images["T1"], phantom.voxel_ml).shape == phantom.labels.shape

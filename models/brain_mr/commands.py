@@ -26,6 +26,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-every", type=int, default=1,
                         help="keep only every k-th slice's labels (the others are masked out of the loss)")
     parser.add_argument("--steps", type=int, default=1500, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=8, help="crops per training step")
+    parser.add_argument("--context", type=int, default=0,
+                        help="2.5D input: neighbouring slices on either side fed as extra channels (0: 2D)")
     parser.add_argument("--test-phantoms", type=int, default=8, help="held-out phantoms evaluated after training")
     parser.add_argument("--compare", action="store_true",
                         help="instead: train both skip variants x three weightings and the every-4th-slice "
@@ -49,7 +52,8 @@ def run_train(args: argparse.Namespace) -> int:
         log(f"loaded {len(cases)} cases from {args.data}")
     meta = train(args.out, cases=cases, phantoms=args.phantoms, seed=args.seed, contrast=args.contrast,
                  variant=args.variant, weighting=args.weighting, label_every=args.label_every,
-                 steps=args.steps, test_phantoms=0 if cases else args.test_phantoms, log=log)
+                 steps=args.steps, batch_size=args.batch_size, context=args.context,
+                 test_phantoms=0 if cases else args.test_phantoms, log=log)
     print(log.finish(meta, "brain-mr"))
     return 0
 
@@ -59,11 +63,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=8, help="held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
     parser.add_argument("--data", type=Path, help="evaluate on your own labelled cases instead (default: phantoms)")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON only")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from .pack import BrainMRPack
-    from .train import TEST_SEED_BASE, evaluate
+    from .train import TEST_SEED_BASE, evaluate, format_report
 
     pack = BrainMRPack(weights=args.weights)
     cases = None
@@ -74,5 +79,10 @@ def run_eval(args: argparse.Namespace) -> int:
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms) if cases is None else []
     report = evaluate(pack.model_path(), seeds, contrast=args.contrast, min_tumor_ml=pack.min_tumor_ml,
                       cases=cases)
-    print(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        where = f"held-out phantoms, seeds {seeds[0]}-{seeds[-1]}" if cases is None else f"{len(cases)} cases"
+        print(f"brain-mr {pack.algorithm.version} ({pack.model_path()}) on {where}")
+        print(format_report(report))
     return 0

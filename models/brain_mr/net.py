@@ -13,7 +13,8 @@ connections for brain structure segmentation", Med Phys 2021):
   through a 1x1 convolution and upsampling. The last decoder block and the classifier
   see the stream at full resolution. Both kinds of skip connection are kept.
 
-Input ``image`` ``(N, 1, H, W)`` (H and W multiples of 8), output ``logits``
+Input ``image`` ``(N, in_channels, H, W)`` (H and W multiples of 8; in_channels 2k + 1 for
+2.5D input with k neighbouring slices per side), output ``logits``
 ``(N, classes, H, W)``.
 """
 from __future__ import annotations

@@ -19,14 +19,15 @@ DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
 
 
 class BrainMRPack:
-    """2D U-Net (with a full-resolution residual stream) segmenting brain structures and tumour.
+    """2D/2.5D U-Net (with a full-resolution residual stream) segmenting brain structures and tumour.
 
     Parameters
     ----------
     weights:
         An ONNX graph with input ``image`` and output ``logits``; its ``model.json``
-        beside it gives version, DeviceUID and ``min_tumor_ml``. ``None`` takes the demo
-        weights trained on T1-like post-contrast phantoms.
+        beside it gives version, DeviceUID, ``min_tumor_ml`` and the number of
+        neighbouring slices per side fed as extra channels (``architecture.context``).
+        ``None`` takes the demo weights trained on T1-like post-contrast phantoms.
     """
 
     name = "brain-mr"
@@ -37,13 +38,16 @@ class BrainMRPack:
         self._weights = Path(weights) if weights else DEMO_WEIGHTS
         meta = read_model_meta(self._weights)
         self.min_tumor_ml = float(meta.get("min_tumor_ml", 0.3))
+        # 2.5D weights take each slice's neighbours as extra input channels (model.json
+        # architecture.context; absent or 0: one channel, plain 2D).
+        self.context = int(meta.get("architecture", {}).get("context", 0))
         self.algorithm = algorithm_for("ainode brain MR structures and tumor", self._weights, meta)
 
     def model_path(self) -> Path:
         return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-        return _steps.preprocess(series)
+        return _steps.preprocess(series, context=self.context)
 
     def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> BrainMRFindings:
         logits = outputs[_steps.OUTPUT_NAME]

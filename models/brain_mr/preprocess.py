@@ -1,9 +1,12 @@
 """Pre- and post-processing of the brain MR model (numpy/scipy only, no torch).
 
-Preprocessing turns a sorted MR series into the ONNX input ``image`` ``(N, 1, H', W')``
+Preprocessing turns a sorted MR series into the ONNX input ``image`` ``(N, C, H', W')``
 float32: the stored pixel values (Rescale Slope/Intercept applied when present) divided
 by the 99th percentile of the whole series, clipped to [0, 3], and zero-padded at the
-bottom/right to multiples of :data:`MULTIPLE` (the network pools three times).
+bottom/right to multiples of :data:`MULTIPLE` (the network pools three times). With
+``context`` k > 0 (2.5D input, ``C = 2k + 1``) each slice carries its k neighbours on
+either side as extra channels, in slice order (the first and last slices repeat at the
+ends of the series); ``context`` 0 is the plain 2D input, ``C = 1``.
 
 Postprocessing takes ``logits`` ``(N, classes, H', W')``, crops the padding, takes the
 per-pixel argmax and drops tumour components smaller than ``min_tumor_ml``.
@@ -29,6 +32,7 @@ __all__ = [
     "preprocess",
     "series_geometry",
     "series_volume",
+    "stack_context",
 ]
 
 INPUT_NAME = "image"
@@ -76,15 +80,26 @@ def pad_to_multiple(x: np.ndarray, multiple: int = MULTIPLE) -> np.ndarray:
     return np.pad(x, widths)
 
 
-def preprocess(series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-    """Turn a sorted brain MR series into ``{"image": (N, 1, H', W') float32}``.
+def stack_context(volume: np.ndarray, context: int = 0) -> np.ndarray:
+    """``(n, H, W)`` → ``(n, 2·context + 1, H, W)``: each slice with its ``context``
+    neighbours on either side as channels (slice order; edge slices repeated)."""
+    volume = np.asarray(volume)
+    if context < 0:
+        raise ValueError(f"context must be >= 0, got {context}")
+    n = len(volume)
+    index = np.arange(n)
+    return np.stack([volume[np.clip(index + d, 0, n - 1)] for d in range(-context, context + 1)], axis=1)
+
+
+def preprocess(series: Sequence[Dataset], context: int = 0) -> dict[str, np.ndarray]:
+    """Turn a sorted brain MR series into ``{"image": (N, 2·context + 1, H', W') float32}``.
 
     The series' geometry is checked first (:func:`series_geometry`), so that a series
     whose volumes cannot be measured fails here, before inference.
     """
     series_geometry(series)
     image = normalise(series_volume(series))
-    return {INPUT_NAME: pad_to_multiple(image)[:, np.newaxis]}
+    return {INPUT_NAME: pad_to_multiple(stack_context(image, context))}
 
 
 def series_geometry(series: Sequence[Dataset]) -> tuple[float, float, float]:

@@ -39,7 +39,8 @@ from pydicom.uid import generate_uid
 from scipy import ndimage
 
 from models.brain_mr.classes import CLASS_NAMES, TUMOR, UNLABELLED
-from models.brain_mr.preprocess import INPUT_NAME, OUTPUT_NAME, labels_from_logits, normalise, pad_to_multiple
+from models.brain_mr.preprocess import (INPUT_NAME, OUTPUT_NAME, labels_from_logits, normalise, pad_to_multiple,
+                                        stack_context)
 from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
@@ -52,7 +53,9 @@ __all__ = [
     "dice_scores",
     "evaluate",
     "phantom_cases",
+    "format_report",
     "thin_labels",
+    "tumor_volume_error",
     "train",
     "train_model",
 ]
@@ -118,7 +121,10 @@ def evaluate(
     dict
         ``dice`` (class → mean Dice over the volumes where the class exists in truth or
         prediction), ``mean_dice`` (mean over the classes), ``tumor_volume``
-        (per volume: truth and predicted mL), ``seeds`` and ``seconds``.
+        (per volume: truth and predicted mL, and ``error_percent`` = 100 (predicted −
+        truth) / truth where the truth has a tumour), ``tumor_volume_error`` (over the
+        volumes with a tumour: ``cases``, ``mean_abs_percent``, ``worst_abs_percent`` and
+        the ``worst_case``), ``seeds`` and ``seconds``.
     """
     t0 = time.perf_counter()
     session = _session(model_path, threads)
@@ -130,25 +136,65 @@ def evaluate(
         for name, value in dice_scores(labels, case.labels).items():
             if not np.isnan(value):
                 per_class[name].append(value)
+        truth_ml = float((case.labels == TUMOR).sum() * case.voxel_ml)
+        predicted_ml = float((labels == TUMOR).sum() * case.voxel_ml)
         volumes.append({
             "case": case.name,
-            "truth_ml": round(float((case.labels == TUMOR).sum() * case.voxel_ml), 3),
-            "predicted_ml": round(float((labels == TUMOR).sum() * case.voxel_ml), 3),
+            "truth_ml": round(truth_ml, 3),
+            "predicted_ml": round(predicted_ml, 3),
+            "error_percent": round(100.0 * (predicted_ml - truth_ml) / truth_ml, 1) if truth_ml > 0 else None,
         })
     dice = {name: round(float(np.mean(v)), 4) if v else float("nan") for name, v in per_class.items()}
     return {
         "dice": dice,
         "mean_dice": round(float(np.nanmean(list(dice.values()))), 4),
         "tumor_volume": volumes,
+        "tumor_volume_error": tumor_volume_error(volumes),
         "seeds": [int(s) for s in seeds],
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
 
+def tumor_volume_error(volumes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of the per-volume tumour volume errors (volumes with a tumour in the truth only)."""
+    rows = [v for v in volumes if v.get("truth_ml", 0) > 0]
+    if not rows:
+        return {"cases": 0, "mean_abs_percent": None, "worst_abs_percent": None, "worst_case": None}
+    errors = [100.0 * abs(v["predicted_ml"] - v["truth_ml"]) / v["truth_ml"] for v in rows]
+    worst = int(np.argmax(errors))
+    return {"cases": len(rows), "mean_abs_percent": round(float(np.mean(errors)), 1),
+            "worst_abs_percent": round(float(errors[worst]), 1), "worst_case": rows[worst]["case"]}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable held-out report: Dice per class, tumour volume per case and the worst case."""
+    lines = ["Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in report["dice"].items())
+             + f"; mean {report['mean_dice']:.3f}", "", "tumour volume:",
+             f"{'case':<16} {'truth mL':>9} {'predicted mL':>13} {'error':>8}"]
+    for v in report["tumor_volume"]:
+        err = "" if v.get("error_percent") is None else f"{v['error_percent']:+.1f} %"
+        truth = f"{v['truth_ml']:.2f}" if v["truth_ml"] > 0 else "0 (none)"
+        lines.append(f"{v['case']:<16} {truth:>9} {v['predicted_ml']:>13.2f} {err:>8}")
+    summary = report.get("tumor_volume_error") or tumor_volume_error(report["tumor_volume"])
+    if summary["cases"]:
+        lines.append(f"worst |error| {summary['worst_abs_percent']:.1f} % ({summary['worst_case']}), "
+                     f"mean |error| {summary['mean_abs_percent']:.1f} % over {summary['cases']} volumes with a tumour")
+    else:
+        lines.append("no volume with a tumour in the truth")
+    lines.append(f"({report['seconds']} s)")
+    return "\n".join(lines)
+
+
 def predict(session: Any, volume: np.ndarray, voxel_ml: float, min_tumor_ml: float = MIN_TUMOR_ML,
             batch_size: int = 8) -> np.ndarray:
-    """Label volume predicted by an onnxruntime session for one raw volume."""
-    image = pad_to_multiple(normalise(volume))[:, np.newaxis]
+    """Label volume predicted by an onnxruntime session for one raw volume.
+
+    The number of input channels of the graph (1, or 2k + 1 for 2.5D input) sets how many
+    neighbouring slices each slice carries.
+    """
+    channels = session.get_inputs()[0].shape[1]
+    context = (int(channels) - 1) // 2 if isinstance(channels, int) else 0
+    image = pad_to_multiple(stack_context(normalise(volume), context))
     logits = np.concatenate([
         session.run([OUTPUT_NAME], {INPUT_NAME: image[i:i + batch_size]})[0]
         for i in range(0, len(image), batch_size)
@@ -169,10 +215,15 @@ def train_model(
     learning_rate: float = 3e-3,
     width: int = 10,
     residual_channels: int = 8,
+    context: int = 0,
     threads: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train one network; returns ``(torch model in eval mode, training facts)``."""
+    """Train one network; returns ``(torch model in eval mode, training facts)``.
+
+    ``context`` k > 0 trains a 2.5D network: each slice's k neighbours on either side
+    are extra input channels (:func:`~models.brain_mr.preprocess.stack_context`).
+    """
     import torch
     from torch.nn import functional as F
 
@@ -187,7 +238,7 @@ def train_model(
 
     images, labels = [], []
     for case in cases:
-        norm = normalise(case.volume)
+        norm = stack_context(normalise(case.volume), context)
         for k in range(len(norm)):
             if (case.labels[k] != UNLABELLED).any():
                 images.append(norm[k])
@@ -200,7 +251,7 @@ def train_model(
     class_w_t = torch.tensor(class_w, dtype=torch.float32)
     distance_w = [_distance_weights(lab) for lab in labels] if weighting == "distance" else None
 
-    model = SegNet(variant, width=width, residual_channels=residual_channels)
+    model = SegNet(variant, in_channels=2 * context + 1, width=width, residual_channels=residual_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
     t0 = time.perf_counter()
@@ -239,13 +290,13 @@ def train_model(
         "crop": crop,
         "learning_rate": learning_rate,
         "slices_used": len(images),
-        "labelled_voxel_fraction": round(float(labelled.size / (len(images) * images[0].size)), 4),
+        "labelled_voxel_fraction": round(float(labelled.size / (len(images) * images[0][0].size)), 4),
         "class_weights": [round(float(v), 4) for v in class_w] if weighting == "frequency" else None,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "final_loss": round(float(np.mean(losses[-50:])), 5),
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "architecture": {"variant": variant, "in_channels": 1, "classes": _N_CLASSES,
-                         "width": width, "residual_channels": residual_channels},
+        "architecture": {"variant": variant, "in_channels": 2 * context + 1, "context": context,
+                         "classes": _N_CLASSES, "width": width, "residual_channels": residual_channels},
     }
     return model, facts
 
@@ -262,6 +313,7 @@ def train(
     label_every: int = 1,
     steps: int = 1500,
     batch_size: int = 8,
+    context: int = 0,
     test_phantoms: int = 8,
     threads: int = 1,
     version: str | None = None,
@@ -289,9 +341,9 @@ def train(
     generation_s = time.perf_counter() - t0
     cases = _thinned(cases, label_every, seed)
     model, facts = train_model(cases, variant=variant, weighting=weighting, steps=steps, seed=seed,
-                               batch_size=batch_size, threads=threads, log=say)
+                               batch_size=batch_size, context=context, threads=threads, log=say)
     model_path = out_dir / "model.onnx"
-    export_onnx(model, model_path)
+    export_onnx(model, model_path, channels=2 * context + 1)
     torch.save(model.state_dict(), out_dir / "model.pt")
     meta = {
         "name": MODEL_NAME,
@@ -301,7 +353,9 @@ def train(
         "contrast": contrast,
         "min_tumor_ml": MIN_TUMOR_ML,
         "architecture": facts.pop("architecture"),
-        "input": {"name": INPUT_NAME, "shape": ["N", 1, "H", "W"], "note": "H, W multiples of 8"},
+        "input": {"name": INPUT_NAME, "shape": ["N", 2 * context + 1, "H", "W"],
+                  "note": "H, W multiples of 8" + (f"; channels: slices k-{context}..k+{context} of slice k"
+                                                   if context else "")},
         "output": {"name": OUTPUT_NAME, "shape": ["N", len(CLASS_NAMES), "H", "W"]},
         "trained_on": {
             "data": f"models.phantoms.brain_mr phantoms, contrast {contrast}" if on_phantoms else "user data",
@@ -391,9 +445,9 @@ def _write_comparison(out_dir: Path, runs: dict, phantoms: int, seed: int, test_
     return summary
 
 
-def export_onnx(model: Any, path: Path, size: int = 128) -> None:
-    """Export ``model`` to ONNX (opset 17, dynamic batch and spatial axes)."""
-    _export_onnx(model, (1, 1, size, size), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME],
+def export_onnx(model: Any, path: Path, size: int = 128, channels: int = 1) -> None:
+    """Export ``model`` to ONNX (opset 17, dynamic batch and spatial axes; ``channels`` fixed)."""
+    _export_onnx(model, (1, channels, size, size), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME],
                  spatial_dynamic=True)
 
 
@@ -434,7 +488,7 @@ def _batch(images, labels, distance_w, idx, crop, rng):
     xs, ys, ws = [], [], []
     for i in idx:
         img, lab = images[i], labels[i]
-        rows, cols = img.shape
+        rows, cols = img.shape[-2:]
         size_r, size_c = min(crop, rows), min(crop, cols)
         tumor = np.argwhere(lab == TUMOR)
         if tumor.size and rng.random() < 0.5:
@@ -445,15 +499,17 @@ def _batch(images, labels, distance_w, idx, crop, rng):
             r0 = int(rng.integers(0, rows - size_r + 1))
             c0 = int(rng.integers(0, cols - size_c + 1))
         window = (slice(r0, r0 + size_r), slice(c0, c0 + size_c))
-        x = img[window] * np.float32(rng.uniform(0.85, 1.15))
+        x = img[(slice(None), *window)] * np.float32(rng.uniform(0.85, 1.15))
         y = lab[window]
         w = distance_w[i][window] if distance_w is not None else np.ones_like(x)
         if rng.random() < 0.5:
-            x, y, w = x[:, ::-1], y[:, ::-1], w[:, ::-1]
+            x, y, w = x[..., ::-1], y[:, ::-1], w[:, ::-1]
+        if len(x) > 1 and rng.random() < 0.5:  # 2.5D: the neighbours above and below swap
+            x = x[::-1]
         xs.append(x)
         ys.append(y)
         ws.append(w)
-    x = pad_to_multiple(np.stack(xs))[:, np.newaxis]
+    x = pad_to_multiple(np.stack(xs))
     y = pad_to_multiple(np.stack(ys).astype(np.int64))
     w = pad_to_multiple(np.stack(ws))
     return (np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y),
