@@ -127,7 +127,8 @@ def stream_results(
     """The objects of :func:`write_results`, each yielded as soon as it is built.
 
     The SEG first, then the overlays, then the SR that references them all: the node
-    saves and delivers each while the next is built.
+    saves and delivers each while the next is built. The SR is started first, aside
+    (``context.aside``), and taken last.
     """
     if not isinstance(findings, HematomaFindings):
         raise TypeError(
