@@ -29,6 +29,7 @@ from models.head_ct_hematoma.findings import HematomaFindings
 from models.head_ct_hematoma.preprocess import patches_to_pixels
 from node.aside import evidence_reference, headers_only
 from node.pipeline import AlgorithmInfo, ResultContext
+from node.results.equipment import check_source_images
 from node.results import (
     FindingGroup,
     build_binary_seg,
@@ -139,6 +140,7 @@ def stream_results(
             f'Argument "context" must be a ResultContext, not {type(context).__name__}.'
         )
     series = list(series)
+    check_source_images(series, "series")  # before anything reads their UIDs: a clear reason
     mask = _pixel_mask(series, findings)
     algorithm = context.algorithm
     base = int(context.series_number_base)
