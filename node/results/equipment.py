@@ -405,6 +405,7 @@ def load_standard_tables() -> None:
     """
     try:
         from highdicom._standard_utils import does_iod_have_pixel_data
-    except ImportError:  # another highdicom version: the first job loads them
+
+        does_iod_have_pixel_data("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
+    except Exception:  # another highdicom version, or a broken table: the first job meets it
         return
-    does_iod_have_pixel_data("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
