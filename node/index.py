@@ -1,4 +1,12 @@
-"""The indexer: reads the header of each stored instance and files it under its series."""
+"""The indexer: files under its series each stored instance that ingest did not file itself.
+
+Ingest reads each header before it answers and, in the plain case (a new series or one
+still being assembled), files the instance in the same transaction that records it
+(:meth:`JobStore.add_filed_instance`). What is left here: instances recovered from the
+spool or replaced by a new copy, results of this node sent back to it, instances that
+arrive after their series was routed or purged, and headers ingest could not read the
+routing attributes of; each is read again from its file.
+"""
 from __future__ import annotations
 
 import logging

@@ -83,7 +83,8 @@ class Node:
                                rerun_on_late=router.reruns_on_late)
         self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)
         self.ingest = ingest_server(config, self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
-                                    on_released=self.assembler.released, disk_guard=self.disk)
+                                    on_filed=self.assembler.wake, on_released=self.assembler.released,
+                                    disk_guard=self.disk)
         self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health,
                              acceptor=self.ingest.acceptor, sources=config.sources,
@@ -95,7 +96,7 @@ class Node:
         """The whole pipeline, in order: what each stage consumes and produces, and who runs it."""
         I, S, J, R = InstanceState, SeriesState, JobState, ResultState  # noqa: N806 - short names for the table
         table = (
-            Stage("ingest", None, (I.RECEIVED,), self.ingest),
+            Stage("ingest", None, (I.RECEIVED, I.INDEXED, S.RECEIVED), self.ingest),
             Stage("index", I.RECEIVED, (I.INDEXED, I.QUARANTINED, S.RECEIVED), self.indexer),
             Stage("assemble", S.RECEIVED, (S.COMPLETE,), self.assembler),
             Stage("route", S.COMPLETE, (S.ROUTED, S.IGNORED, J.QUEUED), self.assembler),
@@ -189,7 +190,8 @@ class Node:
         tls = self.config.dicom_tls
         tls_port = self.ingest.tls_port if tls is not None and tls.port is not None else None
         self.listeners = ListenerProcesses(self.config, self.ingest.port, tls_port, self.metrics,
-                                           on_stored=self.indexer.wake, on_released=self.assembler.released)
+                                           on_stored=self.indexer.wake, on_filed=self.assembler.wake,
+                                           on_released=self.assembler.released)
         self.listeners.start()
         listeners, ingest = self.listeners, self.ingest
         self.metrics.associations_open.set_function(lambda: ingest.open_associations() + listeners.open_associations())

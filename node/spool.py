@@ -8,7 +8,7 @@ from typing import Iterable
 
 from .uids import is_valid_uid
 
-__all__ = ["Spool", "TEMP_PREFIX", "TEMP_SUFFIX", "is_valid_uid", "write_durable"]
+__all__ = ["Spool", "TEMP_PREFIX", "TEMP_SUFFIX", "is_valid_uid", "move_durable", "write_durable"]
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
@@ -43,6 +43,23 @@ def write_durable(path: Path, data: bytes | bytearray | memoryview | Iterable[by
         tmp.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def move_durable(source: Path, path: Path) -> None:
+    """Move the file ``source`` to ``path`` (same file system) durably, instead of copying it.
+
+    ``source`` is fsync'd, renamed over ``path``, then ``path``'s directory is fsync'd:
+    once this returns the file survives a crash under its new name. Raises ``OSError``
+    (``EXDEV`` when the two are on different file systems) with ``source`` left as it was.
+    """
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
+    os.replace(source, path)
+    _fsync_directory(Path(path).parent)
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:

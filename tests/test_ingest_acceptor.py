@@ -29,12 +29,16 @@ class _Setup:
         self.store = JobStore(self.db)
         self.spool = Spool(root / "spool")
         self.metrics = Metrics()
-        self.stored_calls = 0
+        self.stored_calls = 0  # stored, left to the indexer
+        self.filed_calls = 0  # stored and filed under its series at once
         self.acceptor = InstanceAcceptor(self.store, self.spool, self.metrics, on_stored=self._stored,
-                                         **kwargs)  # type: ignore[arg-type]
+                                         on_filed=self._filed, **kwargs)  # type: ignore[arg-type]
 
     def _stored(self) -> None:
         self.stored_calls += 1
+
+    def _filed(self) -> None:
+        self.filed_calls += 1
 
     def rejected(self, reason: str) -> float:
         return self.metrics.instances_rejected.labels(reason)._value.get()
@@ -85,7 +89,10 @@ def test_a_part10_file_is_stored_durably_and_recorded_with_its_series(setup, sma
     assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
     row = node.row(sent.SOPInstanceUID)
     assert (row["series_uid"], row["calling_ae"]) == (sent.SeriesInstanceUID, "STOW:10.0.0.7")
-    assert node.received("stored") == 1 and node.stored_calls == 1
+    assert node.received("stored") == 1 and (node.filed_calls, node.stored_calls) == (1, 0)
+    assert row["state"] == "indexed"  # its header was read here: filed at once, the indexer has nothing to do
+    series = node.store.get_series(sent.SeriesInstanceUID)
+    assert series is not None and series.instance_count == 1 and series.attrs["Modality"] == sent.Modality
 
 
 def test_a_duplicate_part10_file_is_reported_as_duplicate_and_stored_once(setup, small_head_ct) -> None:
@@ -96,7 +103,59 @@ def test_a_duplicate_part10_file_is_reported_as_duplicate_and_stored_once(setup,
     assert first.outcome is Outcome.STORED
     assert again.outcome is Outcome.DUPLICATE and again.status == _SUCCESS and again.accepted
     assert len(node.spool_files()) == 1
-    assert node.received("stored") == 1 and node.received("duplicate") == 1 and node.stored_calls == 1
+    assert node.received("stored") == 1 and node.received("duplicate") == 1 and node.filed_calls == 1
+
+
+def _with_meta(path: Path, out: Path, sop_instance_uid: str | None = None) -> bytes:
+    """``path``'s dataset after the meta pynetdicom writes when it receives a C-STORE into a
+    file (naming ``sop_instance_uid`` instead of the dataset's own, if given); returns the dataset."""
+    from pynetdicom.dsutils import create_file_meta, encode_file_meta
+
+    sent = pydicom.dcmread(path, stop_before_pixels=True)
+    meta, offset = read_file_meta(memoryview(path.read_bytes()), path.stat().st_size)
+    dataset = path.read_bytes()[offset:]
+    out.write_bytes(b"\0" * 128 + b"DICM" + encode_file_meta(create_file_meta(
+        sop_class_uid=sent.SOPClassUID, sop_instance_uid=sop_instance_uid or sent.SOPInstanceUID,
+        transfer_syntax=meta.TransferSyntaxUID)) + dataset)
+    return dataset
+
+
+def test_a_received_file_is_moved_into_the_spool_not_copied(setup, small_head_ct, tmp_path) -> None:
+    """``take``: a file whose meta names the instance is renamed into the spool; any other
+    is copied and left where it is."""
+    node = setup()
+    _, files = small_head_ct
+    own, other = tmp_path / "own.dcm", tmp_path / "other.dcm"
+    own_dataset = _with_meta(files[0], own)
+    _with_meta(files[1], other, sop_instance_uid=generate_uid())  # its meta names another instance
+    other_bytes = other.read_bytes()
+    sent = [pydicom.dcmread(f) for f in files[:2]]
+    assert node.acceptor.accept_file(own, "MOD", take=True).outcome is Outcome.STORED
+    assert node.acceptor.accept_file(other, "MOD", sop_class_uid=sent[1].SOPClassUID,
+                                     sop_instance_uid=sent[1].SOPInstanceUID, take=True).outcome is Outcome.STORED
+    assert not own.exists(), "moved into the spool"
+    assert other.read_bytes() == other_bytes, "copied, left as it was"
+    stored = node.spool.instance_path(sent[0].SOPInstanceUID)
+    assert stored.read_bytes().endswith(own_dataset) and pydicom.dcmread(stored).PixelData == sent[0].PixelData
+    copied = pydicom.dcmread(node.spool.instance_path(sent[1].SOPInstanceUID))
+    assert copied.file_meta.MediaStorageSOPInstanceUID == sent[1].SOPInstanceUID == copied.SOPInstanceUID
+
+
+def test_a_received_file_on_another_file_system_is_copied(setup, small_head_ct) -> None:
+    node = setup()
+    _, files = small_head_ct
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == node.spool.instances.stat().st_dev:
+        pytest.skip("no second file system here")
+    received = shm / f"ainode-test-{generate_uid()}.dcm"
+    try:
+        dataset = _with_meta(files[0], received)
+        assert node.acceptor.accept_file(received, "MOD", take=True).outcome is Outcome.STORED
+        assert received.exists(), "left where it was: it could not be renamed"
+        sent = pydicom.dcmread(files[0])
+        assert node.spool.instance_path(sent.SOPInstanceUID).read_bytes().endswith(dataset)
+    finally:
+        received.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("corrupt", [
@@ -114,7 +173,7 @@ def test_a_corrupt_part10_file_is_refused_with_a_reason_and_leaves_nothing(setup
     assert receipt.outcome is Outcome.REFUSED
     assert (receipt.status, receipt.reason) == (_CANNOT_UNDERSTAND, "unreadable")
     assert node.rejected("unreadable") == 1 and node.received("error") == 1
-    assert node.spool_files() == [] and node.stored_calls == 0
+    assert node.spool_files() == [] and node.stored_calls == node.filed_calls == 0
 
 
 def test_a_part10_file_in_a_syntax_the_node_does_not_accept_is_refused(setup, small_head_ct) -> None:

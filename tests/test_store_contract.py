@@ -308,6 +308,31 @@ def test_a_late_instance_reopens_the_series_and_supersedes_its_jobs(store):
     assert store.purgeable_series(time.time() + 10) == [], "the new job is not delivered yet"
 
 
+def test_an_instance_read_at_ingest_is_filed_in_the_same_transaction(store):
+    def add(uid: str, series_uid: str, at: float = 1.0) -> InstanceState | None:
+        return store.add_filed_instance(uid, CT, f"/spool/{uid}", "MOD", series_uid=series_uid, study_uid="1.2.3",
+                                        attrs=HEAD, received_at=at)
+
+    assert add("1.2.15.1.1", "1.2.15.1") == InstanceState.INDEXED
+    assert add("1.2.15.1.2", "1.2.15.1", 3.0) == InstanceState.INDEXED
+    assert add("1.2.15.1.2", "1.2.15.1") is None, "once per UID"
+    series = store.get_series("1.2.15.1")
+    assert (series.state, series.instance_count, series.attrs, series.last_received) == (
+        SeriesState.RECEIVED, 2, HEAD, 3.0)
+    assert store.unindexed_instances() == [] and store.unfiled_instance_count() == 0
+    assert [e["state"] for e in store.series_events("1.2.15.1")] == [SeriesState.RECEIVED]
+
+
+def test_what_only_the_indexer_decides_is_left_to_it(store):
+    job_id = _written_job(store, "1.2.15.2")  # routed; its result 1.2.15.2.90 is an object of this node
+    for uid in ("1.2.15.2.late", "1.2.15.2.90"):
+        assert store.add_filed_instance(uid, CT, f"/spool/{uid}", "MOD", series_uid="1.2.15.2", study_uid="1.2.3",
+                                        attrs=HEAD) == InstanceState.RECEIVED
+    assert {r.sop_instance_uid for r in store.unindexed_instances()} == {"1.2.15.2.late", "1.2.15.2.90"}
+    assert store.get_series("1.2.15.2").instance_count == 2, "a late instance is counted by the indexer"
+    assert store.get_job(job_id)["state"] == JobState.WRITTEN
+
+
 def test_a_late_instance_while_jobs_are_queued_changes_nothing(store):
     job_id = _routed_job(store, "1.2.14.2")
     store.add_instance("1.2.14.2.late", CT, "/late", "MOD")

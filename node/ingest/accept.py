@@ -26,7 +26,7 @@ from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from ..disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
-from ..spool import Spool, write_durable
+from ..spool import Spool, move_durable, write_durable
 from ..states import InstanceState
 from ..store import JobStore
 from ..uids import is_valid_uid
@@ -54,6 +54,8 @@ DEFAULT_MAX_DATASET_BYTES = 1 << 30
 """The largest dataset (as received, and once inflated) the node accepts: 1 GiB."""
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+_META_BYTES = 512
+"""At least the preamble and File Meta Information the node writes (to reserve disk space)."""
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -127,7 +129,10 @@ class InstanceAcceptor:
     store, spool, metrics
         The job store, the spool and the metrics the instances go to.
     on_stored
-        Called after each newly stored instance.
+        Called after each newly stored instance that the indexer still has to file.
+    on_filed
+        Called after each newly stored instance that was filed under its series at once
+        (its header read here, see :meth:`JobStore.add_filed_instance`).
     max_dataset_bytes
         Largest dataset accepted, as received and (deflated) once inflated.
     disk_guard
@@ -144,6 +149,7 @@ class InstanceAcceptor:
     def __init__(
         self, store: JobStore, spool: Spool, metrics: Metrics, *,
         on_stored: Callable[[], None] = lambda: None,
+        on_filed: Callable[[], None] = lambda: None,
         max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
         disk_guard: DiskGuard | None = None,
         on_duplicate: OnDuplicate | str = OnDuplicate.KEEP_FIRST,
@@ -156,6 +162,7 @@ class InstanceAcceptor:
         self._spool = spool
         self._metrics = metrics
         self._on_stored = on_stored
+        self._on_filed = on_filed
         self.max_dataset_bytes = int(max_dataset_bytes)
         self._disk = disk_guard if disk_guard is not None else DiskGuard(spool.instances, 0, 0)
         self._uid_locks = _KeyedLocks()
@@ -211,13 +218,18 @@ class InstanceAcceptor:
     def accept_file(
         self, path: Path | str, source: str, *,
         sop_class_uid: str | None = None, sop_instance_uid: str | None = None, transfer: Transfer | None = None,
+        take: bool = False,
     ) -> Receipt:
         """Take in one instance from a DICOM file on disk, never holding it whole in memory.
 
         For a dataset received into a file (pynetdicom's ``STORE_RECV_CHUNKED_DATASET``)
         or an HTTP body spooled to disk. The file is read and copied in pieces, and left
-        where it is. ``sop_class_uid`` and ``sop_instance_uid`` are the UIDs the sender
-        claims; ``None``: those of the file meta.
+        where it is; with ``take`` (a file nobody else needs) it is moved into the spool
+        instead, when its file meta already names the instance's SOP Class and Instance
+        UIDs and its transfer syntax, and it lies on the spool's file system (no copy: it
+        is fsync'd and renamed). ``sop_class_uid``
+        and ``sop_instance_uid`` are the UIDs the sender claims; ``None``: those of the
+        file meta.
         """
         with ExitStack() as files:
 
@@ -226,9 +238,11 @@ class InstanceAcceptor:
                 size = fp.seek(0, io.SEEK_END)
                 meta, offset = read_file_meta(fp, size)
                 meta_class, meta_instance = _claimed_uids(meta)
-                return _Claim(Encoded(fp, offset, size - offset, str(meta.TransferSyntaxUID)),
+                syntax = str(meta.TransferSyntaxUID)
+                return _Claim(Encoded(fp, offset, size - offset, syntax),
                               meta_class if sop_class_uid is None else sop_class_uid,
-                              meta_instance if sop_instance_uid is None else sop_instance_uid)
+                              meta_instance if sop_instance_uid is None else sop_instance_uid,
+                              _Movable(Path(path), meta_class, meta_instance, syntax) if take else None)
 
             return self._accept(claim, source, transfer)
 
@@ -257,7 +271,7 @@ class InstanceAcceptor:
                 claim = read()
                 header = self._read_header(claim)
                 _check_claim(claim, header)
-                outcome = self._store_instance(header, claim.dataset, source)
+                outcome, filed = self._store_instance(header, claim, source)
             except InstanceRefused:
                 raise
             except Exception as exc:  # a bug must not reach the transport: the sender may retry later
@@ -276,7 +290,9 @@ class InstanceAcceptor:
             self._metrics.received_bytes.inc(claim.dataset.size)
         if transfer is not None:
             self._transfers.carried(transfer, header.series_instance_uid)
-        if outcome in (Outcome.STORED, Outcome.REPLACED):
+        if filed:
+            self._on_filed()
+        elif outcome in (Outcome.STORED, Outcome.REPLACED):
             self._on_stored()
         return Receipt(outcome, Status.SUCCESS.value, None, header)
 
@@ -291,14 +307,12 @@ class InstanceAcceptor:
             raise InstanceRefused("too_large", Status.OUT_OF_RESOURCES)
         return read_header(claim.dataset, self.max_dataset_bytes)
 
-    def _store_instance(self, header: InstanceHeader, dataset: Encoded, source: str) -> Outcome:
-        """Write and record one instance (once per UID)."""
+    def _store_instance(self, header: InstanceHeader, claim: _Claim, source: str) -> tuple[Outcome, bool]:
+        """Write and record one instance (once per UID); also says whether it was filed at once."""
         sop_uid = header.sop_instance_uid
+        dataset = claim.dataset
         path = self._spool.instance_path(sop_uid)
-        prefix = _PREAMBLE + encode_file_meta(create_file_meta(
-            sop_class_uid=header.sop_class_uid, sop_instance_uid=sop_uid,  # type: ignore[arg-type]
-            transfer_syntax=dataset.transfer_syntax,  # type: ignore[arg-type]
-        ))
+        movable = claim.movable.path if claim.movable is not None and claim.movable.holds(header, dataset) else None
         with self._uid_locks.hold(sop_uid):
             held = self._held_state(sop_uid)
             action = None if held is None else self._duplicate_action(held, path, dataset)
@@ -308,19 +322,13 @@ class InstanceAcceptor:
                     log(_logger, logging.WARNING, "instance received again with different content: first kept",
                         sop_instance_uid=sop_uid, series_instance_uid=header.series_instance_uid, source=source)
                 if action in (DuplicateAction.IDENTICAL, DuplicateAction.KEPT_FIRST):
-                    return Outcome.DUPLICATE
-            if not self._disk.reserve(len(prefix) + dataset.size):
+                    return Outcome.DUPLICATE, False
+            if not self._disk.reserve(dataset.offset + dataset.size if movable else _META_BYTES + dataset.size):
                 raise InstanceRefused("disk_full", Status.OUT_OF_RESOURCES, "below the free-space floor")
-            _write(path, _prefixed(prefix, dataset))
+            if movable is None or not _move(movable, path):
+                _write(path, _prefixed(_part10_prefix(header, dataset.transfer_syntax), dataset))
             try:
-                if action is None:
-                    added = self._store.add_instance(sop_uid, header.sop_class_uid, str(path), source,
-                                                     series_uid=header.series_instance_uid,
-                                                     study_uid=header.study_instance_uid)
-                else:
-                    added = self._store.replace_instance(sop_uid, header.sop_class_uid, str(path), source,
-                                                         series_uid=header.series_instance_uid,
-                                                         study_uid=header.study_instance_uid) is not None
+                state = self._record(header, str(path), source, action)
             except Exception as exc:  # a broken store: nothing of a new instance may stay
                 if action is None:
                     path.unlink(missing_ok=True)
@@ -328,10 +336,27 @@ class InstanceAcceptor:
         if action is not None:
             log(_logger, logging.WARNING, "instance replaced by a new copy", sop_instance_uid=sop_uid,
                 series_instance_uid=header.series_instance_uid, source=source, action=action.value)
-            return Outcome.REPLACED if action is DuplicateAction.REPLACED else Outcome.STORED
+            return (Outcome.REPLACED if action is DuplicateAction.REPLACED else Outcome.STORED), False
         log(_logger, logging.DEBUG, "instance stored", sop_instance_uid=sop_uid,
             series_instance_uid=header.series_instance_uid, source=source)
-        return Outcome.STORED if added else Outcome.DUPLICATE
+        if state is None:
+            return Outcome.DUPLICATE, False
+        return Outcome.STORED, state is InstanceState.INDEXED
+
+    def _record(self, header: InstanceHeader, path: str, source: str,
+                action: DuplicateAction | None) -> InstanceState | None:
+        """Record a written instance in the store: filed at once when its routing attributes were
+        read, else left to the indexer. Returns its state; ``None`` when another writer recorded it."""
+        sop_uid = header.sop_instance_uid
+        uids = {"series_uid": header.series_instance_uid, "study_uid": header.study_instance_uid}
+        if action is not None:
+            self._store.replace_instance(sop_uid, header.sop_class_uid, path, source, **uids)
+            return InstanceState.RECEIVED
+        if header.routing is not None:
+            return self._store.add_filed_instance(sop_uid, header.sop_class_uid, path, source,
+                                                  attrs=header.routing, **uids)
+        added = self._store.add_instance(sop_uid, header.sop_class_uid, path, source, **uids)
+        return InstanceState.RECEIVED if added else None
 
     def _held_state(self, sop_uid: str) -> InstanceState | None:
         try:
@@ -354,6 +379,23 @@ class _Claim(NamedTuple):
     dataset: Encoded
     sop_class_uid: str | None
     sop_instance_uid: str | None
+    movable: _Movable | None = None
+    """The file holding the dataset, when the acceptor may move it into the spool."""
+
+
+class _Movable(NamedTuple):
+    """A received Part-10 file the acceptor may move into the spool, and what its meta names."""
+
+    path: Path
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    transfer_syntax: str
+
+    def holds(self, header: InstanceHeader, dataset: Encoded) -> bool:
+        """Whether the file, as it is, is the instance the header describes: its meta names
+        the same SOP Class and Instance UIDs and the dataset's transfer syntax."""
+        return (self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax) == (
+            header.sop_class_uid, header.sop_instance_uid, dataset.transfer_syntax)
 
 
 def _check_claim(claim: _Claim, header: InstanceHeader) -> None:
@@ -385,6 +427,26 @@ def _same_content(path: Path, dataset: Encoded) -> bool:
             return all(fp.read(len(chunk)) == chunk for chunk in dataset.chunks())
     except (OSError, InstanceRefused):
         return False
+
+
+def _part10_prefix(header: InstanceHeader, transfer_syntax: str) -> bytes:
+    """The preamble and File Meta Information the node writes before a dataset."""
+    return _PREAMBLE + encode_file_meta(create_file_meta(
+        sop_class_uid=header.sop_class_uid, sop_instance_uid=header.sop_instance_uid,  # type: ignore[arg-type]
+        transfer_syntax=transfer_syntax,  # type: ignore[arg-type]
+    ))
+
+
+def _move(source: Path, path: Path) -> bool:
+    """Move a received file into the spool; False (nothing moved) when it cannot be (another
+    file system): the caller copies it then."""
+    try:
+        move_durable(source, path)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL_ERRNOS:
+            raise InstanceRefused("disk_full", Status.OUT_OF_RESOURCES, errno.errorcode[exc.errno]) from exc
+        return False
+    return True
 
 
 def _prefixed(prefix: bytes, dataset: Encoded) -> Iterator[bytes | memoryview]:

@@ -13,9 +13,9 @@ import io
 import struct
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Mapping
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
@@ -26,6 +26,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ..index import routing_attributes
 from ..uids import is_valid_uid
 
 __all__ = [
@@ -61,12 +62,15 @@ class Status(IntEnum):
 
 @dataclass(frozen=True)
 class InstanceHeader:
-    """The UIDs an instance is filed by, read from its own header."""
+    """The UIDs an instance is filed by, read from its own header, and what routes match on."""
 
     sop_instance_uid: str
     sop_class_uid: str
     study_instance_uid: str
     series_instance_uid: str
+    routing: Mapping[str, Any] | None = field(default=None, compare=False)
+    """Its routing attributes (:func:`node.index.routing_attributes`); ``None`` when they
+    could not be read here (the indexer reads them again, and quarantines what fails)."""
 
 
 class InstanceRefused(Exception):
@@ -264,7 +268,11 @@ def _parse_uids(reader: _WindowReader, *, implicit: bool, little_endian: bool) -
         raise InstanceRefused("unreadable", Status.CANNOT_UNDERSTAND, type(exc).__name__) from exc
     if reader.truncated or not _pixel_data_fits(reader, implicit=implicit, little_endian=little_endian):
         raise InstanceRefused("unreadable", Status.CANNOT_UNDERSTAND, "truncated dataset")
-    return InstanceHeader(*values)
+    try:
+        routing: dict[str, Any] | None = routing_attributes(ds)
+    except Exception:  # an odd value of one attribute: the indexer decides (and says why)
+        routing = None
+    return InstanceHeader(*values, routing=routing)
 
 
 def _pixel_data_fits(reader: _WindowReader, *, implicit: bool, little_endian: bool) -> bool:

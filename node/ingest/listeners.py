@@ -50,6 +50,7 @@ _REPORT_SECONDS = 0.5
 
 def ingest_server(config: Config, store: JobStoreContract, spool: Spool, metrics: Metrics, *,
                   on_stored: Callable[[], None], on_released: Callable[[Sequence[str]], None],
+                  on_filed: Callable[[], None] = lambda: None,
                   port: int | None = None, tls_port: int | None = None,
                   disk_guard: DiskGuard | None = None) -> IngestServer:
     """The DICOM listener that ``config`` describes (``port``/``tls_port``: bind those instead).
@@ -65,7 +66,8 @@ def ingest_server(config: Config, store: JobStoreContract, spool: Spool, metrics
                "tls_port": t.port if tls_port is None else tls_port}
     return IngestServer(
         node.ae_title, node.dicom_host, node.dicom_port if port is None else port, store, spool, metrics,
-        on_stored=on_stored, max_associations=node.max_associations, network_timeout=node.network_timeout_seconds,
+        on_stored=on_stored, on_filed=on_filed, max_associations=node.max_associations,
+        network_timeout=node.network_timeout_seconds,
         max_dataset_bytes=int(config.spool.max_dataset_mb * 1024 * 1024),
         disk_guard=disk_guard or DiskGuard(spool.root, config.spool.min_free_mb, config.spool.min_free_percent),
         peers=PeerPolicy(config.peers, node.accept_unknown_peers), **tls,
@@ -93,16 +95,18 @@ class ListenerProcesses:
         The ports the node's own listener bound (the others join them).
     metrics
         The node's metrics: the listeners' counters are added to them.
-    on_stored, on_released
+    on_stored, on_filed, on_released
         As :class:`~node.ingest.IngestServer`'s, called in the node's process.
     """
 
     def __init__(self, config: Config, port: int, tls_port: int | None, metrics: Metrics, *,
-                 on_stored: Callable[[], None], on_released: Callable[[Sequence[str]], None]) -> None:
+                 on_stored: Callable[[], None], on_released: Callable[[Sequence[str]], None],
+                 on_filed: Callable[[], None] = lambda: None) -> None:
         self._config = config
         self._ports = (port, tls_port)
         self._metrics = metrics
         self._on_stored = on_stored
+        self._on_filed = on_filed
         self._on_released = on_released
         self._context = multiprocessing.get_context("spawn")
         self._events: Any = self._context.Queue()
@@ -180,6 +184,8 @@ class ListenerProcesses:
         try:
             if kind == "stored":
                 self._on_stored()
+            elif kind == "filed":
+                self._on_filed()
             elif kind == "released":
                 self._on_released(event[1])
             elif kind == "ready":
@@ -218,6 +224,29 @@ def _counter_values(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], 
     return values
 
 
+class _News:
+    """What a listener process has to tell the node's process: kinds of news, each once."""
+
+    def __init__(self) -> None:
+        self._kinds: set[str] = set()
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            self._kinds.add(kind)
+        self._event.set()
+
+    def wait(self, timeout: float) -> list[str]:
+        """The kinds added since the last call, waiting up to ``timeout`` for the first."""
+        if not self._event.wait(timeout):
+            return []
+        with self._lock:
+            self._event.clear()
+            kinds, self._kinds = sorted(self._kinds), set()
+        return kinds
+
+
 def _listener_main(config: Config, port: int, tls_port: int | None, index: int, events: Any, parent: int) -> None:
     """One extra listener process: an ingest server on the node's port until SIGTERM."""
     from ..worker import die_with_parent
@@ -232,8 +261,9 @@ def _listener_main(config: Config, port: int, tls_port: int | None, index: int, 
     spool = Spool(data_dir / "spool")
     tempfile.tempdir = str(spool.root / "incoming")  # as the node's process: received datasets on the spool's disk
     metrics = Metrics()
-    stored = threading.Event()
-    server = ingest_server(config, store, spool, metrics, on_stored=stored.set,
+    news = _News()
+    server = ingest_server(config, store, spool, metrics, on_stored=lambda: news.add("stored"),
+                           on_filed=lambda: news.add("filed"),
                            on_released=lambda series: events.put(("released", list(series))),
                            port=port, tls_port=tls_port)
     server.start()
@@ -242,9 +272,8 @@ def _listener_main(config: Config, port: int, tls_port: int | None, index: int, 
     try:
         reported = time.monotonic()
         while not stopping.is_set():
-            if stored.wait(0.05):  # one wake for every instance stored meanwhile
-                stored.clear()
-                events.put(("stored",))
+            for kind in news.wait(0.05):  # one wake of each kind for every instance stored meanwhile
+                events.put((kind,))
             if time.monotonic() - reported >= _REPORT_SECONDS:
                 reported = time.monotonic()
                 events.put(("counters", index, _counter_values(metrics), server.open_associations()))
@@ -252,6 +281,7 @@ def _listener_main(config: Config, port: int, tls_port: int | None, index: int, 
         server.stop()
         events.put(("counters", index, _counter_values(metrics), 0))
         events.put(("stored",))
+        events.put(("filed",))
         store.close()
         events.close()
         events.join_thread()

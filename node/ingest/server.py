@@ -3,7 +3,7 @@
 Received datasets are written to a file as they arrive (pynetdicom's
 ``STORE_RECV_CHUNKED_DATASET``), and the node advertises a maximum PDU of 1 MiB, so a
 large instance never sits whole in memory: the acceptor reads its header from the
-file and copies it into the spool. pynetdicom's flag is process-wide: any other
+file and moves the file into the spool (the temporary files are on the spool's disk). pynetdicom's flag is process-wide: any other
 storage SCP in the same process then also receives into files (``event.dataset`` and
 ``event.dataset_path`` work there, ``event.encoded_dataset()`` does not).
 """
@@ -66,7 +66,9 @@ class IngestServer:
     store, spool, metrics
         The job store, the spool and the metrics the instances go to.
     on_stored
-        Called after each newly stored instance.
+        Called after each newly stored instance the indexer still has to file.
+    on_filed
+        Called after each newly stored instance filed under its series at once.
     max_associations
         Associations running at once; one more is rejected transiently.
     network_timeout
@@ -110,6 +112,7 @@ class IngestServer:
     def __init__(
         self, ae_title: str, host: str, port: int, store: JobStore, spool: Spool, metrics: Metrics,
         on_stored: Callable[[], None] = lambda: None, *,
+        on_filed: Callable[[], None] = lambda: None,
         max_associations: int = 32,
         network_timeout: float = 30.0,
         acse_timeout: float | None = None,
@@ -132,7 +135,7 @@ class IngestServer:
         self._reuse_port = reuse_port
         self._metrics = metrics
         self._network_timeout = float(network_timeout)
-        self._acceptor = InstanceAcceptor(store, spool, metrics, on_stored=on_stored,
+        self._acceptor = InstanceAcceptor(store, spool, metrics, on_stored=on_stored, on_filed=on_filed,
                                           max_dataset_bytes=max_dataset_bytes, disk_guard=disk_guard,
                                           on_duplicate=on_duplicate, on_released=on_released)
         self._transfers: dict[Association, Transfer] = {}
@@ -297,7 +300,7 @@ class IngestServer:
         if path is not None:
             size = _file_size(path)
             receipt = self._acceptor.accept_file(path, source, sop_class_uid=sop_class_uid,
-                                                 sop_instance_uid=sop_instance_uid, transfer=transfer)
+                                                 sop_instance_uid=sop_instance_uid, transfer=transfer, take=True)
         else:  # pynetdicom held the dataset in memory (its flag was turned off again)
             with request.DataSet.getbuffer() as view:
                 size = view.nbytes

@@ -22,6 +22,9 @@ class JobStoreContract(Protocol):
     def add_instance(self, sop_instance_uid: str, sop_class_uid: str, path: str, calling_ae: str, *,
                      series_uid: str | None = None, study_uid: str | None = None,
                      received_at: float | None = None) -> bool: ...
+    def add_filed_instance(self, sop_instance_uid: str, sop_class_uid: str, path: str, calling_ae: str, *,
+                           series_uid: str, study_uid: str, attrs: Mapping[str, Any],
+                           received_at: float | None = None) -> InstanceState | None: ...
     def instance_state(self, sop_instance_uid: str) -> InstanceState | None: ...
     def replace_instance(self, sop_instance_uid: str, sop_class_uid: str, path: str, calling_ae: str, *,
                          series_uid: str | None = None, study_uid: str | None = None,

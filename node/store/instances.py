@@ -6,7 +6,7 @@ import time
 from typing import Any, Mapping
 
 from ..states import InstanceState, SeriesState
-from .dialect import StoreDatabase
+from .dialect import Connection, StoreDatabase
 from .rows import InstanceRow
 
 __all__ = ["InstanceQueries"]
@@ -38,6 +38,43 @@ class InstanceQueries(StoreDatabase):
                  study_uid, InstanceState.RECEIVED.value),
             )
             return cur.rowcount == 1
+
+    def add_filed_instance(
+        self, sop_instance_uid: str, sop_class_uid: str, path: str, calling_ae: str, *,
+        series_uid: str, study_uid: str, attrs: Mapping[str, Any], received_at: float | None = None,
+    ) -> InstanceState | None:
+        """Record a durable instance whose header was read at ingest, and file it at once.
+
+        One transaction does what :meth:`add_instance` and :meth:`index_instance` do in
+        two: the instance is recorded ``indexed`` under its series (created on first
+        sight) when that is the plain case, a new series or one still being assembled.
+        Anything else stays ``received`` for the indexer, which knows what to do with it:
+        a result of this node sent back, an instance arriving after its series was routed
+        or purged. Returns ``indexed`` or ``received``; ``None`` when the UID was already
+        recorded (nothing changes).
+        """
+        at = received_at or time.time()
+        with self._tx() as db:
+            own_result = db.execute("SELECT 1 FROM results WHERE sop_instance_uid=? LIMIT 1",
+                                    (sop_instance_uid,)).fetchone() is not None
+            state = InstanceState.RECEIVED if own_result else InstanceState.INDEXED
+            added = db.execute(
+                "INSERT INTO instances(sop_instance_uid, sop_class_uid, path, received_at, calling_ae,"
+                " series_uid, study_uid, state) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (sop_instance_uid, sop_class_uid, path, at, calling_ae, series_uid, study_uid, state.value),
+            ).rowcount == 1
+            if not added:
+                return None
+            if own_result:
+                return InstanceState.RECEIVED
+            if self._new_series(db, series_uid, study_uid, attrs, at):
+                return InstanceState.INDEXED
+            if self._locked_series_state(db, series_uid) not in (SeriesState.RECEIVED, SeriesState.COMPLETE):
+                db.execute("UPDATE instances SET state=? WHERE sop_instance_uid=?",  # late: the indexer's case
+                           (InstanceState.RECEIVED.value, sop_instance_uid))
+                return InstanceState.RECEIVED
+            self._count_instance(db, series_uid, at)
+            return InstanceState.INDEXED
 
     def instance_state(self, sop_instance_uid: str) -> InstanceState | None:
         """The state of a received instance; ``None`` when the UID is not held."""
@@ -102,18 +139,9 @@ class InstanceQueries(StoreDatabase):
                 "UPDATE instances SET series_uid=?, study_uid=?, state=? WHERE sop_instance_uid=?",
                 (series_uid, study_uid, InstanceState.INDEXED.value, sop_instance_uid),
             )
-            created = db.execute(  # two nodes may file the first instances of one series at once
-                "INSERT INTO series(series_uid, study_uid, state, attrs, instance_count, first_received,"
-                " last_received, updated_at) VALUES (?,?,?,?,1,?,?,?) ON CONFLICT (series_uid) DO NOTHING",
-                (series_uid, study_uid, SeriesState.RECEIVED.value, json.dumps(dict(attrs)), received_at,
-                 received_at, now),
-            ).rowcount == 1
-            if created:
-                self._event(db, "series", series_uid, SeriesState.RECEIVED)
+            if self._new_series(db, series_uid, study_uid, attrs, received_at):
                 return SeriesState.RECEIVED
-            row = db.execute(f"SELECT state FROM series WHERE series_uid=?{self._dialect.lock_row}",
-                             (series_uid,)).fetchone()
-            state = SeriesState(row["state"])
+            state = self._locked_series_state(db, series_uid)
             if state is SeriesState.PURGED:
                 self._transition(db, "series", "series_uid", series_uid, SeriesState.RECEIVED)
                 db.execute(
@@ -123,13 +151,35 @@ class InstanceQueries(StoreDatabase):
                 )
                 self._event(db, "series", series_uid, SeriesState.RECEIVED, "received again after its purge")
                 return SeriesState.RECEIVED
-            db.execute(
-                "UPDATE series SET instance_count=instance_count+1,"
-                " last_received=CASE WHEN last_received > :at THEN last_received ELSE :at END,"
-                " updated_at=:now WHERE series_uid=:uid",
-                {"at": received_at, "now": now, "uid": series_uid},
-            )
+            self._count_instance(db, series_uid, received_at)
             return state
+
+    def _new_series(self, db: Connection, series_uid: str, study_uid: str, attrs: Mapping[str, Any],
+                    at: float) -> bool:
+        """Create the series of a first instance received at ``at``; False when it exists already
+        (two nodes may file the first instances of one series at once)."""
+        created = db.execute(
+            "INSERT INTO series(series_uid, study_uid, state, attrs, instance_count, first_received,"
+            " last_received, updated_at) VALUES (?,?,?,?,1,?,?,?) ON CONFLICT (series_uid) DO NOTHING",
+            (series_uid, study_uid, SeriesState.RECEIVED.value, json.dumps(dict(attrs)), at, at, time.time()),
+        ).rowcount == 1
+        if created:
+            self._event(db, "series", series_uid, SeriesState.RECEIVED)
+        return created
+
+    def _locked_series_state(self, db: Connection, series_uid: str) -> SeriesState:
+        row = db.execute(f"SELECT state FROM series WHERE series_uid=?{self._dialect.lock_row}",
+                         (series_uid,)).fetchone()
+        return SeriesState(row["state"])
+
+    def _count_instance(self, db: Connection, series_uid: str, at: float) -> None:
+        """One more instance of a series, received at ``at``."""
+        db.execute(
+            "UPDATE series SET instance_count=instance_count+1,"
+            " last_received=CASE WHEN last_received > :at THEN last_received ELSE :at END,"
+            " updated_at=:now WHERE series_uid=:uid",
+            {"at": at, "now": time.time(), "uid": series_uid},
+        )
 
     def unfiled_instance_count(self) -> int:
         """Acknowledged instances whose series is not known yet (not read at ingest, not yet indexed)."""
