@@ -2,8 +2,9 @@
 
 Both receivers get the same N 512×512 CT instances from dcmtk's ``storescu`` in the same
 run: once over one association, once from several senders at the same time. The
-baseline (:mod:`node.bench.raw_scp`) only writes the bytes; the node fsyncs each file,
-records it in its job store before answering, and indexes it afterwards.
+baseline (:mod:`node.bench.raw_scp`) only writes the bytes; the node fsyncs each file and
+its directory, and files it under its series in its job store, before answering. The
+same raw receiver with the node's fsyncs is timed too: what durability alone costs.
 """
 from __future__ import annotations
 
@@ -75,27 +76,21 @@ def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None,
     files_b = _series_copy(files, tmp / "series-b")
     megabytes = sum(p.stat().st_size for p in files) / 1e6
 
-    raw_port = free_port()
-    raw = subprocess.Popen([sys.executable, "-m", "node.bench.raw_scp", "--port", str(raw_port),
-                            "--out", str(tmp / "raw")])
-    try:
-        _wait_port(raw_port)
-        _send(files[:10], raw_port, 1)  # warm-up
-        raw_one = _send(files, raw_port, 1)
-        raw_many = _send(files_b, raw_port, senders)
-    finally:
-        raw.terminate()
-        raw.wait()
-
-    figures: dict[str, float] = {"count": count, "megabytes": megabytes, "raw_one": raw_one, "raw_many": raw_many}
+    raw_one, raw_many = _time_raw(tmp / "raw", files, files_b, senders)
+    durable_one, durable_many = _time_raw(tmp / "raw-durable", files, files_b, senders, "--durable")
+    figures: dict[str, float] = {"count": count, "megabytes": megabytes, "raw_one": raw_one, "raw_many": raw_many,
+                                 "raw_durable_one": durable_one, "raw_durable_many": durable_many}
     for n in progress(dict.fromkeys((1, listeners)), "ingest: listener counts"):
         figures.update(_time_node(tmp / f"node-{n}", n, files, files_b, senders, "node" if n == 1 else f"node{n}"))
     rows = []
     for n_senders, raw, suffix in ((1, raw_one, "one"), (senders, raw_many, "many")):
         rows.append(["raw-write pynetdicom SCP (baseline)", n_senders, f"{raw:.2f}", "–", f"{count / raw:.0f}", "1.00×"])
+        durable = figures[f"raw_durable_{suffix}"]
+        rows.append(["raw-write pynetdicom SCP + fsync, rename, directory fsync", n_senders, f"{durable:.2f}", "–",
+                     f"{count / durable:.0f}", f"{raw / durable:.2f}×"])
         for n in dict.fromkeys((1, listeners)):
             label = f"{'node' if n == 1 else f'node{n}'}_{suffix}"
-            rows.append([f"ainode, {n} listener{'s' if n > 1 else ''} (fsync + job store, then indexed)", n_senders,
+            rows.append([f"ainode, {n} listener{'s' if n > 1 else ''} (fsync + job store, filed under its series)", n_senders,
                          f"{figures[label]:.2f}", f"{figures[label + '_indexed']:.2f}", f"{count / figures[label]:.0f}",
                          f"{raw / figures[label]:.2f}×"])
     body = (
@@ -106,6 +101,21 @@ def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None,
         + markdown_table(["receiver", "senders", "acked (s)", "indexed (s)", "instances/s", "ratio"], rows)
     )
     return body, figures
+
+
+def _time_raw(out: Path, files: Sequence[Path], files_b: Sequence[Path], senders: int,
+              *flags: str) -> tuple[float, float]:
+    """Seconds for the raw receiver to take ``files`` from one sender, then ``files_b`` from ``senders``."""
+    port = free_port()
+    raw = subprocess.Popen([sys.executable, "-m", "node.bench.raw_scp", "--port", str(port), "--out", str(out),
+                            *flags])
+    try:
+        _wait_port(port)
+        _send(files[:10], port, 1)  # warm-up
+        return _send(files, port, 1), _send(files_b, port, senders)
+    finally:
+        raw.terminate()
+        raw.wait()
 
 
 def _time_node(workdir: Path, listeners: int, files: Sequence[Path], files_b: Sequence[Path], senders: int,
