@@ -4,11 +4,12 @@ The node's own process listens as usual; N-1 more processes, started here, bind 
 same port (and TLS port) with ``SO_REUSEPORT``, and the kernel spreads incoming
 connections over all of them. Each runs only an :class:`~node.ingest.IngestServer` (its
 own pynetdicom threads, its own GIL): receive, write durably to the shared spool,
-record in the job store, answer. Everything after that (indexing, assembling, routing)
-stays in the node's process, which finds the new rows in the store; a listener only
-tells it, over a queue, that it stored something (wake the indexer at once), which
-series an association released (``complete_on_release`` routes), and its counters (so
-``/metrics`` counts every listener's instances and associations).
+record in the job store (filed under its series where ingest can), answer. Everything
+after that (what only the indexer decides, assembling, routing) stays in the node's
+process, which finds the new rows in the store; a listener only tells it, over a queue,
+that it filed something (wake the assembler) or stored something the indexer must file,
+which series an association released (``complete_on_release`` routes), and its counters
+(so ``/metrics`` counts every listener's instances and associations).
 
 Sharing the store: PostgreSQL, or the node's SQLite file in WAL mode (each process has
 its own connection; SQLite serialises the writers, ``busy_timeout`` makes the others
