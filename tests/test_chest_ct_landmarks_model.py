@@ -10,7 +10,15 @@ import onnxruntime as ort
 import pytest
 
 from models.chest_ct_landmarks.findings import LANDMARKS
-from models.chest_ct_landmarks.preprocess import context_offset, postprocess, prepare_volume, preprocess
+from models.chest_ct_landmarks.preprocess import (
+    CROPS,
+    DEFAULT_CROP,
+    context_offset,
+    crop_box,
+    postprocess,
+    prepare_volume,
+    preprocess,
+)
 from models.chest_ct_landmarks.train import TEST_SEED_BASE, read_labels
 from models.phantoms.chest_ct import generate_chest_ct, write_phantom
 from node.cli import main
@@ -51,6 +59,63 @@ def test_preprocess_ignores_matrix_size(small):
     assert float(np.abs(a - b).mean()) < 0.04
 
 
+def test_lung_crop_frames_the_lungs_and_ignores_arms():
+    """The ``lungs`` crop holds both lungs of the carina slice, is tighter than the body crop,
+    and does not widen with arms beside the trunk (family B phantom 1,000,001 has arms)."""
+    from scipy import ndimage
+
+    from models.phantoms.chest_ct_b import generate_chest_ct_b
+
+    arms = generate_chest_ct_b(TEST_SEED_BASE + 1, size=128)
+    assert arms.info["arms"]
+    for phantom in (generate_chest_ct(seed=31, size=128), arms):
+        body, lungs = crop_box(phantom.hu, "body"), crop_box(phantom.hu, "lungs")
+        assert lungs[2] < body[2]
+        smooth = ndimage.median_filter(phantom.hu[phantom.landmarks["carina"]], 5)
+        labels, count = ndimage.label((smooth > -950) & (smooth < -700))
+        sizes = ndimage.sum_labels(labels > 0, labels, np.arange(1, count + 1))
+        rows, cols = np.nonzero(np.isin(labels, 1 + np.argsort(sizes)[-2:]))  # the two lungs
+        row0, col0, side = lungs
+        assert row0 <= rows.min() and rows.max() <= row0 + side - 1
+        assert col0 <= cols.min() and cols.max() <= col0 + side - 1
+    assert crop_box(arms.hu, "lungs")[2] < 0.8 * crop_box(arms.hu, "body")[2]
+
+
+def test_lung_crop_falls_back_to_the_body_without_lungs():
+    hu = np.full((4, 64, 64), -1000.0, np.float32)
+    hu[:, 16:48, 12:52] = 40.0
+    assert crop_box(hu, "lungs") == crop_box(hu, "body")
+    assert DEFAULT_CROP == "body" and set(CROPS) == {"body", "lungs"}
+    with pytest.raises(ValueError, match="unknown crop"):
+        crop_box(hu, "chest")
+
+
+def test_pack_takes_the_crop_from_model_json(tmp_path, small):
+    """``"crop"`` in model.json selects the crop; weights without it keep the body crop."""
+    import shutil
+
+    from models.chest_ct_landmarks.pack import ChestCTLandmarksPack
+
+    demo = ChestCTLandmarksPack()
+    assert demo.crop == META.get("crop", "body")
+    assert demo.carina_window == (tuple(META["carina_window"]) if "carina_window" in META else None)
+    meta = {k: v for k, v in META.items() if k not in ("crop", "carina_window")}
+    for crop in (None, "body", "lungs", "chest"):
+        folder = tmp_path / str(crop)
+        folder.mkdir()
+        shutil.copy(MODEL, folder / "model.onnx")
+        (folder / "model.json").write_text(json.dumps({**meta, **({"crop": crop} if crop else {})}))
+        if crop == "chest":
+            with pytest.raises(ValueError, match="crop 'chest'"):
+                ChestCTLandmarksPack(folder / "model.onnx")
+            continue
+        pack = ChestCTLandmarksPack(folder / "model.onnx")
+        assert pack.crop == (crop or "body")
+        got = pack.preprocess(small.datasets)["image"]
+        assert np.array_equal(got, preprocess(small.datasets, pack.crop)["image"])
+    assert not np.array_equal(preprocess(small.datasets, "lungs")["image"], preprocess(small.datasets)["image"])
+
+
 def test_context_offset_is_about_4_mm():
     assert context_offset(4.0) == 1 and context_offset(5.0) == 1
     assert context_offset(2.0) == 2 and context_offset(1.0) == 4 and context_offset(0.625) == 6
@@ -68,6 +133,21 @@ def test_postprocess_picks_the_highest_score():
     assert f.summary()["picks"]["apex"] == 17
     with pytest.raises(ValueError):
         postprocess({"apex": logits["apex"]})
+
+
+def test_carina_window_keeps_the_carina_between_apex_and_diaphragm():
+    logits = {n: np.full((40, 1), -5.0, np.float32) for n in LANDMARKS}
+    logits["apex"][30] = 3.0
+    logits["diaphragm"][10] = 3.0
+    logits["carina"][5] = 4.0   # below the diaphragm pick: outside the window
+    logits["carina"][22] = 1.0  # 0.4 of the way down from the apex pick
+    assert postprocess(logits).picks["carina"] == 5
+    assert postprocess(logits, carina_window=(0.15, 0.65)).picks["carina"] == 22
+    flipped = {**logits, "apex": logits["diaphragm"], "diaphragm": logits["apex"]}
+    assert postprocess(flipped, carina_window=(0.15, 0.65)).picks["carina"] == 5, "no usable window: arg-max"
+    for bad in ((0.7, 0.2), (-0.1, 0.5), (0.1, 0.5, 0.9)):
+        with pytest.raises(ValueError, match="carina_window"):
+            postprocess(logits, carina_window=bad)
 
 
 def test_model_json():

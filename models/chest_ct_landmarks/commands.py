@@ -44,8 +44,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="phantom family to train on: a = models.phantoms.chest_ct, b = models.phantoms.chest_ct_b")
     parser.add_argument("--styles", type=float, default=0.0,
                         help="share of the training phantoms drawn with randomised styles (family a; default 0)")
-    parser.add_argument("--augment", choices=("basic", "style"), default="basic",
-                        help="augmentation: basic, or style (also blur/sharpen, gamma, correlated noise, zoom 0.6-1.2)")
+    parser.add_argument("--augment", choices=("basic", "style", "texture"), default="basic",
+                        help="augmentation: basic, style (also blur/sharpen, gamma, correlated noise, zoom 0.6-1.2)"
+                             " or texture (style's blur/sharpen, gamma and noise with zoom 0.85-1.15)")
+    parser.add_argument("--crop", choices=("body", "lungs"), default="body",
+                        help="preprocessing crop: body (default) or lungs (the air inside the body; stored in"
+                             " model.json so the node crops alike)")
+    parser.add_argument("--views", default="",
+                        help="views that differ from the architecture's defaults, e.g. carina=airway"
+                             " (full, downsample, centre, airway; default: none)")
+    parser.add_argument("--carina-window", default="",
+                        help="LO,HI: pick the carina only between LO and HI of the way from the apex pick (0)"
+                             " down to the diaphragm pick (1), e.g. 0.15,0.65 (default: anywhere)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--repeats", default="1,2,1",
                         help="batches per step for apex,carina,diaphragm (default 1,2,1)")
@@ -63,13 +73,21 @@ def run_train(args: argparse.Namespace) -> int:
         counts = [int(v) for v in str(args.repeats).split(",")]
         if len(counts) != len(LANDMARKS):
             raise ValueError(f"--repeats needs {len(LANDMARKS)} comma-separated integers")
+        pairs = [item.split("=", 1) for item in str(args.views).split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("--views takes LANDMARK=VIEW pairs separated by commas, e.g. carina=airway")
+        views = {name.strip(): view.strip() for name, view in pairs}
+        window = [float(v) for v in str(args.carina_window).split(",")] if args.carina_window else None
         report = train(
             args.out, phantoms=args.phantoms, seed=args.seed, dicom_dir=args.dicom, labels=args.labels,
             arch=args.arch, pretrained=args.pretrained, epochs=args.epochs, steps_per_epoch=args.steps,
             batch_size=args.batch_size, learning_rate=args.lr, fp_weight=args.fp_weight,
             repeats=dict(zip(LANDMARKS, counts)),
             slice_thickness=args.slice_thickness, test_phantoms=args.test_phantoms, cache_dir=args.cache,
-            family=args.family, styles=args.styles, augment=args.augment, resume=args.resume, threads=args.threads, version=args.version, log=log,
+            family=args.family, styles=args.styles, augment=args.augment, crop=args.crop, views=views,
+            carina_window=window,
+            resume=args.resume,
+            threads=args.threads, version=args.version, log=log,
         )
     except (RuntimeError, ValueError) as exc:
         print(f"ainode models train chest-ct-landmarks: {exc}", file=sys.stderr)
@@ -111,8 +129,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print("ainode models eval chest-ct-landmarks: --dicom and --labels go together", file=sys.stderr)
         return 2
     if args.dicom is not None:
-        data = dicom_dataset(args.dicom, args.labels)
-        report = evaluate(pack.model_path(), data, source=str(args.dicom))
+        data = dicom_dataset(args.dicom, args.labels, crop=pack.crop)
+        report = evaluate(pack.model_path(), data, source=str(args.dicom), carina_window=pack.carina_window)
         if args.json:
             print(json.dumps(report.summary(), indent=2))
         else:
@@ -128,9 +146,9 @@ def run_eval(args: argparse.Namespace) -> int:
     reports = {}
     for fam in families:
         data = phantom_dataset(seeds, slice_thickness=args.slice_thickness, cache_dir=args.cache,
-                               log=None if args.json else print, family=fam)
+                               log=None if args.json else print, family=fam, crop=pack.crop)
         reports[fam] = evaluate(pack.model_path(), data, source=f"held-out phantoms, family {fam}",
-                                seed_range=[seeds[0], seeds[-1]])
+                                seed_range=[seeds[0], seeds[-1]], carina_window=pack.carina_window)
     if args.json:
         if len(families) == 1:
             print(json.dumps(reports[families[0]].summary(), indent=2))

@@ -8,7 +8,11 @@ one ONNX graph.
 Each classifier looks at the 128x128 input through a *view* (part of the architecture,
 recorded in ``model.json``): ``downsample`` (2x2 average pooling to 64x64: the whole
 chest, enough to tell whether lung or the diaphragm dome is present), ``centre`` (the
-central 64x64 pixels at full resolution: the mediastinum, where the trachea divides) or
+central 64x64 pixels at full resolution: the mediastinum, where the trachea divides),
+``airway`` (the ``centre`` pixels mapped to air, ``clamp((0.3 - x) / 0.3, 0, 1)``: 1 at
+-1000 HU falling to 0 at -640 HU and above, so that soft tissue, vessels and contrast
+medium vanish and only the air shapes remain, airway lumens and lung; a wall between two
+lumens that partial volume has lightened to -640 HU or more still shows as a wall) or
 ``full`` (the 128x128 input as is). The ``small`` architecture uses
 :data:`SMALL_VIEWS` (a quarter of the computation of full views, which matters on a CPU);
 the timm architectures use ``full``.
@@ -36,7 +40,9 @@ __all__ = ["ARCHITECTURES", "SMALL_VIEWS", "VIEWS", "TIMM_ARCHITECTURES", "Landm
 
 TIMM_ARCHITECTURES: tuple[str, ...] = ("efficientnet_b4", "densenet169", "resnet50", "inception_v3")
 ARCHITECTURES: tuple[str, ...] = ("small", *TIMM_ARCHITECTURES)
-VIEWS: tuple[str, ...] = ("full", "downsample", "centre")
+VIEWS: tuple[str, ...] = ("full", "downsample", "centre", "airway")
+_AIR_LEVEL = 0.3
+"""Windowed value (0 = -1000 HU, 1 = 200 HU) at and above which the ``airway`` view is 0."""
 SMALL_VIEWS: dict[str, str] = {"apex": "downsample", "carina": "centre", "diaphragm": "downsample"}
 
 TIMM_INSTALL_HINT = (
@@ -147,9 +153,11 @@ class _View(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "downsample":
             return nn.functional.avg_pool2d(x, 2)
-        if self.kind == "centre":
+        if self.kind in ("centre", "airway"):
             h, w = x.shape[-2] // 4, x.shape[-1] // 4
-            return x[..., h:3 * h, w:3 * w]
+            x = x[..., h:3 * h, w:3 * w]
+            if self.kind == "airway":
+                x = ((_AIR_LEVEL - x) / _AIR_LEVEL).clamp(0.0, 1.0)
         return x
 
 

@@ -26,8 +26,16 @@ class ChestCTLandmarksPack:
     weights:
         An ONNX graph with input ``image`` and outputs ``apex``, ``carina``,
         ``diaphragm``; its ``model.json`` beside it gives version, DeviceUID and the
-        representative-slice fractions. ``None`` takes the demo weights trained on
-        phantoms.
+        representative-slice fractions and, as ``"crop"``, the preprocessing crop the
+        weights were trained with (``body`` when absent; see
+        :data:`~models.chest_ct_landmarks.preprocess.CROPS`), and, as ``"carina_window"``,
+        where between the apex and diaphragm picks the carina is picked (none when absent).
+        ``None`` takes the demo weights trained on phantoms.
+
+    Raises
+    ------
+    ValueError
+        If ``model.json`` names an unknown crop or an invalid carina window.
     """
 
     name = "chest-ct-landmarks"
@@ -41,16 +49,21 @@ class ChestCTLandmarksPack:
         self.fractions: tuple[tuple[str, float], ...] = (
             tuple((str(label), float(f)) for label, f in fractions) if fractions else DEFAULT_FRACTIONS
         )
+        self.carina_window = _steps.check_carina_window(meta.get("carina_window"))
+        self.crop: str = str(meta.get("crop") or _steps.DEFAULT_CROP)
+        if self.crop not in _steps.CROPS:
+            raise ValueError(f"{self._weights.with_suffix('.json')}: crop {self.crop!r} is not one of "
+                             f"{', '.join(_steps.CROPS)}")
         self.algorithm = algorithm_for("ainode chest CT landmarks", self._weights, meta)
 
     def model_path(self) -> Path:
         return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-        return _steps.preprocess(series)
+        return _steps.preprocess(series, self.crop)
 
     def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> LandmarkFindings:
-        findings = _steps.postprocess(outputs, self.fractions)
+        findings = _steps.postprocess(outputs, self.fractions, self.carina_window)
         if findings.scores.shape[0] != len(series):
             raise ValueError(f"model returned {findings.scores.shape[0]} slices for {len(series)}")
         return findings

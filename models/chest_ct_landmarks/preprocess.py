@@ -4,10 +4,21 @@ Preprocessing turns a sorted chest CT series into the ONNX input ``image``
 ``(N, 3, 128, 128)`` float32 in [0, 1], one row per slice:
 
 1. HU from Rescale Slope / Intercept (``apply_modality_lut``);
-2. a square crop around the body, the same for every slice of the series: the largest
-   connected region above -500 HU in the series' mean image (the patient, without the
-   table), its bounding box enlarged by 8 %; this makes the input independent of the
-   field of view, the matrix size and where the patient lies;
+2. a square crop, the same for every slice of the series, which makes the input
+   independent of the field of view, the matrix size and where the patient lies. Two
+   kinds (:data:`CROPS`, chosen by ``"crop"`` in the weights' ``model.json``):
+
+   * ``body`` (the default, and what weights without the field were trained with): the
+     largest connected region above -500 HU in the series' mean image (the patient,
+     without the table), its bounding box enlarged by 8 %;
+   * ``lungs``: the air inside the body. Per slice, the regions below -400 HU that are
+     enclosed by tissue (holes of the above -400 HU mask, so not the air around the
+     patient) and whose median is at least -960 HU (lung, not an air pocket trapped
+     between arms, trunk and table); their union over the slices in which they cover at
+     least a fifth of the largest such area; of that union the largest two connected
+     regions (the lungs; a region under a tenth of the largest is dropped), bounding box
+     enlarged by 25 %. Arms beside the trunk and pads between body and table do not
+     change it. Without such air (no lungs in the series) it falls back to ``body``;
 3. the crop resampled to 128x128 (Gaussian anti-aliasing, linear interpolation; outside
    the image counts as air);
 4. one lung/mediastinum window, HU -1000..200 -> 0..1, clipped;
@@ -17,7 +28,12 @@ Preprocessing turns a sorted chest CT series into the ONNX input ``image``
    last slices repeat themselves as their missing neighbour.
 
 Postprocessing applies a sigmoid to the three logits ``apex``, ``carina``,
-``diaphragm`` and picks, per landmark, the highest-scoring slice.
+``diaphragm`` and picks, per landmark, the highest-scoring slice. Weights whose
+``model.json`` gives a ``"carina_window"`` ``[lo, hi]`` pick the carina only among the
+slices that lie between ``lo`` and ``hi`` of the way from the apex pick (0) down to the
+diaphragm pick (1), an anatomical guard against a carina picked in the neck or the
+abdomen; without a usable window (no such slice, or apex not above diaphragm) the pick
+is the plain arg-max.
 """
 from __future__ import annotations
 
@@ -37,6 +53,9 @@ from models.chest_ct_landmarks.findings import (
 
 __all__ = [
     "CONTEXT_MM",
+    "CROPS",
+    "check_carina_window",
+    "DEFAULT_CROP",
     "INPUT_NAME",
     "MATRIX",
     "WINDOW_HU",
@@ -54,8 +73,18 @@ INPUT_NAME = "image"
 MATRIX = 128
 WINDOW_HU: tuple[float, float] = (-1000.0, 200.0)
 CONTEXT_MM = 4.0
+CROPS: tuple[str, ...] = ("body", "lungs")
+"""Kinds of crop :func:`crop_box` makes (see the module docs)."""
+DEFAULT_CROP = "body"
+"""The crop of weights whose ``model.json`` names none."""
 _BODY_HU = -500.0
 _MARGIN = 1.08
+_AIR_HU = -400.0
+_POCKET_HU = -960.0
+_LUNG_MARGIN = 1.25
+_LUNG_SLICE_SHARE = 0.2
+_LUNG_MIN_SHARE = 0.1
+_LUNG_MIN_PIXELS = 0.002
 
 
 def series_hu(series: Sequence[Dataset]) -> np.ndarray:
@@ -94,8 +123,20 @@ def slice_spacing(series: Sequence[Dataset]) -> float:
     return float(getattr(series[0], "SliceThickness", CONTEXT_MM) or CONTEXT_MM)
 
 
-def crop_box(hu: np.ndarray) -> tuple[float, float, float]:
-    """``(row0, col0, side)`` of the square crop around the body (see module docs)."""
+def crop_box(hu: np.ndarray, crop: str = DEFAULT_CROP) -> tuple[float, float, float]:
+    """``(row0, col0, side)`` of the square crop ``crop`` (``body`` or ``lungs``; see the module docs).
+
+    Raises
+    ------
+    ValueError
+        If ``crop`` is not one of :data:`CROPS`.
+    """
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r} (choose from {', '.join(CROPS)})")
+    if crop == "lungs":
+        lungs = _lung_mask(hu)
+        if lungs is not None:
+            return _square(lungs, _LUNG_MARGIN)
     mean = hu.mean(axis=0)
     mask = ndimage.binary_opening(mean > _BODY_HU, iterations=2)
     labels, count = ndimage.label(mask)
@@ -103,20 +144,50 @@ def crop_box(hu: np.ndarray) -> tuple[float, float, float]:
     if count == 0:
         return 0.0, 0.0, float(max(rows, cols))
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    body = labels == (int(np.argmax(sizes)) + 1)
-    r = np.flatnonzero(body.any(axis=1))
-    c = np.flatnonzero(body.any(axis=0))
-    side = max(r[-1] - r[0] + 1, c[-1] - c[0] + 1) * _MARGIN
+    return _square(labels == (int(np.argmax(sizes)) + 1), _MARGIN)
+
+
+def _square(mask: np.ndarray, margin: float) -> tuple[float, float, float]:
+    """The square around ``mask``'s bounding box, its side the longer edge times ``margin``."""
+    r = np.flatnonzero(mask.any(axis=1))
+    c = np.flatnonzero(mask.any(axis=0))
+    side = max(r[-1] - r[0] + 1, c[-1] - c[0] + 1) * margin
     centre_r, centre_c = (r[0] + r[-1]) / 2.0, (c[0] + c[-1]) / 2.0
     return float(centre_r - (side - 1) / 2.0), float(centre_c - (side - 1) / 2.0), float(side)
 
 
-def prepare_volume(hu: np.ndarray, matrix: int = MATRIX) -> np.ndarray:
-    """Crop, resample and window an HU volume: ``(n, matrix, matrix)`` float32 in [0, 1]."""
+def _lung_mask(hu: np.ndarray) -> np.ndarray | None:
+    """The 2D projection of the two lungs (see the module docs), or ``None`` without lungs."""
+    rows, cols = hu.shape[1:]
+    masks: list[np.ndarray] = []
+    for image in hu:
+        solid = image > _AIR_HU
+        inside = ndimage.binary_fill_holes(solid) & ~solid
+        labels, count = ndimage.label(inside)
+        if count:
+            medians = np.asarray(ndimage.median(image, labels, index=np.arange(1, count + 1)))
+            inside = np.isin(labels, 1 + np.flatnonzero(medians >= _POCKET_HU))
+        masks.append(inside)
+    areas = np.array([m.sum() for m in masks])
+    if areas.max(initial=0) < _LUNG_MIN_PIXELS * rows * cols:
+        return None
+    union = np.any([masks[i] for i in np.flatnonzero(areas >= _LUNG_SLICE_SHARE * areas.max())], axis=0)
+    labels, count = ndimage.label(union)
+    sizes = ndimage.sum_labels(union, labels, index=np.arange(1, count + 1))
+    largest = np.argsort(sizes)[::-1][:2]
+    keep = [int(k) + 1 for k in largest if sizes[k] >= _LUNG_MIN_SHARE * sizes[largest[0]]]
+    return np.isin(labels, keep)
+
+
+def prepare_volume(hu: np.ndarray, matrix: int = MATRIX, crop: str = DEFAULT_CROP) -> np.ndarray:
+    """Crop (``crop``: ``body`` or ``lungs``), resample and window an HU volume.
+
+    Returns ``(n, matrix, matrix)`` float32 in [0, 1].
+    """
     hu = np.asarray(hu, dtype=np.float32)
     if hu.ndim != 3:
         raise ValueError(f"volume must be (n, rows, cols), got {hu.shape}")
-    row0, col0, side = crop_box(hu)
+    row0, col0, side = crop_box(hu, crop)
     scale = side / matrix
     if scale > 1.0:
         hu = ndimage.gaussian_filter(hu, sigma=(0.0, 0.45 * scale, 0.45 * scale), truncate=2.5)
@@ -147,17 +218,39 @@ def stack_context(volume: np.ndarray, offset: int, indices: Sequence[int] | None
     return np.stack([volume[below], volume[idx], volume[above]], axis=1).astype(np.float32, copy=False)
 
 
-def preprocess(series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-    """Turn a sorted chest CT series into ``{"image": (N, 3, 128, 128) float32}``."""
-    volume = prepare_volume(series_hu(series))
+def preprocess(series: Sequence[Dataset], crop: str = DEFAULT_CROP) -> dict[str, np.ndarray]:
+    """Turn a sorted chest CT series into ``{"image": (N, 3, 128, 128) float32}`` (``crop``: see :data:`CROPS`)."""
+    volume = prepare_volume(series_hu(series), crop=crop)
     return {INPUT_NAME: stack_context(volume, context_offset(slice_spacing(series)))}
+
+
+def check_carina_window(window: Sequence[float] | None) -> tuple[float, float] | None:
+    """``window`` as ``(lo, hi)`` floats, or ``None``.
+
+    Raises
+    ------
+    ValueError
+        Unless ``0 <= lo < hi <= 1``.
+    """
+    if window is None:
+        return None
+    values = tuple(float(v) for v in window)
+    if len(values) != 2 or not 0.0 <= values[0] < values[1] <= 1.0:
+        raise ValueError(f"carina_window must be [lo, hi] with 0 <= lo < hi <= 1, got {list(window)}")
+    return values[0], values[1]
 
 
 def postprocess(
     outputs: Mapping[str, np.ndarray],
     fractions: tuple[tuple[str, float], ...] = DEFAULT_FRACTIONS,
+    carina_window: Sequence[float] | None = None,
 ) -> LandmarkFindings:
-    """Turn ``{"apex", "carina", "diaphragm": (N, 1) logits}`` into :class:`LandmarkFindings`."""
+    """Turn ``{"apex", "carina", "diaphragm": (N, 1) logits}`` into :class:`LandmarkFindings`.
+
+    ``carina_window`` ``(lo, hi)``: pick the carina among the slices ``lo``..``hi`` of the
+    way from the apex pick down to the diaphragm pick (see the module docs).
+    """
+    window = check_carina_window(carina_window)
     columns = []
     for name in LANDMARKS:
         if name not in outputs:
@@ -168,5 +261,12 @@ def postprocess(
     logits = np.stack(columns, axis=1)
     scores = (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
     picks = {name: int(np.argmax(logits[:, k])) for k, name in enumerate(LANDMARKS)}
+    if window is not None and picks["apex"] > picks["diaphragm"]:
+        index = np.arange(logits.shape[0])
+        fraction = (picks["apex"] - index) / float(picks["apex"] - picks["diaphragm"])
+        inside = index[(fraction >= window[0]) & (fraction <= window[1])]
+        if inside.size:
+            carina = logits[inside, LANDMARKS.index("carina")]
+            picks["carina"] = int(inside[int(np.argmax(carina))])
     rep = representative_slices(picks["apex"], picks["diaphragm"], scores.shape[0], fractions)
     return LandmarkFindings(scores=scores, picks=picks, representative=rep)

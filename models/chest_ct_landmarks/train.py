@@ -53,6 +53,9 @@ from models.chest_ct_landmarks.findings import DEFAULT_FRACTIONS, LANDMARKS
 from models.chest_ct_landmarks.metrics import offset_histogram, one_up_down_precision, slice_offsets
 from models.chest_ct_landmarks.preprocess import (
     CONTEXT_MM,
+    CROPS,
+    DEFAULT_CROP,
+    check_carina_window,
     INPUT_NAME,
     MATRIX,
     WINDOW_HU,
@@ -167,10 +170,10 @@ def generate_phantom(seed: int, *, family: str = "a", slice_thickness: float | N
 
 
 def phantom_series(seed: int, slice_thickness: float | None = 4.0, *, family: str = "a",
-                   styles: bool = False) -> LabelledSeries:
-    """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does."""
+                   styles: bool = False, crop: str = DEFAULT_CROP) -> LabelledSeries:
+    """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does (``crop``)."""
     phantom = generate_phantom(seed, family=family, slice_thickness=slice_thickness, styles=styles)
-    volume = prepare_volume(phantom.hu).astype(np.float16)
+    volume = prepare_volume(phantom.hu, crop=crop).astype(np.float16)
     spacing = float(np.median(np.diff(phantom.z_positions))) if len(phantom.z_positions) > 1 else phantom.slice_thickness
     name = f"phantom-{family}{'s' if styles else ''}-{seed}"
     return LabelledSeries(name, volume, context_offset(spacing), dict(phantom.landmarks))
@@ -184,13 +187,16 @@ def phantom_dataset(
     log: Callable[[str], None] | None = None,
     family: str = "a",
     styles: bool = False,
+    crop: str = DEFAULT_CROP,
 ) -> list[LabelledSeries]:
-    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``), read from / written to ``cache_dir``."""
+    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``, ``crop``), read from / written to ``cache_dir``."""
     seeds = [int(s) for s in seeds]
     out = []
     bar = _Progress(len(seeds), f"phantoms ({family}{', styles' if styles else ''})", log is not None)
     tag = "chest" if family == "a" and not styles else f"chest{family}{'s' if styles else ''}"
     thick = "style" if slice_thickness is None else f"{slice_thickness:g}mm"
+    if crop != DEFAULT_CROP:
+        thick += f"-{crop}"
     for i, s in enumerate(seeds):
         cached = Path(cache_dir) / f"{tag}-{s}-{thick}.npz" if cache_dir else None
         name = f"phantom-{family}{'s' if styles else ''}-{s}"
@@ -199,7 +205,7 @@ def phantom_dataset(
                 item = LabelledSeries(name, z["volume"], int(z["offset"]),
                                       dict(zip(LANDMARKS, (int(v) for v in z["truth"]))))
         else:
-            item = phantom_series(s, slice_thickness, family=family, styles=styles)
+            item = phantom_series(s, slice_thickness, family=family, styles=styles, crop=crop)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cached, volume=item.volume, offset=item.offset,
@@ -243,8 +249,9 @@ def read_labels(path: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def dicom_dataset(dicom_dir: Path, labels: Path | Mapping[str, Mapping[str, str]]) -> list[LabelledSeries]:
-    """Load and preprocess every labelled series found under ``dicom_dir``.
+def dicom_dataset(dicom_dir: Path, labels: Path | Mapping[str, Mapping[str, str]],
+                  crop: str = DEFAULT_CROP) -> list[LabelledSeries]:
+    """Load and preprocess (``crop``) every labelled series found under ``dicom_dir``.
 
     Raises
     ------
@@ -268,7 +275,7 @@ def dicom_dataset(dicom_dir: Path, labels: Path | Mapping[str, Mapping[str, str]
     for uid, paths in files.items():
         series = sort_slices([pydicom.dcmread(p) for p in paths])
         truth = {name: _label_index(series, table[uid][name], uid, name) for name in LANDMARKS}
-        volume = prepare_volume(series_hu(series)).astype(np.float16)
+        volume = prepare_volume(series_hu(series), crop=crop).astype(np.float16)
         out.append(LabelledSeries(uid, volume, context_offset(slice_spacing(series)), truth))
     return out
 
@@ -310,6 +317,9 @@ def train(
     family: str = "a",
     styles: float = 0.0,
     augment: str = "basic",
+    crop: str = DEFAULT_CROP,
+    views: Mapping[str, str] | None = None,
+    carina_window: Sequence[float] | None = None,
     resume: bool = False,
     threads: int = 1,
     version: str | None = None,
@@ -350,9 +360,22 @@ def train(
         Share of the training phantoms (the first seeds) drawn with randomised styles
         (family A; their slice thickness is the style's, 3-5 mm).
     augment:
-        ``basic`` (rotation, scale, shift, gain, offset, white noise) or ``style`` (also
+        ``basic`` (rotation, scale, shift, gain, offset, white noise), ``style`` (also
         blur or edge enhancement, correlated noise, gamma, wider geometry: the styles'
-        counterpart on the windowed input).
+        counterpart on the windowed input) or ``texture`` (the intensity, sharpness and
+        noise randomisation of ``style`` with a geometry for a crop that does not
+        change with arms or pads: ±10°, scale 0.85-1.15, shift ±8 %).
+    carina_window:
+        ``(lo, hi)``: pick the carina only between ``lo`` and ``hi`` of the way from the
+        apex pick down to the diaphragm pick (recorded in ``model.json``; see
+        :func:`~models.chest_ct_landmarks.preprocess.postprocess`). Used by the held-out
+        evaluation and by the node.
+    views:
+        Landmark → view (:data:`~models.chest_ct_landmarks.net.VIEWS`) for the landmarks
+        that should not use the architecture's default view.
+    crop:
+        The preprocessing crop (:data:`~models.chest_ct_landmarks.preprocess.CROPS`),
+        recorded as ``"crop"`` in ``model.json`` so that the node crops alike.
     cache_dir:
         Folder that caches preprocessed phantoms between runs.
     resume:
@@ -387,24 +410,33 @@ def train(
         raise ValueError(f"unknown augmentation {augment!r} (choose from {', '.join(AUGMENTATIONS)})")
     if not 0.0 <= styles <= 1.0 or (styles and family != "a"):
         raise ValueError("styles is a share in [0, 1] and applies to family a")
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r} (choose from {', '.join(CROPS)})")
+    window = check_carina_window(carina_window)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    model = LandmarkNet(arch=arch, width=width, pretrained=pretrained)  # fails fast without timm
+    from models.chest_ct_landmarks.net import default_views
+
+    unknown = sorted(set(views or {}) - set(LANDMARKS))
+    if unknown:
+        raise ValueError(f"views for unknown landmark(s) {', '.join(unknown)} (choose from {', '.join(LANDMARKS)})")
+    model = LandmarkNet(arch=arch, width=width, pretrained=pretrained,  # fails fast without timm
+                        views={**default_views(arch), **(views or {})})
     t0 = time.perf_counter()
     data: list[LabelledSeries] = []
     n_styled = int(round(phantoms * styles))
     if n_styled:
         data += phantom_dataset(range(seed, seed + n_styled), slice_thickness=None, cache_dir=cache_dir, log=log,
-                                family=family, styles=True)
+                                family=family, styles=True, crop=crop)
     if phantoms - n_styled:
         data += phantom_dataset(range(seed + n_styled, seed + phantoms), slice_thickness=slice_thickness,
-                                cache_dir=cache_dir, log=log, family=family)
+                                cache_dir=cache_dir, log=log, family=family, crop=crop)
     if dicom_dir is not None:
-        data += dicom_dataset(Path(dicom_dir), Path(labels))  # type: ignore[arg-type]
+        data += dicom_dataset(Path(dicom_dir), Path(labels), crop=crop)  # type: ignore[arg-type]
     generation_s = time.perf_counter() - t0
     n_slices = sum(len(d.volume) for d in data)
     say(f"{len(data)} series, {n_slices} slices ready in {generation_s:.1f}s")
@@ -445,7 +477,7 @@ def train(
         for step in range(steps_per_epoch):
             for name in (n for n in LANDMARKS for _ in range(reps[n])):
                 x, y = _batch(data, name, batch_size, hard_fraction, rng)
-                xt = _augment(torch.from_numpy(x), rng, strong=augment == "style")
+                xt = _augment(torch.from_numpy(x), rng, mode=augment)
                 logits = model.classifiers[name](xt).reshape(-1)
                 target = torch.from_numpy(y)
                 weight = torch.where(target > 0.5, torch.tensor(1.0), torch.tensor(float(fp_weight)))
@@ -483,6 +515,8 @@ def train(
         "width": width,
         "views": dict(model.views),
         "landmarks": list(LANDMARKS),
+        "crop": crop,
+        **({"carina_window": list(window)} if window else {}),
         "input": {"name": INPUT_NAME, "shape": ["N", 3, MATRIX, MATRIX], "window_hu": list(WINDOW_HU),
                   "context_mm": CONTEXT_MM},
         "outputs": {n: ["N", 1] for n in LANDMARKS},
@@ -517,8 +551,9 @@ def train(
         seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms)
         for fam in FAMILIES:
             rep = evaluate(model_path, phantom_dataset(seeds, slice_thickness=slice_thickness, cache_dir=cache_dir,
-                                                       log=log, family=fam),
-                           source=f"held-out phantoms, family {fam}", seed_range=[seeds[0], seeds[-1]])
+                                                       log=log, family=fam, crop=crop),
+                           source=f"held-out phantoms, family {fam}", seed_range=[seeds[0], seeds[-1]],
+                           carina_window=window)
             meta["metrics"]["families"][fam] = rep.summary()
             if fam == family:
                 test = rep
@@ -563,7 +598,7 @@ def _batch(
     return x, y
 
 
-AUGMENTATIONS: tuple[str, ...] = ("basic", "style")
+AUGMENTATIONS: tuple[str, ...] = ("basic", "style", "texture")
 
 
 def _blur(x: Any, sigma: float = 1.0) -> Any:
@@ -579,18 +614,28 @@ def _blur(x: Any, sigma: float = 1.0) -> Any:
     return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 0, 3, 3), mode="replicate"), ky, groups=c)
 
 
-def _augment(x: Any, rng: np.random.Generator, strong: bool = False) -> Any:
+_GEOMETRY: dict[str, tuple[float, tuple[float, float], float]] = {
+    "basic": (8.0, (0.9, 1.1), 0.05),
+    "style": (10.0, (0.6, 1.2), 0.08),
+    "texture": (10.0, (0.85, 1.15), 0.08),
+}
+"""Per augmentation: rotation (degrees), scale range, shift (share of the image)."""
+
+
+def _augment(x: Any, rng: np.random.Generator, mode: str = "basic") -> Any:
     """Random rotation, scale, shift, intensity gain/offset and noise on a batch.
 
-    ``strong`` (``augment="style"``) widens the geometry (±10°, scale 0.85-1.2, shift ±8 %)
-    and adds what the phantom styles vary: blur or edge enhancement (a per-sample mix
-    towards or away from a Gaussian-blurred copy), gamma, and noise that is white or
-    correlated.
+    ``mode="style"`` widens the geometry (±10°, zoom 0.6-1.2, shift ±8 %) and adds what
+    the phantom styles vary: blur or edge enhancement (a per-sample mix towards or away
+    from a Gaussian-blurred copy), gamma, and noise that is white or correlated.
+    ``mode="texture"`` adds the same intensity, sharpness and noise changes with a
+    narrower zoom (0.85-1.15), for crops that do not widen with arms or pads.
     """
     import torch
 
     n = x.shape[0]
-    rot, (s0, s1), sh = (10.0, (0.6, 1.2), 0.08) if strong else (8.0, (0.9, 1.1), 0.05)
+    rot, (s0, s1), sh = _GEOMETRY[mode]
+    strong = mode != "basic"
     angle = torch.from_numpy(rng.uniform(-rot, rot, n) * np.pi / 180).float()
     scale = torch.from_numpy(rng.uniform(s0, s1, n)).float()
     shift = torch.from_numpy(rng.uniform(-sh, sh, (n, 2))).float()
@@ -623,13 +668,14 @@ def export_onnx(model: Any, path: Path) -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_series(session: Any, item: LabelledSeries, batch_size: int = 32) -> dict[str, int]:
+def evaluate_series(session: Any, item: LabelledSeries, batch_size: int = 32,
+                    carina_window: Sequence[float] | None = None) -> dict[str, int]:
     """Run an onnxruntime session on one preprocessed series; landmark → picked index."""
     image = stack_context(item.volume, item.offset)
     parts = [session.run(list(LANDMARKS), {INPUT_NAME: image[i:i + batch_size]})
              for i in range(0, len(image), batch_size)]
     outputs = {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(LANDMARKS)}
-    return postprocess(outputs).picks
+    return postprocess(outputs, carina_window=carina_window).picks
 
 
 def evaluate(
@@ -639,13 +685,15 @@ def evaluate(
     source: str = "",
     seed_range: list[int] | None = None,
     threads: int = 1,
+    carina_window: Sequence[float] | None = None,
 ) -> EvalReport:
-    """1-Up-Down precision and offset histogram per landmark of an ONNX model on ``data``."""
+    """1-Up-Down precision and offset histogram per landmark of an ONNX model on ``data``
+    (``carina_window``: see :func:`~models.chest_ct_landmarks.preprocess.postprocess`)."""
     t0 = time.perf_counter()
     session = _session(model_path, threads)
     offsets: dict[str, list[int]] = {n: [] for n in LANDMARKS}
     for item in tqdm(data, desc="evaluating", unit="series", leave=False, disable=None):
-        picks = evaluate_series(session, item)
+        picks = evaluate_series(session, item, carina_window=carina_window)
         for n in LANDMARKS:
             offsets[n].append(int(slice_offsets([picks[n]], [item.truth[n]])[0]))
     per = {
