@@ -28,7 +28,8 @@ META = json.loads((WEIGHTS / "model.json").read_text())
 
 # The card's figures come from seeds TEST_SEED_BASE + 0..99 (150 nodules); this check uses
 # 24 other held-out phantoms (36 nodules), where one nodule moves sensitivity by ~0.03 and
-# the 0.2 FP/image budget is 4 false positives. Margin: 0.15 below the measured value.
+# the 0.2 FP/image budget is 4 false positives. Margin: 0.15 below the measured value
+# (shipped 512 weights: 0.500 measured, so the bound is 0.350; they reach 0.556 on these seeds).
 CHECK_SEEDS = range(TEST_SEED_BASE + 500, TEST_SEED_BASE + 524)
 SENSITIVITY_MARGIN = 0.15
 
@@ -159,10 +160,46 @@ def test_pack_and_committed_onnx():
     assert META["device_uid"].startswith("2.25.") and 0 < META["score_threshold"] < 1
     assert MODEL.stat().st_size < 5 * 1024 * 1024
     assert META["trained_on"]["seeds"][1] < TEST_SEED_BASE
+    size = META["input"]["shape"][-1]
+    assert pack.input_size == size
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
-    (logits,) = session.run(["logits"], {"image": np.zeros((2, 2, 256, 256), np.float32)})
-    assert logits.shape == (2, 1, 256, 256)
+    assert session.get_inputs()[0].shape[1:] == [2, size, size]
+    (logits,) = session.run(["logits"], {"image": np.zeros((2, 2, size, size), np.float32)})
+    assert logits.shape == (2, 1, size, size)
+
+
+def test_pack_follows_the_input_size_of_its_model_json(tmp_path):
+    """A 256 and a 512 model: the pack resamples to the size its model.json gives."""
+    ds = generate_cxr(seed=3, size=512, nodules=1).dataset
+    for size in (256, 512):
+        meta = {**META, "input": {"name": "image", "shape": ["N", 2, size, size]}}
+        folder = tmp_path / str(size)
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(MODEL.read_bytes())
+        (folder / "model.json").write_text(json.dumps(meta))
+        pack = CXRNodulePack(weights=folder / "model.onnx")
+        x = pack.preprocess([ds])["image"]
+        assert pack.input_size == size and x.shape == (1, 2, size, size)
+        logits = np.full((1, 1, size, size), -8.0, dtype=np.float32)
+        logits[0, 0, size // 2 - 3:size // 2 + 3, size // 4 - 3:size // 4 + 3] = 5.0
+        (det,) = pack.postprocess([ds], {"logits": logits}).detections[0]
+        assert det.row == pytest.approx(256 - 0.5, abs=1.0) and det.col == pytest.approx(128 - 0.5, abs=1.0)
+    legacy = {k: v for k, v in META.items() if k != "input"}
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "model.onnx").write_bytes(MODEL.read_bytes())
+    (tmp_path / "legacy" / "model.json").write_text(json.dumps(legacy))
+    assert CXRNodulePack(weights=tmp_path / "legacy" / "model.onnx").input_size == 256
+
+
+def test_training_crops_have_the_whole_image_detail_channel():
+    from models.cxr_nodule.preprocess import model_input
+    from models.cxr_nodule.train import crop_input
+
+    sample = make_sample(generate_cxr(seed=2, size=512, nodules=1), 512)
+    full = model_input(sample.image)
+    for r0, c0 in ((0, 0), (200, 310), (384, 384), (5, 380)):
+        assert np.array_equal(crop_input(sample.image, r0, c0, 128), full[:, r0:r0 + 128, c0:c0 + 128])
 
 
 def test_card_figures_come_from_100_held_out_phantoms():
@@ -176,6 +213,7 @@ def test_card_figures_come_from_100_held_out_phantoms():
 
 def test_held_out_froc():
     measured = META["metrics"]["test"]["sensitivity_at_0_2_fp"]
+    assert measured >= 0.5, "the committed weights must not fall behind those measured in the card (issue 15)"
     report, curve = evaluate(MODEL, CHECK_SEEDS)
     assert report.n_images == 24 and report.n_nodules == 36
     assert report.sensitivity_at_0_2_fp >= measured - SENSITIVITY_MARGIN
@@ -220,3 +258,49 @@ def test_training_smoke(tmp_path):
     with torch.no_grad():
         eager = net.eval()(torch.from_numpy(x)).numpy()
     assert np.allclose(session.run(["logits"], {"image": x})[0], eager, atol=1e-4)
+
+
+def test_nodule_scores_follow_the_froc_matching():
+    from models.cxr_nodule.froc import nodule_scores
+
+    truths = [[(10.0, 10.0, 3.0), (14.0, 10.0, 3.0)], [(50.0, 50.0, 5.0)]]
+    detections = [[(11.0, 10.0, 0.9), (13.5, 10.0, 0.4), (30.0, 30.0, 0.8)], [(70.0, 70.0, 0.7)]]
+    scores = nodule_scores(detections, truths)
+    assert scores == [[0.9, 0.4], [float("-inf")]]
+    curve = froc(detections, truths)
+    found = sum(s >= curve.threshold_at(1.0) for image in scores for s in image)
+    assert found / 3 == pytest.approx(curve.sensitivity_at(1.0))
+
+
+def test_phantom_cache_gives_the_same_sample(tmp_path):
+    from models.cxr_nodule.train import cached_phantom, phantom_for_seed
+
+    seed = 3
+    first = make_sample(cached_phantom(seed, tmp_path), 256)     # generated and written
+    again = make_sample(cached_phantom(seed, tmp_path), 256)     # read back
+    fresh = make_sample(phantom_for_seed(seed), 256)
+    assert (tmp_path / f"cxr-{seed}-512.npz").exists()
+    for a in (first, again):
+        assert np.array_equal(a.image, fresh.image) and np.array_equal(a.twin, fresh.twin)
+        assert np.array_equal(a.mask, fresh.mask) and a.truths == fresh.truths
+        assert a.diameters_mm == fresh.diameters_mm
+
+
+def test_mask_to_source_equals_the_whole_matrix_mapping():
+    from models.cxr_nodule.preprocess import _mask_to_source
+    from models.cxr_nodule.radiograph import Geometry
+
+    rng = np.random.default_rng(4)
+    for rows, cols, size in ((1955, 1841, 512), (300, 400, 256), (512, 512, 512), (100, 90, 256)):
+        side = max(rows, cols)
+        geometry = Geometry(rows, cols, size, (side - rows) // 2, (side - cols) // 2, side)
+        for _ in range(5):
+            mask = np.zeros((size, size), dtype=bool)
+            r, c = rng.integers(0, size - 10, 2)
+            mask[r:r + rng.integers(1, 10), c:c + rng.integers(1, 10)] = True
+            assert np.array_equal(_mask_to_source(geometry, mask), geometry.map_to_source(mask))
+        empty = np.zeros((size, size), dtype=bool)
+        assert not _mask_to_source(geometry, empty).any()
+        edge = empty.copy()
+        edge[0, 0] = edge[size - 1, size - 1] = True
+        assert np.array_equal(_mask_to_source(geometry, edge), geometry.map_to_source(edge))

@@ -16,13 +16,20 @@ TRAIN_HELP = "U-Net nodule segmentation on radiographs; phantoms with synthetic 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt and model.json")
-    parser.add_argument("--phantoms", type=int, default=280, help="training phantoms (seed %% 4 nodules each)")
+    parser.add_argument("--phantoms", type=int, default=800, help="training phantoms (seed %% 4 nodules each)")
     parser.add_argument("--data", type=Path, help="train on your labelled radiographs instead (CSV, see models/cxr_nodule/data.py;"
                         " default: phantoms)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs")
+    parser.add_argument("--epochs", type=int, default=36, help="training epochs (100 steps each with the default 800 phantoms)")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
     parser.add_argument("--nac-weight", type=float, default=0.0, help="weight of the normal/abnormal contrastive term (default 0: off; see the card)")
     parser.add_argument("--compare-without-nac", action="store_true", help="also train without the NAC term and record both FROCs")
+    parser.add_argument("--nac-warmup", type=int, default=0, help="epochs trained without the NAC term before it is switched on")
+    parser.add_argument("--size", type=int, default=512, choices=(256, 512), help="model input size (written to model.json; the pack follows it)")
+    parser.add_argument("--crop", type=int, help="edge of the training crops in model pixels (default 96 at size 256, 128 at 512)")
+    parser.add_argument("--nodule-crops", type=float, default=0.6, help="share of training crops placed around a nodule")
+    parser.add_argument("--small-boost", type=float, default=4.0, help="up-weight small nodules' pixels in the loss, up to this factor (1: off)")
+    parser.add_argument("--channels", default="8,16,32,48", help="U-Net widths per level")
+    parser.add_argument("--cache", type=Path, help="folder caching generated phantoms between runs (default: no cache)")
     parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
     parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
 
@@ -34,13 +41,15 @@ def run_train(args: argparse.Namespace) -> int:
     if args.data is not None:
         from .data import load_labelled
 
-        samples = load_labelled(args.data)
+        samples = load_labelled(args.data, size=args.size)
     log = TrainLog(args.out)
     meta = train(
         args.phantoms if samples is None else len(samples), args.out, epochs=args.epochs, seed=args.seed,
         nac_weight=args.nac_weight, val_phantoms=args.val_phantoms, test_phantoms=args.test_phantoms,
         compare_without_nac=args.compare_without_nac, samples=samples,
-        user_data=samples is not None, log=log,
+        user_data=samples is not None, size=args.size, crop=args.crop, nodule_crops=args.nodule_crops,
+        nac_warmup=args.nac_warmup, small_boost=args.small_boost,
+        channels=tuple(int(c) for c in args.channels.split(",")), cache_dir=args.cache, log=log,
     )
     print(log.finish(meta, "cxr-nodule"))
     return 0
@@ -50,21 +59,24 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=100, help="held-out phantoms")
     parser.add_argument("--data", type=Path, help="evaluate on your labelled radiographs instead (CSV; default: phantoms)")
+    parser.add_argument("--cache", type=Path, help="folder caching generated phantoms between runs (default: no cache)")
     parser.add_argument("--froc-png", type=Path, default=Path("froc-cxr-nodule.png"), help="where to draw the FROC curve")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from .pack import CXRNodulePack
-    from .train import TEST_SEED_BASE, evaluate
+    from .train import TEST_SEED_BASE, evaluate, make_samples
 
     pack = CXRNodulePack(weights=args.weights)
     if args.data is not None:
         from .data import load_labelled
 
-        report, _ = evaluate(pack.model_path(), [], samples=load_labelled(args.data), froc_png=args.froc_png)
+        report, _ = evaluate(pack.model_path(), [], samples=load_labelled(args.data, size=pack.input_size),
+                             froc_png=args.froc_png)
     else:
         seeds = list(range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms))
-        report, _ = evaluate(pack.model_path(), seeds, froc_png=args.froc_png)
+        samples = make_samples(seeds, size=pack.input_size, cache_dir=args.cache)
+        report, _ = evaluate(pack.model_path(), seeds, samples=samples, froc_png=args.froc_png)
     print(json.dumps(asdict(report), indent=2))
     print(f"FROC curve written to {args.froc_png}")
     return 0

@@ -38,7 +38,7 @@ def load_labelled(csv_path: Path, size: int = MODEL_SIZE) -> list:
         When a row has neither a complete centre/diameter nor a mask but some of them,
         or a mask does not match its image.
     """
-    from models.cxr_nodule.train import MIN_RADIUS_MODEL_PX, Sample
+    from models.cxr_nodule.train import Sample, min_radius
 
     csv_path = Path(csv_path)
     root = csv_path.parent
@@ -85,7 +85,7 @@ def load_labelled(csv_path: Path, size: int = MODEL_SIZE) -> list:
             rows, cols = np.nonzero(labels == index)
             r, c = geometry.to_model(float(rows.mean()), float(cols.mean()))
             diameter_mm = 2 * np.sqrt(len(rows) / np.pi) * spacing
-            truths.append((r, c, max(diameter_mm / 2 / spacing * geometry.scale, MIN_RADIUS_MODEL_PX)))
+            truths.append((r, c, max(diameter_mm / 2 / spacing * geometry.scale, min_radius(size))))
             diameters.append(float(diameter_mm))
         samples.append(Sample(
             np.clip((model_image - low) / scale, 0, 1).astype(np.float16),

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["FROC", "froc", "render_froc_png"]
+__all__ = ["FROC", "froc", "nodule_scores", "render_froc_png"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,28 @@ def froc(
     sensitivity = np.r_[0.0, tp / max(n_nodules, 1)]
     fp_per_image = np.r_[0.0, fp / max(n_images, 1)]
     return FROC(thresholds, fp_per_image, sensitivity, n_images, n_nodules)
+
+
+def nodule_scores(
+    detections: Sequence[Sequence[tuple[float, float, float]]],
+    truths: Sequence[Sequence[tuple[float, float, float]]],
+) -> list[list[float]]:
+    """Per image and nodule, the score of the detection that finds it (``-inf`` if none).
+
+    The same matching as :func:`froc`: each detection goes to the closest nodule within whose
+    radius it lies; a nodule is found at threshold ``t`` when its score is ``>= t``.
+    """
+    out = []
+    for dets, nods in zip(detections, truths):
+        best = [float("-inf")] * len(nods)
+        for row, col, score in dets:
+            distances = [float(np.hypot(row - tr, col - tc)) for tr, tc, _ in nods]
+            inside = [k for k, (d, (_, _, radius)) in enumerate(zip(distances, nods)) if d <= radius]
+            if inside:
+                k = min(inside, key=lambda i: distances[i])
+                best[k] = max(best[k], float(score))
+        out.append(best)
+    return out
 
 
 def render_froc_png(curve: FROC, path, *, marker_fp: float = 0.2, title_value: float | None = None) -> None:

@@ -13,9 +13,18 @@ from . import preprocess as _steps
 from .findings import NoduleFindings
 from .report import write_results
 
-__all__ = ["CXRNodulePack", "DEMO_WEIGHTS"]
+__all__ = ["CXRNodulePack", "DEMO_WEIGHTS", "input_size"]
 
 DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+
+
+def input_size(meta: Mapping) -> int:
+    """The square input size of a model from its ``model.json`` (``input.shape[-1]``; 256 when absent)."""
+    shape = (meta.get("input") or {}).get("shape") or []
+    try:
+        return int(shape[-1])
+    except (IndexError, TypeError, ValueError):
+        return _steps.MODEL_SIZE
 
 
 class CXRNodulePack:
@@ -24,9 +33,10 @@ class CXRNodulePack:
     Parameters
     ----------
     weights:
-        An ONNX graph with input ``image`` ``(N, 1, 256, 256)`` and output ``logits``;
-        its ``model.json`` beside it gives version, DeviceUID, the candidate threshold and
-        the reporting score threshold. ``None`` takes the demo weights trained on phantoms.
+        An ONNX graph with input ``image`` ``(N, 2, S, S)`` and output ``logits``
+        ``(N, 1, S, S)``; its ``model.json`` beside it gives version, DeviceUID, the input
+        size ``S`` (``input.shape``, 256 when absent), the candidate threshold and the
+        reporting score threshold. ``None`` takes the demo weights trained on phantoms.
     """
 
     name = "cxr-nodule"
@@ -38,18 +48,20 @@ class CXRNodulePack:
         meta = read_model_meta(self._weights)
         self.candidate_threshold = float(meta.get("candidate_threshold", 0.2))
         self.score_threshold = float(meta.get("score_threshold", 0.5))
+        self.input_size = input_size(meta)
         self.algorithm = algorithm_for("ainode CXR nodule U-Net", self._weights, meta)
 
     def model_path(self) -> Path:
         return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-        return _steps.preprocess(series)
+        return _steps.preprocess(series, self.input_size)
 
     def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> NoduleFindings:
         return _steps.postprocess(
             series, outputs,
             candidate_threshold=self.candidate_threshold, score_threshold=self.score_threshold,
+            size=self.input_size,
         )
 
     def write_results(self, series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext) -> list[Dataset]:

@@ -1,11 +1,13 @@
 """Pre- and post-processing of the CXR nodule model (numpy/scipy only).
 
-Input ``image`` ``(N, 2, 256, 256)`` float32: each radiograph read as dense = high
-(MONOCHROME1 inverted), padded to a square, resampled to 256 x 256 and percentile-
-normalised (:mod:`models.cxr_nodule.radiograph`) in channel 0; channel 1 is its local
-detail, ``clip(DETAIL_GAIN x (x - gaussian(x, DETAIL_SIGMA px)), -1, 1)``, the high-pass
-in which nodule-sized blobs stand out from the lung background (the way radiographs are
-usually shown with unsharp-mask processing). Output ``logits`` ``(N, 1, 256, 256)``.
+Input ``image`` ``(N, 2, S, S)`` float32 (``S`` = the model's input size, from its
+``model.json``: 256 or 512): each radiograph read as dense = high (MONOCHROME1 inverted),
+padded to a square, resampled to S x S and percentile-normalised
+(:mod:`models.cxr_nodule.radiograph`) in channel 0; channel 1 is its local detail,
+``clip(DETAIL_GAIN x (x - gaussian(x, sigma)), -1, 1)`` with ``sigma = DETAIL_SIGMA x S /
+256`` model pixels (the same 5 mm on the detector at every input size), the high-pass in
+which nodule-sized blobs stand out from the lung background (the way radiographs are
+usually shown with unsharp-mask processing). Output ``logits`` ``(N, 1, S, S)``.
 Postprocessing: sigmoid, connected components of probability >= the candidate
 threshold, each mapped back to the source matrix (centre, mask, equivalent diameter in mm
 from Pixel Spacing / Imager Pixel Spacing; an image whose spacing is absent or zero, as
@@ -24,7 +26,7 @@ from models.cxr_nodule.radiograph import Geometry, to_model
 
 __all__ = [
     "DETAIL_GAIN", "DETAIL_SIGMA", "INPUT_NAME", "MODEL_SIZE", "OUTPUT_NAME",
-    "measured_spacing", "model_detections", "model_input", "postprocess", "preprocess", "sigmoid",
+    "detail_sigma", "measured_spacing", "model_detections", "model_input", "postprocess", "preprocess", "sigmoid",
 ]
 
 INPUT_NAME = "image"
@@ -34,10 +36,20 @@ DETAIL_SIGMA = 3.0
 DETAIL_GAIN = 10.0
 
 
-def model_input(image: np.ndarray) -> np.ndarray:
-    """``(2, H, W)`` float32: the normalised image and its local detail."""
+def detail_sigma(size: int) -> float:
+    """Gaussian sigma (model pixels) of the detail channel for an ``size`` x ``size`` input."""
+    return DETAIL_SIGMA * size / MODEL_SIZE
+
+
+def model_input(image: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """``(2, H, W)`` float32: the normalised image and its local detail.
+
+    ``sigma`` defaults to :func:`detail_sigma` of the image's width (pass it explicitly for a
+    crop of a larger image).
+    """
     image = np.asarray(image, dtype=np.float32)
-    detail = np.clip(DETAIL_GAIN * (image - ndimage.gaussian_filter(image, DETAIL_SIGMA)), -1.0, 1.0)
+    sigma = detail_sigma(image.shape[-1]) if sigma is None else sigma
+    detail = np.clip(DETAIL_GAIN * (image - ndimage.gaussian_filter(image, sigma)), -1.0, 1.0)
     return np.stack([image, detail]).astype(np.float32)
 
 
@@ -95,7 +107,7 @@ def postprocess(
         spacings.append(spacing)
         found = []
         for row, col, score, mask in model_detections(image_logits, candidate_threshold):
-            source_mask = geometry.map_to_source(mask)
+            source_mask = _mask_to_source(geometry, mask)
             if not source_mask.any():
                 continue
             r, c = geometry.to_source(row, col)
@@ -104,6 +116,26 @@ def postprocess(
                                    float(diameter_px)))
         candidates.append(sorted(found, key=lambda d: -d.score))
     return NoduleFindings(candidates, float(score_threshold), spacings)
+
+
+def _mask_to_source(geometry: Geometry, mask: np.ndarray) -> np.ndarray:
+    """``geometry.map_to_source(mask)`` for a boolean mask, computed over its bounding box only.
+
+    A large radiograph (2,000 x 2,000) with a few dozen candidates would otherwise index the
+    whole matrix once per candidate.
+    """
+    out = np.zeros((geometry.rows, geometry.cols), dtype=bool)
+    rows_any, cols_any = mask.any(axis=1), mask.any(axis=0)
+    if not rows_any.any():
+        return out
+    m_r = np.flatnonzero(rows_any)
+    m_c = np.flatnonzero(cols_any)
+    r = np.clip(((np.arange(geometry.rows) + geometry.pad_top) * geometry.scale).astype(int), 0, geometry.size - 1)
+    c = np.clip(((np.arange(geometry.cols) + geometry.pad_left) * geometry.scale).astype(int), 0, geometry.size - 1)
+    r0, r1 = np.searchsorted(r, m_r[0], "left"), np.searchsorted(r, m_r[-1], "right")
+    c0, c1 = np.searchsorted(c, m_c[0], "left"), np.searchsorted(c, m_c[-1], "right")
+    out[r0:r1, c0:c1] = mask[np.ix_(r[r0:r1], c[c0:c1])]
+    return out
 
 
 def _padding(ds: Dataset) -> tuple[int, int]:

@@ -10,11 +10,22 @@ Phantom ``s`` has ``s % 4`` nodules (a quarter are normal radiographs) and is wr
 MONOCHROME1 when ``(s // 4)`` is odd. Each phantom gives a pair: the radiograph and its
 nodule-free twin.
 
+Phantoms are generated at 512 x 512; ``cache_dir`` keeps them (:func:`cached_phantom`),
+so that later runs and evaluations skip generation. The model's input size (256 or 512)
+is a training option written to ``model.json``; the pack follows it.
+
+Training crops: ``nodule_crops`` of them around a nodule, the others anywhere on the
+image (neck and shoulders included: a model that never saw them answers there with
+confident false positives).
+
 Loss: soft Dice + binary cross-entropy on the radiograph (the classic U-Net of the
-research), and, with ``nac_weight > 0``, the normal/abnormal contrastive (NAC) term on the
-pair: the twin must give no response at all (mean of its 1 % highest probabilities,
-pushed to 0), and outside the (dilated) nodules the two responses must agree (squared
-difference), so that the network answers only to what the nodule adds.
+research), the cross-entropy of small nodules' pixels optionally up-weighted
+(``small_boost``), and, with ``nac_weight > 0``, the normal/abnormal contrastive (NAC) term
+on the pair: the twin must give no response at all (mean of its 1 % highest
+probabilities, pushed to 0), and outside the (dilated) nodules the two responses must
+agree (squared difference), so that the network answers only to what the nodule adds.
+Switched on from the first step, that term flattens the output before the network has
+learnt what a nodule is (see the card); ``nac_warmup`` epochs without it avoid that.
 """
 from __future__ import annotations
 
@@ -30,8 +41,8 @@ from tqdm import tqdm
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
-from models.cxr_nodule.froc import FROC, froc, render_froc_png
-from models.cxr_nodule.preprocess import INPUT_NAME, MODEL_SIZE, OUTPUT_NAME, model_detections, model_input
+from models.cxr_nodule.froc import FROC, froc, nodule_scores, render_froc_png
+from models.cxr_nodule.preprocess import INPUT_NAME, MODEL_SIZE, OUTPUT_NAME, detail_sigma, model_detections, model_input
 from models.cxr_nodule.radiograph import resample
 from models.phantoms.cxr import generate_cxr
 from models.onnx_export import export_onnx as _export_onnx
@@ -55,7 +66,15 @@ PHANTOM_SIZE = 512
 MODEL_NAME = "cxr-nodule"
 CANDIDATE_THRESHOLD = 0.2
 MIN_RADIUS_MODEL_PX = 2.0
+"""Smallest hit radius, in pixels of a 256 x 256 model grid (3.4 mm on the 430 mm field);
+:func:`min_radius` scales it to other input sizes so that the criterion stays the same in mm."""
 _CROP = 96
+SIZE_BINS = (("<10 mm", 0.0, 10.0), ("10-15 mm", 10.0, 15.0), ("15-20 mm", 15.0, 20.0), (">=20 mm", 20.0, 1e9))
+
+
+def min_radius(size: int) -> float:
+    """Smallest hit radius in model pixels for a ``size`` x ``size`` input (same mm at every size)."""
+    return MIN_RADIUS_MODEL_PX * size / MODEL_SIZE
 
 
 @dataclass
@@ -63,7 +82,7 @@ class Sample:
     """One training/evaluation pair on the model grid.
 
     ``truths``: ``(row, col, radius)`` per nodule in model pixels (radius at least
-    :data:`MIN_RADIUS_MODEL_PX`).
+    :func:`min_radius` of the grid).
     """
 
     image: np.ndarray
@@ -92,6 +111,8 @@ class EvalReport:
     score_threshold_at_0_2_fp: float | None
     diameter_ratio_median: float | None
     seconds: float
+    by_size_at_0_2_fp: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per nominal-size bin (mm): nodules, and sensitivity at the 0.2 FP/image threshold of all nodules."""
 
 
 def nodule_count(seed: int) -> int:
@@ -114,7 +135,7 @@ def make_sample(phantom, size: int = MODEL_SIZE) -> Sample:
     truths = []
     for n in phantom.nodules:
         r, c = geometry.to_model(n.row, n.col)
-        truths.append((r, c, max(n.radius_px * geometry.scale, MIN_RADIUS_MODEL_PX)))
+        truths.append((r, c, max(n.radius_px * geometry.scale, min_radius(size))))
     return Sample(
         np.clip((image - low) / scale, 0, 1).astype(np.float16),
         np.clip((twin - low) / scale, 0, 1).astype(np.float16),
@@ -124,10 +145,48 @@ def make_sample(phantom, size: int = MODEL_SIZE) -> Sample:
     )
 
 
-def make_samples(seeds: Sequence[int], log: Callable[[str], None] | None = None) -> list[Sample]:
+@dataclass
+class CachedPhantom:
+    """What :func:`make_sample` reads of a phantom (image, twin, nodule mask, truths)."""
+
+    image: np.ndarray
+    clean: np.ndarray
+    nodule_mask: np.ndarray
+    nodules: list
+
+
+def cached_phantom(seed: int, cache_dir: Path | None = None):
+    """The phantom of ``seed``, read from / written to ``cache_dir`` (``cxr-<seed>-512.npz``).
+
+    Generating one 512 x 512 phantom takes 0.2-1 s on a shared CPU; the cache keeps the arrays that
+    :func:`make_sample` needs, so later runs (other model sizes too) skip generation.
+    """
+    from models.phantoms.cxr import Nodule
+
+    if cache_dir is None:
+        return phantom_for_seed(seed)
+    path = Path(cache_dir) / f"cxr-{seed}-{PHANTOM_SIZE}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            nodules = [Nodule(*map(float, row)) for row in z["nodules"]]
+            return CachedPhantom(z["image"], z["clean"], z["nodule_mask"], nodules)
+    phantom = phantom_for_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.array([[n.row, n.col, n.diameter_mm, n.radius_px, n.contrast] for n in phantom.nodules],
+                    dtype=np.float64).reshape(-1, 5)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, image=phantom.image, clean=phantom.clean, nodule_mask=phantom.nodule_mask, nodules=rows)
+    tmp.replace(path)
+    return phantom
+
+
+def make_samples(
+    seeds: Sequence[int], log: Callable[[str], None] | None = None, *, size: int = MODEL_SIZE,
+    cache_dir: Path | None = None,
+) -> list[Sample]:
     out = []
     for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="phantom", leave=False, disable=None)):
-        out.append(make_sample(phantom_for_seed(seed)))
+        out.append(make_sample(cached_phantom(seed, cache_dir), size))
         if log and (i + 1) % 100 == 0:
             log(f"  {i + 1}/{len(seeds)} phantoms")
     return out
@@ -137,28 +196,42 @@ def evaluate(
     model_path: Path, seeds: Sequence[int] | None = None, *, samples: Sequence[Sample] | None = None,
     froc_png: Path | None = None,
 ) -> tuple[EvalReport, FROC]:
-    """FROC of ``model_path`` on phantoms ``seeds`` (or given samples)."""
+    """FROC of ``model_path`` on phantoms ``seeds`` (or given samples, on the model's grid).
+
+    Phantoms are resampled to the model's input size (the graph's static input width).
+    """
     import onnxruntime as ort
 
     started = time.perf_counter()
-    if samples is None:
-        samples = make_samples(list(seeds or []))
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    if samples is None:
+        width = session.get_inputs()[0].shape[-1]
+        samples = make_samples(list(seeds or []), size=width if isinstance(width, int) else MODEL_SIZE)
     detections, truths = [], []
     truths_15 = []
     ratios = []
     for sample in tqdm(samples, desc="evaluating", unit="image", leave=False, disable=None):
+        floor = min_radius(sample.image.shape[-1])
         (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: model_input(sample.image)[None]})
         found = model_detections(logits[0], CANDIDATE_THRESHOLD)
         detections.append([(r, c, s) for r, c, s, _ in found])
         truths.append(sample.truths)
         for (tr, tc, radius), diameter_mm in zip(sample.truths, sample.diameters_mm):
             hits = [m for r, c, s, m in found if np.hypot(r - tr, c - tc) <= radius]
-            if hits and radius > MIN_RADIUS_MODEL_PX:
+            if hits and radius > floor:
                 ratios.append(2 * np.sqrt(hits[0].sum() / np.pi) / (2 * radius))
         truths_15.append([t for t, d in zip(sample.truths, sample.diameters_mm) if d >= 15.0])
     curve = froc(detections, truths)
     curve_15 = froc(detections, truths_15)
+    operating = curve.threshold_at(0.2)
+    found = [s for image in nodule_scores(detections, truths) for s in image]
+    sizes = [d for sample in samples for d in sample.diameters_mm]
+    by_size = {}
+    for name, lo, hi in SIZE_BINS:
+        inside = [f for f, d in zip(found, sizes) if lo <= d < hi]
+        if inside:
+            by_size[name] = {"nodules": len(inside),
+                             "sensitivity": round(sum(f >= operating for f in inside) / len(inside), 3)}
     if froc_png is not None:
         render_froc_png(curve, froc_png)
     seeds = list(seeds or [])
@@ -172,13 +245,14 @@ def evaluate(
         score_threshold_at_0_2_fp=curve.threshold_at(0.2) if np.isfinite(curve.threshold_at(0.2)) else None,
         diameter_ratio_median=round(float(np.median(ratios)), 3) if ratios else None,
         seconds=round(time.perf_counter() - started, 1),
+        by_size_at_0_2_fp=by_size,
     )
     return report, curve
 
 
-def export_onnx(net: Any, path: Path) -> None:
+def export_onnx(net: Any, path: Path, size: int = MODEL_SIZE) -> None:
     """Export ``image -> logits`` (opset 17, dynamic batch axis)."""
-    _export_onnx(net, (1, 2, MODEL_SIZE, MODEL_SIZE), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME])
+    _export_onnx(net, (1, 2, size, size), path, input_name=INPUT_NAME, output_names=[OUTPUT_NAME])
 
 
 def fit(
@@ -191,9 +265,22 @@ def fit(
     channels: tuple[int, ...] = (8, 16, 32, 48),
     seed: int = 0,
     threads: int = 1,
+    crop: int = _CROP,
+    nodule_crops: float = 0.8,
+    nac_warmup: int = 0,
+    small_boost: float = 1.0,
     log: Callable[[str], None] | None = None,
 ):
-    """Train a U-Net on ``samples``; returns ``(net, final loss)``."""
+    """Train a U-Net on ``samples``; returns ``(net, final loss)``.
+
+    ``small_boost`` > 1 weights the cross-entropy of each nodule's pixels by
+    ``clip(A15 / area, 1, small_boost)`` (``A15`` = the area of a 15 mm nodule on the grid),
+    so that a small nodule counts about as much as a large one instead of by its pixels.
+
+    ``crop``: edge of the square training crops (model pixels); ``nodule_crops``: the share
+    of crops placed around a nodule; ``nac_warmup``: epochs trained without the NAC term
+    before it is switched on (its weight then ramps linearly to ``nac_weight`` over one epoch).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -210,37 +297,50 @@ def fit(
     for epoch in range(epochs):
         order = rng.permutation(len(samples))
         total = 0.0
+        parts = np.zeros(6)  # dice, bce, nac top-1 %, nac consistency, mean p on nodules, mean p elsewhere
         net.train()
         for step in range(steps_per_epoch):
             batch = [samples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-            img, twin, mask = _crops(batch, rng)
+            ramp = min(1.0, (epoch - nac_warmup + (step + 1) / steps_per_epoch)) if epoch >= nac_warmup else 0.0
+            w_nac = nac_weight * ramp
+            img, twin, mask = _crops(batch, rng, crop, nodule_crops, with_twin=w_nac > 0)
             paired = torch.tensor([float(s.has_twin) for s in batch])
             x = torch.from_numpy(img)
             y = torch.from_numpy(mask)[:, None]
+            pixel_weight = None
+            if small_boost > 1.0:
+                pixel_weight = torch.from_numpy(_size_weights(mask, samples[0].image.shape[-1], small_boost))[:, None]
             logit_abn = net(x)
-            if nac_weight > 0:
+            if w_nac > 0:
                 # a separate pass: with one batch of near-identical pairs, batch
                 # normalisation could tell the halves apart by their statistics
                 logit_twin = net(torch.from_numpy(twin))
             prob = torch.sigmoid(logit_abn)
             dice = 1 - (2 * (prob * y).sum() + 1) / (prob.sum() + y.sum() + 1)
-            bce = F.binary_cross_entropy_with_logits(logit_abn, y, pos_weight=torch.tensor(5.0))
+            bce = F.binary_cross_entropy_with_logits(logit_abn, y, weight=pixel_weight, pos_weight=torch.tensor(5.0))
             loss = dice + bce
-            if nac_weight > 0:
+            if w_nac > 0:
                 p_twin = torch.sigmoid(logit_twin)
                 k = max(1, p_twin[0].numel() // 100)
                 top = p_twin.flatten(1).topk(k, dim=1).values.mean(dim=1)
                 outside = (1.0 - torch.from_numpy(_dilate(mask))[:, None]) * paired[:, None, None, None]
                 consistency = (((prob - p_twin) ** 2) * outside).sum() / outside.sum().clamp(min=1)
-                loss = loss + nac_weight * ((top * paired).sum() / paired.sum().clamp(min=1) + consistency)
+                loss = loss + w_nac * ((top * paired).sum() / paired.sum().clamp(min=1) + consistency)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             scheduler.step()
             total += float(loss.detach())
+            with torch.no_grad():
+                on = y > 0.5
+                parts += [float(dice), float(bce), float(top.mean()) if w_nac > 0 else 0.0,
+                          float(consistency) if w_nac > 0 else 0.0,
+                          float(prob[on].mean()) if on.any() else 0.0, float(prob[~on].mean())]
         loss_value = total / steps_per_epoch
         if log:
-            log(f"  epoch {epoch + 1}/{epochs} loss {loss_value:.4f}")
+            d, b, t, c, p_on, p_off = parts / steps_per_epoch
+            log(f"  epoch {epoch + 1}/{epochs} loss {loss_value:.4f} (dice {d:.3f}, bce {b:.3f}, NAC weight {w_nac:.3g}:"
+                f" twin top-1% {t:.3f}, consistency {c:.4f}; mean p on nodules {p_on:.3f}, elsewhere {p_off:.4f})")
     net.eval()
     return net, loss_value
 
@@ -260,12 +360,22 @@ def train(
     val_samples: Sequence[Sample] | None = None,
     test_samples: Sequence[Sample] | None = None,
     user_data: bool = False,
+    size: int = MODEL_SIZE,
+    crop: int | None = None,
+    nodule_crops: float = 0.8,
+    nac_warmup: int = 0,
+    small_boost: float = 1.0,
+    channels: tuple[int, ...] = (8, 16, 32, 48),
+    cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train on phantoms (or ``samples``), pick the 0.2 FP/image threshold, export, evaluate.
 
     ``samples`` with ``user_data=True`` are the user's radiographs (:mod:`.data`); the
     validation and test phantoms are still generated unless given or set to 0.
+    ``size``: the model's input (256 or 512; the phantoms are made at 512); ``crop``: the
+    training crop edge (default 96 at 256, 128 at 512: 163 and 108 mm);
+    ``cache_dir``: phantoms are read from / written to it (:func:`cached_phantom`).
 
     Returns
     -------
@@ -284,37 +394,42 @@ def train(
     from_phantoms = not user_data
     if samples is None:
         log(f"generating {phantoms} training phantoms")
-        samples = make_samples(train_seeds, log)
+        samples = make_samples(train_seeds, log, size=size, cache_dir=cache_dir)
     val = val_samples if val_samples is not None else (
-        make_samples(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms)) if val_phantoms else [])
+        make_samples(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms), size=size, cache_dir=cache_dir)
+        if val_phantoms else [])
     test_seeds = list(range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms))
-    test = test_samples if test_samples is not None else (make_samples(test_seeds, log) if test_phantoms else [])
+    test = test_samples if test_samples is not None else (
+        make_samples(test_seeds, log, size=size, cache_dir=cache_dir) if test_phantoms else [])
+    crop = int(crop or (_CROP if size <= MODEL_SIZE else 128))
+    fit_options = dict(channels=tuple(channels), seed=seed, crop=crop, nodule_crops=nodule_crops,
+                       small_boost=small_boost, log=log)
     generation_seconds = time.perf_counter() - t0
 
-    channels = (8, 16, 32, 48)
+    channels = fit_options["channels"]
     comparison: dict[str, Any] = {}
     if compare_without_nac and test:
         log("training without the NAC term (comparison)")
         t1 = time.perf_counter()
-        plain, _ = fit(samples, epochs=epochs, nac_weight=0.0, channels=channels, seed=seed, log=log)
+        plain, _ = fit(samples, epochs=epochs, nac_weight=0.0, **fit_options)
         plain_path = out_dir / "without_nac.onnx"
-        export_onnx(plain, plain_path)
+        export_onnx(plain, plain_path, size)
         report, _ = evaluate(plain_path, test_seeds, samples=test)
         comparison["without_nac"] = {**asdict(report), "training_seconds": round(time.perf_counter() - t1, 1)}
         plain_path.unlink()
-    log(f"training with nac_weight={nac_weight}")
+    log(f"training with nac_weight={nac_weight} (warm-up {nac_warmup} epochs), size {size}, crop {crop}")
     t1 = time.perf_counter()
-    net, final_loss = fit(samples, epochs=epochs, nac_weight=nac_weight, channels=channels, seed=seed, log=log)
+    net, final_loss = fit(samples, epochs=epochs, nac_weight=nac_weight, nac_warmup=nac_warmup, **fit_options)
     training_seconds = time.perf_counter() - t1
     model_path = out_dir / "model.onnx"
-    export_onnx(net, model_path)
+    export_onnx(net, model_path, size)
     torch.save(net.state_dict(), out_dir / "model.pt")
 
     score_threshold = 0.5
     metrics: dict[str, Any] = {}
     if val:
         val_report, val_curve = evaluate(model_path, list(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms)), samples=val)
-        score_threshold = float(min(max(val_curve.threshold_at(0.2), CANDIDATE_THRESHOLD), 0.99))
+        score_threshold = float(min(max(val_curve.threshold_at(0.2), CANDIDATE_THRESHOLD), 0.9999))
         metrics["validation"] = asdict(val_report)
     if test:
         test_report, curve = evaluate(model_path, test_seeds, samples=test, froc_png=out_dir / "froc.png")
@@ -326,10 +441,11 @@ def train(
         "version": version or f"0.1.0-phantom+{_dt.date.today():%Y%m%d}",
         "device_uid": generate_uid(prefix="2.25."),
         "channels": list(channels),
-        "input": {"name": INPUT_NAME, "shape": ["N", 2, MODEL_SIZE, MODEL_SIZE]},
-        "output": {"name": OUTPUT_NAME, "shape": ["N", 1, MODEL_SIZE, MODEL_SIZE]},
+        "input": {"name": INPUT_NAME, "shape": ["N", 2, size, size]},
+        "output": {"name": OUTPUT_NAME, "shape": ["N", 1, size, size]},
+        "detail_sigma_px": detail_sigma(size),
         "candidate_threshold": CANDIDATE_THRESHOLD,
-        "score_threshold": round(score_threshold, 4),
+        "score_threshold": float(np.floor(score_threshold * 1e6) / 1e6),
         "trained_on": {
             "data": "models.phantoms.cxr phantoms (seed % 4 nodules)" if from_phantoms else "user data",
             "phantoms": len(samples),
@@ -337,6 +453,10 @@ def train(
             "phantom_size": PHANTOM_SIZE,
             "epochs": epochs,
             "nac_weight": nac_weight,
+            "nac_warmup_epochs": nac_warmup,
+            "crop": crop,
+            "nodule_crops": nodule_crops,
+            "small_boost": small_boost,
             "generation_seconds": round(generation_seconds, 1),
             "training_seconds": round(training_seconds, 1),
             "final_loss": round(final_loss, 5),
@@ -350,27 +470,66 @@ def train(
     return meta
 
 
-def _crops(batch: Sequence[Sample], rng: np.random.Generator):
+def crop_input(image: np.ndarray, r0: int, c0: int, crop: int) -> np.ndarray:
+    """``model_input(image)[:, r0:r0 + crop, c0:c0 + crop]``, computed on the crop and 4 sigma
+    around it only (the Gaussian's truncation): the same values, a fraction of the work."""
+    size = image.shape[-1]
+    sigma = detail_sigma(size)
+    margin = int(np.ceil(4 * sigma)) + 1
+    e0, e1 = max(r0 - margin, 0), min(r0 + crop + margin, image.shape[0])
+    f0, f1 = max(c0 - margin, 0), min(c0 + crop + margin, size)
+    return model_input(image[e0:e1, f0:f1], sigma)[:, r0 - e0:r0 - e0 + crop, c0 - f0:c0 - f0 + crop]
+
+
+def _crops(
+    batch: Sequence[Sample], rng: np.random.Generator, crop: int = _CROP, nodule_crops: float = 0.8,
+    with_twin: bool = True,
+):
+    """Training crops of image, twin (zeros unless ``with_twin``) and mask.
+
+    The detail channel is computed on the crop plus 4 sigma around it (the Gaussian's
+    truncation), which gives exactly the values of the whole image's detail channel.
+    """
     imgs, twins, masks = [], [], []
+    jitter = int(round(crop * 40 / _CROP))
     for s in batch:
         size = s.image.shape[0]
-        if s.truths and rng.random() < 0.8:
+        if s.truths and rng.random() < nodule_crops:
             r, c, _ = s.truths[int(rng.integers(len(s.truths)))]
-            r0 = int(np.clip(r - _CROP / 2 + rng.integers(-40, 41), 0, size - _CROP))
-            c0 = int(np.clip(c - _CROP / 2 + rng.integers(-40, 41), 0, size - _CROP))
+            r0 = int(np.clip(r - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+            c0 = int(np.clip(c - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
         else:
-            r0 = int(rng.integers(size // 8, size - _CROP - size // 8))
-            c0 = int(rng.integers(0, size - _CROP + 1))
-        window = (slice(r0, r0 + _CROP), slice(c0, c0 + _CROP))
+            # anywhere on the image: a model that never saw the neck and shoulders in
+            # training answers there with confident false positives at inference
+            r0 = int(rng.integers(0, size - crop + 1))
+            c0 = int(rng.integers(0, size - crop + 1))
         flip = rng.random() < 0.5
-        for target, source in ((imgs, model_input(s.image)), (twins, model_input(s.twin)), (masks, s.mask)):
-            crop = source[(Ellipsis, *window)]
-            target.append(crop[..., ::-1] if flip else crop)
+        sources = [(imgs, crop_input(s.image, r0, c0, crop)), (masks, s.mask[r0:r0 + crop, c0:c0 + crop])]
+        if with_twin:
+            sources.append((twins, crop_input(s.twin, r0, c0, crop)))
+        else:
+            twins.append(np.zeros((2, crop, crop), dtype=np.float32))
+        for target, piece in sources:
+            target.append(piece[..., ::-1] if flip else piece)
     return (
         np.ascontiguousarray(np.stack(imgs), dtype=np.float32),
         np.ascontiguousarray(np.stack(twins), dtype=np.float32),
         np.ascontiguousarray(np.stack(masks), dtype=np.float32),
     )
+
+
+def _size_weights(mask: np.ndarray, size: int, boost: float) -> np.ndarray:
+    """Per-pixel weights: 1 off nodules, ``clip(A15 / area, 1, boost)`` on each nodule's pixels."""
+    radius_15 = 7.5 / (430.0 / size)
+    area_15 = np.pi * radius_15 ** 2
+    out = np.ones(mask.shape, dtype=np.float32)
+    for i, m in enumerate(mask):
+        labels, n = ndimage.label(m > 0.5)
+        if n:
+            areas = ndimage.sum_labels(np.ones_like(m), labels, index=np.arange(1, n + 1))
+            w = np.clip(area_15 / np.maximum(areas, 1.0), 1.0, boost).astype(np.float32)
+            out[i][labels > 0] = w[labels[labels > 0] - 1]
+    return out
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
