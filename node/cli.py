@@ -155,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--count", type=int, default=300, help="instances per run")
     ingest.add_argument("--senders", type=int, default=4, help="concurrent senders")
     ingest.add_argument("--listeners", type=int, default=1, help="also time the node with this many listener processes")
+    ingest.add_argument("--repeats", type=int, default=3, help="series sent to each receiver (medians are reported)")
     ingest.set_defaults(func=_bench, bench="ingest")
     workers = benches.add_parser("workers", help="job throughput with 1 vs 2 ainode worker processes (PostgreSQL store)")
     workers.add_argument("--series", type=int, default=8, help="head CT series queued per run")
@@ -309,7 +310,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench == "ingest":
         from .bench.ingest import run_ingest
 
-        body, _ = run_ingest(count=args.count, senders=args.senders, listeners=args.listeners)
+        body, _ = run_ingest(count=args.count, senders=args.senders, listeners=args.listeners,
+                             repeats=args.repeats)
         title = "Ingest"
     elif args.bench == "workers":
         from .bench.workers import run_workers

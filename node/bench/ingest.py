@@ -1,20 +1,22 @@
 """``ainode bench ingest``: C-STORE into the node (durable, indexed) vs a raw-write receiver.
 
-Both receivers get the same N 512×512 CT instances from dcmtk's ``storescu`` in the same
-run: once over one association, once from several senders at the same time. The
+Every receiver gets the same N 512×512 CT instances from dcmtk's ``storescu`` in the same
+run, several times over (medians): once over one association, once from several senders
+at the same time. The
 baseline (:mod:`node.bench.raw_scp`) only writes the bytes; the node fsyncs each file and
 its directory, and files it under its series in its job store, before answering. The
 same raw receiver with the node's fsyncs is timed too: what durability alone costs.
 """
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import httpx
 import pydicom
@@ -61,66 +63,105 @@ def _wait_port(port: int) -> None:
     wait_for(accepts, 30, 0.05, what=f"port {port}")
 
 
-def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None,
-               listeners: int = 1) -> tuple[str, dict[str, float]]:
-    """Run the benchmark; returns the markdown section body and the raw figures.
+class _Receiver:
+    """One receiver under test, kept running across the repeats."""
 
-    ``listeners`` above 1: the node is timed once with one listener process and once
-    with ``listeners`` (``[node] listeners``), against the same baseline.
+    def __init__(self, label: str, key: str, port: int, stop: Callable[[], None],
+                 indexed: Callable[[str, int], bool] | None = None) -> None:
+        self.label, self.key, self.port, self.stop, self.indexed = label, key, port, stop, indexed
+
+    def time(self, batch: Sequence[Path], senders: int) -> tuple[float, float | None]:
+        """Seconds until every C-STORE of ``batch`` is answered, and (a node) until all are filed."""
+        uid = pydicom.dcmread(batch[0], stop_before_pixels=True).SeriesInstanceUID
+        t0 = time.perf_counter()
+        acked = _send(batch, self.port, senders)
+        if self.indexed is None:
+            return acked, None
+        check = self.indexed
+        wait_for(lambda: check(uid, len(batch)), 120, 0.02, what="the node to file every instance")
+        return acked, time.perf_counter() - t0
+
+
+def run_ingest(count: int = 300, senders: int = 4, workdir: Path | None = None,
+               listeners: int = 1, repeats: int = 3) -> tuple[str, dict[str, float]]:
+    """Run the benchmark; returns the markdown section body and the raw figures (medians).
+
+    Every receiver runs at once (idle while another is timed); each repeat sends a new
+    series (new UIDs: a node answers a repeated instance without storing it) to each of
+    them in turn, in a rotated order, once from one sender and once from ``senders``.
+    ``listeners`` above 1: the node is also timed with that many listener processes.
     """
     from models.phantoms.head_ct import generate_head_ct, write_phantom
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-ingest-"))
     phantom = generate_head_ct(seed=0, slices=count, hematoma=False)
     files = sorted(p for p in write_phantom(phantom, tmp / "series-a") if p.suffix == ".dcm")
-    files_b = _series_copy(files, tmp / "series-b")
     megabytes = sum(p.stat().st_size for p in files) / 1e6
-
-    raw_one, raw_many = _time_raw(tmp / "raw", files, files_b, senders)
-    durable_one, durable_many = _time_raw(tmp / "raw-durable", files, files_b, senders, "--durable")
-    figures: dict[str, float] = {"count": count, "megabytes": megabytes, "raw_one": raw_one, "raw_many": raw_many,
-                                 "raw_durable_one": durable_one, "raw_durable_many": durable_many}
-    for n in progress(dict.fromkeys((1, listeners)), "ingest: listener counts"):
-        figures.update(_time_node(tmp / f"node-{n}", n, files, files_b, senders, "node" if n == 1 else f"node{n}"))
+    batches = [(_series_copy(files, tmp / f"one-{r}"), _series_copy(files, tmp / f"many-{r}"))
+               for r in progress(range(repeats), "ingest: series copies")]
+    receivers = [_raw(tmp / "raw", "raw", "raw-write pynetdicom SCP (baseline)"),
+                 _raw(tmp / "raw-durable", "durable", "raw-write pynetdicom SCP + fsync, rename, directory fsync",
+                      "--durable")]
+    for n in dict.fromkeys((1, listeners)):
+        receivers.append(_node(tmp / f"node-{n}", n))
+    times: dict[str, list[float]] = {}
+    try:
+        for receiver in receivers:
+            _send(files[:10], receiver.port, 1)  # warm-up
+        for r in progress(range(repeats), "ingest: repeats"):
+            one, many = batches[r]
+            for receiver in receivers[r % len(receivers):] + receivers[:r % len(receivers)]:
+                for suffix, batch, n_senders in (("one", one, 1), ("many", many, senders)):
+                    acked, indexed = receiver.time(batch, n_senders)
+                    times.setdefault(f"{receiver.key}_{suffix}", []).append(acked)
+                    if indexed is not None:
+                        times.setdefault(f"{receiver.key}_{suffix}_indexed", []).append(indexed)
+    finally:
+        for receiver in receivers:
+            receiver.stop()
+    figures: dict[str, float] = {"count": count, "megabytes": megabytes, "repeats": repeats}
+    figures.update({key: statistics.median(values) for key, values in times.items()})
     rows = []
-    for n_senders, raw, suffix in ((1, raw_one, "one"), (senders, raw_many, "many")):
-        rows.append(["raw-write pynetdicom SCP (baseline)", n_senders, f"{raw:.2f}", "–", f"{count / raw:.0f}", "1.00×"])
-        durable = figures[f"raw_durable_{suffix}"]
-        rows.append(["raw-write pynetdicom SCP + fsync, rename, directory fsync", n_senders, f"{durable:.2f}", "–",
-                     f"{count / durable:.0f}", f"{raw / durable:.2f}×"])
-        for n in dict.fromkeys((1, listeners)):
-            label = f"{'node' if n == 1 else f'node{n}'}_{suffix}"
-            rows.append([f"ainode, {n} listener{'s' if n > 1 else ''} (fsync + job store, filed under its series)", n_senders,
-                         f"{figures[label]:.2f}", f"{figures[label + '_indexed']:.2f}", f"{count / figures[label]:.0f}",
-                         f"{raw / figures[label]:.2f}×"])
+    for n_senders, suffix in ((1, "one"), (senders, "many")):
+        raw = figures[f"raw_{suffix}"]
+        for receiver in receivers:
+            key = f"{receiver.key}_{suffix}"
+            spread = f"{min(times[key]):.2f}–{max(times[key]):.2f}"
+            indexed = f"{figures[key + '_indexed']:.2f}" if key + "_indexed" in figures else "–"
+            rows.append([receiver.label, n_senders, f"{figures[key]:.2f}", spread, indexed,
+                         f"{count / figures[key]:.0f}", f"{raw / figures[key]:.2f}×"])
     body = (
-        f"{count} CT instances of 512×512 int16 ({megabytes:.0f} MB), sent with dcmtk `storescu` over loopback. "
-        "'acked' is the senders' wall time (every C-STORE answered); 'indexed' adds the time until the "
-        "node's job store holds every instance under its series. Ratio = baseline time / node time "
-        "(above 1: the node is faster).\n\n"
-        + markdown_table(["receiver", "senders", "acked (s)", "indexed (s)", "instances/s", "ratio"], rows)
+        f"{count} CT instances of 512×512 int16 ({megabytes:.0f} MB) per series, sent with dcmtk `storescu` over "
+        f"loopback; {repeats} repeats, each a new series to every receiver in turn (rotated order, all receivers "
+        "running throughout). 'acked' is the senders' wall time (every C-STORE answered), median and range; "
+        "'filed' adds the time until the node's job store holds every instance under its series (median). "
+        "Ratio = median baseline time / median time (above 1: faster than the baseline).\n\n"
+        + markdown_table(["receiver", "senders", "acked (s)", "acked range (s)", "filed (s)", "instances/s",
+                          "ratio"], rows)
     )
     return body, figures
 
 
-def _time_raw(out: Path, files: Sequence[Path], files_b: Sequence[Path], senders: int,
-              *flags: str) -> tuple[float, float]:
-    """Seconds for the raw receiver to take ``files`` from one sender, then ``files_b`` from ``senders``."""
+def _raw(out: Path, key: str, label: str, *flags: str) -> _Receiver:
+    """The raw pynetdicom receiver (:mod:`node.bench.raw_scp`), started."""
     port = free_port()
     raw = subprocess.Popen([sys.executable, "-m", "node.bench.raw_scp", "--port", str(port), "--out", str(out),
                             *flags])
-    try:
-        _wait_port(port)
-        _send(files[:10], port, 1)  # warm-up
-        return _send(files, port, 1), _send(files_b, port, senders)
-    finally:
+
+    def stop() -> None:
         raw.terminate()
         raw.wait()
 
+    try:
+        _wait_port(port)
+    except BaseException:
+        stop()
+        raise
+    return _Receiver(label, key, port, stop)
 
-def _time_node(workdir: Path, listeners: int, files: Sequence[Path], files_b: Sequence[Path], senders: int,
-               prefix: str) -> dict[str, float]:
-    """Seconds for the node (``listeners`` processes) to ack, and to index, each series."""
+
+def _node(workdir: Path, listeners: int) -> _Receiver:
+    """A node with ``listeners`` listener processes and nothing to route, started."""
     http_port, dicom_port = free_port(), free_port()
     node = NodeProcess(workdir, f"""
 [node]
@@ -132,20 +173,10 @@ listeners = {listeners}
 [assembler]
 quiet_seconds = 600
 """).start(http_port)
-    figures: dict[str, float] = {}
-    count = len(files)
-    try:
-        for label, batch, n_senders in ((f"{prefix}_one", files, 1), (f"{prefix}_many", files_b, senders)):
-            uid = pydicom.dcmread(batch[0], stop_before_pixels=True).SeriesInstanceUID
-            t0 = time.perf_counter()
-            figures[label] = _send(batch, dicom_port, n_senders)
 
-            def indexed() -> bool:
-                response = httpx.get(f"{node.http_url}/api/series/{uid}", timeout=5)
-                return response.status_code == 200 and response.json()["instance_count"] == count
+    def filed(series_uid: str, count: int) -> bool:
+        response = httpx.get(f"{node.http_url}/api/series/{series_uid}", timeout=5)
+        return response.status_code == 200 and response.json()["instance_count"] == count
 
-            wait_for(indexed, 120, 0.02, what="the node to index every instance")
-            figures[label + "_indexed"] = time.perf_counter() - t0
-    finally:
-        node.stop()
-    return figures
+    label = f"ainode, {listeners} listener{'s' if listeners > 1 else ''} (fsync + job store, filed under its series)"
+    return _Receiver(label, "node" if listeners == 1 else f"node{listeners}", dicom_port, node.stop, filed)
