@@ -227,9 +227,8 @@ class InstanceAcceptor:
         where it is; with ``take`` (a file nobody else needs) it is moved into the spool
         instead, when its file meta already names the instance's SOP Class and Instance
         UIDs and its transfer syntax, and it lies on the spool's file system (no copy: it
-        is fsync'd and renamed). ``sop_class_uid``
-        and ``sop_instance_uid`` are the UIDs the sender claims; ``None``: those of the
-        file meta.
+        is fsync'd and renamed). ``sop_class_uid`` and ``sop_instance_uid`` are the UIDs
+        the sender claims; ``None``: those of the file meta.
         """
         with ExitStack() as files:
 
