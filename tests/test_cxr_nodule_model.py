@@ -287,7 +287,6 @@ def test_phantom_cache_gives_the_same_sample(tmp_path):
 
 
 def test_mask_to_source_equals_the_whole_matrix_mapping():
-    from models.cxr_nodule.preprocess import _mask_to_source
     from models.cxr_nodule.radiograph import Geometry
 
     rng = np.random.default_rng(4)
@@ -298,9 +297,9 @@ def test_mask_to_source_equals_the_whole_matrix_mapping():
             mask = np.zeros((size, size), dtype=bool)
             r, c = rng.integers(0, size - 10, 2)
             mask[r:r + rng.integers(1, 10), c:c + rng.integers(1, 10)] = True
-            assert np.array_equal(_mask_to_source(geometry, mask), geometry.map_to_source(mask))
+            assert np.array_equal(geometry.mask_to_source(mask), geometry.map_to_source(mask))
         empty = np.zeros((size, size), dtype=bool)
-        assert not _mask_to_source(geometry, empty).any()
+        assert not geometry.mask_to_source(empty).any()
         edge = empty.copy()
         edge[0, 0] = edge[size - 1, size - 1] = True
-        assert np.array_equal(_mask_to_source(geometry, edge), geometry.map_to_source(edge))
+        assert np.array_equal(geometry.mask_to_source(edge), geometry.map_to_source(edge))

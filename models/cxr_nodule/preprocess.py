@@ -107,7 +107,7 @@ def postprocess(
         spacings.append(spacing)
         found = []
         for row, col, score, mask in model_detections(image_logits, candidate_threshold):
-            source_mask = _mask_to_source(geometry, mask)
+            source_mask = geometry.mask_to_source(mask)
             if not source_mask.any():
                 continue
             r, c = geometry.to_source(row, col)
@@ -116,26 +116,6 @@ def postprocess(
                                    float(diameter_px)))
         candidates.append(sorted(found, key=lambda d: -d.score))
     return NoduleFindings(candidates, float(score_threshold), spacings)
-
-
-def _mask_to_source(geometry: Geometry, mask: np.ndarray) -> np.ndarray:
-    """``geometry.map_to_source(mask)`` for a boolean mask, computed over its bounding box only.
-
-    A large radiograph (2,000 x 2,000) with a few dozen candidates would otherwise index the
-    whole matrix once per candidate.
-    """
-    out = np.zeros((geometry.rows, geometry.cols), dtype=bool)
-    rows_any, cols_any = mask.any(axis=1), mask.any(axis=0)
-    if not rows_any.any():
-        return out
-    m_r = np.flatnonzero(rows_any)
-    m_c = np.flatnonzero(cols_any)
-    r = np.clip(((np.arange(geometry.rows) + geometry.pad_top) * geometry.scale).astype(int), 0, geometry.size - 1)
-    c = np.clip(((np.arange(geometry.cols) + geometry.pad_left) * geometry.scale).astype(int), 0, geometry.size - 1)
-    r0, r1 = np.searchsorted(r, m_r[0], "left"), np.searchsorted(r, m_r[-1], "right")
-    c0, c1 = np.searchsorted(c, m_c[0], "left"), np.searchsorted(c, m_c[-1], "right")
-    out[r0:r1, c0:c1] = mask[np.ix_(r[r0:r1], c[c0:c1])]
-    return out
 
 
 def _padding(ds: Dataset) -> tuple[int, int]:
