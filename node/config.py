@@ -235,6 +235,9 @@ class RunnerConfig:
     enabled: bool = True
     """False: ``ainode serve`` runs no jobs (an ingest-only node); ``ainode worker``
     processes sharing the store and the spool run them."""
+    read_ahead: bool = True
+    """Run a slice-wise model (``slice_wise`` packs: head CT) on a series' slices as they are
+    filed, on an idle worker, so that its job at completion runs only the last ones."""
     metrics_port: int = _limited(0, ge=0, le=65535)
     """``ainode worker`` only (it has no HTTP API): serve ``GET /metrics`` on this port, on
     ``[node] http_host``; 0: no metrics server."""

@@ -70,6 +70,10 @@ class Metrics:
         self.job_failures = Counter(
             "ainode_job_failures", "Failed jobs by model and stage", ["model", "stage"], registry=r
         )
+        self.slices_read_ahead = Counter(
+            "ainode_slices_read_ahead", "Slices a worker read and ran while their series was still arriving",
+            ["model"], registry=r
+        )
         self.inference_seconds = Histogram(
             "ainode_inference_seconds", "Engine time per series", ["model", "engine"],
             buckets=_INFERENCE_BUCKETS, registry=r,
@@ -153,6 +157,7 @@ class Metrics:
         for model in models:
             self.series_latency_seconds.labels(model)
             self.pipeline_seconds.labels(model)
+            self.slices_read_ahead.labels(model)
             for stage in STAGES:
                 self.stage_duration_seconds.labels(stage, model)
             for failure in FailureStage:

@@ -1,7 +1,8 @@
 """The runner: claims queued jobs under a lease and runs them in worker processes.
 
 A claimed job is ``running`` with a lease held by this process (``host:pid:token``),
-renewed while its worker runs. If this process dies, the next start (or any other
+renewed while its worker runs. While no job needs it, a worker reads ahead: it runs a
+slice-wise model on the slices of a series still arriving (see :func:`node.worker.read_ahead`). If this process dies, the next start (or any other
 runner, once the lease runs out) queues the job again; a worker's outcome that arrives
 after its lease was lost is dropped, so a job is never recorded twice.
 """
@@ -14,20 +15,25 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from .config import Config
 from .logs import log
 from .metrics import STAGES, Metrics
+from .route import Router
 from .spool import Spool
-from .states import FailureStage, JobState
+from .states import FailureStage, JobState, SeriesState
 from .store import JobStore, lease_owner_id, owner_is_gone
-from .worker import JobOutcome, JobSpec, init_worker, run_job, warm_up
+from .worker import JobOutcome, JobSpec, ReadAheadOutcome, init_worker, read_ahead, run_job, warm_up
 
 __all__ = ["Runner"]
 
 _logger = logging.getLogger("ainode.runner")
+
+_READ_AHEAD_BATCH = 32
+"""Most files sent to a worker in one read-ahead: a job claimed meanwhile waits at most this long."""
 
 
 class Runner:
@@ -51,6 +57,11 @@ class Runner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._running: dict[int, Future[JobOutcome]] = {}
+        self._router = Router(config.routes)
+        self._filed = threading.Event()
+        self._reading: Future[ReadAheadOutcome] | None = None
+        self._read_paths: dict[tuple[str, str], set[str]] = {}  # (series UID, model) → files sent to read ahead
+        self._not_slice_wise: set[str] = set()  # models whose pack said it does not read ahead
         self._renewed_at = 0.0
         self._watch: Any = None
         self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
@@ -107,6 +118,12 @@ class Runner:
         """Tell the runner there are new jobs."""
         self._wake.set()
 
+    def instances_filed(self) -> None:
+        """Tell the runner instances were filed: slices of an arriving series may be read ahead."""
+        if self._config.runner.read_ahead:
+            self._filed.set()
+            self._wake.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
@@ -114,6 +131,7 @@ class Runner:
                 self._collect()
                 self._keep_leases()
                 self._submit()
+                self._read_ahead()
             except Exception as exc:
                 log(_logger, logging.ERROR, "runner error", reason=repr(exc))
             self._wake.wait(timeout=min(0.5, self._lease_seconds / 4))
@@ -149,6 +167,56 @@ class Runner:
             future.add_done_callback(lambda _f: self._wake.set())
             self._destinations[job["id"]] = list(job["destinations"])
             self._running[job["id"]] = future
+
+    def _read_ahead(self) -> None:
+        """Send the newly filed slices of one arriving series to a worker no job needs (one at a time)."""
+        if not self._filed.is_set() or len(self._running) >= self._workers:
+            return
+        if self._reading is not None and not self._reading.done():
+            return  # its end wakes the runner, and the slices filed meanwhile go next
+        self._filed.clear()
+        arriving = self._store.series_in_state(SeriesState.RECEIVED)
+        live = {series.series_uid for series in arriving}
+        for key in [key for key in self._read_paths if key[0] not in live]:
+            del self._read_paths[key]
+        for series in arriving:
+            for model in dict.fromkeys(route.model for route in self._router.matching(series.attrs)):
+                if model in self._not_slice_wise:
+                    continue
+                sent = self._read_paths.setdefault((series.series_uid, model), set())
+                paths = [i.path for i in self._store.series_instances(series.series_uid) if i.path not in sent]
+                if not paths:
+                    continue
+                paths = paths[:_READ_AHEAD_BATCH]
+                try:
+                    spec = replace(self._spec({"id": 0, "model": model, "series_uid": series.series_uid}),
+                                   instance_paths=tuple(paths))
+                except Exception:  # the job will say why (its 'spec' stage)
+                    self._not_slice_wise.add(model)
+                    continue
+                sent.update(paths)
+                try:
+                    self._reading = self._pool.submit(read_ahead, spec)
+                except (BrokenProcessPool, RuntimeError):
+                    return  # the next job's submission replaces the pool
+                self._reading.add_done_callback(self._read_ahead_done)
+                self._filed.set()  # more may wait: look again when this one ends
+                return
+
+    def _read_ahead_done(self, done: Future[ReadAheadOutcome]) -> None:
+        try:
+            outcome = done.result()
+        except Exception:  # the worker died: the runner's next submission finds out
+            outcome = None
+        if outcome is not None:
+            if not outcome.slice_wise:
+                self._not_slice_wise.add(outcome.model)
+            elif outcome.reason:
+                log(_logger, logging.INFO, "read-ahead failed; the job reads those slices itself",
+                    model=outcome.model, reason=outcome.reason)
+            elif outcome.images:
+                self._metrics.slices_read_ahead.labels(outcome.model).inc(outcome.images)
+        self._wake.set()
 
     def _take_handovers(self) -> None:
         """Queue each object a worker has saved for delivery at once (the job still running).

@@ -79,11 +79,11 @@ class Node:
         router = Router(config.routes)
         self.assembler = Assembler(config.assembler, self.store, router, self.metrics,
                                    on_jobs=self.runner.wake if self.runner else _nothing)
-        self.indexer = Indexer(self.store, self.metrics, on_indexed=self.assembler.wake,
+        self.indexer = Indexer(self.store, self.metrics, on_indexed=self._instances_filed,
                                rerun_on_late=router.reruns_on_late)
         self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)
         self.ingest = ingest_server(config, self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
-                                    on_filed=self.assembler.wake, on_released=self.assembler.released,
+                                    on_filed=self._instances_filed, on_released=self.assembler.released,
                                     disk_guard=self.disk)
         self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health,
@@ -91,6 +91,12 @@ class Node:
                              auth=BearerAuth.from_config(config.http, config.node.http_host), http=config.http,
                              route_names=[r.name for r in config.routes],
                              models=list(dict.fromkeys(r.model for r in config.routes)))
+
+    def _instances_filed(self) -> None:
+        """Instances were filed: the assembler may complete a series, the runner read slices ahead."""
+        self.assembler.wake()
+        if self.runner is not None:
+            self.runner.instances_filed()
 
     def stages(self) -> tuple[Stage, ...]:
         """The whole pipeline, in order: what each stage consumes and produces, and who runs it."""
@@ -190,7 +196,7 @@ class Node:
         tls = self.config.dicom_tls
         tls_port = self.ingest.tls_port if tls is not None and tls.port is not None else None
         self.listeners = ListenerProcesses(self.config, self.ingest.port, tls_port, self.metrics,
-                                           on_stored=self.indexer.wake, on_filed=self.assembler.wake,
+                                           on_stored=self.indexer.wake, on_filed=self._instances_filed,
                                            on_released=self.assembler.released)
         self.listeners.start()
         listeners, ingest = self.listeners, self.ingest

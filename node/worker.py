@@ -26,20 +26,21 @@ from pydicom.uid import generate_uid
 
 from .aside import InlineAside, ProcessAside
 from .engines import EngineOptions, create_engine
-from .frames import expand_series
+from .frames import expand_frames
 from .logs import configure_logging
 from .packs import load_pack
 from .pipeline import Engine, ModelPack, ResultContext, place_slices
 from .redact import scrub
 from .results.equipment import load_standard_tables
 from .results.demographics import repair_demographics
+from .slice_cache import CachedFile, SliceCache, file_identity, outputs_by_image, stack_outputs
 from .spool import write_durable
 from .states import FailureStage
 
 __all__ = [
-    "JobOutcome", "JobSpec", "StableSeries", "die_with_parent", "engine_cache_key", "init_helper", "init_worker",
+    "JobOutcome", "JobSpec", "ReadAheadOutcome", "StableSeries", "die_with_parent", "engine_cache_key", "init_helper", "init_worker",
     "retain_freed_memory", "stable_result_series",
-    "network_module", "run_batched", "run_job", "warm_up",
+    "network_module", "read_ahead", "run_batched", "run_job", "warm_up",
 ]
 
 _SERIES_INSTANCE_UID = Tag(0x0020, 0x000E)
@@ -48,6 +49,9 @@ _ENGINES: dict[tuple[Any, ...], Engine] = {}
 _LOGGING_READY = False
 """This process's engines, by :func:`engine_cache_key` and the pack's model path."""
 _HANDOVER: Any = None
+_READ_AHEAD_BYTES = 256 * 1024 * 1024
+_SLICES = SliceCache(_READ_AHEAD_BYTES)
+"""Files of series still arriving that this worker has read and run ahead (see :mod:`node.slice_cache`)."""
 """The runner's queue of written objects, ``(job_id, sop_uid, sop_class, path)`` each (see :func:`init_worker`)."""
 
 
@@ -193,11 +197,20 @@ def run_job(spec: JobSpec) -> JobOutcome:
 
     try:
         pack = stage(FailureStage.LOAD, _pack, spec.pack, spec.weights)
-        series, excluded = stage(FailureStage.LOAD, _load_series, spec.instance_paths, pack)
+        taken = _take_read_ahead(spec, pack)
+        series, excluded = stage(FailureStage.LOAD, _load_series, spec.instance_paths, pack, taken)
         engine = stage(FailureStage.ENGINE, _engine, spec, pack)
         engine_name = engine.name
-        inputs = stage(FailureStage.PREPROCESS, pack.preprocess, series)
-        outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        known = _outputs_read_ahead(taken)
+        missing = [image for image in series if id(image) not in known]
+        outputs: dict[str, np.ndarray] = {}
+        timings.setdefault(FailureStage.PREPROCESS.value, 0.0)  # every stage is reported, also one with nothing left to do
+        if missing:
+            inputs = stage(FailureStage.PREPROCESS, pack.preprocess, missing)
+            outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        ahead = len(series) - len(missing)
+        if ahead:
+            outputs = stage(FailureStage.INFERENCE, _merge_outputs, series, known, missing, outputs)
         findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base,
                                 aside=_ASIDE if spec.hand_over else InlineAside())
@@ -210,6 +223,8 @@ def run_job(spec: JobSpec) -> JobOutcome:
             stage_seconds=timings, summary={"traceback": _traceback(exc.cause)},
         )
     summary = findings.summary() if hasattr(findings, "summary") else {}
+    if ahead:
+        summary = {**summary, "slices_read_ahead": ahead}
     if excluded:
         summary = {**summary, "excluded_slices": [f"{uid}: {why}" for uid, why in excluded]}
     return JobOutcome(
@@ -260,14 +275,16 @@ def warm_up(specs: Sequence[JobSpec]) -> list[str]:
     return lines
 
 
-def _load_series(paths: Sequence[str], pack: ModelPack) -> tuple[list[pydicom.Dataset], list[tuple[str, str]]]:
-    """The series in slice order, and the slices left out (only if the pack can do without them)."""
+def _load_series(paths: Sequence[str], pack: ModelPack, taken: dict[str, CachedFile] | None = None,
+                 ) -> tuple[list[pydicom.Dataset], list[tuple[str, str]]]:
+    """The series in slice order, and the slices left out (only if the pack can do without them).
+
+    Files in ``taken`` (read ahead) are not read again.
+    """
     if not paths:
         raise ValueError("series has no instances")
-    datasets = [pydicom.dcmread(p) for p in paths]
-    for ds in datasets:
-        repair_demographics(ds, str(ds.get("SeriesInstanceUID", "")))
-    images = expand_series(datasets)
+    images = [image for path in paths
+              for image in (taken[path].images if taken and path in taken else _read_images(path))]
     placed = place_slices(images)
     if placed.excluded and not getattr(pack, "tolerates_excluded_slices", False):
         first_uid, first_reason = placed.excluded[0]
@@ -276,6 +293,82 @@ def _load_series(paths: Sequence[str], pack: ModelPack) -> tuple[list[pydicom.Da
     if not placed.slices:
         raise ValueError("no slice of the series can be placed")
     return placed.slices, placed.excluded
+
+
+def _read_images(path: str) -> list[pydicom.Dataset]:
+    """The images of one source file (every frame), its patient and study attributes made valid."""
+    ds = pydicom.dcmread(path)
+    repair_demographics(ds, str(ds.get("SeriesInstanceUID", "")))
+    return expand_frames(ds)
+
+
+@dataclass(frozen=True)
+class ReadAheadOutcome:
+    """What :func:`read_ahead` did: whether the model reads ahead at all, and how many images it ran."""
+
+    model: str
+    slice_wise: bool
+    images: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+
+
+def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
+    """Read and run ``spec``'s files now, for the job of their series to take later; never raises.
+
+    Only for a pack that handles each slice on its own (``slice_wise``): its preprocessing
+    and its model see one slice at a time, so outputs computed for some slices now are
+    the outputs the job would compute for them. Files already read ahead are skipped. A
+    failure only loses the head start: the job reads and runs those files itself, and
+    reports what fails there.
+    """
+    started = time.perf_counter()
+    try:
+        pack = _pack(spec.pack, spec.weights)
+        if not getattr(pack, "slice_wise", False):
+            return ReadAheadOutcome(spec.model, False)
+        engine = _engine(spec, pack)
+        key = _model_key(spec, pack)
+        fresh: list[CachedFile] = []
+        for path in spec.instance_paths:
+            identity = file_identity(path)
+            if identity is None or _SLICES.get(key, identity) is not None:
+                continue
+            fresh.append(CachedFile.of(_read_images(path)))
+            _SLICES.put(key, identity, fresh[-1])
+        images = [image for entry in fresh for image in entry.images]
+        if images:
+            outputs = iter(outputs_by_image(
+                images, run_batched(engine, pack.preprocess(images), spec.batch_size or pack.batch_size)))
+            for entry in fresh:
+                entry.outputs = [next(outputs) for _ in entry.images]
+        return ReadAheadOutcome(spec.model, True, len(images), time.perf_counter() - started)
+    except Exception as exc:
+        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        return ReadAheadOutcome(spec.model, True, 0, time.perf_counter() - started, reason)
+
+
+def _outputs_read_ahead(taken: dict[str, CachedFile]) -> dict[int, dict[str, np.ndarray]]:
+    """The outputs read ahead, by ``id`` of their image."""
+    return {id(image): out for entry in taken.values() if entry.outputs
+            for image, out in zip(entry.images, entry.outputs)}
+
+
+def _merge_outputs(series: Sequence[pydicom.Dataset], known: dict[int, dict[str, np.ndarray]],
+                   missing: Sequence[pydicom.Dataset], outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs of every image of ``series``, in its order: read ahead, or just run (``missing``)."""
+    if missing:
+        known = {**known, **dict(zip(map(id, missing), outputs_by_image(missing, outputs)))}
+    return stack_outputs([known[id(image)] for image in series])
+
+
+def _take_read_ahead(spec: JobSpec, pack: ModelPack) -> dict[str, CachedFile]:
+    """The entries read ahead for the job's files (taken out of the cache: a job uses them once)."""
+    if not getattr(pack, "slice_wise", False) or not len(_SLICES):
+        return {}
+    key = _model_key(spec, pack)
+    taken = {path: _SLICES.take(key, file_identity(path)) for path in spec.instance_paths}
+    return {path: entry for path, entry in taken.items() if entry is not None}
 
 
 def _write(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], findings: Any,
@@ -369,8 +462,13 @@ def engine_cache_key(spec: JobSpec) -> tuple[Any, ...]:
     )
 
 
+def _model_key(spec: JobSpec, pack: ModelPack) -> tuple[Any, ...]:
+    """Every field that selects the engine and the weights ``spec`` runs on."""
+    return (*engine_cache_key(spec), str(pack.model_path()))
+
+
 def _engine(spec: JobSpec, pack: ModelPack) -> Engine:
-    key = (*engine_cache_key(spec), str(pack.model_path()))
+    key = _model_key(spec, pack)
     if key not in _ENGINES:
         options = EngineOptions(
             cache_dir=Path(spec.engine_cache_dir) if spec.engine_cache_dir else None,

@@ -35,6 +35,9 @@ class HeadCTHematomaPack:
     tolerates_excluded_slices = True
     """Each slice is classified on its own: a slice that cannot be placed is left out and
     the report counts only the slices that were seen (the job's history lists the rest)."""
+    slice_wise = True
+    """Preprocessing and the model see one slice at a time (no volume-wide step): the node
+    may run them on a series' slices as they arrive (see :mod:`node.slice_cache`)."""
 
     def __init__(self, weights: Path | None = None) -> None:
         self._weights = Path(weights) if weights else DEMO_WEIGHTS

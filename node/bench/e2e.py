@@ -167,12 +167,14 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
     body = (
         f"Two nodes side by side against one real Orthanc 1.10 (loopback), series sent with `storescu` "
         f"one at a time, alternating between them. **before**: {before}. **after**: this code on its "
-        f"defaults: each object queued as soon as the worker has written it (delivered while the next is "
-        f"written), over an association kept open across objects and jobs, the report built in the worker's "
-        f"helper process. p50/p95 over {warm} warm series per pack and node.\n\n"
+        f"defaults: slices run by the model as they arrive (read-ahead, slice-wise packs), each object queued "
+        f"as soon as the worker has written it (delivered while the next is written), over an association kept "
+        f"open across objects and jobs, the report built in the worker's helper process. p50/p95 over {warm} "
+        f"warm series per pack and node.\n\n"
         f"### Head CT, {slices} slices (512×512), `head-ct-hematoma` (SEG, SR, {overlays} overlay SCs)\n\n"
         "The series completes at its last instance (Images in Acquisition). 'inference' and 'write' are the "
-        "worker's own stage times (write: build + save every object).\n\n"
+        "worker's own stage times after completion (write: build + save every object; inference: only the "
+        "slices not read ahead).\n\n"
         + _table(_CT_STAGES, ct, warm)
         + "\n\n### Chest radiograph 1024×1024, `cxr-nodule` + `cxr-pneumonia` (SEG + SR, SC + SR)\n\n"
         "Completes when the sender's association ends (`complete_on_release`); 'send end' is when "
