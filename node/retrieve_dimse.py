@@ -20,6 +20,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from .config import DestinationConfig
+from .ingest.connections import REQUESTOR_HANDLERS
 
 __all__ = ["from_dimse"]
 
@@ -79,7 +80,7 @@ def _c_get(source: DestinationConfig, study_uid: str, timeout: float, calling_ae
         return 0x0000
 
     assoc = ae.associate(source.host, source.port, ae_title=source.ae_title, ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, _store)])
+                         evt_handlers=[(evt.EVT_C_STORE, _store), *REQUESTOR_HANDLERS])
     if not assoc.is_established:
         raise RetrieveError(f"source {source.name!r}: association with {source.ae_title}@{source.host}:{source.port}"
                             " refused or unreachable")

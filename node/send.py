@@ -25,6 +25,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from tqdm import tqdm
 
+from .ingest.connections import REQUESTOR_HANDLERS
 from .ingest.syntaxes import decodable_transfer_syntaxes, syntax_name
 
 __all__ = ["SendReport", "dicom_files", "send_paths"]
@@ -190,7 +191,8 @@ def _send_batch(
     for sop_class, syntaxes in contexts:
         ae.add_requested_context(sop_class, list(syntaxes))
     try:
-        assoc = ae.associate(host, port, ae_title=called_ae, tls_args=None if tls is None else (tls, host))
+        assoc = ae.associate(host, port, ae_title=called_ae, tls_args=None if tls is None else (tls, host),
+                             evt_handlers=REQUESTOR_HANDLERS)
     except Exception as exc:
         advance(len(files))
         return 0, [(str(f.path), f"association failed: {type(exc).__name__}") for f in files]

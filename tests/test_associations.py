@@ -2,6 +2,7 @@
 dropped one is replaced, an idle one is released. A real pynetdicom SCP counts them."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from node.egress.associations import AssociationPool
 from node.egress.dimse import DimseSender
 from node.egress.outbox import Outbox
 from node.egress.senders import OutgoingFile
+from node.ingest.connections import raw_socket
 from node.metrics import Metrics
 from node.states import JobState, SeriesState
 from node.store import JobStore
@@ -184,3 +186,22 @@ def test_the_outbox_delivers_two_jobs_over_one_association(scp, tmp_path: Path, 
     outbox.stop()
     assert sorted(scp.stored) == sorted(f.sop_instance_uid for f in files)
     assert scp.associations == 1
+
+
+def test_associations_the_node_requests_acknowledge_the_peers_replies_at_once(scp, small_head_ct):
+    """Nagle off, and quick-ack armed again after every PDU the node sends (see ``ack_replies_at_once``):
+    a peer that writes its reply in small pieces (Orthanc) is not held up by a delayed acknowledgement."""
+    first, second = _files(small_head_ct)[:2]
+    pool = AssociationPool(DestinationConfig("pacs", "127.0.0.1", scp.port, "PACS"), calling_ae="AINODE", timeout=5)
+    try:
+        assoc, _ = pool.acquire({first.sop_class_uid})
+        raw = raw_socket(assoc)
+        assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        armed: list[int] = []
+        # bound after the node's own handler: sees the socket as the node left it
+        assoc.bind(evt.EVT_PDU_SENT, lambda event: armed.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)))
+        for outgoing in (first, second):
+            assert assoc.send_c_store(outgoing.path).Status == 0
+        assert len(armed) >= 4 and all(armed), armed  # command and data PDUs of two C-STOREs
+    finally:
+        pool.close()

@@ -18,12 +18,12 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.association import Association
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
-from ..ingest import tune_connection
+from ..ingest import REQUESTOR_HANDLERS
 from ..tls import client_context
 
 __all__ = ["AssociationPool", "RESULT_SOP_CLASSES", "VERIFICATION"]
@@ -162,7 +162,7 @@ class AssociationPool:
             tls_args = (client_context(destination.ca, destination.cert, destination.key), str(destination.host))
         try:
             assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
-                                 evt_handlers=[(evt.EVT_CONN_OPEN, tune_connection)], tls_args=tls_args)
+                                 evt_handlers=REQUESTOR_HANDLERS, tls_args=tls_args)
         except Exception as exc:
             raise ConnectionError(f"association failed: {exc!r}") from exc
         if not assoc.is_established:

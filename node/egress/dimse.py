@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.association import Association
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
-from ..ingest import tune_connection
+from ..ingest import REQUESTOR_HANDLERS
 from ..tls import client_context
 from .associations import AssociationPool
 from .senders import DeliveryOutcome, OutgoingFile
@@ -117,7 +117,7 @@ def send_files(
         if destination.tls:
             tls_args = (client_context(destination.ca, destination.cert, destination.key), str(destination.host))
         assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
-                             evt_handlers=[(evt.EVT_CONN_OPEN, tune_connection)], tls_args=tls_args)
+                             evt_handlers=REQUESTOR_HANDLERS, tls_args=tls_args)
     except Exception as exc:
         return DeliveryOutcome({path: f"association failed: {exc!r}" for path, _ in files})
     if not assoc.is_established:

@@ -67,13 +67,14 @@ from .accept import (
     Outcome,
     Receipt,
 )
-from .connections import tune_connection
+from .connections import REQUESTOR_HANDLERS, ack_replies_at_once, tune_connection
 from .header import InstanceHeader, InstanceRefused, read_header
 from .server import IngestServer
 
 __all__ = [
     "ACCEPTED_TRANSFER_SYNTAXES",
     "DEFAULT_MAX_DATASET_BYTES",
+    "REQUESTOR_HANDLERS",
     "DuplicateAction",
     "IngestServer",
     "InstanceAcceptor",
@@ -82,6 +83,7 @@ __all__ = [
     "OnDuplicate",
     "Outcome",
     "Receipt",
+    "ack_replies_at_once",
     "read_header",
     "tune_connection",
 ]
