@@ -12,18 +12,28 @@ as :func:`evidence_reference` stubs. :class:`InlineAside` (the default, and what
 get) runs ``fn`` at once in the caller; :class:`ProcessAside` (the worker's, when it hands
 objects over one by one) runs it in one helper process that lives as long as the worker,
 and runs it inline when that process has died.
+
+``submit_encoded`` is ``submit`` for an object the caller will only save: the helper
+process also encodes it and hands back an :class:`EncodedObject` (its file bytes) instead
+of the dataset. A TID 1500 report of a 40-slice head CT is 67 KB as a file but 640 KB
+pickled, and pickling it across and encoding it in the caller cost the caller ~0.25 s.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence as DicomSequence
 
-__all__ = ["Aside", "AsideResult", "InlineAside", "ProcessAside", "evidence_reference", "headers_only"]
+__all__ = [
+    "Aside", "AsideResult", "EncodedObject", "InlineAside", "ProcessAside", "encoded", "evidence_reference",
+    "headers_only",
+]
 
 T = TypeVar("T")
 
@@ -39,11 +49,45 @@ class AsideResult(Protocol[T]):
         ...
 
 
+@dataclass(frozen=True)
+class EncodedObject:
+    """A result object as the bytes of its file (Part 10), with what the node needs to file it."""
+
+    data: bytes
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    series_number: str
+    """Series Number as the dataset's string (what :class:`node.worker.StableSeries` derives from)."""
+
+    @staticmethod
+    def of(ds: Dataset) -> "EncodedObject":
+        """Encode ``ds`` as a file, as the worker saves objects."""
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        return EncodedObject(buffer.getvalue(), str(ds.SOPInstanceUID), str(ds.SOPClassUID),
+                             str(ds.SeriesInstanceUID), str(ds.get("SeriesNumber", "")))
+
+    def dataset(self) -> Dataset:
+        """The object decoded again."""
+        return dcmread(BytesIO(self.data))
+
+
+def encoded(fn: Callable[..., Dataset], *args: Any, **kwargs: Any) -> EncodedObject:
+    """``fn(*args, **kwargs)`` encoded (module level: it runs in the helper process)."""
+    return EncodedObject.of(fn(*args, **kwargs))
+
+
 class Aside(Protocol):
     """Where a pack's result object is built while the pack builds the others."""
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> AsideResult[T]:
         """Start ``fn(*args, **kwargs)``; its result comes from ``.result()``."""
+        ...
+
+    def submit_encoded(self, fn: Callable[..., Dataset], *args: Any,
+                       **kwargs: Any) -> AsideResult[Dataset | EncodedObject]:
+        """As :meth:`submit`, for a dataset the caller will only save: it may come back encoded."""
         ...
 
 
@@ -66,6 +110,11 @@ class InlineAside:
     """Builds at once, in the caller (no helper process)."""
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> AsideResult[T]:
+        return _Done(fn, args, kwargs)
+
+    def submit_encoded(self, fn: Callable[..., Dataset], *args: Any,
+                       **kwargs: Any) -> AsideResult[Dataset | EncodedObject]:
+        """Built here, so the dataset itself: encoding it would only cost time."""
         return _Done(fn, args, kwargs)
 
 
@@ -99,6 +148,11 @@ class ProcessAside:
             self.reset()
             return _Done(fn, args, kwargs)
         return _Pending(self, future, fn, args, kwargs)
+
+    def submit_encoded(self, fn: Callable[..., Dataset], *args: Any,
+                       **kwargs: Any) -> AsideResult[Dataset | EncodedObject]:
+        """Built and encoded in the helper process (in the caller, when the helper died)."""
+        return self.submit(encoded, fn, *args, **kwargs)
 
     def warm(self, prepare: Callable[[], Any]) -> None:
         """Start the helper process now and run ``prepare`` in it (before the first job)."""

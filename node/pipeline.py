@@ -16,10 +16,11 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from pydicom import Dataset
+from pydicom.uid import generate_uid
 
 from node.aside import Aside, InlineAside
 from node.frames import frame_number
@@ -59,12 +60,16 @@ class ResultContext:
     ``series_number_base`` is the first Series Number the pack may use; each kind of
     result object takes the next one. ``aside`` builds an object in a helper process
     while the pack builds the others (see :mod:`node.aside`); by default, at once.
+    ``series_uid_for(series_number)`` is the Series Instance UID the node gives that
+    result series (the worker's are stable across runs of a series; by default, fresh):
+    a pack that takes it saves the node re-writing the UIDs in objects built aside.
     """
 
     algorithm: AlgorithmInfo
     series_number_base: int = 9000
     extra: Mapping[str, Any] = field(default_factory=dict)
     aside: Aside = field(default_factory=InlineAside)
+    series_uid_for: Callable[[int], str] = field(default=lambda _number: str(generate_uid()))
 
 
 @runtime_checkable

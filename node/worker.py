@@ -24,7 +24,7 @@ import pydicom
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
-from .aside import InlineAside, ProcessAside
+from .aside import EncodedObject, InlineAside, ProcessAside
 from .engines import EngineOptions, create_engine
 from .frames import expand_frames
 from .logs import configure_logging
@@ -39,7 +39,7 @@ from .states import FailureStage
 
 __all__ = [
     "JobOutcome", "JobSpec", "ReadAheadOutcome", "StableSeries", "die_with_parent", "engine_cache_key", "init_helper", "init_worker",
-    "retain_freed_memory", "stable_result_series",
+    "retain_freed_memory", "stable_result_series", "stable_series_uid",
     "network_module", "read_ahead", "run_batched", "run_job", "warm_up",
 ]
 
@@ -213,7 +213,8 @@ def run_job(spec: JobSpec) -> JobOutcome:
             outputs = stage(FailureStage.INFERENCE, _merge_outputs, series, known, missing, outputs)
         findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base,
-                                aside=_ASIDE if spec.hand_over else InlineAside())
+                                aside=_ASIDE if spec.hand_over else InlineAside(),
+                                series_uid_for=_stable_uids(spec))
         results = stage(FailureStage.WRITE, _write, spec, pack, series, findings, context)
     except _StageError as exc:
         reason = scrub(f"{type(exc.cause).__name__}: {exc.cause}")[:500]
@@ -393,12 +394,31 @@ def _write(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], findin
         return saved
     stable = StableSeries(spec.series_uid, spec.model)
     saved = []
-    for ds in stream(series, findings, context):
-        stable.learn(ds)
-        stable.apply(ds)
-        saved.append(_save_one(ds, out_dir))
+    for obj in stream(series, findings, context):
+        if isinstance(obj, EncodedObject):
+            stable.learn_series(obj.series_instance_uid, obj.series_number)
+            if stable.changes_nothing():  # its series UIDs are already the stable ones: save it as it came
+                saved.append(_save_encoded(obj, out_dir))
+                handover.put((spec.job_id, *saved[-1]))
+                continue
+            obj = obj.dataset()
+        stable.learn(obj)
+        stable.apply(obj)
+        saved.append(_save_one(obj, out_dir))
         handover.put((spec.job_id, *saved[-1]))
     return saved
+
+
+def _stable_uids(spec: JobSpec) -> Any:
+    """``ResultContext.series_uid_for`` of a job: the UIDs :class:`StableSeries` would give."""
+    if not spec.series_uid:
+        return lambda _number: str(generate_uid())
+    return lambda number: stable_series_uid(spec.series_uid, spec.model, str(number))
+
+
+def stable_series_uid(source_series_uid: str, model: str, series_number: str) -> str:
+    """The Series Instance UID of a model's result series: the same for every run on the source series."""
+    return str(generate_uid(entropy_srcs=[source_series_uid, model, series_number]))
 
 
 class StableSeries:
@@ -418,14 +438,21 @@ class StableSeries:
     def learn(self, ds: pydicom.Dataset) -> None:
         """Give the series of ``ds`` its stable UID (once per series)."""
         old = str(ds.SeriesInstanceUID)
-        if self._source and old not in self._mapping:
-            self._mapping[old] = generate_uid(
-                entropy_srcs=[self._source, self._model, str(ds.get("SeriesNumber", old))])
+        self.learn_series(old, str(ds.get("SeriesNumber", old)))
+
+    def learn_series(self, series_uid: str, series_number: str) -> None:
+        """Give the series ``series_uid`` (number ``series_number``) its stable UID, once."""
+        if self._source and series_uid not in self._mapping:
+            self._mapping[series_uid] = stable_series_uid(self._source, self._model, series_number or series_uid)
+
+    def changes_nothing(self) -> bool:
+        """Whether every series learnt already has its stable UID (then :meth:`apply` changes nothing)."""
+        return all(old == new for old, new in self._mapping.items())
 
     def apply(self, ds: pydicom.Dataset) -> None:
         """Replace every learnt series UID in ``ds`` (its own and its references)."""
-        if self._mapping:
-            _replace_series_uids(ds, self._mapping)
+        if not self.changes_nothing():
+            _replace_series_uids(ds, {old: new for old, new in self._mapping.items() if old != new})
 
 
 def stable_result_series(objects: Sequence[pydicom.Dataset], source_series_uid: str, model: str) -> None:
@@ -487,6 +514,14 @@ def network_module(pack: ModelPack) -> str:
 
 def _save(objects: Sequence[pydicom.Dataset], out_dir: Path) -> list[tuple[str, str, str]]:
     return [_save_one(ds, out_dir) for ds in objects]
+
+
+def _save_encoded(obj: EncodedObject, out_dir: Path) -> tuple[str, str, str]:
+    """Write an object encoded elsewhere durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{obj.sop_instance_uid}.dcm"
+    write_durable(path, obj.data)
+    return obj.sop_instance_uid, obj.sop_class_uid, str(path)
 
 
 def _save_one(ds: pydicom.Dataset, out_dir: Path) -> tuple[str, str, str]:

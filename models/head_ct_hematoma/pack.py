@@ -7,6 +7,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
+from node.aside import EncodedObject
 from node.pipeline import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
@@ -62,6 +63,6 @@ class HeadCTHematomaPack:
 
     def stream_results(
         self, series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
-    ) -> Iterator[Dataset]:
+    ) -> Iterator[Dataset | EncodedObject]:
         """The objects of :meth:`write_results` one by one (SEG, overlays, SR), each as soon as it is built."""
         return stream_results(series, findings, context)

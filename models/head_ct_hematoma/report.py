@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from models.head_ct_hematoma.findings import HematomaFindings
 from models.head_ct_hematoma.preprocess import patches_to_pixels
-from node.aside import evidence_reference, headers_only
+from node.aside import EncodedObject, evidence_reference, headers_only
 from node.pipeline import AlgorithmInfo, ResultContext
 from node.results.equipment import check_source_images
 from node.results import (
@@ -119,13 +119,14 @@ def write_results(
     """
     objects = list(stream_results(series, findings, context))
     seg, *overlays, sr = objects
-    return [seg, sr, *overlays]
+    return [seg, sr.dataset() if isinstance(sr, EncodedObject) else sr, *overlays]
 
 
 def stream_results(
     series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
-) -> Iterator[Dataset]:
-    """The objects of :func:`write_results`, each yielded as soon as it is built.
+) -> Iterator[Dataset | EncodedObject]:
+    """The objects of :func:`write_results`, each yielded as soon as it is built (the report
+    encoded, when it was built in a helper process: see :meth:`node.aside.Aside.submit_encoded`).
 
     The SEG first, then the overlays, then the SR that references them all: the node
     saves and delivers each while the next is built. The SR is started first, aside
@@ -147,16 +148,16 @@ def stream_results(
     study_uid = str(series[0].StudyInstanceUID)
     tracking_uid = hd.UID()  # shared by the SEG segment and the SR finding group
     affected = [int(i) for i in findings.affected_slices]
-    seg_uid, seg_series_uid = hd.UID(), hd.UID()
-    overlay_uids, overlay_series_uid = [hd.UID() for _ in affected], hd.UID()
+    seg_uid, seg_series_uid = hd.UID(), context.series_uid_for(base)
+    overlay_uids, overlay_series_uid = [hd.UID() for _ in affected], context.series_uid_for(base + 2)
 
     # the report cites the SEG and the overlays by their UIDs alone: it is built aside
-    # (in a helper process when the node has one) while they are built here
+    # (in a helper process when the node has one, which also encodes it) while they are built here
     segmentation = evidence_reference(
         sop_class_uid=SEGMENTATION_STORAGE, sop_instance_uid=seg_uid, series_instance_uid=seg_series_uid,
         study_instance_uid=study_uid, modality="SEG", segment_numbers=(1,),
     )
-    report = context.aside.submit(
+    report = context.aside.submit_encoded(
         hemorrhage_report,
         [headers_only(ds) for ds in series],
         affected=affected,
@@ -172,6 +173,7 @@ def stream_results(
         ],
         algorithm=algorithm,
         series_number=base + 1,
+        series_instance_uid=context.series_uid_for(base + 1),
         tracking_uid=tracking_uid,
     )
 
@@ -227,6 +229,7 @@ def hemorrhage_report(
     algorithm: AlgorithmInfo,
     series_number: int,
     tracking_uid: str,
+    series_instance_uid: str | None = None,
 ) -> Dataset:
     """The TID 1500 report of one series: its finding group cites the affected slices,
     the SEG segment (when there are hematoma patches) and every overlay as evidence.
@@ -258,6 +261,7 @@ def hemorrhage_report(
         series_description="AI hemorrhage report",
         evidence=[segmentation, *overlays],
         procedure_reported=CT_HEAD,
+        series_instance_uid=series_instance_uid,
     )
 
 
