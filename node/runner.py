@@ -61,6 +61,7 @@ class Runner:
         self._filed = threading.Event()
         self._reading: Future[ReadAheadOutcome] | None = None
         self._read_paths: dict[tuple[str, str], set[str]] = {}  # (series UID, model) → files sent to read ahead
+        self._given_up: set[tuple[str, str]] = set()  # (series UID, model) whose read-ahead failed: the job reads
         self._not_slice_wise: set[str] = set()  # models whose pack said it does not read ahead
         self._renewed_at = 0.0
         self._watch: Any = None
@@ -119,10 +120,21 @@ class Runner:
         self._wake.set()
 
     def instances_filed(self) -> None:
-        """Tell the runner instances were filed: slices of an arriving series may be read ahead."""
-        if self._config.runner.read_ahead:
-            self._filed.set()
+        """Tell the runner instances were filed: slices of an arriving series may be read ahead.
+
+        Wakes the runner only when a routed model may read ahead and no read-ahead is under
+        way (its end wakes it): filing an instance must not cost the ingest a job-store query.
+        """
+        if not self._config.runner.read_ahead or not self._may_read_ahead():
+            return
+        self._filed.set()
+        reading = self._reading
+        if reading is None or reading.done():
             self._wake.set()
+
+    def _may_read_ahead(self) -> bool:
+        """Whether a routed model is not known to work on whole volumes only."""
+        return any(route.model not in self._not_slice_wise for route in self._config.routes)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -170,18 +182,22 @@ class Runner:
 
     def _read_ahead(self) -> None:
         """Send the newly filed slices of one arriving series to a worker no job needs (one at a time)."""
+        if self._reading is not None:
+            if not self._reading.done():
+                return  # its end wakes the runner, and the slices filed meanwhile go next
+            self._note_read_ahead(self._reading)
+            self._reading = None
         if not self._filed.is_set() or len(self._running) >= self._workers:
             return
-        if self._reading is not None and not self._reading.done():
-            return  # its end wakes the runner, and the slices filed meanwhile go next
         self._filed.clear()
         arriving = self._store.series_in_state(SeriesState.RECEIVED)
         live = {series.series_uid for series in arriving}
         for key in [key for key in self._read_paths if key[0] not in live]:
             del self._read_paths[key]
+        self._given_up = {key for key in self._given_up if key[0] in live}
         for series in arriving:
             for model in dict.fromkeys(route.model for route in self._router.matching(series.attrs)):
-                if model in self._not_slice_wise:
+                if model in self._not_slice_wise or (series.series_uid, model) in self._given_up:
                     continue
                 sent = self._read_paths.setdefault((series.series_uid, model), set())
                 paths = [i.path for i in self._store.series_instances(series.series_uid) if i.path not in sent]
@@ -199,24 +215,24 @@ class Runner:
                     self._reading = self._pool.submit(read_ahead, spec)
                 except (BrokenProcessPool, RuntimeError):
                     return  # the next job's submission replaces the pool
-                self._reading.add_done_callback(self._read_ahead_done)
+                self._reading.add_done_callback(lambda _done: self._wake.set())
                 self._filed.set()  # more may wait: look again when this one ends
                 return
 
-    def _read_ahead_done(self, done: Future[ReadAheadOutcome]) -> None:
+    def _note_read_ahead(self, done: Future[ReadAheadOutcome]) -> None:
+        """Learn from a finished read-ahead: a model that does not read ahead, a series given up, slices read."""
         try:
             outcome = done.result()
         except Exception:  # the worker died: the runner's next submission finds out
-            outcome = None
-        if outcome is not None:
-            if not outcome.slice_wise:
-                self._not_slice_wise.add(outcome.model)
-            elif outcome.reason:
-                log(_logger, logging.INFO, "read-ahead failed; the job reads those slices itself",
-                    model=outcome.model, reason=outcome.reason)
-            elif outcome.images:
-                self._metrics.slices_read_ahead.labels(outcome.model).inc(outcome.images)
-        self._wake.set()
+            return
+        if not outcome.slice_wise:
+            self._not_slice_wise.add(outcome.model)
+        elif outcome.reason:
+            self._given_up.add((outcome.series_uid, outcome.model))
+            log(_logger, logging.INFO, "read-ahead failed; the job reads the series itself",
+                model=outcome.model, series_uid=outcome.series_uid, reason=outcome.reason)
+        elif outcome.images:
+            self._metrics.slices_read_ahead.labels(outcome.model).inc(outcome.images)
 
     def _take_handovers(self) -> None:
         """Queue each object a worker has saved for delivery at once (the job still running).

@@ -312,6 +312,7 @@ class ReadAheadOutcome:
     images: int = 0
     seconds: float = 0.0
     reason: str | None = None
+    series_uid: str = ""
 
 
 def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
@@ -327,7 +328,7 @@ def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
     try:
         pack = _pack(spec.pack, spec.weights)
         if not getattr(pack, "slice_wise", False):
-            return ReadAheadOutcome(spec.model, False)
+            return ReadAheadOutcome(spec.model, False, series_uid=spec.series_uid)
         engine = _engine(spec, pack)
         key = _model_key(spec, pack)
         fresh: list[CachedFile] = []
@@ -343,10 +344,11 @@ def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
                 images, run_batched(engine, pack.preprocess(images), spec.batch_size or pack.batch_size)))
             for entry in fresh:
                 entry.outputs = [next(outputs) for _ in entry.images]
-        return ReadAheadOutcome(spec.model, True, len(images), time.perf_counter() - started)
+        return ReadAheadOutcome(spec.model, True, len(images), time.perf_counter() - started,
+                                series_uid=spec.series_uid)
     except Exception as exc:
         reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
-        return ReadAheadOutcome(spec.model, True, 0, time.perf_counter() - started, reason)
+        return ReadAheadOutcome(spec.model, True, 0, time.perf_counter() - started, reason, spec.series_uid)
 
 
 def _outputs_read_ahead(taken: dict[str, CachedFile]) -> dict[int, dict[str, np.ndarray]]:

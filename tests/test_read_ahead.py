@@ -150,3 +150,34 @@ def test_a_node_reads_a_head_ct_ahead_while_it_arrives(pacs: OrthancServer, tmp_
         assert written and f'"slices_read_ahead": {int(float(counted.group(1)))}' in written[-1]
     finally:
         node.stop()
+
+
+def _runner(tmp_path: Path, routes: list[dict]) -> "Runner":
+    from node.config import parse_config
+    from node.metrics import Metrics
+    from node.runner import Runner
+    from node.spool import Spool
+    from node.store import JobStore
+
+    config = parse_config({"node": {"data_dir": str(tmp_path / "data")}, "routes": routes,
+                           "destinations": [{"name": "pacs", "host": "127.0.0.1", "port": 104, "ae_title": "PACS"}]},
+                          tmp_path)
+    return Runner(config, JobStore(tmp_path / "jobs.sqlite"), Spool(tmp_path / "spool"), Metrics())
+
+
+def test_filing_wakes_the_runner_only_when_a_routed_model_may_read_ahead(tmp_path):
+    head_ct = {"name": "head-ct", "model": "head-ct-hematoma", "destinations": ["pacs"], "match": {"Modality": "CT"}}
+    idle = _runner(tmp_path / "none", [])
+    reading = _runner(tmp_path / "ct", [head_ct])
+    try:
+        idle.instances_filed()
+        reading.instances_filed()
+        assert not idle._wake.is_set()  # nothing routed: filing an instance costs the runner nothing
+        assert reading._wake.is_set()
+        reading._wake.clear()
+        reading._not_slice_wise.add("head-ct-hematoma")  # as a worker answers for a volume-wide pack
+        reading.instances_filed()
+        assert not reading._wake.is_set()
+    finally:
+        idle.stop()
+        reading.stop()
