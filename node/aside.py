@@ -58,7 +58,8 @@ class EncodedObject:
     sop_class_uid: str
     series_instance_uid: str
     series_number: str
-    """Series Number as the dataset's string (what :class:`node.worker.StableSeries` derives from)."""
+    """Series Number as the dataset's string, its series UID when it has none (what
+    :class:`node.worker.StableSeries` derives the stable series UID from)."""
 
     @staticmethod
     def of(ds: Dataset) -> "EncodedObject":
@@ -66,7 +67,7 @@ class EncodedObject:
         buffer = BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         return EncodedObject(buffer.getvalue(), str(ds.SOPInstanceUID), str(ds.SOPClassUID),
-                             str(ds.SeriesInstanceUID), str(ds.get("SeriesNumber", "")))
+                             str(ds.SeriesInstanceUID), str(ds.get("SeriesNumber", ds.SeriesInstanceUID)))
 
     def dataset(self) -> Dataset:
         """The object decoded again."""

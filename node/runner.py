@@ -1,10 +1,12 @@
 """The runner: claims queued jobs under a lease and runs them in worker processes.
 
 A claimed job is ``running`` with a lease held by this process (``host:pid:token``),
-renewed while its worker runs. While no job needs it, a worker reads ahead: it runs a
-slice-wise model on the slices of a series still arriving (see :func:`node.worker.read_ahead`). If this process dies, the next start (or any other
+renewed while its worker runs. If this process dies, the next start (or any other
 runner, once the lease runs out) queues the job again; a worker's outcome that arrives
 after its lease was lost is dropped, so a job is never recorded twice.
+
+While no job needs it, a worker reads ahead: it runs a slice-wise model on the slices of
+a series still arriving (see :func:`node.worker.read_ahead`).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ __all__ = ["Runner"]
 _logger = logging.getLogger("ainode.runner")
 
 _READ_AHEAD_BATCH = 32
-"""Most files sent to a worker in one read-ahead: a job claimed meanwhile waits at most this long."""
+"""Most files sent to a worker in one read-ahead (a job claimed meanwhile waits for at most one such batch)."""
 
 
 class Runner:

@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 import traceback
-from io import BytesIO
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,8 +37,8 @@ from .spool import write_durable
 from .states import FailureStage
 
 __all__ = [
-    "JobOutcome", "JobSpec", "ReadAheadOutcome", "StableSeries", "die_with_parent", "engine_cache_key", "init_helper", "init_worker",
-    "retain_freed_memory", "stable_result_series", "stable_series_uid",
+    "JobOutcome", "JobSpec", "ReadAheadOutcome", "StableSeries", "die_with_parent", "engine_cache_key", "init_helper",
+    "init_worker", "retain_freed_memory", "stable_result_series", "stable_series_uid",
     "network_module", "read_ahead", "run_batched", "run_job", "warm_up",
 ]
 
@@ -49,10 +48,10 @@ _ENGINES: dict[tuple[Any, ...], Engine] = {}
 _LOGGING_READY = False
 """This process's engines, by :func:`engine_cache_key` and the pack's model path."""
 _HANDOVER: Any = None
+"""The runner's queue of written objects, ``(job_id, sop_uid, sop_class, path)`` each (see :func:`init_worker`)."""
 _READ_AHEAD_BYTES = 256 * 1024 * 1024
 _SLICES = SliceCache(_READ_AHEAD_BYTES)
 """Files of series still arriving that this worker has read and run ahead (see :mod:`node.slice_cache`)."""
-"""The runner's queue of written objects, ``(job_id, sop_uid, sop_class, path)`` each (see :func:`init_worker`)."""
 
 
 @dataclass(frozen=True)
@@ -197,14 +196,15 @@ def run_job(spec: JobSpec) -> JobOutcome:
 
     try:
         pack = stage(FailureStage.LOAD, _pack, spec.pack, spec.weights)
-        taken = _take_read_ahead(spec, pack)
+        taken = stage(FailureStage.LOAD, _take_read_ahead, spec, pack)
         series, excluded = stage(FailureStage.LOAD, _load_series, spec.instance_paths, pack, taken)
         engine = stage(FailureStage.ENGINE, _engine, spec, pack)
         engine_name = engine.name
         known = _outputs_read_ahead(taken)
         missing = [image for image in series if id(image) not in known]
         outputs: dict[str, np.ndarray] = {}
-        timings.setdefault(FailureStage.PREPROCESS.value, 0.0)  # every stage is reported, also one with nothing left to do
+        # every stage is reported, also one left with nothing to do
+        timings.setdefault(FailureStage.PREPROCESS.value, 0.0)
         if missing:
             inputs = stage(FailureStage.PREPROCESS, pack.preprocess, missing)
             outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
@@ -445,7 +445,7 @@ class StableSeries:
     def learn_series(self, series_uid: str, series_number: str) -> None:
         """Give the series ``series_uid`` (number ``series_number``) its stable UID, once."""
         if self._source and series_uid not in self._mapping:
-            self._mapping[series_uid] = stable_series_uid(self._source, self._model, series_number or series_uid)
+            self._mapping[series_uid] = stable_series_uid(self._source, self._model, series_number)
 
     def changes_nothing(self) -> bool:
         """Whether every series learnt already has its stable UID (then :meth:`apply` changes nothing)."""
@@ -519,7 +519,7 @@ def _save(objects: Sequence[pydicom.Dataset], out_dir: Path) -> list[tuple[str, 
 
 
 def _save_encoded(obj: EncodedObject, out_dir: Path) -> tuple[str, str, str]:
-    """Write an object encoded elsewhere durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
+    """Write an encoded object durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{obj.sop_instance_uid}.dcm"
     write_durable(path, obj.data)
@@ -528,9 +528,4 @@ def _save_encoded(obj: EncodedObject, out_dir: Path) -> tuple[str, str, str]:
 
 def _save_one(ds: pydicom.Dataset, out_dir: Path) -> tuple[str, str, str]:
     """Write ``ds`` durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{ds.SOPInstanceUID}.dcm"
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    write_durable(path, buffer.getvalue())
-    return (str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(path))
+    return _save_encoded(EncodedObject.of(ds), out_dir)

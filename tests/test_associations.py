@@ -199,7 +199,8 @@ def test_associations_the_node_requests_acknowledge_the_peers_replies_at_once(sc
         assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         armed: list[int] = []
         # bound after the node's own handler: sees the socket as the node left it
-        assoc.bind(evt.EVT_PDU_SENT, lambda event: armed.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)))
+        assoc.bind(evt.EVT_PDU_SENT,
+                   lambda event: armed.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)))
         for outgoing in (first, second):
             assert assoc.send_c_store(outgoing.path).Status == 0
         assert len(armed) >= 4 and all(armed), armed  # command and data PDUs of two C-STOREs

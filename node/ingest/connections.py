@@ -14,8 +14,10 @@ from collections import OrderedDict
 from pynetdicom import evt
 from pynetdicom.association import Association
 
-__all__ = ["ConnectionGate", "REQUESTOR_HANDLERS", "ack_replies_at_once", "drop_pending", "raw_socket", "remote_address",
-           "tune_connection"]
+__all__ = [
+    "ConnectionGate", "REQUESTOR_HANDLERS", "ack_replies_at_once", "drop_pending", "raw_socket", "remote_address",
+    "tune_connection",
+]
 
 
 def tune_connection(event: evt.Event, network_timeout: float | None = None) -> None:
