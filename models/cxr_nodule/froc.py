@@ -59,12 +59,7 @@ def froc(
     for image, (dets, nods) in enumerate(zip(detections, truths)):
         found: set[int] = set()
         for row, col, score in sorted(dets, key=lambda d: -d[2]):
-            hit = None
-            best = np.inf
-            for k, (tr, tc, radius) in enumerate(nods):
-                distance = float(np.hypot(row - tr, col - tc))
-                if distance <= radius and distance < best:
-                    hit, best = k, distance
+            hit = _matched_nodule(row, col, nods)
             if hit is None:
                 events.append((float(score), 0, image, -1))
             elif hit not in found:
@@ -101,13 +96,21 @@ def nodule_scores(
     for dets, nods in zip(detections, truths):
         best = [float("-inf")] * len(nods)
         for row, col, score in dets:
-            distances = [float(np.hypot(row - tr, col - tc)) for tr, tc, _ in nods]
-            inside = [k for k, (d, (_, _, radius)) in enumerate(zip(distances, nods)) if d <= radius]
-            if inside:
-                k = min(inside, key=lambda i: distances[i])
+            k = _matched_nodule(row, col, nods)
+            if k is not None:
                 best[k] = max(best[k], float(score))
         out.append(best)
     return out
+
+
+def _matched_nodule(row: float, col: float, nodules: Sequence[tuple[float, float, float]]) -> int | None:
+    """The index of the closest nodule whose radius holds ``(row, col)`` (the first on a tie), or ``None``."""
+    hit, best = None, np.inf
+    for k, (tr, tc, radius) in enumerate(nodules):
+        distance = float(np.hypot(row - tr, col - tc))
+        if distance <= radius and distance < best:
+            hit, best = k, distance
+    return hit
 
 
 def render_froc_png(curve: FROC, path, *, marker_fp: float = 0.2, title_value: float | None = None) -> None:
