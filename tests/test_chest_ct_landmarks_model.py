@@ -11,13 +11,17 @@ import pytest
 
 from models.chest_ct_landmarks.findings import LANDMARKS
 from models.chest_ct_landmarks.preprocess import (
+    AIRWAY_INPUT,
+    AIRWAY_MATRIX,
     CROPS,
     DEFAULT_CROP,
     context_offset,
     crop_box,
     postprocess,
+    prepare_airway,
     prepare_volume,
     preprocess,
+    trachea_centre,
 )
 from models.chest_ct_landmarks.train import TEST_SEED_BASE, read_labels
 from models.phantoms.chest_ct import generate_chest_ct, write_phantom
@@ -116,6 +120,65 @@ def test_pack_takes_the_crop_from_model_json(tmp_path, small):
     assert not np.array_equal(preprocess(small.datasets, "lungs")["image"], preprocess(small.datasets)["image"])
 
 
+def test_airway_square_is_centred_on_the_trachea():
+    """The airway square sits on the trachea (air at its centre above the carina) in both
+    families, with arms beside the trunk (family B 1,000,001) and at 3 mm pixels."""
+    from models.phantoms.chest_ct_b import generate_chest_ct_b
+
+    for p in (generate_chest_ct(seed=31, size=128), generate_chest_ct_b(TEST_SEED_BASE + 1, size=128)):
+        square = prepare_airway(p.hu, p.pixel_spacing)
+        assert square.shape == (len(p.hu), AIRWAY_MATRIX, AIRWAY_MATRIX) and square.dtype == np.float32
+        above = p.landmarks["carina"] + 3
+        assert square[above, 28:36, 28:36].mean() < 0.15, "the trachea's air at the centre"
+
+
+def test_trachea_centre_finds_a_trachea_between_the_lungs_or_none():
+    hu = np.full((6, 128, 128), -1000.0, np.float32)
+    hu[:, 10:118, 10:118] = 40.0
+    hu[:, 30:100, 20:55] = -850.0
+    hu[:, 30:100, 73:108] = -850.0
+    box = crop_box(hu, "lungs")
+    assert trachea_centre(hu, 1.0, box) is None, "no trachea: the caller falls back to the crop's middle"
+    yy, xx = np.mgrid[:128, :128]
+    hu[:, (yy - 50) ** 2 + (xx - 64) ** 2 < 49] = -1000.0
+    row, col = trachea_centre(hu, 1.0, box)
+    assert abs(row - 50) < 0.5 and abs(col - 64) < 0.5
+    hu[:, (yy - 50) ** 2 + (xx - 64) ** 2 < 49] = -850.0
+    assert trachea_centre(hu, 1.0, box) is None, "lung-like air is not the trachea"
+
+
+def test_pack_reads_the_airway_square_when_model_json_names_it(tmp_path, small):
+    import shutil
+
+    from models.chest_ct_landmarks.pack import ChestCTLandmarksPack
+
+    meta = {k: v for k, v in META.items() if k != "airway_input"}
+    airway = {"name": AIRWAY_INPUT, "shape": ["N", 3, AIRWAY_MATRIX, AIRWAY_MATRIX]}
+    for with_airway in (False, True):
+        folder = tmp_path / str(with_airway)
+        folder.mkdir()
+        shutil.copy(MODEL, folder / "model.onnx")
+        (folder / "model.json").write_text(json.dumps({**meta, **({"airway_input": airway} if with_airway else {})}))
+        inputs = ChestCTLandmarksPack(folder / "model.onnx").preprocess(small.datasets)
+        assert set(inputs) == ({"image", AIRWAY_INPUT} if with_airway else {"image"})
+        if with_airway:
+            n = len(small.datasets)
+            assert inputs[AIRWAY_INPUT].shape == (n, 3, AIRWAY_MATRIX, AIRWAY_MATRIX)
+            assert np.array_equal(inputs[AIRWAY_INPUT][1:, 0], inputs[AIRWAY_INPUT][:-1, 1]), "context below"
+
+
+def test_lowest_diaphragm_pick_takes_the_most_inferior_slice_above_one_half():
+    logits = {n: np.full((30, 1), -5.0, np.float32) for n in LANDMARKS}
+    logits["diaphragm"][[8, 12, 14]] = [[0.5], [4.0], [6.0]]
+    assert postprocess(logits).picks["diaphragm"] == 14
+    assert postprocess(logits, diaphragm_pick="lowest").picks["diaphragm"] == 8
+    logits["diaphragm"][[8, 12, 14]] = -1.0
+    logits["diaphragm"][20] = -0.5
+    assert postprocess(logits, diaphragm_pick="lowest").picks["diaphragm"] == 20, "none above 0.5: arg-max"
+    with pytest.raises(ValueError, match="diaphragm_pick"):
+        postprocess(logits, diaphragm_pick="first")
+
+
 def test_context_offset_is_about_4_mm():
     assert context_offset(4.0) == 1 and context_offset(5.0) == 1
     assert context_offset(2.0) == 2 and context_offset(1.0) == 4 and context_offset(0.625) == 6
@@ -161,10 +224,15 @@ def test_model_json():
 
 
 def test_committed_onnx_runs(small):
+    from models.chest_ct_landmarks.pack import ChestCTLandmarksPack
+
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["image"]
+    names = [i.name for i in session.get_inputs()]
+    assert names == (["image", AIRWAY_INPUT] if "airway_input" in META else ["image"])
     assert [o.name for o in session.get_outputs()] == list(LANDMARKS)
-    outputs = session.run(None, {"image": preprocess(small.datasets[:5])["image"]})
+    inputs = ChestCTLandmarksPack().preprocess(small.datasets)
+    assert set(inputs) == set(names)
+    outputs = session.run(None, {k: v[:5] for k, v in inputs.items()})
     assert all(o.shape == (5, 1) and np.isfinite(o).all() for o in outputs)
 
 
@@ -175,11 +243,14 @@ def test_torch_weights_rebuild_the_onnx_graph():
     model = build_network(META)
     model.load_state_dict(torch.load(WEIGHTS / "model.pt", map_location="cpu", weights_only=True))
     model.eval()
-    x = np.random.default_rng(0).random((3, 3, 128, 128), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.random((3, 3, 128, 128), dtype=np.float32)}
+    if "airway_input" in META:
+        inputs[AIRWAY_INPUT] = rng.random((3, 3, AIRWAY_MATRIX, AIRWAY_MATRIX), dtype=np.float32)
     with torch.no_grad():
-        eager = [t.numpy() for t in model(torch.from_numpy(x))]
+        eager = [t.numpy() for t in model(*(torch.from_numpy(v) for v in inputs.values()))]
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
-    for a, b in zip(eager, session.run(None, {"image": x})):
+    for a, b in zip(eager, session.run(None, inputs)):
         assert np.allclose(a, b, atol=1e-4)
 
 

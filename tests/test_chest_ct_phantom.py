@@ -53,7 +53,17 @@ def test_hu_ranges(phantom):
     assert ((mid > 0) & (mid < 100)).sum() > 5000, "soft tissue"
 
 
-def test_landmark_truth_follows_its_definitions(phantom):
+@pytest.fixture(scope="module")
+def lobar_phantom():
+    """Seed 1,000,000: a lobar bronchus rises beside the trachea above the spur."""
+    return generate_chest_ct(seed=1_000_000)
+
+
+@pytest.mark.parametrize("which", ["phantom", "lobar_phantom"])
+def test_landmark_truth_follows_its_definitions(which, request):
+    """The truth follows the definitions; the carina is where the trachea itself divides
+    (just below the spur), not the first slice where a lobar bronchus shows beside it."""
+    phantom = request.getfixturevalue(which)
     marks = phantom.landmarks
     assert set(marks) == set(LANDMARKS)
     assert marks["diaphragm"] < marks["carina"] < marks["apex"]

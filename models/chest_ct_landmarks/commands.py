@@ -129,8 +129,9 @@ def run_eval(args: argparse.Namespace) -> int:
         print("ainode models eval chest-ct-landmarks: --dicom and --labels go together", file=sys.stderr)
         return 2
     if args.dicom is not None:
-        data = dicom_dataset(args.dicom, args.labels, crop=pack.crop)
-        report = evaluate(pack.model_path(), data, source=str(args.dicom), carina_window=pack.carina_window)
+        data = dicom_dataset(args.dicom, args.labels, crop=pack.crop, airway=pack.airway)
+        report = evaluate(pack.model_path(), data, source=str(args.dicom), carina_window=pack.carina_window,
+                          diaphragm_pick=pack.diaphragm_pick)
         if args.json:
             print(json.dumps(report.summary(), indent=2))
         else:
@@ -146,9 +147,10 @@ def run_eval(args: argparse.Namespace) -> int:
     reports = {}
     for fam in families:
         data = phantom_dataset(seeds, slice_thickness=args.slice_thickness, cache_dir=args.cache,
-                               log=None if args.json else print, family=fam, crop=pack.crop)
+                               log=None if args.json else print, family=fam, crop=pack.crop, airway=pack.airway)
         reports[fam] = evaluate(pack.model_path(), data, source=f"held-out phantoms, family {fam}",
-                                seed_range=[seeds[0], seeds[-1]], carina_window=pack.carina_window)
+                                seed_range=[seeds[0], seeds[-1]], carina_window=pack.carina_window,
+                                diaphragm_pick=pack.diaphragm_pick)
     if args.json:
         if len(families) == 1:
             print(json.dumps(reports[families[0]].summary(), indent=2))

@@ -13,7 +13,10 @@ central 64x64 pixels at full resolution: the mediastinum, where the trachea divi
 -1000 HU falling to 0 at -640 HU and above, so that soft tissue, vessels and contrast
 medium vanish and only the air shapes remain, airway lumens and lung; a wall between two
 lumens that partial volume has lightened to -640 HU or more still shows as a wall) or
-``full`` (the 128x128 input as is). The ``small`` architecture uses
+``full`` (the 128x128 input as is), or ``trachea`` (not the 128x128 input but the second
+input ``airway``, the 80 mm square around the trachea at 1.25 mm per pixel, as is; a graph
+with a ``trachea`` view has the two inputs ``image`` and ``airway``). The ``small``
+architecture uses
 :data:`SMALL_VIEWS` (a quarter of the computation of full views, which matters on a CPU);
 the timm architectures use ``full``.
 
@@ -36,11 +39,13 @@ from torch import nn
 
 from models.chest_ct_landmarks.findings import LANDMARKS
 
-__all__ = ["ARCHITECTURES", "SMALL_VIEWS", "VIEWS", "TIMM_ARCHITECTURES", "LandmarkNet", "SmallSliceNet", "build_classifier", "build_network", "default_views"]
+__all__ = ["ARCHITECTURES", "SEPARATE_INPUT_VIEWS", "SMALL_VIEWS", "VIEWS", "TIMM_ARCHITECTURES", "LandmarkNet", "SmallSliceNet", "build_classifier", "build_network", "default_views"]
 
 TIMM_ARCHITECTURES: tuple[str, ...] = ("efficientnet_b4", "densenet169", "resnet50", "inception_v3")
 ARCHITECTURES: tuple[str, ...] = ("small", *TIMM_ARCHITECTURES)
-VIEWS: tuple[str, ...] = ("full", "downsample", "centre", "airway")
+VIEWS: tuple[str, ...] = ("full", "downsample", "centre", "airway", "trachea")
+SEPARATE_INPUT_VIEWS: frozenset[str] = frozenset({"trachea"})
+"""Views that read the second input ``airway`` instead of ``image``."""
 _AIR_LEVEL = 0.3
 """Windowed value (0 = -1000 HU, 1 = 200 HU) at and above which the ``airway`` view is 0."""
 SMALL_VIEWS: dict[str, str] = {"apex": "downsample", "carina": "centre", "diaphragm": "downsample"}
@@ -195,8 +200,17 @@ class LandmarkNet(nn.Module):
              for name in LANDMARKS}
         )
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tuple(self.classifiers[name](image) for name in LANDMARKS)  # type: ignore[return-value]
+    @property
+    def uses_airway(self) -> bool:
+        """Whether a classifier reads the second input ``airway``."""
+        return any(v in SEPARATE_INPUT_VIEWS for v in self.views.values())
+
+    def forward(self, image: torch.Tensor, airway: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.uses_airway and airway is None:
+            raise ValueError("this network's views need the airway input")
+        return tuple(self.classifiers[name](airway if self.views[name] in SEPARATE_INPUT_VIEWS else image)
+                     for name in LANDMARKS)  # type: ignore[return-value]
 
 
 def build_network(meta: Mapping[str, Any]) -> LandmarkNet:

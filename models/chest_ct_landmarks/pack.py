@@ -28,8 +28,11 @@ class ChestCTLandmarksPack:
         ``diaphragm``; its ``model.json`` beside it gives version, DeviceUID and the
         representative-slice fractions and, as ``"crop"``, the preprocessing crop the
         weights were trained with (``body`` when absent; see
-        :data:`~models.chest_ct_landmarks.preprocess.CROPS`), and, as ``"carina_window"``,
-        where between the apex and diaphragm picks the carina is picked (none when absent).
+        :data:`~models.chest_ct_landmarks.preprocess.CROPS`), as ``"carina_window"``,
+        where between the apex and diaphragm picks the carina is picked (none when absent),
+        as ``"airway_input"``, that the graph also reads the square around the trachea
+        (input ``airway``), and, as ``"diaphragm_pick"``, how the diaphragm slice is picked
+        (``argmax`` when absent, or ``lowest``: the most inferior slice scoring at least 0.5).
         ``None`` takes the demo weights trained on phantoms.
 
     Raises
@@ -54,16 +57,21 @@ class ChestCTLandmarksPack:
         if self.crop not in _steps.CROPS:
             raise ValueError(f"{self._weights.with_suffix('.json')}: crop {self.crop!r} is not one of "
                              f"{', '.join(_steps.CROPS)}")
+        self.diaphragm_pick: str = str(meta.get("diaphragm_pick") or "argmax")
+        if self.diaphragm_pick not in _steps.DIAPHRAGM_PICKS:
+            raise ValueError(f"{self._weights.with_suffix('.json')}: diaphragm_pick {self.diaphragm_pick!r} is not "
+                             f"one of {', '.join(_steps.DIAPHRAGM_PICKS)}")
+        self.airway: bool = _steps.AIRWAY_INPUT == (meta.get("airway_input") or {}).get("name")
         self.algorithm = algorithm_for("ainode chest CT landmarks", self._weights, meta)
 
     def model_path(self) -> Path:
         return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
-        return _steps.preprocess(series, self.crop)
+        return _steps.preprocess(series, self.crop, airway=self.airway)
 
     def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> LandmarkFindings:
-        findings = _steps.postprocess(outputs, self.fractions, self.carina_window)
+        findings = _steps.postprocess(outputs, self.fractions, self.carina_window, self.diaphragm_pick)
         if findings.scores.shape[0] != len(series):
             raise ValueError(f"model returned {findings.scores.shape[0]} slices for {len(series)}")
         return findings

@@ -27,6 +27,18 @@ Preprocessing turns a sorted chest CT series into the ONNX input ``image``
    use the slices nearest 4 mm away, so the context is the same anatomy. The first and
    last slices repeat themselves as their missing neighbour.
 
+Weights whose ``model.json`` lists a second input ``airway`` (:data:`AIRWAY_INPUT`) also
+get ``(N, 3, 64, 64)``: an :data:`AIRWAY_FIELD_MM` (80 mm) square around the trachea at
+1.25 mm per pixel (:func:`prepare_airway`), the same window and context channels. The
+trachea is found once per series (:func:`trachea_centre`): the regions of air
+(median below -900 HU, where lung lies above) enclosed by tissue, 60-800 mm², compact (filling more than 55 %
+of their bounding box, at most 2.2 times longer than wide), whose centre lies within a
+sixth of the lung crop's side from its middle column and inside the crop; the median
+centre of those regions over up to 40 evenly spread slices. With fewer than three such regions (no trachea
+to be seen) the crop sits at the middle of the lung crop. At the 2-3 mm pixels of the
+128x128 input the wall between two airway lumens that have just divided is thinner than
+a pixel; at 1.25 mm it shows.
+
 Postprocessing applies a sigmoid to the three logits ``apex``, ``carina``,
 ``diaphragm`` and picks, per landmark, the highest-scoring slice. Weights whose
 ``model.json`` gives a ``"carina_window"`` ``[lo, hi]`` pick the carina only among the
@@ -52,8 +64,12 @@ from models.chest_ct_landmarks.findings import (
 )
 
 __all__ = [
+    "AIRWAY_FIELD_MM",
+    "AIRWAY_INPUT",
+    "AIRWAY_MATRIX",
     "CONTEXT_MM",
     "CROPS",
+    "DIAPHRAGM_PICKS",
     "check_carina_window",
     "DEFAULT_CROP",
     "INPUT_NAME",
@@ -61,12 +77,15 @@ __all__ = [
     "WINDOW_HU",
     "context_offset",
     "crop_box",
+    "pixel_spacing",
     "postprocess",
+    "prepare_airway",
     "prepare_volume",
     "preprocess",
     "series_hu",
     "slice_spacing",
     "stack_context",
+    "trachea_centre",
 ]
 
 INPUT_NAME = "image"
@@ -85,6 +104,15 @@ _LUNG_MARGIN = 1.25
 _LUNG_SLICE_SHARE = 0.2
 _LUNG_MIN_SHARE = 0.1
 _LUNG_MIN_PIXELS = 0.002
+AIRWAY_INPUT = "airway"
+AIRWAY_MATRIX = 64
+AIRWAY_FIELD_MM = 80.0
+_TRACHEA_AREA_MM2: tuple[float, float] = (60.0, 800.0)
+_TRACHEA_FILL = 0.55
+_TRACHEA_ELONGATION = 2.2
+_TRACHEA_MIN_REGIONS = 3
+_TRACHEA_HU = -900.0
+_TRACHEA_SLICES = 40
 
 
 def series_hu(series: Sequence[Dataset]) -> np.ndarray:
@@ -123,6 +151,17 @@ def slice_spacing(series: Sequence[Dataset]) -> float:
     return float(getattr(series[0], "SliceThickness", CONTEXT_MM) or CONTEXT_MM)
 
 
+def pixel_spacing(series: Sequence[Dataset]) -> float:
+    """Mean of the two Pixel Spacing values (mm) of the first slice; 1.0 when absent."""
+    try:
+        values = [float(v) for v in series[0].PixelSpacing]
+        if len(values) == 2 and min(values) > 0:
+            return (values[0] + values[1]) / 2.0
+    except (AttributeError, ValueError, TypeError):
+        pass
+    return 1.0
+
+
 def crop_box(hu: np.ndarray, crop: str = DEFAULT_CROP) -> tuple[float, float, float]:
     """``(row0, col0, side)`` of the square crop ``crop`` (``body`` or ``lungs``; see the module docs).
 
@@ -156,18 +195,22 @@ def _square(mask: np.ndarray, margin: float) -> tuple[float, float, float]:
     return float(centre_r - (side - 1) / 2.0), float(centre_c - (side - 1) / 2.0), float(side)
 
 
+def _enclosed_air(image: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Regions below -400 HU enclosed by tissue in one slice: ``(labels, count, medians)``."""
+    solid = image > _AIR_HU
+    inside = ndimage.binary_fill_holes(solid) & ~solid
+    labels, count = ndimage.label(inside)
+    medians = np.asarray(ndimage.median(image, labels, index=np.arange(1, count + 1))) if count else np.zeros(0)
+    return labels, count, medians
+
+
 def _lung_mask(hu: np.ndarray) -> np.ndarray | None:
     """The 2D projection of the two lungs (see the module docs), or ``None`` without lungs."""
     rows, cols = hu.shape[1:]
     masks: list[np.ndarray] = []
     for image in hu:
-        solid = image > _AIR_HU
-        inside = ndimage.binary_fill_holes(solid) & ~solid
-        labels, count = ndimage.label(inside)
-        if count:
-            medians = np.asarray(ndimage.median(image, labels, index=np.arange(1, count + 1)))
-            inside = np.isin(labels, 1 + np.flatnonzero(medians >= _POCKET_HU))
-        masks.append(inside)
+        labels, count, medians = _enclosed_air(image)
+        masks.append(np.isin(labels, 1 + np.flatnonzero(medians >= _POCKET_HU)) if count else labels > 0)
     areas = np.array([m.sum() for m in masks])
     if areas.max(initial=0) < _LUNG_MIN_PIXELS * rows * cols:
         return None
@@ -187,7 +230,64 @@ def prepare_volume(hu: np.ndarray, matrix: int = MATRIX, crop: str = DEFAULT_CRO
     hu = np.asarray(hu, dtype=np.float32)
     if hu.ndim != 3:
         raise ValueError(f"volume must be (n, rows, cols), got {hu.shape}")
-    row0, col0, side = crop_box(hu, crop)
+    return _resample(hu, crop_box(hu, crop), matrix)
+
+
+def trachea_centre(hu: np.ndarray, spacing_mm: float, box: tuple[float, float, float]) -> tuple[float, float] | None:
+    """``(row, col)`` of the trachea in pixels (see the module docs), or ``None`` when it is not seen.
+
+    ``box`` is the lung crop ``(row0, col0, side)`` of :func:`crop_box`; only its pixels
+    and at most :data:`_TRACHEA_SLICES` evenly spread slices are searched.
+    """
+    row0, col0, side = box
+    r0, c0 = max(0, int(row0)), max(0, int(col0))
+    r1, c1 = min(hu.shape[1], int(np.ceil(row0 + side))), min(hu.shape[2], int(np.ceil(col0 + side)))
+    middle = col0 + (side - 1) / 2.0 - c0
+    area_px = np.array(_TRACHEA_AREA_MM2) / float(spacing_mm) ** 2
+    step = max(1, int(np.ceil(hu.shape[0] / _TRACHEA_SLICES)))
+    centres: list[tuple[float, float]] = []
+    for image in np.asarray(hu[::step, r0:r1, c0:c1], dtype=np.float32):
+        labels, count, medians = _enclosed_air(image)
+        if not count:
+            continue
+        index = np.arange(1, count + 1)
+        areas = ndimage.sum_labels(np.ones_like(image), labels, index)
+        boxes = ndimage.find_objects(labels)
+        for k in np.flatnonzero((areas >= area_px[0]) & (areas <= area_px[1]) & (medians < _TRACHEA_HU)):
+            h = boxes[k][0].stop - boxes[k][0].start
+            w = boxes[k][1].stop - boxes[k][1].start
+            if areas[k] <= _TRACHEA_FILL * h * w or max(h, w) > _TRACHEA_ELONGATION * min(h, w):
+                continue
+            r, c = ndimage.center_of_mass(labels[boxes[k]] == index[k])
+            r, c = r + boxes[k][0].start, c + boxes[k][1].start
+            if abs(c - middle) < side / 6.0:
+                centres.append((float(r) + r0, float(c) + c0))
+    if len(centres) < _TRACHEA_MIN_REGIONS:
+        return None
+    rows, cols = zip(*centres)
+    return float(np.median(rows)), float(np.median(cols))
+
+
+def prepare_airway(hu: np.ndarray, spacing_mm: float, box: tuple[float, float, float] | None = None,
+                   matrix: int = AIRWAY_MATRIX) -> np.ndarray:
+    """The windowed :data:`AIRWAY_FIELD_MM` square around the trachea, ``(n, matrix, matrix)`` float32.
+
+    ``box`` is the lung crop (computed when omitted); its middle is the fallback centre.
+    """
+    hu = np.asarray(hu, dtype=np.float32)
+    if hu.ndim != 3:
+        raise ValueError(f"volume must be (n, rows, cols), got {hu.shape}")
+    box = box or crop_box(hu, "lungs")
+    centre = trachea_centre(hu, spacing_mm, box)
+    if centre is None:
+        centre = (box[0] + (box[2] - 1) / 2.0, box[1] + (box[2] - 1) / 2.0)
+    side = AIRWAY_FIELD_MM / max(float(spacing_mm), 1e-3)
+    return _resample(hu, (centre[0] - (side - 1) / 2.0, centre[1] - (side - 1) / 2.0, side), matrix)
+
+
+def _resample(hu: np.ndarray, box: tuple[float, float, float], matrix: int) -> np.ndarray:
+    """The square ``box`` ``(row0, col0, side)`` of every slice at ``matrix`` pixels, windowed to [0, 1]."""
+    row0, col0, side = box
     scale = side / matrix
     if scale > 1.0:
         hu = ndimage.gaussian_filter(hu, sigma=(0.0, 0.45 * scale, 0.45 * scale), truncate=2.5)
@@ -218,10 +318,17 @@ def stack_context(volume: np.ndarray, offset: int, indices: Sequence[int] | None
     return np.stack([volume[below], volume[idx], volume[above]], axis=1).astype(np.float32, copy=False)
 
 
-def preprocess(series: Sequence[Dataset], crop: str = DEFAULT_CROP) -> dict[str, np.ndarray]:
-    """Turn a sorted chest CT series into ``{"image": (N, 3, 128, 128) float32}`` (``crop``: see :data:`CROPS`)."""
-    volume = prepare_volume(series_hu(series), crop=crop)
-    return {INPUT_NAME: stack_context(volume, context_offset(slice_spacing(series)))}
+def preprocess(series: Sequence[Dataset], crop: str = DEFAULT_CROP, airway: bool = False) -> dict[str, np.ndarray]:
+    """Turn a sorted chest CT series into ``{"image": (N, 3, 128, 128) float32}`` (``crop``: see
+    :data:`CROPS`) and, with ``airway``, ``"airway": (N, 3, 64, 64)`` (:func:`prepare_airway`)."""
+    hu = series_hu(series)
+    offset = context_offset(slice_spacing(series))
+    box = crop_box(hu, crop)
+    inputs = {INPUT_NAME: stack_context(_resample(hu, box, MATRIX), offset)}
+    if airway:
+        lungs = box if crop == "lungs" else crop_box(hu, "lungs")
+        inputs[AIRWAY_INPUT] = stack_context(prepare_airway(hu, pixel_spacing(series), lungs), offset)
+    return inputs
 
 
 def check_carina_window(window: Sequence[float] | None) -> tuple[float, float] | None:
@@ -240,16 +347,30 @@ def check_carina_window(window: Sequence[float] | None) -> tuple[float, float] |
     return values[0], values[1]
 
 
+DIAPHRAGM_PICKS: tuple[str, ...] = ("argmax", "lowest")
+"""How the diaphragm slice is picked: the highest score, or the most inferior slice scoring at least 0.5."""
+
+
 def postprocess(
     outputs: Mapping[str, np.ndarray],
     fractions: tuple[tuple[str, float], ...] = DEFAULT_FRACTIONS,
     carina_window: Sequence[float] | None = None,
+    diaphragm_pick: str = "argmax",
 ) -> LandmarkFindings:
     """Turn ``{"apex", "carina", "diaphragm": (N, 1) logits}`` into :class:`LandmarkFindings`.
 
     ``carina_window`` ``(lo, hi)``: pick the carina among the slices ``lo``..``hi`` of the
     way from the apex pick down to the diaphragm pick (see the module docs).
+    ``diaphragm_pick`` ``"lowest"``: the diaphragm is the most inferior slice scoring at
+    least 0.5 (the last slice above the dome; the arg-max when none does).
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``diaphragm_pick`` or malformed outputs.
     """
+    if diaphragm_pick not in DIAPHRAGM_PICKS:
+        raise ValueError(f"diaphragm_pick must be one of {', '.join(DIAPHRAGM_PICKS)}, got {diaphragm_pick!r}")
     window = check_carina_window(carina_window)
     columns = []
     for name in LANDMARKS:
@@ -261,6 +382,10 @@ def postprocess(
     logits = np.stack(columns, axis=1)
     scores = (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
     picks = {name: int(np.argmax(logits[:, k])) for k, name in enumerate(LANDMARKS)}
+    if diaphragm_pick == "lowest":
+        positive = np.flatnonzero(logits[:, LANDMARKS.index("diaphragm")] >= 0.0)
+        if positive.size:
+            picks["diaphragm"] = int(positive.min())
     if window is not None and picks["apex"] > picks["diaphragm"]:
         index = np.arange(logits.shape[0])
         fraction = (picks["apex"] - index) / float(picks["apex"] - picks["diaphragm"])

@@ -52,6 +52,9 @@ from pydicom.uid import generate_uid
 from models.chest_ct_landmarks.findings import DEFAULT_FRACTIONS, LANDMARKS
 from models.chest_ct_landmarks.metrics import offset_histogram, one_up_down_precision, slice_offsets
 from models.chest_ct_landmarks.preprocess import (
+    AIRWAY_FIELD_MM,
+    AIRWAY_INPUT,
+    AIRWAY_MATRIX,
     CONTEXT_MM,
     CROPS,
     DEFAULT_CROP,
@@ -60,7 +63,9 @@ from models.chest_ct_landmarks.preprocess import (
     MATRIX,
     WINDOW_HU,
     context_offset,
+    pixel_spacing,
     postprocess,
+    prepare_airway,
     prepare_volume,
     series_hu,
     slice_spacing,
@@ -99,13 +104,15 @@ class LabelledSeries:
     """One preprocessed series and its truth.
 
     ``volume`` is ``(n, 128, 128)`` float16 (windowed, cropped); ``offset`` the context
-    offset in slices; ``truth`` landmark → slice index of the sorted series.
+    offset in slices; ``truth`` landmark → slice index of the sorted series; ``airway``
+    the ``(n, 64, 64)`` float16 square around the trachea, when asked for.
     """
 
     name: str
     volume: np.ndarray
     offset: int
     truth: dict[str, int]
+    airway: np.ndarray | None = None
 
 
 @dataclass
@@ -170,13 +177,15 @@ def generate_phantom(seed: int, *, family: str = "a", slice_thickness: float | N
 
 
 def phantom_series(seed: int, slice_thickness: float | None = 4.0, *, family: str = "a",
-                   styles: bool = False, crop: str = DEFAULT_CROP) -> LabelledSeries:
-    """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does (``crop``)."""
+                   styles: bool = False, crop: str = DEFAULT_CROP, airway: bool = False) -> LabelledSeries:
+    """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does
+    (``crop``; with ``airway`` also the square around the trachea)."""
     phantom = generate_phantom(seed, family=family, slice_thickness=slice_thickness, styles=styles)
     volume = prepare_volume(phantom.hu, crop=crop).astype(np.float16)
     spacing = float(np.median(np.diff(phantom.z_positions))) if len(phantom.z_positions) > 1 else phantom.slice_thickness
     name = f"phantom-{family}{'s' if styles else ''}-{seed}"
-    return LabelledSeries(name, volume, context_offset(spacing), dict(phantom.landmarks))
+    trachea = prepare_airway(phantom.hu, phantom.pixel_spacing).astype(np.float16) if airway else None
+    return LabelledSeries(name, volume, context_offset(spacing), dict(phantom.landmarks), trachea)
 
 
 def phantom_dataset(
@@ -188,8 +197,10 @@ def phantom_dataset(
     family: str = "a",
     styles: bool = False,
     crop: str = DEFAULT_CROP,
+    airway: bool = False,
 ) -> list[LabelledSeries]:
-    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``, ``crop``), read from / written to ``cache_dir``."""
+    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``, ``crop``, ``airway``), read from /
+    written to ``cache_dir`` (a cached phantom without the airway square is made again when it is asked for)."""
     seeds = [int(s) for s in seeds]
     out = []
     bar = _Progress(len(seeds), f"phantoms ({family}{', styles' if styles else ''})", log is not None)
@@ -200,16 +211,20 @@ def phantom_dataset(
     for i, s in enumerate(seeds):
         cached = Path(cache_dir) / f"{tag}-{s}-{thick}.npz" if cache_dir else None
         name = f"phantom-{family}{'s' if styles else ''}-{s}"
+        item = None
         if cached is not None and cached.exists():
             with np.load(cached) as z:
-                item = LabelledSeries(name, z["volume"], int(z["offset"]),
-                                      dict(zip(LANDMARKS, (int(v) for v in z["truth"]))))
-        else:
-            item = phantom_series(s, slice_thickness, family=family, styles=styles, crop=crop)
+                if not airway or "airway" in z.files:
+                    item = LabelledSeries(name, z["volume"], int(z["offset"]),
+                                          dict(zip(LANDMARKS, (int(v) for v in z["truth"]))),
+                                          z["airway"] if "airway" in z.files else None)
+        if item is None:
+            item = phantom_series(s, slice_thickness, family=family, styles=styles, crop=crop, airway=airway)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
+                extra = {"airway": item.airway} if item.airway is not None else {}
                 np.savez(cached, volume=item.volume, offset=item.offset,
-                         truth=np.array([item.truth[n] for n in LANDMARKS]))
+                         truth=np.array([item.truth[n] for n in LANDMARKS]), **extra)
         out.append(item)
         bar.update(i + 1)
     bar.close()
@@ -250,8 +265,8 @@ def read_labels(path: Path) -> dict[str, dict[str, str]]:
 
 
 def dicom_dataset(dicom_dir: Path, labels: Path | Mapping[str, Mapping[str, str]],
-                  crop: str = DEFAULT_CROP) -> list[LabelledSeries]:
-    """Load and preprocess (``crop``) every labelled series found under ``dicom_dir``.
+                  crop: str = DEFAULT_CROP, airway: bool = False) -> list[LabelledSeries]:
+    """Load and preprocess (``crop``, ``airway``) every labelled series found under ``dicom_dir``.
 
     Raises
     ------
@@ -275,8 +290,10 @@ def dicom_dataset(dicom_dir: Path, labels: Path | Mapping[str, Mapping[str, str]
     for uid, paths in files.items():
         series = sort_slices([pydicom.dcmread(p) for p in paths])
         truth = {name: _label_index(series, table[uid][name], uid, name) for name in LANDMARKS}
-        volume = prepare_volume(series_hu(series), crop=crop).astype(np.float16)
-        out.append(LabelledSeries(uid, volume, context_offset(slice_spacing(series)), truth))
+        hu = series_hu(series)
+        volume = prepare_volume(hu, crop=crop).astype(np.float16)
+        trachea = prepare_airway(hu, pixel_spacing(series)).astype(np.float16) if airway else None
+        out.append(LabelledSeries(uid, volume, context_offset(slice_spacing(series)), truth, trachea))
     return out
 
 
@@ -419,24 +436,25 @@ def train(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    from models.chest_ct_landmarks.net import default_views
+    from models.chest_ct_landmarks.net import SEPARATE_INPUT_VIEWS, default_views
 
     unknown = sorted(set(views or {}) - set(LANDMARKS))
     if unknown:
         raise ValueError(f"views for unknown landmark(s) {', '.join(unknown)} (choose from {', '.join(LANDMARKS)})")
     model = LandmarkNet(arch=arch, width=width, pretrained=pretrained,  # fails fast without timm
                         views={**default_views(arch), **(views or {})})
+    airway = model.uses_airway
     t0 = time.perf_counter()
     data: list[LabelledSeries] = []
     n_styled = int(round(phantoms * styles))
     if n_styled:
         data += phantom_dataset(range(seed, seed + n_styled), slice_thickness=None, cache_dir=cache_dir, log=log,
-                                family=family, styles=True, crop=crop)
+                                family=family, styles=True, crop=crop, airway=airway)
     if phantoms - n_styled:
         data += phantom_dataset(range(seed + n_styled, seed + phantoms), slice_thickness=slice_thickness,
-                                cache_dir=cache_dir, log=log, family=family, crop=crop)
+                                cache_dir=cache_dir, log=log, family=family, crop=crop, airway=airway)
     if dicom_dir is not None:
-        data += dicom_dataset(Path(dicom_dir), Path(labels), crop=crop)  # type: ignore[arg-type]
+        data += dicom_dataset(Path(dicom_dir), Path(labels), crop=crop, airway=airway)  # type: ignore[arg-type]
     generation_s = time.perf_counter() - t0
     n_slices = sum(len(d.volume) for d in data)
     say(f"{len(data)} series, {n_slices} slices ready in {generation_s:.1f}s")
@@ -476,7 +494,8 @@ def train(
         bar = _Progress(steps_per_epoch, f"epoch {epoch + 1}/{epochs}", log is not None)
         for step in range(steps_per_epoch):
             for name in (n for n in LANDMARKS for _ in range(reps[n])):
-                x, y = _batch(data, name, batch_size, hard_fraction, rng)
+                x, y = _batch(data, name, batch_size, hard_fraction, rng,
+                              airway=model.views[name] in SEPARATE_INPUT_VIEWS)
                 xt = _augment(torch.from_numpy(x), rng, mode=augment)
                 logits = model.classifiers[name](xt).reshape(-1)
                 target = torch.from_numpy(y)
@@ -519,6 +538,9 @@ def train(
         **({"carina_window": list(window)} if window else {}),
         "input": {"name": INPUT_NAME, "shape": ["N", 3, MATRIX, MATRIX], "window_hu": list(WINDOW_HU),
                   "context_mm": CONTEXT_MM},
+        **({"airway_input": {"name": AIRWAY_INPUT, "shape": ["N", 3, AIRWAY_MATRIX, AIRWAY_MATRIX],
+                             "field_mm": AIRWAY_FIELD_MM, "window_hu": list(WINDOW_HU), "context_mm": CONTEXT_MM}}
+           if airway else {}),
         "outputs": {n: ["N", 1] for n in LANDMARKS},
         "representative_fractions": [[label, f] for label, f in DEFAULT_FRACTIONS],
         "trained_on": {
@@ -551,7 +573,7 @@ def train(
         seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms)
         for fam in FAMILIES:
             rep = evaluate(model_path, phantom_dataset(seeds, slice_thickness=slice_thickness, cache_dir=cache_dir,
-                                                       log=log, family=fam, crop=crop),
+                                                       log=log, family=fam, crop=crop, airway=airway),
                            source=f"held-out phantoms, family {fam}", seed_range=[seeds[0], seeds[-1]],
                            carina_window=window)
             meta["metrics"]["families"][fam] = rep.summary()
@@ -572,9 +594,11 @@ def train(
 
 
 def _batch(
-    data: Sequence[LabelledSeries], name: str, batch_size: int, hard_fraction: float, rng: np.random.Generator
+    data: Sequence[LabelledSeries], name: str, batch_size: int, hard_fraction: float, rng: np.random.Generator,
+    airway: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Half oversampled positives, half negatives (a share of them hard), context stacked."""
+    """Half oversampled positives, half negatives (a share of them hard), context stacked; from
+    the airway squares instead of the 128x128 volumes with ``airway``."""
     n_pos = batch_size // 2
     n_neg = batch_size - n_pos
     picks: list[tuple[int, int, float]] = []
@@ -593,7 +617,8 @@ def _batch(
             k = int(rng.integers(n - 1))
             k = k + 1 if k >= t else k
         picks.append((s, k, 0.0))
-    x = np.stack([stack_context(data[s].volume, data[s].offset, [k])[0] for s, k, _ in picks]).astype(np.float32)
+    source = [d.airway if airway else d.volume for d in data]
+    x = np.stack([stack_context(source[s], data[s].offset, [k])[0] for s, k, _ in picks]).astype(np.float32)
     y = np.array([label for _, _, label in picks], dtype=np.float32)
     return x, y
 
@@ -661,21 +686,29 @@ def _augment(x: Any, rng: np.random.Generator, mode: str = "basic") -> Any:
 
 
 def export_onnx(model: Any, path: Path) -> None:
-    """Export a :class:`LandmarkNet` to ONNX (opset 17, dynamic batch axis)."""
-    _export_onnx(model, (1, 3, MATRIX, MATRIX), path, input_name=INPUT_NAME, output_names=list(LANDMARKS))
+    """Export a :class:`LandmarkNet` to ONNX (opset 17, dynamic batch axis; the input ``airway``
+    too when a classifier reads it)."""
+    extra = {AIRWAY_INPUT: (1, 3, AIRWAY_MATRIX, AIRWAY_MATRIX)} if model.uses_airway else None
+    _export_onnx(model, (1, 3, MATRIX, MATRIX), path, input_name=INPUT_NAME, output_names=list(LANDMARKS),
+                 extra_inputs=extra)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
 def evaluate_series(session: Any, item: LabelledSeries, batch_size: int = 32,
-                    carina_window: Sequence[float] | None = None) -> dict[str, int]:
+                    carina_window: Sequence[float] | None = None, diaphragm_pick: str = "argmax") -> dict[str, int]:
     """Run an onnxruntime session on one preprocessed series; landmark → picked index."""
-    image = stack_context(item.volume, item.offset)
-    parts = [session.run(list(LANDMARKS), {INPUT_NAME: image[i:i + batch_size]})
-             for i in range(0, len(image), batch_size)]
+    inputs = {INPUT_NAME: stack_context(item.volume, item.offset)}
+    if AIRWAY_INPUT in {i.name for i in session.get_inputs()}:
+        if item.airway is None:
+            raise ValueError(f"{item.name}: the model reads the airway square and the series has none")
+        inputs[AIRWAY_INPUT] = stack_context(item.airway, item.offset)
+    n = len(inputs[INPUT_NAME])
+    parts = [session.run(list(LANDMARKS), {k: v[i:i + batch_size] for k, v in inputs.items()})
+             for i in range(0, n, batch_size)]
     outputs = {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(LANDMARKS)}
-    return postprocess(outputs, carina_window=carina_window).picks
+    return postprocess(outputs, carina_window=carina_window, diaphragm_pick=diaphragm_pick).picks
 
 
 def evaluate(
@@ -686,6 +719,7 @@ def evaluate(
     seed_range: list[int] | None = None,
     threads: int = 1,
     carina_window: Sequence[float] | None = None,
+    diaphragm_pick: str = "argmax",
 ) -> EvalReport:
     """1-Up-Down precision and offset histogram per landmark of an ONNX model on ``data``
     (``carina_window``: see :func:`~models.chest_ct_landmarks.preprocess.postprocess`)."""
@@ -693,7 +727,7 @@ def evaluate(
     session = _session(model_path, threads)
     offsets: dict[str, list[int]] = {n: [] for n in LANDMARKS}
     for item in tqdm(data, desc="evaluating", unit="series", leave=False, disable=None):
-        picks = evaluate_series(session, item, carina_window=carina_window)
+        picks = evaluate_series(session, item, carina_window=carina_window, diaphragm_pick=diaphragm_pick)
         for n in LANDMARKS:
             offsets[n].append(int(slice_offsets([picks[n]], [item.truth[n]])[0]))
     per = {

@@ -26,7 +26,10 @@ lowest slice, like :func:`node.pipeline.sort_slices`):
   ("the slice where the trachea divides"): on a 0.4 mm grid, the lumen of the slice is
   where at least two of its three sub-slices are lumen, and two lumens of at least
   :data:`MIN_LUMEN_AREA_MM2` must be present (so it is the first slice below the spur
-  between the main bronchi, not where their centre lines meet);
+  between the main bronchi, not where their centre lines meet). Only the trachea and the
+  two main bronchi count: a lobar bronchus that rises beside the trachea is not where the
+  trachea divides (before 2026-11-25 it counted, and put the truth of about one phantom in
+  three 1-2 slices above the division);
 * **diaphragm**: the slice just above the highest slice in which the diaphragm dome is
   visible inside a lung field (dome tissue covering at least
   :data:`MIN_VISIBLE_AREA_MM2` in one sub-slice): "the last slice before the lung fields
@@ -295,7 +298,8 @@ class _Body:
             centre = np.array([cx + sign * (0.5 * inner[0] + gap * 0.5 + 6.0), cy + 0.05 * inner[1]])
             apex_xy = np.array([cx + sign * 0.5 * inner[0], cy + 0.25 * inner[1]])
             self.lungs.append((sign, centre, np.array([ax, ay]), apex_xy))
-        self.airways = self._airways(rng)
+        lumen, walls, self.divided_airways = self._airways(rng)
+        self.airways = (lumen, walls)
         self.vessels = self._vessels(rng)
         self.aorta = self._aorta()
         self.rib_phase = rng.uniform(0.0, 1.0)
@@ -310,24 +314,27 @@ class _Body:
 
     # ----------------------------------------------------------------- structures
 
-    def _airways(self, rng: np.random.Generator) -> tuple[list[_Tube], list[_Tube]]:
-        """(lumen tubes, wall tubes) of trachea, main and lobar bronchi."""
+    def _airways(self, rng: np.random.Generator) -> tuple[list[_Tube], list[_Tube], list[_Tube]]:
+        """(lumen tubes, wall tubes) of trachea, main and lobar bronchi, and the lumen tubes
+        of the trachea and the two main bronchi alone (where the trachea divides)."""
         a = self.a
         tx, ty = self.trachea_xy
         r = a.trachea_r
         lumen = _polyline([(tx, ty, 400.0), (tx, ty, 0.0)], r)
+        divided = list(lumen)
         for side, sign in enumerate((-1.0, 1.0)):
             ang, length = a.bronchus_angle[side], a.bronchus_len[side]
             rb = r * (0.8 if side == 0 else 0.7)
             end = np.array([tx + sign * length * np.sin(ang), ty + 6.0, -length * np.cos(ang)])
             start = np.array([tx + sign * a.spur * rb, ty, -0.2 * a.spur * rb])
             lumen.append(_Tube(start, end, rb))
+            divided.append(lumen[-1])
             for k in range(2):
                 d = np.array([sign * rng.uniform(0.3, 0.9), rng.uniform(-0.6, 0.6), rng.choice([-1.0, 0.6]) * rng.uniform(0.6, 1.0)])
                 d /= np.linalg.norm(d)
                 lumen.append(_Tube(end, end + d * rng.uniform(25.0, 40.0), rb * 0.6))
         walls = [_Tube(t.p0, t.p1, t.r + 1.6) for t in lumen]
-        return lumen, walls
+        return lumen, walls, divided
 
     def _vessels(self, rng: np.random.Generator) -> list[_Tube]:
         """A three-generation vessel tree from each hilum to random points in the lung."""
@@ -589,7 +596,7 @@ class _Body:
         saved = self.X, self.Y, self.spacing
         self.X, self.Y, self.spacing = gx, gy, 0.4
         try:
-            return self._tubes(self.airways[0], z)
+            return self._tubes(self.divided_airways, z)
         finally:
             self.X, self.Y, self.spacing = saved
 
@@ -614,7 +621,7 @@ class _Body:
             if z > 20.0 or z < -60.0:
                 continue
             frac = sum(self._lumen_on(gx, gy, float(z + off * thickness)).astype(np.float32) for off in _SUBSLICES)
-            labels, count = ndimage.label(frac >= len(_SUBSLICES) / 2.0)
+            labels, count = ndimage.label(frac > len(_SUBSLICES) / 2.0)
             if count >= 2:
                 sizes = ndimage.sum_labels(np.ones_like(frac), labels, index=np.arange(1, count + 1))
                 out[i] = int(np.sum(sizes >= min_px)) >= 2

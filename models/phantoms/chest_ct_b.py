@@ -514,7 +514,7 @@ class _Renderer:
                 continue
             frac = sum(_discs(pt.lumen, float(z + o * thickness), gx, gy, _GRID).astype(np.float32)
                        for o in _SUBSLICES)
-            labels, count = ndimage.label(frac >= len(_SUBSLICES) / 2.0)
+            labels, count = ndimage.label(frac > len(_SUBSLICES) / 2.0)
             if count >= 2:
                 sizes = ndimage.sum_labels(np.ones_like(frac), labels, index=np.arange(1, count + 1))
                 out[i] = int(np.sum(sizes >= min_px)) >= 2
