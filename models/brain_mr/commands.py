@@ -29,6 +29,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="crops per training step")
     parser.add_argument("--context", type=int, default=0,
                         help="2.5D input: neighbouring slices on either side fed as extra channels (0: 2D)")
+    parser.add_argument("--tumor-boundary-weight", type=float, default=0.0,
+                        help="extra cross-entropy weight W on the tumour boundary: x (1 + W exp(-d^2/2)), d in pixels")
+    parser.add_argument("--tumor-slice-fraction", type=float, default=0.0,
+                        help="draw this fraction of the training samples from slices with a tumour")
     parser.add_argument("--test-phantoms", type=int, default=8, help="held-out phantoms evaluated after training")
     parser.add_argument("--compare", action="store_true",
                         help="instead: train both skip variants x three weightings and the every-4th-slice "
@@ -53,6 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
     meta = train(args.out, cases=cases, phantoms=args.phantoms, seed=args.seed, contrast=args.contrast,
                  variant=args.variant, weighting=args.weighting, label_every=args.label_every,
                  steps=args.steps, batch_size=args.batch_size, context=args.context,
+                 tumor_boundary_weight=args.tumor_boundary_weight, tumor_slice_fraction=args.tumor_slice_fraction,
                  test_phantoms=0 if cases else args.test_phantoms, log=log)
     print(log.finish(meta, "brain-mr"))
     return 0

@@ -216,6 +216,8 @@ def train_model(
     width: int = 10,
     residual_channels: int = 8,
     context: int = 0,
+    tumor_boundary_weight: float = 0.0,
+    tumor_slice_fraction: float = 0.0,
     threads: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
@@ -223,6 +225,11 @@ def train_model(
 
     ``context`` k > 0 trains a 2.5D network: each slice's k neighbours on either side
     are extra input channels (:func:`~models.brain_mr.preprocess.stack_context`).
+    ``tumor_boundary_weight`` W > 0 multiplies each voxel's cross-entropy weight by
+    ``1 + W exp(-d² / 2)``, ``d`` its distance in pixels to the nearest tumour boundary
+    (voxels on either side of a tumour/other-label edge: ``d = 0``).
+    ``tumor_slice_fraction`` f > 0 draws each sample from the slices with a tumour with
+    probability f (otherwise from all labelled slices, as before).
     """
     import torch
     from torch.nn import functional as F
@@ -250,6 +257,10 @@ def train_model(
     class_w = np.where(freq > 0, np.median(freq[freq > 0]) / np.maximum(freq, 1e-12), 0.0)
     class_w_t = torch.tensor(class_w, dtype=torch.float32)
     distance_w = [_distance_weights(lab) for lab in labels] if weighting == "distance" else None
+    if tumor_boundary_weight > 0:
+        boundary_w = [_tumor_boundary_weights(lab, tumor_boundary_weight) for lab in labels]
+        distance_w = boundary_w if distance_w is None else [a * b for a, b in zip(distance_w, boundary_w)]
+    tumor_slices = np.flatnonzero([(lab == TUMOR).any() for lab in labels])
 
     model = SegNet(variant, in_channels=2 * context + 1, width=width, residual_channels=residual_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
@@ -259,6 +270,9 @@ def train_model(
     model.train()
     for step in range(steps):
         idx = rng.integers(0, len(images), size=batch_size)
+        if tumor_slice_fraction > 0 and tumor_slices.size:
+            pick = rng.random(batch_size) < tumor_slice_fraction
+            idx[pick] = tumor_slices[rng.integers(0, tumor_slices.size, size=int(pick.sum()))]
         x, y, w = _batch(images, labels, distance_w, idx, crop, rng)
         logits = model(torch.from_numpy(x))
         target = torch.from_numpy(y).long()
@@ -269,8 +283,10 @@ def train_model(
             weight = class_w_t[target]
         elif weighting == "probability":
             weight = (1.0 - logp.exp()) ** 2
-        else:
+        elif weighting == "distance":
             weight = torch.from_numpy(w)
+        if tumor_boundary_weight > 0 and weighting != "distance":
+            weight = weight * torch.from_numpy(w)
         loss = -(weight * logp * mask).sum() / mask.sum().clamp(min=1.0)
         loss = loss + _soft_dice_loss(F.softmax(logits, 1), target, mask)
         opt.zero_grad()
@@ -292,6 +308,8 @@ def train_model(
         "slices_used": len(images),
         "labelled_voxel_fraction": round(float(labelled.size / (len(images) * images[0][0].size)), 4),
         "class_weights": [round(float(v), 4) for v in class_w] if weighting == "frequency" else None,
+        "tumor_boundary_weight": tumor_boundary_weight,
+        "tumor_slice_fraction": tumor_slice_fraction,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "final_loss": round(float(np.mean(losses[-50:])), 5),
         "parameters": int(sum(p.numel() for p in model.parameters())),
@@ -314,6 +332,8 @@ def train(
     steps: int = 1500,
     batch_size: int = 8,
     context: int = 0,
+    tumor_boundary_weight: float = 0.0,
+    tumor_slice_fraction: float = 0.0,
     test_phantoms: int = 8,
     threads: int = 1,
     version: str | None = None,
@@ -341,7 +361,8 @@ def train(
     generation_s = time.perf_counter() - t0
     cases = _thinned(cases, label_every, seed)
     model, facts = train_model(cases, variant=variant, weighting=weighting, steps=steps, seed=seed,
-                               batch_size=batch_size, context=context, threads=threads, log=say)
+                               batch_size=batch_size, context=context, tumor_boundary_weight=tumor_boundary_weight,
+                               tumor_slice_fraction=tumor_slice_fraction, threads=threads, log=say)
     model_path = out_dir / "model.onnx"
     export_onnx(model, model_path, channels=2 * context + 1)
     torch.save(model.state_dict(), out_dir / "model.pt")
@@ -481,6 +502,26 @@ def _distance_weights(labels: np.ndarray, w0: float = 5.0, sigma: float = 3.0) -
     if not boundary.any():
         return np.ones(lab.shape, dtype=np.float32)
     d = ndimage.distance_transform_edt(~boundary)
+    return (1.0 + w0 * np.exp(-(d ** 2) / (2 * sigma ** 2))).astype(np.float32)
+
+
+def _tumor_boundary_weights(labels: np.ndarray, w0: float, sigma: float = 1.0) -> np.ndarray:
+    """``1 + w0 exp(-d² / 2σ²)``, ``d`` the distance in pixels to the nearest tumour boundary (both sides)."""
+    tumor = labels == TUMOR
+    if not tumor.any():
+        return np.ones(labels.shape, dtype=np.float32)
+    edge = np.zeros(labels.shape, dtype=bool)
+    for axis in (0, 1):
+        a = [slice(None)] * 2
+        b = [slice(None)] * 2
+        a[axis], b[axis] = slice(None, -1), slice(1, None)
+        diff = tumor[tuple(a)] != tumor[tuple(b)]
+        diff &= (labels[tuple(a)] != UNLABELLED) & (labels[tuple(b)] != UNLABELLED)
+        edge[tuple(a)] |= diff
+        edge[tuple(b)] |= diff
+    if not edge.any():
+        return np.ones(labels.shape, dtype=np.float32)
+    d = ndimage.distance_transform_edt(~edge)
     return (1.0 + w0 * np.exp(-(d ** 2) / (2 * sigma ** 2))).astype(np.float32)
 
 
