@@ -30,12 +30,12 @@ Preprocessing turns a sorted chest CT series into the ONNX input ``image``
 Weights whose ``model.json`` lists a second input ``airway`` (:data:`AIRWAY_INPUT`) also
 get ``(N, 3, 64, 64)``: an :data:`AIRWAY_FIELD_MM` (80 mm) square around the trachea at
 1.25 mm per pixel (:func:`prepare_airway`), the same window and context channels. The
-trachea is found once per series (:func:`trachea_centre`): the regions of air
-(median below -900 HU, where lung lies above) enclosed by tissue, 60-800 mm², compact (filling more than 55 %
-of their bounding box, at most 2.2 times longer than wide), whose centre lies within a
-sixth of the lung crop's side from its middle column and inside the crop; the median
-centre of those regions over up to 40 evenly spread slices. With fewer than three such regions (no trachea
-to be seen) the crop sits at the middle of the lung crop. At the 2-3 mm pixels of the
+trachea is found once per series (:func:`trachea_centre`): the regions of air (median
+below -900 HU, where lung lies above) enclosed by tissue, 60-800 mm², compact (filling
+more than 55 % of their bounding box, at most 2.2 times longer than wide), whose centre
+lies inside the lung crop within a sixth of its side from its middle column; the median
+centre of those regions over up to 40 evenly spread slices. With fewer than three such
+regions (no trachea to be seen) the square sits at the middle of the lung crop. At the 2-3 mm pixels of the
 128x128 input the wall between two airway lumens that have just divided is thinner than
 a pixel; at 1.25 mm it shows.
 
