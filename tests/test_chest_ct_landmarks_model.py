@@ -351,12 +351,13 @@ def test_training_smoke_on_labelled_dicom(tmp_path):
         writer.writerows(rows)
     out = tmp_path / "out"
     report = train(out, dicom_dir=tmp_path / "dicom", labels=labels, epochs=1, steps_per_epoch=1,
-                   batch_size=4, test_phantoms=0)
+                   batch_size=4, test_phantoms=0, diaphragm_pick="lowest")
     assert report.series == 2
     for name in ("model.onnx", "model.pt", "model.json", "checkpoint.pt", "card.md"):
         assert (out / name).exists(), name
     meta = json.loads((out / "model.json").read_text())
     assert meta["trained_on"]["real_series"] == 2 and meta["arch"] == "small"
+    assert meta["diaphragm_pick"] == "lowest"
     session = ort.InferenceSession(str(report.model_path), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {"image": np.zeros((2, 3, 128, 128), np.float32)})
     assert [o.shape for o in outputs] == [(2, 1)] * 3

@@ -143,13 +143,15 @@ def render_card(meta: Mapping[str, Any]) -> str:
         + _views_option(views, str(meta.get("arch", "small")))
         + (f" --carina-window {meta['carina_window'][0]:g},{meta['carina_window'][1]:g}"
            if meta.get("carina_window") else "")
+        + (f" --diaphragm-pick {meta['diaphragm_pick']}" if meta.get("diaphragm_pick", "argmax") != "argmax" else "")
         + f" --phantoms {t.get('phantoms', 0)} --epochs"
         f" {t.get('epochs', '?')} --steps {t.get('steps_per_epoch', '?')} --repeats "
         + ",".join(str(v) for v in (t.get("repeats") or {}).values())
         + f" --test-phantoms {(meta.get('metrics') or {}).get('test', {}).get('n_series', 50) if (meta.get('metrics') or {}).get('test') else 0}"
-        " --out DIR` (checkpoint per epoch, `--resume` continues)"
-        + (", then `\"diaphragm_pick\": \"lowest\"` added to `model.json`." if meta.get("diaphragm_pick") == "lowest"
-           else "."),
+        " --out DIR` (checkpoint per epoch, `--resume` continues"
+        + ("; the shipped weights were trained before `--diaphragm-pick` existed and had"
+           " `\"diaphragm_pick\": \"lowest\"` written to `model.json`, with the same effect)."
+           if meta.get("diaphragm_pick") == "lowest" else ")."),
         "",
         "## Held-out evaluation (measured, onnxruntime CPU)",
         "",

@@ -56,6 +56,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--carina-window", default="",
                         help="LO,HI: pick the carina only between LO and HI of the way from the apex pick (0)"
                              " down to the diaphragm pick (1), e.g. 0.15,0.65 (default: anywhere)")
+    parser.add_argument("--diaphragm-pick", choices=("argmax", "lowest"), default="argmax",
+                        help="diaphragm slice: the highest score (default) or the most inferior slice scoring"
+                             " at least 0.5 (stored in model.json)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--repeats", default="1,2,1",
                         help="batches per step for apex,carina,diaphragm (default 1,2,1)")
@@ -85,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
             repeats=dict(zip(LANDMARKS, counts)),
             slice_thickness=args.slice_thickness, test_phantoms=args.test_phantoms, cache_dir=args.cache,
             family=args.family, styles=args.styles, augment=args.augment, crop=args.crop, views=views,
-            carina_window=window,
+            carina_window=window, diaphragm_pick=args.diaphragm_pick,
             resume=args.resume,
             threads=args.threads, version=args.version, log=log,
         )

@@ -81,6 +81,7 @@ __all__ = [
     "postprocess",
     "prepare_airway",
     "prepare_volume",
+    "prepare_volumes",
     "preprocess",
     "series_hu",
     "slice_spacing",
@@ -318,16 +319,26 @@ def stack_context(volume: np.ndarray, offset: int, indices: Sequence[int] | None
     return np.stack([volume[below], volume[idx], volume[above]], axis=1).astype(np.float32, copy=False)
 
 
+def prepare_volumes(hu: np.ndarray, spacing_mm: float, crop: str = DEFAULT_CROP,
+                    airway: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``(n, 128, 128)`` volume of :func:`prepare_volume` and, with ``airway``, the
+    ``(n, 64, 64)`` square of :func:`prepare_airway` (else ``None``); the lung crop is found once."""
+    hu = np.asarray(hu, dtype=np.float32)
+    box = crop_box(hu, crop)
+    volume = _resample(hu, box, MATRIX)
+    if not airway:
+        return volume, None
+    return volume, prepare_airway(hu, spacing_mm, box if crop == "lungs" else crop_box(hu, "lungs"))
+
+
 def preprocess(series: Sequence[Dataset], crop: str = DEFAULT_CROP, airway: bool = False) -> dict[str, np.ndarray]:
     """Turn a sorted chest CT series into ``{"image": (N, 3, 128, 128) float32}`` (``crop``: see
     :data:`CROPS`) and, with ``airway``, ``"airway": (N, 3, 64, 64)`` (:func:`prepare_airway`)."""
-    hu = series_hu(series)
     offset = context_offset(slice_spacing(series))
-    box = crop_box(hu, crop)
-    inputs = {INPUT_NAME: stack_context(_resample(hu, box, MATRIX), offset)}
-    if airway:
-        lungs = box if crop == "lungs" else crop_box(hu, "lungs")
-        inputs[AIRWAY_INPUT] = stack_context(prepare_airway(hu, pixel_spacing(series), lungs), offset)
+    volume, square = prepare_volumes(series_hu(series), pixel_spacing(series), crop, airway)
+    inputs = {INPUT_NAME: stack_context(volume, offset)}
+    if square is not None:
+        inputs[AIRWAY_INPUT] = stack_context(square, offset)
     return inputs
 
 

@@ -58,6 +58,7 @@ from models.chest_ct_landmarks.preprocess import (
     CONTEXT_MM,
     CROPS,
     DEFAULT_CROP,
+    DIAPHRAGM_PICKS,
     check_carina_window,
     INPUT_NAME,
     MATRIX,
@@ -65,8 +66,7 @@ from models.chest_ct_landmarks.preprocess import (
     context_offset,
     pixel_spacing,
     postprocess,
-    prepare_airway,
-    prepare_volume,
+    prepare_volumes,
     series_hu,
     slice_spacing,
     stack_context,
@@ -181,11 +181,15 @@ def phantom_series(seed: int, slice_thickness: float | None = 4.0, *, family: st
     """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does
     (``crop``; with ``airway`` also the square around the trachea)."""
     phantom = generate_phantom(seed, family=family, slice_thickness=slice_thickness, styles=styles)
-    volume = prepare_volume(phantom.hu, crop=crop).astype(np.float16)
     spacing = float(np.median(np.diff(phantom.z_positions))) if len(phantom.z_positions) > 1 else phantom.slice_thickness
     name = f"phantom-{family}{'s' if styles else ''}-{seed}"
-    trachea = prepare_airway(phantom.hu, phantom.pixel_spacing).astype(np.float16) if airway else None
+    volume, trachea = _half_precision(*prepare_volumes(phantom.hu, phantom.pixel_spacing, crop, airway))
     return LabelledSeries(name, volume, context_offset(spacing), dict(phantom.landmarks), trachea)
+
+
+def _half_precision(volume: np.ndarray, trachea: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Both volumes as float16 (how :class:`LabelledSeries` keeps them)."""
+    return volume.astype(np.float16), None if trachea is None else trachea.astype(np.float16)
 
 
 def phantom_dataset(
@@ -290,9 +294,7 @@ def dicom_dataset(dicom_dir: Path, labels: Path | Mapping[str, Mapping[str, str]
     for uid, paths in files.items():
         series = sort_slices([pydicom.dcmread(p) for p in paths])
         truth = {name: _label_index(series, table[uid][name], uid, name) for name in LANDMARKS}
-        hu = series_hu(series)
-        volume = prepare_volume(hu, crop=crop).astype(np.float16)
-        trachea = prepare_airway(hu, pixel_spacing(series)).astype(np.float16) if airway else None
+        volume, trachea = _half_precision(*prepare_volumes(series_hu(series), pixel_spacing(series), crop, airway))
         out.append(LabelledSeries(uid, volume, context_offset(slice_spacing(series)), truth, trachea))
     return out
 
@@ -337,6 +339,7 @@ def train(
     crop: str = DEFAULT_CROP,
     views: Mapping[str, str] | None = None,
     carina_window: Sequence[float] | None = None,
+    diaphragm_pick: str = "argmax",
     resume: bool = False,
     threads: int = 1,
     version: str | None = None,
@@ -387,6 +390,9 @@ def train(
         apex pick down to the diaphragm pick (recorded in ``model.json``; see
         :func:`~models.chest_ct_landmarks.preprocess.postprocess`). Used by the held-out
         evaluation and by the node.
+    diaphragm_pick:
+        ``argmax`` or ``lowest`` (:data:`~models.chest_ct_landmarks.preprocess.DIAPHRAGM_PICKS`;
+        recorded in ``model.json`` when not ``argmax``), used like ``carina_window``.
     views:
         Landmark → view (:data:`~models.chest_ct_landmarks.net.VIEWS`) for the landmarks
         that should not use the architecture's default view.
@@ -430,6 +436,8 @@ def train(
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r} (choose from {', '.join(CROPS)})")
     window = check_carina_window(carina_window)
+    if diaphragm_pick not in DIAPHRAGM_PICKS:
+        raise ValueError(f"unknown diaphragm pick {diaphragm_pick!r} (choose from {', '.join(DIAPHRAGM_PICKS)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -536,6 +544,7 @@ def train(
         "landmarks": list(LANDMARKS),
         "crop": crop,
         **({"carina_window": list(window)} if window else {}),
+        **({"diaphragm_pick": diaphragm_pick} if diaphragm_pick != "argmax" else {}),
         "input": {"name": INPUT_NAME, "shape": ["N", 3, MATRIX, MATRIX], "window_hu": list(WINDOW_HU),
                   "context_mm": CONTEXT_MM},
         **({"airway_input": {"name": AIRWAY_INPUT, "shape": ["N", 3, AIRWAY_MATRIX, AIRWAY_MATRIX],
@@ -575,7 +584,7 @@ def train(
             rep = evaluate(model_path, phantom_dataset(seeds, slice_thickness=slice_thickness, cache_dir=cache_dir,
                                                        log=log, family=fam, crop=crop, airway=airway),
                            source=f"held-out phantoms, family {fam}", seed_range=[seeds[0], seeds[-1]],
-                           carina_window=window)
+                           carina_window=window, diaphragm_pick=diaphragm_pick)
             meta["metrics"]["families"][fam] = rep.summary()
             if fam == family:
                 test = rep
@@ -617,8 +626,8 @@ def _batch(
             k = int(rng.integers(n - 1))
             k = k + 1 if k >= t else k
         picks.append((s, k, 0.0))
-    source = [d.airway if airway else d.volume for d in data]
-    x = np.stack([stack_context(source[s], data[s].offset, [k])[0] for s, k, _ in picks]).astype(np.float32)
+    x = np.stack([stack_context(data[s].airway if airway else data[s].volume, data[s].offset, [k])[0]
+                  for s, k, _ in picks]).astype(np.float32)
     y = np.array([label for _, _, label in picks], dtype=np.float32)
     return x, y
 
