@@ -192,14 +192,28 @@ def test_pack_follows_the_input_size_of_its_model_json(tmp_path):
     assert CXRNodulePack(weights=tmp_path / "legacy" / "model.onnx").input_size == 256
 
 
-def test_training_crops_have_the_whole_image_detail_channel():
+def test_training_crops_are_windows_of_the_whole_image_input():
+    """A training crop is the whole radiograph's network input (detail channel included) cut
+    to the crop and mirrored together with its mask."""
     from models.cxr_nodule.preprocess import model_input
-    from models.cxr_nodule.train import crop_input
+    from models.cxr_nodule.train import _crops, crop_window, prepared_inputs
 
     sample = make_sample(generate_cxr(seed=2, size=512, nodules=1), 512)
     full = model_input(sample.image)
-    for r0, c0 in ((0, 0), (200, 310), (384, 384), (5, 380)):
-        assert np.array_equal(crop_input(sample.image, r0, c0, 128), full[:, r0:r0 + 128, c0:c0 + 128])
+    prepared = prepared_inputs(sample, with_twin=True)
+    twin_full = model_input(sample.twin)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        replay = np.random.default_rng()
+        replay.bit_generator.state = rng.bit_generator.state
+        r0, c0, flip = crop_window(sample, replay, 128, 0.5)
+        img, twin, mask = _crops([sample], [prepared], rng, 128, nodule_crops=0.5)
+        cut = (slice(None), slice(r0, r0 + 128), slice(c0, c0 + 128))
+        want, want_twin, want_mask = full[cut], twin_full[cut], sample.mask[r0:r0 + 128, c0:c0 + 128]
+        if flip:
+            want, want_twin, want_mask = want[..., ::-1], want_twin[..., ::-1], want_mask[..., ::-1]
+        assert np.allclose(img[0], want, atol=2e-3) and np.allclose(twin[0], want_twin, atol=2e-3)
+        assert np.array_equal(mask[0], want_mask)
 
 
 def test_card_figures_come_from_100_held_out_phantoms():
@@ -303,3 +317,25 @@ def test_mask_to_source_equals_the_whole_matrix_mapping():
         edge = empty.copy()
         edge[0, 0] = edge[size - 1, size - 1] = True
         assert np.array_equal(geometry.mask_to_source(edge), geometry.map_to_source(edge))
+
+
+def test_mined_false_positives_are_candidates_off_the_nodules_strongest_first():
+    torch = pytest.importorskip("torch")
+    from models.cxr_nodule.train import mine_false_positives, prepared_inputs
+
+    sample = make_sample(generate_cxr(seed=7, size=512, nodules=1), 512)
+    (row, col, radius), = sample.truths
+    logits = np.full((1, 1, 512, 512), -9.0, dtype=np.float32)
+    rr, cc = np.ogrid[:512, :512]
+    for (r, c), value in (((row, col), 6.0), ((60.0, 60.0), 1.0), ((450.0, 300.0), 4.0)):
+        logits[0, 0][(rr - r) ** 2 + (cc - c) ** 2 <= 9] = value
+
+    class Fixed(torch.nn.Module):
+        """A network whose answer is known: the logits above, whatever the input."""
+
+        def forward(self, x):
+            return torch.from_numpy(logits).expand(x.shape[0], -1, -1, -1)
+
+    mined = mine_false_positives(Fixed(), [sample], [prepared_inputs(sample, with_twin=False)], [0])
+    assert [(i, round(r), round(c)) for i, r, c, _ in mined] == [(0, 450, 300), (0, 60, 60)]
+    assert mined[0][3] > mined[1][3] > 0.2

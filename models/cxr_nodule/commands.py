@@ -30,6 +30,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--small-boost", type=float, default=4.0, help="up-weight small nodules' pixels in the loss, up to this factor (1: off)")
     parser.add_argument("--channels", default="8,16,32,48", help="U-Net widths per level")
     parser.add_argument("--cache", type=Path, help="folder caching generated phantoms between runs (default: no cache)")
+    parser.add_argument("--hard-negatives", type=float, default=0.0,
+                        help="share of crops centred on false positives the network makes on training images (0: off)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the one-cycle learning rate")
+    parser.add_argument("--init", type=Path, help="model.pt to start from (fine-tuning; same --channels)")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads for training")
     parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
     parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
 
@@ -49,7 +54,8 @@ def run_train(args: argparse.Namespace) -> int:
         compare_without_nac=args.compare_without_nac, samples=samples,
         user_data=samples is not None, size=args.size, crop=args.crop, nodule_crops=args.nodule_crops,
         nac_warmup=args.nac_warmup, small_boost=args.small_boost,
-        channels=tuple(int(c) for c in args.channels.split(",")), cache_dir=args.cache, log=log,
+        channels=tuple(int(c) for c in args.channels.split(",")), cache_dir=args.cache, threads=args.threads,
+        hard_negative_crops=args.hard_negatives, learning_rate=args.learning_rate, init=args.init, log=log,
     )
     print(log.finish(meta, "cxr-nodule"))
     return 0

@@ -269,6 +269,10 @@ def fit(
     nodule_crops: float = 0.8,
     nac_warmup: int = 0,
     small_boost: float = 1.0,
+    hard_negative_crops: float = 0.0,
+    hard_negative_every: int = 3,
+    mine_images: int = 400,
+    init: Path | None = None,
     log: Callable[[str], None] | None = None,
 ):
     """Train a U-Net on ``samples``; returns ``(net, final loss)``.
@@ -280,6 +284,12 @@ def fit(
     ``crop``: edge of the square training crops (model pixels); ``nodule_crops``: the share
     of crops placed around a nodule; ``nac_warmup``: epochs trained without the NAC term
     before it is switched on (its weight then ramps linearly to ``nac_weight`` over one epoch).
+
+    ``hard_negative_crops`` > 0: every ``hard_negative_every`` epochs the network looks at
+    ``mine_images`` training radiographs whole (:func:`mine_false_positives`), and that share
+    of the next epochs' crops is centred on a false positive it found there (each alike), so
+    that the responses which set the 0.2 FP/image threshold are the ones trained away. ``init``: a ``model.pt`` of the same ``channels`` to start from
+    (fine-tuning) instead of random weights.
     """
     import torch
     import torch.nn.functional as F
@@ -290,20 +300,40 @@ def fit(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = NoduleUNet(channels)
+    if init is not None:
+        net.load_state_dict(torch.load(init))
     optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
     steps_per_epoch = max(1, len(samples) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps_per_epoch)
     loss_value = float("nan")
+    prepared = [prepared_inputs(s, with_twin=nac_weight > 0 and s.has_twin) for s in samples]
+    mined: list[tuple[int, float, float, float]] = []
     for epoch in range(epochs):
+        if hard_negative_crops > 0 and epoch % max(1, hard_negative_every) == 0 and (init is not None or epoch > 0):
+            subset = rng.choice(len(samples), size=min(mine_images, len(samples)), replace=False)
+            mined = mine_false_positives(net, samples, prepared, subset)
+            if log:
+                log(f"  mined {len(mined)} false positives on {len(subset)} training images"
+                    f" ({sum(m[3] >= 0.5 for m in mined)} scoring >= 0.5)")
+            net.train()
         order = rng.permutation(len(samples))
         total = 0.0
         parts = np.zeros(6)  # dice, bce, nac top-1 %, nac consistency, mean p on nodules, mean p elsewhere
         net.train()
         for step in range(steps_per_epoch):
-            batch = [samples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
+            chosen = list(order[step * batch_size:(step + 1) * batch_size])
+            batch = [samples[i] for i in chosen]
             ramp = min(1.0, (epoch - nac_warmup + (step + 1) / steps_per_epoch)) if epoch >= nac_warmup else 0.0
             w_nac = nac_weight * ramp
-            img, twin, mask = _crops(batch, rng, crop, nodule_crops, with_twin=w_nac > 0)
+            centres: list[tuple[float, float] | None] = [None] * len(chosen)
+            if mined:
+                for k in range(len(chosen)):
+                    if rng.random() < hard_negative_crops:
+                        index, row, col, _ = mined[int(rng.integers(len(mined)))]
+                        chosen[k], centres[k] = index, (row, col)
+                batch = [samples[i] for i in chosen]
+            img, twin, mask = _crops(batch, [prepared[i] for i in chosen], rng, crop, nodule_crops,
+                                     with_twin=w_nac > 0, centres=centres)
             paired = torch.tensor([float(s.has_twin) for s in batch])
             x = torch.from_numpy(img)
             y = torch.from_numpy(mask)[:, None]
@@ -367,6 +397,10 @@ def train(
     small_boost: float = 1.0,
     channels: tuple[int, ...] = (8, 16, 32, 48),
     cache_dir: Path | None = None,
+    threads: int = 1,
+    hard_negative_crops: float = 0.0,
+    learning_rate: float = 2e-3,
+    init: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train on phantoms (or ``samples``), pick the 0.2 FP/image threshold, export, evaluate.
@@ -375,7 +409,9 @@ def train(
     validation and test phantoms are still generated unless given or set to 0.
     ``size``: the model's input (256 or 512; the phantoms are made at 512); ``crop``: the
     training crop edge (default 96 at 256, 128 at 512: 163 and 108 mm);
-    ``cache_dir``: phantoms are read from / written to it (:func:`cached_phantom`).
+    ``cache_dir``: phantoms are read from / written to it (:func:`cached_phantom`);
+    ``threads``: PyTorch's intra-op threads; ``hard_negative_crops``, ``learning_rate``
+    (the one-cycle peak) and ``init`` (fine-tune from a ``model.pt``): see :func:`fit`.
 
     Returns
     -------
@@ -403,7 +439,8 @@ def train(
         make_samples(test_seeds, log, size=size, cache_dir=cache_dir) if test_phantoms else [])
     crop = int(crop or (_CROP if size <= MODEL_SIZE else 128))
     fit_options = dict(channels=tuple(channels), seed=seed, crop=crop, nodule_crops=nodule_crops,
-                       small_boost=small_boost, log=log)
+                       small_boost=small_boost, threads=threads, hard_negative_crops=hard_negative_crops,
+                       learning_rate=learning_rate, init=init, log=log)
     generation_seconds = time.perf_counter() - t0
 
     channels = fit_options["channels"]
@@ -457,6 +494,9 @@ def train(
             "crop": crop,
             "nodule_crops": nodule_crops,
             "small_boost": small_boost,
+            "hard_negative_crops": hard_negative_crops,
+            "learning_rate": learning_rate,
+            **({"fine_tuned_from": str(init)} if init is not None else {}),
             "generation_seconds": round(generation_seconds, 1),
             "training_seconds": round(training_seconds, 1),
             "final_loss": round(final_loss, 5),
@@ -470,43 +510,57 @@ def train(
     return meta
 
 
-def crop_input(image: np.ndarray, r0: int, c0: int, crop: int) -> np.ndarray:
-    """``model_input(image)[:, r0:r0 + crop, c0:c0 + crop]``, computed on the crop and 4 sigma
-    around it only (the Gaussian's truncation): the same values, a fraction of the work."""
-    size = image.shape[-1]
-    sigma = detail_sigma(size)
-    margin = int(np.ceil(4 * sigma)) + 1
-    e0, e1 = max(r0 - margin, 0), min(r0 + crop + margin, image.shape[0])
-    f0, f1 = max(c0 - margin, 0), min(c0 + crop + margin, size)
-    return model_input(image[e0:e1, f0:f1], sigma)[:, r0 - e0:r0 - e0 + crop, c0 - f0:c0 - f0 + crop]
+def prepared_inputs(sample: Sample, with_twin: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`model_input` of a sample's radiograph (and of its twin when ``with_twin``), as float16.
+
+    Computed once per sample before training: a crop of it is exactly the crop's network input
+    (the detail channel is a property of the whole image), so no step recomputes a Gaussian.
+    """
+    image = model_input(np.asarray(sample.image, dtype=np.float32)).astype(np.float16)
+    twin = model_input(np.asarray(sample.twin, dtype=np.float32)).astype(np.float16) if with_twin else None
+    return image, twin
+
+
+def crop_window(sample: Sample, rng: np.random.Generator, crop: int = _CROP,
+                nodule_crops: float = 0.8, centre: tuple[float, float] | None = None) -> tuple[int, int, bool]:
+    """``(row, column, mirrored)`` of one training crop: around ``centre`` when given (a mined
+    false positive), else with probability ``nodule_crops`` around one of the sample's nodules,
+    else anywhere on the image; centred crops are jittered."""
+    size = sample.image.shape[0]
+    jitter = int(round(crop * 40 / _CROP))
+    if centre is not None:
+        r, c = centre
+        r0 = int(np.clip(r - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+        c0 = int(np.clip(c - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+    elif sample.truths and rng.random() < nodule_crops:
+        r, c, _ = sample.truths[int(rng.integers(len(sample.truths)))]
+        r0 = int(np.clip(r - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+        c0 = int(np.clip(c - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+    else:
+        # anywhere on the image: a model that never saw the neck and shoulders in
+        # training answers there with confident false positives at inference
+        r0 = int(rng.integers(0, size - crop + 1))
+        c0 = int(rng.integers(0, size - crop + 1))
+    return r0, c0, bool(rng.random() < 0.5)
 
 
 def _crops(
-    batch: Sequence[Sample], rng: np.random.Generator, crop: int = _CROP, nodule_crops: float = 0.8,
-    with_twin: bool = True,
+    batch: Sequence[Sample], prepared: Sequence[tuple[np.ndarray, np.ndarray | None]], rng: np.random.Generator,
+    crop: int = _CROP, nodule_crops: float = 0.8, with_twin: bool = True,
+    centres: Sequence[tuple[float, float] | None] | None = None,
 ):
     """Training crops of image, twin (zeros unless ``with_twin``) and mask.
 
-    The detail channel is computed on the crop plus 4 sigma around it (the Gaussian's
-    truncation), which gives exactly the values of the whole image's detail channel.
+    ``prepared``: :func:`prepared_inputs` of each sample of ``batch``, in the same order;
+    ``centres``: per sample, ``None`` or the point its crop is centred on (:func:`crop_window`).
     """
     imgs, twins, masks = [], [], []
-    jitter = int(round(crop * 40 / _CROP))
-    for s in batch:
-        size = s.image.shape[0]
-        if s.truths and rng.random() < nodule_crops:
-            r, c, _ = s.truths[int(rng.integers(len(s.truths)))]
-            r0 = int(np.clip(r - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
-            c0 = int(np.clip(c - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
-        else:
-            # anywhere on the image: a model that never saw the neck and shoulders in
-            # training answers there with confident false positives at inference
-            r0 = int(rng.integers(0, size - crop + 1))
-            c0 = int(rng.integers(0, size - crop + 1))
-        flip = rng.random() < 0.5
-        sources = [(imgs, crop_input(s.image, r0, c0, crop)), (masks, s.mask[r0:r0 + crop, c0:c0 + crop])]
-        if with_twin:
-            sources.append((twins, crop_input(s.twin, r0, c0, crop)))
+    for k, (s, (image_input, twin_input)) in enumerate(zip(batch, prepared)):
+        r0, c0, flip = crop_window(s, rng, crop, nodule_crops, centres[k] if centres else None)
+        window = (slice(None), slice(r0, r0 + crop), slice(c0, c0 + crop))
+        sources = [(imgs, image_input[window]), (masks, s.mask[r0:r0 + crop, c0:c0 + crop])]
+        if with_twin and twin_input is not None:
+            sources.append((twins, twin_input[window]))
         else:
             twins.append(np.zeros((2, crop, crop), dtype=np.float32))
         for target, piece in sources:
@@ -516,6 +570,27 @@ def _crops(
         np.ascontiguousarray(np.stack(twins), dtype=np.float32),
         np.ascontiguousarray(np.stack(masks), dtype=np.float32),
     )
+
+
+def mine_false_positives(
+    net: Any, samples: Sequence[Sample], prepared: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    indices: Sequence[int], batch: int = 4,
+) -> list[tuple[int, float, float, float]]:
+    """``(sample index, row, col, score)`` of every candidate (:func:`model_detections`) on the
+    whole radiographs ``indices`` whose centre hits no nodule, the strongest first."""
+    import torch
+
+    net.eval()
+    found = []
+    with torch.no_grad():
+        for start in range(0, len(indices), batch):
+            chunk = [int(i) for i in indices[start:start + batch]]
+            x = torch.from_numpy(np.stack([prepared[i][0] for i in chunk]).astype(np.float32))
+            for i, logits in zip(chunk, net(x).numpy()):
+                for row, col, score, _ in model_detections(logits, CANDIDATE_THRESHOLD):
+                    if not any(np.hypot(row - r, col - c) <= radius for r, c, radius in samples[i].truths):
+                        found.append((i, row, col, score))
+    return sorted(found, key=lambda f: -f[3])
 
 
 def _size_weights(mask: np.ndarray, size: int, boost: float) -> np.ndarray:
