@@ -32,6 +32,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="folder caching generated phantoms between runs (default: no cache)")
     parser.add_argument("--hard-negatives", type=float, default=0.0,
                         help="share of crops centred on false positives the network makes on training images (0: off)")
+    parser.add_argument("--implants", type=float, default=0.0,
+                        help="share of crops that get nodules of other training radiographs embedded in their lungs (0: off)")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the one-cycle learning rate")
     parser.add_argument("--init", type=Path, help="model.pt to start from (fine-tuning; same --channels)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads for training")
@@ -55,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
         user_data=samples is not None, size=args.size, crop=args.crop, nodule_crops=args.nodule_crops,
         nac_warmup=args.nac_warmup, small_boost=args.small_boost,
         channels=tuple(int(c) for c in args.channels.split(",")), cache_dir=args.cache, threads=args.threads,
-        hard_negative_crops=args.hard_negatives, learning_rate=args.learning_rate, init=args.init, log=log,
+        hard_negative_crops=args.hard_negatives, implant_crops=args.implants, learning_rate=args.learning_rate, init=args.init, log=log,
     )
     print(log.finish(meta, "cxr-nodule"))
     return 0

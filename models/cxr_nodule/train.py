@@ -44,7 +44,8 @@ from scipy import ndimage
 from models.cxr_nodule.froc import FROC, froc, nodule_scores, render_froc_png
 from models.cxr_nodule.preprocess import INPUT_NAME, MODEL_SIZE, OUTPUT_NAME, detail_sigma, model_detections, model_input
 from models.cxr_nodule.radiograph import resample
-from models.phantoms.cxr import generate_cxr
+from models.cxr_nodule.implants import Implant, embed, nodule_bank, placeable_mask
+from models.phantoms.cxr import FIELD_MM, generate_cxr
 from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
@@ -82,7 +83,9 @@ class Sample:
     """One training/evaluation pair on the model grid.
 
     ``truths``: ``(row, col, radius)`` per nodule in model pixels (radius at least
-    :func:`min_radius` of the grid).
+    :func:`min_radius` of the grid). ``value_scale``: stored values per unit of the normalised
+    ``image``; ``placeable``: where a nodule may be embedded in training
+    (:func:`~models.cxr_nodule.implants.placeable_mask`; ``None``: nowhere).
     """
 
     image: np.ndarray
@@ -91,6 +94,8 @@ class Sample:
     truths: list[tuple[float, float, float]]
     diameters_mm: list[float] = field(default_factory=list)
     has_twin: bool = True
+    value_scale: float = 1.0
+    placeable: np.ndarray | None = None
 
 
 @dataclass
@@ -132,6 +137,7 @@ def make_sample(phantom, size: int = MODEL_SIZE) -> Sample:
     low, high = np.percentile(image, (1.0, 99.0))
     scale = max(float(high - low), 1e-6)
     mask, _ = resample(phantom.nodule_mask.astype(np.float32), size)
+    lungs, _ = resample(phantom.lung_mask.astype(np.float32), size)
     truths = []
     for n in phantom.nodules:
         r, c = geometry.to_model(n.row, n.col)
@@ -142,17 +148,20 @@ def make_sample(phantom, size: int = MODEL_SIZE) -> Sample:
         mask >= 0.35,
         truths,
         [n.diameter_mm for n in phantom.nodules],
+        value_scale=scale,
+        placeable=placeable_mask(lungs >= 0.5, mask >= 0.35, FIELD_MM / phantom.image.shape[0] / geometry.scale),
     )
 
 
 @dataclass
 class CachedPhantom:
-    """What :func:`make_sample` reads of a phantom (image, twin, nodule mask, truths)."""
+    """What :func:`make_sample` reads of a phantom (image, twin, nodule and lung masks, truths)."""
 
     image: np.ndarray
     clean: np.ndarray
     nodule_mask: np.ndarray
     nodules: list
+    lung_mask: np.ndarray
 
 
 def cached_phantom(seed: int, cache_dir: Path | None = None):
@@ -168,14 +177,16 @@ def cached_phantom(seed: int, cache_dir: Path | None = None):
     path = Path(cache_dir) / f"cxr-{seed}-{PHANTOM_SIZE}.npz"
     if path.exists():
         with np.load(path) as z:
-            nodules = [Nodule(*map(float, row)) for row in z["nodules"]]
-            return CachedPhantom(z["image"], z["clean"], z["nodule_mask"], nodules)
+            if "lung_mask" in z:   # else a cache written before lung masks were kept: made again
+                nodules = [Nodule(*map(float, row)) for row in z["nodules"]]
+                return CachedPhantom(z["image"], z["clean"], z["nodule_mask"], nodules, z["lung_mask"])
     phantom = phantom_for_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = np.array([[n.row, n.col, n.diameter_mm, n.radius_px, n.contrast] for n in phantom.nodules],
                     dtype=np.float64).reshape(-1, 5)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, image=phantom.image, clean=phantom.clean, nodule_mask=phantom.nodule_mask, nodules=rows)
+    np.savez(tmp, image=phantom.image, clean=phantom.clean, nodule_mask=phantom.nodule_mask, nodules=rows,
+             lung_mask=phantom.lung_mask)
     tmp.replace(path)
     return phantom
 
@@ -272,6 +283,7 @@ def fit(
     hard_negative_crops: float = 0.0,
     hard_negative_every: int = 3,
     mine_images: int = 400,
+    implant_crops: float = 0.0,
     init: Path | None = None,
     log: Callable[[str], None] | None = None,
 ):
@@ -288,8 +300,13 @@ def fit(
     ``hard_negative_crops`` > 0: every ``hard_negative_every`` epochs the network looks at
     ``mine_images`` training radiographs whole (:func:`mine_false_positives`), and that share
     of the next epochs' crops is centred on a false positive it found there (each alike), so
-    that the responses which set the 0.2 FP/image threshold are the ones trained away. ``init``: a ``model.pt`` of the same ``channels`` to start from
-    (fine-tuning) instead of random weights.
+    that the responses which set the 0.2 FP/image threshold are the ones trained away.
+
+    ``implant_crops`` > 0: that share of the crops (other than those on mined false positives)
+    get one or two nodules of other training radiographs embedded in their lungs
+    (:mod:`.implants`).
+    ``init``: a ``model.pt`` of the same ``channels`` to start from (fine-tuning) instead of
+    random weights.
     """
     import torch
     import torch.nn.functional as F
@@ -308,6 +325,9 @@ def fit(
     loss_value = float("nan")
     prepared = [prepared_inputs(s, with_twin=nac_weight > 0 and s.has_twin) for s in samples]
     mined: list[tuple[int, float, float, float]] = []
+    bank = nodule_bank(samples) if implant_crops > 0 else []
+    if log and bank:
+        log(f"  {len(bank)} nodules to embed in other radiographs")
     for epoch in range(epochs):
         if hard_negative_crops > 0 and epoch % max(1, hard_negative_every) == 0 and (init is not None or epoch > 0):
             subset = rng.choice(len(samples), size=min(mine_images, len(samples)), replace=False)
@@ -333,7 +353,7 @@ def fit(
                         chosen[k], centres[k] = index, (row, col)
                 batch = [samples[i] for i in chosen]
             img, twin, mask = _crops(batch, [prepared[i] for i in chosen], rng, crop, nodule_crops,
-                                     with_twin=w_nac > 0, centres=centres)
+                                     with_twin=w_nac > 0, centres=centres, bank=bank, implant_crops=implant_crops)
             paired = torch.tensor([float(s.has_twin) for s in batch])
             x = torch.from_numpy(img)
             y = torch.from_numpy(mask)[:, None]
@@ -399,6 +419,7 @@ def train(
     cache_dir: Path | None = None,
     threads: int = 1,
     hard_negative_crops: float = 0.0,
+    implant_crops: float = 0.0,
     learning_rate: float = 2e-3,
     init: Path | None = None,
     log: Callable[[str], None] | None = None,
@@ -410,7 +431,7 @@ def train(
     ``size``: the model's input (256 or 512; the phantoms are made at 512); ``crop``: the
     training crop edge (default 96 at 256, 128 at 512: 163 and 108 mm);
     ``cache_dir``: phantoms are read from / written to it (:func:`cached_phantom`);
-    ``threads``: PyTorch's intra-op threads; ``hard_negative_crops``, ``learning_rate``
+    ``threads``: PyTorch's intra-op threads; ``hard_negative_crops``, ``implant_crops``, ``learning_rate``
     (the one-cycle peak) and ``init`` (fine-tune from a ``model.pt``): see :func:`fit`.
 
     Returns
@@ -440,6 +461,7 @@ def train(
     crop = int(crop or (_CROP if size <= MODEL_SIZE else 128))
     fit_options = dict(channels=tuple(channels), seed=seed, crop=crop, nodule_crops=nodule_crops,
                        small_boost=small_boost, threads=threads, hard_negative_crops=hard_negative_crops,
+                       implant_crops=implant_crops,
                        learning_rate=learning_rate, init=init, log=log)
     generation_seconds = time.perf_counter() - t0
 
@@ -495,6 +517,7 @@ def train(
             "nodule_crops": nodule_crops,
             "small_boost": small_boost,
             "hard_negative_crops": hard_negative_crops,
+            "implant_crops": implant_crops,
             "learning_rate": learning_rate,
             **({"fine_tuned_from": str(init)} if init is not None else {}),
             "generation_seconds": round(generation_seconds, 1),
@@ -519,6 +542,30 @@ def prepared_inputs(sample: Sample, with_twin: bool) -> tuple[np.ndarray, np.nda
     image = model_input(np.asarray(sample.image, dtype=np.float32)).astype(np.float16)
     twin = model_input(np.asarray(sample.twin, dtype=np.float32)).astype(np.float16) if with_twin else None
     return image, twin
+
+
+def implanted_input(
+    sample: Sample, r0: int, c0: int, crop: int, bank: Sequence[Implant], rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The network input and mask of one crop with one or two nodules of ``bank`` embedded in
+    its lungs (:func:`~models.cxr_nodule.implants.embed`). The detail channel is computed on
+    the crop and 4 sigma around it, the reach of its Gaussian, so it equals the whole image's
+    there."""
+    size = sample.image.shape[-1]
+    sigma = detail_sigma(size)
+    margin = int(np.ceil(4 * sigma)) + 1
+    e0, e1 = max(r0 - margin, 0), min(r0 + crop + margin, size)
+    f0, f1 = max(c0 - margin, 0), min(c0 + crop + margin, size)
+    image = sample.image[e0:e1, f0:f1].astype(np.float32)
+    mask = sample.mask[e0:e1, f0:f1].copy()
+    inside = np.zeros(image.shape, dtype=bool)   # implants centred inside the crop itself
+    inside[r0 - e0:r0 - e0 + crop, c0 - f0:c0 - f0 + crop] = sample.placeable[r0:r0 + crop, c0:c0 + crop]
+    if inside.any():
+        for _ in range(int(rng.integers(1, 3))):
+            embed(image, mask, inside, sample.value_scale, bank[int(rng.integers(len(bank)))], rng)
+    np.clip(image, 0.0, 1.0, out=image)
+    cut = (slice(r0 - e0, r0 - e0 + crop), slice(c0 - f0, c0 - f0 + crop))
+    return model_input(image, sigma)[(slice(None),) + cut], mask[cut]
 
 
 def crop_window(sample: Sample, rng: np.random.Generator, crop: int = _CROP,
@@ -548,17 +595,25 @@ def _crops(
     batch: Sequence[Sample], prepared: Sequence[tuple[np.ndarray, np.ndarray | None]], rng: np.random.Generator,
     crop: int = _CROP, nodule_crops: float = 0.8, with_twin: bool = True,
     centres: Sequence[tuple[float, float] | None] | None = None,
+    bank: Sequence[Implant] = (), implant_crops: float = 0.0,
 ):
     """Training crops of image, twin (zeros unless ``with_twin``) and mask.
 
     ``prepared``: :func:`prepared_inputs` of each sample of ``batch``, in the same order;
-    ``centres``: per sample, ``None`` or the point its crop is centred on (:func:`crop_window`).
+    ``centres``: per sample, ``None`` or the point its crop is centred on (:func:`crop_window`);
+    ``bank``, ``implant_crops``: nodules embedded in that share of the crops (:func:`fit`).
     """
     imgs, twins, masks = [], [], []
     for k, (s, (image_input, twin_input)) in enumerate(zip(batch, prepared)):
-        r0, c0, flip = crop_window(s, rng, crop, nodule_crops, centres[k] if centres else None)
+        centre = centres[k] if centres else None
+        r0, c0, flip = crop_window(s, rng, crop, nodule_crops, centre)
         window = (slice(None), slice(r0, r0 + crop), slice(c0, c0 + crop))
-        sources = [(imgs, image_input[window]), (masks, s.mask[r0:r0 + crop, c0:c0 + crop])]
+        crop_mask = s.mask[r0:r0 + crop, c0:c0 + crop]
+        if bank and s.placeable is not None and centre is None and rng.random() < implant_crops:
+            image_crop, crop_mask = implanted_input(s, r0, c0, crop, bank, rng)
+        else:
+            image_crop = image_input[window]
+        sources = [(imgs, image_crop), (masks, crop_mask)]
         if with_twin and twin_input is not None:
             sources.append((twins, twin_input[window]))
         else:
