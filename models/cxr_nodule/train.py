@@ -16,7 +16,9 @@ is a training option written to ``model.json``; the pack follows it.
 
 Training crops: ``nodule_crops`` of them around a nodule, the others anywhere on the
 image (neck and shoulders included: a model that never saw them answers there with
-confident false positives).
+confident false positives). Optionally a share of them get nodules of other radiographs
+embedded (``implant_crops``, :mod:`.implants`) or are centred on the network's own false
+positives (``hard_negative_crops``); ``fine_phantoms`` adds phantoms made on finer detectors.
 
 Loss: soft Dice + binary cross-entropy on the radiograph (the classic U-Net of the
 research), the cross-entropy of small nodules' pixels optionally up-weighted
@@ -49,15 +51,21 @@ from models.phantoms.cxr import FIELD_MM, generate_cxr
 from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [
+    "FINE_SIZES",
     "PHANTOM_SIZE",
     "TEST_SEED_BASE",
     "VAL_SEED_BASE",
     "EvalReport",
     "Sample",
+    "crop_window",
     "evaluate",
     "export_onnx",
+    "implanted_input",
     "make_sample",
+    "make_samples",
+    "mine_false_positives",
     "phantom_for_seed",
+    "prepared_inputs",
     "train",
 ]
 
