@@ -37,7 +37,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fine-phantoms", type=int, default=0,
                         help="more training phantoms made at 1024 and 2048 pixels and resampled (finer detectors)")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the one-cycle learning rate")
-    parser.add_argument("--init", type=Path, help="model.pt to start from (fine-tuning; same --channels)")
+    parser.add_argument("--init", type=Path, help="model.pt to start from (fine-tuning; same --channels; default: random weights)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads for training")
     parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
     parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
