@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["FROC", "froc", "nodule_scores", "render_froc_png"]
+__all__ = ["FROC", "froc", "matched_nodule", "nodule_scores", "render_froc_png"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def froc(
     for image, (dets, nods) in enumerate(zip(detections, truths)):
         found: set[int] = set()
         for row, col, score in sorted(dets, key=lambda d: -d[2]):
-            hit = _matched_nodule(row, col, nods)
+            hit = matched_nodule(row, col, nods)
             if hit is None:
                 events.append((float(score), 0, image, -1))
             elif hit not in found:
@@ -96,14 +96,14 @@ def nodule_scores(
     for dets, nods in zip(detections, truths):
         best = [float("-inf")] * len(nods)
         for row, col, score in dets:
-            k = _matched_nodule(row, col, nods)
+            k = matched_nodule(row, col, nods)
             if k is not None:
                 best[k] = max(best[k], float(score))
         out.append(best)
     return out
 
 
-def _matched_nodule(row: float, col: float, nodules: Sequence[tuple[float, float, float]]) -> int | None:
+def matched_nodule(row: float, col: float, nodules: Sequence[tuple[float, float, float]]) -> int | None:
     """The index of the closest nodule whose radius holds ``(row, col)`` (the first on a tie), or ``None``."""
     hit, best = None, np.inf
     for k, (tr, tc, radius) in enumerate(nodules):

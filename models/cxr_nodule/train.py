@@ -43,7 +43,7 @@ from tqdm import tqdm
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
-from models.cxr_nodule.froc import FROC, froc, nodule_scores, render_froc_png
+from models.cxr_nodule.froc import FROC, froc, matched_nodule, nodule_scores, render_froc_png
 from models.cxr_nodule.preprocess import INPUT_NAME, MODEL_SIZE, OUTPUT_NAME, detail_sigma, model_detections, model_input
 from models.cxr_nodule.radiograph import resample
 from models.cxr_nodule.implants import Implant, embed, nodule_bank, placeable_mask
@@ -615,15 +615,12 @@ def crop_window(sample: Sample, rng: np.random.Generator, crop: int = _CROP,
     false positive), else with probability ``nodule_crops`` around one of the sample's nodules,
     else anywhere on the image; centred crops are jittered."""
     size = sample.image.shape[0]
-    jitter = int(round(crop * 40 / _CROP))
+    if centre is None and sample.truths and rng.random() < nodule_crops:
+        centre = sample.truths[int(rng.integers(len(sample.truths)))][:2]
     if centre is not None:
-        r, c = centre
-        r0 = int(np.clip(r - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
-        c0 = int(np.clip(c - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
-    elif sample.truths and rng.random() < nodule_crops:
-        r, c, _ = sample.truths[int(rng.integers(len(sample.truths)))]
-        r0 = int(np.clip(r - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
-        c0 = int(np.clip(c - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+        jitter = int(round(crop * 40 / _CROP))
+        r0 = int(np.clip(centre[0] - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
+        c0 = int(np.clip(centre[1] - crop / 2 + rng.integers(-jitter, jitter + 1), 0, size - crop))
     else:
         # anywhere on the image: a model that never saw the neck and shoulders in
         # training answers there with confident false positives at inference
@@ -684,7 +681,7 @@ def mine_false_positives(
             x = torch.from_numpy(np.stack([prepared[i][0] for i in chunk]).astype(np.float32))
             for i, logits in zip(chunk, net(x).numpy()):
                 for row, col, score, _ in model_detections(logits, CANDIDATE_THRESHOLD):
-                    if not any(np.hypot(row - r, col - c) <= radius for r, c, radius in samples[i].truths):
+                    if matched_nodule(row, col, samples[i].truths) is None:
                         found.append((i, row, col, score))
     return sorted(found, key=lambda f: -f[3])
 
