@@ -18,6 +18,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="your own cases (DICOM + labels.nii[.gz] or DICOM SEG); "
                         "default: phantoms")
     parser.add_argument("--phantoms", type=int, default=40, help="training phantoms (without --data)")
+    parser.add_argument("--styled-phantoms", type=int, default=0,
+                        help="more training phantoms with randomised scanner and patient styles (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
     parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
     parser.add_argument("--variant", choices=("unet", "frru"), default="frru", help="skip connections")
@@ -58,7 +60,8 @@ def run_train(args: argparse.Namespace) -> int:
                  variant=args.variant, weighting=args.weighting, label_every=args.label_every,
                  steps=args.steps, batch_size=args.batch_size, context=args.context,
                  tumor_boundary_weight=args.tumor_boundary_weight, tumor_slice_fraction=args.tumor_slice_fraction,
-                 test_phantoms=0 if cases else args.test_phantoms, log=log)
+                 test_phantoms=0 if cases else args.test_phantoms, styled_phantoms=0 if cases else args.styled_phantoms,
+                 log=log)
     print(log.finish(meta, "brain-mr"))
     return 0
 
@@ -68,6 +71,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=8, help="held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
     parser.add_argument("--data", type=Path, help="evaluate on your own labelled cases instead (default: phantoms)")
+    parser.add_argument("--styles", action="store_true",
+                        help="phantoms with randomised scanner and patient styles (default: plain)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON only")
 
 
@@ -83,11 +88,12 @@ def run_eval(args: argparse.Namespace) -> int:
         cases = load_cases(args.data)
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms) if cases is None else []
     report = evaluate(pack.model_path(), seeds, contrast=args.contrast, min_tumor_ml=pack.min_tumor_ml,
-                      cases=cases)
+                      cases=cases, styles=args.styles)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        where = f"held-out phantoms, seeds {seeds[0]}-{seeds[-1]}" if cases is None else f"{len(cases)} cases"
+        where = (f"held-out{' styled' if args.styles else ''} phantoms, seeds {seeds[0]}-{seeds[-1]}"
+                 if cases is None else f"{len(cases)} cases")
         print(f"brain-mr {pack.algorithm.version} ({pack.model_path()}) on {where}")
         print(format_report(report))
     return 0

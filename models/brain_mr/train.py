@@ -77,13 +77,14 @@ class Case:
     name: str = ""
 
 
-def phantom_cases(seeds: Sequence[int], contrast: str = "T1") -> list[Case]:
-    """Phantom volumes and their label volumes (tumour unless ``seed % 4 == 3``)."""
+def phantom_cases(seeds: Sequence[int], contrast: str = "T1", styles: bool = False) -> list[Case]:
+    """Phantom volumes and their label volumes (tumour unless ``seed % 4 == 3``; ``styles``:
+    with their randomised scanner and patient styles)."""
     from models.phantoms.brain_mr import generate_brain_mr
 
     cases = []
     for s in seeds:
-        p = generate_brain_mr(int(s), tumor=int(s) % 4 != 3, contrasts=(contrast,), dicom=False)
+        p = generate_brain_mr(int(s), tumor=int(s) % 4 != 3, contrasts=(contrast,), dicom=False, styles=styles)
         cases.append(Case(p.images[contrast], p.labels, p.voxel_ml, f"seed {int(s)}"))
     return cases
 
@@ -113,8 +114,10 @@ def evaluate(
     min_tumor_ml: float = MIN_TUMOR_ML,
     threads: int = 1,
     cases: Sequence[Case] | None = None,
+    styles: bool = False,
 ) -> dict[str, Any]:
-    """Held-out Dice per class and tumour volumes of an ONNX model (onnxruntime, CPU).
+    """Held-out Dice per class and tumour volumes of an ONNX model (onnxruntime, CPU), on
+    ``cases`` or the phantoms of ``seeds`` (``styles``: with randomised styles).
 
     Returns
     -------
@@ -128,7 +131,7 @@ def evaluate(
     """
     t0 = time.perf_counter()
     session = _session(model_path, threads)
-    cases = list(cases) if cases is not None else phantom_cases(seeds, contrast)
+    cases = list(cases) if cases is not None else phantom_cases(seeds, contrast, styles)
     per_class: dict[str, list[float]] = {name: [] for name in CLASS_NAMES[1:]}
     volumes = []
     for case in tqdm(cases, desc="evaluating", unit="phantom", leave=False, disable=None):
@@ -151,6 +154,7 @@ def evaluate(
         "tumor_volume": volumes,
         "tumor_volume_error": tumor_volume_error(volumes),
         "seeds": [int(s) for s in seeds],
+        "styles": styles,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -335,6 +339,7 @@ def train(
     tumor_boundary_weight: float = 0.0,
     tumor_slice_fraction: float = 0.0,
     test_phantoms: int = 8,
+    styled_phantoms: int = 0,
     threads: int = 1,
     version: str | None = None,
     extra_meta: dict[str, Any] | None = None,
@@ -345,7 +350,10 @@ def train(
     ``cases`` are the user's own data; without them ``phantoms`` training phantoms
     (seeds ``seed ..``) are generated and ``test_phantoms`` held-out phantoms are
     evaluated into ``model.json``'s ``metrics``. ``label_every > 1`` keeps only every
-    k-th slice's labels (a random offset per case).
+    k-th slice's labels (a random offset per case). ``styled_phantoms``: that many more
+    training phantoms (the seeds after the plain ones) with randomised scanner and patient
+    styles (:class:`~models.phantoms.brain_mr.BrainMRStyle`); the held-out phantoms are then
+    evaluated plain and styled.
     """
     import torch
 
@@ -355,9 +363,10 @@ def train(
     t0 = time.perf_counter()
     on_phantoms = cases is None
     if on_phantoms:
-        if seed < 0 or seed + phantoms > TEST_SEED_BASE:
+        if seed < 0 or seed + phantoms + styled_phantoms > TEST_SEED_BASE:
             raise ValueError(f"training seeds must lie in 0..{TEST_SEED_BASE - 1}")
         cases = phantom_cases(range(seed, seed + phantoms), contrast)
+        cases += phantom_cases(range(seed + phantoms, seed + phantoms + styled_phantoms), contrast, styles=True)
     generation_s = time.perf_counter() - t0
     cases = _thinned(cases, label_every, seed)
     model, facts = train_model(cases, variant=variant, weighting=weighting, steps=steps, seed=seed,
@@ -382,6 +391,7 @@ def train(
             "data": f"models.phantoms.brain_mr phantoms, contrast {contrast}" if on_phantoms else "user data",
             "cases": len(cases),
             "seeds": [seed, seed + phantoms - 1] if on_phantoms else None,
+            **({"styled_seeds": [seed + phantoms, seed + phantoms + styled_phantoms - 1]} if styled_phantoms else {}),
             "label_every": label_every,
             "generation_seconds": round(generation_s, 1),
             **facts,
@@ -393,6 +403,9 @@ def train(
         seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms)
         meta["metrics"]["test"] = evaluate(model_path, seeds, contrast=contrast, threads=threads)
         say(f"held-out: {json.dumps(meta['metrics']['test']['dice'])}")
+        if styled_phantoms:
+            meta["metrics"]["test_styled"] = evaluate(model_path, seeds, contrast=contrast, threads=threads, styles=True)
+            say(f"held-out, styled: {json.dumps(meta['metrics']['test_styled']['dice'])}")
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 

@@ -36,6 +36,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of crops that get nodules of other training radiographs embedded in their lungs (0: off)")
     parser.add_argument("--fine-phantoms", type=int, default=0,
                         help="more training phantoms made at 1024 and 2048 pixels and resampled (finer detectors)")
+    parser.add_argument("--styled-phantoms", type=int, default=0,
+                        help="more training phantoms made with randomised styles (dose, processing, patient; default 0)")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the one-cycle learning rate")
     parser.add_argument("--init", type=Path, help="model.pt to start from (fine-tuning; same --channels; default: random weights)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads for training")
@@ -60,7 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
         nac_warmup=args.nac_warmup, small_boost=args.small_boost,
         channels=tuple(int(c) for c in args.channels.split(",")), cache_dir=args.cache, threads=args.threads,
         hard_negative_crops=args.hard_negatives, implant_crops=args.implants,
-        fine_phantoms=args.fine_phantoms, learning_rate=args.learning_rate, init=args.init, log=log,
+        fine_phantoms=args.fine_phantoms, styled_phantoms=args.styled_phantoms, learning_rate=args.learning_rate, init=args.init, log=log,
     )
     print(log.finish(meta, "cxr-nodule"))
     return 0
@@ -73,6 +75,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="folder caching generated phantoms between runs (default: no cache)")
     parser.add_argument("--detector-size", type=int, default=512,
                         help="phantoms made at this many pixels (1024, 2048: finer detectors, resampled like real radiographs)")
+    parser.add_argument("--styles", action="store_true",
+                        help="phantoms with randomised detector, processing and patient styles (default: plain)")
     parser.add_argument("--froc-png", type=Path, default=Path("froc-cxr-nodule.png"), help="where to draw the FROC curve")
 
 
@@ -88,9 +92,11 @@ def run_eval(args: argparse.Namespace) -> int:
                              froc_png=args.froc_png)
     else:
         seeds = list(range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms))
-        samples = make_samples(seeds, size=pack.input_size, cache_dir=args.cache, phantom_size=args.detector_size)
+        samples = make_samples(seeds, size=pack.input_size, cache_dir=args.cache, phantom_size=args.detector_size,
+                               styles=args.styles)
         report, _ = evaluate(pack.model_path(), seeds, samples=samples, froc_png=args.froc_png,
-                             score_threshold=pack.score_threshold, detector_size=args.detector_size)
+                             score_threshold=pack.score_threshold, detector_size=args.detector_size,
+                             styles=args.styles)
     print(json.dumps(asdict(report), indent=2))
     print(f"FROC curve written to {args.froc_png}")
     return 0

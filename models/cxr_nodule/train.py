@@ -133,16 +133,19 @@ class EvalReport:
     sensitivity the node's reported detections have on these images."""
     detector_size: int = PHANTOM_SIZE
     """Pixels of the phantoms' detector (resampled to the model's grid)."""
+    styles: bool = False
+    """Whether the phantoms have randomised styles (:class:`~models.phantoms.cxr.CXRStyle`)."""
 
 
 def nodule_count(seed: int) -> int:
     return seed % 4
 
 
-def phantom_for_seed(seed: int, size: int = PHANTOM_SIZE):
-    """The phantom of ``seed`` (nodule count and photometric from the seed)."""
+def phantom_for_seed(seed: int, size: int = PHANTOM_SIZE, styles: bool = False):
+    """The phantom of ``seed`` (nodule count and photometric from the seed; ``styles``: with
+    its randomised detector, processing and patient style)."""
     photometric = "MONOCHROME1" if (seed // 4) % 2 else "MONOCHROME2"
-    return generate_cxr(seed, size=size, nodules=nodule_count(seed), photometric=photometric)
+    return generate_cxr(seed, size=size, nodules=nodule_count(seed), photometric=photometric, styles=styles)
 
 
 def make_sample(phantom, size: int = MODEL_SIZE) -> Sample:
@@ -179,8 +182,9 @@ class CachedPhantom:
     lung_mask: np.ndarray
 
 
-def cached_phantom(seed: int, cache_dir: Path | None = None):
-    """The phantom of ``seed``, read from / written to ``cache_dir`` (``cxr-<seed>-512.npz``).
+def cached_phantom(seed: int, cache_dir: Path | None = None, styles: bool = False):
+    """The phantom of ``seed``, read from / written to ``cache_dir`` (``cxr-<seed>-512.npz``,
+    ``cxr-s-<seed>-512.npz`` with ``styles``).
 
     Generating one 512 x 512 phantom takes 0.2-1 s on a shared CPU; the cache keeps the arrays that
     :func:`make_sample` needs, so later runs (other model sizes too) skip generation.
@@ -188,14 +192,14 @@ def cached_phantom(seed: int, cache_dir: Path | None = None):
     from models.phantoms.cxr import Nodule
 
     if cache_dir is None:
-        return phantom_for_seed(seed)
-    path = Path(cache_dir) / f"cxr-{seed}-{PHANTOM_SIZE}.npz"
+        return phantom_for_seed(seed, styles=styles)
+    path = Path(cache_dir) / f"cxr-{'s-' if styles else ''}{seed}-{PHANTOM_SIZE}.npz"
     if path.exists():
         with np.load(path) as z:
             if "lung_mask" in z:   # else a cache written before lung masks were kept: made again
                 nodules = [Nodule(*map(float, row)) for row in z["nodules"]]
                 return CachedPhantom(z["image"], z["clean"], z["nodule_mask"], nodules, z["lung_mask"])
-    phantom = phantom_for_seed(seed)
+    phantom = phantom_for_seed(seed, styles=styles)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = np.array([[n.row, n.col, n.diameter_mm, n.radius_px, n.contrast] for n in phantom.nodules],
                     dtype=np.float64).reshape(-1, 5)
@@ -208,13 +212,16 @@ def cached_phantom(seed: int, cache_dir: Path | None = None):
 
 def make_samples(
     seeds: Sequence[int], log: Callable[[str], None] | None = None, *, size: int = MODEL_SIZE,
-    cache_dir: Path | None = None, phantom_size: int = PHANTOM_SIZE,
+    cache_dir: Path | None = None, phantom_size: int = PHANTOM_SIZE, styles: bool | Callable[[int], bool] = False,
 ) -> list[Sample]:
     """Samples on the ``size`` grid of the phantoms ``seeds`` made at ``phantom_size`` (only
-    those at :data:`PHANTOM_SIZE` are cached)."""
+    those at :data:`PHANTOM_SIZE` are cached); ``styles``: all with randomised styles, or those
+    whose seed it accepts."""
     out = []
     for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="phantom", leave=False, disable=None)):
-        phantom = cached_phantom(seed, cache_dir) if phantom_size == PHANTOM_SIZE else phantom_for_seed(seed, phantom_size)
+        styled = bool(styles(seed) if callable(styles) else styles)
+        phantom = (cached_phantom(seed, cache_dir, styled) if phantom_size == PHANTOM_SIZE
+                   else phantom_for_seed(seed, phantom_size, styled))
         out.append(make_sample(phantom, size))
         if log and (i + 1) % 100 == 0:
             log(f"  {i + 1}/{len(seeds)} phantoms")
@@ -224,6 +231,7 @@ def make_samples(
 def evaluate(
     model_path: Path, seeds: Sequence[int] | None = None, *, samples: Sequence[Sample] | None = None,
     froc_png: Path | None = None, score_threshold: float | None = None, detector_size: int = PHANTOM_SIZE,
+    styles: bool = False,
 ) -> tuple[EvalReport, FROC]:
     """FROC of ``model_path`` on phantoms ``seeds`` (or given samples, on the model's grid).
 
@@ -235,7 +243,7 @@ def evaluate(
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     if samples is None:
         width = session.get_inputs()[0].shape[-1]
-        samples = make_samples(list(seeds or []), size=width if isinstance(width, int) else MODEL_SIZE)
+        samples = make_samples(list(seeds or []), size=width if isinstance(width, int) else MODEL_SIZE, styles=styles)
     detections, truths = [], []
     truths_15 = []
     ratios = []
@@ -277,6 +285,7 @@ def evaluate(
         by_size_at_0_2_fp=by_size,
         at_score_threshold=_operating_point(curve, score_threshold) if score_threshold is not None else None,
         detector_size=detector_size,
+        styles=styles,
     )
     return report, curve
 
@@ -451,6 +460,7 @@ def train(
     learning_rate: float = 2e-3,
     init: Path | None = None,
     fine_phantoms: int = 0,
+    styled_phantoms: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train on phantoms (or ``samples``), pick the 0.2 FP/image threshold, export, evaluate.
@@ -466,6 +476,9 @@ def train(
     finer detectors (:data:`FINE_SIZES`, by seed) and resampled to the model's grid as a real
     radiograph is: their pixels average several detector pixels, so they are less noisy
     than a phantom made at 512 (not cached: a 2048 phantom holds 35 MB).
+    ``styled_phantoms``: that many more training phantoms (the seeds after those), made at 512
+    with randomised styles (:class:`~models.phantoms.cxr.CXRStyle`: dose, grain, blur, value
+    mapping, edge processing, patient size and position), cached like the plain ones.
 
     Returns
     -------
@@ -474,7 +487,7 @@ def train(
     """
     import torch
 
-    if seed + phantoms + fine_phantoms > TEST_SEED_BASE:
+    if seed + phantoms + fine_phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError("training seeds must stay below TEST_SEED_BASE")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -491,6 +504,12 @@ def train(
             samples = list(samples) + [make_sample(phantom_for_seed(s, FINE_SIZES[s % len(FINE_SIZES)]), size)
                                        for s in tqdm(fine_seeds, desc="fine phantoms", leave=False, disable=None)]
             train_seeds = train_seeds + list(fine_seeds)
+        if styled_phantoms:
+            first = seed + phantoms + fine_phantoms
+            styled_seeds = list(range(first, first + styled_phantoms))
+            log(f"generating {styled_phantoms} training phantoms with randomised styles")
+            samples = list(samples) + make_samples(styled_seeds, log, size=size, cache_dir=cache_dir, styles=True)
+            train_seeds = train_seeds + styled_seeds
     val = val_samples if val_samples is not None else (
         make_samples(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms), size=size, cache_dir=cache_dir)
         if val_phantoms else [])
@@ -559,6 +578,7 @@ def train(
             "implant_crops": implant_crops,
             "fine_phantoms": fine_phantoms,
             **({"fine_sizes": list(FINE_SIZES)} if fine_phantoms else {}),
+            "styled_phantoms": styled_phantoms,
             "learning_rate": learning_rate,
             **({"fine_tuned_from": str(init)} if init is not None else {}),
             "generation_seconds": round(generation_seconds, 1),

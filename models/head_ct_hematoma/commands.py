@@ -33,6 +33,8 @@ def run_train(args: argparse.Namespace) -> int:
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=40, help="held-out phantoms (half with hematoma)")
+    parser.add_argument("--styles", action="store_true",
+                        help="phantoms with randomised scanner and patient styles (default: plain)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -41,6 +43,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     pack = HeadCTHematomaPack(weights=args.weights)
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms)
-    report = evaluate(pack.model_path(), seeds, min_patches=pack.min_patches)
-    print(json.dumps(report.summary() if hasattr(report, "summary") else asdict(report), indent=2, default=str))
+    report = evaluate(pack.model_path(), seeds, min_patches=pack.min_patches, styles=args.styles)
+    summary = report.summary() if hasattr(report, "summary") else asdict(report)
+    print(json.dumps({**summary, "styles": args.styles}, indent=2, default=str))
     return 0

@@ -313,8 +313,10 @@ def series_hematoma_counts(
     batch_size: int = 8,
     threads: int = 2,
     confusion: np.ndarray | None = None,
+    styles: bool = False,
 ) -> list[tuple[int, bool, int]]:
-    """Run the ONNX model on the phantoms of ``seeds``.
+    """Run the ONNX model on the phantoms of ``seeds`` (``styles``: with their randomised
+    scanner and patient styles).
 
     Returns ``(seed, truly positive, predicted hematoma patches)`` per series; adds the
     patch confusion matrix (rows: truth, columns: prediction) into ``confusion`` when
@@ -323,7 +325,7 @@ def series_hematoma_counts(
     session = _session(model_path, threads)
     out = []
     for s in tqdm(seeds, desc="evaluating", unit="phantom", leave=False, disable=None):
-        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0)
+        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0, styles=styles)
         image = preprocess(phantom.datasets)[INPUT_NAME]
         logits = np.concatenate([
             session.run([OUTPUT_NAME], {INPUT_NAME: image[i:i + batch_size]})[0]
@@ -343,6 +345,7 @@ def evaluate(
     *,
     slices: int = 24,
     threads: int = 2,
+    styles: bool = False,
 ) -> EvalReport:
     """Evaluate an ONNX model with onnxruntime (CPU) on held-out phantoms.
 
@@ -357,6 +360,9 @@ def evaluate(
         Series decision threshold (hematoma patches).
     slices:
         Slices per phantom.
+    styles:
+        Phantoms with randomised scanner and patient styles
+        (:class:`~models.phantoms.head_ct.HeadCTStyle`).
 
     Returns
     -------
@@ -364,7 +370,8 @@ def evaluate(
     """
     t0 = time.perf_counter()
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
-    counts = series_hematoma_counts(model_path, seeds, slices=slices, threads=threads, confusion=confusion)
+    counts = series_hematoma_counts(model_path, seeds, slices=slices, threads=threads, confusion=confusion,
+                                    styles=styles)
     return _report(counts, min_patches, [int(s) for s in seeds], time.perf_counter() - t0, confusion)
 
 

@@ -20,6 +20,11 @@ frame of reference:
 Then a smooth multiplicative intensity inhomogeneity (bias field, ±15-30 %), in-plane
 blur and Rician noise. Matrix 128², ~1.6 mm pixels, 32 slices of 4 mm (defaults).
 
+Randomised styles (``styles=True``, :class:`BrainMRStyle`, drawn from a random stream of
+their own so that plain phantoms are unchanged): field of view, slice thickness (3-5 mm),
+noise level, bias field strength, blur, tissue contrast and the scanner's gain, and the
+head's size, position and in-plane rotation.
+
 Truth (``labels``, one value per voxel at the slice centre) uses
 :data:`models.brain_mr.classes.CLASS_NAMES`: background (air, scalp, skull, CSF outside
 the ventricles), cerebrum (oedema included), cerebellum, brainstem, ventricles, vessels,
@@ -44,8 +49,10 @@ from models.phantoms.ct_series import Patient, SeriesSpec, Study, build_series
 __all__ = [
     "CONTRASTS",
     "BrainMRPhantom",
+    "BrainMRStyle",
     "add_cli_arguments",
     "generate_brain_mr",
+    "random_style",
     "run_cli",
     "write_phantom",
     "default_patient_id",
@@ -79,6 +86,45 @@ _SEQUENCE = {
 }
 
 
+@dataclass(frozen=True)
+class BrainMRStyle:
+    """Randomised scanner and patient style of a brain MR phantom (``styles=True``).
+
+    Drawn from its own random stream (``default_rng([seed, 0x4D])``), so a seed without
+    styles gives exactly the phantom it always gave, and a seed with styles always the
+    same styled phantom.
+    """
+
+    fov_mm: float                 # field of view (plain: ~205)
+    slice_mm: float               # slice thickness = spacing (plain: 4)
+    noise: float                  # Rician noise sd relative to white matter's T1 (plain: 0.02-0.04)
+    bias: float                   # bias field amplitude (plain: 0.15-0.3)
+    blur: float                   # in-plane Gaussian sigma (pixels; plain: 0.6)
+    contrast_jitter: float        # per-tissue intensity spread (plain: 0.08)
+    gain: float                   # scanner scaling of the stored values
+    head_scale: float             # head size
+    shift_mm: tuple[float, float]  # head position (x, y)
+    angle: float                  # in-plane rotation (radians; plain: within ±0.14)
+
+
+def random_style(seed: int) -> BrainMRStyle:
+    """The style that ``generate_brain_mr(seed, styles=True)`` uses."""
+    rng = np.random.default_rng([int(seed), 0x4D])
+    u = rng.uniform
+    return BrainMRStyle(
+        fov_mm=float(u(185.0, 240.0)),
+        slice_mm=float(u(3.0, 5.0)),
+        noise=float(u(0.01, 0.06)),
+        bias=float(u(0.05, 0.45)),
+        blur=float(u(0.3, 1.0)),
+        contrast_jitter=float(u(0.04, 0.15)),
+        gain=float(np.exp(u(np.log(0.4), np.log(2.0)))),
+        head_scale=float(u(0.88, 1.1)),
+        shift_mm=(float(u(-15.0, 15.0)), float(u(-15.0, 15.0))),
+        angle=float(u(-0.3, 0.3)),
+    )
+
+
 @dataclass
 class BrainMRPhantom:
     """A synthetic brain MR study and its ground truth.
@@ -99,6 +145,8 @@ class BrainMRPhantom:
         Distance between slice centres in mm.
     seed:
         The seed it was made from.
+    style:
+        The randomised style (``None`` for a plain phantom).
     """
 
     series: dict[str, list[Dataset]]
@@ -109,6 +157,7 @@ class BrainMRPhantom:
     seed: int
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     contrasts: tuple[str, ...] = field(default=("T1",))
+    style: BrainMRStyle | None = None
 
     @property
     def datasets(self) -> list[Dataset]:
@@ -154,6 +203,7 @@ def generate_brain_mr(
     dicom: bool = True,
     patient_name: str = "Phantom^Brain",
     patient_id: str | None = None,
+    styles: bool = False,
 ) -> BrainMRPhantom:
     """Generate one brain MR study.
 
@@ -175,6 +225,9 @@ def generate_brain_mr(
     patient_name, patient_id:
         Patient's Name and ID (``patient_id`` defaults to ``BRAINMR-<seed>``, so phantoms of
         different kinds or seeds are different patients).
+    styles:
+        Draw a :class:`BrainMRStyle` (:func:`random_style`): field of view, slice thickness,
+        noise, bias field, blur, tissue contrast and gain, head size, position and rotation.
     """
     contrasts = tuple(contrasts)
     if not contrasts or any(c not in CONTRASTS for c in contrasts):
@@ -182,22 +235,28 @@ def generate_brain_mr(
     if slices < 4 or size < 32:
         raise ValueError("need at least 4 slices and a 32-pixel matrix")
     rng = np.random.default_rng(seed)
+    style = random_style(seed) if styles else None
     spacing = _FOV_MM / size * rng.uniform(0.95, 1.05)
-    z_span = slices * _SLICE_MM
+    slice_mm = _SLICE_MM
+    if style is not None:
+        spacing, slice_mm = style.fov_mm / size, style.slice_mm
+    z_span = slices * slice_mm
     z_first = -0.45 * z_span + rng.uniform(-4.0, 4.0)
     origin = (-(size - 1) / 2.0 * spacing, -(size - 1) / 2.0 * spacing, z_first)
-    grid = _Grid(size, slices, spacing, origin)
+    grid = _Grid(size, slices, spacing, origin, slice_mm)
     for _ in range(10):
         geometry = _Geometry.random(rng)
+        if style is not None:
+            geometry.styled(style)
         labels, tissue = _anatomy(grid, geometry, rng, tumor)
         if not tumor or _tumor_ok(labels, grid):
             break
     images = {}
     for c in CONTRASTS:  # both contrasts draw from rng, so each one's noise is fixed by the seed
-        image = _render(tissue, c, rng, grid) if c in contrasts or dicom else None
+        image = _render(tissue, c, rng, grid, style) if c in contrasts or dicom else None
         if image is not None:
             images[c] = image
-    phantom = BrainMRPhantom({}, images, labels, spacing, _SLICE_MM, seed, origin, contrasts)
+    phantom = BrainMRPhantom({}, images, labels, spacing, slice_mm, seed, origin, contrasts, style)
     if dicom:
         phantom.series = _write_series(phantom, seed, patient_name, patient_id)
     return phantom
@@ -262,18 +321,19 @@ class _Grid:
     slices: int
     spacing: float
     origin: tuple[float, float, float]
+    slice_mm: float = _SLICE_MM
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """LPS x, y, z of every voxel centre, each ``(slices, size, size)`` float32."""
         j = np.arange(self.size, dtype=np.float32) * self.spacing + self.origin[0]
         i = np.arange(self.size, dtype=np.float32) * self.spacing + self.origin[1]
-        k = np.arange(self.slices, dtype=np.float32) * _SLICE_MM + self.origin[2]
+        k = np.arange(self.slices, dtype=np.float32) * self.slice_mm + self.origin[2]
         z, y, x = np.meshgrid(k, i, j, indexing="ij")
         return x, y, z
 
     @property
     def sampling(self) -> tuple[float, float, float]:
-        return (_SLICE_MM, self.spacing, self.spacing)
+        return (self.slice_mm, self.spacing, self.spacing)
 
 
 @dataclass
@@ -303,6 +363,12 @@ class _Geometry:
             vessel_radius=float(rng.uniform(1.7, 2.4)),
             jitter=rng.uniform(-5, 5, size=(8, 3)),
         )
+
+    def styled(self, style: BrainMRStyle) -> None:
+        """Scale, move and turn the head as the style says (in place)."""
+        self.scale = self.scale * style.head_scale
+        self.centre = self.centre + np.array([style.shift_mm[0], style.shift_mm[1], 0.0])
+        self.angle = style.angle
 
     def local(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
         """Patient coordinates → unscaled head coordinates (u left, v posterior, w up)."""
@@ -442,7 +508,7 @@ def _add_tumor(labels, tissue, u, v, w, grid: _Grid, rng: np.random.Generator, T
     depth = ndimage.distance_transform_edt(cerebrum, sampling=grid.sampling)
     radius = float(rng.uniform(9.0, 20.0))
     z_ok = np.zeros(labels.shape[0], dtype=bool)
-    margin = int(np.ceil(radius / _SLICE_MM)) + 1
+    margin = int(np.ceil(radius / grid.slice_mm)) + 1
     z_ok[margin:labels.shape[0] - margin] = True
     candidates = np.argwhere((depth >= min(radius * 0.7, depth.max() * 0.8)) & z_ok[:, None, None])
     if candidates.size == 0:
@@ -472,23 +538,31 @@ def _add_tumor(labels, tissue, u, v, w, grid: _Grid, rng: np.random.Generator, T
 
 def _tumor_ok(labels: np.ndarray, grid: _Grid) -> bool:
     tumor = labels == _TUM
-    voxel_ml = grid.spacing ** 2 * _SLICE_MM / 1000.0
+    voxel_ml = grid.spacing ** 2 * grid.slice_mm / 1000.0
     return tumor.sum() * voxel_ml >= 1.0 and not tumor[0].any() and not tumor[-1].any()
 
 
-def _render(tissue: np.ndarray, contrast: str, rng: np.random.Generator, grid: _Grid) -> np.ndarray:
+def _render(tissue: np.ndarray, contrast: str, rng: np.random.Generator, grid: _Grid,
+            style: BrainMRStyle | None = None) -> np.ndarray:
+    """Stored values of one contrast (the scanner's part in ``style``'s way when given)."""
+    jitter, blur = (style.contrast_jitter, style.blur) if style else (0.08, 0.6)
     table = np.array([_INTENSITY[contrast][name] for name in _TISSUES], dtype=np.float32)
-    table *= rng.uniform(0.92, 1.08, size=table.shape).astype(np.float32)
+    table *= rng.uniform(1.0 - jitter, 1.0 + jitter, size=table.shape).astype(np.float32)
     table[0] = 0.0
     image = table[tissue]
     image *= 1.0 + 0.06 * _smooth_noise(rng, image.shape, (8, 24, 24))  # tissue texture
-    image = ndimage.gaussian_filter(image, sigma=(0, 0.6, 0.6))
-    bias = 1.0 + rng.uniform(0.15, 0.3) * np.tanh(_smooth_noise(rng, image.shape, (3, 3, 3)))
+    image = ndimage.gaussian_filter(image, sigma=(0, blur, blur))
+    amplitude = rng.uniform(0.15, 0.3)
+    bias = 1.0 + (style.bias if style else amplitude) * np.tanh(_smooth_noise(rng, image.shape, (3, 3, 3)))
     image *= bias
     sigma = rng.uniform(0.02, 0.04) * 800.0
+    if style is not None:
+        sigma = style.noise * 800.0
     real = image + rng.normal(0.0, sigma, image.shape)
     imag = rng.normal(0.0, sigma, image.shape)
     magnitude = np.sqrt(real ** 2 + imag ** 2)
+    if style is not None:
+        magnitude *= style.gain
     return np.clip(np.rint(magnitude), 0, 4095).astype(np.uint16)
 
 
@@ -554,6 +628,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="series to write (both: two series, same study and frame of reference)")
     parser.add_argument("--patient-name", default="Phantom^Brain", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default BRAINMR-<seed>)")
+    parser.add_argument("--styles", action=argparse.BooleanOptionalAction, default=False,
+                        help="randomised scanner and patient style drawn from the seed")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -561,7 +637,7 @@ def run_cli(args: argparse.Namespace) -> int:
     contrasts = CONTRASTS if args.contrast == "both" else (args.contrast,)
     phantom = generate_brain_mr(
         seed=args.seed, tumor=args.tumor, contrasts=contrasts, slices=args.slices,
-        patient_name=args.patient_name, patient_id=args.patient_id,
+        patient_name=args.patient_name, patient_id=args.patient_id, styles=args.styles,
     )
     files = write_phantom(phantom, args.out)
     tumor_ml = phantom.volumes_ml()["tumor"]

@@ -23,6 +23,14 @@ kept as a twin (:attr:`CXRPhantom.clean`), identical pixel for pixel elsewhere, 
 included. Pneumonia is patchy consolidation (lung air replaced by fluid along part of each
 ray), mostly in the lower zones.
 
+Randomised styles (``styles=True``, :class:`CXRStyle`, drawn from a random stream of their
+own so that plain phantoms are unchanged): dose (the noise level, whose per-pixel sd then
+follows the pixel pitch as a fixed number of quanta per mm² does), noise grain, detector
+blur, the value mapping (values per mm, offset, a gamma curve, 12 or 14 bits), the
+manufacturer's edge and dynamic-range processing (an unsharp mask of 6-30 mm), and the
+patient's size, position and rotation. The nodule-free twin gets the same style, noise and
+processing, so that the radiograph minus its twin is still exactly the nodules' signal.
+
 Geometry: the detector is a square of :data:`FIELD_MM` (430 mm) with ``size`` pixels, so
 ``ImagerPixelSpacing = FIELD_MM / size`` (e.g. 0.84 mm at 512, 0.21 mm at 2048). Column 0
 is the patient's right (``PatientOrientation = L\\F``, the usual PA display). MONOCHROME1
@@ -48,9 +56,11 @@ __all__ = [
     "DX_FOR_PRESENTATION",
     "FIELD_MM",
     "CXRPhantom",
+    "CXRStyle",
     "Nodule",
     "add_cli_arguments",
     "generate_cxr",
+    "random_style",
     "run_cli",
     "write_phantom",
     "default_patient_id",
@@ -85,6 +95,49 @@ class Nodule:
     contrast: float
 
 
+@dataclass(frozen=True)
+class CXRStyle:
+    """Randomised detector, processing and patient style of a phantom (``styles=True``).
+
+    Drawn from its own random stream (``default_rng([seed, 0x58])``), so a seed without
+    styles gives exactly the phantom it always gave, and a seed with styles always the same
+    styled phantom.
+    """
+
+    dose: float                   # noise sd relative to the plain phantom's at 0.84 mm pixels
+    noise_grain: float            # Gaussian sigma (pixels) of the noise correlation (0: white)
+    blur_mm: float                # detector blur (Gaussian sigma, mm; plain: 0.35)
+    value_per_mm: float           # stored value per mm water equivalent at 12 bits (plain: 9)
+    value_offset: float           # stored value behind no attenuation at 12 bits (plain: 250)
+    gamma: float                  # curve of the value mapping (1: linear in attenuation)
+    bits: int                     # Bits Stored (12 or 14; values scale with the range)
+    processing: float             # unsharp-mask amount (edge / dynamic-range processing; 0: none)
+    processing_mm: float          # its kernel (Gaussian sigma, mm)
+    body_scale: float             # patient size
+    shift_mm: tuple[float, float]  # patient position (x to the patient's left, z down)
+    tilt: float                   # rotation (x shear per mm of z)
+
+
+def random_style(seed: int) -> CXRStyle:
+    """The style that ``generate_cxr(seed, styles=True)`` uses."""
+    rng = np.random.default_rng([int(seed), 0x58])
+    u = rng.uniform
+    return CXRStyle(
+        dose=float(np.exp(u(np.log(0.25), np.log(1.3)))),
+        noise_grain=float(u(0.3, 0.9)) if rng.random() < 0.5 else 0.0,
+        blur_mm=float(u(0.15, 0.7)),
+        value_per_mm=float(u(6.0, 12.0)),
+        value_offset=float(u(120.0, 450.0)),
+        gamma=float(u(0.8, 1.25)),
+        bits=int(rng.choice([12, 14])),
+        processing=float(u(0.2, 1.5)) if rng.random() < 0.6 else 0.0,
+        processing_mm=float(u(6.0, 30.0)),
+        body_scale=float(u(0.88, 1.15)),
+        shift_mm=(float(u(-25.0, 25.0)), float(u(-30.0, 30.0))),
+        tilt=float(u(-0.08, 0.08)),
+    )
+
+
 @dataclass
 class CXRPhantom:
     """A synthetic chest radiograph and its truth.
@@ -110,6 +163,8 @@ class CXRPhantom:
         Imager pixel spacing in mm.
     has_pneumonia:
         Whether any lung is consolidated.
+    style:
+        The randomised style (``None`` for a plain phantom).
     """
 
     dataset: Dataset
@@ -121,6 +176,7 @@ class CXRPhantom:
     lung_mask: np.ndarray
     pixel_spacing: float
     has_pneumonia: bool = False
+    style: CXRStyle | None = None
 
 
 def default_patient_id(seed: int) -> str:
@@ -141,6 +197,7 @@ def generate_cxr(
     patient_name: str = "Phantom^Chest",
     patient_id: str | None = None,
     study_uid: str | None = None,
+    styles: bool = False,
 ) -> CXRPhantom:
     """Generate one PA chest radiograph.
 
@@ -161,6 +218,9 @@ def generate_cxr(
     patient_name, patient_id, study_uid:
         Patient and study identity (``patient_id`` defaults to ``CXR-<seed>``, so
         phantoms of different kinds or seeds are different patients).
+    styles:
+        Draw a :class:`CXRStyle` (:func:`random_style`): dose and noise grain, detector
+        blur, value mapping and bits, edge processing, patient size, position and rotation.
 
     Returns
     -------
@@ -171,14 +231,18 @@ def generate_cxr(
     if size < 64:
         raise ValueError(f"size must be at least 64, got {size}")
     rng = np.random.default_rng(seed)
+    style = random_style(seed) if styles else None
     spacing = FIELD_MM / size
-    # pixel centres in mm: x to the patient's left (column), z downwards (row)
+    shift = style.shift_mm if style else (0.0, 0.0)
+    # pixel centres in mm (the patient's frame): x to the patient's left (column), z downwards (row)
     coords = (np.arange(size) + 0.5) * spacing - FIELD_MM / 2
-    x = coords[np.newaxis, :]
-    z = coords[:, np.newaxis]
+    x = coords[np.newaxis, :] - shift[0]
+    z = coords[:, np.newaxis] - shift[1]
 
     anatomy = _Anatomy.random(rng)
-    atten, lung_chord = _project_anatomy(anatomy, x, z, spacing, rng)
+    if style is not None:
+        anatomy = anatomy.styled(style)
+    atten, lung_chord = _project_anatomy(anatomy, x, z, spacing, rng, shift)
     lung_mask = lung_chord > 20.0
 
     pneu_mask = np.zeros((size, size), dtype=bool)
@@ -200,9 +264,10 @@ def generate_cxr(
         truths.append(truth)
 
     noise = rng.standard_normal((size, size))
-    clean = _detector(atten, noise, spacing)
-    image = _detector(atten + nodule_atten, noise, spacing)
-    dataset = _dataset(image, spacing, photometric, seed, patient_name, patient_id if patient_id is not None else default_patient_id(seed), study_uid)
+    clean = _detector(atten, noise, spacing, style)
+    image = _detector(atten + nodule_atten, noise, spacing, style)
+    dataset = _dataset(image, spacing, photometric, seed, patient_name,
+                       patient_id if patient_id is not None else default_patient_id(seed), study_uid, style)
     return CXRPhantom(
         dataset=dataset,
         image=image.astype(np.float32),
@@ -213,6 +278,7 @@ def generate_cxr(
         lung_mask=lung_mask,
         pixel_spacing=spacing,
         has_pneumonia=bool(pneu_mask.any()),
+        style=style,
     )
 
 
@@ -292,6 +358,13 @@ class _Anatomy:
             tilt=u(-0.04, 0.04),
         )
 
+    def styled(self, style: CXRStyle) -> "_Anatomy":
+        """This anatomy scaled about the field centre by the style's patient size, with its rotation."""
+        s = style.body_scale
+        scaled = {name: (tuple(s * v for v in value) if isinstance(value, tuple) else s * value)
+                  for name, value in vars(self).items() if name != "tilt"}
+        return _Anatomy(**scaled, tilt=style.tilt)
+
 
 def _chord_ellipsoid(x, z, cx, cz, ax, ay, az) -> np.ndarray:
     """Chord length along y through an ellipsoid centred at (cx, ·, cz)."""
@@ -304,7 +377,8 @@ def _tube_chord(distance: np.ndarray, radius: np.ndarray | float) -> np.ndarray:
     return 2.0 * np.sqrt(np.clip(np.asarray(radius) ** 2 - distance ** 2, 0.0, None))
 
 
-def _project_anatomy(a: _Anatomy, x, z, spacing: float, rng: np.random.Generator):
+def _project_anatomy(a: _Anatomy, x, z, spacing: float, rng: np.random.Generator,
+                     shift: tuple[float, float] = (0.0, 0.0)):
     size = z.shape[0]
     xr = x + a.tilt * z  # slight rotation of the patient
     # trunk: elliptic cylinder, half-width growing from the neck to the shoulders
@@ -347,14 +421,14 @@ def _project_anatomy(a: _Anatomy, x, z, spacing: float, rng: np.random.Generator
 
     # bones with a cortical shell: posterior ribs, anterior ribs, clavicles
     for curves in (_posterior_ribs(a), _anterior_ribs(a), _clavicles(a)):
-        d, r = _distance_to_curves(curves, size, spacing)
+        d, r = _distance_to_curves(curves, size, spacing, shift)
         outer = _tube_chord(d, r)
         inner = _tube_chord(d, 0.7 * r)
         atten += (_MU_BONE - _MU_SOFT) * (outer - inner) + (_MU_MARROW - _MU_SOFT) * inner
 
     # lung vessels: tapering branches from the hila, inside the lungs only
     vessels = _vessel_curves(rng, a)
-    d, r = _distance_to_curves(vessels, size, spacing)
+    d, r = _distance_to_curves(vessels, size, spacing, shift)
     atten += (_MU_SOFT - _MU_LUNG) * 2.5 * _tube_chord(d, r) * (lung > 5.0)
     # soft low-frequency texture (overlying tissue)
     atten += 6.0 * _smooth_field(rng, (size, size), 8)
@@ -424,8 +498,9 @@ def _vessel_curves(rng: np.random.Generator, a: _Anatomy):
     return curves
 
 
-def _distance_to_curves(curves, size: int, spacing: float):
-    """Distance (mm) of every pixel to the nearest curve point, and that point's radius."""
+def _distance_to_curves(curves, size: int, spacing: float, shift: tuple[float, float] = (0.0, 0.0)):
+    """Distance (mm) of every pixel to the nearest curve point, and that point's radius
+    (curves in the patient's frame, which sits ``shift`` mm from the field centre)."""
     seeds = np.zeros((size, size), dtype=bool)
     radius_at = np.zeros((size, size), dtype=np.float64)
     for xs, zs, rs in curves:
@@ -435,8 +510,8 @@ def _distance_to_curves(curves, size: int, spacing: float):
         xi = np.interp(t, np.arange(len(xs)), xs)
         zi = np.interp(t, np.arange(len(zs)), zs)
         ri = np.interp(t, np.arange(len(rs)), rs)
-        cols = np.floor((xi + FIELD_MM / 2) / spacing).astype(int)
-        rows = np.floor((zi + FIELD_MM / 2) / spacing).astype(int)
+        cols = np.floor((xi + shift[0] + FIELD_MM / 2) / spacing).astype(int)
+        rows = np.floor((zi + shift[1] + FIELD_MM / 2) / spacing).astype(int)
         ok = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
         seeds[rows[ok], cols[ok]] = True
         radius_at[rows[ok], cols[ok]] = np.maximum(radius_at[rows[ok], cols[ok]], ri[ok])
@@ -536,24 +611,47 @@ def _place_nodule(rng, lung_chord, taken, x, z, spacing, dmin, dmax):
     return added, mask, truth
 
 
-def _detector(atten: np.ndarray, noise: np.ndarray, spacing: float) -> np.ndarray:
-    """Detector blur, quantum-like noise and the log-domain value mapping (MONOCHROME2)."""
-    blurred = ndimage.gaussian_filter(atten, 0.35 / spacing)
-    values = _VALUE_OFFSET + _VALUE_PER_MM * blurred
-    sigma = (6.0 + 0.03 * values) * np.sqrt(spacing / 0.84)
-    return np.clip(values + sigma * noise, 0, _MAX_VALUE)
+def _detector(atten: np.ndarray, noise: np.ndarray, spacing: float, style: CXRStyle | None = None) -> np.ndarray:
+    """Detector blur, quantum-like noise and the log-domain value mapping (MONOCHROME2).
+
+    With a style: its blur, value mapping and bits; noise of its dose, whose per-pixel sd
+    grows as the pixel shrinks (a fixed number of quanta per mm²), correlated by its grain;
+    then its unsharp-mask processing.
+    """
+    if style is None:
+        blurred = ndimage.gaussian_filter(atten, 0.35 / spacing)
+        values = _VALUE_OFFSET + _VALUE_PER_MM * blurred
+        sigma = (6.0 + 0.03 * values) * np.sqrt(spacing / 0.84)
+        return np.clip(values + sigma * noise, 0, _MAX_VALUE)
+    blurred = np.clip(ndimage.gaussian_filter(atten, style.blur_mm / spacing), 0.0, None)
+    reference = 200.0   # mm water equivalent where the gamma curve meets the linear mapping
+    curved = reference * (blurred / reference) ** style.gamma
+    range_scale = float(1 << (style.bits - _BITS))
+    values = style.value_offset + style.value_per_mm * curved
+    if style.noise_grain > 0:
+        noise = ndimage.gaussian_filter(noise, style.noise_grain)
+        noise = noise / max(float(noise.std()), 1e-9)
+    sigma = (6.0 + 0.03 * values) * style.dose * (0.84 / spacing)
+    image = values + sigma * noise
+    if style.processing > 0:
+        image = image + style.processing * (image - ndimage.gaussian_filter(image, style.processing_mm / spacing))
+    return np.clip(image * range_scale, 0, (1 << style.bits) - 1)
 
 
 # --------------------------------------------------------------------------- DICOM
 
 
-def _dataset(image, spacing, photometric, seed, patient_name, patient_id, study_uid) -> Dataset:
+def _dataset(image, spacing, photometric, seed, patient_name, patient_id, study_uid,
+             style: CXRStyle | None = None) -> Dataset:
+    bits = style.bits if style else _BITS
+    max_value = (1 << bits) - 1
+    floor = (style.value_offset * (1 << (bits - _BITS)) if style else _VALUE_OFFSET) + 50
     stored = np.rint(image).astype(np.uint16)
-    low, high = np.percentile(image[image > _VALUE_OFFSET + 50] if (image > _VALUE_OFFSET + 50).any() else image, (2, 99.5))
+    low, high = np.percentile(image[image > floor] if (image > floor).any() else image, (2, 99.5))
     center, width = float((low + high) / 2), float(max(high - low, 1.0))
     if photometric == "MONOCHROME1":
-        stored = (_MAX_VALUE - stored).astype(np.uint16)
-        center = _MAX_VALUE - center
+        stored = (max_value - stored).astype(np.uint16)
+        center = max_value - center
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DX_FOR_PRESENTATION
@@ -619,8 +717,8 @@ def _dataset(image, spacing, photometric, seed, patient_name, patient_id, study_
     ds.PhotometricInterpretation = photometric
     ds.Rows, ds.Columns = stored.shape
     ds.BitsAllocated = 16
-    ds.BitsStored = _BITS
-    ds.HighBit = _BITS - 1
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
     ds.PixelIntensityRelationship = "LOG"
     ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME2" else -1
@@ -649,6 +747,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Photometric Interpretation of the radiograph")
     parser.add_argument("--patient-name", default="Phantom^Chest", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default CXR-<seed>)")
+    parser.add_argument("--styles", action=argparse.BooleanOptionalAction, default=False,
+                        help="randomised detector, processing and patient style drawn from the seed")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -656,6 +756,7 @@ def run_cli(args: argparse.Namespace) -> int:
     phantom = generate_cxr(
         seed=args.seed, size=args.size, nodules=args.nodules, pneumonia=args.pneumonia,
         photometric=args.photometric, patient_name=args.patient_name, patient_id=args.patient_id,
+        styles=args.styles,
     )
     files = write_phantom(phantom, args.out)
     print(

@@ -12,6 +12,12 @@ a hypodense part, with a thin perilesional oedema rim; their partial volume acro
 5 mm slice is modelled. Then in-plane blur, correlated Gaussian noise (4-8 HU) and the
 reconstruction circle (-1024 outside).
 
+Randomised styles (``styles=True``, :class:`HeadCTStyle`, drawn from a random stream of
+their own so that plain phantoms are unchanged): field of view (pixel spacing), noise
+level and grain, reconstruction blur or an edge-enhancing kernel, a calibration offset
+of the HU scale, the value outside the reconstruction circle, and the head's size,
+position and in-plane rotation.
+
 Pixel truth (``pixel_labels``) uses :data:`CLASS_NAMES`: air, scalp and head holder are
 background; skull is bone; brain, CSF and ventricles are brain; hematoma is hematoma
 (a pixel is hematoma when at least half of its slice thickness is).
@@ -40,10 +46,12 @@ __all__ = [
     "HEMATOMA_PATCH_FRACTION",
     "PATCH_SIZE",
     "HeadCTPhantom",
+    "HeadCTStyle",
     "add_cli_arguments",
     "generate_head_ct",
     "run_cli",
     "patch_labels_from_pixels",
+    "random_style",
     "write_phantom",
     "default_patient_id",
 ]
@@ -57,6 +65,45 @@ HEMATOMA_PATCH_FRACTION = 0.25
 _BG, _BRAIN, _HEM, _BONE = (CLASS_NAMES.index(c) for c in ("background", "brain", "hematoma", "bone"))
 _SLICE_MM = 5.0
 _FOV_MM = 230.0
+
+
+@dataclass(frozen=True)
+class HeadCTStyle:
+    """Randomised scanner and patient style of a head CT phantom (``styles=True``).
+
+    Drawn from its own random stream (``default_rng([seed, 0x48])``), so a seed without
+    styles gives exactly the phantom it always gave, and a seed with styles always the
+    same styled phantom.
+    """
+
+    fov_mm: float                 # reconstruction field of view (plain: ~230)
+    noise: float                  # HU (plain: 4-8)
+    noise_grain: float            # Gaussian sigma (pixels) of the noise correlation (plain: 0.6)
+    blur: float                   # in-plane Gaussian sigma (pixels; plain: 0.7)
+    sharpen: float                # unsharp-mask amount (edge-enhancing kernels; 0: none)
+    hu_offset: float              # calibration offset (HU)
+    outside: float                # value outside the reconstruction circle
+    head_scale: float             # head size
+    shift_mm: tuple[float, float]  # head position off the isocentre (x, y)
+    angle: float                  # in-plane rotation (radians; plain: within ±0.18)
+
+
+def random_style(seed: int) -> HeadCTStyle:
+    """The style that ``generate_head_ct(seed, styles=True)`` uses."""
+    rng = np.random.default_rng([int(seed), 0x48])
+    u = rng.uniform
+    return HeadCTStyle(
+        fov_mm=float(u(200.0, 260.0)),
+        noise=float(u(2.5, 12.0)),
+        noise_grain=float(u(0.35, 1.2)),
+        blur=float(u(0.4, 1.1)),
+        sharpen=float(u(0.2, 1.0)) if rng.random() < 0.3 else 0.0,
+        hu_offset=float(u(-5.0, 5.0)),
+        outside=-3024.0 if rng.random() < 0.3 else -1024.0,
+        head_scale=float(u(0.9, 1.08)),
+        shift_mm=(float(u(-18.0, 18.0)), float(u(-18.0, 18.0))),
+        angle=float(u(-0.35, 0.35)),
+    )
 
 
 @dataclass
@@ -75,6 +122,8 @@ class HeadCTPhantom:
         ``(n, size // 16, size // 16)`` uint8, the training target (see module docs).
     has_hematoma:
         Whether any patch is hematoma.
+    style:
+        The randomised style (``None`` for a plain phantom).
     """
 
     datasets: list[Dataset]
@@ -82,6 +131,7 @@ class HeadCTPhantom:
     pixel_labels: np.ndarray
     patch_labels: np.ndarray
     has_hematoma: bool
+    style: HeadCTStyle | None = None
 
 
 def default_patient_id(seed: int) -> str:
@@ -98,6 +148,7 @@ def generate_head_ct(
     patient_name: str = "Phantom^Head",
     patient_id: str | None = None,
     size: int = 512,
+    styles: bool = False,
 ) -> HeadCTPhantom:
     """Generate one head CT series.
 
@@ -114,7 +165,11 @@ def generate_head_ct(
         Patient's Name and ID (``patient_id`` defaults to ``HEADCT-<seed>``, so phantoms of
         different kinds or seeds are different patients).
     size:
-        Matrix size (a multiple of 16); the field of view stays ~230 mm.
+        Matrix size (a multiple of 16); the field of view stays ~230 mm (the style's with
+        ``styles``).
+    styles:
+        Draw a :class:`HeadCTStyle` (:func:`random_style`): field of view, noise level and
+        grain, blur or sharpening, HU offset, outside value, head size, position and rotation.
 
     Returns
     -------
@@ -125,14 +180,19 @@ def generate_head_ct(
     if slices < 1:
         raise ValueError(f"slices must be >= 1, got {slices}")
     rng = np.random.default_rng(seed)
+    style = random_style(seed) if styles else None
     spacing = _FOV_MM / size * rng.uniform(0.93, 1.07)
+    if style is not None:
+        spacing = style.fov_mm / size
     head = _Head.random(rng, slices, spacing)
-    hu, labels = _render(head, rng, size, spacing, slices, hematoma)
+    if style is not None:
+        head.styled(style)
+    hu, labels = _render(head, rng, size, spacing, slices, hematoma, style)
     for _ in range(8):
         # A requested hematoma must show in at least one patch; redraw the lesions if not.
         if not hematoma or _patch_count(labels) > 0:
             break
-        hu, labels = _render(head, rng, size, spacing, slices, hematoma)
+        hu, labels = _render(head, rng, size, spacing, slices, hematoma, style)
     patches = patch_labels_from_pixels(labels)
     has_hem = bool((patches == _HEM).any())
     study = Study(
@@ -166,7 +226,7 @@ def generate_head_ct(
         study=study,
         series=series,
     )
-    return HeadCTPhantom(datasets, hu, labels, patches, has_hem)
+    return HeadCTPhantom(datasets, hu, labels, patches, has_hem, style)
 
 
 def patch_labels_from_pixels(pixel_labels: np.ndarray, patch: int = PATCH_SIZE) -> np.ndarray:
@@ -271,11 +331,21 @@ class _Head:
             calcified=bool(rng.random() < 0.6),
         )
 
+    def styled(self, style: HeadCTStyle) -> None:
+        """Scale the head about its centre, move it and turn it as the style says (in place)."""
+        top = self.z_first + self.axes[2]  # keep the series' extent below the vertex
+        self.axes = self.axes * style.head_scale
+        self.centre = self.centre + np.array([style.shift_mm[0], style.shift_mm[1], 0.0])
+        self.z_first = top - self.axes[2]
+        self.vent_z = self.centre[2] + (self.vent_z - self.centre[2]) * style.head_scale
+        self.angle = style.angle
+
 
 def _render(
-    head: _Head, rng: np.random.Generator, size: int, spacing: float, slices: int, hematoma: bool
+    head: _Head, rng: np.random.Generator, size: int, spacing: float, slices: int, hematoma: bool,
+    style: HeadCTStyle | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render HU and pixel labels of the whole volume."""
+    """Render HU and pixel labels of the whole volume (the scanner's part in ``style``'s way)."""
     coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) * spacing
     X, Y = np.meshgrid(coords, coords)  # X: columns (patient left is +x), Y: rows (posterior +y)
     c, s = np.cos(head.angle), np.sin(head.angle)
@@ -371,16 +441,24 @@ def _render(
         allowed = parenchyma & (brain_depth > 1.0)
         _add_hematomas(rng, head, hu, labels, allowed, xr, yr, zs, spacing)
 
-    # Scanner: blur, correlated noise, reconstruction circle.
-    hu = ndimage.gaussian_filter(hu, sigma=(0.0, 0.7, 0.7), truncate=3.0)
+    # Scanner: blur (or an edge-enhancing kernel), correlated noise, reconstruction circle.
+    blur, grain = (style.blur, style.noise_grain) if style else (0.7, 0.6)
+    hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur, blur), truncate=3.0)
+    if style is not None and style.sharpen > 0:
+        hu += style.sharpen * (hu - ndimage.gaussian_filter(hu, sigma=(0.0, 1.5, 1.5), truncate=3.0))
     sigma_n = rng.uniform(4.0, 8.0)
+    if style is not None:
+        sigma_n = style.noise
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
-    noise = ndimage.gaussian_filter(noise, sigma=(0.0, 0.6, 0.6), truncate=3.0)
+    noise = ndimage.gaussian_filter(noise, sigma=(0.0, grain, grain), truncate=3.0)
     noise *= sigma_n / max(float(noise[0].std()), 1e-6)
     hu += noise
+    if style is not None:
+        hu += style.hu_offset
     circle = (X**2 + Y**2) > (size / 2 * spacing) ** 2
-    hu[:, circle] = -1024.0
-    hu_i = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    outside = style.outside if style else -1024.0
+    hu[:, circle] = outside
+    hu_i = np.clip(np.rint(hu), min(outside, -1024.0), 3071).astype(np.int16)
     return hu_i, labels
 
 
@@ -538,13 +616,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hematoma", action=argparse.BooleanOptionalAction, default=True, help="draw a hematoma")
     parser.add_argument("--patient-name", default="Phantom^Head", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default HEADCT-<seed>)")
+    parser.add_argument("--styles", action=argparse.BooleanOptionalAction, default=False,
+                        help="randomised scanner and patient style drawn from the seed")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``ainode phantom head-ct``: write one synthetic head CT series with its truth."""
     phantom = generate_head_ct(
         seed=args.seed, slices=args.slices, hematoma=args.hematoma,
-        patient_name=args.patient_name, patient_id=args.patient_id,
+        patient_name=args.patient_name, patient_id=args.patient_id, styles=args.styles,
     )
     files = write_phantom(phantom, args.out)
     print(f"wrote {len(files)} files to {args.out} (hematoma: {phantom.has_hematoma})")
