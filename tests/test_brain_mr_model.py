@@ -24,12 +24,14 @@ META = json.loads((WEIGHTS / "model.json").read_text())
 # per-class Dice (model.json metrics.test): 0.05 for the large structures, 0.10 for the thin
 # or small ones (vessels, tumour, ventricles), whose Dice varies most between phantoms. The
 # largest tumour volume error on the check seeds may exceed the largest one measured on the
-# card's held-out seeds (2.8 %, weights 0.3.0-phantom) by 0.03; measured on the check seeds:
-# 0.3 %.
+# card's held-out seeds (1.8 %, weights 0.4.0-phantom) by 0.03; measured on the check seeds:
+# 0.1 %. The same seeds drawn with randomised styles are held to the styled figures
+# (metrics.test_styled: worst 19.3 %) with the same margins; measured: 0.1, 0.1, 3.7 %.
 CHECK_SEEDS = [TEST_SEED_BASE + 500, TEST_SEED_BASE + 501, TEST_SEED_BASE + 502]
 MARGIN = {"cerebrum": 0.05, "cerebellum": 0.05, "brainstem": 0.05, "ventricles": 0.10, "vessels": 0.10, "tumor": 0.10}
 VOLUME_MARGIN = 0.03
-HELD_OUT_WORST_VOLUME_ERROR = 0.028
+HELD_OUT_WORST_VOLUME_ERROR = 0.018
+STYLED_WORST_VOLUME_ERROR = 0.193
 
 
 def _relative_errors(volumes: list[dict]) -> list[float]:
@@ -38,7 +40,7 @@ def _relative_errors(volumes: list[dict]) -> list[float]:
 
 def test_model_json_and_comparison():
     assert META["name"] == "brain-mr" and META["device_uid"].startswith("2.25.")
-    assert META["trained_on"]["seeds"][1] < TEST_SEED_BASE
+    assert META["trained_on"]["seeds"][1] < TEST_SEED_BASE and META["trained_on"]["styled_seeds"][1] < TEST_SEED_BASE
     test = META["metrics"]["test"]
     assert min(test["seeds"]) >= TEST_SEED_BASE and len(test["seeds"]) >= 8
     assert set(test["dice"]) == set(CLASS_NAMES[1:])
@@ -106,13 +108,15 @@ def test_pack_protocol_and_findings():
     assert findings.summary()["tumor_present"] is True
 
 
-def test_held_out_dice_and_tumor_volume():
-    measured = META["metrics"]["test"]
-    report = evaluate(MODEL, CHECK_SEEDS, min_tumor_ml=META["min_tumor_ml"])
+@pytest.mark.parametrize("styles", [False, True], ids=["plain", "styled"])
+def test_held_out_dice_and_tumor_volume(styles):
+    measured = META["metrics"]["test_styled" if styles else "test"]
+    report = evaluate(MODEL, CHECK_SEEDS, min_tumor_ml=META["min_tumor_ml"], styles=styles)
     for name, value in report["dice"].items():
         assert value >= measured["dice"][name] - MARGIN[name], name
     worst = max(_relative_errors(measured["tumor_volume"]))
-    assert worst <= HELD_OUT_WORST_VOLUME_ERROR + 0.001, "model.json and the card disagree"
+    stated = STYLED_WORST_VOLUME_ERROR if styles else HELD_OUT_WORST_VOLUME_ERROR
+    assert worst <= stated + 0.001, "model.json and the card disagree"
     assert measured["tumor_volume_error"]["worst_abs_percent"] == pytest.approx(100 * worst, abs=0.06)
     assert max(_relative_errors(report["tumor_volume"])) <= worst + VOLUME_MARGIN
     assert report["tumor_volume_error"]["cases"] == len(CHECK_SEEDS)
