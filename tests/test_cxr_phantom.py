@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from models.cxr_nodule.radiograph import read_radiograph, to_model
-from models.phantoms.cxr import DX_FOR_PRESENTATION, FIELD_MM, generate_cxr, run_cli, write_phantom
+from models.phantoms.cxr import DX_FOR_PRESENTATION, FIELD_MM, add_cli_arguments, generate_cxr, run_cli, write_phantom
 from dicom_validation import dciodvfy_errors
 
 
@@ -98,8 +98,10 @@ def test_pneumonia_is_in_the_lungs_mostly_lower():
 
 
 def test_cli_writes_dicom_and_truth(tmp_path):
-    args = argparse.Namespace(out=tmp_path, seed=5, size=128, nodules=2, pneumonia=True,
-                              photometric="MONOCHROME1", patient_name="Phantom^Chest", patient_id=None)
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path), "--seed", "5", "--size", "128", "--nodules", "2",
+                              "--pneumonia", "--photometric", "MONOCHROME1"])
     assert run_cli(args) == 0
     ds = pydicom.dcmread(tmp_path / "image.dcm")
     assert ds.PhotometricInterpretation == "MONOCHROME1" and ds.Rows == 128
@@ -108,3 +110,7 @@ def test_cli_writes_dicom_and_truth(tmp_path):
     assert len(truth["nodules"]) == 2 and truth["has_pneumonia"]
     masks = np.load(tmp_path / "truth.npz")
     assert masks["nodule_mask"].shape == (128, 128) and masks["clean"].shape == (128, 128)
+    assert truth["style"] is None
+    styled = tmp_path / "styled"
+    assert run_cli(parser.parse_args(["--out", str(styled), "--seed", "5", "--size", "128", "--styles"])) == 0
+    assert json.loads((styled / "truth.json").read_text())["style"]["bits"] == pydicom.dcmread(styled / "image.dcm").BitsStored

@@ -44,6 +44,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="train on your labelled radiographs instead (CSV path,label; default: phantoms)")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--styled-phantoms", type=int, default=0,
+                        help="more training phantoms with randomised detector, processing and patient styles (default 0)")
     parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
     parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
 
@@ -58,7 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
     log = TrainLog(args.out)
     meta = train(
         args.phantoms, args.out, epochs=args.epochs, seed=args.seed, val_phantoms=args.val_phantoms,
-        test_phantoms=args.test_phantoms, data=data, log=log,
+        test_phantoms=args.test_phantoms, data=data, styled_phantoms=0 if data else args.styled_phantoms, log=log,
     )
     print(log.finish(meta, "cxr-pneumonia"))
     return 0
@@ -68,6 +70,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=100, help="held-out phantoms")
     parser.add_argument("--data", type=Path, help="evaluate on your labelled radiographs instead (CSV path,label; default: phantoms)")
+    parser.add_argument("--styles", action="store_true",
+                        help="phantoms with randomised detector, processing and patient styles (default: plain)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -79,6 +83,7 @@ def run_eval(args: argparse.Namespace) -> int:
     data = load_labelled(args.data) if args.data is not None else None
     if data is not None:
         seeds = [0, len(data[1]) - 1]
-    report = evaluate(pack.model_path(), seeds, head_weights=pack.head_weights, threshold=pack.threshold, data=data)
-    print(json.dumps(asdict(report), indent=2))
+    report = evaluate(pack.model_path(), seeds, head_weights=pack.head_weights, threshold=pack.threshold, data=data,
+                      styles=args.styles)
+    print(json.dumps({**asdict(report), "styles": args.styles}, indent=2))
     return 0

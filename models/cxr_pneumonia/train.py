@@ -58,10 +58,12 @@ class EvalReport:
     seconds: float
 
 
-def phantom_for_seed(seed: int, size: int = PHANTOM_SIZE):
-    """The phantom of ``seed`` (pneumonia, distractor nodule and photometric from the seed)."""
+def phantom_for_seed(seed: int, size: int = PHANTOM_SIZE, styles: bool = False):
+    """The phantom of ``seed`` (pneumonia, distractor nodule and photometric from the seed;
+    ``styles``: with its randomised detector, processing and patient style)."""
     photometric = "MONOCHROME1" if (seed // 2) % 2 else "MONOCHROME2"
-    return generate_cxr(seed, size=size, pneumonia=seed % 2 == 0, nodules=int(seed % 5 == 0), photometric=photometric)
+    return generate_cxr(seed, size=size, pneumonia=seed % 2 == 0, nodules=int(seed % 5 == 0), photometric=photometric,
+                        styles=styles)
 
 
 def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
@@ -75,11 +77,11 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
     return float(greater / (len(pos) * len(neg)))
 
 
-def make_data(seeds: Sequence[int], log=None):
-    """``(images, labels, truth)`` of the phantoms ``seeds`` on the model grid."""
+def make_data(seeds: Sequence[int], log=None, styles: bool = False):
+    """``(images, labels, truth)`` of the phantoms ``seeds`` on the model grid (``styles``: styled)."""
     images, labels, truth = [], [], []
     for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="phantom", leave=False, disable=None)):
-        phantom = phantom_for_seed(seed)
+        phantom = phantom_for_seed(seed, styles=styles)
         images.append(to_model(phantom.dataset, MODEL_SIZE)[0].astype(np.float16))
         labels.append(phantom.has_pneumonia)
         if phantom.has_pneumonia:
@@ -94,12 +96,13 @@ def make_data(seeds: Sequence[int], log=None):
 
 
 def evaluate(model_path: Path, seeds: Sequence[int], *, head_weights: np.ndarray, threshold: float | None = None,
-             data=None) -> EvalReport:
-    """AUC, sensitivity/specificity at ``threshold`` (Youden-optimal when ``None``), heatmap location."""
+             data=None, styles: bool = False) -> EvalReport:
+    """AUC, sensitivity/specificity at ``threshold`` (Youden-optimal when ``None``), heatmap location,
+    on ``data`` or the phantoms of ``seeds`` (``styles``: with randomised styles)."""
     import onnxruntime as ort
 
     started = time.perf_counter()
-    images, labels, truth = data if data is not None else make_data(seeds)
+    images, labels, truth = data if data is not None else make_data(seeds, styles=styles)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     probs, located = [], []
     for image, (side, zone, ds) in tqdm(list(zip(images, truth)), desc="evaluating", unit="image", leave=False,
@@ -179,8 +182,13 @@ def fit(images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int 
 
 def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phantoms: int = 60,
           test_phantoms: int = 100, version: str | None = None, data=None, val_data=None, test_data=None,
-          log: Callable[[str], None] | None = None) -> dict:
+          styled_phantoms: int = 0, log: Callable[[str], None] | None = None) -> dict:
     """Train on phantoms (or ``data`` = (images, labels)), choose the threshold, export, evaluate.
+
+    ``styled_phantoms``: that many more training phantoms (the seeds after the plain ones) with
+    randomised detector, processing and patient styles; the threshold is then chosen on the
+    validation phantoms plain and styled (the same seeds twice), and the held-out phantoms are
+    also evaluated styled (``test_styled``).
 
     Returns
     -------
@@ -189,7 +197,7 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
     """
     import torch
 
-    if seed + phantoms > TEST_SEED_BASE:
+    if seed + phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError("training seeds must stay below TEST_SEED_BASE")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,11 +207,20 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
     if data is None:
         log(f"generating {phantoms} training phantoms")
         images, labels, _ = make_data(train_seeds, log)
+        if styled_phantoms:
+            styled_seeds = list(range(seed + phantoms, seed + phantoms + styled_phantoms))
+            log(f"generating {styled_phantoms} training phantoms with randomised styles")
+            more_images, more_labels, _ = make_data(styled_seeds, log, styles=True)
+            images, labels = np.concatenate([images, more_images]), np.concatenate([labels, more_labels])
+            train_seeds += styled_seeds
     else:
         images, labels = data
     val_seeds = list(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms))
     test_seeds = list(range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms))
     val = val_data if val_data is not None else (make_data(val_seeds) if val_phantoms else None)
+    if val is not None and styled_phantoms and val_data is None:
+        styled_val = make_data(val_seeds, styles=True)
+        val = (np.concatenate([val[0], styled_val[0]]), np.concatenate([val[1], styled_val[1]]), val[2] + styled_val[2])
     test = test_data if test_data is not None else (make_data(test_seeds, log) if test_phantoms else None)
     generation_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -222,6 +239,9 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
         metrics["validation"] = asdict(report)
     if test is not None:
         metrics["test"] = asdict(evaluate(model_path, test_seeds, head_weights=weight, threshold=threshold, data=test))
+        if styled_phantoms:
+            metrics["test_styled"] = asdict(evaluate(model_path, test_seeds, head_weights=weight, threshold=threshold,
+                                                     styles=True))
     meta = {
         "name": MODEL_NAME,
         "version": version or f"0.1.0-phantom+{_dt.date.today():%Y%m%d}",
@@ -238,6 +258,7 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
             "data": "models.phantoms.cxr phantoms (even seed: pneumonia)" if data is None else "user data",
             "phantoms": int(len(images)),
             "seeds": [train_seeds[0], train_seeds[-1]] if data is None else [],
+            "styled_phantoms": styled_phantoms,
             "phantom_size": PHANTOM_SIZE,
             "epochs": epochs,
             "generation_seconds": round(generation_seconds, 1),

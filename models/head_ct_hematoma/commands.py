@@ -18,6 +18,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=160, help="training phantoms (half with hematoma)")
     parser.add_argument("--epochs", type=int, default=25, help="training epochs")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--styled-phantoms", type=int, default=0,
+                        help="more training phantoms with randomised scanner and patient styles (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx and model.json")
 
 
@@ -25,7 +27,8 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import train
 
     log = TrainLog(args.out)
-    report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, log=log)
+    report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, styled_phantoms=args.styled_phantoms,
+                   log=log)
     print(log.finish(asdict(report), "head-ct-hematoma"))
     return 0
 

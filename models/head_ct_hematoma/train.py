@@ -116,6 +116,7 @@ def train(
     batch_size: int = 8,
     learning_rate: float = 3e-3,
     extra_slices: int = 8,
+    styled_phantoms: int = 0,
     threads: int = 2,
     version: str | None = None,
     log: Any = None,
@@ -144,6 +145,10 @@ def train(
         Optimiser settings (AdamW, one-cycle schedule).
     extra_slices:
         Slices without hematoma sampled per phantom besides every slice with one.
+    styled_phantoms:
+        That many more training phantoms (the seeds after the plain ones) with randomised
+        scanner and patient styles (:class:`~models.phantoms.head_ct.HeadCTStyle`); the
+        held-out phantoms are then evaluated plain and styled.
     threads:
         ``torch.set_num_threads``.
     version:
@@ -161,7 +166,7 @@ def train(
 
     if phantoms < 1 or epochs < 1:
         raise ValueError("phantoms and epochs must be >= 1")
-    if seed < 0 or seed + phantoms > TEST_SEED_BASE:
+    if seed < 0 or seed + phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError(f"training seeds must lie in 0..{TEST_SEED_BASE - 1}")
     say = log or (lambda _msg: None)
     out_dir = Path(out_dir)
@@ -172,8 +177,12 @@ def train(
 
     t0 = time.perf_counter()
     hu_slices, label_slices = _training_slices(range(seed, seed + phantoms), slices, extra_slices, rng)
+    if styled_phantoms:
+        styled_seeds = range(seed + phantoms, seed + phantoms + styled_phantoms)
+        more_hu, more_labels = _training_slices(styled_seeds, slices, extra_slices, rng, styles=True)
+        hu_slices, label_slices = hu_slices + more_hu, label_slices + more_labels
     generation_s = time.perf_counter() - t0
-    say(f"generated {phantoms} phantoms, {len(hu_slices)} slices in {generation_s:.1f}s")
+    say(f"generated {phantoms + styled_phantoms} phantoms, {len(hu_slices)} slices in {generation_s:.1f}s")
 
     counts = np.bincount(np.concatenate([l.ravel() for l in label_slices]), minlength=len(CLASS_NAMES))
     freq = np.maximum(counts, 1) / counts.sum()
@@ -224,6 +233,7 @@ def train(
             "data": "models.phantoms.head_ct phantoms (even seed: hematoma)",
             "phantoms": phantoms,
             "seeds": [seed, seed + phantoms - 1],
+            **({"styled_seeds": [seed + phantoms, seed + phantoms + styled_phantoms - 1]} if styled_phantoms else {}),
             "slices_per_phantom": slices,
             "slices_used": len(hu_slices),
             "epochs": epochs,
@@ -238,7 +248,8 @@ def train(
     json_path = out_dir / "model.json"
     json_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     min_patches, validation, test = calibrate(
-        model_path, json_path, val_phantoms=val_phantoms, test_phantoms=test_phantoms, slices=slices, log=say
+        model_path, json_path, val_phantoms=val_phantoms, test_phantoms=test_phantoms, slices=slices, log=say,
+        styled=styled_phantoms > 0,
     )
     return TrainReport(
         model_path=model_path,
@@ -266,8 +277,12 @@ def calibrate(
     test_phantoms: int = 40,
     slices: int = 24,
     log: Any = None,
+    styled: bool = False,
 ) -> tuple[int, EvalReport | None, EvalReport | None]:
     """Choose ``min_patches`` on validation phantoms, evaluate held-out ones, update the JSON.
+
+    ``styled``: the validation phantoms are drawn with and without randomised styles (the
+    same seeds twice), and the held-out ones are also evaluated styled (``test_styled``).
 
     Validation seeds start at :data:`VAL_SEED_BASE`, held-out test seeds at
     :data:`TEST_SEED_BASE`; ``model.json``'s ``min_patches`` and ``metrics`` are
@@ -286,8 +301,11 @@ def calibrate(
         confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
         t0 = time.perf_counter()
         counts = series_hematoma_counts(model_path, val_seeds, slices=slices, confusion=confusion)
+        if styled:
+            counts += series_hematoma_counts(model_path, val_seeds, slices=slices, confusion=confusion, styles=True)
         min_patches = choose_min_patches(counts)
-        validation = _report(counts, min_patches, val_seeds, time.perf_counter() - t0, confusion)
+        validation = _report(counts, min_patches, val_seeds * (2 if styled else 1), time.perf_counter() - t0,
+                             confusion)
         say(f"min_patches {min_patches}: validation sensitivity "
             f"{validation.series_sensitivity:.3f} specificity {validation.series_specificity:.3f}")
     test = None
@@ -295,11 +313,17 @@ def calibrate(
         test = evaluate(model_path, range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms),
                         min_patches, slices=slices)
         say(f"held-out: {json.dumps(test.summary())}")
+    test_styled = None
+    if test_phantoms > 0 and styled:
+        test_styled = evaluate(model_path, range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms),
+                               min_patches, slices=slices, styles=True)
+        say(f"held-out, styled: {json.dumps(test_styled.summary())}")
     meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
     meta["min_patches"] = int(min_patches)
     meta["metrics"] = {
         "validation": validation.summary() if validation else None,
         "test": test.summary() if test else None,
+        **({"test_styled": test_styled.summary()} if test_styled else {}),
     }
     Path(json_path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return min_patches, validation, test
@@ -446,12 +470,12 @@ def _report(
 
 
 def _training_slices(
-    seeds: range, slices: int, extra: int, rng: np.random.Generator
+    seeds: range, slices: int, extra: int, rng: np.random.Generator, styles: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """HU slices (int16) and patch labels sampled from the training phantoms."""
     hu_out, lab_out = [], []
     for s in seeds:
-        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0)
+        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0, styles=styles)
         hem = (phantom.patch_labels == HEMATOMA).any(axis=(1, 2))
         others = np.flatnonzero(~hem)
         pick = list(np.flatnonzero(hem))

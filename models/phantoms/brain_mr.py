@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -304,6 +304,7 @@ def write_phantom(phantom: BrainMRPhantom, out_dir: Path) -> list[Path]:
         },
         "study_instance_uid": str(first.StudyInstanceUID) if first else None,
         "frame_of_reference_uid": str(first.FrameOfReferenceUID) if first else None,
+        "style": asdict(phantom.style) if phantom.style else None,
     }
     json_path = out_dir / "truth.json"
     json_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")

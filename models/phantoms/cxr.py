@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +302,7 @@ def write_phantom(phantom: CXRPhantom, out_dir: Path) -> list[Path]:
         "sop_instance_uid": str(phantom.dataset.SOPInstanceUID),
         "series_instance_uid": str(phantom.dataset.SeriesInstanceUID),
         "study_instance_uid": str(phantom.dataset.StudyInstanceUID),
+        "style": asdict(phantom.style) if phantom.style else None,
     }
     json_path = out_dir / "truth.json"
     json_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +281,7 @@ def write_phantom(phantom: HeadCTPhantom, out_dir: Path) -> list[Path]:
         "sop_instance_uids": [str(ds.SOPInstanceUID) for ds in phantom.datasets],
         "series_instance_uid": str(phantom.datasets[0].SeriesInstanceUID),
         "study_instance_uid": str(phantom.datasets[0].StudyInstanceUID),
+        "style": asdict(phantom.style) if phantom.style else None,
     }
     json_path = out_dir / "truth.json"
     json_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
