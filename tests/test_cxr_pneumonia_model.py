@@ -163,10 +163,11 @@ def test_card_figures_come_from_100_held_out_phantoms():
     assert f"{test['auc']:.3f}" in (WEIGHTS.parent / "card.md").read_text()
 
 
-def test_held_out_auc():
-    measured = META["metrics"]["test"]["auc"]
+@pytest.mark.parametrize("styles", [False, True], ids=["plain", "styled"])
+def test_held_out_auc(styles):
+    measured = META["metrics"]["test_styled" if styles else "test"]["auc"]
     pack = CXRPneumoniaPack()
-    report = evaluate(MODEL, CHECK_SEEDS, head_weights=pack.head_weights, threshold=pack.threshold)
+    report = evaluate(MODEL, CHECK_SEEDS, head_weights=pack.head_weights, threshold=pack.threshold, styles=styles)
     assert report.n_images == 20 and report.n_positive == 10
     assert report.auc >= measured - AUC_MARGIN
 
