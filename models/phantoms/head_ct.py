@@ -334,10 +334,10 @@ class _Head:
 
     def styled(self, style: HeadCTStyle) -> None:
         """Scale the head about its centre, move it and turn it as the style says (in place)."""
-        top = self.z_first + self.axes[2]  # keep the series' extent below the vertex
+        vertex = self.axes[2]  # above the centre; the series keeps its distance below the vertex
         self.axes = self.axes * style.head_scale
         self.centre = self.centre + np.array([style.shift_mm[0], style.shift_mm[1], 0.0])
-        self.z_first = top - self.axes[2]
+        self.z_first += self.axes[2] - vertex
         self.vent_z = self.centre[2] + (self.vent_z - self.centre[2]) * style.head_scale
         self.angle = style.angle
 
