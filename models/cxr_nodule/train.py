@@ -212,16 +212,14 @@ def cached_phantom(seed: int, cache_dir: Path | None = None, styles: bool = Fals
 
 def make_samples(
     seeds: Sequence[int], log: Callable[[str], None] | None = None, *, size: int = MODEL_SIZE,
-    cache_dir: Path | None = None, phantom_size: int = PHANTOM_SIZE, styles: bool | Callable[[int], bool] = False,
+    cache_dir: Path | None = None, phantom_size: int = PHANTOM_SIZE, styles: bool = False,
 ) -> list[Sample]:
     """Samples on the ``size`` grid of the phantoms ``seeds`` made at ``phantom_size`` (only
-    those at :data:`PHANTOM_SIZE` are cached); ``styles``: all with randomised styles, or those
-    whose seed it accepts."""
+    those at :data:`PHANTOM_SIZE` are cached); ``styles``: with randomised styles."""
     out = []
     for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="phantom", leave=False, disable=None)):
-        styled = bool(styles(seed) if callable(styles) else styles)
-        phantom = (cached_phantom(seed, cache_dir, styled) if phantom_size == PHANTOM_SIZE
-                   else phantom_for_seed(seed, phantom_size, styled))
+        phantom = (cached_phantom(seed, cache_dir, styles) if phantom_size == PHANTOM_SIZE
+                   else phantom_for_seed(seed, phantom_size, styles))
         out.append(make_sample(phantom, size))
         if log and (i + 1) % 100 == 0:
             log(f"  {i + 1}/{len(seeds)} phantoms")

@@ -553,6 +553,7 @@ def _render(tissue: np.ndarray, contrast: str, rng: np.random.Generator, grid: _
     image = table[tissue]
     image *= 1.0 + 0.06 * _smooth_noise(rng, image.shape, (8, 24, 24))  # tissue texture
     image = ndimage.gaussian_filter(image, sigma=(0, blur, blur))
+    # the plain draws are made with a style too, so that the random stream stays the plain one's
     amplitude = rng.uniform(0.15, 0.3)
     bias = 1.0 + (style.bias if style else amplitude) * np.tanh(_smooth_noise(rng, image.shape, (3, 3, 3)))
     image *= bias

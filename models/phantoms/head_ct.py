@@ -447,7 +447,7 @@ def _render(
     hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur, blur), truncate=3.0)
     if style is not None and style.sharpen > 0:
         hu += style.sharpen * (hu - ndimage.gaussian_filter(hu, sigma=(0.0, 1.5, 1.5), truncate=3.0))
-    sigma_n = rng.uniform(4.0, 8.0)
+    sigma_n = rng.uniform(4.0, 8.0)  # drawn with a style too: the random stream stays the plain one's
     if style is not None:
         sigma_n = style.noise
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
