@@ -172,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--before", metavar="GIT_REF", default=None,
                      help="run the 'before' node from this commit of the repository (default: this code with "
                           "deliver_as_written = false and no kept associations)")
+    e2e.add_argument("--real-cr", action="store_true",
+                     help="send pydicom-data's real CR (RG1_J2KR, JPEG 2000) instead of the 1024x1024 phantom radiograph")
     e2e.set_defaults(func=_bench, bench="e2e")
     faults = benches.add_parser("faults", help="kill -9, PACS outage, full disk, fuzzing, concurrent senders")
     faults.add_argument("--fuzz", type=int, default=10_000, help="mutated data sets to send")
@@ -331,7 +333,7 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from .bench.e2e import run_e2e
 
-        body, _ = run_e2e(slices=args.slices, series=args.series, before_ref=args.before)
+        body, _ = run_e2e(slices=args.slices, series=args.series, before_ref=args.before, real_cr=args.real_cr)
         title = "End to end"
     write_section(args.results, title, body)
     print(body)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from pydicom.uid import SegmentationStorage
 from scipy import ndimage
 
 from dicom_validation import dciodvfy_errors
@@ -20,6 +21,7 @@ from models.cxr_nodule.radiograph import patient_side, resample
 from models.cxr_nodule.report import write_results
 from models.cxr_nodule.train import TEST_SEED_BASE, evaluate, make_sample
 from models.phantoms.cxr import generate_cxr
+from node.aside import EncodedObject, InlineAside, ProcessAside
 from node.pipeline import ModelPack, ResultContext
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "cxr_nodule" / "weights"
@@ -439,3 +441,25 @@ def test_held_out_froc_on_styled_phantoms_is_the_card_s(tmp_path, capsys):
     assert operating["sensitivity"] >= stored["at_score_threshold"]["sensitivity"] - ONE_NODULE
     assert operating["fp_per_image"] <= stored["at_score_threshold"]["fp_per_image"] + 0.01
     assert operating["fp_per_image"] < META["weights_0_3_0"]["test_styled"]["at_score_threshold"]["fp_per_image"]
+
+
+@pytest.mark.parametrize("aside", ["inline", "process"])
+def test_the_seg_is_streamed_first_and_the_report_built_aside_cites_it(aside: str):
+    phantom = generate_cxr(seed=5, size=256, nodules=2, photometric="MONOCHROME1", patient_name="山田^太郎")
+    pack = CXRNodulePack()
+    lane = ProcessAside() if aside == "process" else InlineAside()
+    try:
+        seg, report = list(pack.stream_results([phantom.dataset], _findings_for(phantom),
+                                               ResultContext(pack.algorithm, pack.series_number_base, aside=lane)))
+    finally:
+        if isinstance(lane, ProcessAside):
+            lane.close()
+    assert isinstance(report, EncodedObject) == (aside == "process"), "built and encoded in the helper process"
+    sr = report.dataset() if isinstance(report, EncodedObject) else report
+    assert seg.SOPClassUID == SegmentationStorage and seg.SeriesNumber == 9020 and sr.SeriesNumber == 9021
+    cited = {ref.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
+             for series in study.ReferencedSeriesSequence for ref in series.ReferencedSOPSequence}
+    assert {seg.SOPInstanceUID, phantom.dataset.SOPInstanceUID} <= cited
+    assert str(sr.PatientName) == "山田^太郎"
+    assert numeric_values(sr)["Nodule detection score"] == [0.9, 0.9]
+    assert dciodvfy_errors(seg) == [] and dciodvfy_errors(sr) == []

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
+from node.aside import EncodedObject
 from node.pipeline import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
 from .findings import NoduleFindings
-from .report import write_results
+from .report import stream_results, write_results
 
 __all__ = ["CXRNodulePack", "DEMO_WEIGHTS", "input_size"]
 
@@ -66,3 +67,9 @@ class CXRNodulePack:
 
     def write_results(self, series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext) -> list[Dataset]:
         return write_results(series, findings, context)
+
+    def stream_results(
+        self, series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext
+    ) -> Iterator[Dataset | EncodedObject]:
+        """The objects of :meth:`write_results` one by one (SEG, then SR), each as soon as it is built."""
+        return stream_results(series, findings, context)

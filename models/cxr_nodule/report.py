@@ -9,24 +9,36 @@ For one analysed radiograph series the model writes, in the source study:
   Tracking UID, an ELLIPSE (circle of the nodule's diameter) on the radiograph, the
   finding site (lung, right or left), the diameter in mm and the detection score; or,
   without detections, one group "Lung nodules" with the evaluation "Absent".
+
+:func:`stream_results` yields them one by one: the report is started first, aside
+(``ResultContext.aside``: in the worker's helper process, from the images' headers and
+the detections as plain numbers), the SEG is built and handed over meanwhile, and the
+report is taken last. On a CR with 33 detections the report costs about twice the SEG,
+so the SEG reaches the PACS that much sooner.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.uid import SegmentationStorage
 
 from models.cxr_nodule.findings import NoduleFindings
 from models.cxr_nodule.preprocess import measured_spacing
 from models.cxr_nodule.radiograph import patient_side
-from node.pipeline import ResultContext
+from node.aside import EncodedObject, evidence_reference, headers_only
+from node.pipeline import AlgorithmInfo, ResultContext
 from node.results import build_binary_seg
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report, ellipse_points
 
-__all__ = ["CHEST_RADIOGRAPH", "NODULE", "NODULE_SCORE", "NOT_MEASURED", "write_results"]
+__all__ = [
+    "CHEST_RADIOGRAPH", "NODULE", "NODULE_SCORE", "NOT_MEASURED", "ReportedNodule", "nodule_report", "stream_results",
+    "write_results",
+]
 
 MORPHOLOGICALLY_ABNORMAL_STRUCTURE = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")
 NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
@@ -44,6 +56,19 @@ NOT_MEASURED = "(no pixel spacing: not measured in mm)"
 _SIDES = {"right": codes.SCT.Right, "left": codes.SCT.Left}
 
 
+@dataclass(frozen=True)
+class ReportedNodule:
+    """What the report says of one detection (plain numbers: it crosses to the helper process)."""
+
+    image_index: int
+    row: float
+    col: float
+    diameter_mm: float
+    diameter_px: float
+    score: float
+    measured: bool
+
+
 def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext) -> list[Dataset]:
     """Build the SEG (only with detections) and the SR for one analysed series.
 
@@ -52,6 +77,16 @@ def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: 
     list[pydicom.Dataset]
         ``[seg, sr]`` with detections, ``[sr]`` without.
     """
+    return [obj.dataset() if isinstance(obj, EncodedObject) else obj
+            for obj in stream_results(series, findings, context)]
+
+
+def stream_results(
+    series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext
+) -> Iterator[Dataset | EncodedObject]:
+    """The objects of :func:`write_results`, each yielded as soon as it is built: the SEG
+    (with detections), then the SR that cites it (encoded, when it was built in a helper
+    process: see :meth:`node.aside.Aside.submit_encoded`)."""
     if not isinstance(findings, NoduleFindings):
         raise TypeError(f'Argument "findings" must be NoduleFindings, not {type(findings).__name__}.')
     if not isinstance(context, ResultContext):
@@ -62,10 +97,31 @@ def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: 
         raise ValueError(f"findings cover {len(detections)} images, the series has {len(series)}.")
     algorithm = context.algorithm
     base = int(context.series_number_base)
+    nodules = [
+        ReportedNodule(i, float(det.row), float(det.col), float(det.diameter_mm), float(det.diameter_px),
+                       float(det.score), det.measured)
+        for i, dets in enumerate(detections) for det in dets
+    ]
 
-    objects: list[Dataset] = []
-    seg = None
-    if findings.count:
+    segmentation = None
+    if nodules:
+        segmentation = evidence_reference(
+            sop_class_uid=str(SegmentationStorage), sop_instance_uid=str(hd.UID()),
+            series_instance_uid=context.series_uid_for(base), study_instance_uid=str(series[0].StudyInstanceUID),
+            modality="SEG", segment_numbers=(1,),
+        )
+    # the report cites the SEG by its UIDs alone: it is built aside while the SEG is built here
+    report = context.aside.submit_encoded(
+        nodule_report,
+        [headers_only(ds) for ds in series],
+        nodules,
+        segmentation=segmentation,
+        algorithm=algorithm,
+        series_number=base + 1,
+        series_instance_uid=context.series_uid_for(base + 1),
+    )
+
+    if segmentation is not None:
         mask = np.zeros((len(series), int(series[0].Rows), int(series[0].Columns)), dtype=bool)
         for i, dets in enumerate(detections):
             for det in dets:
@@ -78,36 +134,57 @@ def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: 
             algorithm=algorithm,
             series_number=base,
             series_description="AI lung nodule segmentation",
+            series_instance_uid=str(segmentation.SeriesInstanceUID),
+            sop_instance_uid=str(segmentation.SOPInstanceUID),
         )
+        if (seg.SOPClassUID, seg.SOPInstanceUID, seg.SeriesInstanceUID) != (
+            segmentation.SOPClassUID, segmentation.SOPInstanceUID, segmentation.SeriesInstanceUID
+        ):
+            raise ValueError("the report would cite another object than the one built")
         if "PatientOrientation" in series[0] and "PatientOrientation" not in seg:
             seg.PatientOrientation = series[0].PatientOrientation
-        objects.append(seg)
+        yield seg
 
+    yield report.result()
+
+
+def nodule_report(
+    series: Sequence[Dataset],
+    nodules: Sequence[ReportedNodule],
+    *,
+    segmentation: Dataset | None,
+    algorithm: AlgorithmInfo,
+    series_number: int,
+    series_instance_uid: str | None = None,
+) -> Dataset:
+    """The TID 1500 report of one series: a planar ROI group per nodule, or "Absent".
+
+    ``series`` may be headers only (:func:`node.aside.headers_only`); ``segmentation`` the
+    SEG or a stand-in for it (:func:`node.aside.evidence_reference`), cited as evidence.
+    """
     groups: list[PlanarFindingGroup] = []
-    number = 0
-    for ds, dets in zip(series, detections):
+    for number, nodule in enumerate(nodules, start=1):
+        ds = series[nodule.image_index]
         spacing = measured_spacing(ds)
-        for det in dets:
-            number += 1
-            score = (NODULE_SCORE, round(det.score, 4), NO_UNITS)
-            if spacing is not None and det.measured:
-                radius_mm = det.diameter_mm / 2.0
-                identifier = f"Nodule {number}"
-                measurements: tuple = ((DIAMETER, round(det.diameter_mm, 1), MILLIMETRE), score)
-                radii = (radius_mm / spacing[0], radius_mm / spacing[1])
-            else:
-                identifier = f"Nodule {number} {NOT_MEASURED}"
-                measurements = (score,)
-                radii = (det.diameter_px / 2.0, det.diameter_px / 2.0)
-            groups.append(PlanarFindingGroup(
-                tracking_identifier=identifier,
-                finding=NODULE,
-                finding_site=hd.sr.FindingSite(LUNG, laterality=_SIDES[patient_side(ds, det.col)]),
-                measurements=measurements,
-                image=ds,
-                graphic_type="ELLIPSE",
-                graphic_data=ellipse_points(det.row, det.col, *radii),
-            ))
+        score = (NODULE_SCORE, round(nodule.score, 4), NO_UNITS)
+        if spacing is not None and nodule.measured:
+            radius_mm = nodule.diameter_mm / 2.0
+            identifier = f"Nodule {number}"
+            measurements: tuple = ((DIAMETER, round(nodule.diameter_mm, 1), MILLIMETRE), score)
+            radii = (radius_mm / spacing[0], radius_mm / spacing[1])
+        else:
+            identifier = f"Nodule {number} {NOT_MEASURED}"
+            measurements = (score,)
+            radii = (nodule.diameter_px / 2.0, nodule.diameter_px / 2.0)
+        groups.append(PlanarFindingGroup(
+            tracking_identifier=identifier,
+            finding=NODULE,
+            finding_site=hd.sr.FindingSite(LUNG, laterality=_SIDES[patient_side(ds, nodule.col)]),
+            measurements=measurements,
+            image=ds,
+            graphic_type="ELLIPSE",
+            graphic_data=ellipse_points(nodule.row, nodule.col, *radii),
+        ))
     if not groups:
         unmeasured = any(measured_spacing(ds) is None for ds in series)
         groups.append(PlanarFindingGroup(
@@ -117,13 +194,12 @@ def write_results(series: Sequence[Dataset], findings: NoduleFindings, context: 
             qualitative_evaluations=((NODULE, codes.SCT.Absent),),
             image=series[0],
         ))
-    sr = build_planar_report(
+    return build_planar_report(
         series, groups,
         algorithm=algorithm,
-        series_number=base + 1,
+        series_number=series_number,
         series_description="AI lung nodule report",
-        evidence=[seg] if seg is not None else [],
+        evidence=[segmentation] if segmentation is not None else [],
         procedure_reported=CHEST_RADIOGRAPH,
+        series_instance_uid=series_instance_uid,
     )
-    objects.append(sr)
-    return objects

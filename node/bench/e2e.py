@@ -9,6 +9,10 @@ alternate between them, one at a time, so both see the same machine load.
 With ``before_ref`` (``--before GIT_REF``) the ``before`` node is that commit of this
 repository instead (checked out in a temporary git worktree, on its own defaults), so the
 table compares the code as it was with the code as it is.
+
+With ``real_cr`` (``--real-cr``) the radiographs sent are the real CR of pydicom-data
+(``RG1_J2KR``: 1955 x 1841, JPEG 2000 lossless, MONOCHROME1), each in a study and series of
+its own, instead of the 1024 x 1024 uncompressed phantom.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from .results import markdown_table
 from .services import NodeProcess, OrthancServer, default_routes, free_port, node_config, storescu, wait_for
 from .progress import progress
 
-__all__ = ["MODES", "percentile", "run_e2e"]
+__all__ = ["MODES", "percentile", "real_radiograph", "run_e2e"]
 
 MODES: dict[str, str] = {
     "before": "deliver_as_written = false\nassociation_idle_seconds = 0\n",
@@ -113,7 +117,7 @@ _REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
-            before_ref: str | None = None) -> tuple[str, dict[str, Any]]:
+            before_ref: str | None = None, real_cr: bool = False) -> tuple[str, dict[str, Any]]:
     """Send ``series`` head CTs and ``series`` radiographs to each node, alternating.
 
     The first series of each kind and node is cold and left out of the percentiles
@@ -145,9 +149,12 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
                 ct[mode].append(_series_times(nodes[mode], _send_and_wait(nodes[mode], files, uid, 1)))
                 overlays = max(overlays, _objects(nodes[mode], uid) - 2)
                 time.sleep(0.3)
-                radiograph = generate_cxr(seed=seed, nodules=1, pneumonia=True, size=1024)
-                path = write_cxr(radiograph, tmp / f"cxr-{mode}-{i}")[0]
-                uid = str(radiograph.dataset.SeriesInstanceUID)
+                if real_cr:
+                    path, uid = real_radiograph(tmp / f"cxr-{mode}-{i}.dcm")
+                else:
+                    radiograph = generate_cxr(seed=seed, nodules=1, pneumonia=True, size=1024)
+                    path = write_cxr(radiograph, tmp / f"cxr-{mode}-{i}")[0]
+                    uid = str(radiograph.dataset.SeriesInstanceUID)
                 cxr[mode].append(_series_times(nodes[mode], _send_and_wait(nodes[mode], [path], uid, 2)))
                 time.sleep(0.3)
     finally:
@@ -158,6 +165,7 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
             subprocess.run(["git", "-C", str(_REPOSITORY), "worktree", "remove", "--force", str(before_source)],
                            check=False, capture_output=True)
     warm = series - 1
+    radiographs = "real CR RG1_J2KR 1955×1841, JPEG 2000 lossless" if real_cr else "1024×1024"
     before = (
         f"the node as of commit `{before_ref}` ({_describe(before_ref)}), on its own defaults"
         if before_ref else
@@ -176,12 +184,28 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
         "worker's own stage times after completion (write: build + save every object; inference: only the "
         "slices not read ahead).\n\n"
         + _table(_CT_STAGES, ct, warm)
-        + "\n\n### Chest radiograph 1024×1024, `cxr-nodule` + `cxr-pneumonia` (SEG + SR, SC + SR)\n\n"
+        + f"\n\n### Chest radiograph {radiographs}, `cxr-nodule` + `cxr-pneumonia` (SEG + SR, SC + SR)\n\n"
         "Completes when the sender's association ends (`complete_on_release`); 'send end' is when "
         "`storescu` returned; the series is done when both models' results are in Orthanc.\n\n"
         + _table(_CXR_STAGES, cxr, warm)
     )
     return body, {"head-ct": ct, "cxr": cxr}
+
+
+def real_radiograph(path: Path) -> tuple[Path, str]:
+    """pydicom-data's real CR ``RG1_J2KR`` (as encoded) in a new study and series, Body Part
+    CHEST (so the radiograph routes match), saved at ``path``; the path and its series UID."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_J2KR.dcm"))
+    ds.BodyPartExamined = ds.get("BodyPartExamined") or "CHEST"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path, str(ds.SeriesInstanceUID)
 
 
 def _start_node(workdir: Path, orthanc: OrthancServer, egress: str, source: Path | None = None) -> NodeProcess:
