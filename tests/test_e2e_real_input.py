@@ -31,6 +31,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from node.bench.e2e import real_radiograph
 from tests.dicom_validation import dciodvfy_errors
 from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, start_node, wait_for
 
@@ -128,16 +129,11 @@ def _head_ct(out: Path, count: int, *, name: str = "693_J2KR.dcm", study_uid: st
 
 def _radiograph(out: Path, name: str) -> Path:
     """The real CR chest (as encoded) in a new study and series of its own."""
-    out.mkdir(parents=True, exist_ok=True)
-    ds = _real("RG1_J2KR.dcm")
+    path, _ = real_radiograph(out / name)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
     assert ds.PhotometricInterpretation == "MONOCHROME1" and str(ds.file_meta.TransferSyntaxUID) == JPEG2000_LOSSLESS
     assert [float(v) for v in ds.PixelSpacing] == [0.0, 0.0] and "ImagerPixelSpacing" not in ds
-    if not ds.get("BodyPartExamined"):
-        ds.BodyPartExamined = "CHEST"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    path = out / name
-    ds.save_as(path, enforce_file_format=True)
+    assert ds.BodyPartExamined == "CHEST"
     return path
 
 

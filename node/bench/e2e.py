@@ -85,8 +85,9 @@ def _series_times(node: NodeProcess, sent: _Sent) -> dict[str, float]:
     }
 
 
-def _send_and_wait(node: NodeProcess, files: list[Path], series_uid: str, jobs: int) -> _Sent:
-    storescu(files, node.dicom_port)
+def _send_and_wait(node: NodeProcess, files: list[Path], series_uid: str, jobs: int,
+                   options: tuple[str, ...] = ()) -> _Sent:
+    storescu(files, node.dicom_port, options=options)
     sent_at = time.time()
 
     def delivered() -> bool:
@@ -155,7 +156,8 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
                     radiograph = generate_cxr(seed=seed, nodules=1, pneumonia=True, size=1024)
                     path = write_cxr(radiograph, tmp / f"cxr-{mode}-{i}")[0]
                     uid = str(radiograph.dataset.SeriesInstanceUID)
-                cxr[mode].append(_series_times(nodes[mode], _send_and_wait(nodes[mode], [path], uid, 2)))
+                sent = _send_and_wait(nodes[mode], [path], uid, 2, ("-xv",) if real_cr else ())
+                cxr[mode].append(_series_times(nodes[mode], sent))
                 time.sleep(0.3)
     finally:
         for node in nodes.values():

@@ -11,7 +11,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import httpx
 
@@ -82,9 +82,11 @@ def dcmtk(tool: str) -> str:
     return str(beside) if beside is not None and beside.exists() else tool
 
 
-def storescu(files: list[Path], port: int, called_ae: str = "AINODE", calling_ae: str = "MODALITY") -> None:
-    """Send ``files`` with dcmtk's storescu, as a modality would."""
-    cmd = [dcmtk("storescu"), "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", str(port), *map(str, files)]
+def storescu(files: list[Path], port: int, called_ae: str = "AINODE", calling_ae: str = "MODALITY",
+             options: Sequence[str] = ()) -> None:
+    """Send ``files`` with dcmtk's storescu, as a modality would (``options``: e.g. ``-xv`` to
+    propose JPEG 2000 and send a J2K file as encoded)."""
+    cmd = [dcmtk("storescu"), *options, "-aet", calling_ae, "-aec", called_ae, "127.0.0.1", str(port), *map(str, files)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
