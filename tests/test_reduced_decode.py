@@ -67,3 +67,14 @@ def test_the_model_input_and_the_nodules_of_a_real_cr_do_not_depend_on_the_decod
     assert len(found["reduced"]) == len(found["full"]) > 0
     near = [min(np.hypot(a.row - b.row, a.col - b.col) for b in found["full"]) for a in found["reduced"]]
     assert np.mean(np.array(near) <= 8.0) >= 0.9, near
+
+
+def test_the_pneumonia_pack_decodes_a_real_cr_in_full_once_for_its_input_and_its_heatmap():
+    from models.cxr_pneumonia.preprocess import preprocess
+
+    ds = _real("RG1_J2KR.dcm")
+    preprocess([ds])
+    assert ds._pixel_array is not None, "the full decode is kept for the overlay"
+    ds = _real("RG1_J2KR.dcm")
+    to_model(ds, 512)
+    assert ds._pixel_array is None, "the nodule pack's input needs no full decode"

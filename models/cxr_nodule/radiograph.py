@@ -184,10 +184,14 @@ def resample_reduced(image: np.ndarray, factor: int, shape: tuple[int, int], siz
     return out.astype(np.float32), Geometry(rows, cols, size, top, left, side)
 
 
-def to_model(ds: Dataset, size: int) -> tuple[np.ndarray, Geometry]:
-    """A radiograph as the ``(size, size)`` model input in [0, 1], with its geometry."""
+def to_model(ds: Dataset, size: int, *, reduced_decode: bool = True) -> tuple[np.ndarray, Geometry]:
+    """A radiograph as the ``(size, size)`` model input in [0, 1], with its geometry.
+
+    ``reduced_decode=False`` decodes the whole image (kept as ``ds.pixel_array``): for a
+    caller that will need the full matrix anyway, one full decode is cheaper than both.
+    """
     _check_radiograph(ds)
-    reduced = decode_reduced(ds, int(np.ceil(REDUCED_MARGIN * size)))
+    reduced = decode_reduced(ds, int(np.ceil(REDUCED_MARGIN * size))) if reduced_decode else None
     if reduced is None:
         image, geometry = resample(read_radiograph(ds), size)
     else:

@@ -31,7 +31,9 @@ def preprocess(series: Sequence[Dataset]) -> dict[str, np.ndarray]:
     """``{"image": (N, 1, 256, 256) float32}``."""
     if len(series) == 0:
         raise ValueError("empty series")
-    return {INPUT_NAME: np.stack([to_model(ds, MODEL_SIZE)[0] for ds in series])[:, np.newaxis]}
+    # the heatmap overlay is drawn on the full matrix: decode it in full once, here
+    images = [to_model(ds, MODEL_SIZE, reduced_decode=False)[0] for ds in series]
+    return {INPUT_NAME: np.stack(images)[:, np.newaxis]}
 
 
 def postprocess(
