@@ -142,8 +142,8 @@ def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
             else:
                 nodes[mode] = _start_node(tmp / f"node-{mode}", orthanc, extra)
         for i in progress(range(series), "e2e: series"):
-            for j, mode in enumerate(MODES):
-                seed = 500 + 2 * i + j
+            for mode in MODES:
+                seed = 500 + i  # both nodes get the same phantoms (fresh UIDs each time): a fair comparison
                 phantom = generate_head_ct(seed=seed, slices=slices, hematoma=True)
                 files = sorted(p for p in write_ct(phantom, tmp / f"ct-{mode}-{i}") if p.suffix == ".dcm")
                 uid = str(phantom.datasets[0].SeriesInstanceUID)
