@@ -4,7 +4,8 @@ Two nodes run side by side against one real Orthanc: ``before`` delivers a job's
 once its last one is written, over one association per delivery batch
 (``deliver_as_written = false``, ``association_idle_seconds = 0``); ``after`` delivers
 each object as soon as it is written, over a kept association (the defaults). Series
-alternate between them, one at a time, so both see the same machine load.
+alternate between them, one at a time, so both see the same machine load; each round
+sends both nodes the same phantoms (the same seed, fresh UIDs).
 
 With ``before_ref`` (``--before GIT_REF``) the ``before`` node is that commit of this
 repository instead (checked out in a temporary git worktree, on its own defaults), so the
