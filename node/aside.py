@@ -31,8 +31,8 @@ from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence as DicomSequence
 
 __all__ = [
-    "Aside", "AsideResult", "EncodedObject", "InlineAside", "ProcessAside", "encoded", "evidence_reference",
-    "headers_only",
+    "Aside", "AsideResult", "EncodedObject", "InlineAside", "ProcessAside", "check_cited_as", "encoded",
+    "evidence_reference", "headers_only",
 ]
 
 T = TypeVar("T")
@@ -211,3 +211,14 @@ def evidence_reference(*, sop_class_uid: str, sop_instance_uid: str, series_inst
             items.append(item)
         ds.SegmentSequence = DicomSequence(items)
     return ds
+
+
+def check_cited_as(built: Dataset, cited: Dataset) -> None:
+    """Fail if ``built`` is not the object its stand-in ``cited`` (:func:`evidence_reference`)
+    says it is: class, instance, series and segment numbers."""
+    segments = [int(item.SegmentNumber) for item in built.get("SegmentSequence", [])]
+    expected = [int(item.SegmentNumber) for item in cited.get("SegmentSequence", [])]
+    if (built.SOPClassUID, built.SOPInstanceUID, built.SeriesInstanceUID, segments) != (
+        cited.SOPClassUID, cited.SOPInstanceUID, cited.SeriesInstanceUID, expected
+    ):
+        raise ValueError("the report would cite another object than the one built")

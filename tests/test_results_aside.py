@@ -14,7 +14,7 @@ from dicom_validation import dciodvfy_errors
 from models.head_ct_hematoma.findings import HEMATOMA, HematomaFindings
 from models.head_ct_hematoma.report import write_results
 from models.phantoms.head_ct import generate_head_ct
-from node.aside import InlineAside, ProcessAside, evidence_reference, headers_only
+from node.aside import InlineAside, ProcessAside, check_cited_as, evidence_reference, headers_only
 from node.pipeline import AlgorithmInfo, ResultContext
 from node.results import OverlaySeries, build_overlay_sc
 
@@ -154,3 +154,16 @@ def test_evidence_reference_stands_for_a_seg() -> None:
                              segment_numbers=(1, 2))
     assert [int(s.SegmentNumber) for s in ref.SegmentSequence] == [1, 2]
     assert ref.Modality == "SEG" and ref.StudyInstanceUID == "1.2.5"
+
+
+def test_a_built_object_that_is_not_the_one_cited_is_refused() -> None:
+    cited = evidence_reference(sop_class_uid="1.2.840.10008.5.1.4.1.1.66.4", sop_instance_uid="1.2.3",
+                               series_instance_uid="1.2.4", study_instance_uid="1.2.5", modality="SEG",
+                               segment_numbers=(1,))
+    built = Dataset()
+    built.SOPClassUID, built.SOPInstanceUID, built.SeriesInstanceUID = cited.SOPClassUID, "1.2.3", "1.2.4"
+    built.SegmentSequence = cited.SegmentSequence
+    check_cited_as(built, cited)
+    built.SOPInstanceUID = "1.2.9"
+    with pytest.raises(ValueError, match="another object"):
+        check_cited_as(built, cited)

@@ -193,7 +193,7 @@ def to_model(ds: Dataset, size: int, *, reduced_decode: bool = True) -> tuple[np
     _check_radiograph(ds)
     reduced = decode_reduced(ds, int(np.ceil(REDUCED_MARGIN * size))) if reduced_decode else None
     if reduced is None:
-        image, geometry = resample(read_radiograph(ds), size)
+        image, geometry = resample(_dense_high(ds.pixel_array, ds), size)
     else:
         image, geometry = resample_reduced(_dense_high(reduced.pixels, ds), reduced.factor,
                                            (int(ds.Rows), int(ds.Columns)), size)

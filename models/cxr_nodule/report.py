@@ -30,7 +30,7 @@ from pydicom.uid import SegmentationStorage
 from models.cxr_nodule.findings import NoduleFindings
 from models.cxr_nodule.preprocess import measured_spacing
 from models.cxr_nodule.radiograph import patient_side
-from node.aside import EncodedObject, evidence_reference, headers_only
+from node.aside import EncodedObject, check_cited_as, evidence_reference, headers_only
 from node.pipeline import AlgorithmInfo, ResultContext
 from node.results import build_binary_seg
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report, ellipse_points
@@ -137,10 +137,7 @@ def stream_results(
             series_instance_uid=str(segmentation.SeriesInstanceUID),
             sop_instance_uid=str(segmentation.SOPInstanceUID),
         )
-        if (seg.SOPClassUID, seg.SOPInstanceUID, seg.SeriesInstanceUID) != (
-            segmentation.SOPClassUID, segmentation.SOPInstanceUID, segmentation.SeriesInstanceUID
-        ):
-            raise ValueError("the report would cite another object than the one built")
+        check_cited_as(seg, segmentation)
         if "PatientOrientation" in series[0] and "PatientOrientation" not in seg:
             seg.PatientOrientation = series[0].PatientOrientation
         yield seg

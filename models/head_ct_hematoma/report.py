@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from models.head_ct_hematoma.findings import HematomaFindings
 from models.head_ct_hematoma.preprocess import patches_to_pixels
-from node.aside import EncodedObject, evidence_reference, headers_only
+from node.aside import EncodedObject, check_cited_as, evidence_reference, headers_only
 from node.pipeline import AlgorithmInfo, ResultContext
 from node.results.equipment import check_source_images
 from node.results import (
@@ -190,7 +190,7 @@ def stream_results(
         sop_instance_uid=seg_uid,
         tracking_uid=tracking_uid,
     )
-    _check_cited_as(seg, segmentation)
+    check_cited_as(seg, segmentation)
     yield seg
 
     overlay_series = OverlaySeries(
@@ -263,16 +263,6 @@ def hemorrhage_report(
         procedure_reported=CT_HEAD,
         series_instance_uid=series_instance_uid,
     )
-
-
-def _check_cited_as(built: Dataset, cited: Dataset) -> None:
-    """Fail if ``built`` is not what the report cites (class, instance, series, segments)."""
-    segments = [int(item.SegmentNumber) for item in built.get("SegmentSequence", [])]
-    expected = [int(item.SegmentNumber) for item in cited.get("SegmentSequence", [])]
-    if (built.SOPClassUID, built.SOPInstanceUID, built.SeriesInstanceUID, segments) != (
-        cited.SOPClassUID, cited.SOPInstanceUID, cited.SeriesInstanceUID, expected
-    ):
-        raise ValueError("the report would cite another object than the one built")
 
 
 def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> np.ndarray:
