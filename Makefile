@@ -55,4 +55,4 @@ test-packages:
 	fi
 
 test: system-packages test-packages venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25

@@ -215,7 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
     import os
     import ssl
 
-    from .auth import AuthError
+    from .http.auth import AuthError
     from .logs import configure_logging
     from .service import Node
     from .ports import PortInUse, check_ports
@@ -277,7 +277,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _models_build(args: argparse.Namespace) -> int:
     from .config import load_config
     from .engines import EngineOptions, available_engines, create_engine
-    from .packs import load_pack
+    from .packs.registry import load_pack
 
     config = load_config(args.config)
     data_dir = args.data_dir.resolve() if args.data_dir else config.node.data_dir
@@ -299,7 +299,7 @@ def _models_build(args: argparse.Namespace) -> int:
 
 
 def _export_triton(args: argparse.Namespace) -> int:
-    from .triton_repository import export_repository
+    from .engines.triton_repository import export_repository
 
     for path in export_repository(args.out, max_batch=args.max_batch):
         print(f"wrote {path}")
@@ -307,31 +307,31 @@ def _export_triton(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench.results import write_section
+    from benchmarks.results import write_section
 
     if args.bench == "ingest":
-        from .bench.ingest import run_ingest
+        from benchmarks.ingest import run_ingest
 
         body, _ = run_ingest(count=args.count, senders=args.senders, listeners=args.listeners,
                              repeats=args.repeats)
         title = "Ingest"
     elif args.bench == "workers":
-        from .bench.workers import run_workers
+        from benchmarks.workers import run_workers
 
         body, _ = run_workers(series=args.series, slices=args.slices)
         title = "Workers: job throughput"
     elif args.bench == "engines":
-        from .bench.engines import run_engines
+        from benchmarks.engines import run_engines
 
         body, _ = run_engines(args.model, args.batch, iterations=args.iterations)
         title = f"Engines: {args.model}, batch {args.batch}"
     elif args.bench == "faults":
-        from .bench.faults import run_faults
+        from benchmarks.faults import run_faults
 
         body, _ = run_faults(fuzz=args.fuzz, kills=args.kills, seed=args.seed)
         title = "Faults"
     else:
-        from .bench.e2e import run_e2e
+        from benchmarks.e2e import run_e2e
 
         body, _ = run_e2e(slices=args.slices, series=args.series, before_ref=args.before, real_cr=args.real_cr)
         title = "End to end"
@@ -393,8 +393,8 @@ def _process(args: argparse.Namespace) -> int:
 def _send(args: argparse.Namespace) -> int:
     import ssl
 
-    from .send import dicom_files, send_paths
-    from .tls import client_context
+    from .dicom.send import dicom_files, send_paths
+    from .dicom.tls import client_context
 
     files = dicom_files(args.paths)
     if not files:

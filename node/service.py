@@ -9,23 +9,23 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from .assemble import Assembler
-from .auth import BearerAuth
+from .pipeline.assemble import Assembler
+from .http.auth import BearerAuth
 from .config import Config
-from .disk import DiskGuard
+from .ingest.disk import DiskGuard
 from .egress.outbox import Outbox
-from .index import Indexer
+from .pipeline.index import Indexer
 from .ingest.listeners import ListenerProcesses, ingest_server
 from .logs import log
 from .metrics import Metrics
-from .metrics_http import MetricsServer
-from .retention import Janitor
-from .route import Router
-from .runner import Runner
-from .spool import Spool
+from .metrics.server import MetricsServer
+from .pipeline.retain import Janitor
+from .pipeline.route import Router
+from .pipeline.run import Runner
+from .store.spool import Spool
 from .states import InstanceState, JobState, ResultState, SeriesState
 from .store import open_store
-from .web import WebServer
+from .http.web import WebServer
 
 __all__ = ["Node", "Stage"]
 

@@ -8,10 +8,10 @@ from typing import Iterator
 import pytest
 
 from models.phantoms.head_ct import HeadCTPhantom, generate_head_ct, write_phantom
-from node.bench.services import OrthancServer
+from benchmarks.services import OrthancServer
 from node.ingest.server import IngestServer
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.store import JobStore
 
 

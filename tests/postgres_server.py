@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from node.bench.postgres import PostgresServer
+from benchmarks.postgres import PostgresServer
 
 __all__ = ["postgres_server", "postgres_url"]
 

@@ -1,4 +1,4 @@
-"""Real services for the tests (Orthanc, the node, storescu): see :mod:`node.bench.services`."""
-from node.bench.services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, start_node, storescu, wait_for
+"""Real services for the tests (Orthanc, the node, storescu): see :mod:`benchmarks.services`."""
+from benchmarks.services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, start_node, storescu, wait_for
 
 __all__ = ["HEAD_CT_ROUTE", "NodeProcess", "OrthancServer", "free_port", "node_config", "start_node", "storescu", "wait_for"]

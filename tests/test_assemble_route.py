@@ -5,10 +5,10 @@ import re
 import time
 from pathlib import Path
 
-from node.assemble import Assembler
+from node.pipeline.assemble import Assembler
 from node.config import AssemblerConfig, RouteConfig
 from node.metrics import Metrics
-from node.route import Router, route_matches
+from node.pipeline.route import Router, route_matches
 from node.states import FailureStage, JobState, SeriesState
 from node.store import JobStore
 
@@ -160,8 +160,8 @@ def test_route_expected_count_and_multiframe(tmp_path: Path):
 
 def test_retention_removes_finished_series_files_but_keeps_failed_ones(tmp_path: Path):
     from node.config import SpoolConfig
-    from node.retention import Janitor
-    from node.spool import Spool
+    from node.pipeline.retain import Janitor
+    from node.store.spool import Spool
 
     store = JobStore(tmp_path / "db.sqlite")
     spool = Spool(tmp_path / "spool")

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from node.bench.results import markdown_table, write_section
+from benchmarks.results import markdown_table, write_section
 
 
 def test_sections_are_replaced_not_appended(tmp_path: Path):

@@ -13,7 +13,7 @@ from models.brain_mr.pack import BrainMRPack
 from models.brain_mr.preprocess import stack_context
 from models.brain_mr.train import TEST_SEED_BASE, WEIGHTINGS, evaluate, thin_labels
 from models.phantoms.brain_mr import generate_brain_mr
-from node.pipeline import ModelPack, sort_slices
+from node.packs.protocol import ModelPack, sort_slices
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "brain_mr" / "weights"
 MODEL = WEIGHTS / "model.onnx"

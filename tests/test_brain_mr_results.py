@@ -15,7 +15,7 @@ from models.brain_mr.mesh import marching_tetrahedra, mesh_volume, voxel_affine
 from models.brain_mr.preprocess import labels_from_logits, pad_to_multiple, preprocess, series_geometry
 from models.brain_mr.report import series_affine, write_results
 from models.phantoms.brain_mr import generate_brain_mr, write_phantom
-from node.pipeline import AlgorithmInfo, ResultContext, sort_slices
+from node.packs.protocol import AlgorithmInfo, ResultContext, sort_slices
 from node.results.stl import ENCAPSULATED_STL_STORAGE, build_encapsulated_stl, decode_binary_stl, encode_binary_stl
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import content_items, numeric_values

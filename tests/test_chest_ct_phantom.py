@@ -15,7 +15,7 @@ from models.phantoms.chest_ct import (
     write_phantom,
 )
 from node.cli import main
-from node.pipeline import sort_slices
+from node.packs.protocol import sort_slices
 from tests.dicom_validation import dciodvfy_errors
 
 

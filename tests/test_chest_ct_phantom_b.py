@@ -7,7 +7,7 @@ import pytest
 from models.chest_ct_landmarks.preprocess import preprocess
 from models.phantoms.chest_ct import LANDMARKS, MIN_VISIBLE_AREA_MM2, generate_chest_ct, random_style
 from models.phantoms.chest_ct_b import generate_chest_ct_b
-from node.pipeline import sort_slices
+from node.packs.protocol import sort_slices
 
 
 @pytest.fixture(scope="module")

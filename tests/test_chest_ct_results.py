@@ -8,7 +8,7 @@ from pydicom.sr.codedict import codes
 from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings, representative_slices
 from models.chest_ct_landmarks.report import FINDING_SITES, TRACKING_IDENTIFIERS, write_results
 from models.phantoms.chest_ct import generate_chest_ct
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results.ko import DOCUMENT_TITLES, OF_INTEREST, build_key_object_selection
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import content_items, coded_values, numeric_values, referenced_sop_uids

@@ -9,7 +9,7 @@ from pathlib import Path
 from node.cli import main
 from node.ingest import IngestServer
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.store import JobStore
 
 

@@ -13,16 +13,16 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from node.assemble import Assembler
+from node.pipeline.assemble import Assembler
 from node.config import AssemblerConfig, load_config, parse_config
-from node.index import Indexer
+from node.pipeline.index import Indexer
 from node.ingest import IngestServer
 from node.metrics import Metrics
-from node.route import Router
-from node.spool import Spool
+from node.pipeline.route import Router
+from node.store.spool import Spool
 from node.states import SeriesState
 from node.store import JobStore
-from node.web import WebServer
+from node.http.web import WebServer
 
 _QUIET = 10.0
 

@@ -112,7 +112,7 @@ def test_zero_retention_keeps_everything_and_zero_route_quiet_is_allowed():
 
 
 def test_match_key_must_be_a_routing_attribute():
-    from node.index import ROUTING_KEYWORDS
+    from node.pipeline.index import ROUTING_KEYWORDS
 
     with pytest.raises(ConfigError) as info:
         _parse(_ROUTE.format(name="r") + "match = { PatientName = 'X' }\n")

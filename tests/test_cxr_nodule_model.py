@@ -21,8 +21,8 @@ from models.cxr_nodule.radiograph import patient_side, resample
 from models.cxr_nodule.report import write_results
 from models.cxr_nodule.train import TEST_SEED_BASE, evaluate, make_sample
 from models.phantoms.cxr import generate_cxr
-from node.aside import EncodedObject, InlineAside, ProcessAside
-from node.pipeline import ModelPack, ResultContext
+from node.results.aside import EncodedObject, InlineAside, ProcessAside
+from node.packs.protocol import ModelPack, ResultContext
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "cxr_nodule" / "weights"
 MODEL = WEIGHTS / "model.onnx"

@@ -17,7 +17,7 @@ from models.cxr_pneumonia.preprocess import postprocess
 from models.cxr_pneumonia.report import MAX_OPACITY, jet, render_overlay, write_results
 from models.cxr_pneumonia.train import TEST_SEED_BASE, evaluate, roc_auc
 from models.phantoms.cxr import generate_cxr
-from node.pipeline import ModelPack, ResultContext
+from node.packs.protocol import ModelPack, ResultContext
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "cxr_pneumonia" / "weights"
 MODEL = WEIGHTS / "model.onnx"

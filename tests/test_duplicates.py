@@ -12,10 +12,10 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from node.config import ConfigError, parse_config
-from node.index import Indexer
+from node.pipeline.index import Indexer
 from node.ingest import IngestServer, OnDuplicate
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.states import InstanceState
 from node.store import JobStore
 

@@ -31,7 +31,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from node.bench.e2e import real_radiograph
+from benchmarks.e2e import real_radiograph
 from tests.dicom_validation import dciodvfy_errors
 from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, start_node, wait_for
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from node.engines import EngineOptions, available_engines, create_engine
-from node.packs import PACKS, load_pack
+from node.packs.registry import PACKS, load_pack
 from node.worker import network_module, run_batched
 
 torch = pytest.importorskip("torch")

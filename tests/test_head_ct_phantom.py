@@ -14,7 +14,7 @@ from pydicom.pixels import apply_modality_lut
 
 from models.head_ct_hematoma.findings import CLASS_NAMES
 from models.phantoms.head_ct import generate_head_ct, patch_labels_from_pixels, write_phantom
-from node.pipeline import sort_slices
+from node.packs.protocol import sort_slices
 
 BG, BRAIN, HEM, BONE = range(4)
 

@@ -8,7 +8,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
-from node.index import Indexer
+from node.pipeline.index import Indexer
 from node.metrics import Metrics
 from node.states import SeriesState
 from node.store import JobStore

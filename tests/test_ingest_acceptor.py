@@ -17,7 +17,7 @@ from pydicom.uid import MPEG2MPML, generate_uid
 from node.ingest import InstanceAcceptor, Outcome, Receipt
 from node.ingest.header import read_file_meta
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.store import JobStore
 
 _SUCCESS, _OUT_OF_RESOURCES, _MISMATCH, _CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xA900, 0xC000

@@ -32,13 +32,13 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
-from node.disk import DiskGuard
+from node.ingest.disk import DiskGuard
 from node.ingest import IngestServer
 from node.logs import _JsonFormatter
 from node.metrics import Metrics
-from node.spool import Spool, write_durable
+from node.store.spool import Spool, write_durable
 from node.store import JobStore
-from node.uids import is_valid_uid
+from node.dicom.uids import is_valid_uid
 
 _MIB = 1024 * 1024
 _SUCCESS, _OUT_OF_RESOURCES, _MISMATCH, _CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xA900, 0xC000

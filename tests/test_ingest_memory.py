@@ -28,7 +28,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from node.ingest import IngestServer
 from node.ingest.header import read_file_meta
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.store import JobStore
 
 _MIB = 1024 * 1024

@@ -32,7 +32,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from node.ingest import ACCEPTED_TRANSFER_SYNTAXES
 from node.ingest.syntaxes import decodable_transfer_syntaxes
-from node.stow import dicom_parts
+from node.http.stow import dicom_parts
 
 _LCE_CT = "1.2.840.10008.5.1.4.1.1.2.2"
 

@@ -21,7 +21,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from node.ingest import IngestServer
 from node.ingest.titles import TitleScreen, ae_title_problem
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.store import JobStore
 
 _A_ASSOCIATE_AC, _A_ASSOCIATE_RJ = 0x02, 0x03

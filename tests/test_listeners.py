@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
-from node.bench.postgres import PostgresServer
-from node.bench.scale_out import audit_records
-from node.bench.services import (HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, node_pid,
+from benchmarks.postgres import PostgresServer
+from benchmarks.scale_out import audit_records
+from benchmarks.services import (HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, node_pid,
                                  storescu, wait_for)
 from node.config import ConfigError, parse_config
 from node.states import JobState

@@ -29,11 +29,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from models.phantoms.brain_mr import generate_brain_mr, write_phantom as write_brain_mr
 from models.phantoms.head_ct import generate_head_ct, write_phantom as write_head_ct
-from node.auth import AccessMode, BearerAuth
+from node.http.auth import AccessMode, BearerAuth
 from node.metrics import Metrics
 from node.states import FailureStage, JobState, SeriesState
 from node.store import JobStore, open_store
-from node.web import WebServer, create_app
+from node.http.web import WebServer, create_app
 from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,13 +12,13 @@ import pydicom
 import pytest
 
 from node.config import RouteConfig, load_config
-from node.index import Indexer
+from node.pipeline.index import Indexer
 from node.metrics import Metrics
-from node.runner import Runner
-from node.spool import Spool
+from node.pipeline.run import Runner
+from node.store.spool import Spool
 from node.states import FailureStage, InstanceState, JobState, SeriesState
 from node.store import JobStore
-from node.web import WebServer
+from node.http.web import WebServer
 from tests.support import NodeProcess, free_port, node_config, wait_for
 
 CT = "1.2.840.10008.5.1.4.1.1.2"

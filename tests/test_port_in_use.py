@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.bench.services import free_port
+from benchmarks.services import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

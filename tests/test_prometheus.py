@@ -29,7 +29,7 @@ import yaml
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.metrics import STAGES, build_version
 from node.states import JobState
-from node.bench.services import stop_process
+from benchmarks.services import stop_process
 from tests.support import HEAD_CT_ROUTE, OrthancServer, free_port, start_node, storescu, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import pytest
 from models.phantoms.cxr import generate_cxr, write_phantom as write_cxr
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node import worker
-from node.slice_cache import CachedFile, SliceCache, file_identity
+from node.worker.slice_cache import CachedFile, SliceCache, file_identity
 from node.worker import JobSpec, read_ahead, run_job
 from tests.support import OrthancServer, start_node, storescu, wait_for
 
@@ -155,8 +155,8 @@ def test_a_node_reads_a_head_ct_ahead_while_it_arrives(pacs: OrthancServer, tmp_
 def _runner(tmp_path: Path, routes: list[dict]) -> "Runner":
     from node.config import parse_config
     from node.metrics import Metrics
-    from node.runner import Runner
-    from node.spool import Spool
+    from node.pipeline.run import Runner
+    from node.store.spool import Spool
     from node.store import JobStore
 
     config = parse_config({"node": {"data_dir": str(tmp_path / "data")}, "routes": routes,

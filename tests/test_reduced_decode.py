@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 from models.cxr_nodule.pack import CXRNodulePack
 from models.cxr_nodule.preprocess import model_input
 from models.cxr_nodule.radiograph import normalise, read_radiograph, resample, to_model
-from node.reduced_decode import _level, decode_reduced
+from node.dicom.reduced_decode import _level, decode_reduced
 
 
 def _real(name: str) -> pydicom.Dataset:

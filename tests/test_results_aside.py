@@ -14,8 +14,9 @@ from dicom_validation import dciodvfy_errors
 from models.head_ct_hematoma.findings import HEMATOMA, HematomaFindings
 from models.head_ct_hematoma.report import write_results
 from models.phantoms.head_ct import generate_head_ct
-from node.aside import InlineAside, ProcessAside, check_cited_as, evidence_reference, headers_only
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.results.aside import InlineAside, ProcessAside
+from node.results.references import check_cited_as, evidence_reference, headers_only
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results import OverlaySeries, build_overlay_sc
 
 ALGORITHM = AlgorithmInfo(name="Head CT hematoma", version="0.1.0", device_uid=hd.UID(), manufacturer="ainode")

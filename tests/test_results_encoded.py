@@ -13,8 +13,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node import worker
-from node.aside import EncodedObject
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.results.aside import EncodedObject
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.worker import JobSpec, run_job, stable_series_uid
 
 MODEL = "head-ct-hematoma"

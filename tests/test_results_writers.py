@@ -19,7 +19,7 @@ from models.head_ct_hematoma.report import (
     write_results,
 )
 from models.phantoms.head_ct import generate_head_ct
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results import (
     PROCESSING_ALGORITHM,
     FindingGroup,

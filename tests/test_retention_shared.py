@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from node.config import SpoolConfig
-from node.retention import Janitor
-from node.spool import Spool
+from node.pipeline.retain import Janitor
+from node.store.spool import Spool
 from node.states import SeriesState
 from node.store import open_store
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture

@@ -15,9 +15,9 @@ from typing import Iterator
 import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
-from node.bench.postgres import PostgresServer
-from node.bench.scale_out import WorkerProcess, audit_records, shared_store_toml
-from node.bench.services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
+from benchmarks.postgres import PostgresServer
+from benchmarks.scale_out import WorkerProcess, audit_records, shared_store_toml
+from benchmarks.services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
 from node.config import ConfigError, parse_config
 from node.states import JobState, ResultState
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture

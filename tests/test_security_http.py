@@ -12,14 +12,14 @@ from typing import Iterator
 import httpx
 import pytest
 
-from node.auth import AccessMode, BearerAuth
+from node.http.auth import AccessMode, BearerAuth
 from node.config import HttpConfig
 from node.ingest import InstanceAcceptor
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.states import FailureStage, JobState, SeriesState
 from node.store import JobStore
-from node.web import WebServer
+from node.http.web import WebServer
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -126,7 +126,7 @@ def test_without_a_token_only_a_loopback_api_is_anonymous(tmp_path: Path):
 
 
 def test_an_unreadable_token_file_stops_the_start(tmp_path: Path):
-    from node.auth import AuthError
+    from node.http.auth import AuthError
 
     empty = tmp_path / "empty"
     empty.write_text("\n")
@@ -173,7 +173,7 @@ def test_log_fields_that_quote_exceptions_are_scrubbed():
 def test_session_cookies_expire_end_with_the_token_and_never_hold_it(tmp_path: Path):
     import os
 
-    from node.sessions import SessionSigner
+    from node.http.sessions import SessionSigner
 
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")

@@ -21,7 +21,7 @@ from node.ingest import IngestServer
 from node.ingest.peers import PeerPolicy
 from node.logs import AUDIT_LOGGER
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.store import JobStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_peer_configuration_is_validated():
 
 
 def test_docker_config_is_closed_to_unknown_peers_and_anonymous_api():
-    from node.auth import AccessMode, BearerAuth
+    from node.http.auth import AccessMode, BearerAuth
 
     config = load_config(REPO / "docker" / "config.docker.toml")
     assert config.node.accept_unknown_peers is False and config.peers

@@ -18,17 +18,17 @@ import httpx
 import pydicom
 import pytest
 
-from node.auth import BearerAuth
+from node.http.auth import BearerAuth
 from node.config import HttpConfig
 from node.ingest import IngestServer, InstanceAcceptor
 from node.ingest.peers import PeerPolicy
 from node.config import PeerConfig
 from node.metrics import Metrics
-from node.spool import Spool
+from node.store.spool import Spool
 from node.states import JobState
 from node.store import JobStore
-from node.tls import server_context
-from node.web import WebServer
+from node.dicom.tls import server_context
+from node.http.web import WebServer
 from tests.pki import Pki
 from tests.support import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, wait_for
 

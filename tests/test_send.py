@@ -14,14 +14,14 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
-from node.bench.services import free_port, wait_for
+from benchmarks.services import free_port, wait_for
 from node.cli import main
 from node.ingest import IngestServer
 from node.metrics import Metrics
-from node.send import dicom_files, send_paths
-from node.spool import Spool
+from node.dicom.send import dicom_files, send_paths
+from node.store.spool import Spool
 from node.store import JobStore
-from node.tls import server_context
+from node.dicom.tls import server_context
 from tests.pki import Pki
 
 _REAL = ["693_J2KR.dcm", "RG1_J2KI.dcm", "emri_small_RLE.dcm", "MR_small_bigendian.dcm", "JPEG-LL.dcm",

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
-from node.pipeline import place_slices
+from node.packs.protocol import place_slices
 from node.worker import _load_series, stable_result_series
 
 

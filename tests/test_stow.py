@@ -15,7 +15,7 @@ from requests.exceptions import HTTPError
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.states import JobState
-from node.stow import StowRequestError, dicom_parts, stow_response, StoredInstance
+from node.http.stow import StowRequestError, dicom_parts, stow_response, StoredInstance
 from tests.support import HEAD_CT_ROUTE, OrthancServer, start_node, wait_for
 
 ROUTES = HEAD_CT_ROUTE

@@ -24,7 +24,7 @@ def test_export_triton_writes_a_loadable_repository(tmp_path: Path):
 @pytest.mark.skipif(not os.environ.get("AINODE_TRITON_URL"), reason="no Triton server given (AINODE_TRITON_URL)")
 def test_triton_engine_matches_onnxruntime_cpu():
     from node.engines import EngineOptions, create_engine
-    from node.packs import load_pack
+    from node.packs.registry import load_pack
 
     pack = load_pack("head-ct-hematoma")
     inputs = {"image": np.random.default_rng(0).random((2, 2, 512, 512), dtype=np.float32)}

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
-from node.bench.postgres import PostgresServer
-from node.bench.scale_out import WorkerProcess, shared_store_toml
-from node.bench.services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
+from benchmarks.postgres import PostgresServer
+from benchmarks.scale_out import WorkerProcess, shared_store_toml
+from benchmarks.services import HEAD_CT_ROUTE, NodeProcess, OrthancServer, free_port, node_config, storescu, wait_for
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.e2e

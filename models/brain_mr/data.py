@@ -26,7 +26,7 @@ from models.brain_mr.classes import CLASS_CODES, CLASS_NAMES, UNLABELLED
 from models.brain_mr.nifti import read_nifti
 from models.brain_mr.preprocess import series_geometry, series_volume
 from models.brain_mr.train import Case
-from node.pipeline import sort_slices
+from node.packs.protocol import sort_slices
 
 __all__ = ["labels_from_nifti", "labels_from_seg", "load_case", "load_cases"]
 

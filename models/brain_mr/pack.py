@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.pipeline import ResultContext, algorithm_for, read_model_meta
+from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
 from .findings import BrainMRFindings

@@ -25,7 +25,7 @@ from pydicom.sr.codedict import codes
 from models.brain_mr.classes import CLASS_CODES, TUMOR
 from models.brain_mr.findings import BrainMRFindings
 from models.brain_mr.mesh import marching_tetrahedra, voxel_affine
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results import FindingGroup, build_measurement_report
 from node.results.equipment import add_processing_algorithm, algorithm_identification, copy_patient_and_study
 from node.results.stl import build_encapsulated_stl, encode_binary_stl

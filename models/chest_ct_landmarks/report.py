@@ -23,7 +23,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
 from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings
-from node.pipeline import ResultContext
+from node.packs.protocol import ResultContext
 from node.results import FindingGroup, build_measurement_report
 from node.results.ko import OF_INTEREST, build_key_object_selection
 

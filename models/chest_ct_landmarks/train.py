@@ -71,7 +71,7 @@ from models.chest_ct_landmarks.preprocess import (
     slice_spacing,
     stack_context,
 )
-from node.pipeline import sort_slices
+from node.packs.protocol import sort_slices
 from models.onnx_export import export_onnx as _export_onnx
 
 __all__ = [

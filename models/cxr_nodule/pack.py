@@ -7,8 +7,8 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.aside import EncodedObject
-from node.pipeline import ResultContext, algorithm_for, read_model_meta
+from node.results.aside import EncodedObject
+from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
 from .findings import NoduleFindings

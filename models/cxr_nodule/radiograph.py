@@ -8,7 +8,7 @@ the 1st..99th percentile to 0..1. :class:`Geometry` maps model pixels back to so
 pixels, so that detections and heatmaps are reported on the acquired matrix.
 
 A JPEG 2000 radiograph much larger than the model's input is decoded at a lower
-resolution level (:mod:`node.reduced_decode`, at least :data:`REDUCED_MARGIN` times the
+resolution level (:mod:`node.dicom.reduced_decode`, at least :data:`REDUCED_MARGIN` times the
 input size) and resampled from there onto the same model grid: a third of the decode
 time for a 2,000-pixel CR going to a 512 input.
 """
@@ -21,7 +21,7 @@ from pydicom import Dataset
 from pydicom.pixels import apply_modality_lut
 from scipy import ndimage
 
-from node.reduced_decode import decode_reduced
+from node.dicom.reduced_decode import decode_reduced
 
 __all__ = [
     "REDUCED_MARGIN", "Geometry", "normalise", "patient_side", "pixel_spacing_mm", "read_radiograph", "resample",

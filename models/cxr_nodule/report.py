@@ -30,8 +30,9 @@ from pydicom.uid import SegmentationStorage
 from models.cxr_nodule.findings import NoduleFindings
 from models.cxr_nodule.preprocess import measured_spacing
 from models.cxr_nodule.radiograph import patient_side
-from node.aside import EncodedObject, check_cited_as, evidence_reference, headers_only
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.results.aside import EncodedObject
+from node.results.references import check_cited_as, evidence_reference, headers_only
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results import build_binary_seg
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report, ellipse_points
 
@@ -86,7 +87,7 @@ def stream_results(
 ) -> Iterator[Dataset | EncodedObject]:
     """The objects of :func:`write_results`, each yielded as soon as it is built: the SEG
     (with detections), then the SR that cites it (encoded, when it was built in a helper
-    process: see :meth:`node.aside.Aside.submit_encoded`)."""
+    process: see :meth:`node.results.aside.Aside.submit_encoded`)."""
     if not isinstance(findings, NoduleFindings):
         raise TypeError(f'Argument "findings" must be NoduleFindings, not {type(findings).__name__}.')
     if not isinstance(context, ResultContext):
@@ -156,8 +157,8 @@ def nodule_report(
 ) -> Dataset:
     """The TID 1500 report of one series: a planar ROI group per nodule, or "Absent".
 
-    ``series`` may be headers only (:func:`node.aside.headers_only`); ``segmentation`` the
-    SEG or a stand-in for it (:func:`node.aside.evidence_reference`), cited as evidence.
+    ``series`` may be headers only (:func:`node.results.aside.headers_only`); ``segmentation`` the
+    SEG or a stand-in for it (:func:`node.results.aside.evidence_reference`), cited as evidence.
     """
     groups: list[PlanarFindingGroup] = []
     for number, nodule in enumerate(nodules, start=1):

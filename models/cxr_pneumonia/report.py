@@ -24,7 +24,7 @@ from pydicom.sr.codedict import codes
 
 from models.cxr_nodule.radiograph import normalise, read_radiograph
 from models.cxr_pneumonia.findings import PneumoniaFinding, PneumoniaFindings
-from node.pipeline import ResultContext
+from node.packs.protocol import ResultContext
 from node.results import build_overlay_sc
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report
 

@@ -7,8 +7,8 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.aside import EncodedObject
-from node.pipeline import ResultContext, algorithm_for, read_model_meta
+from node.results.aside import EncodedObject
+from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
 
 from . import preprocess as _steps
 from .findings import HematomaFindings
@@ -38,7 +38,7 @@ class HeadCTHematomaPack:
     the report counts only the slices that were seen (the job's history lists the rest)."""
     slice_wise = True
     """Preprocessing and the model see one slice at a time (no volume-wide step): the node
-    may run them on a series' slices as they arrive (see :mod:`node.slice_cache`)."""
+    may run them on a series' slices as they arrive (see :mod:`node.worker.slice_cache`)."""
 
     def __init__(self, weights: Path | None = None) -> None:
         self._weights = Path(weights) if weights else DEMO_WEIGHTS

@@ -27,8 +27,9 @@ from scipy import ndimage
 
 from models.head_ct_hematoma.findings import HematomaFindings
 from models.head_ct_hematoma.preprocess import patches_to_pixels
-from node.aside import EncodedObject, check_cited_as, evidence_reference, headers_only
-from node.pipeline import AlgorithmInfo, ResultContext
+from node.results.aside import EncodedObject
+from node.results.references import check_cited_as, evidence_reference, headers_only
+from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results.equipment import check_source_images
 from node.results import (
     FindingGroup,
@@ -126,7 +127,7 @@ def stream_results(
     series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
 ) -> Iterator[Dataset | EncodedObject]:
     """The objects of :func:`write_results`, each yielded as soon as it is built (the report
-    encoded, when it was built in a helper process: see :meth:`node.aside.Aside.submit_encoded`).
+    encoded, when it was built in a helper process: see :meth:`node.results.aside.Aside.submit_encoded`).
 
     The SEG first, then the overlays, then the SR that references them all: the node
     saves and delivers each while the next is built. The SR is started first, aside
@@ -234,7 +235,7 @@ def hemorrhage_report(
     """The TID 1500 report of one series: its finding group cites the affected slices,
     the SEG segment (when there are hematoma patches) and every overlay as evidence.
 
-    ``segmentation`` and ``overlays`` may be stand-ins (:func:`node.aside.evidence_reference`)
+    ``segmentation`` and ``overlays`` may be stand-ins (:func:`node.results.aside.evidence_reference`)
     of objects built at the same time elsewhere.
     """
     reference_segment = present and patch_count > 0

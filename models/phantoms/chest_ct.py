@@ -17,7 +17,7 @@ its thickness (partial volume), then in-plane blur, correlated noise and the
 reconstruction circle; a patient table lies under the back.
 
 Ground truth, as slice indices of the series sorted inferior to superior (index 0 is the
-lowest slice, like :func:`node.pipeline.sort_slices`):
+lowest slice, like :func:`node.packs.protocol.sort_slices`):
 
 * **apex**: the most superior slice in which lung is visible, i.e. lung covers at least
   :data:`MIN_VISIBLE_AREA_MM2` in one of its sub-slices ("the slice where the uppermost

@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
 from ..ingest import REQUESTOR_HANDLERS
-from ..tls import client_context
+from ..dicom.tls import client_context
 
 __all__ = ["AssociationPool", "RESULT_SOP_CLASSES", "VERIFICATION"]
 

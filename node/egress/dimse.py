@@ -9,7 +9,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import DestinationConfig
 from ..ingest import REQUESTOR_HANDLERS
-from ..tls import client_context
+from ..dicom.tls import client_context
 from .associations import AssociationPool
 from .senders import DeliveryOutcome, OutgoingFile
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..config import Config, DestinationConfig
 from ..logs import audit, log
 from ..metrics import Metrics
-from ..metrics_delivery import DeliveryLatency
+from ..metrics.delivery import DeliveryLatency
 from ..states import ResultState
 from ..store import JobStore, ResultRow, lease_owner_id, owner_is_gone
 from .senders import OutgoingFile, Sender, close_sender, release_idle, sender_for

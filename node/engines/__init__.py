@@ -1,4 +1,4 @@
-"""Engines: one interface (:class:`node.pipeline.Engine`), several backends.
+"""Engines: one interface (:class:`node.packs.protocol.Engine`), several backends.
 
 =================  ==========================================================
 ``tensorrt``       native TensorRT, FP16, engine cached on disk (GPU)
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..logs import log
-from ..pipeline import Engine
+from ..packs.protocol import Engine
 
 __all__ = ["AUTO_ORDER", "ENGINE_NAMES", "EngineOptions", "available_engines", "create_engine"]
 

@@ -23,13 +23,13 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 from pydicom.dataset import FileMetaDataset
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
-from ..disk import DiskGuard
+from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
-from ..spool import Spool, move_durable, write_durable
+from ..store.spool import Spool, move_durable, write_durable
 from ..states import InstanceState
 from ..store import JobStore
-from ..uids import is_valid_uid
+from ..dicom.uids import is_valid_uid
 from .header import Encoded, InstanceHeader, InstanceRefused, Status, read_file_meta, read_header
 from .syntaxes import decodable_transfer_syntaxes
 from .transfers import Transfer, Transfers

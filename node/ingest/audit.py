@@ -17,7 +17,7 @@ from enum import StrEnum
 from pynetdicom.association import Association
 
 from ..logs import audit
-from ..tls import peer_common_name
+from ..dicom.tls import peer_common_name
 from .connections import remote_address
 from .titles import printable_title
 

@@ -26,8 +26,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from ..index import routing_attributes
-from ..uids import is_valid_uid
+from ..pipeline.index import routing_attributes
+from ..dicom.uids import is_valid_uid
 
 __all__ = [
     "Encoded",
@@ -69,7 +69,7 @@ class InstanceHeader:
     study_instance_uid: str
     series_instance_uid: str
     routing: Mapping[str, Any] | None = field(default=None, compare=False)
-    """Its routing attributes (:func:`node.index.routing_attributes`); ``None`` when they
+    """Its routing attributes (:func:`node.pipeline.index.routing_attributes`); ``None`` when they
     could not be read here (the indexer reads them again, and quarantines what fails)."""
 
 

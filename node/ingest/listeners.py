@@ -32,12 +32,12 @@ from typing import Any, Callable, Sequence
 from prometheus_client import Counter
 
 from ..config import Config
-from ..disk import DiskGuard
+from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
-from ..spool import Spool
+from ..store.spool import Spool
 from ..store import JobStoreContract, open_store
-from ..tls import server_context
+from ..dicom.tls import server_context
 from .peers import PeerPolicy
 from .server import IngestServer
 

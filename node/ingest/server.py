@@ -23,12 +23,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
-from ..disk import DiskGuard
+from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
-from ..spool import Spool
+from ..store.spool import Spool
 from ..store import JobStore
-from ..tls import defer_server_handshake
+from ..dicom.tls import defer_server_handshake
 from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor, OnDuplicate
 from .connections import ConnectionGate, drop_pending, remote_address, tune_connection
 from .header import Status

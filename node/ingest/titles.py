@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from pynetdicom.association import Association
 
-from ..tls import peer_common_name
+from ..dicom.tls import peer_common_name
 from .peers import PeerPolicy
 
 __all__ = [

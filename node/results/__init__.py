@@ -4,19 +4,19 @@ Every object is written into the source study with the source's patient and
 study attributes and character set, and carries the IHE AI Results "Processing
 Algorithm" item in its Contributing Equipment Sequence.
 """
-from node.results.equipment import (
+from .equipment import (
     PROCESSING_ALGORITHM,
     add_processing_algorithm,
     algorithm_identification,
     copy_character_set,
     copy_patient_and_study,
 )
-from node.results.ko import build_key_object_selection
-from node.results.planar_sr import PlanarFindingGroup, build_planar_report
-from node.results.sc import OverlaySeries, build_overlay_sc
-from node.results.seg import build_binary_seg
-from node.results.sr import FindingGroup, build_measurement_report
-from node.results.stl import build_encapsulated_stl
+from .ko import build_key_object_selection
+from .planar_sr import PlanarFindingGroup, build_planar_report
+from .sc import OverlaySeries, build_overlay_sc
+from .seg import build_binary_seg
+from .sr import FindingGroup, build_measurement_report
+from .stl import build_encapsulated_stl
 
 __all__ = [
     "PROCESSING_ALGORITHM",

@@ -19,8 +19,8 @@ from typing import Any
 from pydicom import Dataset, config
 from pydicom.valuerep import DA, DT, TM, validate_value
 
-from node.logs import log
-from node.results.equipment import PATIENT_STUDY_KEYWORDS
+from ..logs import log
+from .equipment import PATIENT_STUDY_KEYWORDS
 
 __all__ = ["repair_demographics"]
 

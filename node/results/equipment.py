@@ -23,7 +23,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import RE_VALID_UID
 
-from node.pipeline import AlgorithmInfo
+from .algorithm import AlgorithmInfo
 
 __all__ = [
     "PATIENT_STUDY_KEYWORDS",
@@ -120,7 +120,7 @@ def check_algorithm(algorithm: AlgorithmInfo) -> None:
     Raises
     ------
     TypeError
-        When ``algorithm`` is not an :class:`~node.pipeline.AlgorithmInfo`.
+        When ``algorithm`` is not an :class:`~node.packs.protocol.AlgorithmInfo`.
     ValueError
         When a field is empty, longer than a LO value allows (64 characters),
         or when ``device_uid`` is not a valid UID.

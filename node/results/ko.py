@@ -8,8 +8,8 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from node.pipeline import AlgorithmInfo
-from node.results.equipment import (
+from .algorithm import AlgorithmInfo
+from .equipment import (
     _check_positive_int,
     _check_text,
     _uid_or_new,

@@ -21,9 +21,9 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from node.frames import frame_numbers
-from node.pipeline import AlgorithmInfo
-from node.results.equipment import (
+from ..dicom.frames import frame_numbers
+from .algorithm import AlgorithmInfo
+from .equipment import (
     _check_positive_int,
     _check_text,
     _uid_or_new,
@@ -32,7 +32,7 @@ from node.results.equipment import (
     check_source_images,
     unique_instances,
 )
-from node.results.sr import assemble_report, private_schemes
+from .sr import assemble_report, private_schemes
 
 __all__ = ["GRAPHIC_TYPES", "PlanarFindingGroup", "build_planar_report", "ellipse_points"]
 

@@ -10,9 +10,9 @@ from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence as DicomSequence
 
-from node.frames import frame_number
-from node.pipeline import AlgorithmInfo
-from node.results.equipment import (
+from ..dicom.frames import frame_number
+from .algorithm import AlgorithmInfo
+from .equipment import (
     highdicom_character_set,
     _check_positive_int,
     _check_text,

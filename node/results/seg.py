@@ -10,11 +10,11 @@ from pydicom import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from node.frames import frame_source
-from node.logs import log
+from ..dicom.frames import frame_source
+from ..logs import log
 
-from node.pipeline import AlgorithmInfo
-from node.results.equipment import (
+from .algorithm import AlgorithmInfo
+from .equipment import (
     highdicom_character_set,
     add_processing_algorithm,
     algorithm_identification,
@@ -58,7 +58,7 @@ def build_binary_seg(
     ----------
     source_images:
         Single-frame images of one series, sorted along the slice normal
-        (:func:`node.pipeline.sort_slices`).
+        (:func:`node.packs.protocol.sort_slices`).
     mask:
         ``(n, rows, cols)`` bool array, ``n == len(source_images)`` and
         ``rows``/``cols`` those of the images.
@@ -153,7 +153,7 @@ def build_binary_seg(
 def seg_sources(source_images: Sequence[Dataset], mask: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
     """The images a SEG derives from, and the mask in their frame order.
 
-    Frame views of one multi-frame object (:mod:`node.frames`) become that object, with
+    Frame views of one multi-frame object (:mod:`node.dicom.frames`) become that object, with
     one mask frame per source frame (frames not analysed stay empty), so that the SEG
     references the object and its frame numbers. Sources without a Frame of Reference
     UID get one derived from their series (logged), since a SEG of cross-sectional

@@ -11,9 +11,9 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from node.frames import frame_numbers
-from node.pipeline import AlgorithmInfo
-from node.results.equipment import (
+from ..dicom.frames import frame_numbers
+from .algorithm import AlgorithmInfo
+from .equipment import (
     highdicom_character_set,
     check_concept,
     unique_instances,

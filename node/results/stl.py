@@ -17,8 +17,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
-from node.pipeline import AlgorithmInfo
-from node.results.equipment import (
+from .algorithm import AlgorithmInfo
+from .equipment import (
     _check_positive_int,
     _check_text,
     _uid_or_new,

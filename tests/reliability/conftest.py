@@ -5,7 +5,7 @@ from typing import Iterator
 
 import pytest
 
-from node.bench.services import OrthancServer
+from benchmarks.services import OrthancServer
 
 @pytest.fixture(scope="session")
 def reliability_pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:

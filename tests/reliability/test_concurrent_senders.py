@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from node.bench.faults import report_text, run_concurrent_senders
+from benchmarks.faults import report_text, run_concurrent_senders
 from tests.reliability import SEED
 
 pytestmark = pytest.mark.e2e

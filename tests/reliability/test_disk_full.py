@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from node.bench.faults import report_text, run_disk_full
+from benchmarks.faults import report_text, run_disk_full
 from tests.reliability import SEED
 
 pytestmark = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.bench.faults import report_text, run_fuzz
+from benchmarks.faults import report_text, run_fuzz
 from tests.reliability import SEED
 
 pytestmark = pytest.mark.e2e

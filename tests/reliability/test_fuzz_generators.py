@@ -1,4 +1,4 @@
-"""The fuzz generators (``node.bench.fuzz``): seeded, covering every family, from both the
+"""The fuzz generators (``benchmarks.fuzz``): seeded, covering every family, from both the
 project's phantoms and real pydicom-data files; fast, no services."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pydicom
 from pydicom.filereader import read_file_meta_info
 
-from node.bench.fuzz import DATASET_MUTATIONS, dataset_cases, garbage_pdus, series_cases
+from benchmarks.fuzz import DATASET_MUTATIONS, dataset_cases, garbage_pdus, series_cases
 from models.phantoms.head_ct import generate_head_ct
 
 

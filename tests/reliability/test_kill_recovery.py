@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.bench.faults import run_kill_trials, report_text
+from benchmarks.faults import run_kill_trials, report_text
 from tests.reliability import SEED
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.bench.faults import report_text, run_pacs_outage
+from benchmarks.faults import report_text, run_pacs_outage
 from tests.reliability import SEED
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,334 @@
+"""The runner: claims queued jobs under a lease and runs them in worker processes.
+
+A claimed job is ``running`` with a lease held by this process (``host:pid:token``),
+renewed while its worker runs. If this process dies, the next start (or any other
+runner, once the lease runs out) queues the job again; a worker's outcome that arrives
+after its lease was lost is dropped, so a job is never recorded twice.
+
+While no job needs it, a worker reads ahead: it runs a slice-wise model on the slices of
+a series still arriving (see :func:`node.worker.read_ahead`).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+from ..config import Config
+from ..logs import log
+from ..metrics import STAGES, Metrics
+from .route import Router
+from ..store.spool import Spool
+from ..states import FailureStage, JobState, SeriesState
+from ..store import JobStore, lease_owner_id, owner_is_gone
+from ..worker import JobOutcome, JobSpec, ReadAheadOutcome, init_worker, read_ahead, run_job, warm_up
+
+__all__ = ["Runner"]
+
+_logger = logging.getLogger("ainode.runner")
+
+_READ_AHEAD_BATCH = 32
+"""Most files sent to a worker in one read-ahead (a job claimed meanwhile waits for at most one such batch)."""
+
+
+class Runner:
+    """A thread feeding jobs to a pool of worker processes, one job per worker at a time."""
+
+    def __init__(
+        self, config: Config, store: JobStore, spool: Spool, metrics: Metrics,
+        on_written: Callable[[], None] = lambda: None, workers: int | None = None,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._spool = spool
+        self._metrics = metrics
+        self._on_written = on_written
+        self._workers = workers or config.runner.workers
+        self._lease_seconds = config.runner.lease_seconds
+        self._owner = lease_owner_id()
+        self._handover: Any = None
+        self._destinations: dict[int, list[str]] = {}
+        self._pool = self._new_pool()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._running: dict[int, Future[JobOutcome]] = {}
+        self._router = Router(config.routes)
+        self._filed = threading.Event()
+        self._reading: Future[ReadAheadOutcome] | None = None
+        self._read_paths: dict[tuple[str, str], set[str]] = {}  # (series UID, model) → files sent to read ahead
+        self._given_up: set[tuple[str, str]] = set()  # (series UID, model) whose read-ahead failed: the job reads
+        self._not_slice_wise: set[str] = set()  # models whose pack said it does not read ahead
+        self._renewed_at = 0.0
+        self._watch: Any = None
+        self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
+        self._handover_thread = threading.Thread(target=self._take_handovers, name="runner-handover", daemon=True)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        self._handover = context.Queue()  # a new one with every pool: a killed worker may have broken the old
+        return ProcessPoolExecutor(self._workers, mp_context=context,
+                                   initializer=init_worker, initargs=(os.getpid(), self._handover))
+
+    def start(self) -> None:
+        released = self._store.release_job_leases(lambda owner, _until: owner_is_gone(owner))
+        if released:
+            log(_logger, logging.WARNING, "jobs of a stopped node queued again", jobs=released)
+        self._warm_up()
+        self._watch = self._store.watch({"jobs": self.wake})  # jobs an ingest node sharing the store queued
+        self._thread.start()
+        self._handover_thread.start()
+
+    def _warm_up(self) -> None:
+        """Start the worker and load every routed model's engine while no series waits."""
+        models = dict.fromkeys(route.model for route in self._config.routes)
+        specs = [self._spec({"id": 0, "model": name, "series_uid": ""}) for name in models]
+        if not specs:
+            return
+        future = self._pool.submit(warm_up, specs)
+
+        def _report(done: Future[list[str]]) -> None:
+            try:
+                lines = done.result()
+                log(_logger, logging.INFO, "models loaded", engines=lines)
+                for model, _, engine in (line.partition(": ") for line in lines):
+                    if engine and not engine.startswith("not loaded"):
+                        self._metrics.engine_info.labels(model, engine).set(1)
+                        self._metrics.inference_seconds.labels(model, engine)  # at 0 before the first job
+            except Exception as exc:
+                log(_logger, logging.WARNING, "model warm-up failed", reason=repr(exc))
+
+        future.add_done_callback(_report)
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        if self._handover_thread.is_alive():
+            self._handover_thread.join(timeout=2)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Tell the runner there are new jobs."""
+        self._wake.set()
+
+    def instances_filed(self) -> None:
+        """Tell the runner instances were filed: slices of an arriving series may be read ahead.
+
+        Wakes the runner only when a routed model may read ahead and no read-ahead is under
+        way (its end wakes it): filing an instance must not cost the ingest a job-store query.
+        """
+        if not self._config.runner.read_ahead or not self._may_read_ahead():
+            return
+        self._filed.set()
+        reading = self._reading
+        if reading is None or reading.done():
+            self._wake.set()
+
+    def _may_read_ahead(self) -> bool:
+        """Whether a routed model is not known to work on whole volumes only."""
+        return any(route.model not in self._not_slice_wise for route in self._config.routes)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self._collect()
+                self._keep_leases()
+                self._submit()
+                self._read_ahead()
+            except Exception as exc:
+                log(_logger, logging.ERROR, "runner error", reason=repr(exc))
+            self._wake.wait(timeout=min(0.5, self._lease_seconds / 4))
+
+    def _keep_leases(self) -> None:
+        """Renew this runner's leases; take back jobs whose owner's lease ran out."""
+        now = time.time()
+        if now - self._renewed_at < self._lease_seconds / 4:
+            return
+        self._renewed_at = now
+        self._store.renew_job_leases(self._owner, list(self._running), self._lease_seconds)
+        expired = self._store.release_job_leases(
+            lambda owner, until: owner != self._owner and (until < now or owner_is_gone(owner)))
+        if expired:
+            log(_logger, logging.WARNING, "jobs whose worker was lost queued again", jobs=expired)
+
+    def _submit(self) -> None:
+        free = self._workers - len(self._running)
+        for job in self._store.claim_jobs(self._owner, free, self._lease_seconds):
+            try:
+                spec = self._spec(job)
+            except Exception as exc:  # a job that cannot even be described must not block the queue
+                self._fail(job, JobOutcome(job["id"], False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
+                continue
+            self._observe_queue_wait(job)
+            log(_logger, logging.INFO, "job started", job_id=job["id"], model=job["model"],
+                series_uid=job["series_uid"], instances=len(spec.instance_paths), run=job["runs"])
+            try:
+                future = self._pool.submit(run_job, spec)
+            except BrokenProcessPool:
+                self._pool = self._new_pool()
+                future = self._pool.submit(run_job, spec)
+            future.add_done_callback(lambda _f: self._wake.set())
+            self._destinations[job["id"]] = list(job["destinations"])
+            self._running[job["id"]] = future
+
+    def _read_ahead(self) -> None:
+        """Send the newly filed slices of one arriving series to a worker no job needs (one at a time)."""
+        if self._reading is not None:
+            if not self._reading.done():
+                return  # its end wakes the runner, and the slices filed meanwhile go next
+            self._note_read_ahead(self._reading)
+            self._reading = None
+        if not self._filed.is_set() or len(self._running) >= self._workers:
+            return
+        self._filed.clear()
+        arriving = self._store.series_in_state(SeriesState.RECEIVED)
+        live = {series.series_uid for series in arriving}
+        for key in [key for key in self._read_paths if key[0] not in live]:
+            del self._read_paths[key]
+        self._given_up = {key for key in self._given_up if key[0] in live}
+        for series in arriving:
+            for model in dict.fromkeys(route.model for route in self._router.matching(series.attrs)):
+                if model in self._not_slice_wise or (series.series_uid, model) in self._given_up:
+                    continue
+                sent = self._read_paths.setdefault((series.series_uid, model), set())
+                paths = [i.path for i in self._store.series_instances(series.series_uid) if i.path not in sent]
+                if not paths:
+                    continue
+                paths = paths[:_READ_AHEAD_BATCH]
+                try:
+                    spec = replace(self._spec({"id": 0, "model": model, "series_uid": series.series_uid}),
+                                   instance_paths=tuple(paths))
+                except Exception:  # the job will say why (its 'spec' stage)
+                    self._not_slice_wise.add(model)
+                    continue
+                sent.update(paths)
+                try:
+                    self._reading = self._pool.submit(read_ahead, spec)
+                except (BrokenProcessPool, RuntimeError):
+                    return  # the next job's submission replaces the pool
+                self._reading.add_done_callback(lambda _done: self._wake.set())
+                self._filed.set()  # more may wait: look again when this one ends
+                return
+
+    def _note_read_ahead(self, done: Future[ReadAheadOutcome]) -> None:
+        """Learn from a finished read-ahead: a model that does not read ahead, a series given up, slices read."""
+        try:
+            outcome = done.result()
+        except Exception:  # the worker died: the runner's next submission finds out
+            return
+        if not outcome.slice_wise:
+            self._not_slice_wise.add(outcome.model)
+        elif outcome.reason:
+            self._given_up.add((outcome.series_uid, outcome.model))
+            log(_logger, logging.INFO, "read-ahead failed; the job reads the series itself",
+                model=outcome.model, series_uid=outcome.series_uid, reason=outcome.reason)
+        elif outcome.images:
+            self._metrics.slices_read_ahead.labels(outcome.model).inc(outcome.images)
+
+    def _take_handovers(self) -> None:
+        """Queue each object a worker has saved for delivery at once (the job still running).
+
+        An object handed over after its job was finished, failed or lost is left alone:
+        :meth:`JobStore.job_written` queues every object of a written job anyway.
+        """
+        while not self._stop.is_set():
+            try:
+                job_id, sop_uid, sop_class, path = self._handover.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError, ValueError):  # the pool (and its queue) is being replaced
+                time.sleep(0.1)
+                continue
+            destinations = self._destinations.get(job_id)
+            if not destinations:
+                continue
+            try:
+                if self._store.result_written(job_id, (sop_uid, sop_class, path), destinations, owner=self._owner):
+                    self._on_written()
+            except Exception as exc:  # the job's outcome queues it again
+                log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))
+
+    def _observe_queue_wait(self, job: dict[str, Any]) -> None:
+        """``queue`` stage: from the job's latest ``queued`` event to its claim (now)."""
+        try:
+            queued = [e["at"] for e in self._store.job_events(job["id"]) if e["state"] == JobState.QUEUED]
+        except Exception as exc:  # a metric must never stop a job
+            log(_logger, logging.WARNING, "queue wait not measured", job_id=job["id"], reason=type(exc).__name__)
+            return
+        if queued:
+            self._metrics.observe_stage("queue", job["model"], float(job["updated_at"]) - queued[-1])
+
+    def _spec(self, job: dict[str, Any]) -> JobSpec:
+        model = self._config.model(job["model"])
+        # a study job reads every series its study route required, in requirement order
+        series = self._store.job_series(job["id"]) if job["id"] else []
+        paths = tuple(i.path for uid in series for i in self._store.series_instances(uid))
+        return JobSpec(
+            job_id=job["id"], model=model.name, pack=model.pack,
+            weights=str(model.weights) if model.weights else None, engine=model.engine,
+            batch_size=model.batch_size, instance_paths=paths, series_uid=job["series_uid"],
+            out_dir=str(self._spool.result_dir(job["id"])) if job["id"] else "",
+            engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
+            triton_url=model.triton_url, triton_model=model.triton_model,
+            hand_over=self._config.egress.deliver_as_written,
+        )
+
+    def _collect(self) -> None:
+        for job_id, future in list(self._running.items()):
+            if not future.done():
+                continue
+            del self._running[job_id]
+            job = self._store.get_job(job_id)
+            self._destinations.pop(job_id, None)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker process died
+                outcome = JobOutcome(job_id, False, FailureStage.WORKER, f"worker process failed: {exc!r}")
+                if isinstance(exc, BrokenProcessPool):
+                    self._pool = self._new_pool()
+            if job is not None:
+                self._finish(job, outcome)
+
+    def _fail(self, job: dict[str, Any], outcome: JobOutcome) -> None:
+        stage = outcome.stage or FailureStage.WORKER
+        if not self._store.fail_job(job["id"], stage, outcome.reason or "unknown", engine=outcome.engine,
+                                    owner=self._owner):
+            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=job["id"])
+            return
+        self._metrics.job_failures.labels(job["model"], stage.value).inc()
+        log(_logger, logging.ERROR, "job failed", job_id=job["id"], model=job["model"], stage=stage.value,
+            reason=outcome.reason, traceback=outcome.summary.get("traceback"))
+
+    def _finish(self, job: dict[str, Any], outcome: JobOutcome) -> None:
+        model = job["model"]
+        engine = outcome.engine or "none"
+        if outcome.engine:
+            self._metrics.engine_info.labels(model, engine).set(1)
+        if not outcome.ok:
+            self._fail(job, outcome)
+            return
+        if not self._store.job_written(outcome.job_id, outcome.results, job["destinations"], engine=outcome.engine,
+                                       timings=outcome.stage_seconds, owner=self._owner):
+            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=outcome.job_id)
+            return
+        self._metrics.inference_seconds.labels(model, engine).observe(outcome.inference_seconds)
+        self._metrics.pipeline_seconds.labels(model).observe(outcome.total_seconds)
+        for stage, seconds in outcome.stage_seconds.items():
+            if stage in STAGES:
+                self._metrics.observe_stage(stage, model, seconds)
+        log(_logger, logging.INFO, "job written", job_id=outcome.job_id, model=model, engine=engine,
+            objects=len(outcome.results), inference_seconds=round(outcome.inference_seconds, 3),
+            total_seconds=round(outcome.total_seconds, 3),
+            stages={k: round(v, 3) for k, v in outcome.stage_seconds.items()}, **outcome.summary)
+        self._on_written()
