@@ -15,7 +15,7 @@ from node.config import Config, DestinationConfig, EgressConfig
 from node.egress.associations import AssociationPool
 from node.egress.dimse import DimseSender
 from node.egress.outbox import Outbox
-from node.egress.senders import OutgoingFile
+from node.store import ResultObject
 from node.ingest.connections import raw_socket
 from node.metrics import Metrics
 from node.states import JobState, SeriesState
@@ -68,12 +68,12 @@ def scp():
     server.stop()
 
 
-def _files(small_head_ct) -> list[OutgoingFile]:
+def _files(small_head_ct) -> list[ResultObject]:
     _, paths = small_head_ct
     out = []
     for path in paths:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        out.append(OutgoingFile(str(path), str(ds.SOPClassUID), str(ds.SOPInstanceUID), "head-ct-hematoma"))
+        out.append(ResultObject(str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(path), "head-ct-hematoma"))
     return out
 
 

@@ -17,7 +17,8 @@ from dicomweb_client import DICOMwebClient
 
 from ..config import DestinationConfig
 from .credentials import CredentialError, basic_auth, bearer_token
-from .senders import DeliveryOutcome, OutgoingFile
+from ..store.rows import ResultObject
+from .delivery import DeliveryOutcome
 
 __all__ = ["DicomwebSender"]
 
@@ -55,7 +56,7 @@ class DicomwebSender:
         self._destination = destination
         self._timeout = timeout
 
-    def send(self, files: Sequence[OutgoingFile]) -> DeliveryOutcome:
+    def send(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
         errors: dict[str, str | None] = {}
         try:
             session = self._session()
@@ -95,7 +96,7 @@ class DicomwebSender:
         return session
 
     def _store(
-        self, client: DICOMwebClient, datasets: list[tuple[OutgoingFile, pydicom.Dataset]],
+        self, client: DICOMwebClient, datasets: list[tuple[ResultObject, pydicom.Dataset]],
     ) -> tuple[dict[str, str | None], str | None]:
         """Post one request; per path its outcome, and the reason to stop when the endpoint failed."""
         paths_by_uid = {str(ds.SOPInstanceUID): item.path for item, ds in datasets}
@@ -119,9 +120,9 @@ class DicomwebSender:
         return _per_instance(response, paths_by_uid, unmentioned="not acknowledged in the STOW-RS response"), None
 
 
-def _batches(files: Sequence[OutgoingFile]) -> list[list[OutgoingFile]]:
+def _batches(files: Sequence[ResultObject]) -> list[list[ResultObject]]:
     """``files`` in order, cut into requests of at most :data:`_MAX_REQUEST_BYTES`."""
-    batches: list[list[OutgoingFile]] = []
+    batches: list[list[ResultObject]] = []
     size = 0
     for item in files:
         try:

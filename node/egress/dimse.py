@@ -11,7 +11,8 @@ from ..config import DestinationConfig
 from ..ingest import REQUESTOR_HANDLERS
 from ..dicom.tls import client_context
 from .associations import AssociationPool
-from .senders import DeliveryOutcome, OutgoingFile
+from ..store.rows import ResultObject
+from .delivery import DeliveryOutcome
 
 __all__ = ["DimseSender", "send_files"]
 
@@ -39,7 +40,7 @@ class DimseSender:
         """The kept association of this destination (``None``: one association per batch)."""
         return self._pool
 
-    def send(self, files: Sequence[OutgoingFile]) -> DeliveryOutcome:
+    def send(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
         if self._pool is None:
             return send_files(self._destination, self._calling_ae, [(f.path, f.sop_class_uid) for f in files],
                               timeout=self._timeout)

@@ -18,7 +18,8 @@ from orthanc_api_client import exceptions as orthanc_errors
 from ..config import DestinationConfig
 from ..logs import log
 from .credentials import CredentialError, basic_auth
-from .senders import DeliveryOutcome, OutgoingFile
+from ..store.rows import ResultObject
+from .delivery import DeliveryOutcome
 
 __all__ = ["OrthancSender", "labels_supported", "study_label"]
 
@@ -51,7 +52,7 @@ class OrthancSender:
         self._destination = destination
         self._timeout = timeout
 
-    def send(self, files: Sequence[OutgoingFile]) -> DeliveryOutcome:
+    def send(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
         try:
             auth = basic_auth(self._destination)
         except CredentialError as exc:
@@ -76,7 +77,7 @@ class OrthancSender:
         finally:
             client.close()
 
-    def _upload(self, client: OrthancApiClient, item: OutgoingFile) -> tuple[str | None, str | None, str | None]:
+    def _upload(self, client: OrthancApiClient, item: ResultObject) -> tuple[str | None, str | None, str | None]:
         """One file: ``(error, Orthanc study ID, reason to stop)``."""
         try:
             data = Path(item.path).read_bytes()

@@ -13,8 +13,9 @@ from ..logs import audit, log
 from ..metrics import Metrics
 from ..metrics.delivery import DeliveryLatency
 from ..states import ResultState
-from ..store import JobStore, ResultRow, lease_owner_id, owner_is_gone
-from .senders import OutgoingFile, Sender, close_sender, release_idle, sender_for
+from ..store import JobStore, lease_owner_id, owner_is_gone
+from .delivery import Sender
+from .senders import close_sender, release_idle, sender_for
 
 __all__ = ["Outbox", "backoff_delay"]
 
@@ -90,7 +91,7 @@ class Outbox:
         due = self._store.claim_due_results(destination.name, self._owner, self._clock(), lease)
         if not due:
             return 0
-        outcome = self._senders[destination.name].send(self._outgoing(due))
+        outcome = self._senders[destination.name].send([row.object for row in due])
         for row in due:
             error = outcome.errors.get(row.path, "not sent")
             if error is None:
@@ -117,14 +118,6 @@ class Outbox:
             log(_logger, logging.INFO, "results delivered", destination=destination.name, count=delivered,
                 jobs=sorted({r.job_id for r in due}))
         return len(due)
-
-    def _outgoing(self, due: list[ResultRow]) -> list[OutgoingFile]:
-        """The claimed rows as the sender sees them, each with the model of its job."""
-        models: dict[int, str] = {}
-        for job_id in {r.job_id for r in due}:
-            job = self._store.get_job(job_id)
-            models[job_id] = str(job["model"]) if job else ""
-        return [OutgoingFile(r.path, r.sop_class_uid, r.sop_instance_uid, models[r.job_id]) for r in due]
 
     def _run(self, destination: DestinationConfig) -> None:
         wake = self._wakes[destination.name]

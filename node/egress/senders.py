@@ -1,59 +1,11 @@
-"""What every destination type provides to the outbox: one :class:`Sender` per destination.
-
-The outbox claims due results, hands them to its destination's sender as
-:class:`OutgoingFile` items and gets back a :class:`DeliveryOutcome` (per file: ``None``
-when stored, else why not); retries, backoff and dead letters stay in the outbox, the
-same for every type. The type of a ``[[destinations]]`` entry picks its sender here, in
-:func:`sender_for`, and nowhere else.
-"""
+"""The sender for each destination type: a ``[[destinations]]`` entry's type picks its
+:class:`~node.egress.delivery.Sender` here, in :func:`sender_for`, and nowhere else."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
-
 from ..config import DestinationConfig
+from .delivery import Sender
 
-__all__ = ["DeliveryOutcome", "OutgoingFile", "Sender", "close_sender", "release_idle", "sender_for"]
-
-
-@dataclass(frozen=True)
-class OutgoingFile:
-    """One result object to deliver.
-
-    Attributes
-    ----------
-    path
-        The DICOM file as written by the result writer (Part 10, with its file meta).
-    sop_class_uid, sop_instance_uid
-        Of the object in the file.
-    model
-        The model (route ``model``) whose job made it; a destination may tag the study
-        with it (Orthanc labels).
-    """
-
-    path: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    model: str
-
-
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    """Per file path: ``None`` when stored, else the reason it was not."""
-
-    errors: dict[str, str | None]
-
-
-class Sender(Protocol):
-    """Delivers files to one destination; one instance per destination, used by one thread."""
-
-    def send(self, files: Sequence[OutgoingFile]) -> DeliveryOutcome:
-        """Try to store every file once; never raises for a delivery problem.
-
-        Every path of ``files`` is a key of the result: a file missing from it counts as
-        not sent.
-        """
-        ...
+__all__ = ["close_sender", "release_idle", "sender_for"]
 
 
 def sender_for(destination: DestinationConfig, *, calling_ae: str, timeout: float, idle_seconds: float = 0.0) -> Sender:
@@ -71,8 +23,7 @@ def sender_for(destination: DestinationConfig, *, calling_ae: str, timeout: floa
         DIMSE: keep the association open this long between deliveries
         (``[egress] association_idle_seconds``; 0: one association per batch).
     """
-    # The implementations import this module for the types above, so they are imported
-    # here; the HTTP clients are only loaded when a destination of their type exists.
+    # The HTTP clients are only loaded when a destination of their type exists.
     if destination.type == "dimse":
         from .dimse import DimseSender
 

@@ -19,7 +19,7 @@ from .database import SqliteDatabase
 from .instances import InstanceQueries
 from .leases import lease_owner_id, owner_is_gone
 from .results import ResultQueries
-from .rows import InstanceRow, ResultRow, SeriesRow
+from .rows import InstanceRow, ResultObject, ResultRow, SeriesRow
 from .series import SeriesQueries
 from .studies import StudyQueries
 
@@ -27,6 +27,7 @@ __all__ = [
     "InstanceRow",
     "JobStore",
     "JobStoreContract",
+    "ResultObject",
     "ResultRow",
     "SeriesRow",
     "SqliteJobStore",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from ..states import FailureStage, InstanceState, JobState, SeriesState, StudyRouteState
-from .rows import InstanceRow, ResultRow, SeriesRow
+from .rows import InstanceRow, ResultObject, ResultRow, SeriesRow
 
 __all__ = ["JobStoreContract"]
 
@@ -64,10 +64,10 @@ class JobStoreContract(Protocol):
     def release_job_leases(self, should_release: Callable[[str, float], bool]) -> list[int]: ...
     def fail_job(self, job_id: int, stage: FailureStage, reason: str, *, engine: str | None = None,
                  owner: str | None = None) -> bool: ...
-    def job_written(self, job_id: int, results: Sequence[tuple[str, str, str]], destinations: Sequence[str],
+    def job_written(self, job_id: int, results: Sequence[ResultObject], destinations: Sequence[str],
                     engine: str | None = None, timings: Mapping[str, float] | None = None, *,
                     owner: str | None = None) -> bool: ...
-    def result_written(self, job_id: int, result: tuple[str, str, str], destinations: Sequence[str], *,
+    def result_written(self, job_id: int, result: ResultObject, destinations: Sequence[str], *,
                        owner: str | None = None) -> bool: ...
     def rerun_job(self, job_id: int, reason: str = ...) -> bool: ...
 

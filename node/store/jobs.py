@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..states import FailureStage, JobState, ResultState
 from .dialect import Connection, StoreDatabase
+from .rows import ResultObject
 
 __all__ = ["JobQueries"]
 
@@ -101,10 +102,10 @@ class JobQueries(StoreDatabase):
         return True
 
     def job_written(
-        self, job_id: int, results: Sequence[tuple[str, str, str]], destinations: Sequence[str],
+        self, job_id: int, results: Sequence[ResultObject], destinations: Sequence[str],
         engine: str | None = None, timings: Mapping[str, float] | None = None, *, owner: str | None = None,
     ) -> bool:
-        """Mark a job written and queue each ``(sop_uid, sop_class, path)`` for each destination.
+        """Mark a job written and queue each of its result objects for each destination.
 
         Returns False (and changes nothing) when ``owner`` no longer holds the job: its
         lease ran out and the job was queued again, so this outcome is stale.
@@ -123,9 +124,9 @@ class JobQueries(StoreDatabase):
         return True
 
     def result_written(
-        self, job_id: int, result: tuple[str, str, str], destinations: Sequence[str], *, owner: str | None = None,
+        self, job_id: int, result: ResultObject, destinations: Sequence[str], *, owner: str | None = None,
     ) -> bool:
-        """Queue one ``(sop_uid, sop_class, path)`` of a still running job for each destination.
+        """Queue one result object of a still running job for each destination.
 
         The worker writes a job's objects one after another; each is delivered while the
         next is written. :meth:`job_written` later queues them all again (a no-op for
@@ -139,10 +140,10 @@ class JobQueries(StoreDatabase):
         return True
 
     def _queue_results(
-        self, db: Connection, job_id: int, results: Sequence[tuple[str, str, str]], destinations: Sequence[str],
+        self, db: Connection, job_id: int, results: Sequence[ResultObject], destinations: Sequence[str],
         now: float,
     ) -> None:
-        for sop_uid, sop_class, path in results:
+        for sop_uid, sop_class, path, *_ in results:
             for dest in destinations:
                 db.execute(
                     "INSERT INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination,"

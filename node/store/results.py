@@ -12,7 +12,8 @@ from .rows import ResultRow
 __all__ = ["ResultQueries"]
 
 _RESULT_COLUMNS = (
-    "id, job_id, sop_instance_uid, sop_class_uid, path, destination, state, attempts, next_attempt_at, last_error"
+    "id, job_id, sop_instance_uid, sop_class_uid, path, destination, state, attempts, next_attempt_at, last_error,"
+    " (SELECT model FROM jobs WHERE jobs.id = results.job_id) AS model"
 )
 
 
