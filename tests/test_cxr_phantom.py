@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from models.cxr_nodule.radiograph import read_radiograph, to_model
+from models.radiograph import read_radiograph, to_model
 from models.phantoms.cxr import DX_FOR_PRESENTATION, FIELD_MM, add_cli_arguments, generate_cxr, run_cli, write_phantom
 from dicom_validation import dciodvfy_errors
 

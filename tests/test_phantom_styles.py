@@ -7,7 +7,7 @@ import pytest
 
 from dicom_validation import dciodvfy_errors
 from models.brain_mr.preprocess import series_geometry, series_volume
-from models.cxr_nodule.radiograph import read_radiograph
+from models.radiograph import read_radiograph
 from models.phantoms import brain_mr, cxr, head_ct
 from models.phantoms.brain_mr import generate_brain_mr
 from models.phantoms.cxr import generate_cxr

@@ -9,7 +9,7 @@ from pydicom.data import get_testdata_file
 
 from models.cxr_nodule.pack import CXRNodulePack
 from models.cxr_nodule.preprocess import model_input
-from models.cxr_nodule.radiograph import normalise, read_radiograph, resample, to_model
+from models.radiograph import normalise, read_radiograph, resample, to_model
 from node.dicom.reduced_decode import _level, decode_reduced
 
 

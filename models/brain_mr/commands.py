@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models.train_log import TrainLog
+from models.training.log import TrainLog
 
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from models.train_log import TrainLog
+from models.training.log import TrainLog
 
 __all__ = [
     "TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "format_cross_family", "format_report",

@@ -24,7 +24,7 @@ import pydicom
 from scipy import ndimage
 
 from models.cxr_nodule.preprocess import MODEL_SIZE
-from models.cxr_nodule.radiograph import pixel_spacing_mm, read_radiograph, resample
+from models.radiograph import pixel_spacing_mm, read_radiograph, resample
 
 __all__ = ["load_labelled"]
 

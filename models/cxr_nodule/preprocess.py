@@ -3,7 +3,7 @@
 Input ``image`` ``(N, 2, S, S)`` float32 (``S`` = the model's input size, from its
 ``model.json``: 256 or 512): each radiograph read as dense = high (MONOCHROME1 inverted),
 padded to a square, resampled to S x S and percentile-normalised
-(:mod:`models.cxr_nodule.radiograph`) in channel 0; channel 1 is its local detail,
+(:mod:`models.radiograph`) in channel 0; channel 1 is its local detail,
 ``clip(DETAIL_GAIN x (x - gaussian(x, sigma)), -1, 1)`` with ``sigma = DETAIL_SIGMA x S /
 256`` model pixels (the same 5 mm on the detector at every input size), the high-pass in
 which nodule-sized blobs stand out from the lung background (the way radiographs are
@@ -22,7 +22,7 @@ from pydicom import Dataset
 from scipy import ndimage
 
 from models.cxr_nodule.findings import Detection, NoduleFindings, detect_components
-from models.cxr_nodule.radiograph import Geometry, to_model
+from models.radiograph import Geometry, to_model
 
 __all__ = [
     "DETAIL_GAIN", "DETAIL_SIGMA", "INPUT_NAME", "MODEL_SIZE", "OUTPUT_NAME",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.train_log import TrainLog
+from models.training.log import TrainLog
 
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "load_labelled", "run_eval", "run_train"]
 
@@ -26,7 +26,7 @@ def load_labelled(csv_path: Path):
     import pydicom
 
     from .preprocess import MODEL_SIZE
-    from models.cxr_nodule.radiograph import to_model
+    from models.radiograph import to_model
 
     images, labels, truth = [], [], []
     with Path(csv_path).open(encoding="utf-8", newline="") as handle:

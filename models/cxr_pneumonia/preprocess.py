@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from models.cxr_nodule.radiograph import to_model
-from models.cxr_nodule.radiograph import Geometry, patient_side
+from models.radiograph import to_model
+from models.radiograph import Geometry, patient_side
 from models.cxr_pneumonia.cam import cam, hot_region, zone_of_row
 from models.cxr_pneumonia.findings import PneumoniaFinding, PneumoniaFindings
 

@@ -8,15 +8,13 @@ Seeds never overlap between the uses of phantoms:
 
 Phantom ``s`` has pneumonia when ``s`` is even, one nodule (a distractor) when
 ``s % 5 == 0``, and is MONOCHROME1 when ``(s // 2)`` is odd. Images go through the
-node's own preprocessing (:func:`models.cxr_nodule.radiograph.to_model` on the DICOM
+node's own preprocessing (:func:`models.radiograph.to_model` on the DICOM
 dataset). The ONNX graph has one input ``image`` and two outputs, ``probability`` and
 ``features`` (the last convolutional block); the linear head's weights and bias go into
 ``model.json`` for the numpy CAM.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,13 +24,17 @@ import numpy as np
 from tqdm import tqdm
 from pydicom.uid import generate_uid
 
-from models.cxr_nodule.radiograph import patient_side, to_model
+from models.radiograph import patient_side, to_model
 from models.cxr_pneumonia.cam import zone_of_row
 from models.cxr_pneumonia.preprocess import (
     FEATURES_NAME, INPUT_NAME, MODEL_SIZE, PROBABILITY_NAME, postprocess,
 )
 from models.phantoms.cxr import generate_cxr
-from models.onnx_export import export_onnx as _export_onnx
+from models.training import (
+    adamw, dated_version, epoch_batches, one_cycle, onnx_session, optimise, parameter_count, quiet, save_weights,
+    seed_torch, write_json,
+)
+from models.training import export_onnx as _export_onnx
 
 __all__ = ["TEST_SEED_BASE", "VAL_SEED_BASE", "EvalReport", "evaluate", "make_data", "phantom_for_seed", "roc_auc", "train"]
 
@@ -99,11 +101,9 @@ def evaluate(model_path: Path, seeds: Sequence[int], *, head_weights: np.ndarray
              data=None, styles: bool = False) -> EvalReport:
     """AUC, sensitivity/specificity at ``threshold`` (Youden-optimal when ``None``), heatmap location,
     on ``data`` or the phantoms of ``seeds`` (``styles``: with randomised styles)."""
-    import onnxruntime as ort
-
     started = time.perf_counter()
     images, labels, truth = data if data is not None else make_data(seeds, styles=styles)
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    session = onnx_session(model_path)
     probs, located = [], []
     for image, (side, zone, ds) in tqdm(list(zip(images, truth)), desc="evaluating", unit="image", leave=False,
                                         disable=None):
@@ -148,31 +148,22 @@ def fit(images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int 
 
     from models.cxr_pneumonia.net import PneumoniaNet
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rng = seed_torch(seed, threads)
     net = PneumoniaNet()
-    optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
+    optimiser = adamw(net.parameters(), learning_rate)
     steps = max(1, len(images) // batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps)
+    scheduler = one_cycle(optimiser, learning_rate, epochs * steps)
     loss_value = float("nan")
     for epoch in range(epochs):
-        order = rng.permutation(len(images))
         total = 0.0
         net.train()
-        for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+        for idx in epoch_batches(rng, len(images), batch_size, steps):
             batch = images[idx].astype(np.float32)
             shift = rng.integers(-8, 9, 2)
             batch = np.roll(batch, tuple(shift), axis=(1, 2))
             x = torch.from_numpy(batch)[:, None]
             y = torch.from_numpy(labels[idx].astype(np.float32))[:, None]
-            loss = F.binary_cross_entropy_with_logits(net.logit(x), y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            total += float(loss.detach())
+            total += optimise(optimiser, scheduler, F.binary_cross_entropy_with_logits(net.logit(x), y))
         loss_value = total / steps
         if log:
             log(f"  epoch {epoch + 1}/{epochs} loss {loss_value:.4f}")
@@ -195,13 +186,11 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
     dict
         The ``model.json`` written beside ``model.onnx`` in ``out_dir``.
     """
-    import torch
-
     if seed + phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError("training seeds must stay below TEST_SEED_BASE")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = log or (lambda _m: None)
+    log = quiet(log)
     t0 = time.perf_counter()
     train_seeds = list(range(seed, seed + phantoms))
     if data is None:
@@ -228,7 +217,7 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
     training_seconds = time.perf_counter() - t1
     model_path = out_dir / "model.onnx"
     export_onnx(net, model_path)
-    torch.save(net.state_dict(), out_dir / "model.pt")
+    save_weights(net, out_dir / "model.pt")
     weight = net.head.weight.detach().numpy().reshape(-1)
     bias = float(net.head.bias.detach().numpy().reshape(-1)[0])
     threshold = 0.5
@@ -244,7 +233,7 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
                                                      styles=True))
     meta = {
         "name": MODEL_NAME,
-        "version": version or f"0.1.0-phantom+{_dt.date.today():%Y%m%d}",
+        "version": dated_version(version),
         "device_uid": generate_uid(prefix="2.25."),
         "channels": list(net.channels),
         "input": {"name": INPUT_NAME, "shape": ["N", 1, MODEL_SIZE, MODEL_SIZE]},
@@ -264,9 +253,9 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
             "generation_seconds": round(generation_seconds, 1),
             "training_seconds": round(training_seconds, 1),
             "final_loss": round(final_loss, 5),
-            "parameters": int(sum(p.numel() for p in net.parameters())),
+            "parameters": parameter_count(net),
         },
         "metrics": metrics,
     }
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out_dir / "model.json", meta)
     return meta

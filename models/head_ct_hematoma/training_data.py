@@ -1,0 +1,59 @@
+"""Training slices of the head CT hematoma classifier: sampled phantom slices, grid-aligned crops."""
+from __future__ import annotations
+
+import numpy as np
+
+from models.head_ct_hematoma.findings import HEMATOMA
+from models.head_ct_hematoma.preprocess import window
+from models.phantoms.head_ct import generate_head_ct
+
+__all__ = ["CROP", "GRID", "crop_batch", "training_slices"]
+
+CROP = 256
+"""Edge of a training crop (pixels)."""
+GRID = 16
+"""Edge of one classified patch (pixels)."""
+
+
+def training_slices(
+    seeds: range, slices: int, extra: int, rng: np.random.Generator, styles: bool = False,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """HU slices (int16) and patch labels sampled from the training phantoms."""
+    hu_out, lab_out = [], []
+    for s in seeds:
+        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0, styles=styles)
+        hem = (phantom.patch_labels == HEMATOMA).any(axis=(1, 2))
+        others = np.flatnonzero(~hem)
+        pick = list(np.flatnonzero(hem))
+        pick += list(rng.choice(others, size=min(extra, others.size), replace=False))
+        for k in sorted(pick):
+            hu_out.append(phantom.hu[k].copy())
+            lab_out.append(phantom.patch_labels[k].copy())
+    return hu_out, lab_out
+
+
+def crop_batch(
+    hu: list[np.ndarray], labels: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid-aligned random crops (half near a hematoma patch when there is one), flipped."""
+    grid = labels[0].shape[0]
+    cells = min(CROP // GRID, grid)
+    xs, ys = [], []
+    for i in idx:
+        lab = labels[i]
+        hem = np.argwhere(lab == HEMATOMA)
+        if hem.size and rng.random() < 0.5:
+            r, c = hem[rng.integers(len(hem))]
+            r0 = int(np.clip(r - rng.integers(2, cells - 2), 0, grid - cells))
+            c0 = int(np.clip(c - rng.integers(2, cells - 2), 0, grid - cells))
+        else:
+            r0 = int(rng.integers(0, grid - cells + 1))
+            c0 = int(rng.integers(0, grid - cells + 1))
+        h = hu[i][r0 * GRID:(r0 + cells) * GRID, c0 * GRID:(c0 + cells) * GRID]
+        y = lab[r0:r0 + cells, c0:c0 + cells]
+        if rng.random() < 0.5:
+            h, y = h[:, ::-1], y[:, ::-1]
+        xs.append(h)
+        ys.append(y)
+    x = window(np.stack(xs))
+    return np.ascontiguousarray(x), np.ascontiguousarray(np.stack(ys).astype(np.int64))
