@@ -16,6 +16,7 @@ from models.brain_mr.preprocess import labels_from_logits, pad_to_multiple, prep
 from models.brain_mr.report import series_affine, write_results
 from models.phantoms.brain_mr import generate_brain_mr, write_phantom
 from node.packs.protocol import AlgorithmInfo, ResultContext, sort_slices
+from node.results import Placement
 from node.results.stl import ENCAPSULATED_STL_STORAGE, build_encapsulated_stl, decode_binary_stl, encode_binary_stl
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import content_items, numeric_values
@@ -128,8 +129,8 @@ def test_no_tumor_gives_absent_finding_and_no_stl(phantom):
     with pytest.raises(ValueError, match="FrameOfReferenceUID"):
         bare = [copy.deepcopy(series[0])]
         del bare[0].FrameOfReferenceUID
-        build_encapsulated_stl(bare, encode_binary_stl(np.zeros((1, 3, 3))), algorithm=ALGORITHM,
-                               series_number=1, series_description="x", document_title="x")
+        build_encapsulated_stl(bare, encode_binary_stl(np.zeros((1, 3, 3))), Placement(ALGORITHM, 1, "x"),
+                               document_title="x")
 
 
 def test_preprocess_and_postprocess(phantom):

@@ -9,6 +9,7 @@ from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings, repr
 from models.chest_ct_landmarks.report import FINDING_SITES, TRACKING_IDENTIFIERS, write_results
 from models.phantoms.chest_ct import generate_chest_ct
 from node.packs.protocol import AlgorithmInfo, ResultContext
+from node.results import Placement
 from node.results.ko import DOCUMENT_TITLES, OF_INTEREST, build_key_object_selection
 from tests.dicom_validation import dciodvfy_errors
 from tests.sr_content import content_items, coded_values, numeric_values, referenced_sop_uids
@@ -43,8 +44,7 @@ def test_representative_slices_between_apex_and_diaphragm():
 
 def test_kos_builder(series):
     kos = build_key_object_selection(
-        [series[3], series[9], series[3]], algorithm=ALGORITHM, series_number=77,
-        series_description="key slices", description="three key slices",
+        [series[3], series[9], series[3]], Placement(ALGORITHM, 77, "key slices"), description="three key slices",
     )
     assert kos.Modality == "KO" and kos.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59"
     assert kos.ConceptNameCodeSequence[0].CodeValue == OF_INTEREST.value == "113000"
@@ -62,16 +62,14 @@ def test_kos_builder(series):
 
 def test_kos_builder_validates(series):
     assert "113013" in DOCUMENT_TITLES and "113000" in DOCUMENT_TITLES
-    kos = build_key_object_selection([series[0]], algorithm=ALGORITHM, series_number=1,
-                                     series_description="x", title=codes.cid7010.ForResearch)
+    kos = build_key_object_selection([series[0]], Placement(ALGORITHM, 1, "x"), title=codes.cid7010.ForResearch)
     assert kos.ConceptNameCodeSequence[0].CodeMeaning == "For Research"
     with pytest.raises(ValueError, match="CID 7010"):
-        build_key_object_selection([series[0]], algorithm=ALGORITHM, series_number=1,
-                                   series_description="x", title=codes.SCT.Lung)
+        build_key_object_selection([series[0]], Placement(ALGORITHM, 1, "x"), title=codes.SCT.Lung)
     with pytest.raises(ValueError, match="key_images"):
-        build_key_object_selection([], algorithm=ALGORITHM, series_number=1, series_description="x")
+        build_key_object_selection([], Placement(ALGORITHM, 1, "x"))
     with pytest.raises(ValueError, match="SeriesNumber"):
-        build_key_object_selection([series[0]], algorithm=ALGORITHM, series_number=0, series_description="x")
+        build_key_object_selection([series[0]], Placement(ALGORITHM, 0, "x"))
 
 
 def test_write_results_kos_and_sr(series, findings):

@@ -17,7 +17,7 @@ from models.phantoms.head_ct import generate_head_ct
 from node.results.aside import InlineAside, ProcessAside
 from node.results.references import check_cited_as, evidence_reference, headers_only
 from node.packs.protocol import AlgorithmInfo, ResultContext
-from node.results import OverlaySeries, build_overlay_sc
+from node.results import OverlaySeries, Placement, build_overlay_sc
 
 ALGORITHM = AlgorithmInfo(name="Head CT hematoma", version="0.1.0", device_uid=hd.UID(), manufacturer="ainode")
 _CREATION_TIMES = {"InstanceCreationTime", "ContentTime", "TimeOfSecondaryCapture", "InstanceCreationDate",
@@ -55,17 +55,18 @@ def _differences(a: Dataset, b: Dataset) -> set[str]:
 
 def test_overlays_after_the_first_equal_a_full_build(series: list[Dataset]) -> None:
     rng = np.random.default_rng(0)
-    overlays = OverlaySeries(algorithm=ALGORITHM, series_uid=hd.UID(), series_number=9102,
-                             series_description="AI hemorrhage overlay", derivation_description="test")
+    overlays = OverlaySeries(Placement(ALGORITHM, 9102, "AI hemorrhage overlay", series_instance_uid=hd.UID()),
+                             derivation_description="test")
     first = overlays.build(series[0], rng.integers(0, 255, (512, 512, 3), dtype=np.uint8), instance_number=1)
     for number, source in enumerate(series[1:4], start=2):
         rgb = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
         uid = hd.UID()
         fast = _written(overlays.build(source, rgb, instance_number=number, sop_instance_uid=uid))
         full = _written(build_overlay_sc(
-            source, rgb, algorithm=ALGORITHM, series_uid=str(first.SeriesInstanceUID), series_number=9102,
-            instance_number=number, series_description="AI hemorrhage overlay", derivation_description="test",
-            sop_instance_uid=uid,
+            source, rgb,
+            Placement(ALGORITHM, 9102, "AI hemorrhage overlay", instance_number=number,
+                      series_instance_uid=str(first.SeriesInstanceUID)),
+            derivation_description="test", sop_instance_uid=uid,
         ))
         assert _differences(fast, full) == set()
         assert fast.file_meta.MediaStorageSOPInstanceUID == uid
@@ -78,8 +79,7 @@ def test_overlays_after_the_first_equal_a_full_build(series: list[Dataset]) -> N
 def test_a_source_of_another_patient_gets_a_fresh_overlay(series: list[Dataset]) -> None:
     other = generate_head_ct(seed=42, slices=2, hematoma=False, patient_name="Other^Patient").datasets[0]
     rgb = np.zeros((512, 512, 3), dtype=np.uint8)
-    overlays = OverlaySeries(algorithm=ALGORITHM, series_uid=hd.UID(), series_number=9102,
-                             series_description="AI hemorrhage overlay")
+    overlays = OverlaySeries(Placement(ALGORITHM, 9102, "AI hemorrhage overlay", series_instance_uid=hd.UID()))
     overlays.build(series[0], rgb, instance_number=1)
     second = overlays.build(other, rgb, instance_number=2)
     assert str(second.PatientName) == "Other^Patient"

@@ -23,6 +23,7 @@ from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results import (
     PROCESSING_ALGORITHM,
     FindingGroup,
+    Placement,
     build_binary_seg,
     build_measurement_report,
     build_overlay_sc,
@@ -278,23 +279,19 @@ def test_seg_rejects_a_mask_of_the_wrong_shape(small_series: list[Dataset]) -> N
         build_binary_seg(
             small_series,
             np.zeros((3, 64, 64), dtype=bool),
+            Placement(ALGORITHM, 1, "x"),
             segment_label="Hemorrhage",
             category=codes.SCT.MorphologicallyAbnormalStructure,
             segment_type=codes.SCT.Hemorrhage,
-            algorithm=ALGORITHM,
-            series_number=1,
-            series_description="x",
         )
     with pytest.raises(TypeError, match="dtype bool"):
         build_binary_seg(
             small_series,
             np.zeros((2, 64, 64), dtype=np.uint8),
+            Placement(ALGORITHM, 1, "x"),
             segment_label="Hemorrhage",
             category=codes.SCT.MorphologicallyAbnormalStructure,
             segment_type=codes.SCT.Hemorrhage,
-            algorithm=ALGORITHM,
-            series_number=1,
-            series_description="x",
         )
 
 
@@ -304,11 +301,7 @@ def test_builders_reject_a_bad_device_uid(small_series: list[Dataset]) -> None:
         build_overlay_sc(
             small_series[0],
             np.zeros((64, 64, 3), dtype=np.uint8),
-            algorithm=bad,
-            series_uid=hd.UID(),
-            series_number=1,
-            instance_number=1,
-            series_description="x",
+            Placement(bad, 1, "x", series_instance_uid=hd.UID()),
         )
 
 
@@ -331,8 +324,6 @@ def test_generic_report_without_segment(small_series: list[Dataset]) -> None:
         measurements=((codes.SCT.Hemorrhage, 0, codes.UCUM.NoUnits),),
         referenced_images=(small_series[1],),
     )
-    sr = build_measurement_report(
-        small_series, [group], algorithm=ALGORITHM, series_number=5, series_description="r"
-    )
+    sr = build_measurement_report(small_series, [group], Placement(ALGORITHM, 5, "r"))
     assert sr.StudyInstanceUID == small_series[0].StudyInstanceUID
     assert dciodvfy_errors(sr) == []

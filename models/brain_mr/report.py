@@ -25,13 +25,12 @@ from pydicom.sr.codedict import codes
 from models.brain_mr.classes import CLASS_CODES, TUMOR
 from models.brain_mr.findings import BrainMRFindings
 from models.brain_mr.mesh import marching_tetrahedra, voxel_affine
-from node.packs.protocol import AlgorithmInfo, ResultContext
-from node.results import FindingGroup, build_measurement_report
-from node.results.equipment import add_processing_algorithm, algorithm_identification, copy_patient_and_study
+from node.packs.protocol import ResultContext
+from node.results import FindingGroup, Placement, Segment, build_measurement_report, build_segmentation
+from node.results.checks import check_argument_type
 from node.results.stl import build_encapsulated_stl, encode_binary_stl
 
-__all__ = ["BRAIN", "BRAIN_MRI", "MILLILITER", "VOLUME", "build_multi_segment_seg", "series_affine",
-           "tumor_surface", "write_results"]
+__all__ = ["BRAIN", "BRAIN_MRI", "MILLILITER", "VOLUME", "series_affine", "tumor_surface", "write_results"]
 
 BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
 BRAIN_MRI = hd.sr.CodedConcept("24590-2", "LN", "Brain MRI")
@@ -55,10 +54,8 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
     ValueError
         When the series and the findings disagree (slice count, matrix size).
     """
-    if not isinstance(findings, BrainMRFindings):
-        raise TypeError(f'Argument "findings" must be BrainMRFindings, not {type(findings).__name__}.')
-    if not isinstance(context, ResultContext):
-        raise TypeError(f'Argument "context" must be a ResultContext, not {type(context).__name__}.')
+    check_argument_type(findings, BrainMRFindings, "findings")
+    check_argument_type(context, ResultContext, "context")
     series = list(series)
     labels = findings.labels
     if labels.shape != (len(series), int(series[0].Rows), int(series[0].Columns)):
@@ -67,20 +64,25 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
     algorithm = context.algorithm
     base = int(context.series_number_base)
     present = findings.present()
-    tracking = {c: hd.UID() for c in present}
+    segments = {c: _segment(c) for c in present}
     volumes = findings.volumes_ml()
 
     seg = None
     if present:
-        seg = build_multi_segment_seg(series, labels, present, tracking, algorithm=algorithm,
-                                      series_number=base, series_description="AI brain structures and tumor")
+        seg = build_segmentation(
+            series,
+            [labels == c for c in present],
+            list(segments.values()),
+            Placement(algorithm, base, "AI brain structures and tumor"),
+            content_description="Brain structures and tumor",
+        )
     groups = []
     for number, c in enumerate(present, start=1):
-        _, prop, label = CLASS_CODES[c]
+        segment = segments[c]
         groups.append(FindingGroup(
-            tracking_identifier=label,
-            tracking_uid=tracking[c],
-            finding=prop,
+            tracking_identifier=segment.label,
+            tracking_uid=segment.tracking_uid,
+            finding=segment.segment_type,
             finding_site=BRAIN if c == TUMOR else None,
             measurements=((VOLUME, round(volumes[c], 3), MILLILITER),),
             segmentation=seg,
@@ -98,67 +100,22 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
         stl = build_encapsulated_stl(
             series,
             encode_binary_stl(triangles, header="ainode brain-mr tumor surface, patient LPS mm"),
-            algorithm=algorithm,
-            series_number=base + 2,
-            series_description="AI tumor surface (STL)",
+            Placement(algorithm, base + 2, "AI tumor surface (STL)"),
             document_title="Tumor surface",
             source_instances=[seg],
         )
     evidence = [d for d in (seg, stl) if d is not None]
     sr = build_measurement_report(
-        series, groups, algorithm=algorithm, series_number=base + 1,
-        series_description="AI brain volumes report", evidence=evidence, procedure_reported=BRAIN_MRI,
+        series, groups, Placement(algorithm, base + 1, "AI brain volumes report"),
+        evidence=evidence, procedure_reported=BRAIN_MRI,
     )
     return [d for d in (seg, sr, stl) if d is not None]
 
 
-def build_multi_segment_seg(
-    series: Sequence[Dataset],
-    labels: np.ndarray,
-    classes: Sequence[int],
-    tracking: dict[int, str],
-    *,
-    algorithm: AlgorithmInfo,
-    series_number: int,
-    series_description: str,
-) -> Dataset:
-    """A BINARY Segmentation with one segment per label value in ``classes`` (numbered 1..)."""
-    descriptions = []
-    for number, c in enumerate(classes, start=1):
-        category, prop, label = CLASS_CODES[c]
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=label,
-            segmented_property_category=category,
-            segmented_property_type=prop,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm_identification(algorithm),
-            tracking_uid=tracking[c],
-            tracking_id=label,
-        ))
-    pixels = np.stack([labels == c for c in classes], axis=-1)
-    first = series[0]
-    seg = hd.seg.Segmentation(
-        source_images=list(series),
-        pixel_array=np.ascontiguousarray(pixels),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=series_number,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=algorithm.manufacturer,
-        manufacturer_model_name=algorithm.name,
-        software_versions=algorithm.version,
-        device_serial_number=algorithm.device_uid,
-        omit_empty_frames=False,
-        series_description=series_description,
-        content_description="Brain structures and tumor",
-        specific_character_set=first.get("SpecificCharacterSet"),
-    )
-    copy_patient_and_study(seg, first)
-    add_processing_algorithm(seg, algorithm)
-    return seg
+def _segment(label_value: int) -> Segment:
+    """The SEG segment of one label value (codes and label of :data:`CLASS_CODES`), with a fresh tracking UID."""
+    category, prop, label = CLASS_CODES[label_value]
+    return Segment(label, category, prop)
 
 
 def series_affine(series: Sequence[Dataset]) -> np.ndarray:

@@ -24,7 +24,8 @@ from pydicom.sr.codedict import codes
 
 from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings
 from node.packs.protocol import ResultContext
-from node.results import FindingGroup, build_measurement_report
+from node.results import FindingGroup, Placement, build_measurement_report
+from node.results.checks import check_argument_type
 from node.results.ko import OF_INTEREST, build_key_object_selection
 
 __all__ = [
@@ -101,10 +102,8 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
     ValueError
         When the findings do not fit the series.
     """
-    if not isinstance(findings, LandmarkFindings):
-        raise TypeError(f'Argument "findings" must be LandmarkFindings, not {type(findings).__name__}.')
-    if not isinstance(context, ResultContext):
-        raise TypeError(f'Argument "context" must be a ResultContext, not {type(context).__name__}.')
+    check_argument_type(findings, LandmarkFindings, "findings")
+    check_argument_type(context, ResultContext, "context")
     series = list(series)
     if findings.scores.shape[0] != len(series):
         raise ValueError(f"findings have {findings.scores.shape[0]} slices, the series {len(series)}.")
@@ -118,9 +117,7 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
     zones = ", ".join(f"{r.label} #{series[r.index].get('InstanceNumber', '?')}" for r in findings.representative)
     kos = build_key_object_selection(
         selected,
-        algorithm=algorithm,
-        series_number=base,
-        series_description="AI chest CT key slices",
+        Placement(algorithm, base, "AI chest CT key slices"),
         title=OF_INTEREST,
         description=(f"Position markers by {algorithm.name} {algorithm.version}: {marks}"
                      + (f"; representative lung slices: {zones}" if zones else "")
@@ -150,9 +147,7 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
     sr = build_measurement_report(
         series,
         groups,
-        algorithm=algorithm,
-        series_number=base + 1,
-        series_description="AI chest CT landmarks",
+        Placement(algorithm, base + 1, "AI chest CT landmarks"),
         evidence=[kos],
         procedure_reported=CT_CHEST,
     )

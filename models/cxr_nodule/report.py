@@ -29,11 +29,12 @@ from pydicom.uid import SegmentationStorage
 
 from models.cxr_nodule.findings import NoduleFindings
 from models.cxr_nodule.preprocess import measured_spacing
-from models.cxr_nodule.radiograph import patient_side
+from models.radiograph import patient_side
 from node.results.aside import EncodedObject
 from node.results.references import check_cited_as, evidence_reference, headers_only
-from node.packs.protocol import AlgorithmInfo, ResultContext
-from node.results import build_binary_seg
+from node.packs.protocol import ResultContext
+from node.results import Placement, build_binary_seg
+from node.results.checks import check_argument_type
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report, ellipse_points
 
 __all__ = [
@@ -88,10 +89,8 @@ def stream_results(
     """The objects of :func:`write_results`, each yielded as soon as it is built: the SEG
     (with detections), then the SR that cites it (encoded, when it was built in a helper
     process: see :meth:`node.results.aside.Aside.submit_encoded`)."""
-    if not isinstance(findings, NoduleFindings):
-        raise TypeError(f'Argument "findings" must be NoduleFindings, not {type(findings).__name__}.')
-    if not isinstance(context, ResultContext):
-        raise TypeError(f'Argument "context" must be a ResultContext, not {type(context).__name__}.')
+    check_argument_type(findings, NoduleFindings, "findings")
+    check_argument_type(context, ResultContext, "context")
     series = list(series)
     detections = findings.detections
     if len(detections) != len(series):
@@ -117,9 +116,9 @@ def stream_results(
         [headers_only(ds) for ds in series],
         nodules,
         segmentation=segmentation,
-        algorithm=algorithm,
-        series_number=base + 1,
-        series_instance_uid=context.series_uid_for(base + 1),
+        placement=Placement(
+            algorithm, base + 1, "AI lung nodule report", series_instance_uid=context.series_uid_for(base + 1)
+        ),
     )
 
     if segmentation is not None:
@@ -129,13 +128,11 @@ def stream_results(
                 mask[i] |= det.mask
         seg = build_binary_seg(
             series, mask,
+            Placement(algorithm, base, "AI lung nodule segmentation",
+                      series_instance_uid=str(segmentation.SeriesInstanceUID)),
             segment_label="Nodule",
             category=MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
             segment_type=NODULE,
-            algorithm=algorithm,
-            series_number=base,
-            series_description="AI lung nodule segmentation",
-            series_instance_uid=str(segmentation.SeriesInstanceUID),
             sop_instance_uid=str(segmentation.SOPInstanceUID),
         )
         check_cited_as(seg, segmentation)
@@ -151,9 +148,7 @@ def nodule_report(
     nodules: Sequence[ReportedNodule],
     *,
     segmentation: Dataset | None,
-    algorithm: AlgorithmInfo,
-    series_number: int,
-    series_instance_uid: str | None = None,
+    placement: Placement,
 ) -> Dataset:
     """The TID 1500 report of one series: a planar ROI group per nodule, or "Absent".
 
@@ -193,11 +188,7 @@ def nodule_report(
             image=series[0],
         ))
     return build_planar_report(
-        series, groups,
-        algorithm=algorithm,
-        series_number=series_number,
-        series_description="AI lung nodule report",
+        series, groups, placement,
         evidence=[segmentation] if segmentation is not None else [],
         procedure_reported=CHEST_RADIOGRAPH,
-        series_instance_uid=series_instance_uid,
     )

@@ -22,10 +22,11 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
-from models.cxr_nodule.radiograph import normalise, read_radiograph
+from models.radiograph import normalise, read_radiograph
 from models.cxr_pneumonia.findings import PneumoniaFinding, PneumoniaFindings
 from node.packs.protocol import ResultContext
-from node.results import build_overlay_sc
+from node.results import Placement, build_overlay_sc
+from node.results.checks import check_argument_type
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report
 
 __all__ = ["MAX_OPACITY", "MIN_HEAT", "PNEUMONIA", "PROBABILITY", "jet", "render_overlay", "write_results"]
@@ -75,24 +76,18 @@ def write_results(series: Sequence[Dataset], findings: PneumoniaFindings, contex
     list[pydicom.Dataset]
         ``[*overlays, sr]``.
     """
-    if not isinstance(findings, PneumoniaFindings):
-        raise TypeError(f'Argument "findings" must be PneumoniaFindings, not {type(findings).__name__}.')
-    if not isinstance(context, ResultContext):
-        raise TypeError(f'Argument "context" must be a ResultContext, not {type(context).__name__}.')
+    check_argument_type(findings, PneumoniaFindings, "findings")
+    check_argument_type(context, ResultContext, "context")
     series = list(series)
     if len(findings.images) != len(series):
         raise ValueError(f"findings cover {len(findings.images)} images, the series has {len(series)}.")
     algorithm = context.algorithm
     base = int(context.series_number_base)
-    overlay_series = hd.UID()
+    overlay_series = Placement(algorithm, base, "AI pneumonia heatmap")
     overlays = [
         build_overlay_sc(
             ds, render_overlay(ds, finding.heatmap),
-            algorithm=algorithm,
-            series_uid=overlay_series,
-            series_number=base,
-            instance_number=number,
-            series_description="AI pneumonia heatmap",
+            overlay_series.numbered(number),
             derivation_description=(
                 f"Grad-CAM (last convolutional block) of {algorithm.name} {algorithm.version}: "
                 f"jet colour map, opacity {MAX_OPACITY:g} x normalised map, not drawn below {MIN_HEAT:g}; "
@@ -103,10 +98,7 @@ def write_results(series: Sequence[Dataset], findings: PneumoniaFindings, contex
     ]
     groups = [_group(ds, finding) for ds, finding in zip(series, findings.images)]
     sr = build_planar_report(
-        series, groups,
-        algorithm=algorithm,
-        series_number=base + 1,
-        series_description="AI pneumonia report",
+        series, groups, Placement(algorithm, base + 1, "AI pneumonia report"),
         evidence=overlays,
         procedure_reported=CHEST_RADIOGRAPH,
     )

@@ -29,14 +29,15 @@ from models.head_ct_hematoma.findings import HematomaFindings
 from models.head_ct_hematoma.preprocess import patches_to_pixels
 from node.results.aside import EncodedObject
 from node.results.references import check_cited_as, evidence_reference, headers_only
-from node.packs.protocol import AlgorithmInfo, ResultContext
-from node.results.equipment import check_source_images
+from node.packs.protocol import ResultContext
 from node.results import (
     FindingGroup,
-    build_binary_seg,
     OverlaySeries,
+    Placement,
+    build_binary_seg,
     build_measurement_report,
 )
+from node.results.checks import check_argument_type, check_source_images
 
 __all__ = [
     "HEMORRHAGE",
@@ -133,14 +134,8 @@ def stream_results(
     saves and delivers each while the next is built. The SR is started first, aside
     (``context.aside``), and taken last.
     """
-    if not isinstance(findings, HematomaFindings):
-        raise TypeError(
-            f'Argument "findings" must be HematomaFindings, not {type(findings).__name__}.'
-        )
-    if not isinstance(context, ResultContext):
-        raise TypeError(
-            f'Argument "context" must be a ResultContext, not {type(context).__name__}.'
-        )
+    check_argument_type(findings, HematomaFindings, "findings")
+    check_argument_type(context, ResultContext, "context")
     series = list(series)
     check_source_images(series, "series")  # before anything reads their UIDs: a clear reason
     mask = _pixel_mask(series, findings)
@@ -172,40 +167,48 @@ def stream_results(
             )
             for uid in overlay_uids
         ],
-        algorithm=algorithm,
-        series_number=base + 1,
-        series_instance_uid=context.series_uid_for(base + 1),
+        placement=Placement(
+            algorithm, base + 1, "AI hemorrhage report", series_instance_uid=context.series_uid_for(base + 1)
+        ),
         tracking_uid=tracking_uid,
     )
 
     seg = build_binary_seg(
         series,
         mask,
+        Placement(algorithm, base, "AI hemorrhage segmentation", series_instance_uid=seg_series_uid),
         segment_label="Hemorrhage",
         category=MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
         segment_type=HEMORRHAGE,
-        algorithm=algorithm,
-        series_number=base,
-        series_description="AI hemorrhage segmentation",
-        series_instance_uid=seg_series_uid,
         sop_instance_uid=seg_uid,
         tracking_uid=tracking_uid,
     )
     check_cited_as(seg, segmentation)
     yield seg
 
+    overlays = Placement(algorithm, base + 2, "AI hemorrhage overlay", series_instance_uid=overlay_series_uid)
+    yield from _overlays(series, findings, overlays, affected, overlay_uids)
+    yield report.result()
+
+
+def _overlays(
+    series: Sequence[Dataset],
+    findings: HematomaFindings,
+    placement: Placement,
+    affected: Sequence[int],
+    uids: Sequence[str],
+) -> Iterator[Dataset]:
+    """The SC overlay of each affected slice, numbered from 1, with the SOP Instance UIDs the report cites."""
+    algorithm = placement.algorithm
     overlay_series = OverlaySeries(
-        algorithm=algorithm,
-        series_uid=overlay_series_uid,
-        series_number=base + 2,
-        series_description="AI hemorrhage overlay",
+        placement,
         derivation_description=(
             f"Window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU, "
             f"{findings.patch_size}x{findings.patch_size} patch grid, hematoma patches "
             f"in red, by {algorithm.name} {algorithm.version}"
         ),
     )
-    for number, (index, uid) in enumerate(zip(affected, overlay_uids), start=1):
+    for number, (index, uid) in enumerate(zip(affected, uids), start=1):
         overlay = overlay_series.build(
             series[index],
             render_overlay(series[index], findings.hematoma_mask[index], findings.patch_size),
@@ -216,8 +219,6 @@ def stream_results(
             raise ValueError(f"the report cites the overlays as {SECONDARY_CAPTURE_STORAGE}, not {overlay.SOPClassUID}")
         yield overlay
 
-    yield report.result()
-
 
 def hemorrhage_report(
     series: Sequence[Dataset],
@@ -227,10 +228,8 @@ def hemorrhage_report(
     patch_count: int,
     segmentation: Dataset,
     overlays: Sequence[Dataset],
-    algorithm: AlgorithmInfo,
-    series_number: int,
+    placement: Placement,
     tracking_uid: str,
-    series_instance_uid: str | None = None,
 ) -> Dataset:
     """The TID 1500 report of one series: its finding group cites the affected slices,
     the SEG segment (when there are hematoma patches) and every overlay as evidence.
@@ -257,12 +256,9 @@ def hemorrhage_report(
     return build_measurement_report(
         series,
         [group],
-        algorithm=algorithm,
-        series_number=series_number,
-        series_description="AI hemorrhage report",
+        placement,
         evidence=[segmentation, *overlays],
         procedure_reported=CT_HEAD,
-        series_instance_uid=series_instance_uid,
     )
 
 

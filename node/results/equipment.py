@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import copy
 import datetime
-from typing import Sequence
 
 import highdicom as hd
-import numpy as np
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
-from pydicom.sr.coding import Code
-from pydicom.uid import RE_VALID_UID
 
 from .algorithm import AlgorithmInfo
+from .checks import check_algorithm
 
 __all__ = [
     "PATIENT_STUDY_KEYWORDS",
@@ -31,14 +28,13 @@ __all__ = [
     "PROCESSING_ALGORITHM_SCHEME",
     "add_processing_algorithm",
     "algorithm_identification",
-    "check_algorithm",
-    "check_concept",
-    "check_source_images",
     "copy_character_set",
-    "highdicom_character_set",
     "copy_patient_and_study",
+    "declare_coding_scheme",
+    "device_observer",
+    "highdicom_character_set",
     "load_standard_tables",
-    "unique_instances",
+    "set_equipment",
 ]
 
 PROCESSING_ALGORITHM = hd.sr.CodedConcept(
@@ -106,94 +102,6 @@ PATIENT_STUDY_KEYWORDS: tuple[str, ...] = (
 )
 """Patient, General Study and Patient Study attributes copied from the source."""
 
-_MAX_LO = 64
-
-
-def check_algorithm(algorithm: AlgorithmInfo) -> None:
-    """Check that ``algorithm`` can be written into DICOM attributes.
-
-    Parameters
-    ----------
-    algorithm:
-        Identity of the model.
-
-    Raises
-    ------
-    TypeError
-        When ``algorithm`` is not an :class:`~node.packs.protocol.AlgorithmInfo`.
-    ValueError
-        When a field is empty, longer than a LO value allows (64 characters),
-        or when ``device_uid`` is not a valid UID.
-    """
-    if not isinstance(algorithm, AlgorithmInfo):
-        raise TypeError(
-            'Argument "algorithm" must be an AlgorithmInfo, '
-            f"not {type(algorithm).__name__}."
-        )
-    for field, keyword in (
-        ("name", "ManufacturerModelName / AlgorithmName"),
-        ("version", "SoftwareVersions / AlgorithmVersion"),
-        ("manufacturer", "Manufacturer"),
-    ):
-        value = getattr(algorithm, field)
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(
-                f'AlgorithmInfo.{field} ({keyword}) must be a non-empty string.'
-            )
-        if len(value) > _MAX_LO:
-            raise ValueError(
-                f"AlgorithmInfo.{field} ({keyword}) must have at most "
-                f"{_MAX_LO} characters, it has {len(value)}."
-            )
-        if "\\" in value:
-            raise ValueError(
-                f'AlgorithmInfo.{field} ({keyword}) must not contain "\\".'
-            )
-    if not _is_valid_uid(algorithm.device_uid):
-        raise ValueError(
-            "AlgorithmInfo.device_uid (DeviceUID) must be a valid UID, "
-            f"got {algorithm.device_uid!r}."
-        )
-
-
-def check_source_images(source_images: Sequence[Dataset], argument: str) -> None:
-    """Check that ``source_images`` is a non-empty list of images of one study.
-
-    Parameters
-    ----------
-    source_images:
-        Images the result object is derived from.
-    argument:
-        Name of the caller's argument, used in error messages.
-
-    Raises
-    ------
-    TypeError
-        When an item is not a pydicom Dataset.
-    ValueError
-        When the list is empty, an item lacks StudyInstanceUID, SOPClassUID or
-        SOPInstanceUID, or the items belong to different studies.
-    """
-    if isinstance(source_images, Dataset) or len(source_images) == 0:
-        raise ValueError(f'Argument "{argument}" must be a non-empty sequence of datasets.')
-    study_uids: set[str] = set()
-    for i, ds in enumerate(source_images):
-        if not isinstance(ds, Dataset):
-            raise TypeError(
-                f'Item {i} of argument "{argument}" must be a pydicom Dataset, '
-                f"not {type(ds).__name__}."
-            )
-        for keyword in ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"):
-            if not ds.get(keyword):
-                raise ValueError(f'Item {i} of argument "{argument}" lacks {keyword}.')
-        study_uids.add(str(ds.StudyInstanceUID))
-    if len(study_uids) > 1:
-        raise ValueError(
-            f'The items of argument "{argument}" must share one StudyInstanceUID, '
-            f"found {len(study_uids)}."
-        )
-
-
 def algorithm_identification(algorithm: AlgorithmInfo) -> hd.AlgorithmIdentificationSequence:
     """Build the Algorithm Identification Sequence for ``algorithm``.
 
@@ -216,6 +124,34 @@ def algorithm_identification(algorithm: AlgorithmInfo) -> hd.AlgorithmIdentifica
         version=algorithm.version,
         source=algorithm.manufacturer,
     )
+
+
+def device_observer(algorithm: AlgorithmInfo) -> hd.sr.ObserverContext:
+    """The algorithm as the DEVICE observer of an SR document (TID 1004).
+
+    Device Observer UID, Name, Manufacturer and Model Name come from ``algorithm``.
+    """
+    return hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=algorithm.device_uid,
+            name=algorithm.name,
+            manufacturer_name=algorithm.manufacturer,
+            model_name=algorithm.name,
+        ),
+    )
+
+
+def set_equipment(ds: Dataset, algorithm: AlgorithmInfo) -> None:
+    """Write the algorithm as the equipment of ``ds`` (General and Enhanced General Equipment).
+
+    Manufacturer, Manufacturer's Model Name (name), Software Versions (version) and
+    Device Serial Number (device_uid), as highdicom's constructors write them.
+    """
+    ds.Manufacturer = algorithm.manufacturer
+    ds.ManufacturerModelName = algorithm.name
+    ds.DeviceSerialNumber = algorithm.device_uid
+    ds.SoftwareVersions = algorithm.version
 
 
 def add_processing_algorithm(
@@ -277,7 +213,7 @@ def add_processing_algorithm(
     if "ContributingEquipmentSequence" not in ds:
         ds.ContributingEquipmentSequence = DicomSequence()
     ds.ContributingEquipmentSequence.append(item)
-    _declare_coding_scheme(ds, PROCESSING_ALGORITHM_SCHEME)
+    declare_coding_scheme(ds, PROCESSING_ALGORITHM_SCHEME)
 
 
 def copy_character_set(ds: Dataset, source: Dataset) -> None:
@@ -336,7 +272,7 @@ def copy_patient_and_study(ds: Dataset, source: Dataset) -> None:
     copy_character_set(ds, source)
 
 
-def _declare_coding_scheme(
+def declare_coding_scheme(
     ds: Dataset, item: hd.coding_schemes.CodingSchemeIdentificationItem
 ) -> None:
     """Add ``item`` to CodingSchemeIdentificationSequence unless its designator is there."""
@@ -349,51 +285,6 @@ def _declare_coding_scheme(
     if "CodingSchemeIdentificationSequence" not in ds:
         ds.CodingSchemeIdentificationSequence = DicomSequence()
     ds.CodingSchemeIdentificationSequence.append(item)
-
-
-def _check_text(value: str, argument: str, keyword: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f'Argument "{argument}" ({keyword}) must be a non-empty string.')
-    if len(value) > _MAX_LO:
-        raise ValueError(
-            f'Argument "{argument}" ({keyword}) must have at most {_MAX_LO} characters, '
-            f"it has {len(value)}."
-        )
-
-
-def _check_positive_int(value: int, argument: str, keyword: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f'Argument "{argument}" ({keyword}) must be a positive integer, got {value!r}.')
-
-
-def _uid_or_new(value: str | None, argument: str) -> str:
-    if value is None:
-        return hd.UID()
-    if not _is_valid_uid(value):
-        raise ValueError(f'Argument "{argument}" must be a valid UID, got {value!r}.')
-    return value
-
-
-def _is_valid_uid(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 64 and RE_VALID_UID.match(value) is not None
-
-
-def check_concept(value: object, name: str) -> None:
-    """Fail with a message naming ``name`` unless ``value`` is a coded concept."""
-    if not isinstance(value, (hd.sr.CodedConcept, Code)):
-        raise TypeError(f'"{name}" must be a CodedConcept or Code, not {type(value).__name__}.')
-
-
-def unique_instances(datasets: Sequence[Dataset]) -> list[Dataset]:
-    """``datasets`` without repeated SOP Instance UIDs, first occurrence kept, order kept."""
-    seen: set[str] = set()
-    unique: list[Dataset] = []
-    for ds in datasets:
-        uid = str(ds.SOPInstanceUID)
-        if uid not in seen:
-            seen.add(uid)
-            unique.append(ds)
-    return unique
 
 
 def load_standard_tables() -> None:

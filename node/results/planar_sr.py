@@ -11,7 +11,6 @@ item, private coding schemes) is as in :func:`node.results.sr.build_measurement_
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -22,17 +21,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .algorithm import AlgorithmInfo
-from .equipment import (
-    _check_positive_int,
-    _check_text,
-    _uid_or_new,
-    check_algorithm,
-    check_concept,
-    check_source_images,
-    unique_instances,
-)
-from .sr import assemble_report, private_schemes
+from .checks import check_concept, check_evidence, check_group_content, check_source_images, uid_or_new
+from .placement import Placement
+from .report_document import assemble_report, group_arguments, private_schemes, unique_instances
 
 __all__ = ["GRAPHIC_TYPES", "PlanarFindingGroup", "build_planar_report", "ellipse_points"]
 
@@ -79,17 +70,7 @@ class PlanarFindingGroup:
     graphic_data: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        _check_text(self.tracking_identifier, "tracking_identifier", "Tracking Identifier")
-        _uid_or_new(self.tracking_uid, "tracking_uid")
-        check_concept(self.finding, "finding")
-        for i, (concept, value, unit) in enumerate(self.measurements):
-            check_concept(concept, f"measurements[{i}] concept")
-            check_concept(unit, f"measurements[{i}] unit")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"measurements[{i}] value (NumericValue) must be a finite number, got {value!r}.")
-        for i, (concept, value) in enumerate(self.qualitative_evaluations):
-            check_concept(concept, f"qualitative_evaluations[{i}] concept")
-            check_concept(value, f"qualitative_evaluations[{i}] value")
+        check_group_content(self)
         if self.graphic_type is not None:
             if self.graphic_type not in GRAPHIC_TYPES:
                 raise ValueError(f'"graphic_type" must be one of {GRAPHIC_TYPES}, not {self.graphic_type!r}.')
@@ -117,14 +98,10 @@ def ellipse_points(row: float, col: float, radius_rows: float, radius_cols: floa
 def build_planar_report(
     source_images: Sequence[Dataset],
     groups: Sequence[PlanarFindingGroup],
+    placement: Placement,
     *,
-    algorithm: AlgorithmInfo,
-    series_number: int,
-    instance_number: int = 1,
-    series_description: str,
     evidence: Sequence[Dataset] = (),
     procedure_reported: _Concept = codes.SCT.ImagingProcedure,
-    series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> Dataset:
     """Build a Comprehensive 3D SR (TID 1500) with planar ROI groups.
@@ -135,16 +112,15 @@ def build_planar_report(
         The analysed images (Image Library; every region's image must be one of them).
     groups:
         At least one group.
-    algorithm:
-        The model: device observer, equipment attributes, Processing Algorithm item.
-    series_number, instance_number, series_description:
-        Series Number, Instance Number (positive) and Series Description.
+    placement:
+        Series, Instance Number and the model (device observer, equipment attributes,
+        Processing Algorithm item).
     evidence:
         Further datasets of the same study the report is about (SEG, SC ...).
     procedure_reported:
         Procedure Reported.
-    series_instance_uid, sop_instance_uid:
-        UIDs; fresh ones when omitted.
+    sop_instance_uid:
+        UID of the instance; a fresh one when omitted.
 
     Returns
     -------
@@ -157,7 +133,6 @@ def build_planar_report(
         When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
-    check_algorithm(algorithm)
     if isinstance(groups, PlanarFindingGroup) or len(groups) == 0:
         raise ValueError('Argument "groups" must be a non-empty sequence of PlanarFindingGroup.')
     source_uids = {str(ds.SOPInstanceUID) for ds in source_images}
@@ -166,72 +141,38 @@ def build_planar_report(
             raise TypeError(f'Item {i} of argument "groups" must be a PlanarFindingGroup.')
         if group.image is not None and str(group.image.SOPInstanceUID) not in source_uids:
             raise ValueError(f'The image of group {i} is not one of "source_images".')
-    if evidence:
-        check_source_images(evidence, "evidence")
-        if evidence[0].StudyInstanceUID != source_images[0].StudyInstanceUID:
-            raise ValueError('Argument "evidence" must be in the study of "source_images".')
+    check_evidence(evidence, source_images)
     check_concept(procedure_reported, "procedure_reported")
-    _check_text(series_description, "series_description", "SeriesDescription")
-    _check_positive_int(series_number, "series_number", "SeriesNumber")
-    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
-    series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
-    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+    sop_instance_uid = uid_or_new(sop_instance_uid, "sop_instance_uid")
 
-    all_evidence = unique_instances([*source_images, *evidence])
     return assemble_report(
         source_images,
         lambda algorithm_id: [_group_template(g, algorithm_id) for g in groups],
+        placement,
         library=source_images,
-        evidence=all_evidence,
+        evidence=unique_instances([*source_images, *evidence]),
         private_schemes=private_schemes(groups, procedure_reported),
-        algorithm=algorithm,
         procedure_reported=procedure_reported,
-        series_number=series_number,
-        instance_number=instance_number,
-        series_description=series_description,
-        series_instance_uid=series_instance_uid,
         sop_instance_uid=sop_instance_uid,
     )
 
 
-def _group_template(group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIdentification):
-    tracking = hd.sr.TrackingIdentifier(uid=group.tracking_uid, identifier=group.tracking_identifier)
-    site = group.finding_site
-    sites = None
-    if site is not None:
-        sites = [site if isinstance(site, hd.sr.FindingSite) else hd.sr.FindingSite(site)]
-    evaluations = [hd.sr.QualitativeEvaluation(name=n, value=v) for n, v in group.qualitative_evaluations] or None
-    measurements = [
-        hd.sr.Measurement(name=n, value=float(v), unit=u, algorithm_id=algorithm_id)
-        for n, v, u in group.measurements
-    ] or None
+def _group_template(
+    group: PlanarFindingGroup, algorithm_id: hd.sr.AlgorithmIdentification
+) -> hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """Turn one :class:`PlanarFindingGroup` into its highdicom template."""
+    common = group_arguments(group, algorithm_id)
+    frames = frame_numbers(group.image) if group.image is not None else None
     if group.graphic_type is None:
         return hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking,
-            finding_type=group.finding,
-            algorithm_id=algorithm_id,
-            finding_sites=sites,
-            measurements=measurements,
-            qualitative_evaluations=evaluations,
+            **common,
             source_images=[
-                hd.sr.SourceImageForMeasurementGroup.from_source_image(
-                    group.image, referenced_frame_numbers=frame_numbers(group.image)
-                )
+                hd.sr.SourceImageForMeasurementGroup.from_source_image(group.image, referenced_frame_numbers=frames)
             ] if group.image is not None else None,
         )
     region = hd.sr.ImageRegion(
         graphic_type=group.graphic_type,
         graphic_data=np.asarray(group.graphic_data, dtype=float),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(
-            group.image, referenced_frame_numbers=frame_numbers(group.image)
-        ),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(group.image, referenced_frame_numbers=frames),
     )
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=tracking,
-        referenced_region=region,
-        finding_type=group.finding,
-        algorithm_id=algorithm_id,
-        finding_sites=sites,
-        measurements=measurements,
-        qualitative_evaluations=evaluations,
-    )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(**common, referenced_region=region)

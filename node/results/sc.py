@@ -11,18 +11,14 @@ from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence as DicomSequence
 
 from ..dicom.frames import frame_number
-from .algorithm import AlgorithmInfo
+from .checks import MAX_ST, check_source_images, uid_or_new
 from .equipment import (
-    highdicom_character_set,
-    _check_positive_int,
-    _check_text,
-    _uid_or_new,
     PATIENT_STUDY_KEYWORDS,
     add_processing_algorithm,
-    check_algorithm,
-    check_source_images,
     copy_patient_and_study,
+    highdicom_character_set,
 )
+from .placement import Placement
 
 __all__ = ["OverlaySeries", "SOURCE_IMAGE_PURPOSE", "build_overlay_sc"]
 
@@ -36,18 +32,12 @@ SOURCE_IMAGE_PURPOSE = hd.sr.CodedConcept(
 _AXIS_LETTERS: tuple[tuple[str, str], ...] = (("L", "R"), ("P", "A"), ("H", "F"))
 """Patient direction letters of the +/- x, y and z axes of the patient coordinate system."""
 
-_MAX_ST = 1024
-
 
 def build_overlay_sc(
     source: Dataset,
     rgb: np.ndarray,
+    placement: Placement,
     *,
-    algorithm: AlgorithmInfo,
-    series_uid: str,
-    series_number: int,
-    instance_number: int,
-    series_description: str,
     derivation_description: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> Dataset:
@@ -65,16 +55,9 @@ def build_overlay_sc(
         The single-frame image the overlay is drawn on.
     rgb:
         ``(rows, cols, 3)`` uint8 RGB pixels.
-    algorithm:
-        The model: equipment attributes and the Processing Algorithm item.
-    series_uid:
-        Series Instance UID shared by all overlays of one result series.
-    series_number:
-        Series Number (positive).
-    instance_number:
-        Instance Number (positive).
-    series_description:
-        Series Description (at most 64 characters).
+    placement:
+        Series (shared by all overlays of one result series), Instance Number and
+        the model (equipment attributes and the Processing Algorithm item).
     derivation_description:
         Derivation Description; ``"<series_description> by <algorithm name>
         <version>"`` when omitted.
@@ -94,28 +77,22 @@ def build_overlay_sc(
         When an argument has a wrong value; the message names it.
     """
     check_source_images([source], "source")
-    check_algorithm(algorithm)
     if not isinstance(rgb, np.ndarray):
         raise TypeError(f'Argument "rgb" must be a numpy array, not {type(rgb).__name__}.')
     if rgb.dtype != np.uint8:
         raise TypeError(f'Argument "rgb" must have dtype uint8, not {rgb.dtype}.')
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f'Argument "rgb" must have shape (rows, columns, 3), not {rgb.shape}.')
-    if series_uid is None:
-        raise ValueError('Argument "series_uid" (SeriesInstanceUID) is required.')
-    series_uid = _uid_or_new(series_uid, "series_uid")
-    _check_positive_int(series_number, "series_number", "SeriesNumber")
-    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
-    _check_text(series_description, "series_description", "SeriesDescription")
-    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+    sop_instance_uid = uid_or_new(sop_instance_uid, "sop_instance_uid")
+    algorithm = placement.algorithm
     if derivation_description is None:
         derivation_description = (
-            f"{series_description} by {algorithm.name} {algorithm.version}"
+            f"{placement.series_description} by {algorithm.name} {algorithm.version}"
         )
-    if not isinstance(derivation_description, str) or len(derivation_description) > _MAX_ST:
+    if not isinstance(derivation_description, str) or len(derivation_description) > MAX_ST:
         raise ValueError(
             'Argument "derivation_description" (DerivationDescription) must be a string '
-            f"of at most {_MAX_ST} characters."
+            f"of at most {MAX_ST} characters."
         )
 
     sc = hd.sc.SCImage.from_ref_dataset(
@@ -124,19 +101,12 @@ def build_overlay_sc(
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        series_instance_uid=series_uid,
-        series_number=series_number,
         sop_instance_uid=sop_instance_uid,
-        instance_number=instance_number,
-        manufacturer=algorithm.manufacturer,
         pixel_spacing=_pixel_spacing(source, rgb.shape[:2]),
         patient_orientation=_patient_orientation(source),
         laterality=_laterality(source),
-        series_description=series_description,
-        manufacturer_model_name=algorithm.name,
-        software_versions=algorithm.version,
-        device_serial_number=algorithm.device_uid,
         specific_character_set=highdicom_character_set(source),
+        **placement.highdicom_arguments(),
     )
     copy_patient_and_study(sc, source)
     sc.ConversionType = "WSD"
@@ -170,26 +140,23 @@ class OverlaySeries:
     the matrix of the pixels) gets a fresh build, and becomes the model for those after it.
     """
 
-    def __init__(self, *, algorithm: AlgorithmInfo, series_uid: str, series_number: int,
-                 series_description: str, derivation_description: str | None = None) -> None:
-        self._options: dict[str, Any] = {
-            "algorithm": algorithm, "series_uid": series_uid, "series_number": series_number,
-            "series_description": series_description, "derivation_description": derivation_description,
-        }
+    def __init__(self, placement: Placement, *, derivation_description: str | None = None) -> None:
+        self._placement = placement
+        self._derivation_description = derivation_description
         self._model: Dataset | None = None
         self._model_key: tuple[Any, ...] | None = None
 
     def build(self, source: Dataset, rgb: np.ndarray, *, instance_number: int,
               sop_instance_uid: str | None = None) -> Dataset:
         """The overlay ``rgb`` (``(rows, cols, 3)`` uint8) drawn on ``source``, as :func:`build_overlay_sc` builds it."""
+        placement = self._placement.numbered(instance_number)
         key = _shared_key(source, rgb)
         if self._model is None or key != self._model_key or self._model.file_meta.TransferSyntaxUID.is_encapsulated:
-            sc = build_overlay_sc(source, rgb, instance_number=instance_number,
-                                  sop_instance_uid=sop_instance_uid, **self._options)
+            sc = build_overlay_sc(source, rgb, placement, derivation_description=self._derivation_description,
+                                  sop_instance_uid=sop_instance_uid)
             self._model, self._model_key = _without_pixels(sc), key
             return sc
-        _check_positive_int(instance_number, "instance_number", "InstanceNumber")
-        sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+        sop_instance_uid = uid_or_new(sop_instance_uid, "sop_instance_uid")
         sc = copy.deepcopy(self._model)
         sc.SOPInstanceUID = sop_instance_uid
         sc.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid

@@ -1,7 +1,8 @@
-"""Binary Segmentation (SEG) result objects."""
+"""Binary Segmentation (SEG) result objects: one segment, or several over the same images."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import highdicom as hd
@@ -12,39 +13,65 @@ from pydicom.uid import generate_uid
 
 from ..dicom.frames import frame_source
 from ..logs import log
-
-from .algorithm import AlgorithmInfo
+from .checks import MAX_LO, check_concept, check_source_images, check_text, uid_or_new
 from .equipment import (
-    highdicom_character_set,
     add_processing_algorithm,
     algorithm_identification,
-    check_algorithm,
-    check_source_images,
     copy_patient_and_study,
-    _check_positive_int,
-    _check_text,
-    _uid_or_new,
+    highdicom_character_set,
 )
+from .placement import Placement
 
-__all__ = ["build_binary_seg", "seg_sources"]
+__all__ = ["Segment", "build_binary_seg", "build_segmentation", "seg_sources"]
 
 _logger = logging.getLogger("ainode.results")
 
-_MAX_LO = 64
+
+@dataclass(frozen=True)
+class Segment:
+    """What one segment of a SEG is: its label, coded property and tracking UID.
+
+    Parameters
+    ----------
+    label:
+        Segment Label (0062,0005), e.g. ``"Hemorrhage"``; also its Tracking ID.
+    category:
+        Segmented Property Category (CID 7150), e.g. SCT "Morphologically
+        Abnormal Structure".
+    segment_type:
+        Segmented Property Type (CID 7151), e.g. SCT "Hemorrhage".
+    tracking_uid:
+        Tracking UID of the segment (give the SR finding group's Tracking Unique
+        Identifier to link the two); a fresh UID when omitted (``None``).
+
+    Raises
+    ------
+    TypeError
+        When ``category`` or ``segment_type`` is not a coded concept.
+    ValueError
+        When a field has a wrong value; the message names it.
+    """
+
+    label: str
+    category: hd.sr.CodedConcept | Code
+    segment_type: hd.sr.CodedConcept | Code
+    tracking_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.label, "segment_label", "SegmentLabel")
+        check_concept(self.category, "category")
+        check_concept(self.segment_type, "segment_type")
+        object.__setattr__(self, "tracking_uid", uid_or_new(self.tracking_uid, "tracking_uid"))
 
 
 def build_binary_seg(
     source_images: Sequence[Dataset],
     mask: np.ndarray,
+    placement: Placement,
     *,
     segment_label: str,
     category: hd.sr.CodedConcept | Code,
     segment_type: hd.sr.CodedConcept | Code,
-    algorithm: AlgorithmInfo,
-    series_number: int,
-    instance_number: int = 1,
-    series_description: str,
-    series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
     tracking_uid: str | None = None,
 ) -> Dataset:
@@ -62,29 +89,14 @@ def build_binary_seg(
     mask:
         ``(n, rows, cols)`` bool array, ``n == len(source_images)`` and
         ``rows``/``cols`` those of the images.
-    segment_label:
-        Segment Label (0062,0005), e.g. ``"Hemorrhage"``.
-    category:
-        Segmented Property Category (CID 7150), e.g. SCT "Morphologically
-        Abnormal Structure".
-    segment_type:
-        Segmented Property Type (CID 7151), e.g. SCT "Hemorrhage".
-    algorithm:
-        The model: Algorithm Identification of the segment (algorithm type
-        AUTOMATIC), equipment attributes and the Processing Algorithm item.
-    series_number:
-        Series Number of the new series (positive).
-    instance_number:
-        Instance Number (positive).
-    series_description:
-        Series Description (at most 64 characters).
-    series_instance_uid:
-        UID of the new series; a fresh UID when omitted.
+    placement:
+        Series, Instance Number and the model (Algorithm Identification of the
+        segment, algorithm type AUTOMATIC; equipment attributes; the Processing
+        Algorithm item).
+    segment_label, category, segment_type, tracking_uid:
+        The segment (see :class:`Segment`).
     sop_instance_uid:
         UID of the instance; a fresh UID when omitted.
-    tracking_uid:
-        Tracking UID of the segment (give the SR finding group's Tracking
-        Unique Identifier to link the two); a fresh UID when omitted.
 
     Returns
     -------
@@ -100,50 +112,107 @@ def build_binary_seg(
         When an argument has a wrong value; the message names it.
     """
     check_source_images(source_images, "source_images")
-    check_algorithm(algorithm)
-    _check_mask(mask, source_images)
-    _check_text(segment_label, "segment_label", "SegmentLabel")
-    _check_text(series_description, "series_description", "SeriesDescription")
-    for name, value in (("category", category), ("segment_type", segment_type)):
-        if not isinstance(value, (hd.sr.CodedConcept, Code)):
-            raise TypeError(
-                f'Argument "{name}" must be a CodedConcept or Code, not {type(value).__name__}.'
-            )
-    _check_positive_int(series_number, "series_number", "SeriesNumber")
-    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
-    series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
-    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
-    tracking_uid = _uid_or_new(tracking_uid, "tracking_uid")
-
-    first = source_images[0]
-    sources, mask = seg_sources(source_images, mask)
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=segment_label,
-        segmented_property_category=category,
-        segmented_property_type=segment_type,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm_identification(algorithm),
-        tracking_uid=tracking_uid,
-        tracking_id=segment_label,
+    _check_mask(mask, source_images, "mask")
+    segment = Segment(segment_label, category, segment_type, tracking_uid)
+    return _segmentation(
+        source_images, mask, [segment], placement,
+        content_description=f"{segment_label} segmented by {placement.algorithm.name}"[:MAX_LO],
+        sop_instance_uid=uid_or_new(sop_instance_uid, "sop_instance_uid"),
     )
+
+
+def build_segmentation(
+    source_images: Sequence[Dataset],
+    masks: Sequence[np.ndarray],
+    segments: Sequence[Segment],
+    placement: Placement,
+    *,
+    content_description: str,
+    sop_instance_uid: str | None = None,
+) -> Dataset:
+    """Build a BINARY Segmentation with one segment per mask, numbered from 1 in order.
+
+    Parameters
+    ----------
+    source_images:
+        Single-frame images of one series, sorted along the slice normal.
+    masks:
+        One ``(n, rows, cols)`` bool array per segment, as the mask of
+        :func:`build_binary_seg`.
+    segments:
+        The segments, in the order of ``masks``.
+    placement:
+        Series, Instance Number and the model.
+    content_description:
+        Content Description (at most 64 characters).
+    sop_instance_uid:
+        UID of the instance; a fresh UID when omitted.
+
+    Returns
+    -------
+    pydicom.Dataset
+        A :class:`highdicom.seg.Segmentation`, as :func:`build_binary_seg` builds it.
+
+    Raises
+    ------
+    TypeError
+        When an argument has the wrong type.
+    ValueError
+        When an argument has a wrong value; the message names it.
+    """
+    check_source_images(source_images, "source_images")
+    if len(segments) == 0 or len(masks) != len(segments):
+        raise ValueError(
+            f'Arguments "masks" and "segments" must be as long and not empty, not {len(masks)} and {len(segments)}.'
+        )
+    for i, (mask, segment) in enumerate(zip(masks, segments)):
+        _check_mask(mask, source_images, f"masks[{i}]")
+        if not isinstance(segment, Segment):
+            raise TypeError(f'Item {i} of argument "segments" must be a Segment, not {type(segment).__name__}.')
+    check_text(content_description, "content_description", "ContentDescription")
+    return _segmentation(
+        source_images, np.stack(masks, axis=-1), segments, placement,
+        content_description=content_description,
+        sop_instance_uid=uid_or_new(sop_instance_uid, "sop_instance_uid"),
+    )
+
+
+def _segmentation(
+    source_images: Sequence[Dataset],
+    pixels: np.ndarray,
+    segments: Sequence[Segment],
+    placement: Placement,
+    *,
+    content_description: str,
+    sop_instance_uid: str,
+) -> Dataset:
+    """The SEG of already validated arguments; ``pixels`` is ``(n, rows, cols[, segments])``."""
+    first = source_images[0]
+    algorithm = placement.algorithm
+    sources, pixels = seg_sources(source_images, pixels)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=segment.label,
+            segmented_property_category=segment.category,
+            segmented_property_type=segment.segment_type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm_identification(algorithm),
+            tracking_uid=segment.tracking_uid,
+            tracking_id=segment.label,
+        )
+        for number, segment in enumerate(segments, start=1)
+    ]
     seg = hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=np.ascontiguousarray(mask, dtype=bool),
+        pixel_array=np.ascontiguousarray(pixels, dtype=bool),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
-        series_instance_uid=series_instance_uid,
-        series_number=series_number,
+        segment_descriptions=descriptions,
         sop_instance_uid=sop_instance_uid,
-        instance_number=instance_number,
-        manufacturer=algorithm.manufacturer,
-        manufacturer_model_name=algorithm.name,
-        software_versions=algorithm.version,
-        device_serial_number=algorithm.device_uid,
         omit_empty_frames=False,
-        series_description=series_description,
-        content_description=f"{segment_label} segmented by {algorithm.name}"[:_MAX_LO],
+        content_description=content_description,
         specific_character_set=highdicom_character_set(first),
+        **placement.highdicom_arguments(),
     )
     copy_patient_and_study(seg, first)
     add_processing_algorithm(seg, algorithm)
@@ -216,23 +285,23 @@ def _shallow_copy(ds: Dataset) -> Dataset:
     return new
 
 
-def _check_mask(mask: np.ndarray, source_images: Sequence[Dataset]) -> None:
+def _check_mask(mask: np.ndarray, source_images: Sequence[Dataset], argument: str) -> None:
     if not isinstance(mask, np.ndarray):
-        raise TypeError(f'Argument "mask" must be a numpy array, not {type(mask).__name__}.')
+        raise TypeError(f'Argument "{argument}" must be a numpy array, not {type(mask).__name__}.')
     if mask.dtype != bool:
-        raise TypeError(f'Argument "mask" must have dtype bool, not {mask.dtype}.')
+        raise TypeError(f'Argument "{argument}" must have dtype bool, not {mask.dtype}.')
     if mask.ndim != 3:
         raise ValueError(
-            f'Argument "mask" must have 3 dimensions (slices, rows, columns), not {mask.ndim}.'
+            f'Argument "{argument}" must have 3 dimensions (slices, rows, columns), not {mask.ndim}.'
         )
     if mask.shape[0] != len(source_images):
         raise ValueError(
-            f'Argument "mask" has {mask.shape[0]} slices but "source_images" has '
+            f'Argument "{argument}" has {mask.shape[0]} slices but "source_images" has '
             f"{len(source_images)} images."
         )
     for i, ds in enumerate(source_images):
         if (int(ds.Rows), int(ds.Columns)) != mask.shape[1:]:
             raise ValueError(
-                f'Argument "mask" has {mask.shape[1]}x{mask.shape[2]} pixels per slice but '
+                f'Argument "{argument}" has {mask.shape[1]}x{mask.shape[2]} pixels per slice but '
                 f"source image {i} has Rows x Columns {ds.Rows}x{ds.Columns}."
             )

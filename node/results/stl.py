@@ -17,16 +17,9 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
-from .algorithm import AlgorithmInfo
-from .equipment import (
-    _check_positive_int,
-    _check_text,
-    _uid_or_new,
-    add_processing_algorithm,
-    check_algorithm,
-    check_source_images,
-    copy_patient_and_study,
-)
+from .checks import check_source_images, check_text, uid_or_new
+from .equipment import add_processing_algorithm, copy_patient_and_study, set_equipment
+from .placement import Placement
 
 __all__ = [
     "ENCAPSULATED_STL_STORAGE",
@@ -89,14 +82,10 @@ def decode_binary_stl(data: bytes) -> np.ndarray:
 def build_encapsulated_stl(
     source_images: Sequence[Dataset],
     stl: bytes,
+    placement: Placement,
     *,
-    algorithm: AlgorithmInfo,
-    series_number: int,
-    series_description: str,
     document_title: str,
     source_instances: Sequence[Dataset] = (),
-    instance_number: int = 1,
-    series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> Dataset:
     """Build an Encapsulated STL object whose vertices are patient coordinates (mm).
@@ -108,21 +97,16 @@ def build_encapsulated_stl(
         character set and their Frame of Reference UID.
     stl:
         A binary STL file (:func:`encode_binary_stl`) in patient coordinates, mm.
-    algorithm:
-        The model: equipment attributes and the Processing Algorithm item.
-    series_number:
-        Series Number of the new series (positive).
-    series_description:
-        Series Description (at most 64 characters).
+    placement:
+        Series, Instance Number and the model (equipment attributes and the
+        Processing Algorithm item).
     document_title:
         Document Title, e.g. ``"Tumor surface"``.
     source_instances:
         Instances the mesh was derived from (e.g. the SEG), referenced in Source
         Instance Sequence; the source images when empty.
-    instance_number:
-        Instance Number (positive).
-    series_instance_uid, sop_instance_uid:
-        UIDs of the new series and instance; fresh UIDs when omitted.
+    sop_instance_uid:
+        UID of the new instance; a fresh UID when omitted.
 
     Returns
     -------
@@ -137,22 +121,27 @@ def build_encapsulated_stl(
         When an argument has a wrong value; the message names it.
     """
     check_source_images(source_images, "source_images")
-    check_algorithm(algorithm)
     if not isinstance(stl, (bytes, bytearray)):
         raise TypeError(f'Argument "stl" must be bytes, not {type(stl).__name__}.')
     decode_binary_stl(bytes(stl))
-    _check_text(series_description, "series_description", "SeriesDescription")
-    _check_text(document_title, "document_title", "DocumentTitle")
-    _check_positive_int(series_number, "series_number", "SeriesNumber")
-    _check_positive_int(instance_number, "instance_number", "InstanceNumber")
-    series_instance_uid = _uid_or_new(series_instance_uid, "series_instance_uid")
-    sop_instance_uid = _uid_or_new(sop_instance_uid, "sop_instance_uid")
+    check_text(document_title, "document_title", "DocumentTitle")
+    sop_instance_uid = uid_or_new(sop_instance_uid, "sop_instance_uid")
     first = source_images[0]
     if "FrameOfReferenceUID" not in first:
         raise ValueError('The first item of "source_images" lacks FrameOfReferenceUID.')
     references = list(source_instances) or list(source_images)
     check_source_images(references, "source_instances")
+    ds = _encapsulated_stl(first, stl, placement, document_title, sop_instance_uid)
+    ds.SourceInstanceSequence = DicomSequence([_reference(r) for r in references])
+    ds.ReferencedSeriesSequence = _referenced_series(references)  # Common Instance Reference
+    add_processing_algorithm(ds, placement.algorithm)
+    return ds
 
+
+def _encapsulated_stl(
+    first: Dataset, stl: bytes, placement: Placement, document_title: str, sop_instance_uid: str
+) -> Dataset:
+    """The Encapsulated STL dataset of validated arguments, without its references."""
     now = datetime.datetime.now().astimezone()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -169,29 +158,24 @@ def build_encapsulated_stl(
     ds.InstanceCreationTime = now.strftime("%H%M%S")
     # Encapsulated Document Series
     ds.Modality = "M3D"
-    ds.SeriesInstanceUID = series_instance_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = series_description
+    ds.SeriesInstanceUID = placement.series_instance_uid
+    ds.SeriesNumber = placement.series_number
+    ds.SeriesDescription = placement.series_description
     ds.SeriesDate = now.strftime("%Y%m%d")
     ds.SeriesTime = now.strftime("%H%M%S")
     # Frame of Reference: the vertices are patient coordinates of the source
     ds.FrameOfReferenceUID = first.FrameOfReferenceUID
     ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
     # General Equipment and Enhanced General Equipment
-    ds.Manufacturer = algorithm.manufacturer
-    ds.ManufacturerModelName = algorithm.name
-    ds.DeviceSerialNumber = algorithm.device_uid
-    ds.SoftwareVersions = algorithm.version
+    set_equipment(ds, placement.algorithm)
     # Encapsulated Document
-    ds.InstanceNumber = instance_number
+    ds.InstanceNumber = placement.instance_number
     ds.ContentDate = now.strftime("%Y%m%d")
     ds.ContentTime = now.strftime("%H%M%S")
     ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "NO"
     ds.DocumentTitle = document_title
     ds.ConceptNameCodeSequence = DicomSequence()
-    ds.SourceInstanceSequence = DicomSequence([_reference(r) for r in references])
-    ds.ReferencedSeriesSequence = _referenced_series(references)  # Common Instance Reference
     ds.MIMETypeOfEncapsulatedDocument = "model/stl"
     ds.EncapsulatedDocument = bytes(stl) + (b"\0" if len(stl) % 2 else b"")
     ds.EncapsulatedDocumentLength = len(stl)
@@ -201,7 +185,6 @@ def build_encapsulated_stl(
     unit.CodingSchemeDesignator = "UCUM"
     unit.CodeMeaning = "mm"
     ds.MeasurementUnitsCodeSequence = DicomSequence([unit])
-    add_processing_algorithm(ds, algorithm)
     return ds
 
 
