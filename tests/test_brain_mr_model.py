@@ -161,7 +161,8 @@ def test_training_smoke_2p5d(tmp_path):
 
 def test_tumor_boundary_weights_and_tumor_slices(tmp_path):
     pytest.importorskip("torch")
-    from models.brain_mr.train import _tumor_boundary_weights, train
+    from models.brain_mr.loss_weights import tumor_boundary_weights as _tumor_boundary_weights
+    from models.brain_mr.train import train
 
     labels = np.zeros((9, 9), np.uint8)
     labels[3:6, 3:6] = 6

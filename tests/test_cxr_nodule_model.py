@@ -17,7 +17,7 @@ from models.cxr_nodule.findings import Detection, NoduleFindings, detect_compone
 from models.cxr_nodule.froc import froc, render_froc_png
 from models.cxr_nodule.pack import CXRNodulePack
 from models.cxr_nodule.preprocess import postprocess, preprocess
-from models.cxr_nodule.radiograph import patient_side, resample
+from models.radiograph import patient_side, resample
 from models.cxr_nodule.report import write_results
 from models.cxr_nodule.train import TEST_SEED_BASE, evaluate, make_sample
 from models.phantoms.cxr import generate_cxr
@@ -198,7 +198,8 @@ def test_training_crops_are_windows_of_the_whole_image_input():
     """A training crop is the whole radiograph's network input (detail channel included) cut
     to the crop and mirrored together with its mask."""
     from models.cxr_nodule.preprocess import model_input
-    from models.cxr_nodule.train import _crops, crop_window, prepared_inputs
+    from models.cxr_nodule.crops import training_crops as _crops
+    from models.cxr_nodule.train import crop_window, prepared_inputs
 
     sample = make_sample(generate_cxr(seed=2, size=512, nodules=1), 512)
     full = model_input(sample.image)
@@ -315,7 +316,7 @@ def test_phantom_cache_gives_the_same_sample(tmp_path):
 
 
 def test_mask_to_source_equals_the_whole_matrix_mapping():
-    from models.cxr_nodule.radiograph import Geometry
+    from models.radiograph import Geometry
 
     rng = np.random.default_rng(4)
     for rows, cols, size in ((1955, 1841, 512), (300, 400, 256), (512, 512, 512), (100, 90, 256)):
