@@ -5,8 +5,7 @@ import logging
 import signal
 import tempfile
 import threading
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any
 
 from .pipeline.assemble import Assembler
@@ -23,23 +22,14 @@ from .pipeline.retain import Janitor
 from .pipeline.route import Router
 from .pipeline.run import Runner
 from .store.spool import Spool
-from .states import InstanceState, JobState, ResultState, SeriesState
+from .pipeline.stages import Pipeline, StageRow
+from .states import InstanceState, SeriesState, Stage
 from .store import open_store
 from .http.web import WebServer
 
-__all__ = ["Node", "Stage"]
+__all__ = ["Node"]
 
 _logger = logging.getLogger("ainode.node")
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of the pipeline: the state it takes work in, the state it leaves it in."""
-
-    name: str
-    consumes: StrEnum | None
-    produces: tuple[StrEnum, ...]
-    component: Any
 
 
 class Node:
@@ -62,11 +52,11 @@ class Node:
         self.metrics = Metrics()
         self.metrics.watch_store(self.store)
         self.metrics.declare((r.model for r in config.routes), (d.name for d in config.destinations))
+        self.pipeline = Pipeline()
         self.outbox: Outbox | None = Outbox(config, self.store, self.metrics) if deliver else None
         self.runner: Runner | None = None
         if worker or config.runner.enabled:
-            self.runner = Runner(config, self.store, self.spool, self.metrics,
-                                 on_written=self.outbox.wake if self.outbox else _nothing)
+            self.runner = Runner(config, self.store, self.spool, self.metrics, self.pipeline)
         self._stopped = threading.Event()
         self.listeners: ListenerProcesses | None = None  # [node] listeners > 1: made at start, once the port is bound
         self.metrics_server: MetricsServer | None = None
@@ -74,16 +64,14 @@ class Node:
             self.ingest = self.indexer = self.assembler = self.janitor = self.web = None  # type: ignore[assignment]
             if config.runner.metrics_port:
                 self.metrics_server = MetricsServer(self.metrics, config.node.http_host, config.runner.metrics_port)
+            self._attach_stages()
             return
         self._use_spool_disk_for_temporary_files()
         router = Router(config.routes)
-        self.assembler = Assembler(config.assembler, self.store, router, self.metrics,
-                                   on_jobs=self.runner.wake if self.runner else _nothing)
-        self.indexer = Indexer(self.store, self.metrics, on_indexed=self._instances_filed,
-                               rerun_on_late=router.reruns_on_late)
+        self.assembler = Assembler(config.assembler, self.store, router, self.metrics, self.pipeline)
+        self.indexer = Indexer(self.store, self.metrics, self.pipeline, rerun_on_late=router.reruns_on_late)
         self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)
-        self.ingest = ingest_server(config, self.store, self.spool, self.metrics, on_stored=self.indexer.wake,
-                                    on_filed=self._instances_filed, on_released=self.assembler.released,
+        self.ingest = ingest_server(config, self.store, self.spool, self.metrics, **self._ingest_wakeups(),
                                     disk_guard=self.disk)
         self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health,
@@ -91,26 +79,28 @@ class Node:
                              auth=BearerAuth.from_config(config.http, config.node.http_host), http=config.http,
                              route_names=[r.name for r in config.routes],
                              models=list(dict.fromkeys(r.model for r in config.routes)))
+        self._attach_stages()
 
-    def _instances_filed(self) -> None:
-        """Instances were filed: the assembler may complete a series, the runner read slices ahead."""
-        self.assembler.wake()
-        if self.runner is not None:
-            self.runner.instances_filed()
+    def _attach_stages(self) -> None:
+        """Give each row of the stage table the component that runs it in this process."""
+        for stage, component in (
+            (Stage.INGEST, self.ingest), (Stage.INDEX, self.indexer), (Stage.ASSEMBLE, self.assembler),
+            (Stage.ROUTE, self.assembler), (Stage.RUN, self.runner), (Stage.DELIVER, self.outbox),
+            (Stage.RETAIN, self.janitor),
+        ):
+            self.pipeline.attach(stage, component)
 
-    def stages(self) -> tuple[Stage, ...]:
-        """The whole pipeline, in order: what each stage consumes and produces, and who runs it."""
-        I, S, J, R = InstanceState, SeriesState, JobState, ResultState  # noqa: N806 - short names for the table
-        table = (
-            Stage("ingest", None, (I.RECEIVED, I.INDEXED, S.RECEIVED), self.ingest),
-            Stage("index", I.RECEIVED, (I.INDEXED, I.QUARANTINED, S.RECEIVED), self.indexer),
-            Stage("assemble", S.RECEIVED, (S.COMPLETE,), self.assembler),
-            Stage("route", S.COMPLETE, (S.ROUTED, S.IGNORED, J.QUEUED), self.assembler),
-            Stage("run", J.QUEUED, (J.RUNNING, J.WRITTEN, J.FAILED, R.PENDING), self.runner),
-            Stage("deliver", R.PENDING, (R.DELIVERED, R.DEAD, J.DELIVERED, J.FAILED), self.outbox),
-            Stage("retain", S.ROUTED, (S.PURGED,), self.janitor),
-        )
-        return tuple(stage for stage in table if stage.component is not None)
+    def _ingest_wakeups(self) -> dict[str, Any]:
+        """What ingest produces, told to the stage table: stored (instance received), filed
+        (series received: it may be complete, or read ahead), released by its sender."""
+        pipeline = self.pipeline
+        return {"on_stored": lambda: pipeline.produced(InstanceState.RECEIVED),
+                "on_filed": lambda: pipeline.produced(SeriesState.RECEIVED),
+                "on_released": pipeline.released}
+
+    def stages(self) -> tuple[StageRow, ...]:
+        """The rows of the stage table this process runs, in pipeline order."""
+        return self.pipeline.rows()
 
     def health(self) -> dict[str, Any]:
         """Whether every stage is alive (the status), and whether the disk lets ingest accept.
@@ -154,11 +144,7 @@ class Node:
         """Start the stages from the last to the first, so nothing arrives before it can be handled."""
         if not self.worker:
             self.recover_spool()
-        started: set[int] = set()
-        for stage in reversed(self.stages()):
-            if id(stage.component) not in started:
-                started.add(id(stage.component))
-                stage.component.start()
+        self.pipeline.start()
         if self.worker:
             if self.metrics_server is not None:
                 self.metrics_server.start()
@@ -182,11 +168,7 @@ class Node:
             self.listeners.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
-        stopped: set[int] = set()
-        for stage in self.stages():
-            if id(stage.component) not in stopped:
-                stopped.add(id(stage.component))
-                stage.component.stop()
+        self.pipeline.stop()
         self.store.close()
         self._stopped.set()
         log(_logger, logging.INFO, "node stopped")
@@ -196,8 +178,7 @@ class Node:
         tls = self.config.dicom_tls
         tls_port = self.ingest.tls_port if tls is not None and tls.port is not None else None
         self.listeners = ListenerProcesses(self.config, self.ingest.port, tls_port, self.metrics,
-                                           on_stored=self.indexer.wake, on_filed=self._instances_filed,
-                                           on_released=self.assembler.released)
+                                           **self._ingest_wakeups())
         self.listeners.start()
         listeners, ingest = self.listeners, self.ingest
         self.metrics.associations_open.set_function(lambda: ingest.open_associations() + listeners.open_associations())
@@ -217,8 +198,3 @@ class Node:
         """``config`` with some ``[node]`` fields replaced (command-line options)."""
         fields = {k: v for k, v in node_fields.items() if v is not None}
         return replace(config, node=replace(config.node, **fields))
-
-
-def _nothing() -> None:
-    """No stage to wake: it runs in another process, which polls the shared store."""
-

@@ -29,10 +29,15 @@ silently losing or repeating it. No other module spells a state as a bare string
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Mapping
+from typing import Iterable, Mapping, Protocol
 
 __all__ = [
+    "FAILURE_STAGES",
     "FailureStage",
+    "NO_WAKEUPS",
+    "Stage",
+    "TIMED_STAGES",
+    "Wakeups",
     "IllegalTransition",
     "InstanceState",
     "JobState",
@@ -90,9 +95,26 @@ class ResultState(StrEnum):
     SUPERSEDED = "superseded"
 
 
-class FailureStage(StrEnum):
-    """Where a failed job failed (``jobs.stage``)."""
+class Stage(StrEnum):
+    """Every stage name the node uses, in one vocabulary: the stages of the pipeline (the
+    rows of :mod:`node.pipeline.stages`), the steps of a job in its worker, and the spans
+    that metrics time. A failed job records the stage it failed in (``jobs.stage``, one of
+    :data:`FAILURE_STAGES`); ``ainode_stage_duration_seconds`` is labelled with one of
+    :data:`TIMED_STAGES`."""
 
+    INGEST = "ingest"
+    INDEX = "index"
+    ASSEMBLE = "assemble"
+    ROUTE = "route"
+    RUN = "run"
+    DELIVER = "deliver"
+    RETAIN = "retain"
+    OPERATE = "operate"
+    """An operator's request (HTTP API, ``ainode`` commands): re-run a job, replay dead letters."""
+    RECEIVE = "receive"
+    """First instance received → series complete (a timed span)."""
+    QUEUE = "queue"
+    """Job queued → claimed by a worker (a timed span)."""
     SPEC = "spec"
     LOAD = "load"
     ENGINE = "engine"
@@ -101,7 +123,52 @@ class FailureStage(StrEnum):
     POSTPROCESS = "postprocess"
     WRITE = "write"
     WORKER = "worker"
-    DELIVER = "deliver"
+
+
+FailureStage = Stage
+"""Where a failed job failed (``jobs.stage``): a :class:`Stage`, one of :data:`FAILURE_STAGES`."""
+
+FAILURE_STAGES: tuple[Stage, ...] = (
+    Stage.SPEC, Stage.LOAD, Stage.ENGINE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCESS, Stage.WRITE,
+    Stage.WORKER, Stage.DELIVER,
+)
+"""The stages a job can fail in: the worker's steps, the worker itself, and delivery."""
+
+TIMED_STAGES: tuple[Stage, ...] = (
+    Stage.RECEIVE, Stage.QUEUE, Stage.LOAD, Stage.ENGINE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCESS,
+    Stage.WRITE, Stage.DELIVER,
+)
+"""The ``stage`` label values of ``ainode_stage_duration_seconds``, in pipeline order."""
+
+
+class Wakeups(Protocol):
+    """Who is told that work reached a state: the stage table wakes the stage that consumes it.
+
+    Components get one :class:`Wakeups` (the node's :class:`node.pipeline.stages.Pipeline`)
+    instead of one callback per neighbour.
+    """
+
+    def produced(self, *states: StrEnum) -> None:
+        """Work reached ``states`` (committed to the store): wake the stages that consume them."""
+        ...
+
+    def released(self, series_uids: Iterable[str]) -> None:
+        """The association or STOW-RS request that brought these series ended normally (now)."""
+        ...
+
+
+class _NoWakeups:
+    """Nobody to wake in this process: the consuming stages poll the (shared) store."""
+
+    def produced(self, *states: StrEnum) -> None:
+        """Nothing to wake."""
+
+    def released(self, series_uids: Iterable[str]) -> None:
+        """Nothing to tell."""
+
+
+NO_WAKEUPS: Wakeups = _NoWakeups()
+"""The :class:`Wakeups` of a component alone (tests, a process whose consumers run elsewhere)."""
 
 
 _I, _S, _J, _R, _T = InstanceState, SeriesState, JobState, ResultState, StudyRouteState

@@ -18,6 +18,8 @@ from node.config import AssemblerConfig, load_config, parse_config
 from node.pipeline.index import Indexer
 from node.ingest import IngestServer
 from node.metrics import Metrics
+from node.pipeline.stages import Pipeline
+from node.states import InstanceState, Stage
 from node.pipeline.route import Router
 from node.store.spool import Spool
 from node.states import SeriesState
@@ -39,11 +41,14 @@ def node(tmp_path: Path, request: pytest.FixtureRequest):
     config = parse_config(_routes(request.param), tmp_path)
     store = JobStore(tmp_path / "db.sqlite")
     metrics = Metrics()
+    pipeline = Pipeline()
     assembler = Assembler(AssemblerConfig(quiet_seconds=_QUIET, poll_seconds=0.5), store, Router(config.routes),
-                          metrics)
-    indexer = Indexer(store, metrics, on_indexed=assembler.wake)
+                          metrics, pipeline)
+    indexer = Indexer(store, metrics, pipeline)
+    pipeline.attach(Stage.INDEX, indexer)
+    pipeline.attach(Stage.ASSEMBLE, assembler)
     server = IngestServer("AINODE", "127.0.0.1", 0, store, Spool(tmp_path / "spool"), metrics,
-                          on_stored=indexer.wake, on_released=assembler.released)
+                          on_stored=lambda: pipeline.produced(InstanceState.RECEIVED), on_released=pipeline.released)
     web = WebServer("127.0.0.1", 0, store, metrics, lambda: {"status": "ok"}, acceptor=server.acceptor)
     for part in (assembler, indexer, server, web):
         part.start()

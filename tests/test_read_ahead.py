@@ -16,7 +16,7 @@ import pytest
 
 from models.phantoms.cxr import generate_cxr, write_phantom as write_cxr
 from models.phantoms.head_ct import generate_head_ct, write_phantom
-from node import worker
+from node.worker import reading_ahead as worker
 from node.worker.slice_cache import CachedFile, SliceCache, file_identity
 from node.worker import JobSpec, read_ahead, run_job
 from tests.support import OrthancServer, start_node, storescu, wait_for
@@ -172,12 +172,12 @@ def test_filing_wakes_the_runner_only_when_a_routed_model_may_read_ahead(tmp_pat
     try:
         idle.instances_filed()
         reading.instances_filed()
-        assert not idle._wake.is_set()  # nothing routed: filing an instance costs the runner nothing
-        assert reading._wake.is_set()
-        reading._wake.clear()
+        assert not idle._loop._wake.is_set()  # nothing routed: filing an instance costs the runner nothing
+        assert reading._loop._wake.is_set()
+        reading._loop._wake.clear()
         reading._not_slice_wise.add("head-ct-hematoma")  # as a worker answers for a volume-wide pack
         reading.instances_filed()
-        assert not reading._wake.is_set()
+        assert not reading._loop._wake.is_set()
     finally:
         idle.stop()
         reading.stop()

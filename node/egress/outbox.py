@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import urllib.parse
+from enum import StrEnum
+from functools import partial
 from typing import Any, Callable
 
 from ..config import Config, DestinationConfig
@@ -14,6 +15,7 @@ from ..metrics import Metrics
 from ..metrics.delivery import DeliveryLatency
 from ..states import ResultState
 from ..store import JobStore, lease_owner_id, owner_is_gone
+from ..pipeline.loop import StageLoop
 from .delivery import Sender
 from .senders import close_sender, release_idle, sender_for
 
@@ -47,15 +49,14 @@ class Outbox:
         self._clock = clock
         self._owner = lease_owner_id()
         self._watch: Any = None
-        self._stop = threading.Event()
-        self._wakes = {d.name: threading.Event() for d in config.destinations}
         self._senders: dict[str, Sender] = {
             d.name: sender_for(d, calling_ae=config.node.ae_title, timeout=config.egress.timeout_seconds,
                                idle_seconds=config.egress.association_idle_seconds)
             for d in config.destinations
         }
-        self._threads = [
-            threading.Thread(target=self._run, args=(d,), name=f"outbox-{d.name}", daemon=True)
+        self._loops = [
+            StageLoop(f"outbox-{d.name}", partial(self._step, d), _IDLE_SECONDS, logger=_logger,
+                      on_exit=partial(close_sender, self._senders[d.name]))
             for d in config.destinations
         ]
 
@@ -63,27 +64,24 @@ class Outbox:
         released = self._store.release_result_leases(lambda owner, _until: owner_is_gone(owner))
         if released:
             log(_logger, logging.WARNING, "deliveries of a stopped node due again", results=released)
-        if self._threads:  # results a process sharing the store wrote (a worker) wake it at once
+        if self._loops:  # results a process sharing the store wrote (a worker) wake it at once
             self._watch = self._store.watch({"results": self.wake})
-        for thread in self._threads:
-            thread.start()
+        for loop in self._loops:
+            loop.start()
 
     def stop(self) -> None:
         if self._watch is not None:
             self._watch.stop()
-        self._stop.set()
-        for wake in self._wakes.values():
-            wake.set()
-        for thread, destination in zip(self._threads, self._config.destinations):
-            if thread.ident is not None:
-                thread.join(timeout=10)  # the thread releases its sender's connections as it ends
+        for loop, destination in zip(self._loops, self._config.destinations):
+            if loop.started:
+                loop.stop()  # the loop releases its sender's connections as it ends
             else:  # never started (deliver_due called directly)
                 close_sender(self._senders[destination.name])
 
-    def wake(self) -> None:
+    def wake(self, state: StrEnum | None = None) -> None:
         """Tell the outbox new results are queued."""
-        for wake in self._wakes.values():
-            wake.set()
+        for loop in self._loops:
+            loop.wake()
 
     def deliver_due(self, destination: DestinationConfig) -> int:
         """Try every result due for ``destination`` now; returns how many were tried."""
@@ -119,17 +117,14 @@ class Outbox:
                 jobs=sorted({r.job_id for r in due}))
         return len(due)
 
-    def _run(self, destination: DestinationConfig) -> None:
-        wake = self._wakes[destination.name]
-        while not self._stop.is_set():
-            wake.clear()
-            try:
-                self.deliver_due(destination)
-                release_idle(self._senders[destination.name])
-            except Exception as exc:
-                log(_logger, logging.ERROR, "outbox error", destination=destination.name, reason=repr(exc))
-            wake.wait(timeout=self._idle_wait(destination))
-        close_sender(self._senders[destination.name])
+    def _step(self, destination: DestinationConfig) -> float:
+        """Deliver what is due, then wait until the next result is due (new results wake it at once)."""
+        try:
+            self.deliver_due(destination)
+            release_idle(self._senders[destination.name])
+        except Exception as exc:
+            log(_logger, logging.ERROR, "outbox error", destination=destination.name, reason=repr(exc))
+        return self._idle_wait(destination)
 
     def _idle_wait(self, destination: DestinationConfig) -> float:
         """Until this destination's next result is due (new results wake the thread at once)."""

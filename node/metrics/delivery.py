@@ -13,7 +13,7 @@ from typing import Any, Iterable, Protocol
 
 from ..logs import log
 from . import Metrics
-from ..states import JobState
+from ..states import JobState, Stage
 
 __all__ = ["DeliveryLatency"]
 
@@ -55,7 +55,7 @@ class DeliveryLatency:
             return
         written = [e["at"] for e in self._store.job_events(job_id) if e["state"] == JobState.WRITTEN]
         if written:
-            self._metrics.observe_stage("delivery", job["model"], delivered_at - written[-1])
+            self._metrics.observe_stage(Stage.DELIVER, job["model"], delivered_at - written[-1])
         series = self._store.get_series(job["series_uid"])
         if series is not None:
             self._metrics.series_latency_seconds.labels(job["model"]).observe(

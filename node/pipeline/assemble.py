@@ -17,14 +17,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from enum import StrEnum
 from typing import Callable, Iterable
 
 from ..config import AssemblerConfig
 from ..logs import log
 from ..metrics import Metrics
 from .route import Router
-from ..states import IllegalTransition, SeriesState
+from ..states import NO_WAKEUPS, IllegalTransition, JobState, SeriesState, Wakeups
 from ..store import JobStore, SeriesRow
+from .loop import StageLoop
 from .study_routes import StudyRouter
 
 __all__ = ["Assembler"]
@@ -39,33 +41,29 @@ class Assembler:
 
     def __init__(
         self, config: AssemblerConfig, store: JobStore, router: Router, metrics: Metrics,
-        on_jobs: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time,
+        wakeups: Wakeups = NO_WAKEUPS, clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._store = store
         self._router = router
         self._metrics = metrics
-        self._on_jobs = on_jobs
+        self._wakeups = wakeups
         self._study_router = StudyRouter(router, store, metrics, clock=clock)
         self._clock = clock
         self._started_at = clock()
         self._released: dict[str, float] = {}  # series UID → when a transfer that brought it was released
         self._released_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="assembler", daemon=True)
+        self._loop = StageLoop("assembler", self._step, config.poll_seconds, logger=_logger, first_wait=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
+        self._loop.stop()
 
-    def wake(self) -> None:
+    def wake(self, state: StrEnum | None = None) -> None:
         """Tell the assembler instances were indexed (a series may have reached its count)."""
-        self._wake.set()
+        self._loop.wake()
 
     def released(self, series_uids: Iterable[str]) -> None:
         """The association or STOW-RS request that brought these series ended normally (now)."""
@@ -75,7 +73,7 @@ class Assembler:
                 self._released[uid] = now
             for uid in [u for u, at in self._released.items() if now - at > _RELEASE_MEMORY_SECONDS]:
                 del self._released[uid]
-        self._wake.set()
+        self._loop.wake()
 
     def _released_after_last(self, series: SeriesRow) -> bool:
         """Whether a release came after the series' last instance, and a matching route completes on it."""
@@ -143,7 +141,7 @@ class Assembler:
                 continue
             routed += 1
         if self._study_router.run_once():
-            self._on_jobs()
+            self._wakeups.produced(JobState.QUEUED)
         return routed
 
     def _route(self, series: SeriesRow) -> None:
@@ -164,13 +162,7 @@ class Assembler:
                    else "series ignored by series routes: held for study routes")
         log(_logger, logging.INFO, message, series_uid=series.series_uid, routes=[r.name for r in routes], jobs=ids)
         if ids:
-            self._on_jobs()
+            self._wakeups.produced(JobState.QUEUED)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._config.poll_seconds)
-            self._wake.clear()
-            try:
-                self.run_once()
-            except Exception as exc:
-                log(_logger, logging.ERROR, "assembler error", reason=repr(exc))
+    def _step(self) -> None:
+        self.run_once()

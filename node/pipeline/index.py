@@ -10,16 +10,17 @@ routing attributes of; each is read again from its file.
 from __future__ import annotations
 
 import logging
-import threading
+from enum import StrEnum
 from typing import Any, Callable, Mapping
 
 import pydicom
 
 from ..logs import log
 from ..metrics import Metrics
-from ..states import IllegalTransition, SeriesState
+from ..states import NO_WAKEUPS, IllegalTransition, SeriesState, Wakeups
 from ..store import InstanceRow, JobStore
 from ..dicom.uids import is_valid_uid
+from .loop import StageLoop
 
 __all__ = ["Indexer", "ROUTING_KEYWORDS", "routing_attributes"]
 
@@ -66,28 +67,24 @@ class Indexer:
     """A thread that indexes new instances as soon as they are stored (and at start)."""
 
     def __init__(
-        self, store: JobStore, metrics: Metrics, on_indexed: Callable[[], None] = lambda: None,
+        self, store: JobStore, metrics: Metrics, wakeups: Wakeups = NO_WAKEUPS,
         rerun_on_late: Callable[[Mapping[str, Any]], bool] = lambda _attrs: True,
     ) -> None:
         self._store = store
         self._rerun_on_late = rerun_on_late
         self._metrics = metrics
-        self._on_indexed = on_indexed
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="indexer", daemon=True)
+        self._wakeups = wakeups
+        self._loop = StageLoop("indexer", self._step, 1.0, logger=_logger)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
+        self._loop.stop()
 
-    def wake(self) -> None:
+    def wake(self, state: StrEnum | None = None) -> None:
         """Tell the indexer an instance was stored."""
-        self._wake.set()
+        self._loop.wake()
 
     def run_once(self) -> int:
         """Index what is waiting; returns how many instances were handled."""
@@ -95,18 +92,12 @@ class Indexer:
         for row in rows:
             self._index(row)
         if rows:
-            self._on_indexed()
+            self._wakeups.produced(SeriesState.RECEIVED)  # filed: a series may be complete, or read ahead
         return len(rows)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                if self.run_once():
-                    continue
-            except Exception as exc:  # the store itself failed: keep trying
-                log(_logger, logging.ERROR, "indexer error", reason=repr(exc))
-            self._wake.wait(timeout=1.0)
+    def _step(self) -> float | None:
+        """Index a batch; go on at once while there are more."""
+        return 0.0 if self.run_once() else None
 
     def _index(self, row: InstanceRow) -> None:
         """File one instance, or quarantine it: one bad instance never stops the others."""

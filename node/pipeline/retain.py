@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -20,6 +20,7 @@ from ..config import SpoolConfig
 from ..logs import log
 from ..store.spool import Spool
 from ..store import JobStore, ResultRow
+from .loop import StageLoop
 
 __all__ = ["Janitor"]
 
@@ -34,17 +35,17 @@ class Janitor:
         self._store = store
         self._spool = spool
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="janitor", daemon=True)
+        self._loop = StageLoop("janitor", self._step, config.sweep_seconds, logger=_logger, first_wait=True)
 
     def start(self) -> None:
         if self._config.retention_hours > 0:
-            self._thread.start()
+            self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._loop.stop()
+
+    def wake(self, state: StrEnum | None = None) -> None:
+        """Series were routed or ignored: nothing to do before their retention ends (the sweep polls)."""
 
     def sweep(self) -> int:
         """Remove the files of series finished longer ago than the retention; returns how many series."""
@@ -61,12 +62,11 @@ class Janitor:
             log(_logger, logging.INFO, "spool swept", series=len(purged))
         return len(purged)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._config.sweep_seconds):
-            try:
-                self.sweep()
-            except Exception as exc:
-                log(_logger, logging.ERROR, "spool sweep failed", reason=repr(exc))
+    def _step(self) -> None:
+        try:
+            self.sweep()
+        except Exception as exc:
+            log(_logger, logging.ERROR, "spool sweep failed", reason=repr(exc))
 
 
 def _remove_results(rows: Iterable[ResultRow]) -> None:

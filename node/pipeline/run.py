@@ -16,17 +16,19 @@ import os
 import queue
 import threading
 import time
+from enum import StrEnum
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 from ..config import Config
 from ..logs import log
 from ..metrics import STAGES, Metrics
+from .loop import StageLoop
 from .route import Router
 from ..store.spool import Spool
-from ..states import FailureStage, JobState, SeriesState
+from ..states import NO_WAKEUPS, FailureStage, JobState, ResultState, SeriesState, Wakeups
 from ..store import JobStore, lease_owner_id, owner_is_gone
 from ..worker import JobOutcome, JobSpec, ReadAheadOutcome, init_worker, read_ahead, run_job, warm_up
 
@@ -43,21 +45,19 @@ class Runner:
 
     def __init__(
         self, config: Config, store: JobStore, spool: Spool, metrics: Metrics,
-        on_written: Callable[[], None] = lambda: None, workers: int | None = None,
+        wakeups: Wakeups = NO_WAKEUPS, workers: int | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._spool = spool
         self._metrics = metrics
-        self._on_written = on_written
+        self._wakeups = wakeups
         self._workers = workers or config.runner.workers
         self._lease_seconds = config.runner.lease_seconds
         self._owner = lease_owner_id()
         self._handover: Any = None
         self._destinations: dict[int, list[str]] = {}
         self._pool = self._new_pool()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._running: dict[int, Future[JobOutcome]] = {}
         self._router = Router(config.routes)
         self._filed = threading.Event()
@@ -67,8 +67,8 @@ class Runner:
         self._not_slice_wise: set[str] = set()  # models whose pack said it does not read ahead
         self._renewed_at = 0.0
         self._watch: Any = None
-        self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
-        self._handover_thread = threading.Thread(target=self._take_handovers, name="runner-handover", daemon=True)
+        self._loop = StageLoop("runner", self._step, min(0.5, self._lease_seconds / 4), logger=_logger)
+        self._handover_loop = StageLoop("runner-handover", self._take_handover, 0.0, logger=_logger)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
@@ -82,8 +82,8 @@ class Runner:
             log(_logger, logging.WARNING, "jobs of a stopped node queued again", jobs=released)
         self._warm_up()
         self._watch = self._store.watch({"jobs": self.wake})  # jobs an ingest node sharing the store queued
-        self._thread.start()
-        self._handover_thread.start()
+        self._loop.start()
+        self._handover_loop.start()
 
     def _warm_up(self) -> None:
         """Start the worker and load every routed model's engine while no series waits."""
@@ -109,17 +109,16 @@ class Runner:
     def stop(self) -> None:
         if self._watch is not None:
             self._watch.stop()
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        if self._handover_thread.is_alive():
-            self._handover_thread.join(timeout=2)
+        self._loop.stop()
+        self._handover_loop.stop(timeout=2)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def wake(self) -> None:
-        """Tell the runner there are new jobs."""
-        self._wake.set()
+    def wake(self, state: StrEnum | None = None) -> None:
+        """Tell the runner there are new jobs (or, ``series received``, slices to read ahead)."""
+        if state is SeriesState.RECEIVED:
+            self.instances_filed()
+        else:
+            self._loop.wake()
 
     def instances_filed(self) -> None:
         """Tell the runner instances were filed: slices of an arriving series may be read ahead.
@@ -132,23 +131,17 @@ class Runner:
         self._filed.set()
         reading = self._reading
         if reading is None or reading.done():
-            self._wake.set()
+            self._loop.wake()
 
     def _may_read_ahead(self) -> bool:
         """Whether a routed model is not known to work on whole volumes only."""
         return any(route.model not in self._not_slice_wise for route in self._config.routes)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                self._collect()
-                self._keep_leases()
-                self._submit()
-                self._read_ahead()
-            except Exception as exc:
-                log(_logger, logging.ERROR, "runner error", reason=repr(exc))
-            self._wake.wait(timeout=min(0.5, self._lease_seconds / 4))
+    def _step(self) -> None:
+        self._collect()
+        self._keep_leases()
+        self._submit()
+        self._read_ahead()
 
     def _keep_leases(self) -> None:
         """Renew this runner's leases; take back jobs whose owner's lease ran out."""
@@ -178,7 +171,7 @@ class Runner:
             except BrokenProcessPool:
                 self._pool = self._new_pool()
                 future = self._pool.submit(run_job, spec)
-            future.add_done_callback(lambda _f: self._wake.set())
+            future.add_done_callback(lambda _f: self._loop.wake())
             self._destinations[job["id"]] = list(job["destinations"])
             self._running[job["id"]] = future
 
@@ -217,7 +210,7 @@ class Runner:
                     self._reading = self._pool.submit(read_ahead, spec)
                 except (BrokenProcessPool, RuntimeError):
                     return  # the next job's submission replaces the pool
-                self._reading.add_done_callback(lambda _done: self._wake.set())
+                self._reading.add_done_callback(lambda _done: self._loop.wake())
                 self._filed.set()  # more may wait: look again when this one ends
                 return
 
@@ -236,28 +229,27 @@ class Runner:
         elif outcome.images:
             self._metrics.slices_read_ahead.labels(outcome.model).inc(outcome.images)
 
-    def _take_handovers(self) -> None:
-        """Queue each object a worker has saved for delivery at once (the job still running).
+    def _take_handover(self) -> None:
+        """Queue one object a worker has saved for delivery at once (the job still running).
 
         An object handed over after its job was finished, failed or lost is left alone:
         :meth:`JobStore.job_written` queues every object of a written job anyway.
         """
-        while not self._stop.is_set():
-            try:
-                job_id, sop_uid, sop_class, path = self._handover.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            except (EOFError, OSError, ValueError):  # the pool (and its queue) is being replaced
-                time.sleep(0.1)
-                continue
-            destinations = self._destinations.get(job_id)
-            if not destinations:
-                continue
-            try:
-                if self._store.result_written(job_id, (sop_uid, sop_class, path), destinations, owner=self._owner):
-                    self._on_written()
-            except Exception as exc:  # the job's outcome queues it again
-                log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))
+        try:
+            job_id, sop_uid, sop_class, path = self._handover.get(timeout=0.5)
+        except queue.Empty:
+            return
+        except (EOFError, OSError, ValueError):  # the pool (and its queue) is being replaced
+            time.sleep(0.1)
+            return
+        destinations = self._destinations.get(job_id)
+        if not destinations:
+            return
+        try:
+            if self._store.result_written(job_id, (sop_uid, sop_class, path), destinations, owner=self._owner):
+                self._wakeups.produced(ResultState.PENDING)
+        except Exception as exc:  # the job's outcome queues it again
+            log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))
 
     def _observe_queue_wait(self, job: dict[str, Any]) -> None:
         """``queue`` stage: from the job's latest ``queued`` event to its claim (now)."""
@@ -331,4 +323,4 @@ class Runner:
             objects=len(outcome.results), inference_seconds=round(outcome.inference_seconds, 3),
             total_seconds=round(outcome.total_seconds, 3),
             stages={k: round(v, 3) for k, v in outcome.stage_seconds.items()}, **outcome.summary)
-        self._on_written()
+        self._wakeups.produced(ResultState.PENDING)
