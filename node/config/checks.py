@@ -1,0 +1,49 @@
+"""Checks across keys and sections, once each section is parsed: names unique, routes and models
+pointing at things that exist, limits that depend on another key."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..packs.registry import PACKS
+from .keys import ConfigError
+from .schema import DicomTlsConfig, EgressConfig, ModelConfig, NodeConfig, RouteConfig
+
+__all__ = ["check_backoff", "check_dicom_tls", "check_models", "check_routes", "check_unique_names"]
+
+
+def check_backoff(egress: EgressConfig) -> None:
+    """The longest delivery backoff is no shorter than the first one."""
+    if egress.backoff_max_seconds < egress.backoff_seconds:
+        raise ConfigError("egress.backoff_max_seconds", f"expected a value >= backoff_seconds "
+                          f"({egress.backoff_seconds}), got {egress.backoff_max_seconds}")
+
+
+def check_unique_names(section: str, names: Sequence[str], what: str) -> None:
+    """No two entries of ``[[section]]`` share a name (the second one is named)."""
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ConfigError(f"{section}[{i}].name", f"duplicate {what} {name!r}")
+
+
+def check_models(models: Mapping[str, ModelConfig]) -> None:
+    """Each ``[models.NAME]`` runs a pack the node knows."""
+    for name, model in models.items():
+        if model.pack not in PACKS:
+            raise ConfigError(f"models.{name}.pack", f"unknown model pack {model.pack!r} (known: {', '.join(PACKS)})")
+
+
+def check_routes(routes: Sequence[RouteConfig], models: Mapping[str, ModelConfig]) -> None:
+    """Route names are unique, and each route's model is a ``[models.NAME]`` or a pack."""
+    names = [r.name for r in routes]
+    for i, route in enumerate(routes):
+        first = names.index(route.name)
+        if first != i:
+            raise ConfigError(f"routes[{i}].name", f"duplicate route {route.name!r} (first at routes[{first}])")
+        if route.model not in models and route.model not in PACKS:
+            raise ConfigError(f"routes[{i}].model", f"no model or pack named {route.model!r}")
+
+
+def check_dicom_tls(dicom_tls: DicomTlsConfig | None, node: NodeConfig) -> None:
+    """A separate DICOM TLS port is not the plain DICOM port."""
+    if dicom_tls is not None and dicom_tls.port is not None and dicom_tls.port == node.dicom_port != 0:
+        raise ConfigError("dicom_tls.port", "must differ from node.dicom_port (leave it out for TLS on dicom_port)")

@@ -1,0 +1,76 @@
+"""The fixed sets of words the configuration takes, as string enums.
+
+Each member is a ``str`` equal to its value, so code that compares a configured value with
+a plain string (``destination.type == "dimse"``) keeps working.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["DestinationType", "Engine", "LogLevel", "OnDuplicate", "OnLate", "RouteLevel"]
+
+
+class LogLevel(StrEnum):
+    """``[node] log_level`` (given in any case, kept upper case)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class DestinationType(StrEnum):
+    """The protocol of a ``[[destinations]]`` or ``[[sources]]`` entry."""
+
+    DIMSE = "dimse"
+    """C-STORE to ``host``, ``port``, ``ae_title`` (C-GET from a source)."""
+    DICOMWEB = "dicomweb"
+    """STOW-RS (WADO-RS from a source) at ``url``, the DICOMweb root."""
+    ORTHANC = "orthanc"
+    """Orthanc's REST API at ``url``."""
+
+
+class Engine(StrEnum):
+    """``[models.NAME] engine``: the inference backend, or ``auto`` (the fastest present)."""
+
+    AUTO = "auto"
+    """The fastest engine present on the machine."""
+    TENSORRT = "tensorrt"
+    """Native TensorRT: a serialized engine built from the ONNX graph (GPU)."""
+    ONNXRUNTIME_TRT = "onnxruntime-trt"
+    """ONNX Runtime with its TensorRT execution provider (GPU)."""
+    ONNXRUNTIME_CUDA = "onnxruntime-cuda"
+    """ONNX Runtime with its CUDA execution provider (GPU)."""
+    ONNXRUNTIME_CPU = "onnxruntime-cpu"
+    """ONNX Runtime on the CPU: the embedded default."""
+    TORCH = "torch"
+    """PyTorch, the reference."""
+    TRITON = "triton"
+    """A remote Triton Inference Server at ``triton_url``."""
+
+
+class OnLate(StrEnum):
+    """``[[routes]] on_late``: what an image arriving after the series' job ran does."""
+
+    RERUN = "rerun"
+    """Run the job again on the whole series, into the same result series."""
+    IGNORE = "ignore"
+    """Leave the job and its results as they are."""
+
+
+class RouteLevel(StrEnum):
+    """``[[routes]] level``: one job per matching series, or per study."""
+
+    SERIES = "series"
+    """One job per matching series."""
+    STUDY = "study"
+    """One job per study, once a series matches each of ``requires``."""
+
+
+class OnDuplicate(StrEnum):
+    """``[ingest] on_duplicate``: what a copy of a held instance with different content does."""
+
+    KEEP_FIRST = "keep-first"
+    """The first copy stays; the new one is dropped."""
+    REPLACE = "replace"
+    """The new copy replaces the first (the series is processed again)."""
