@@ -4,16 +4,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from models.chest_ct_landmarks.findings import LANDMARKS
-from models.chest_ct_landmarks.metrics import HISTOGRAM_BINS
+from models.chest_ct_landmarks.card_evaluation import cross_family_limits, evaluation_section, seed_range_text
 
 __all__ = ["render_card"]
 
-_NAMES = {"apex": "lung apex", "carina": "tracheal bifurcation (carina)", "diaphragm": "upper diaphragm"}
-_RESEARCH = {
-    "apex": "95.1 % (EfficientNet-B4)",
-    "carina": "95.6 % (DenseNet-169)",
-    "diaphragm": "93.7 % (EfficientNet-B4)",
-}
 
 
 _MODULES = {"a": "models.phantoms.chest_ct", "b": "models.phantoms.chest_ct_b"}
@@ -21,9 +15,6 @@ _MODULES = {"a": "models.phantoms.chest_ct", "b": "models.phantoms.chest_ct_b"}
 
 def render_card(meta: Mapping[str, Any]) -> str:
     """Markdown model card for the weights described by ``meta`` (a ``model.json``)."""
-    t = meta.get("trained_on", {})
-    test = (meta.get("metrics") or {}).get("test")
-    views = meta.get("views", {})
     lines = [
         f"# Model card: chest-ct-landmarks (weights {meta.get('version')})",
         "",
@@ -31,6 +22,15 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "the node runs and is tested end to end. Train your own on labelled chest CT with",
         "`ainode models train chest-ct-landmarks --dicom DIR --labels labels.csv`.",
         "",
+    ]
+    for section in (_what_it_does, _inputs, _outputs, _architecture, _training, evaluation_section, _limits):
+        lines += section(meta)
+    return "\n".join(lines)
+
+
+def _what_it_does(meta: Mapping[str, Any]) -> list[str]:
+    """What the model does and what results it writes."""
+    return [
         "## What it does",
         "",
         "It follows Zhang et al. (二次元画像分類モデルによる間質性肺炎代表断面像抽出手法の開発, JCMI 2021):",
@@ -51,6 +51,12 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "and UID, finding site (SCT Apex of Lung / Carina / Diaphragm / Upper, Middle, Lower zone of",
         "lung), the slice as the group's source image, the classifier score, Algorithm Identification.",
         "",
+    ]
+
+
+def _inputs(meta: Mapping[str, Any]) -> list[str]:
+    """Inputs and preprocessing."""
+    return [
         "## Inputs and preprocessing (`preprocess.py`, numpy/scipy only)",
         "",
         "- Slices sorted inferior → superior by the node; HU from Rescale Slope/Intercept.",
@@ -62,6 +68,12 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "  for thinner series), so each classifier sees whether lung or dome begins or ends next to it.",
         *_airway_lines(meta),
         "",
+    ]
+
+
+def _outputs(meta: Mapping[str, Any]) -> list[str]:
+    """Outputs and postprocessing."""
+    return [
         "## Outputs and postprocessing",
         "",
         "- ONNX outputs `apex`, `carina`, `diaphragm`, each `(N, 1)` logits; dynamic batch axis; opset 17.",
@@ -77,6 +89,14 @@ def render_card(meta: Mapping[str, Any]) -> str:
            " arg-max; no change in the other three cases), never on the held-out seeds."
            if meta.get("diaphragm_pick") == "lowest" else ""),
         "",
+    ]
+
+
+def _architecture(meta: Mapping[str, Any]) -> list[str]:
+    """The classifiers' architecture."""
+    t = meta.get("trained_on", {})
+    views = meta.get("views", {})
+    return [
         "## Architecture (`net.py`)",
         "",
         f"- `--arch {meta.get('arch')}`" + (f", width {meta.get('width')}" if meta.get("arch") == "small" else "") + ".",
@@ -99,11 +119,19 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "  `torch==2.14.1 torchvision==0.29.1 timm` in a training environment to use them.",
         f"- {t.get('parameters', '?')} parameters in all.",
         "",
+    ]
+
+
+def _training(meta: Mapping[str, Any]) -> list[str]:
+    """How the weights were trained."""
+    t = meta.get("trained_on", {})
+    views = meta.get("views", {})
+    return [
         "## Training (`train.py`)",
         "",
         f"- Data: {t.get('phantoms', 0)} phantoms of family {str(t.get('family', 'a')).upper()} "
         f"(`{_MODULES.get(str(t.get('family', 'a')), '?')}`, seeds "
-        f"{_range(t.get('seeds'))}"
+        f"{seed_range_text(t.get('seeds'))}"
         + (f"; the first {t['styled_phantoms']} with randomised styles (`styles=True`: slice thickness 3-5 mm"
            " and sometimes overlapping slices, matrix 192/256/320, field of view, patient size, fat and"
            " position, tracheal radius, bronchial angles and carina spur, IV contrast in 40 %, noise level"
@@ -153,66 +181,15 @@ def render_card(meta: Mapping[str, Any]) -> str:
            " `\"diaphragm_pick\": \"lowest\"` written to `model.json`, with the same effect)."
            if meta.get("diaphragm_pick") == "lowest" else ")."),
         "",
-        "## Held-out evaluation (measured, onnxruntime CPU)",
-        "",
     ]
+
+
+def _limits(meta: Mapping[str, Any]) -> list[str]:
+    """What the weights cannot do."""
+    t = meta.get("trained_on", {})
     families = dict((meta.get("metrics") or {}).get("families") or {})
     trained = str(t.get("family", "a"))
-    if test and not families:
-        families = {trained: test}
-    if families:
-        lines += [
-            "Two independently written phantom families: **A** (`models.phantoms.chest_ct`: ellipses,",
-            "paraboloid apices and domes, capsule tubes) and **B** (`models.phantoms.chest_ct_b`, written from",
-            "the research's anatomy description alone: superellipse body, lungs as the cavity minus the",
-            "mediastinum, power-law apices, Gaussian domes, sphere-swept airways, vessels and ribs, arms,",
-            "table pads, IV contrast, Fourier-domain MTF and ramp-shaped noise). Both label the landmarks",
-            "by the definitions above. Held-out seeds are never trained on; the family the weights were",
-            "not trained on is the honest, cross-family figure.",
-            "A pick counts for the **1-Up-Down precision** when it lies on the truth slice or one slice",
-            "above or below (the research's criterion); each series gives one pick per landmark.",
-            "",
-            *_precision_table(families, trained),
-        ]
-        lines.append("| phantoms, seeds | " + " | ".join(
-            f"{families[f]['n_series']}, {_range(families[f].get('seed_range'))}" for f in families) + " |")
-        for f, rep_ in families.items():
-            lines += [
-                "",
-                f"### Family {f.upper()} ({'same family as training' if f == trained else 'other family'}):"
-                f" {rep_['n_series']} phantoms, seeds {_range(rep_.get('seed_range'))}",
-                "",
-                "| landmark | 1-Up-Down precision | exact | within ±2 | mean abs offset (slices) | research (best model) |",
-                "| --- | --- | --- | --- | --- | --- |",
-            ]
-            for n in LANDMARKS:
-                m = rep_["per_landmark"][n]
-                lines.append(
-                    f"| {_NAMES[n]} | {m['one_up_down_precision']:.3f} | {m['exact']:.3f} | {m['within_2']:.3f} "
-                    f"| {m['mean_abs_offset']:.2f} | {_RESEARCH[n]} |"
-                )
-            lines += [
-                "",
-                "Pick offsets (pick − truth, slices; + is superior), as in the research's Figure 5:",
-                "",
-                "| landmark | " + " | ".join(HISTOGRAM_BINS) + " |",
-                "| --- |" + " --- |" * len(HISTOGRAM_BINS),
-            ]
-            for n in LANDMARKS:
-                h = rep_["per_landmark"][n]["histogram"]
-                lines.append(f"| {_NAMES[n]} | " + " | ".join(str(h[b]) for b in HISTOGRAM_BINS) + " |")
-        lines += _reverse_lines(meta, trained)
-        lines += [
-            "",
-            "The research's figures are on 72 real patients with interstitial pneumonia; these are on",
-            "phantoms, so the two cannot be compared. `ainode models eval chest-ct-landmarks` re-measures",
-            "both families and prints the cross-family table.",
-            "`tests/test_chest_ct_landmarks_model.py` re-measures the committed weights on other held-out",
-            "seeds of both families and requires the precision stored here minus a stated margin.",
-        ]
-    else:
-        lines.append("No held-out evaluation was run for these weights.")
-    lines += [
+    return [
         "",
         "## Limits",
         "",
@@ -220,7 +197,7 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "  tube airways and vessels), no arms, no motion or streak artefacts, no disease beyond optional",
         "  subpleural basal reticulation. Family B adds arms, pads, contrast and other shapes, but is still",
         "  a drawing. Accuracy on real scans is unknown.",
-        *_cross_family_limits(families, trained),
+        *cross_family_limits(families, trained),
         "- Two truth corrections (2026-11-25) came first. Family A counted any two airway lumens near the",
         "  trachea, so a lobar bronchus rising beside the trachea above the spur made \"the trachea",
         "  divides\" 1-5 slices too high in 103 of 170 phantoms (seeds 0..119 and 1,000,000..1,000,049);",
@@ -273,44 +250,7 @@ def render_card(meta: Mapping[str, Any]) -> str:
         "- Routing decides what reaches the pack (e.g. Modality CT and BodyPartExamined CHEST).",
         "",
     ]
-    return "\n".join(lines)
 
-
-def _precision_table(families: Mapping[str, Any], trained: str) -> list[str]:
-    """Markdown rows: 1-Up-Down per landmark (rows) and family (columns)."""
-    lines = [
-        "| landmark | " + " | ".join(
-            f"family {f.upper()} ({'same' if f == trained else 'other'} family) 1-Up-Down" for f in families) + " |",
-        "| --- |" + " --- |" * len(families),
-    ]
-    for n in LANDMARKS:
-        lines.append(f"| {_NAMES[n]} | " + " | ".join(
-            f"{families[f]['per_landmark'][n]['one_up_down_precision']:.3f}" for f in families) + " |")
-    return lines
-
-
-def _reverse_lines(meta: Mapping[str, Any], trained: str) -> list[str]:
-    """The other direction: the same configuration trained on the other family (``metrics.reverse``)."""
-    rev = (meta.get("metrics") or {}).get("reverse")
-    if not rev:
-        return []
-    fam = str(rev["family"])
-    fams = rev["families"]
-    lines = [
-        "",
-        f"### The other direction: the same configuration trained on family {fam.upper()} (not shipped)",
-        "",
-        f"Trained with the same options except `--family {fam} --phantoms {rev.get('phantoms', '?')}` on family {fam.upper()}"
-        f" (seeds {_range(rev.get('seeds'))}, version `{rev.get('version', '?')}`), evaluated on the same",
-        "held-out seeds. These weights are not shipped; they show that the configuration, not one",
-        "family, carries the figures.",
-        "",
-        *_precision_table(fams, fam),
-    ]
-    lines.append("| pick offsets on the other family (<-2 / -2 / -1 / 0 / +1 / +2 / >+2) | " + " | ".join(
-        "; ".join(f"{n} " + "/".join(str(fams[f]['per_landmark'][n]['histogram'][b]) for b in HISTOGRAM_BINS)
-                  for n in LANDMARKS) if f != fam else "" for f in fams) + " |")
-    return lines
 
 
 def _airway_lines(meta: Mapping[str, Any]) -> list[str]:
@@ -358,29 +298,3 @@ def _crop_lines(crop: str) -> list[str]:
         "  for all slices; resampled to 128×128 (Gaussian anti-aliasing, linear interpolation). Any matrix",
         "  size and field of view is accepted.",
     ]
-
-
-def _cross_family_limits(families: Mapping[str, Any], trained: str) -> list[str]:
-    """Limits lines that state the cross-family figures against the 0.90 target."""
-    other = [f for f in families if f != trained]
-    if not other:
-        return ["- Not evaluated on a phantom family other than the one it was trained on."]
-    out = []
-    for f in other:
-        per = families[f]["per_landmark"]
-        figs = ", ".join(f"{n} {per[n]['one_up_down_precision']:.2f}" for n in LANDMARKS)
-        below = [n for n in LANDMARKS if per[n]["one_up_down_precision"] < 0.90]
-        out += [
-            f"- Cross-family: trained on family {trained.upper()}, tested on family {f.upper()}",
-            f"  (seeds {_range(families[f].get('seed_range'))}): 1-Up-Down {figs}.",
-            ("  Below the 0.90 target of issue 15 for " + ", ".join(below) + ":\n  the weights have learned"
-             " their phantom family's style, not only the landmark." if below else
-             "  At or above the 0.90 target of issue 15 for every landmark."),
-        ]
-    return out
-
-
-def _range(r: Any) -> str:
-    if not r:
-        return "-"
-    return f"{int(r[0]):,}..{int(r[-1]):,}"
