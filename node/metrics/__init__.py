@@ -13,18 +13,18 @@ from typing import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from .store import StoreCollector, StoreCounts
-from ..states import FailureStage, ResultState, SeriesState
+from ..states import FAILURE_STAGES, TIMED_STAGES, ResultState, SeriesState
 
 __all__ = ["Metrics", "STAGES", "build_version"]
 
 _INFERENCE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
-STAGES = ("receive", "queue", "load", "engine", "preprocess", "inference", "postprocess", "write", "delivery")
-"""The ``stage`` label values of ``ainode_stage_duration_seconds``, in pipeline order:
-``receive`` first instance received → series complete; ``queue`` job queued → claimed by a
-worker; ``load`` … ``write`` the worker's steps; ``delivery`` job written → every result
-delivered."""
+STAGES: tuple[str, ...] = tuple(stage.value for stage in TIMED_STAGES)
+"""The ``stage`` label values of ``ainode_stage_duration_seconds``, in pipeline order
+(:data:`node.states.TIMED_STAGES`): ``receive`` first instance received → series complete;
+``queue`` job queued → claimed by a worker; ``load`` … ``write`` the worker's steps;
+``deliver`` job written → every result delivered."""
 
 
 def build_version() -> str:
@@ -40,7 +40,16 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._add_ingest_metrics(self.registry)
+        self._add_series_metrics(self.registry)
+        self._add_job_metrics(self.registry)
+        self._add_delivery_metrics(self.registry)
+        self._add_latency_metrics(self.registry)
+        self.build_info = Info("ainode_build", "The node's version and Python (value 1)", registry=self.registry)
+        self.build_info.info({"version": build_version(), "python": platform.python_version()})
+
+    def _add_ingest_metrics(self, r: CollectorRegistry) -> None:
+        """What ingest received, set aside or refused, and the guards it answers by (associations, disk)."""
         self.instances_received = Counter(
             "ainode_instances_received", "Instances received (C-STORE or STOW-RS) by outcome (stored, duplicate, replaced,"
             " error)",
@@ -52,42 +61,6 @@ class Metrics:
         self.instances_quarantined = Counter(
             "ainode_instances_quarantined", "Stored instances set aside because their header cannot be used, by error",
             ["reason"], registry=r,
-        )
-        self.series_reopened = Counter(
-            "ainode_series_reopened", "Series assembled again because an image arrived after their jobs ran",
-            registry=r,
-        )
-        self.series_completed = Counter(
-            "ainode_series_completed", "Series the assembler declared complete", registry=r
-        )
-        self.series_routed = Counter(
-            "ainode_series_routed", "Completed series by routing outcome (routed, ignored)", ["outcome"], registry=r
-        )
-        self.study_route_decisions = Counter(
-            "ainode_study_route_decisions", "Study-level routes decided, by route and decision (fired, incomplete)",
-            ["route", "decision"], registry=r
-        )
-        self.job_failures = Counter(
-            "ainode_job_failures", "Failed jobs by model and stage", ["model", "stage"], registry=r
-        )
-        self.slices_read_ahead = Counter(
-            "ainode_slices_read_ahead", "Slices a worker read and ran while their series was still arriving",
-            ["model"], registry=r
-        )
-        self.inference_seconds = Histogram(
-            "ainode_inference_seconds", "Engine time per series", ["model", "engine"],
-            buckets=_INFERENCE_BUCKETS, registry=r,
-        )
-        self.pipeline_seconds = Histogram(
-            "ainode_pipeline_seconds", "Whole job time per series (load to written)", ["model"],
-            buckets=_INFERENCE_BUCKETS, registry=r,
-        )
-        self.egress_results = Counter(
-            "ainode_egress_results", "Result objects sent, by destination and outcome (delivered, retry, dead)",
-            ["destination", "outcome"], registry=r,
-        )
-        self.engine_info = Gauge(
-            "ainode_engine_info", "The engine each model runs on (value 1)", ["model", "engine"], registry=r
         )
         self.instances_rejected = Counter(
             "ainode_instances_rejected",
@@ -107,14 +80,6 @@ class Metrics:
             " can be decoded here; abstract_syntax: not a storage class the node takes)",
             ["reason"], registry=r,
         )
-        self.disk_free_bytes = Gauge(
-            "ainode_disk_free_bytes", "Free bytes on the spool's file system (as the disk guard sees it)",
-            registry=r,
-        )
-        self.disk_below_watermark = Gauge(
-            "ainode_disk_below_watermark", "1 while the spool's free space is below the disk guard's floor",
-            registry=r,
-        )
         self.associations_rejected = Counter(
             "ainode_associations_rejected",
             "A-ASSOCIATE-RQ answered A-ASSOCIATE-RJ, by reason (calling_ae_title, called_ae_title,"
@@ -128,6 +93,62 @@ class Metrics:
             "ainode_received_bytes", "Bytes of the datasets accepted (stored, duplicate or replaced), as received",
             registry=r,
         )
+        self.disk_free_bytes = Gauge(
+            "ainode_disk_free_bytes", "Free bytes on the spool's file system (as the disk guard sees it)",
+            registry=r,
+        )
+        self.disk_below_watermark = Gauge(
+            "ainode_disk_below_watermark", "1 while the spool's free space is below the disk guard's floor",
+            registry=r,
+        )
+
+    def _add_series_metrics(self, r: CollectorRegistry) -> None:
+        """What the assembler and the router did with complete series."""
+        self.series_reopened = Counter(
+            "ainode_series_reopened", "Series assembled again because an image arrived after their jobs ran",
+            registry=r,
+        )
+        self.series_completed = Counter(
+            "ainode_series_completed", "Series the assembler declared complete", registry=r
+        )
+        self.series_routed = Counter(
+            "ainode_series_routed", "Completed series by routing outcome (routed, ignored)", ["outcome"], registry=r
+        )
+        self.study_route_decisions = Counter(
+            "ainode_study_route_decisions", "Study-level routes decided, by route and decision (fired, incomplete)",
+            ["route", "decision"], registry=r
+        )
+
+    def _add_job_metrics(self, r: CollectorRegistry) -> None:
+        """How jobs ran: failures, read-ahead, engine and whole-job times, the engine of each model."""
+        self.job_failures = Counter(
+            "ainode_job_failures", "Failed jobs by model and stage", ["model", "stage"], registry=r
+        )
+        self.slices_read_ahead = Counter(
+            "ainode_slices_read_ahead", "Slices a worker read and ran while their series was still arriving",
+            ["model"], registry=r
+        )
+        self.inference_seconds = Histogram(
+            "ainode_inference_seconds", "Engine time per series", ["model", "engine"],
+            buckets=_INFERENCE_BUCKETS, registry=r,
+        )
+        self.pipeline_seconds = Histogram(
+            "ainode_pipeline_seconds", "Whole job time per series (load to written)", ["model"],
+            buckets=_INFERENCE_BUCKETS, registry=r,
+        )
+        self.engine_info = Gauge(
+            "ainode_engine_info", "The engine each model runs on (value 1)", ["model", "engine"], registry=r
+        )
+
+    def _add_delivery_metrics(self, r: CollectorRegistry) -> None:
+        """What the outbox sent."""
+        self.egress_results = Counter(
+            "ainode_egress_results", "Result objects sent, by destination and outcome (delivered, retry, dead)",
+            ["destination", "outcome"], registry=r,
+        )
+
+    def _add_latency_metrics(self, r: CollectorRegistry) -> None:
+        """Time per pipeline stage, and from first instance to last result delivered."""
         self.stage_duration_seconds = Histogram(
             "ainode_stage_duration_seconds",
             "Time spent per pipeline stage (receive, queue, load, engine, preprocess, inference, postprocess,"
@@ -139,8 +160,6 @@ class Metrics:
             "From a series' first instance received to the last result of its job delivered, by model",
             ["model"], buckets=_STAGE_BUCKETS, registry=r,
         )
-        self.build_info = Info("ainode_build", "The node's version and Python (value 1)", registry=r)
-        self.build_info.info({"version": build_version(), "python": platform.python_version()})
 
     def declare(self, models: Iterable[str], destinations: Iterable[str]) -> None:
         """Create every bounded label set at 0 before its first event.
@@ -160,7 +179,7 @@ class Metrics:
             self.slices_read_ahead.labels(model)
             for stage in STAGES:
                 self.stage_duration_seconds.labels(stage, model)
-            for failure in FailureStage:
+            for failure in FAILURE_STAGES:
                 self.job_failures.labels(model, failure.value)
         for destination in destinations:
             for outcome in (ResultState.DELIVERED.value, "retry", ResultState.DEAD.value):
