@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.head_ct_hematoma.findings import HEMATOMA
+from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA
 from models.head_ct_hematoma.preprocess import window
-from models.phantoms.head_ct import generate_head_ct
+from models.phantoms.head_ct import TRUTH_CLASSES, generate_head_ct
 
 __all__ = ["CROP", "GRID", "crop_batch", "training_slices"]
 
@@ -13,6 +13,9 @@ CROP = 256
 """Edge of a training crop (pixels)."""
 GRID = 16
 """Edge of one classified patch (pixels)."""
+
+_TO_CLASS = np.array([CLASS_NAMES.index(name) for name in TRUTH_CLASSES], dtype=np.uint8)
+"""The phantom's truth label values → this pack's class values (matched by name)."""
 
 
 def training_slices(
@@ -22,13 +25,14 @@ def training_slices(
     hu_out, lab_out = [], []
     for s in seeds:
         phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0, styles=styles)
-        hem = (phantom.patch_labels == HEMATOMA).any(axis=(1, 2))
+        patch_labels = _TO_CLASS[phantom.patch_labels].astype(phantom.patch_labels.dtype)
+        hem = (patch_labels == HEMATOMA).any(axis=(1, 2))
         others = np.flatnonzero(~hem)
         pick = list(np.flatnonzero(hem))
         pick += list(rng.choice(others, size=min(extra, others.size), replace=False))
         for k in sorted(pick):
             hu_out.append(phantom.hu[k].copy())
-            lab_out.append(phantom.patch_labels[k].copy())
+            lab_out.append(patch_labels[k].copy())
     return hu_out, lab_out
 
 

@@ -26,9 +26,9 @@ noise level, bias field strength, blur, tissue contrast and the scanner's gain, 
 head's size, position and in-plane rotation.
 
 Truth (``labels``, one value per voxel at the slice centre) uses
-:data:`models.brain_mr.classes.CLASS_NAMES`: background (air, scalp, skull, CSF outside
-the ventricles), cerebrum (oedema included), cerebellum, brainstem, ventricles, vessels,
-tumour.
+:data:`TRUTH_CLASSES` (the brain MR pack maps them to its classes by name): background
+(air, scalp, skull, CSF outside the ventricles), cerebrum (oedema included), cerebellum,
+brainstem, ventricles, vessels, tumour.
 """
 from __future__ import annotations
 
@@ -43,11 +43,12 @@ from pydicom import Dataset
 from pydicom.uid import MRImageStorage, generate_uid
 from scipy import ndimage
 
-from models.brain_mr.classes import CLASS_NAMES
 from models.phantoms.ct_series import Patient, SeriesSpec, Study, build_series
+from models.phantoms.nifti import write_nifti
 
 __all__ = [
     "CONTRASTS",
+    "TRUTH_CLASSES",
     "BrainMRPhantom",
     "BrainMRStyle",
     "add_cli_arguments",
@@ -60,6 +61,11 @@ __all__ = [
 
 CONTRASTS: tuple[str, ...] = ("T1", "T2")
 """Contrasts the phantom renders."""
+
+TRUTH_CLASSES: tuple[str, ...] = (
+    "background", "cerebrum", "cerebellum", "brainstem", "ventricles", "vessels", "tumor",
+)
+"""The phantom's label values 0..6 (``labels``), by name."""
 
 _BG, _CER, _CBL, _BST, _VEN, _VES, _TUM = range(7)
 _SLICE_MM = 4.0
@@ -175,8 +181,8 @@ class BrainMRPhantom:
 
     def volumes_ml(self) -> dict[str, float]:
         """Volume of every class except background, in mL."""
-        counts = np.bincount(self.labels.ravel(), minlength=len(CLASS_NAMES))
-        return {name: float(counts[i] * self.voxel_ml) for i, name in enumerate(CLASS_NAMES) if i}
+        counts = np.bincount(self.labels.ravel(), minlength=len(TRUTH_CLASSES))
+        return {name: float(counts[i] * self.voxel_ml) for i, name in enumerate(TRUTH_CLASSES) if i}
 
     def affine(self) -> np.ndarray:
         """4x4 matrix from voxel index ``(column, row, slice, 1)`` to LPS patient mm."""
@@ -274,7 +280,6 @@ def write_phantom(phantom: BrainMRPhantom, out_dir: Path) -> list[Path]:
     list[Path]
         All files written, DICOM first.
     """
-    from models.brain_mr.nifti import write_nifti
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +297,7 @@ def write_phantom(phantom: BrainMRPhantom, out_dir: Path) -> list[Path]:
     first = phantom.datasets[0] if phantom.series else None
     truth = {
         "seed": phantom.seed,
-        "classes": list(CLASS_NAMES),
+        "classes": list(TRUTH_CLASSES),
         "has_tumor": phantom.has_tumor,
         "volumes_ml": {k: round(v, 3) for k, v in phantom.volumes_ml().items()},
         "pixel_spacing_mm": phantom.pixel_spacing,

@@ -45,12 +45,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from models.phantoms.chest_ct import (
+from models.phantoms.chest_ct_truth import (
     LANDMARKS,
     MIN_LUMEN_AREA_MM2,
     MIN_VISIBLE_AREA_MM2,
     ChestCTPhantom,
-    _truth,
+    landmark_truth,
 )
 from models.phantoms.ct_series import Patient, SeriesSpec, Study, build_series
 
@@ -619,7 +619,7 @@ def generate_chest_ct_b(
     hu_i = np.clip(np.rint(hu), -3024, 3071).astype(np.int16)
 
     divided = renderer.divided(zs, slice_thickness)
-    landmarks = _truth(lung_area, dome_area, divided)
+    landmarks = landmark_truth(lung_area, dome_area, divided)
     z_abs = zs + z_offset
     datasets = build_series(
         hu_i, (spacing, spacing), slice_thickness, z_origin=float(z_abs[0]),

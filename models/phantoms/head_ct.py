@@ -18,7 +18,7 @@ level and grain, reconstruction blur or an edge-enhancing kernel, a calibration 
 of the HU scale, the value outside the reconstruction circle, and the head's size,
 position and in-plane rotation.
 
-Pixel truth (``pixel_labels``) uses :data:`CLASS_NAMES`: air, scalp and head holder are
+Pixel truth (``pixel_labels``) uses :data:`TRUTH_CLASSES`: air, scalp and head holder are
 background; skull is bone; brain, CSF and ventricles are brain; hematoma is hematoma
 (a pixel is hematoma when at least half of its slice thickness is).
 
@@ -39,13 +39,13 @@ import numpy as np
 from pydicom import Dataset
 from scipy import ndimage
 
-from models.head_ct_hematoma.findings import CLASS_NAMES
 from models.phantoms.ct_series import Patient, SeriesSpec, Study, build_series
 
 __all__ = [
     "HEMATOMA_PATCH_FRACTION",
     "PATCH_SIZE",
     "HeadCTPhantom",
+    "TRUTH_CLASSES",
     "HeadCTStyle",
     "add_cli_arguments",
     "generate_head_ct",
@@ -62,7 +62,10 @@ PATCH_SIZE = 16
 HEMATOMA_PATCH_FRACTION = 0.25
 """Minimum fraction of a patch covered by hematoma for the patch to be "hematoma"."""
 
-_BG, _BRAIN, _HEM, _BONE = (CLASS_NAMES.index(c) for c in ("background", "brain", "hematoma", "bone"))
+TRUTH_CLASSES: tuple[str, ...] = ("background", "brain", "hematoma", "bone")
+"""The phantom's pixel and patch label values 0..3, by name."""
+
+_BG, _BRAIN, _HEM, _BONE = (TRUTH_CLASSES.index(c) for c in ("background", "brain", "hematoma", "bone"))
 _SLICE_MM = 5.0
 _FOV_MM = 230.0
 
@@ -117,7 +120,7 @@ class HeadCTPhantom:
     hu:
         ``(n, size, size)`` int16 Hounsfield units.
     pixel_labels:
-        ``(n, size, size)`` uint8, classes in :data:`CLASS_NAMES` order.
+        ``(n, size, size)`` uint8, classes in :data:`TRUTH_CLASSES` order.
     patch_labels:
         ``(n, size // 16, size // 16)`` uint8, the training target (see module docs).
     has_hematoma:
@@ -242,7 +245,7 @@ def patch_labels_from_pixels(pixel_labels: np.ndarray, patch: int = PATCH_SIZE) 
     """
     n, rows, cols = pixel_labels.shape
     blocks = pixel_labels.reshape(n, rows // patch, patch, cols // patch, patch)
-    counts = np.stack([(blocks == c).sum(axis=(2, 4)) for c in range(len(CLASS_NAMES))], -1)
+    counts = np.stack([(blocks == c).sum(axis=(2, 4)) for c in range(len(TRUTH_CLASSES))], -1)
     hem = counts[..., _HEM] >= HEMATOMA_PATCH_FRACTION * patch * patch
     majority = np.stack(
         [counts[..., _BG], counts[..., _BRAIN] + counts[..., _HEM], counts[..., _BONE]], -1
@@ -273,7 +276,7 @@ def write_phantom(phantom: HeadCTPhantom, out_dir: Path) -> list[Path]:
     counts = (phantom.patch_labels == _HEM).sum(axis=(1, 2))
     truth = {
         "has_hematoma": phantom.has_hematoma,
-        "classes": list(CLASS_NAMES),
+        "classes": list(TRUTH_CLASSES),
         "patch_size": PATCH_SIZE,
         "hematoma_patch_fraction": HEMATOMA_PATCH_FRACTION,
         "hematoma_patches_per_slice": [int(c) for c in counts],
