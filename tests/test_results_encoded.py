@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
-from node import worker
+from node.worker import saving as worker
 from node.results.aside import EncodedObject
 from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.worker import JobSpec, run_job, stable_series_uid
@@ -83,7 +83,7 @@ def test_an_encoded_object_in_a_series_of_its_own_is_decoded_and_given_the_stabl
     spec = JobSpec(1, "fresh", "fresh", None, "onnxruntime-cpu", None, (), str(tmp_path), series_uid=source,
                    hand_over=True)
     context = ResultContext(algorithm=AlgorithmInfo("a", "1", str(generate_uid())))
-    saved = worker._write(spec, _FreshUidPack(), [], None, context)
+    saved = worker.save_results(spec, _FreshUidPack(), [], None, context)
     first, second = (pydicom.dcmread(path) for _uid, _cls, path in saved)
     assert first.SeriesInstanceUID == stable_series_uid(source, "fresh", "9000")
     assert second.SeriesInstanceUID == stable_series_uid(source, "fresh", "9001")

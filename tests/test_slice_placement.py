@@ -10,7 +10,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from node.packs.protocol import place_slices
-from node.worker import _load_series, stable_result_series
+from node.worker import stable_result_series
+from node.worker.series import load_series as _load_series
 
 
 def _series(files):
@@ -45,7 +46,7 @@ def test_a_model_that_needs_the_whole_volume_fails_with_the_reason(small_head_ct
     broken.save_as(path)
     paths = [str(files[0]), str(path), *map(str, files[2:])]
     with pytest.raises(ValueError, match="1 of 6 slices cannot be placed.*degenerate"):
-        _load_series(paths, SimpleNamespace())
+        _load_series(paths, SimpleNamespace(tolerates_excluded_slices=False))
     series, excluded = _load_series(paths, SimpleNamespace(tolerates_excluded_slices=True))
     assert len(series) == 5 and excluded[0][0] == broken.SOPInstanceUID
 

@@ -1,24 +1,22 @@
 """The brain MR structures/tumour model pack: the node's view of it."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
-from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
+from node.packs.base import PackBase
+from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import BrainMRFindings
 from .report import write_results
 
-__all__ = ["DEMO_WEIGHTS", "BrainMRPack"]
-
-DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+__all__ = ["BrainMRPack"]
 
 
-class BrainMRPack:
+class BrainMRPack(PackBase):
     """2D/2.5D U-Net (with a full-resolution residual stream) segmenting brain structures and tumour.
 
     Parameters
@@ -32,19 +30,14 @@ class BrainMRPack:
 
     name = "brain-mr"
     batch_size = 8
+    algorithm_name = "ainode brain MR structures and tumor"
     series_number_base = 9040
 
-    def __init__(self, weights: Path | None = None) -> None:
-        self._weights = Path(weights) if weights else DEMO_WEIGHTS
-        meta = read_model_meta(self._weights)
+    def configure(self, meta: Mapping[str, Any]) -> None:
         self.min_tumor_ml = float(meta.get("min_tumor_ml", 0.3))
         # 2.5D weights take each slice's neighbours as extra input channels (model.json
         # architecture.context; absent or 0: one channel, plain 2D).
         self.context = int(meta.get("architecture", {}).get("context", 0))
-        self.algorithm = algorithm_for("ainode brain MR structures and tumor", self._weights, meta)
-
-    def model_path(self) -> Path:
-        return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series, context=self.context)

@@ -1,24 +1,22 @@
 """The chest CT landmark model pack: the node's view of it."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
-from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
+from node.packs.base import PackBase
+from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import DEFAULT_FRACTIONS, LandmarkFindings
 from .report import write_results
 
-__all__ = ["DEMO_WEIGHTS", "ChestCTLandmarksPack"]
-
-DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+__all__ = ["ChestCTLandmarksPack"]
 
 
-class ChestCTLandmarksPack:
+class ChestCTLandmarksPack(PackBase):
     """Three 2D slice classifiers (lung apex, carina, upper diaphragm); one pick each.
 
     Parameters
@@ -43,11 +41,10 @@ class ChestCTLandmarksPack:
 
     name = "chest-ct-landmarks"
     batch_size = 32
+    algorithm_name = "ainode chest CT landmarks"
     series_number_base = 9010
 
-    def __init__(self, weights: Path | None = None) -> None:
-        self._weights = Path(weights) if weights else DEMO_WEIGHTS
-        meta = read_model_meta(self._weights)
+    def configure(self, meta: Mapping[str, Any]) -> None:
         fractions = meta.get("representative_fractions")
         self.fractions: tuple[tuple[str, float], ...] = (
             tuple((str(label), float(f)) for label, f in fractions) if fractions else DEFAULT_FRACTIONS
@@ -62,10 +59,6 @@ class ChestCTLandmarksPack:
             raise ValueError(f"{self._weights.with_suffix('.json')}: diaphragm_pick {self.diaphragm_pick!r} is not "
                              f"one of {', '.join(_steps.DIAPHRAGM_PICKS)}")
         self.airway: bool = _steps.AIRWAY_INPUT == (meta.get("airway_input") or {}).get("name")
-        self.algorithm = algorithm_for("ainode chest CT landmarks", self._weights, meta)
-
-    def model_path(self) -> Path:
-        return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series, self.crop, airway=self.airway)

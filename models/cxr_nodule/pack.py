@@ -1,22 +1,20 @@
 """The CXR nodule model pack: the node's view of it."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
 from node.results.aside import EncodedObject
-from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
+from node.packs.base import PackBase
+from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import NoduleFindings
 from .report import stream_results, write_results
 
-__all__ = ["CXRNodulePack", "DEMO_WEIGHTS", "input_size"]
-
-DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+__all__ = ["CXRNodulePack", "input_size"]
 
 
 def input_size(meta: Mapping) -> int:
@@ -28,7 +26,7 @@ def input_size(meta: Mapping) -> int:
         return _steps.MODEL_SIZE
 
 
-class CXRNodulePack:
+class CXRNodulePack(PackBase):
     """U-Net nodule segmentation on a chest radiograph; detections = connected components.
 
     Parameters
@@ -42,18 +40,13 @@ class CXRNodulePack:
 
     name = "cxr-nodule"
     batch_size = 4
+    algorithm_name = "ainode CXR nodule U-Net"
     series_number_base = 9020
 
-    def __init__(self, weights: Path | None = None) -> None:
-        self._weights = Path(weights) if weights else DEMO_WEIGHTS
-        meta = read_model_meta(self._weights)
+    def configure(self, meta: Mapping[str, Any]) -> None:
         self.candidate_threshold = float(meta.get("candidate_threshold", 0.2))
         self.score_threshold = float(meta.get("score_threshold", 0.5))
         self.input_size = input_size(meta)
-        self.algorithm = algorithm_for("ainode CXR nodule U-Net", self._weights, meta)
-
-    def model_path(self) -> Path:
-        return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series, self.input_size)

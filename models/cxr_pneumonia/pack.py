@@ -1,24 +1,22 @@
 """The CXR pneumonia model pack: the node's view of it."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
-from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
+from node.packs.base import PackBase
+from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import PneumoniaFindings
 from .report import write_results
 
-__all__ = ["CXRPneumoniaPack", "DEMO_WEIGHTS"]
-
-DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+__all__ = ["CXRPneumoniaPack"]
 
 
-class CXRPneumoniaPack:
+class CXRPneumoniaPack(PackBase):
     """Pneumonia classifier (GAP + linear head) with its Grad-CAM heatmap.
 
     Parameters
@@ -31,17 +29,12 @@ class CXRPneumoniaPack:
 
     name = "cxr-pneumonia"
     batch_size = 4
+    algorithm_name = "ainode CXR pneumonia Grad-CAM"
     series_number_base = 9030
 
-    def __init__(self, weights: Path | None = None) -> None:
-        self._weights = Path(weights) if weights else DEMO_WEIGHTS
-        meta = read_model_meta(self._weights)
+    def configure(self, meta: Mapping[str, Any]) -> None:
         self.threshold = float(meta.get("threshold", 0.5))
         self.head_weights = np.asarray(meta.get("head", {}).get("weight", []), dtype=np.float32)
-        self.algorithm = algorithm_for("ainode CXR pneumonia Grad-CAM", self._weights, meta)
-
-    def model_path(self) -> Path:
-        return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series)

@@ -1,25 +1,23 @@
 """The head CT hematoma model pack: the node's view of it."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
 from node.results.aside import EncodedObject
-from node.packs.protocol import ResultContext, algorithm_for, read_model_meta
+from node.packs.base import PackBase
+from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import HematomaFindings
 from .report import stream_results, write_results
 
-__all__ = ["DEMO_WEIGHTS", "HeadCTHematomaPack"]
-
-DEMO_WEIGHTS = Path(__file__).with_name("weights") / "model.onnx"
+__all__ = ["HeadCTHematomaPack"]
 
 
-class HeadCTHematomaPack:
+class HeadCTHematomaPack(PackBase):
     """HU window 0–80, 16×16 patches classified background / brain / hematoma / bone.
 
     Parameters
@@ -32,6 +30,7 @@ class HeadCTHematomaPack:
 
     name = "head-ct-hematoma"
     batch_size = 8
+    algorithm_name = "ainode head CT hematoma patches"
     series_number_base = 9000
     tolerates_excluded_slices = True
     """Each slice is classified on its own: a slice that cannot be placed is left out and
@@ -40,14 +39,8 @@ class HeadCTHematomaPack:
     """Preprocessing and the model see one slice at a time (no volume-wide step): the node
     may run them on a series' slices as they arrive (see :mod:`node.worker.slice_cache`)."""
 
-    def __init__(self, weights: Path | None = None) -> None:
-        self._weights = Path(weights) if weights else DEMO_WEIGHTS
-        meta = read_model_meta(self._weights)
+    def configure(self, meta: Mapping[str, Any]) -> None:
         self.min_patches = int(meta.get("min_patches", 1))
-        self.algorithm = algorithm_for("ainode head CT hematoma patches", self._weights, meta)
-
-    def model_path(self) -> Path:
-        return self._weights
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series)

@@ -16,7 +16,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from pydicom import Dataset
@@ -66,7 +66,11 @@ class Engine(Protocol):
 
 @runtime_checkable
 class ModelPack(Protocol):
-    """One model: its preprocessing, its graph, its postprocessing and its result writers."""
+    """One model: its preprocessing, its graph, its postprocessing and its result writers.
+
+    :class:`node.packs.base.PackBase` holds the shared constructor, :meth:`model_path`
+    and the defaults of ``slice_wise``, ``tolerates_excluded_slices`` and ``stream_results``.
+    """
 
     name: str
     """Name used in ``[[routes]] model = ...``, e.g. ``"head-ct-hematoma"``."""
@@ -75,6 +79,15 @@ class ModelPack(Protocol):
     batch_size: int
     series_number_base: int
     """First Series Number of this pack's result series (each pack has its own range)."""
+    slice_wise: bool
+    """Preprocessing and the model see one slice at a time (no volume-wide step): the node
+    may run them on a series' slices as they arrive (see :mod:`node.worker.slice_cache`)."""
+    tolerates_excluded_slices: bool
+    """A slice that cannot be placed may be left out; otherwise the job fails (the model
+    needs the whole volume)."""
+    stream_results: Callable[[Sequence[Dataset], Any, ResultContext], Iterator[Any]] | None
+    """``None``, or the objects of :meth:`write_results` one by one (same arguments), every
+    object after those it references, each as soon as it is built."""
 
     def model_path(self) -> Path:
         """Path of the ONNX graph this pack runs."""

@@ -1,0 +1,109 @@
+"""One job, run in a worker process: load → engine → preprocess → inference → postprocess → write.
+
+A failure is returned, not raised, with the stage it happened in, the time each stage
+took, and a traceback scrubbed of values.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+
+from ..packs.protocol import ResultContext
+from ..redact import scrub
+from ..results.aside import InlineAside
+from ..states import FailureStage
+from .engines import engine_for, pack_for, run_batched
+from .process import RESULT_HELPER, log_to_json
+from .reading_ahead import merge_outputs, outputs_read_ahead, take_read_ahead
+from .result_uids import series_uid_naming
+from .saving import save_results
+from .series import load_series
+from .spec import JobOutcome, JobSpec
+
+__all__ = ["run_job"]
+
+
+class _StageError(Exception):
+    def __init__(self, stage: FailureStage, cause: BaseException) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.cause = cause
+
+
+class _Stages:
+    """Runs the steps of one job, each under its stage: times them and tags what fails."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: FailureStage, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, its time added to stage ``name``; a failure raised as :class:`_StageError`."""
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        except Exception as exc:
+            raise _StageError(name, exc) from exc
+        finally:
+            self.seconds[name.value] = self.seconds.get(name.value, 0.0) + time.perf_counter() - t0
+
+    @property
+    def inference(self) -> float:
+        """Seconds spent in the inference stage."""
+        return self.seconds.get(FailureStage.INFERENCE.value, 0.0)
+
+
+def run_job(spec: JobSpec) -> JobOutcome:
+    """Run one job; never raises."""
+    log_to_json()
+    started = time.perf_counter()
+    engine_name: str | None = None
+    stages = _Stages()
+    stage = stages.run
+    try:
+        pack = stage(FailureStage.LOAD, pack_for, spec.pack, spec.weights)
+        taken = stage(FailureStage.LOAD, take_read_ahead, spec, pack)
+        series, excluded = stage(FailureStage.LOAD, load_series, spec.instance_paths, pack, taken)
+        engine = stage(FailureStage.ENGINE, engine_for, spec, pack)
+        engine_name = engine.name
+        known = outputs_read_ahead(taken)
+        missing = [image for image in series if id(image) not in known]
+        outputs: dict[str, np.ndarray] = {}
+        # every stage is reported, also one left with nothing to do
+        stages.seconds.setdefault(FailureStage.PREPROCESS.value, 0.0)
+        if missing:
+            inputs = stage(FailureStage.PREPROCESS, pack.preprocess, missing)
+            outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        ahead = len(series) - len(missing)
+        if ahead:
+            outputs = stage(FailureStage.INFERENCE, merge_outputs, series, known, missing, outputs)
+        findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
+        context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base,
+                                aside=RESULT_HELPER if spec.hand_over else InlineAside(),
+                                series_uid_for=series_uid_naming(spec.series_uid, spec.model))
+        results = stage(FailureStage.WRITE, save_results, spec, pack, series, findings, context)
+    except _StageError as exc:
+        reason = scrub(f"{type(exc.cause).__name__}: {exc.cause}")[:500]
+        return JobOutcome(
+            spec.job_id, False, exc.stage, reason, engine_name,
+            inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
+            stage_seconds=stages.seconds, summary={"traceback": _traceback(exc.cause)},
+        )
+    summary = findings.summary() if hasattr(findings, "summary") else {}
+    if ahead:
+        summary = {**summary, "slices_read_ahead": ahead}
+    if excluded:
+        summary = {**summary, "excluded_slices": [f"{uid}: {why}" for uid, why in excluded]}
+    return JobOutcome(
+        spec.job_id, True, engine=engine_name, results=tuple(results),
+        inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
+        stage_seconds=stages.seconds, summary=summary,
+    )
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback of ``exc``: frames as they are (code, not data), the message scrubbed of values."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return (frames + (scrub("".join(traceback.format_exception_only(exc))) or ""))[-2000:]

@@ -1,0 +1,45 @@
+"""What crosses the process boundary: the job a worker is given and what came of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..states import FailureStage
+
+__all__ = ["JobOutcome", "JobSpec"]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs to run one job (plain data: it crosses a process boundary)."""
+
+    job_id: int
+    model: str
+    pack: str
+    weights: str | None
+    engine: str
+    batch_size: int | None
+    instance_paths: tuple[str, ...]
+    out_dir: str
+    series_uid: str = ""
+    engine_cache_dir: str | None = None
+    triton_url: str | None = None
+    triton_model: str | None = None
+    hand_over: bool = False
+    """Hand each object to the runner as soon as it is saved (for delivery while the next is written)."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What came of a job: result files, or the stage and reason of the failure."""
+
+    job_id: int
+    ok: bool
+    stage: FailureStage | None = None
+    reason: str | None = None
+    engine: str | None = None
+    results: tuple[tuple[str, str, str], ...] = ()   # (SOP Instance UID, SOP Class UID, path)
+    inference_seconds: float = 0.0
+    total_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
