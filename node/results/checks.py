@@ -24,7 +24,6 @@ __all__ = [
     "check_concept",
     "check_evaluations",
     "check_evidence",
-    "check_group_content",
     "check_measurements",
     "check_positive_int",
     "check_source_images",
@@ -193,19 +192,6 @@ def check_measurements(measurements: Sequence[tuple[object, float, object]]) -> 
             raise ValueError(
                 f"measurements[{i}] value (NumericValue) must be a finite number, got {value!r}."
             )
-
-
-def check_group_content(group: Any) -> None:
-    """Check the fields every SR finding group shares (tracking, finding, evaluations, measurements).
-
-    ``group`` has ``tracking_identifier``, ``tracking_uid``, ``finding``,
-    ``qualitative_evaluations`` and ``measurements``, like :class:`node.results.sr.FindingGroup`.
-    """
-    check_text(group.tracking_identifier, "tracking_identifier", "Tracking Identifier")
-    uid_or_new(group.tracking_uid, "tracking_uid")
-    check_concept(group.finding, "finding")
-    check_evaluations(group.qualitative_evaluations)
-    check_measurements(group.measurements)
 
 
 def check_argument_type(value: object, expected: type, argument: str) -> None:

@@ -11,7 +11,7 @@ item, private coding schemes) is as in :func:`node.results.sr.build_measurement_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import highdicom as hd
@@ -21,9 +21,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_evidence, check_group_content, check_source_images, uid_or_new
+from .checks import check_concept, check_evidence, check_source_images, uid_or_new
 from .placement import Placement
-from .report_document import assemble_report, group_arguments, private_schemes, unique_instances
+from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
 __all__ = ["GRAPHIC_TYPES", "PlanarFindingGroup", "build_planar_report", "ellipse_points"]
 
@@ -34,7 +34,7 @@ GRAPHIC_TYPES: tuple[str, ...] = ("ELLIPSE", "CIRCLE", "POLYLINE")
 
 
 @dataclass(frozen=True)
-class PlanarFindingGroup:
+class PlanarFindingGroup(GroupContent):
     """One finding of a report, optionally outlined on one image.
 
     Parameters
@@ -59,18 +59,12 @@ class PlanarFindingGroup:
         ``(n, 2)`` (column, row) points in pixel coordinates of ``image``.
     """
 
-    tracking_identifier: str
-    finding: _Concept
-    tracking_uid: str = field(default_factory=hd.UID)
-    finding_site: hd.sr.FindingSite | _Concept | None = None
-    qualitative_evaluations: Sequence[tuple[_Concept, _Concept]] = ()
-    measurements: Sequence[tuple[_Concept, float, _Concept]] = ()
     image: Dataset | None = None
     graphic_type: str | None = None
     graphic_data: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        check_group_content(self)
+        super().__post_init__()
         if self.graphic_type is not None:
             if self.graphic_type not in GRAPHIC_TYPES:
                 raise ValueError(f'"graphic_type" must be one of {GRAPHIC_TYPES}, not {self.graphic_type!r}.')

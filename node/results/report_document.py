@@ -8,12 +8,14 @@ of group shares (tracking, finding, sites, evaluations, measurements).
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
+from .checks import check_concept, check_evaluations, check_measurements, check_text, uid_or_new
 from .equipment import (
     add_processing_algorithm,
     copy_patient_and_study,
@@ -24,6 +26,7 @@ from .equipment import (
 from .placement import Placement
 
 __all__ = [
+    "GroupContent",
     "assemble_report",
     "describable_images",
     "group_arguments",
@@ -32,6 +35,34 @@ __all__ = [
 ]
 
 _Concept = hd.sr.CodedConcept | Code
+
+
+@dataclass(frozen=True)
+class GroupContent:
+    """What every finding group of a report says: tracking, finding, site, evaluations, measurements.
+
+    The base of :class:`node.results.sr.FindingGroup` and
+    :class:`node.results.planar_sr.PlanarFindingGroup`, which document the fields.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When a field is wrong; the message names it.
+    """
+
+    tracking_identifier: str
+    finding: _Concept
+    tracking_uid: str = field(default_factory=hd.UID)
+    finding_site: hd.sr.FindingSite | _Concept | None = None
+    qualitative_evaluations: Sequence[tuple[_Concept, _Concept]] = ()
+    measurements: Sequence[tuple[_Concept, float, _Concept]] = ()
+
+    def __post_init__(self) -> None:
+        check_text(self.tracking_identifier, "tracking_identifier", "Tracking Identifier")
+        uid_or_new(self.tracking_uid, "tracking_uid")
+        check_concept(self.finding, "finding")
+        check_evaluations(self.qualitative_evaluations)
+        check_measurements(self.measurements)
 
 
 def assemble_report(
@@ -85,13 +116,8 @@ def assemble_report(
     return sr
 
 
-def group_arguments(group: Any, algorithm_id: hd.sr.AlgorithmIdentification) -> dict[str, Any]:
-    """The keyword arguments every highdicom measurement group template takes from ``group``.
-
-    ``group`` has ``tracking_identifier``, ``tracking_uid``, ``finding``, ``finding_site``
-    (a concept or a :class:`highdicom.sr.FindingSite`), ``qualitative_evaluations`` and
-    ``measurements``, like :class:`node.results.sr.FindingGroup`.
-    """
+def group_arguments(group: GroupContent, algorithm_id: hd.sr.AlgorithmIdentification) -> dict[str, Any]:
+    """The keyword arguments every highdicom measurement group template takes from ``group``."""
     site = group.finding_site
     sites = None
     if site is not None:
@@ -146,12 +172,8 @@ def describable_images(images: Sequence[Dataset]) -> list[Dataset]:
     return described
 
 
-def private_schemes(groups: Sequence[Any], procedure: _Concept) -> set[str]:
-    """Designators of the private coding schemes ("99...") used by the groups.
-
-    Any group with ``finding``, ``finding_site``, ``qualitative_evaluations`` and
-    ``measurements`` like :class:`node.results.sr.FindingGroup` will do.
-    """
+def private_schemes(groups: Sequence[GroupContent], procedure: _Concept) -> set[str]:
+    """Designators of the private coding schemes ("99...") used by the groups."""
     concepts: list[_Concept] = [procedure]
     for g in groups:
         concepts.append(g.finding)

@@ -71,10 +71,8 @@ def build_overlay_sc(
 
     Raises
     ------
-    TypeError
-        When an argument has the wrong type.
-    ValueError
-        When an argument has a wrong value; the message names it.
+    TypeError, ValueError
+        When an argument is wrong; the message names it.
     """
     check_source_images([source], "source")
     if not isinstance(rgb, np.ndarray):

@@ -106,10 +106,8 @@ def build_binary_seg(
 
     Raises
     ------
-    TypeError
-        When an argument has the wrong type.
-    ValueError
-        When an argument has a wrong value; the message names it.
+    TypeError, ValueError
+        When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
     _check_mask(mask, source_images, "mask")
@@ -155,10 +153,8 @@ def build_segmentation(
 
     Raises
     ------
-    TypeError
-        When an argument has the wrong type.
-    ValueError
-        When an argument has a wrong value; the message names it.
+    TypeError, ValueError
+        When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
     if len(segments) == 0 or len(masks) != len(segments):

@@ -1,7 +1,7 @@
 """Comprehensive 3D SR measurement reports (TID 1500) for model findings."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import highdicom as hd
@@ -10,9 +10,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_evidence, check_group_content, check_source_images, uid_or_new
+from .checks import check_concept, check_evidence, check_source_images, uid_or_new
 from .placement import Placement
-from .report_document import assemble_report, group_arguments, private_schemes, unique_instances
+from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
 __all__ = ["FindingGroup", "build_measurement_report"]
 
@@ -22,7 +22,7 @@ _IMAGING_PROCEDURE = codes.SCT.ImagingProcedure
 
 
 @dataclass(frozen=True)
-class FindingGroup:
+class FindingGroup(GroupContent):
     """One measurement group (TID 1501 or, with a segment, TID 1411) of a report.
 
     Parameters
@@ -55,24 +55,16 @@ class FindingGroup:
 
     Raises
     ------
-    TypeError
-        When a field has the wrong type.
-    ValueError
-        When a field has a wrong value; the message names it.
+    TypeError, ValueError
+        When a field is wrong; the message names it.
     """
 
-    tracking_identifier: str
-    finding: _Concept
-    tracking_uid: str = field(default_factory=hd.UID)
-    finding_site: _Concept | None = None
-    qualitative_evaluations: Sequence[tuple[_Concept, _Concept]] = ()
-    measurements: Sequence[tuple[_Concept, float, _Concept]] = ()
     referenced_images: Sequence[Dataset] = ()
     segmentation: Dataset | None = None
     segment_number: int = 1
 
     def __post_init__(self) -> None:
-        check_group_content(self)
+        super().__post_init__()
         if self.finding_site is not None:
             check_concept(self.finding_site, "finding_site")
         for i, ds in enumerate(self.referenced_images):
@@ -138,10 +130,8 @@ def build_measurement_report(
 
     Raises
     ------
-    TypeError
-        When an argument has the wrong type.
-    ValueError
-        When an argument has a wrong value; the message names it.
+    TypeError, ValueError
+        When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
     if isinstance(groups, FindingGroup) or len(groups) == 0:

@@ -115,10 +115,8 @@ def build_encapsulated_stl(
 
     Raises
     ------
-    TypeError
-        When an argument has the wrong type.
-    ValueError
-        When an argument has a wrong value; the message names it.
+    TypeError, ValueError
+        When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
     if not isinstance(stl, (bytes, bytearray)):
