@@ -158,34 +158,9 @@ def generate_chest_ct(
     zs = bottom + spacing_z * np.arange(n)  # relative to the carina
     z_offset = float(rng.uniform(-420.0, -120.0))  # table position: carina height in scanner z
 
-    hu = np.empty((n, size, size), dtype=np.float32)
-    lung_area = np.zeros(n)
-    dome_area = np.zeros(n)
-    texture_rng = np.random.default_rng(body.texture_seed)
-    for i, z in enumerate(zs):
-        acc = np.zeros((size, size), dtype=np.float32)
-        texture = _smooth_noise(texture_rng, (size, size), cells=max(8, int(fov / 10)))
-        for off in SUBSLICES:
-            sub, la, da = body.render(float(z + off * slice_thickness), texture)
-            acc += sub
-            lung_area[i] = max(lung_area[i], la)
-            dome_area[i] = max(dome_area[i], da)
-        hu[i] = acc / len(SUBSLICES)
-
+    hu, lung_area, dome_area = _render_slices(body, zs, slice_thickness, size, fov)
     _add_table(hu, X, Y, anatomy)
-    blur, grain = (style.blur, style.noise_grain) if style else (0.6, 0.7)
-    hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur, blur), truncate=3.0)
-    if style is not None and style.sharpen > 0:
-        hu += style.sharpen * (hu - ndimage.gaussian_filter(hu, sigma=(0.0, 1.5, 1.5), truncate=3.0))
-    noise = rng.standard_normal(hu.shape, dtype=np.float32)
-    noise = ndimage.gaussian_filter(noise, sigma=(0.0, grain, grain), truncate=3.0)
-    noise *= anatomy.noise * np.sqrt(4.0 / slice_thickness) / max(float(noise[0].std()), 1e-6)
-    hu += noise
-    if style is not None:
-        hu += style.hu_offset
-    outside = style.outside if style else -1024.0
-    hu[:, (X**2 + Y**2) > (fov / 2) ** 2] = outside
-    hu_i = np.clip(np.rint(hu), min(outside, -1024.0), 3071).astype(np.int16)
+    hu_i = _scanner(hu, rng, anatomy, style, slice_thickness, X, Y, fov)
 
     divided = body.divided_slices(zs, slice_thickness)
     landmarks = landmark_truth(lung_area, dome_area, divided)
@@ -220,6 +195,47 @@ def generate_chest_ct(
         info={"noise_hu": float(anatomy.noise), "fibrosis": float(anatomy.fibrosis), "fov_mm": fov,
               "styled": float(style is not None), "slice_spacing": float(spacing_z)},
     )
+
+
+def _render_slices(
+    body: Body, zs: np.ndarray, slice_thickness: float, size: int, fov: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each slice as the mean of its sub-slices, with the largest lung and dome areas seen."""
+    n = len(zs)
+    hu = np.empty((n, size, size), dtype=np.float32)
+    lung_area = np.zeros(n)
+    dome_area = np.zeros(n)
+    texture_rng = np.random.default_rng(body.texture_seed)
+    for i, z in enumerate(zs):
+        acc = np.zeros((size, size), dtype=np.float32)
+        texture = _smooth_noise(texture_rng, (size, size), cells=max(8, int(fov / 10)))
+        for off in SUBSLICES:
+            sub, la, da = body.render(float(z + off * slice_thickness), texture)
+            acc += sub
+            lung_area[i] = max(lung_area[i], la)
+            dome_area[i] = max(dome_area[i], da)
+        hu[i] = acc / len(SUBSLICES)
+    return hu, lung_area, dome_area
+
+
+def _scanner(
+    hu: np.ndarray, rng: np.random.Generator, anatomy: Anatomy, style: ChestCTStyle | None,
+    slice_thickness: float, X: np.ndarray, Y: np.ndarray, fov: float,
+) -> np.ndarray:
+    """Blur (and sharpening), correlated noise, HU offset and the reconstruction circle; int16."""
+    blur, grain = (style.blur, style.noise_grain) if style else (0.6, 0.7)
+    hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur, blur), truncate=3.0)
+    if style is not None and style.sharpen > 0:
+        hu += style.sharpen * (hu - ndimage.gaussian_filter(hu, sigma=(0.0, 1.5, 1.5), truncate=3.0))
+    noise = rng.standard_normal(hu.shape, dtype=np.float32)
+    noise = ndimage.gaussian_filter(noise, sigma=(0.0, grain, grain), truncate=3.0)
+    noise *= anatomy.noise * np.sqrt(4.0 / slice_thickness) / max(float(noise[0].std()), 1e-6)
+    hu += noise
+    if style is not None:
+        hu += style.hu_offset
+    outside = style.outside if style else -1024.0
+    hu[:, (X**2 + Y**2) > (fov / 2) ** 2] = outside
+    return np.clip(np.rint(hu), min(outside, -1024.0), 3071).astype(np.int16)
 
 
 def _add_table(hu: np.ndarray, X: np.ndarray, Y: np.ndarray, a: Anatomy) -> None:

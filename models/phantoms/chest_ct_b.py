@@ -401,8 +401,38 @@ class _Renderer:
         self.tex = tex / max(float(tex.std()), 1e-6)
 
     def render(self, z: float) -> tuple[np.ndarray, float, float]:
+        """One sub-slice at ``z``: HU image, lung area and dome area (mm²)."""
         pt, X, Y, sp = self.pt, self.X, self.Y, self.sp
         tex, tex2 = self.tex
+        hu, body, cavity, a_c, b_c = self._trunk(z)
+        med, heart, aorta, great = self._mediastinum(z, cavity, b_c)
+        hu[med & cavity] = -60.0 + 25.0 * tex2[med & cavity]
+        # Lungs and domes.
+        lung = np.zeros(X.shape, dtype=bool)
+        dome_area = 0.0
+        for side in (0, 1):
+            field = cavity & ~med & (self.right if side == 0 else ~self.right) & (z < self.top[side])
+            under = field & (z < self.dome[side])
+            dome_area = max(dome_area, float(np.count_nonzero(under)) * sp * sp)
+            lung |= field & ~under
+        belly = cavity & ~lung & (z < np.where(self.right, self.dome[0], self.dome[1])) & ~heart
+        self._abdomen(hu, z, belly, a_c, b_c)
+        hu[lung] = -850.0 + 30.0 * tex2[lung]
+        vessels = _discs(pt.vessels, z, X, Y, sp) & lung
+        hu[vessels] = pt.blood if pt.contrast else 40.0
+        hc = heart & cavity
+        hu[hc] = (pt.blood * 0.85 if pt.contrast else 42.0) + 5.0 * tex[hc]
+        hu[aorta & cavity] = pt.blood
+        hu[great & cavity] = pt.blood * (0.9 if pt.contrast else 1.0)
+        ox, oy = pt.oesophagus_xy
+        hu[((X - ox) ** 2 + (Y - oy) ** 2 < 9.0**2) & cavity] = 35.0
+        self._spine_and_wall(hu, z, body, cavity, b_c)
+        return hu, float(np.count_nonzero(lung)) * sp * sp, dome_area
+
+    def _trunk(self, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+        """Body outline, fat, muscle, arms and the thoracic cavity: HU, body, cavity, cavity axes."""
+        pt, X, Y = self.pt, self.X, self.Y
+        tex = self.tex[0]
         a, b = pt.axes(z)
         body = pt.superellipse(X, Y, pt.cx, pt.cy, a, b, pt.p) < 1.0
         if pt.breasts and pt.dome[0] - 20.0 < z < pt.dome[0] + 110.0:
@@ -426,7 +456,13 @@ class _Renderer:
                 hu[d2 < 11.0**2] = 600.0
                 hu[d2 < 7.0**2] = 200.0
         hu[cavity] = 30.0 + 8.0 * tex[cavity]
-        # Mediastinum.
+        return hu, body, cavity, a_c, b_c
+
+    def _mediastinum(
+        self, z: float, cavity: np.ndarray, b_c: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Masks of the mediastinum, the heart, the aorta and the great vessels at ``z``."""
+        pt, X, Y, sp = self.pt, self.X, self.Y, self.sp
         med = cavity & (np.abs(X - pt.x_mid) < pt.septum)
         sx, sy = pt.spine
         d_vb = (X - sx) ** 2 + (Y - sy) ** 2
@@ -443,16 +479,12 @@ class _Renderer:
             med |= ((X - tx) ** 2 + (Y - ty) ** 2) < (pt.r_t + pt.t_wall + 6.0) ** 2
         if -60.0 < z < 50.0:  # anterior mediastinal fat
             med |= cavity & (np.abs(X - pt.x_mid) < 22.0) & (Y < pt.cyc - 0.55 * b_c)
-        hu[med & cavity] = -60.0 + 25.0 * tex2[med & cavity]
-        # Lungs and domes.
-        lung = np.zeros(X.shape, dtype=bool)
-        dome_area = 0.0
-        for side in (0, 1):
-            field = cavity & ~med & (self.right if side == 0 else ~self.right) & (z < self.top[side])
-            under = field & (z < self.dome[side])
-            dome_area = max(dome_area, float(np.count_nonzero(under)) * sp * sp)
-            lung |= field & ~under
-        belly = cavity & ~lung & (z < np.where(self.right, self.dome[0], self.dome[1])) & ~heart
+        return med, heart, aorta, great
+
+    def _abdomen(self, hu: np.ndarray, z: float, belly: np.ndarray, a_c: float, b_c: float) -> None:
+        """Liver, spleen and stomach (with its gas) under the domes."""
+        pt, X, Y = self.pt, self.X, self.Y
+        tex = self.tex[0]
         if belly.any():
             liver = belly & (X < pt.x_mid + 25.0)
             hu[liver] = (105.0 if pt.contrast else 60.0) + 6.0 * tex[liver]
@@ -466,14 +498,13 @@ class _Renderer:
             if pt.stomach_gas:
                 gas = st & (Y < st_c[1] - 5.0)
                 hu[gas] = -980.0
-        hu[lung] = -850.0 + 30.0 * tex2[lung]
-        vessels = _discs(pt.vessels, z, X, Y, sp) & lung
-        hu[vessels] = pt.blood if pt.contrast else 40.0
-        hc = heart & cavity
-        hu[hc] = (pt.blood * 0.85 if pt.contrast else 42.0) + 5.0 * tex[hc]
-        hu[aorta & cavity] = pt.blood
-        hu[great & cavity] = pt.blood * (0.9 if pt.contrast else 1.0)
-        hu[((X - ox) ** 2 + (Y - oy) ** 2 < 9.0**2) & cavity] = 35.0
+
+    def _spine_and_wall(self, hu: np.ndarray, z: float, body: np.ndarray, cavity: np.ndarray, b_c: float) -> None:
+        """Spine, ribs, cartilage, sternum and the airways (wall, then lumen)."""
+        pt, X, Y, sp = self.pt, self.X, self.Y, self.sp
+        tex = self.tex[0]
+        sx, sy = pt.spine
+        d_vb = (X - sx) ** 2 + (Y - sy) ** 2
         # Spine: body with discs, cortex, canal, posterior elements.
         in_disc = ((z - pt.disc_phase) % pt.disc_pitch) < pt.disc_h
         vb = d_vb < pt.r_vb**2
@@ -500,7 +531,6 @@ class _Renderer:
             hu[wall] = 55.0
         lumen = _discs(pt.lumen, z, X, Y, sp) & body
         hu[lumen] = -1000.0
-        return hu, float(np.count_nonzero(lung)) * sp * sp, dome_area
 
     def divided(self, zs: np.ndarray, thickness: float) -> np.ndarray:
         """Per slice: whether the slab-averaged lumen (0.4 mm grid) shows two or more lumens."""
