@@ -51,24 +51,21 @@ the next request being rejected transiently (A-ASSOCIATE-RJ rejected-transient,
 local-limit-exceeded, as pynetdicom's own limit answers) so that the sender retries.
 
 Modules: :mod:`.header` reads and checks a header, :mod:`.accept` takes in one
-instance whatever carried it, :mod:`.titles` judges AE titles, :mod:`.connections`
-tunes sockets and gates connections, :mod:`.server` is the DIMSE listener,
-:mod:`.syntaxes` says which transfer syntaxes are accepted, :mod:`.transfers` which
-series an association or a STOW-RS request released.
+instance whatever carried it (with :mod:`.claim`, what the sender claims for it,
+:mod:`.receipt`, the answer and the duplicate policy, :mod:`.spool_files`, the file it
+writes, and :mod:`.locks`, one writer per SOP Instance UID), :mod:`.titles` judges AE
+titles, :mod:`.connections` tunes sockets and gates connections, :mod:`.server` is the
+DIMSE listener, :mod:`.syntaxes` says which transfer syntaxes are accepted,
+:mod:`.transfers` which series an association or a STOW-RS request released, and
+:mod:`.retrieve` (with :mod:`.retrieve_dimse` and :mod:`.retrieve_errors`) fetches a
+study from a source on request.
 """
 from __future__ import annotations
 
-from .accept import (
-    ACCEPTED_TRANSFER_SYNTAXES,
-    DEFAULT_MAX_DATASET_BYTES,
-    DuplicateAction,
-    InstanceAcceptor,
-    OnDuplicate,
-    Outcome,
-    Receipt,
-)
+from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor
 from .connections import REQUESTOR_HANDLERS, ack_replies_at_once, tune_connection
 from .header import InstanceHeader, InstanceRefused, read_header
+from .receipt import DuplicateAction, OnDuplicate, Outcome, Receipt
 from .server import IngestServer
 
 __all__ = [

@@ -13,24 +13,22 @@ from __future__ import annotations
 import errno
 import io
 import logging
-import threading
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from enum import Enum
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
-
-from pydicom.dataset import FileMetaDataset
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
+from typing import Callable, Sequence
 
 from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
-from ..store.spool import Spool, move_durable, write_durable
+from ..store.spool import Spool, move_durable
 from ..states import InstanceState
 from ..store import JobStore
 from ..dicom.uids import is_valid_uid
+from .claim import Claim, Movable, check_claim, claimed_uids
 from .header import Encoded, InstanceHeader, InstanceRefused, Status, read_file_meta, read_header
+from .locks import KeyedLocks
+from .receipt import DuplicateAction, OnDuplicate, Outcome, Receipt
+from .spool_files import DISK_FULL_ERRNOS, META_BYTES, same_content, write_instance
 from .syntaxes import decodable_transfer_syntaxes
 from .transfers import Transfer, Transfers
 
@@ -52,73 +50,6 @@ ACCEPTED_TRANSFER_SYNTAXES = decodable_transfer_syntaxes()
 
 DEFAULT_MAX_DATASET_BYTES = 1 << 30
 """The largest dataset (as received, and once inflated) the node accepts: 1 GiB."""
-
-_PREAMBLE = b"\x00" * 128 + b"DICM"
-_META_BYTES = 512
-"""At least the preamble and File Meta Information the node writes (to reserve disk space)."""
-_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-
-
-class Outcome(str, Enum):
-    """What became of an instance; the ``stored``, ``duplicate`` and ``replaced`` values are
-    ``ainode_instances_received_total`` labels (a refusal counts as ``error``)."""
-
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    REPLACED = "replaced"
-    REFUSED = "refused"
-
-
-class OnDuplicate(str, Enum):
-    """What a new copy of a held instance with *different* content does (``[ingest] on_duplicate``)."""
-
-    KEEP_FIRST = "keep-first"
-    """The first copy stays; the new one is answered Success and dropped (counted, logged)."""
-    REPLACE = "replace"
-    """The new copy replaces the file and is indexed again (a routed series sees it as late)."""
-
-
-class DuplicateAction(str, Enum):
-    """What was done with a copy of a held instance: the ``ainode_instances_duplicate_total`` labels."""
-
-    IDENTICAL = "identical"
-    """The same bytes again: nothing to do."""
-    KEPT_FIRST = "kept_first"
-    """Different content, dropped (``keep-first``)."""
-    REPLACED = "replaced"
-    """Different content, kept instead of the first (``replace``)."""
-    REPLACED_QUARANTINED = "replaced_quarantined"
-    """The first copy was quarantined (its header unusable): the new one always replaces it."""
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The answer for one instance.
-
-    Attributes
-    ----------
-    outcome
-        Stored now, stored before (``duplicate``), or refused.
-    status
-        The DIMSE status to answer: Success (0x0000) for a stored or duplicate
-        instance, else the failure status of the refusal.
-    reason
-        For a refusal, its ``ainode_instances_rejected_total`` label (``unreadable``,
-        ``invalid_uid``, ``uid_mismatch``, ``unsupported_syntax``, ``too_large``,
-        ``disk_full``, ``out_of_resources``); ``None`` otherwise.
-    header
-        The UIDs read from the instance's header, when it got that far.
-    """
-
-    outcome: Outcome
-    status: int
-    reason: str | None = None
-    header: InstanceHeader | None = None
-
-    @property
-    def accepted(self) -> bool:
-        """Whether the instance is durable and recorded (now or before)."""
-        return self.outcome is not Outcome.REFUSED
 
 
 class InstanceAcceptor:
@@ -165,7 +96,7 @@ class InstanceAcceptor:
         self._on_filed = on_filed
         self.max_dataset_bytes = int(max_dataset_bytes)
         self._disk = disk_guard if disk_guard is not None else DiskGuard(spool.instances, 0, 0)
-        self._uid_locks = _KeyedLocks()
+        self._uid_locks = KeyedLocks()
         self.on_duplicate = OnDuplicate(on_duplicate)
         self._on_released = on_released
         self._transfers = Transfers()
@@ -195,7 +126,7 @@ class InstanceAcceptor:
         transfer
             The association or request that brought it (:meth:`open_transfer`), if any.
         """
-        return self._accept(lambda: _Claim(Encoded.of_bytes(dataset, transfer_syntax), sop_class_uid,
+        return self._accept(lambda: Claim(Encoded.of_bytes(dataset, transfer_syntax), sop_class_uid,
                                            sop_instance_uid), source, transfer)
 
     def accept_part10(
@@ -209,9 +140,9 @@ class InstanceAcceptor:
         """
         view = memoryview(data).cast("B")
 
-        def claim() -> _Claim:
+        def claim() -> Claim:
             meta, offset = read_file_meta(view, len(view))
-            return _Claim(Encoded.of_bytes(view, str(meta.TransferSyntaxUID), offset), *_claimed_uids(meta))
+            return Claim(Encoded.of_bytes(view, str(meta.TransferSyntaxUID), offset), *claimed_uids(meta))
 
         return self._accept(claim, source, transfer)
 
@@ -232,16 +163,16 @@ class InstanceAcceptor:
         """
         with ExitStack() as files:
 
-            def claim() -> _Claim:
+            def claim() -> Claim:
                 fp = files.enter_context(open(path, "rb"))
                 size = fp.seek(0, io.SEEK_END)
                 meta, offset = read_file_meta(fp, size)
-                meta_class, meta_instance = _claimed_uids(meta)
+                meta_class, meta_instance = claimed_uids(meta)
                 syntax = str(meta.TransferSyntaxUID)
-                return _Claim(Encoded(fp, offset, size - offset, syntax),
+                return Claim(Encoded(fp, offset, size - offset, syntax),
                               meta_class if sop_class_uid is None else sop_class_uid,
                               meta_instance if sop_instance_uid is None else sop_instance_uid,
-                              _Movable(Path(path), meta_class, meta_instance, syntax) if take else None)
+                              Movable(Path(path), meta_class, meta_instance, syntax) if take else None)
 
             return self._accept(claim, source, transfer)
 
@@ -261,15 +192,15 @@ class InstanceAcceptor:
 
     # the one path every entry point takes
 
-    def _accept(self, read: Callable[[], _Claim], source: str, transfer: Transfer | None = None) -> Receipt:
+    def _accept(self, read: Callable[[], Claim], source: str, transfer: Transfer | None = None) -> Receipt:
         """Check, store and record what ``read`` returns (it may refuse already)."""
-        claim: _Claim | None = None
+        claim: Claim | None = None
         header: InstanceHeader | None = None
         try:
             try:
                 claim = read()
                 header = self._read_header(claim)
-                _check_claim(claim, header)
+                check_claim(claim, header)
                 outcome, filed = self._store_instance(header, claim, source)
             except InstanceRefused:
                 raise
@@ -295,7 +226,7 @@ class InstanceAcceptor:
             self._on_stored()
         return Receipt(outcome, Status.SUCCESS.value, None, header)
 
-    def _read_header(self, claim: _Claim) -> InstanceHeader:
+    def _read_header(self, claim: Claim) -> InstanceHeader:
         """The header of a claimed dataset, or :class:`InstanceRefused` (size first, before reading)."""
         for claimed in (claim.sop_class_uid, claim.sop_instance_uid):
             if claimed is not None and not is_valid_uid(claimed):
@@ -306,7 +237,7 @@ class InstanceAcceptor:
             raise InstanceRefused("too_large", Status.OUT_OF_RESOURCES)
         return read_header(claim.dataset, self.max_dataset_bytes)
 
-    def _store_instance(self, header: InstanceHeader, claim: _Claim, source: str) -> tuple[Outcome, bool]:
+    def _store_instance(self, header: InstanceHeader, claim: Claim, source: str) -> tuple[Outcome, bool]:
         """Write and record one instance (once per UID); also says whether it was filed at once."""
         sop_uid = header.sop_instance_uid
         dataset = claim.dataset
@@ -322,10 +253,10 @@ class InstanceAcceptor:
                         sop_instance_uid=sop_uid, series_instance_uid=header.series_instance_uid, source=source)
                 if action in (DuplicateAction.IDENTICAL, DuplicateAction.KEPT_FIRST):
                     return Outcome.DUPLICATE, False
-            if not self._disk.reserve(dataset.offset + dataset.size if movable else _META_BYTES + dataset.size):
+            if not self._disk.reserve(dataset.offset + dataset.size if movable else META_BYTES + dataset.size):
                 raise InstanceRefused("disk_full", Status.OUT_OF_RESOURCES, "below the free-space floor")
             if movable is None or not _move(movable, path):
-                _write(path, _prefixed(_part10_prefix(header, dataset.transfer_syntax), dataset))
+                write_instance(path, header, dataset)
             try:
                 state = self._record(header, str(path), source, action)
             except Exception as exc:  # a broken store: nothing of a new instance may stay
@@ -365,75 +296,11 @@ class InstanceAcceptor:
 
     def _duplicate_action(self, held: InstanceState, path: Path, dataset: Encoded) -> DuplicateAction:
         """What to do with a new copy of a held instance (``path``: the held copy's file)."""
-        if _same_content(path, dataset):
+        if same_content(path, dataset):
             return DuplicateAction.IDENTICAL
         if held is InstanceState.QUARANTINED:
             return DuplicateAction.REPLACED_QUARANTINED
         return DuplicateAction.KEPT_FIRST if self.on_duplicate is OnDuplicate.KEEP_FIRST else DuplicateAction.REPLACED
-
-
-class _Claim(NamedTuple):
-    """An encoded dataset and the UIDs its sender claims for it (``None``: none claimed)."""
-
-    dataset: Encoded
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    movable: _Movable | None = None
-    """The file holding the dataset, when the acceptor may move it into the spool."""
-
-
-class _Movable(NamedTuple):
-    """A received Part-10 file the acceptor may move into the spool, and what its meta names."""
-
-    path: Path
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    transfer_syntax: str
-
-    def holds(self, header: InstanceHeader, dataset: Encoded) -> bool:
-        """Whether the file, as it is, is the instance the header describes: its meta names
-        the same SOP Class and Instance UIDs and the dataset's transfer syntax."""
-        return (self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax) == (
-            header.sop_class_uid, header.sop_instance_uid, dataset.transfer_syntax)
-
-
-def _check_claim(claim: _Claim, header: InstanceHeader) -> None:
-    """Refuse a header whose SOP Class or Instance UID is not the one claimed (as dcmtk's storescp does)."""
-    if (claim.sop_instance_uid is not None and header.sop_instance_uid != claim.sop_instance_uid
-            or claim.sop_class_uid is not None and header.sop_class_uid != claim.sop_class_uid):
-        raise InstanceRefused("uid_mismatch", Status.DATASET_DOES_NOT_MATCH_SOP_CLASS)
-
-
-def _claimed_uids(meta: FileMetaDataset) -> tuple[str | None, str | None]:
-    """The SOP Class and Instance UIDs a file meta claims (``None`` where it has none)."""
-    class_uid = meta.get("MediaStorageSOPClassUID")
-    instance_uid = meta.get("MediaStorageSOPInstanceUID")
-    return (None if class_uid is None else str(class_uid), None if instance_uid is None else str(instance_uid))
-
-
-def _same_content(path: Path, dataset: Encoded) -> bool:
-    """Whether the stored file at ``path`` holds ``dataset``: same transfer syntax, same bytes.
-
-    Read in pieces, never whole; a missing or unreadable file is not the same.
-    """
-    try:
-        with open(path, "rb") as fp:
-            size = fp.seek(0, io.SEEK_END)
-            meta, offset = read_file_meta(fp, size)
-            if str(meta.TransferSyntaxUID) != dataset.transfer_syntax or size - offset != dataset.size:
-                return False
-            fp.seek(offset)
-            return all(fp.read(len(chunk)) == chunk for chunk in dataset.chunks())
-    except (OSError, InstanceRefused):
-        return False
-
-
-def _part10_prefix(header: InstanceHeader, transfer_syntax: str) -> bytes:
-    """The preamble and File Meta Information the node writes before a dataset."""
-    return _PREAMBLE + encode_file_meta(create_file_meta(
-        sop_class_uid=header.sop_class_uid, sop_instance_uid=header.sop_instance_uid,  # type: ignore[arg-type]
-        transfer_syntax=transfer_syntax,  # type: ignore[arg-type]
-    ))
 
 
 def _move(source: Path, path: Path) -> bool:
@@ -442,45 +309,10 @@ def _move(source: Path, path: Path) -> bool:
     try:
         move_durable(source, path)
     except OSError as exc:
-        if exc.errno in _DISK_FULL_ERRNOS:
+        if exc.errno in DISK_FULL_ERRNOS:
             raise InstanceRefused("disk_full", Status.OUT_OF_RESOURCES, errno.errorcode[exc.errno]) from exc
         return False
     return True
-
-
-def _prefixed(prefix: bytes, dataset: Encoded) -> Iterator[bytes | memoryview]:
-    yield prefix
-    yield from dataset.chunks()
-
-
-def _write(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
-    try:
-        write_durable(path, chunks)  # type: ignore[arg-type]
-    except OSError as exc:
-        reason = "disk_full" if exc.errno in _DISK_FULL_ERRNOS else "out_of_resources"
-        raise InstanceRefused(reason, Status.OUT_OF_RESOURCES, errno.errorcode.get(exc.errno or 0, "OSError")) from exc
-
-
-class _KeyedLocks:
-    """One lock per key (a SOP Instance UID), held only while someone needs it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.setdefault(key, (threading.Lock(), [0]))
-            users[0] += 1
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                users[0] -= 1
-                if users[0] == 0:
-                    del self._locks[key]
 
 
 def _unless_oserror(read: Callable[[], float]) -> Callable[[], float]:

@@ -19,8 +19,10 @@ import pydicom
 
 from ..config import DestinationConfig
 from .retrieve_dimse import from_dimse
+from .retrieve_errors import RetrieveError
 from ..egress.credentials import basic_auth, bearer_token
-from . import InstanceAcceptor, Outcome
+from .accept import InstanceAcceptor
+from .receipt import Outcome
 from ..logs import log
 from ..states import JobState, SeriesState
 from ..store import JobStore
@@ -28,10 +30,6 @@ from ..store import JobStore
 __all__ = ["ProcessReport", "RetrieveError", "fetch_study", "process_study"]
 
 _logger = logging.getLogger("ainode.retrieve")
-
-
-class RetrieveError(RuntimeError):
-    """The source could not give the study (unknown study, source unreachable, refused)."""
 
 
 @dataclass

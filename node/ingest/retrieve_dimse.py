@@ -21,6 +21,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from ..config import DestinationConfig
 from .connections import REQUESTOR_HANDLERS
+from .retrieve_errors import RetrieveError
 
 __all__ = ["from_dimse"]
 
@@ -42,8 +43,6 @@ _WARNING = (0x0001, 0xB000)
 def from_dimse(source: DestinationConfig, study_uid: str, timeout: float = 60.0,
                calling_ae: str = "AINODE") -> Iterator[bytes]:
     """The study's instances from ``source`` by C-GET, each as a DICOM file's bytes."""
-    from .retrieve import RetrieveError
-
     with tempfile.TemporaryDirectory(prefix="cget-") as folder:
         received = _c_get(source, study_uid, timeout, calling_ae, Path(folder))
         if not received:
@@ -54,8 +53,6 @@ def from_dimse(source: DestinationConfig, study_uid: str, timeout: float = 60.0,
 
 
 def _c_get(source: DestinationConfig, study_uid: str, timeout: float, calling_ae: str, folder: Path) -> list[Path]:
-    from .retrieve import RetrieveError
-
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.maximum_pdu_size = 0
