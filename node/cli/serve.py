@@ -46,11 +46,9 @@ def _load_config(path: Path | None) -> Config | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
     import ssl
 
     from ..http.auth import AuthError
-    from ..logs import configure_logging
     from ..ports import PortInUse, check_ports
     from ..service import Node
 
@@ -66,25 +64,12 @@ def _serve(args: argparse.Namespace) -> int:
     except PortInUse as exc:
         print(exc, file=sys.stderr)
         return 3
-    configure_logging(config.node.log_level)
-    os.umask(0o077)  # everything the node writes (job store, spool, results) is its user's only
-    try:
-        node = Node(config)
-    except (AuthError, ssl.SSLError) as exc:
-        print(f"ainode: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except ConnectionError as exc:  # the shared job store ([store] url) cannot be reached
-        print(f"ainode: {exc}", file=sys.stderr)
-        return 1
-    node.serve_forever()
-    return 0
+    return _run_node(config, "ainode", config_errors=(AuthError, ssl.SSLError))
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import os
     from dataclasses import replace
 
-    from ..logs import configure_logging
     from ..service import Node
 
     config = _load_config(args.config)
@@ -97,12 +82,30 @@ def _worker(args: argparse.Namespace) -> int:
     config = Node.with_overrides(config, data_dir=args.data_dir.resolve() if args.data_dir else None)
     if args.metrics_port is not None:
         config = replace(config, runner=replace(config.runner, metrics_port=args.metrics_port))
+    return _run_node(config, "ainode worker", worker=True, deliver=args.deliver)
+
+
+def _run_node(config: Config, command: str, *, config_errors: tuple[type[Exception], ...] = (),
+              **options: bool) -> int:
+    """Log as configured, make what the node writes its user's only, and run it until stopped.
+
+    ``config_errors``: what building the node raises for a configuration it cannot use
+    (exit 2); a job store it cannot reach (``ConnectionError``) exits 1.
+    """
+    import os
+
+    from ..logs import configure_logging
+    from ..service import Node
+
     configure_logging(config.node.log_level)
-    os.umask(0o077)
+    os.umask(0o077)  # everything the node writes (job store, spool, results) is its user's only
     try:
-        node = Node(config, worker=True, deliver=args.deliver)
-    except ConnectionError as exc:
-        print(f"ainode worker: {exc}", file=sys.stderr)
+        node = Node(config, **options)
+    except config_errors as exc:
+        print(f"ainode: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:  # the shared job store ([store] url) cannot be reached
+        print(f"{command}: {exc}", file=sys.stderr)
         return 1
     node.serve_forever()
     return 0
