@@ -178,3 +178,22 @@ def test_new_keys_are_validated(text, key):
         _parse(text)
     assert info.value.key == key
     assert str(info.value).startswith(key)
+
+
+def test_embedded_defaults_are_the_packaged_toml_file():
+    from importlib import resources
+
+    assert DEFAULT_CONFIG_TOML == resources.files("node.config").joinpath("defaults.toml").read_text(encoding="utf-8")
+
+
+def test_choices_are_enums_equal_to_their_words():
+    from node.config import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, RouteLevel
+
+    config = _parse("[node]\nlog_level = 'debug'\n[ingest]\non_duplicate = 'replace'\n"
+                    "[models.x]\npack = 'head-ct-hematoma'\nengine = 'onnxruntime-cpu'\n")
+    assert config.node.log_level is LogLevel.DEBUG and config.node.log_level == "DEBUG"
+    assert config.ingest.on_duplicate is OnDuplicate.REPLACE and config.ingest.on_duplicate == "replace"
+    assert config.model("x").engine is EngineName.ONNXRUNTIME_CPU and config.model("x").engine == "onnxruntime-cpu"
+    route, destination = load_config(None).routes[0], load_config(None).destinations[0]
+    assert route.level is RouteLevel.SERIES and route.on_late is OnLate.RERUN and route.level == "series"
+    assert destination.type is DestinationType.DIMSE and destination.type == "dimse"

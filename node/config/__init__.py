@@ -11,7 +11,7 @@ defaults in ``defaults.toml``).
 """
 from __future__ import annotations
 
-from .choices import DestinationType, Engine, LogLevel, OnDuplicate, OnLate, RouteLevel
+from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, RouteLevel
 from .destinations import parse_destination as _parse_destination  # noqa: F401  (tests import it)
 from .keys import ConfigError
 from .parse import DEFAULT_CONFIG_TOML, load_config, parse_config
@@ -40,7 +40,7 @@ __all__ = [
     "DestinationType",
     "DicomTlsConfig",
     "EgressConfig",
-    "Engine",
+    "EngineName",
     "HttpConfig",
     "IngestConfig",
     "LogLevel",

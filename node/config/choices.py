@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DestinationType", "Engine", "LogLevel", "OnDuplicate", "OnLate", "RouteLevel"]
+__all__ = ["DestinationType", "EngineName", "LogLevel", "OnDuplicate", "OnLate", "RouteLevel"]
 
 
 class LogLevel(StrEnum):
@@ -30,7 +30,7 @@ class DestinationType(StrEnum):
     """Orthanc's REST API at ``url``."""
 
 
-class Engine(StrEnum):
+class EngineName(StrEnum):
     """``[models.NAME] engine``: the inference backend, or ``auto`` (the fastest present)."""
 
     AUTO = "auto"

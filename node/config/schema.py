@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from .choices import DestinationType, Engine, LogLevel, OnDuplicate, OnLate, RouteLevel
+from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, RouteLevel
 
 __all__ = [
     "AssemblerConfig",
@@ -254,7 +254,7 @@ class ModelConfig:
     name: str
     pack: str
     weights: Path | None = None
-    engine: Engine = Engine.AUTO
+    engine: EngineName = EngineName.AUTO
     batch_size: int | None = None
     triton_url: str | None = None
     triton_model: str | None = None

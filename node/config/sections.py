@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from .choices import Engine, LogLevel, OnDuplicate
+from .choices import EngineName, LogLevel, OnDuplicate
 from .keys import ConfigError, ae_title, choice, file_path, get_value, number, only_keys, port_number
 from .schema import DicomTlsConfig, HttpConfig, IngestConfig, ModelConfig, NodeConfig, PeerConfig, StoreConfig
 
@@ -73,12 +73,12 @@ def parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Path
         raise ConfigError(prefix, "expected a table")
     only_keys(prefix, table, {"pack", "weights", "engine", "batch_size", "triton_url", "triton_model"})
     weights = get_value(prefix, table, "weights", str, None)
-    engine = choice(f"{prefix}.engine", get_value(prefix, table, "engine", str, Engine.AUTO), Engine)
+    engine = choice(f"{prefix}.engine", get_value(prefix, table, "engine", str, EngineName.AUTO), EngineName)
     batch = get_value(prefix, table, "batch_size", int, None)
     if batch is not None and batch < 1:
         raise ConfigError(f"{prefix}.batch_size", f"expected a value >= 1, got {batch}")
     triton_url = get_value(prefix, table, "triton_url", str, None)
-    if engine == Engine.TRITON and not triton_url:
+    if engine == EngineName.TRITON and not triton_url:
         raise ConfigError(f"{prefix}.triton_url", 'required when engine = "triton"')
     weights_path = None
     if weights is not None:
