@@ -83,18 +83,15 @@ class IngestServer:
         Connections kept that have not asked for an association yet (each costs a
         pynetdicom reader thread polling every millisecond); beyond it the oldest is
         closed. ``None``: ``max_associations``.
-    max_dataset_bytes
-        Largest dataset accepted, as received and (deflated) once inflated.
-    disk_guard
-        Free-space floor checked before every write; ``None``: a guard without floor
-        (it only refuses what would not fit at all, and feeds the disk gauges).
+    max_dataset_bytes, disk_guard
+        The size limit and free-space floor of the acceptor (:class:`InstanceAcceptor`).
     peers
         Who may associate from where (:mod:`.peers`); ``None``: any well-formed calling title.
     tls_context, tls_port
         DICOM TLS: with ``tls_port``, a second listener speaking TLS on that port; without
         it, ``port`` itself speaks TLS (no plain listener).
     on_duplicate
-        What a new copy of a held instance with different content does.
+        What a new copy of a held instance with different content does (:class:`OnDuplicate`).
     on_released
         Called with the Series Instance UIDs an association brought, once it is released
         (A-RELEASE; not on an abort) and no other open association is still bringing them.
