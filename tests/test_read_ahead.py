@@ -37,7 +37,7 @@ def _spec(job_id: int, paths: list[str], out: Path, series_uid: str, pack: str =
 
 def _pixels_by_modality(outcome) -> dict[str, list[bytes]]:
     found: dict[str, list[bytes]] = {}
-    for _uid, _cls, path in outcome.results:
+    for _uid, _cls, path, _model in outcome.results:
         ds = pydicom.dcmread(path)
         if "PixelData" in ds:
             found.setdefault(str(ds.Modality), []).append(bytes(ds.PixelData))

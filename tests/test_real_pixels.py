@@ -54,7 +54,7 @@ def _head_ct(tmp_path: Path, count: int, *, matrix: int | None = None, name: str
 
 def _results(outcome: JobOutcome) -> list[pydicom.Dataset]:
     assert outcome.ok, f"{outcome.stage}: {outcome.reason}\n{outcome.summary.get('traceback')}"
-    return [pydicom.dcmread(path) for _, _, path in outcome.results]
+    return [pydicom.dcmread(path) for _, _, path, _ in outcome.results]
 
 
 def _assert_valid(objects: list[pydicom.Dataset]) -> None:

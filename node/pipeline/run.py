@@ -236,7 +236,7 @@ class Runner:
         :meth:`JobStore.job_written` queues every object of a written job anyway.
         """
         try:
-            job_id, sop_uid, sop_class, path = self._handover.get(timeout=0.5)
+            job_id, result = self._handover.get(timeout=0.5)
         except queue.Empty:
             return
         except (EOFError, OSError, ValueError):  # the pool (and its queue) is being replaced
@@ -246,7 +246,7 @@ class Runner:
         if not destinations:
             return
         try:
-            if self._store.result_written(job_id, (sop_uid, sop_class, path), destinations, owner=self._owner):
+            if self._store.result_written(job_id, result, destinations, owner=self._owner):
                 self._wakeups.produced(ResultState.PENDING)
         except Exception as exc:  # the job's outcome queues it again
             log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))

@@ -13,6 +13,7 @@ import pydicom
 
 from ..packs.protocol import ModelPack, ResultContext
 from ..results.aside import EncodedObject
+from ..store.rows import ResultObject
 from ..store.spool import write_durable
 from .result_uids import StableSeries, stable_result_series
 from .spec import JobSpec
@@ -30,7 +31,7 @@ def set_handover(handover: Any) -> None:
 
 
 def save_results(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], findings: Any,
-                 context: ResultContext) -> list[tuple[str, str, str]]:
+                 context: ResultContext) -> list[ResultObject]:
     """Build, name and save the result objects; hand each over as soon as it is saved.
 
     A pack with ``stream_results`` (same arguments as ``write_results``, yields the
@@ -44,9 +45,9 @@ def save_results(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], 
         stable_result_series(objects, spec.series_uid, spec.model)
         saved = []
         for ds in objects:
-            saved.append(save_dataset(ds, out_dir))
+            saved.append(save_dataset(ds, out_dir, spec.model))
             if handover is not None:
-                handover.put((spec.job_id, *saved[-1]))
+                handover.put((spec.job_id, saved[-1]))
         return saved
     stable = StableSeries(spec.series_uid, spec.model)
     saved = []
@@ -54,25 +55,25 @@ def save_results(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], 
         if isinstance(obj, EncodedObject):
             stable.learn_series(obj.series_instance_uid, obj.series_number)
             if stable.changes_nothing():  # its series UIDs are already the stable ones: save it as it came
-                saved.append(save_encoded(obj, out_dir))
-                handover.put((spec.job_id, *saved[-1]))
+                saved.append(save_encoded(obj, out_dir, spec.model))
+                handover.put((spec.job_id, saved[-1]))
                 continue
             obj = obj.dataset()
         stable.learn(obj)
         stable.apply(obj)
-        saved.append(save_dataset(obj, out_dir))
-        handover.put((spec.job_id, *saved[-1]))
+        saved.append(save_dataset(obj, out_dir, spec.model))
+        handover.put((spec.job_id, saved[-1]))
     return saved
 
 
-def save_encoded(obj: EncodedObject, out_dir: Path) -> tuple[str, str, str]:
-    """Write an encoded object durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
+def save_encoded(obj: EncodedObject, out_dir: Path, model: str) -> ResultObject:
+    """Write an encoded object of ``model``'s job durably as ``<SOP Instance UID>.dcm``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{obj.sop_instance_uid}.dcm"
     write_durable(path, obj.data)
-    return obj.sop_instance_uid, obj.sop_class_uid, str(path)
+    return ResultObject(obj.sop_instance_uid, obj.sop_class_uid, str(path), model)
 
 
-def save_dataset(ds: pydicom.Dataset, out_dir: Path) -> tuple[str, str, str]:
-    """Write ``ds`` durably as ``<SOP Instance UID>.dcm``; ``(sop_uid, sop_class, path)``."""
-    return save_encoded(EncodedObject.of(ds), out_dir)
+def save_dataset(ds: pydicom.Dataset, out_dir: Path, model: str) -> ResultObject:
+    """Write ``ds``, an object of ``model``'s job, durably as ``<SOP Instance UID>.dcm``."""
+    return save_encoded(EncodedObject.of(ds), out_dir, model)

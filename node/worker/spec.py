@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..states import FailureStage
+from ..store.rows import ResultObject
 
 __all__ = ["JobOutcome", "JobSpec"]
 
@@ -38,7 +39,7 @@ class JobOutcome:
     stage: FailureStage | None = None
     reason: str | None = None
     engine: str | None = None
-    results: tuple[tuple[str, str, str], ...] = ()   # (SOP Instance UID, SOP Class UID, path)
+    results: tuple[ResultObject, ...] = ()
     inference_seconds: float = 0.0
     total_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
