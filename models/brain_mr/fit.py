@@ -50,7 +50,6 @@ def train_model(
     probability f (otherwise from all labelled slices, as before).
     """
     import torch
-    from torch.nn import functional as F
 
     from models.brain_mr.net import SegNet
 
@@ -78,21 +77,9 @@ def train_model(
             pick = rng.random(batch_size) < tumor_slice_fraction
             idx[pick] = tumor_slices[rng.integers(0, tumor_slices.size, size=int(pick.sum()))]
         x, y, w = crop_batch(images, labels, voxel_w, idx, crop, rng)
-        logits = model(torch.from_numpy(x))
-        target = torch.from_numpy(y).long()
-        mask = (target != UNLABELLED).float()
-        target = target.clamp(max=_N_CLASSES - 1)
-        logp = F.log_softmax(logits, 1).gather(1, target[:, None])[:, 0]
-        if weighting == "frequency":
-            weight = class_w_t[target]
-        elif weighting == "probability":
-            weight = (1.0 - logp.exp()) ** 2
-        elif weighting == "distance":
-            weight = torch.from_numpy(w)
-        if tumor_boundary_weight > 0 and weighting != "distance":
-            weight = weight * torch.from_numpy(w)
-        loss = -(weight * logp * mask).sum() / mask.sum().clamp(min=1.0)
-        losses.append(optimise(opt, sched, loss + soft_dice_loss(F.softmax(logits, 1), target, mask)))
+        loss = _loss(model(torch.from_numpy(x)), torch.from_numpy(y).long(), w, weighting, class_w_t,
+                     tumor_boundary_weight)
+        losses.append(optimise(opt, sched, loss))
         if (step + 1) % 100 == 0:
             say(f"{variant}/{weighting} step {step + 1}/{steps} loss {np.mean(losses[-100:]):.4f} "
                 f"({time.perf_counter() - t0:.0f}s)")
@@ -116,6 +103,26 @@ def train_model(
                          "classes": _N_CLASSES, "width": width, "residual_channels": residual_channels},
     }
     return model, facts
+
+
+def _loss(logits: Any, target: Any, w: np.ndarray, weighting: str, class_w: Any, tumor_boundary_weight: float) -> Any:
+    """Weighted cross-entropy over the labelled voxels plus the soft Dice term."""
+    import torch
+    from torch.nn import functional as F
+
+    mask = (target != UNLABELLED).float()
+    target = target.clamp(max=_N_CLASSES - 1)
+    logp = F.log_softmax(logits, 1).gather(1, target[:, None])[:, 0]
+    if weighting == "frequency":
+        weight = class_w[target]
+    elif weighting == "probability":
+        weight = (1.0 - logp.exp()) ** 2
+    elif weighting == "distance":
+        weight = torch.from_numpy(w)
+    if tumor_boundary_weight > 0 and weighting != "distance":
+        weight = weight * torch.from_numpy(w)
+    loss = -(weight * logp * mask).sum() / mask.sum().clamp(min=1.0)
+    return loss + soft_dice_loss(F.softmax(logits, 1), target, mask)
 
 
 def _voxel_weights(labels: Sequence[np.ndarray], weighting: str, tumor_boundary_weight: float) -> list | None:

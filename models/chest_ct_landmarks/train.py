@@ -217,9 +217,7 @@ def train(
     n_slices = sum(len(d.volume) for d in data)
     say(f"{len(data)} series, {n_slices} slices ready in {generation_s:.1f}s")
 
-    reps = {**DEFAULT_REPEATS, **(repeats or {})}
-    if set(reps) != set(LANDMARKS) or min(reps.values()) < 1:
-        raise ValueError(f"repeats must give each of {', '.join(LANDMARKS)} at least 1 batch per step")
+    reps = _repeats(repeats)
     t1 = time.perf_counter()
     final = fit(model, data, out_dir / "checkpoint.pt", rng, seed=seed, arch=arch, epochs=epochs,
                 steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
@@ -232,28 +230,11 @@ def train(
     export_onnx(model, model_path)
     n_params = parameter_count(model)
     meta = _model_json(version, arch, width, dict(model.views), crop, window, diaphragm_pick, airway)
-    meta["trained_on"] = {
-        "phantoms": phantoms,
-        "family": family,
-        "styled_phantoms": n_styled,
-        "augment": augment,
-        "seeds": [seed, seed + phantoms - 1] if phantoms else [],
-        "slice_thickness": slice_thickness,
-        "real_series": len(data) - phantoms,
-        "slices": n_slices,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "fp_weight": fp_weight,
-        "hard_fraction": hard_fraction,
-        "repeats": reps,
-        "pretrained": str(pretrained) if pretrained else None,
-        "parameters": n_params,
-        "generation_seconds": round(generation_s, 1),
-        "training_seconds": round(training_s, 1),
-        "final_loss": {n: round(v, 5) for n, v in final.items()},
-    }
+    meta["trained_on"] = _trained_on(
+        phantoms=phantoms, family=family, styled=n_styled, augment=augment, seed=seed, slice_thickness=slice_thickness,
+        series=len(data), slices=n_slices, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        learning_rate=learning_rate, fp_weight=fp_weight, hard_fraction=hard_fraction, reps=reps, pretrained=pretrained,
+        parameters=n_params, generation_s=generation_s, training_s=training_s, final=final)
     meta["metrics"] = {"test": None, "families": {}}
     test = _held_out(meta, model_path, test_phantoms, slice_thickness, cache_dir, log, family, crop, airway,
                      window, diaphragm_pick)
@@ -294,6 +275,45 @@ def _check_options(
     if unknown:
         raise ValueError(f"views for unknown landmark(s) {', '.join(unknown)} (choose from {', '.join(LANDMARKS)})")
     return window
+
+
+def _repeats(repeats: Mapping[str, int] | None) -> dict[str, int]:
+    """Batches per step for each classifier: :data:`DEFAULT_REPEATS` updated by ``repeats``."""
+    reps = {**DEFAULT_REPEATS, **(repeats or {})}
+    if set(reps) != set(LANDMARKS) or min(reps.values()) < 1:
+        raise ValueError(f"repeats must give each of {', '.join(LANDMARKS)} at least 1 batch per step")
+    return reps
+
+
+def _trained_on(
+    *, phantoms: int, family: str, styled: int, augment: str, seed: int, slice_thickness: float, series: int,
+    slices: int, epochs: int, steps_per_epoch: int, batch_size: int, learning_rate: float, fp_weight: float,
+    hard_fraction: float, reps: Mapping[str, int], pretrained: Path | None, parameters: int, generation_s: float,
+    training_s: float, final: Mapping[str, float],
+) -> dict[str, Any]:
+    """``model.json``'s ``trained_on``: the data and settings of the run, its times and final losses."""
+    return {
+        "phantoms": phantoms,
+        "family": family,
+        "styled_phantoms": styled,
+        "augment": augment,
+        "seeds": [seed, seed + phantoms - 1] if phantoms else [],
+        "slice_thickness": slice_thickness,
+        "real_series": series - phantoms,
+        "slices": slices,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "fp_weight": fp_weight,
+        "hard_fraction": hard_fraction,
+        "repeats": dict(reps),
+        "pretrained": str(pretrained) if pretrained else None,
+        "parameters": parameters,
+        "generation_seconds": round(generation_s, 1),
+        "training_seconds": round(training_s, 1),
+        "final_loss": {n: round(v, 5) for n, v in final.items()},
+    }
 
 
 def _training_data(

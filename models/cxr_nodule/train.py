@@ -156,16 +156,8 @@ def train(
     generation_seconds = time.perf_counter() - t0
 
     channels = fit_options["channels"]
-    comparison: dict[str, Any] = {}
-    if compare_without_nac and test:
-        log("training without the NAC term (comparison)")
-        t1 = time.perf_counter()
-        plain, _ = fit(samples, epochs=epochs, nac_weight=0.0, **fit_options)
-        plain_path = out_dir / "without_nac.onnx"
-        export_onnx(plain, plain_path, size)
-        report, _ = evaluate(plain_path, test_seeds, samples=test)
-        comparison["without_nac"] = {**asdict(report), "training_seconds": round(time.perf_counter() - t1, 1)}
-        plain_path.unlink()
+    comparison = (_without_nac(samples, test, test_seeds, out_dir, size, epochs, fit_options, log)
+                  if compare_without_nac and test else {})
     log(f"training with nac_weight={nac_weight} (warm-up {nac_warmup} epochs), size {size}, crop {crop}")
     t1 = time.perf_counter()
     net, final_loss = fit(samples, epochs=epochs, nac_weight=nac_weight, nac_warmup=nac_warmup, **fit_options)
@@ -174,20 +166,33 @@ def train(
     export_onnx(net, model_path, size)
     save_weights(net, out_dir / "model.pt")
 
-    score_threshold = 0.5
-    metrics: dict[str, Any] = {}
-    if val:
-        val_report, val_curve = evaluate(model_path, list(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms)), samples=val)
-        score_threshold = float(min(max(val_curve.threshold_at(0.2), CANDIDATE_THRESHOLD), 0.9999))
-        metrics["validation"] = asdict(val_report)
-    if test:
-        test_report, curve = evaluate(model_path, test_seeds, samples=test, froc_png=out_dir / "froc.png")
-        metrics["test"] = asdict(test_report)
-        if comparison:
-            comparison["with_nac"] = {**asdict(test_report), "training_seconds": round(training_seconds, 1)}
-    trained_on = {
+    score_threshold, metrics = _measure(model_path, val, val_phantoms, test, test_seeds, out_dir)
+    if comparison and test:
+        comparison["with_nac"] = {**metrics["test"], "training_seconds": round(training_seconds, 1)}
+    trained_on = _trained_on(
+        from_phantoms=from_phantoms, samples=len(samples), train_seeds=train_seeds, epochs=epochs,
+        nac_weight=nac_weight, nac_warmup=nac_warmup, crop=crop, nodule_crops=nodule_crops, small_boost=small_boost,
+        hard_negative_crops=hard_negative_crops, implant_crops=implant_crops, fine_phantoms=fine_phantoms,
+        styled_phantoms=styled_phantoms, learning_rate=learning_rate, init=init,
+        generation_seconds=generation_seconds, training_seconds=training_seconds, final_loss=final_loss,
+        parameters=parameter_count(net))
+    meta = _model_json(version, channels, size, score_threshold, trained_on, metrics)
+    if comparison:
+        meta["nac_comparison"] = comparison
+    write_json(out_dir / "model.json", meta)
+    return meta
+
+
+def _trained_on(
+    *, from_phantoms: bool, samples: int, train_seeds: list[int], epochs: int, nac_weight: float, nac_warmup: int,
+    crop: int, nodule_crops: float, small_boost: float, hard_negative_crops: float, implant_crops: float,
+    fine_phantoms: int, styled_phantoms: int, learning_rate: float, init: Path | None, generation_seconds: float,
+    training_seconds: float, final_loss: float, parameters: int,
+) -> dict[str, Any]:
+    """``model.json``'s ``trained_on``: the data and settings of the run, its times and final loss."""
+    return {
         "data": "models.phantoms.cxr phantoms (seed % 4 nodules)" if from_phantoms else "user data",
-        "phantoms": len(samples),
+        "phantoms": samples,
         "seeds": [train_seeds[0], train_seeds[-1]] if from_phantoms and train_seeds else [],
         "phantom_size": PHANTOM_SIZE,
         "epochs": epochs,
@@ -206,13 +211,40 @@ def train(
         "generation_seconds": round(generation_seconds, 1),
         "training_seconds": round(training_seconds, 1),
         "final_loss": round(final_loss, 5),
-        "parameters": parameter_count(net),
+        "parameters": parameters,
     }
-    meta = _model_json(version, channels, size, score_threshold, trained_on, metrics)
-    if comparison:
-        meta["nac_comparison"] = comparison
-    write_json(out_dir / "model.json", meta)
-    return meta
+
+
+def _without_nac(
+    samples: Sequence[Sample], test: Sequence[Sample], test_seeds: list[int], out_dir: Path, size: int, epochs: int,
+    fit_options: dict[str, Any], log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train and evaluate the same network without the NAC term (the comparison); its held-out report."""
+    log("training without the NAC term (comparison)")
+    t1 = time.perf_counter()
+    plain, _ = fit(samples, epochs=epochs, nac_weight=0.0, **fit_options)
+    plain_path = out_dir / "without_nac.onnx"
+    export_onnx(plain, plain_path, size)
+    report, _ = evaluate(plain_path, test_seeds, samples=test)
+    plain_path.unlink()
+    return {"without_nac": {**asdict(report), "training_seconds": round(time.perf_counter() - t1, 1)}}
+
+
+def _measure(
+    model_path: Path, val: Sequence[Sample], val_phantoms: int, test: Sequence[Sample], test_seeds: list[int],
+    out_dir: Path,
+) -> tuple[float, dict[str, Any]]:
+    """The score threshold at 0.2 FP/image on the validation samples, and the validation and test metrics."""
+    score_threshold = 0.5
+    metrics: dict[str, Any] = {}
+    if val:
+        val_report, val_curve = evaluate(model_path, list(range(VAL_SEED_BASE, VAL_SEED_BASE + val_phantoms)), samples=val)
+        score_threshold = float(min(max(val_curve.threshold_at(0.2), CANDIDATE_THRESHOLD), 0.9999))
+        metrics["validation"] = asdict(val_report)
+    if test:
+        test_report, _ = evaluate(model_path, test_seeds, samples=test, froc_png=out_dir / "froc.png")
+        metrics["test"] = asdict(test_report)
+    return score_threshold, metrics
 
 
 def _training_samples(
