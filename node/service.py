@@ -23,7 +23,7 @@ from .pipeline.route import Router
 from .pipeline.run import Runner
 from .store.spool import Spool
 from .pipeline.stages import Pipeline, StageRow
-from .states import InstanceState, SeriesState, Stage
+from .states import Stage
 from .store import open_store
 from .http.web import WebServer
 
@@ -71,7 +71,7 @@ class Node:
         self.assembler = Assembler(config.assembler, self.store, router, self.metrics, self.pipeline)
         self.indexer = Indexer(self.store, self.metrics, self.pipeline, rerun_on_late=router.reruns_on_late)
         self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)
-        self.ingest = ingest_server(config, self.store, self.spool, self.metrics, **self._ingest_wakeups(),
+        self.ingest = ingest_server(config, self.store, self.spool, self.metrics, wakeups=self.pipeline,
                                     disk_guard=self.disk)
         self.janitor = Janitor(config.spool, self.store, self.spool)
         self.web = WebServer(config.node.http_host, config.node.http_port, self.store, self.metrics, self.health,
@@ -89,14 +89,6 @@ class Node:
             (Stage.RETAIN, self.janitor),
         ):
             self.pipeline.attach(stage, component)
-
-    def _ingest_wakeups(self) -> dict[str, Any]:
-        """What ingest produces, told to the stage table: stored (instance received), filed
-        (series received: it may be complete, or read ahead), released by its sender."""
-        pipeline = self.pipeline
-        return {"on_stored": lambda: pipeline.produced(InstanceState.RECEIVED),
-                "on_filed": lambda: pipeline.produced(SeriesState.RECEIVED),
-                "on_released": pipeline.released}
 
     def stages(self) -> tuple[StageRow, ...]:
         """The rows of the stage table this process runs, in pipeline order."""
@@ -177,8 +169,7 @@ class Node:
         """Start the extra listener processes on the ports the node's own listener bound."""
         tls = self.config.dicom_tls
         tls_port = self.ingest.tls_port if tls is not None and tls.port is not None else None
-        self.listeners = ListenerProcesses(self.config, self.ingest.port, tls_port, self.metrics,
-                                           **self._ingest_wakeups())
+        self.listeners = ListenerProcesses(self.config, self.ingest.port, tls_port, self.metrics, self.pipeline)
         self.listeners.start()
         listeners, ingest = self.listeners, self.ingest
         self.metrics.associations_open.set_function(lambda: ingest.open_associations() + listeners.open_associations())

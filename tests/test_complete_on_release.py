@@ -19,7 +19,7 @@ from node.pipeline.index import Indexer
 from node.ingest import IngestServer
 from node.metrics import Metrics
 from node.pipeline.stages import Pipeline
-from node.states import InstanceState, Stage
+from node.states import Stage
 from node.pipeline.route import Router
 from node.store.spool import Spool
 from node.states import SeriesState
@@ -48,7 +48,7 @@ def node(tmp_path: Path, request: pytest.FixtureRequest):
     pipeline.attach(Stage.INDEX, indexer)
     pipeline.attach(Stage.ASSEMBLE, assembler)
     server = IngestServer("AINODE", "127.0.0.1", 0, store, Spool(tmp_path / "spool"), metrics,
-                          on_stored=lambda: pipeline.produced(InstanceState.RECEIVED), on_released=pipeline.released)
+                          pipeline)
     web = WebServer("127.0.0.1", 0, store, metrics, lambda: {"status": "ok"}, acceptor=server.acceptor)
     for part in (assembler, indexer, server, web):
         part.start()

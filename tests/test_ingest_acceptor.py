@@ -7,6 +7,7 @@ import io
 import os
 import sqlite3
 import threading
+from enum import StrEnum
 from pathlib import Path
 
 import pydicom
@@ -19,6 +20,7 @@ from node.ingest.header import read_file_meta
 from node.metrics import Metrics
 from node.store.spool import Spool
 from node.store import JobStore
+from node.states import InstanceState, SeriesState
 
 _SUCCESS, _OUT_OF_RESOURCES, _MISMATCH, _CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xA900, 0xC000
 
@@ -33,14 +35,18 @@ class _Setup:
         self.metrics = Metrics()
         self.stored_calls = 0  # stored, left to the indexer
         self.filed_calls = 0  # stored and filed under its series at once
-        self.acceptor = InstanceAcceptor(self.store, self.spool, self.metrics, on_stored=self._stored,
-                                         on_filed=self._filed, **kwargs)  # type: ignore[arg-type]
+        self.acceptor = InstanceAcceptor(self.store, self.spool, self.metrics, wakeups=self,
+                                         **kwargs)  # type: ignore[arg-type]
 
-    def _stored(self) -> None:
-        self.stored_calls += 1
+    def produced(self, *states: StrEnum) -> None:  # the acceptor's wake-ups, counted
+        for state in states:
+            if state is InstanceState.RECEIVED:
+                self.stored_calls += 1
+            elif state is SeriesState.RECEIVED:
+                self.filed_calls += 1
 
-    def _filed(self) -> None:
-        self.filed_calls += 1
+    def released(self, series_uids: object) -> None:
+        pass
 
     def rejected(self, reason: str) -> float:
         return self.metrics.instances_rejected.labels(reason)._value.get()

@@ -21,7 +21,7 @@ from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
 from ..store.spool import Spool, move_durable
-from ..states import InstanceState
+from ..states import NO_WAKEUPS, InstanceState, SeriesState, Wakeups
 from ..store import JobStore
 from ..dicom.uids import is_valid_uid
 from .claim import Claim, Movable, check_claim, claimed_uids
@@ -59,11 +59,11 @@ class InstanceAcceptor:
     ----------
     store, spool, metrics
         The job store, the spool and the metrics the instances go to.
-    on_stored
-        Called after each newly stored instance that the indexer still has to file.
-    on_filed
-        Called after each newly stored instance that was filed under its series at once
-        (its header read here, see :meth:`JobStore.add_filed_instance`).
+    wakeups
+        Told what each newly stored instance produced: ``instance received`` (the indexer
+        still has to file it) or ``series received`` (filed under its series at once, its
+        header read here, see :meth:`JobStore.add_filed_instance`); and the series a
+        transfer released (:meth:`close_transfer`).
     max_dataset_bytes
         Largest dataset accepted, as received and (deflated) once inflated.
     disk_guard
@@ -71,20 +71,16 @@ class InstanceAcceptor:
         (it only refuses what would not fit at all, and feeds the disk gauges).
     on_duplicate
         What a new copy of a held instance with different content does.
-    on_released
-        Called with the Series Instance UIDs a transfer released (:meth:`close_transfer`).
     transfer_syntaxes
         The syntaxes accepted; ``None``: :data:`ACCEPTED_TRANSFER_SYNTAXES`.
     """
 
     def __init__(
         self, store: JobStore, spool: Spool, metrics: Metrics, *,
-        on_stored: Callable[[], None] = lambda: None,
-        on_filed: Callable[[], None] = lambda: None,
+        wakeups: Wakeups = NO_WAKEUPS,
         max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
         disk_guard: DiskGuard | None = None,
         on_duplicate: OnDuplicate | str = OnDuplicate.KEEP_FIRST,
-        on_released: Callable[[Sequence[str]], None] = lambda _series: None,
         transfer_syntaxes: Sequence[str] | None = None,
     ) -> None:
         if max_dataset_bytes < 1:
@@ -92,13 +88,11 @@ class InstanceAcceptor:
         self._store = store
         self._spool = spool
         self._metrics = metrics
-        self._on_stored = on_stored
-        self._on_filed = on_filed
+        self._wakeups = wakeups
         self.max_dataset_bytes = int(max_dataset_bytes)
         self._disk = disk_guard if disk_guard is not None else DiskGuard(spool.instances, 0, 0)
         self._uid_locks = KeyedLocks()
         self.on_duplicate = OnDuplicate(on_duplicate)
-        self._on_released = on_released
         self._transfers = Transfers()
         self.transfer_syntaxes = frozenset(
             str(uid) for uid in (ACCEPTED_TRANSFER_SYNTAXES if transfer_syntaxes is None else transfer_syntaxes))
@@ -183,11 +177,11 @@ class InstanceAcceptor:
     def close_transfer(self, transfer: Transfer, *, released: bool) -> list[str]:
         """End a transfer: normally (``released``: an A-RELEASE, a finished request) or not.
 
-        The series it released (see :mod:`.transfers`) go to ``on_released`` and are returned.
+        The series it released (see :mod:`.transfers`) go to ``wakeups.released`` and are returned.
         """
         series = self._transfers.close(transfer, released=released)
         if series:
-            self._on_released(series)
+            self._wakeups.released(series)
         return series
 
     # the one path every entry point takes
@@ -221,9 +215,9 @@ class InstanceAcceptor:
         if transfer is not None:
             self._transfers.carried(transfer, header.series_instance_uid)
         if filed:
-            self._on_filed()
+            self._wakeups.produced(SeriesState.RECEIVED)
         elif outcome in (Outcome.STORED, Outcome.REPLACED):
-            self._on_stored()
+            self._wakeups.produced(InstanceState.RECEIVED)
         return Receipt(outcome, Status.SUCCESS.value, None, header)
 
     def _read_header(self, claim: Claim) -> InstanceHeader:

@@ -27,7 +27,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from enum import StrEnum
+from typing import Any, Iterable
 
 from prometheus_client import Counter
 
@@ -35,6 +36,7 @@ from ..config import Config
 from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
+from ..states import NO_WAKEUPS, InstanceState, SeriesState, Wakeups
 from ..store.spool import Spool
 from ..store import JobStoreContract, open_store
 from ..dicom.tls import server_context
@@ -50,9 +52,7 @@ _REPORT_SECONDS = 0.5
 
 
 def ingest_server(config: Config, store: JobStoreContract, spool: Spool, metrics: Metrics, *,
-                  on_stored: Callable[[], None], on_released: Callable[[Sequence[str]], None],
-                  on_filed: Callable[[], None] = lambda: None,
-                  port: int | None = None, tls_port: int | None = None,
+                  wakeups: Wakeups = NO_WAKEUPS, port: int | None = None, tls_port: int | None = None,
                   disk_guard: DiskGuard | None = None) -> IngestServer:
     """The DICOM listener that ``config`` describes (``port``/``tls_port``: bind those instead).
 
@@ -67,12 +67,12 @@ def ingest_server(config: Config, store: JobStoreContract, spool: Spool, metrics
                "tls_port": t.port if tls_port is None else tls_port}
     return IngestServer(
         node.ae_title, node.dicom_host, node.dicom_port if port is None else port, store, spool, metrics,
-        on_stored=on_stored, on_filed=on_filed, max_associations=node.max_associations,
+        wakeups, max_associations=node.max_associations,
         network_timeout=node.network_timeout_seconds,
         max_dataset_bytes=int(config.spool.max_dataset_mb * 1024 * 1024),
         disk_guard=disk_guard or DiskGuard(spool.root, config.spool.min_free_mb, config.spool.min_free_percent),
         peers=PeerPolicy(config.peers, node.accept_unknown_peers), **tls,
-        on_duplicate=config.ingest.on_duplicate, on_released=on_released, reuse_port=node.listeners > 1,
+        on_duplicate=config.ingest.on_duplicate, reuse_port=node.listeners > 1,
     )
 
 
@@ -96,19 +96,17 @@ class ListenerProcesses:
         The ports the node's own listener bound (the others join them).
     metrics
         The node's metrics: the listeners' counters are added to them.
-    on_stored, on_filed, on_released
-        As :class:`~node.ingest.IngestServer`'s, called in the node's process.
+    wakeups
+        As :class:`~node.ingest.IngestServer`'s, told in the node's process what the
+        listeners produced and released.
     """
 
-    def __init__(self, config: Config, port: int, tls_port: int | None, metrics: Metrics, *,
-                 on_stored: Callable[[], None], on_released: Callable[[Sequence[str]], None],
-                 on_filed: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, config: Config, port: int, tls_port: int | None, metrics: Metrics,
+                 wakeups: Wakeups = NO_WAKEUPS) -> None:
         self._config = config
         self._ports = (port, tls_port)
         self._metrics = metrics
-        self._on_stored = on_stored
-        self._on_filed = on_filed
-        self._on_released = on_released
+        self._wakeups = wakeups
         self._context = multiprocessing.get_context("spawn")
         self._events: Any = self._context.Queue()
         self._children: list[_Child] = []
@@ -183,12 +181,10 @@ class ListenerProcesses:
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
         try:
-            if kind == "stored":
-                self._on_stored()
-            elif kind == "filed":
-                self._on_filed()
+            if kind == "produced":
+                self._wakeups.produced(*(_STATES[name] for name in event[1]))
             elif kind == "released":
-                self._on_released(event[1])
+                self._wakeups.released(event[1])
             elif kind == "ready":
                 self._child(event[1]).ready = True
             elif kind == "counters":
@@ -223,6 +219,30 @@ def _counter_values(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], 
             if sample.name == family.name + "_total":
                 values[(family.name, tuple(sorted(sample.labels.items())))] = sample.value
     return values
+
+
+_STATES: dict[str, StrEnum] = {
+    f"{kind.__name__}.{state.value}": state for kind in (InstanceState, SeriesState) for state in kind}
+"""The states a listener process reports produced, by the key they travel under."""
+
+
+def _state_key(state: StrEnum) -> str:
+    return f"{type(state).__name__}.{state.value}"
+
+
+class _Relay:
+    """A listener process's :class:`~node.states.Wakeups`: what it produced goes to the node's process."""
+
+    def __init__(self, news: "_News", events: Any) -> None:
+        self._news = news
+        self._events = events
+
+    def produced(self, *states: StrEnum) -> None:
+        for state in states:
+            self._news.add(_state_key(state))
+
+    def released(self, series_uids: Iterable[str]) -> None:
+        self._events.put(("released", list(series_uids)))
 
 
 class _News:
@@ -263,25 +283,23 @@ def _listener_main(config: Config, port: int, tls_port: int | None, index: int, 
     tempfile.tempdir = str(spool.root / "incoming")  # as the node's process: received datasets on the spool's disk
     metrics = Metrics()
     news = _News()
-    server = ingest_server(config, store, spool, metrics, on_stored=lambda: news.add("stored"),
-                           on_filed=lambda: news.add("filed"),
-                           on_released=lambda series: events.put(("released", list(series))),
-                           port=port, tls_port=tls_port)
+    server = ingest_server(config, store, spool, metrics, wakeups=_Relay(news, events), port=port, tls_port=tls_port)
     server.start()
     events.put(("ready", index))
     log(_logger, logging.INFO, "listener process started", listener=index, port=port)
     try:
         reported = time.monotonic()
         while not stopping.is_set():
-            for kind in news.wait(0.05):  # one wake of each kind for every instance stored meanwhile
-                events.put((kind,))
+            produced = news.wait(0.05)  # one wake-up of each state for every instance stored meanwhile
+            if produced:
+                events.put(("produced", produced))
             if time.monotonic() - reported >= _REPORT_SECONDS:
                 reported = time.monotonic()
                 events.put(("counters", index, _counter_values(metrics), server.open_associations()))
     finally:
         server.stop()
         events.put(("counters", index, _counter_values(metrics), 0))
-        events.put(("stored",))
+        events.put(("produced", [_state_key(InstanceState.RECEIVED)]))
         events.put(("filed",))
         store.close()
         events.close()

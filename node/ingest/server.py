@@ -14,7 +14,6 @@ import socket
 import ssl
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
@@ -26,6 +25,7 @@ from pynetdicom.utils import make_target
 from .disk import DiskGuard
 from ..logs import log
 from ..metrics import Metrics
+from ..states import NO_WAKEUPS, Wakeups
 from ..store.spool import Spool
 from ..store import JobStore
 from ..dicom.tls import defer_server_handshake
@@ -65,10 +65,11 @@ class IngestServer:
         to listen (``port`` 0: any free port, see :attr:`port`).
     store, spool, metrics
         The job store, the spool and the metrics the instances go to.
-    on_stored
-        Called after each newly stored instance the indexer still has to file.
-    on_filed
-        Called after each newly stored instance filed under its series at once.
+    wakeups
+        Told what each newly stored instance produced (``instance received``, or ``series
+        received`` when it was filed under its series at once), and the Series Instance
+        UIDs an association brought once it is released (A-RELEASE; not on an abort) and
+        no other open association is still bringing them.
     max_associations
         Associations running at once; one more is rejected transiently.
     network_timeout
@@ -92,9 +93,6 @@ class IngestServer:
         it, ``port`` itself speaks TLS (no plain listener).
     on_duplicate
         What a new copy of a held instance with different content does (:class:`OnDuplicate`).
-    on_released
-        Called with the Series Instance UIDs an association brought, once it is released
-        (A-RELEASE; not on an abort) and no other open association is still bringing them.
     reuse_port
         Bind with ``SO_REUSEPORT``: other processes of the node listen on the same ports
         and the kernel spreads the connections over them (``[node] listeners``).
@@ -108,8 +106,7 @@ class IngestServer:
 
     def __init__(
         self, ae_title: str, host: str, port: int, store: JobStore, spool: Spool, metrics: Metrics,
-        on_stored: Callable[[], None] = lambda: None, *,
-        on_filed: Callable[[], None] = lambda: None,
+        wakeups: Wakeups = NO_WAKEUPS, *,
         max_associations: int = 32,
         network_timeout: float = 30.0,
         acse_timeout: float | None = None,
@@ -121,7 +118,6 @@ class IngestServer:
         tls_context: ssl.SSLContext | None = None,
         tls_port: int | None = None,
         on_duplicate: OnDuplicate | str = OnDuplicate.KEEP_FIRST,
-        on_released: Callable[[Sequence[str]], None] = lambda _series: None,
         reuse_port: bool = False,
     ) -> None:
         if max_associations < 1:
@@ -132,9 +128,9 @@ class IngestServer:
         self._reuse_port = reuse_port
         self._metrics = metrics
         self._network_timeout = float(network_timeout)
-        self._acceptor = InstanceAcceptor(store, spool, metrics, on_stored=on_stored, on_filed=on_filed,
+        self._acceptor = InstanceAcceptor(store, spool, metrics, wakeups=wakeups,
                                           max_dataset_bytes=max_dataset_bytes, disk_guard=disk_guard,
-                                          on_duplicate=on_duplicate, on_released=on_released)
+                                          on_duplicate=on_duplicate)
         self._transfers: dict[Association, Transfer] = {}
         self._transfers_lock = threading.Lock()
         pending = max_associations if max_pending_connections is None else max_pending_connections
