@@ -27,6 +27,7 @@ __all__ = [
     "PROCESSING_ALGORITHM",
     "PROCESSING_ALGORITHM_SCHEME",
     "add_processing_algorithm",
+    "add_study_and_algorithm",
     "algorithm_identification",
     "copy_character_set",
     "copy_patient_and_study",
@@ -300,3 +301,11 @@ def load_standard_tables() -> None:
         does_iod_have_pixel_data("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
     except Exception:  # another highdicom version, or a broken table: the first job meets it
         return
+
+
+def add_study_and_algorithm(ds: Dataset, source: Dataset, algorithm: AlgorithmInfo) -> None:
+    """What every result object takes last: the patient and study of ``source``
+    (:func:`copy_patient_and_study`) and the Processing Algorithm item of ``algorithm``
+    (:func:`add_processing_algorithm`); ``ds`` is modified in place."""
+    copy_patient_and_study(ds, source)
+    add_processing_algorithm(ds, algorithm)

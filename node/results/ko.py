@@ -9,7 +9,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from .checks import MAX_ST, check_concept, check_source_images, uid_or_new
-from .equipment import add_processing_algorithm, copy_patient_and_study, device_observer, set_equipment
+from .equipment import add_study_and_algorithm, device_observer, set_equipment
 from .placement import Placement
 from .report_document import unique_instances
 
@@ -101,6 +101,5 @@ def build_key_object_selection(
     )
     kos.SeriesDescription = placement.series_description
     set_equipment(kos, algorithm)
-    copy_patient_and_study(kos, images[0])
-    add_processing_algorithm(kos, algorithm)
+    add_study_and_algorithm(kos, images[0], algorithm)
     return kos

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pydicom import Dataset
+
 from .algorithm import AlgorithmInfo
 from .checks import check_algorithm, check_positive_int, check_text, uid_or_new
+from .equipment import highdicom_character_set
 
 __all__ = ["Placement"]
 
@@ -59,9 +62,12 @@ class Placement:
         """This placement with another Instance Number (validated)."""
         return replace(self, instance_number=instance_number)
 
-    def highdicom_arguments(self) -> dict[str, Any]:
-        """The series and equipment keyword arguments of highdicom's object constructors."""
+    def highdicom_arguments(self, source: Dataset) -> dict[str, Any]:
+        """The series, equipment and character set keyword arguments of highdicom's object
+        constructors, for an object derived from ``source`` (its Specific Character Set, as
+        :func:`node.results.equipment.highdicom_character_set` gives it)."""
         return {
+            "specific_character_set": highdicom_character_set(source),
             "series_instance_uid": self.series_instance_uid,
             "series_number": self.series_number,
             "instance_number": self.instance_number,

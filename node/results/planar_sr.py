@@ -35,22 +35,11 @@ GRAPHIC_TYPES: tuple[str, ...] = ("ELLIPSE", "CIRCLE", "POLYLINE")
 
 @dataclass(frozen=True)
 class PlanarFindingGroup(GroupContent):
-    """One finding of a report, optionally outlined on one image.
+    """One finding of a report, optionally outlined on one image: the fields of
+    :class:`~node.results.report_document.GroupContent`, and
 
     Parameters
     ----------
-    tracking_identifier:
-        Human-readable Tracking Identifier (TEXT), e.g. ``"Nodule 1"``.
-    finding:
-        Finding of the group, e.g. SCT "Nodule".
-    tracking_uid:
-        Tracking Unique Identifier; a fresh UID when omitted.
-    finding_site:
-        A :class:`highdicom.sr.FindingSite` (location, laterality, modifier) or a concept.
-    qualitative_evaluations:
-        ``(concept name, coded value)`` pairs.
-    measurements:
-        ``(concept name, value, UCUM unit)`` triples.
     image:
         The image the region is drawn on (required with ``graphic_type``).
     graphic_type:

@@ -16,13 +16,7 @@ from pydicom import Dataset
 from pydicom.sr.coding import Code
 
 from .checks import check_concept, check_evaluations, check_measurements, check_text, uid_or_new
-from .equipment import (
-    add_processing_algorithm,
-    copy_patient_and_study,
-    declare_coding_scheme,
-    device_observer,
-    highdicom_character_set,
-)
+from .equipment import add_study_and_algorithm, declare_coding_scheme, device_observer
 from .placement import Placement
 
 __all__ = [
@@ -42,7 +36,26 @@ class GroupContent:
     """What every finding group of a report says: tracking, finding, site, evaluations, measurements.
 
     The base of :class:`node.results.sr.FindingGroup` and
-    :class:`node.results.planar_sr.PlanarFindingGroup`, which document the fields.
+    :class:`node.results.planar_sr.PlanarFindingGroup`, which add the images or region.
+
+    Parameters
+    ----------
+    tracking_identifier:
+        Human-readable Tracking Identifier (TEXT), e.g. ``"Intracranial hemorrhage"``,
+        ``"Nodule 1"``.
+    finding:
+        Finding (``(121071, DCM, "Finding")``) of the group, e.g. SCT
+        "Intracranial hemorrhage".
+    tracking_uid:
+        Tracking Unique Identifier; a fresh UID when omitted.
+    finding_site:
+        Anatomic location of the finding, e.g. SCT "Brain": a concept, or a
+        :class:`highdicom.sr.FindingSite` (location, laterality, modifier).
+    qualitative_evaluations:
+        ``(concept name, coded value)`` pairs, e.g. (finding, SCT "Present").
+    measurements:
+        ``(concept name, value, UCUM unit)`` triples, e.g.
+        (number of patches, 12, ``{patches}``).
 
     Raises
     ------
@@ -104,15 +117,13 @@ def assemble_report(
         is_complete=True,
         is_final=False,
         is_verified=False,
-        specific_character_set=highdicom_character_set(first),
-        **placement.highdicom_arguments(),
+        **placement.highdicom_arguments(first),
     )
-    copy_patient_and_study(sr, first)
     for designator in sorted(private_schemes):
         declare_coding_scheme(
             sr, hd.coding_schemes.CodingSchemeIdentificationItem(designator=designator)
         )
-    add_processing_algorithm(sr, algorithm)
+    add_study_and_algorithm(sr, first, algorithm)
     return sr
 
 

@@ -12,12 +12,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from ..dicom.frames import frame_number
 from .checks import MAX_ST, check_source_images, uid_or_new
-from .equipment import (
-    PATIENT_STUDY_KEYWORDS,
-    add_processing_algorithm,
-    copy_patient_and_study,
-    highdicom_character_set,
-)
+from .equipment import PATIENT_STUDY_KEYWORDS, add_processing_algorithm, copy_patient_and_study
 from .placement import Placement
 
 __all__ = ["OverlaySeries", "SOURCE_IMAGE_PURPOSE", "build_overlay_sc"]
@@ -103,8 +98,7 @@ def build_overlay_sc(
         pixel_spacing=_pixel_spacing(source, rgb.shape[:2]),
         patient_orientation=_patient_orientation(source),
         laterality=_laterality(source),
-        specific_character_set=highdicom_character_set(source),
-        **placement.highdicom_arguments(),
+        **placement.highdicom_arguments(source),
     )
     copy_patient_and_study(sc, source)
     sc.ConversionType = "WSD"

@@ -14,12 +14,7 @@ from pydicom.uid import generate_uid
 from ..dicom.frames import frame_source
 from ..logs import log
 from .checks import MAX_LO, check_concept, check_source_images, check_text, uid_or_new
-from .equipment import (
-    add_processing_algorithm,
-    algorithm_identification,
-    copy_patient_and_study,
-    highdicom_character_set,
-)
+from .equipment import add_study_and_algorithm, algorithm_identification
 from .placement import Placement
 
 __all__ = ["Segment", "build_binary_seg", "build_segmentation", "seg_sources"]
@@ -207,11 +202,9 @@ def _segmentation(
         sop_instance_uid=sop_instance_uid,
         omit_empty_frames=False,
         content_description=content_description,
-        specific_character_set=highdicom_character_set(first),
-        **placement.highdicom_arguments(),
+        **placement.highdicom_arguments(first),
     )
-    copy_patient_and_study(seg, first)
-    add_processing_algorithm(seg, algorithm)
+    add_study_and_algorithm(seg, first, algorithm)
     return seg
 
 

@@ -25,22 +25,11 @@ _IMAGING_PROCEDURE = codes.SCT.ImagingProcedure
 class FindingGroup(GroupContent):
     """One measurement group (TID 1501 or, with a segment, TID 1411) of a report.
 
+    Besides the tracking, finding, site, evaluations and measurements of
+    :class:`~node.results.report_document.GroupContent`:
+
     Parameters
     ----------
-    tracking_identifier:
-        Human-readable Tracking Identifier (TEXT), e.g. ``"Intracranial hemorrhage"``.
-    finding:
-        Finding (``(121071, DCM, "Finding")``) of the group, e.g. SCT
-        "Intracranial hemorrhage".
-    tracking_uid:
-        Tracking Unique Identifier; a fresh UID when omitted.
-    finding_site:
-        Anatomic location of the finding, e.g. SCT "Brain".
-    qualitative_evaluations:
-        ``(concept name, coded value)`` pairs, e.g. (finding, SCT "Present").
-    measurements:
-        ``(concept name, value, UCUM unit)`` triples, e.g.
-        (number of patches, 12, ``{patches}``).
     referenced_images:
         Source images of the group (e.g. the slices that show the finding); they
         are referenced as the group's source images, or, when a segmentation is
