@@ -6,31 +6,43 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 import httpx
 
 from benchmarks.services import NodeProcess, echoscu, node_exit_code, process_tree_rss
 
 
-class RssSampler:
-    """Samples the resident memory of a process tree (a node and its workers) in a thread."""
+class _InThread:
+    """Runs ``_run`` in a daemon thread named ``name`` from ``with`` entry; at exit sets
+    ``_stop`` and waits up to ``join_timeout`` seconds for the thread."""
 
-    def __init__(self, pid: Callable[[], int | None], interval: float = 0.2) -> None:
-        self._pid = pid
-        self._interval = interval
+    def __init__(self, name: str, join_timeout: float) -> None:
         self._stop = threading.Event()
-        self.peak = 0
-        self.samples = 0
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._join_timeout = join_timeout
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=self._join_timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(_InThread):
+    """Samples the resident memory of a process tree (a node and its workers) in a thread."""
+
+    def __init__(self, pid: Callable[[], int | None], interval: float = 0.2) -> None:
+        super().__init__("rss-sampler", join_timeout=5)
+        self._pid = pid
+        self._interval = interval
+        self.peak = 0
+        self.samples = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -41,28 +53,19 @@ class RssSampler:
             self._stop.wait(self._interval)
 
 
-class Prober:
+class Prober(_InThread):
     """C-ECHO (dcmtk ``echoscu``), ``GET /healthz`` and "is the process alive" every
     ``interval`` seconds in a thread; every failure is kept with its time and reason."""
 
     def __init__(self, node: NodeProcess, interval: float = 2.0, timeout: float = 10.0) -> None:
+        super().__init__("prober", join_timeout=timeout * 2 + 10)
         self.node = node
         self.interval = interval
         self.timeout = timeout
         self.failures: list[str] = []
         self.probes = 0
         self.exited: int | None = None
-        self._stop = threading.Event()
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
-
-    def __enter__(self) -> "Prober":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout * 2 + 10)
 
     def probe(self) -> list[str]:
         """One round of probes; returns (and keeps) what failed."""
