@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from models.training.commands import (
+    add_out, add_seed, add_styled_phantoms, add_styles, add_weights, finish_training,
+)
 from models.training.log import TrainLog
 
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
@@ -14,13 +17,12 @@ TRAIN_HELP = "2D U-Net (or FRRN skips) for brain MR structures and tumour; phant
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt and model.json")
+    add_out(parser)
     parser.add_argument("--data", type=Path, help="your own cases (DICOM + labels.nii[.gz] or DICOM SEG); "
                         "default: phantoms")
     parser.add_argument("--phantoms", type=int, default=40, help="training phantoms (without --data)")
-    parser.add_argument("--styled-phantoms", type=int, default=0,
-                        help="more training phantoms with randomised scanner and patient styles (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    add_styled_phantoms(parser, "scanner and patient")
+    add_seed(parser)
     parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
     parser.add_argument("--variant", choices=("unet", "frru"), default="frru", help="skip connections")
     parser.add_argument("--weighting", choices=("frequency", "probability", "distance"), default="probability",
@@ -48,8 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.compare:
         summary = compare(args.out, phantoms=args.phantoms, test_phantoms=args.test_phantoms, steps=args.steps,
                           seed=args.seed, contrast=args.contrast, log=log)
-        print(log.finish(summary, "brain-mr comparison"))
-        return 0
+        return finish_training(log, summary, "brain-mr comparison")
     cases = None
     if args.data:
         from .data import load_cases
@@ -62,17 +63,14 @@ def run_train(args: argparse.Namespace) -> int:
                  tumor_boundary_weight=args.tumor_boundary_weight, tumor_slice_fraction=args.tumor_slice_fraction,
                  test_phantoms=0 if cases else args.test_phantoms, styled_phantoms=0 if cases else args.styled_phantoms,
                  log=log)
-    print(log.finish(meta, "brain-mr"))
-    return 0
+    return finish_training(log, meta, "brain-mr")
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
-    parser.add_argument("--phantoms", type=int, default=8, help="held-out phantoms (seeds from 1,000,000)")
+    add_weights(parser, 8, "held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--contrast", choices=("T1", "T2"), default="T1", help="phantom contrast")
     parser.add_argument("--data", type=Path, help="evaluate on your own labelled cases instead (default: phantoms)")
-    parser.add_argument("--styles", action="store_true",
-                        help="phantoms with randomised scanner and patient styles (default: plain)")
+    add_styles(parser, "scanner and patient")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON only")
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from models.training.commands import add_seed, add_weights, finish_training
 from models.training.log import TrainLog
 
 __all__ = [
@@ -24,7 +25,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for model.onnx, model.pt, model.json, checkpoint.pt and card.md")
     parser.add_argument("--phantoms", type=int, default=0, help="training phantoms (seeds --seed ...)")
-    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    add_seed(parser)
     parser.add_argument("--dicom", type=Path, help="folder of labelled DICOM series (default: phantoms only)")
     parser.add_argument("--labels", type=Path,
                         help="CSV: series_instance_uid,apex,carina,diaphragm (SOP Instance UID or Instance Number);"
@@ -95,19 +96,17 @@ def run_train(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:
         print(f"ainode models train chest-ct-landmarks: {exc}", file=sys.stderr)
         return 2
-    print(log.finish({
+    return finish_training(log, {
         "model": str(report.model_path),
         "series": report.series,
         "training_seconds": round(report.training_seconds, 1),
         "test": report.test.summary() if report.test else None,
-    }, "chest-ct-landmarks"))
-    return 0
+    }, "chest-ct-landmarks")
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode models eval chest-ct-landmarks``."""
-    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
-    parser.add_argument("--phantoms", type=int, default=50, help="held-out phantoms (seeds from 1,000,000)")
+    add_weights(parser, 50, "held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--first-seed", type=int, default=None, help="first held-out seed (default 1,000,000)")
     parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
     parser.add_argument("--family", choices=("a", "b", "both"), default="both",

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from models.training.commands import add_held_out, add_out, add_seed, add_styles, add_weights, finish_training
 from models.training.log import TrainLog
 
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
@@ -15,12 +16,12 @@ TRAIN_HELP = "U-Net nodule segmentation on radiographs; phantoms with synthetic 
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt and model.json")
+    add_out(parser)
     parser.add_argument("--phantoms", type=int, default=800, help="training phantoms (seed %% 4 nodules each)")
     parser.add_argument("--data", type=Path, help="train on your labelled radiographs instead (CSV, see models/cxr_nodule/data.py;"
                         " default: phantoms)")
     parser.add_argument("--epochs", type=int, default=36, help="training epochs (100 steps each with the default 800 phantoms)")
-    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    add_seed(parser)
     parser.add_argument("--nac-weight", type=float, default=0.0, help="weight of the normal/abnormal contrastive term (default 0: off; see the card)")
     parser.add_argument("--compare-without-nac", action="store_true", help="also train without the NAC term and record both FROCs")
     parser.add_argument("--nac-warmup", type=int, default=0, help="epochs trained without the NAC term before it is switched on")
@@ -41,8 +42,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the one-cycle learning rate")
     parser.add_argument("--init", type=Path, help="model.pt to start from (fine-tuning; same --channels; default: random weights)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads for training")
-    parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
-    parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
+    add_held_out(parser, val=60, test=100)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -64,19 +64,16 @@ def run_train(args: argparse.Namespace) -> int:
         hard_negative_crops=args.hard_negatives, implant_crops=args.implants,
         fine_phantoms=args.fine_phantoms, styled_phantoms=args.styled_phantoms, learning_rate=args.learning_rate, init=args.init, log=log,
     )
-    print(log.finish(meta, "cxr-nodule"))
-    return 0
+    return finish_training(log, meta, "cxr-nodule")
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
-    parser.add_argument("--phantoms", type=int, default=100, help="held-out phantoms")
+    add_weights(parser, 100)
     parser.add_argument("--data", type=Path, help="evaluate on your labelled radiographs instead (CSV; default: phantoms)")
     parser.add_argument("--cache", type=Path, help="folder caching generated phantoms between runs (default: no cache)")
     parser.add_argument("--detector-size", type=int, default=512,
                         help="phantoms made at this many pixels (1024, 2048: finer detectors, resampled like real radiographs)")
-    parser.add_argument("--styles", action="store_true",
-                        help="phantoms with randomised detector, processing and patient styles (default: plain)")
+    add_styles(parser, "detector, processing and patient")
     parser.add_argument("--froc-png", type=Path, default=Path("froc-cxr-nodule.png"), help="where to draw the FROC curve")
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.training.commands import (
+    add_held_out, add_out, add_seed, add_styled_phantoms, add_styles, add_weights, finish_training,
+)
 from models.training.log import TrainLog
 
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "load_labelled", "run_eval", "run_train"]
@@ -39,15 +42,13 @@ def load_labelled(csv_path: Path):
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt and model.json")
+    add_out(parser)
     parser.add_argument("--phantoms", type=int, default=320, help="training phantoms (even seed: pneumonia)")
     parser.add_argument("--data", type=Path, help="train on your labelled radiographs instead (CSV path,label; default: phantoms)")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs")
-    parser.add_argument("--seed", type=int, default=0, help="first training seed")
-    parser.add_argument("--styled-phantoms", type=int, default=0,
-                        help="more training phantoms with randomised detector, processing and patient styles (default 0)")
-    parser.add_argument("--val-phantoms", type=int, default=60, help="validation phantoms")
-    parser.add_argument("--test-phantoms", type=int, default=100, help="held-out phantoms evaluated after training")
+    add_seed(parser)
+    add_styled_phantoms(parser, "detector, processing and patient")
+    add_held_out(parser, val=60, test=100)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -62,16 +63,13 @@ def run_train(args: argparse.Namespace) -> int:
         args.phantoms, args.out, epochs=args.epochs, seed=args.seed, val_phantoms=args.val_phantoms,
         test_phantoms=args.test_phantoms, data=data, styled_phantoms=0 if data else args.styled_phantoms, log=log,
     )
-    print(log.finish(meta, "cxr-pneumonia"))
-    return 0
+    return finish_training(log, meta, "cxr-pneumonia")
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
-    parser.add_argument("--phantoms", type=int, default=100, help="held-out phantoms")
+    add_weights(parser, 100)
     parser.add_argument("--data", type=Path, help="evaluate on your labelled radiographs instead (CSV path,label; default: phantoms)")
-    parser.add_argument("--styles", action="store_true",
-                        help="phantoms with randomised detector, processing and patient styles (default: plain)")
+    add_styles(parser, "detector, processing and patient")
 
 
 def run_eval(args: argparse.Namespace) -> int:

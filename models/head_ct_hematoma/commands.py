@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from pathlib import Path
 
+from models.training.commands import add_out, add_seed, add_styled_phantoms, add_styles, add_weights, finish_training
 from models.training.log import TrainLog
 
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
@@ -17,10 +17,9 @@ TRAIN_HELP = "16x16-patch classifier for head CT hematoma; trained on phantoms"
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=160, help="training phantoms (half with hematoma)")
     parser.add_argument("--epochs", type=int, default=25, help="training epochs")
-    parser.add_argument("--seed", type=int, default=0, help="first training seed")
-    parser.add_argument("--styled-phantoms", type=int, default=0,
-                        help="more training phantoms with randomised scanner and patient styles (default 0)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx and model.json")
+    add_seed(parser)
+    add_styled_phantoms(parser, "scanner and patient")
+    add_out(parser, "model.onnx and model.json")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -29,15 +28,12 @@ def run_train(args: argparse.Namespace) -> int:
     log = TrainLog(args.out)
     report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, styled_phantoms=args.styled_phantoms,
                    log=log)
-    print(log.finish(asdict(report), "head-ct-hematoma"))
-    return 0
+    return finish_training(log, asdict(report), "head-ct-hematoma")
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, help="model.onnx (default: the demo weights)")
-    parser.add_argument("--phantoms", type=int, default=40, help="held-out phantoms (half with hematoma)")
-    parser.add_argument("--styles", action="store_true",
-                        help="phantoms with randomised scanner and patient styles (default: plain)")
+    add_weights(parser, 40, "held-out phantoms (half with hematoma)")
+    add_styles(parser, "scanner and patient")
 
 
 def run_eval(args: argparse.Namespace) -> int:

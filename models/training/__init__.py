@@ -1,10 +1,11 @@
-"""What every pack's training shares: the fit loop's pieces, ONNX export and sessions, the outputs, the log.
+"""What every pack's training shares: the fit loop's pieces, ONNX export and sessions, the outputs, the log, the commands.
 
 * :mod:`.loop`: seeding, optimiser, one-cycle schedule, one optimisation step, epoch batches;
 * :mod:`.onnx_export`: the ONNX graph the node deploys;
 * :mod:`.sessions`: onnxruntime CPU sessions for evaluation;
 * :mod:`.output`: ``model.pt``, ``model.json`` and the default model versions;
-* :mod:`.log`: :class:`TrainLog`, what ``ainode models train`` writes and prints.
+* :mod:`.log`: :class:`TrainLog`, what ``ainode models train`` writes and prints;
+* :mod:`.commands`: the options and the end of ``ainode models train|eval PACK`` every pack shares.
 """
 from __future__ import annotations
 
