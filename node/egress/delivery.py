@@ -21,6 +21,11 @@ class DeliveryOutcome:
 
     errors: dict[str, str | None]
 
+    @classmethod
+    def failed(cls, files: Sequence[ResultObject], reason: str) -> DeliveryOutcome:
+        """Every file of ``files`` not stored, for the same ``reason``."""
+        return cls({f.path: reason for f in files})
+
 
 class Sender(Protocol):
     """Delivers files to one destination; one instance per destination, used by one thread."""

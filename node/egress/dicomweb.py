@@ -15,10 +15,10 @@ import pydicom
 import requests
 from dicomweb_client import DICOMwebClient
 
-from ..config import DestinationConfig
 from .credentials import CredentialError, basic_auth, bearer_token
 from ..store.rows import ResultObject
 from .delivery import DeliveryOutcome
+from .http_senders import HttpSender
 
 __all__ = ["DicomwebSender"]
 
@@ -38,7 +38,7 @@ _FAILURE_REASONS = {
 }
 
 
-class DicomwebSender:
+class DicomwebSender(HttpSender):
     """STOW-RS to the DICOMweb root ``url`` of one destination.
 
     Parameters
@@ -50,23 +50,19 @@ class DicomwebSender:
         Seconds any one HTTP request may take (connect and read).
     """
 
-    def __init__(self, destination: DestinationConfig, *, timeout: float) -> None:
-        if destination.url is None:
-            raise ValueError(f"destination {destination.name!r}: a dicomweb destination needs a url")
-        self._destination = destination
-        self._timeout = timeout
+    DESTINATION_TYPE = "a dicomweb"
 
     def send(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
         errors: dict[str, str | None] = {}
         try:
             session = self._session()
         except CredentialError as exc:
-            return DeliveryOutcome({f.path: str(exc) for f in files})
+            return DeliveryOutcome.failed(files, str(exc))
         with session:
             try:
                 client = DICOMwebClient(url=self._destination.url, session=session, timeout=self._timeout)
             except ValueError as exc:
-                return DeliveryOutcome({f.path: f"DICOMweb client: {exc}" for f in files})
+                return DeliveryOutcome.failed(files, f"DICOMweb client: {exc}")
             client.set_http_retry_params(retry=False)  # the outbox retries, with its own backoff
             stop_reason: str | None = None
             for batch in _batches(files):

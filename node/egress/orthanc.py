@@ -15,11 +15,11 @@ from typing import Any, Sequence
 from orthanc_api_client import OrthancApiClient
 from orthanc_api_client import exceptions as orthanc_errors
 
-from ..config import DestinationConfig
 from ..logs import log
 from .credentials import CredentialError, basic_auth
 from ..store.rows import ResultObject
 from .delivery import DeliveryOutcome
+from .http_senders import HttpSender
 
 __all__ = ["OrthancSender", "labels_supported", "study_label"]
 
@@ -35,7 +35,7 @@ def study_label(model: str) -> str:
     return "ai-" + re.sub(r"[^A-Za-z0-9_-]", "-", model)
 
 
-class OrthancSender:
+class OrthancSender(HttpSender):
     """``POST /instances`` to one Orthanc, then labels on 1.12+.
 
     Parameters
@@ -46,17 +46,13 @@ class OrthancSender:
         Seconds any one HTTP request may take.
     """
 
-    def __init__(self, destination: DestinationConfig, *, timeout: float) -> None:
-        if destination.url is None:
-            raise ValueError(f"destination {destination.name!r}: an orthanc destination needs a url")
-        self._destination = destination
-        self._timeout = timeout
+    DESTINATION_TYPE = "an orthanc"
 
     def send(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
         try:
             auth = basic_auth(self._destination)
         except CredentialError as exc:
-            return DeliveryOutcome({f.path: str(exc) for f in files})
+            return DeliveryOutcome.failed(files, str(exc))
         user, pwd = auth if auth is not None else (None, None)
         client = OrthancApiClient(self._destination.url, user=user, pwd=pwd)
         try:
