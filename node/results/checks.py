@@ -24,6 +24,7 @@ __all__ = [
     "check_concept",
     "check_evaluations",
     "check_evidence",
+    "check_groups",
     "check_measurements",
     "check_positive_int",
     "check_source_images",
@@ -198,3 +199,13 @@ def check_argument_type(value: object, expected: type, argument: str) -> None:
     """Fail with a ``TypeError`` naming ``argument`` unless ``value`` is an ``expected``."""
     if not isinstance(value, expected):
         raise TypeError(f'Argument "{argument}" must be {expected.__name__}, not {type(value).__name__}.')
+
+
+def check_groups(groups: Sequence[object], group_type: type) -> None:
+    """Fail unless ``groups`` is a non-empty sequence of ``group_type`` (a report's finding groups)."""
+    name = group_type.__name__
+    if isinstance(groups, group_type) or len(groups) == 0:
+        raise ValueError(f'Argument "groups" must be a non-empty sequence of {name}.')
+    for i, group in enumerate(groups):
+        if not isinstance(group, group_type):
+            raise TypeError(f'Item {i} of argument "groups" must be a {name}.')

@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_evidence, check_source_images, uid_or_new
+from .checks import check_concept, check_evidence, check_groups, check_source_images, uid_or_new
 from .placement import Placement
 from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
@@ -116,12 +116,9 @@ def build_planar_report(
         When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
-    if isinstance(groups, PlanarFindingGroup) or len(groups) == 0:
-        raise ValueError('Argument "groups" must be a non-empty sequence of PlanarFindingGroup.')
+    check_groups(groups, PlanarFindingGroup)
     source_uids = {str(ds.SOPInstanceUID) for ds in source_images}
     for i, group in enumerate(groups):
-        if not isinstance(group, PlanarFindingGroup):
-            raise TypeError(f'Item {i} of argument "groups" must be a PlanarFindingGroup.')
         if group.image is not None and str(group.image.SOPInstanceUID) not in source_uids:
             raise ValueError(f'The image of group {i} is not one of "source_images".')
     check_evidence(evidence, source_images)

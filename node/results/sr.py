@@ -10,7 +10,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_evidence, check_source_images, uid_or_new
+from .checks import check_concept, check_evidence, check_groups, check_source_images, uid_or_new
 from .placement import Placement
 from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
@@ -123,11 +123,7 @@ def build_measurement_report(
         When an argument is wrong; the message names it.
     """
     check_source_images(source_images, "source_images")
-    if isinstance(groups, FindingGroup) or len(groups) == 0:
-        raise ValueError('Argument "groups" must be a non-empty sequence of FindingGroup.')
-    for i, group in enumerate(groups):
-        if not isinstance(group, FindingGroup):
-            raise TypeError(f'Item {i} of argument "groups" must be a FindingGroup.')
+    check_groups(groups, FindingGroup)
     check_evidence(evidence, source_images)
     check_concept(procedure_reported, "procedure_reported")
     sop_instance_uid = uid_or_new(sop_instance_uid, "sop_instance_uid")
