@@ -27,7 +27,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-__all__ = ["Patient", "Study", "SeriesSpec", "build_series"]
+__all__ = ["Patient", "Study", "SeriesSpec", "build_series", "new_dataset", "set_patient_and_study"]
 
 _IMPLEMENTATION_VERSION = "AINODE_PHANTOM1"
 
@@ -179,8 +179,8 @@ def build_series(
     study_uid = study.instance_uid or generate_uid()
     series_uid = series.instance_uid or generate_uid()
     frame_uid = series.frame_of_reference_uid or generate_uid()
-    study_date = study.date or now.strftime("%Y%m%d")
-    study_time = study.time or now.strftime("%H%M%S")
+    date = study.date or now.strftime("%Y%m%d")
+    time = study.time or now.strftime("%H%M%S")
     texts = (
         patient.name, patient.id, study.description, series.description,
         study.referring_physician, study.accession_number,
@@ -189,89 +189,103 @@ def build_series(
 
     datasets: list[Dataset] = []
     for i in range(n):
-        ds = _new_dataset(series.sop_class_uid)
+        ds = new_dataset(series.sop_class_uid)
         if non_ascii:
             ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = series.sop_class_uid
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-        # Patient
-        ds.PatientName = patient.name
-        ds.PatientID = patient.id
-        ds.PatientBirthDate = patient.birth_date
-        ds.PatientSex = patient.sex
-        # General Study
-        ds.StudyInstanceUID = study_uid
-        ds.StudyDate = study_date
-        ds.StudyTime = study_time
-        ds.ReferringPhysicianName = study.referring_physician
-        ds.StudyID = study.study_id
-        ds.AccessionNumber = study.accession_number
-        if study.description:
-            ds.StudyDescription = study.description
-        # General Series
-        ds.Modality = series.modality
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series.series_number
-        ds.SeriesDate = study_date
-        ds.SeriesTime = study_time
-        if series.description:
-            ds.SeriesDescription = series.description
-        if series.body_part:
-            ds.BodyPartExamined = series.body_part
-        ds.PatientPosition = series.patient_position
-        # Frame of Reference
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        # General Equipment
-        ds.Manufacturer = series.manufacturer
-        ds.ManufacturerModelName = "digital phantom"
-        ds.SoftwareVersions = "1"
-        # General Acquisition / General Image
-        ds.AcquisitionNumber = 1
-        ds.AcquisitionDate = study_date
-        ds.AcquisitionTime = study_time
-        ds.ContentDate = study_date
-        ds.ContentTime = study_time
+        set_patient_and_study(ds, patient, study, study_uid, date, time)
+        _set_series(ds, series, series_uid, frame_uid, date, time)
         ds.InstanceNumber = i + 1
         ds.ImagesInAcquisition = n
-        ds.ImageType = list(series.image_type)
-        ds.BurnedInAnnotation = "NO"
-        # Image Plane
         z = float(z_origin) + i * spacing
-        ds.ImagePositionPatient = [_ds_float(xy_origin[0]), _ds_float(xy_origin[1]), _ds_float(z)]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [_ds_float(pixel_spacing[0]), _ds_float(pixel_spacing[1])]
-        ds.SliceThickness = _ds_float(slice_thickness)
-        ds.SpacingBetweenSlices = _ds_float(spacing)
-        ds.SliceLocation = _ds_float(z)
-        # Image Pixel
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = rows
-        ds.Columns = cols
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1 if signed else 0
-        ds.PixelData = stored[i].tobytes()
-        # CT Image
-        if series.rescale is not None:
-            ds.RescaleIntercept = _ds_float(series.rescale[0])
-            ds.RescaleSlope = _ds_float(series.rescale[1])
-            ds.RescaleType = "HU" if series.modality == "CT" else "US"
-        if series.sop_class_uid == CTImageStorage:
-            ds.KVP = _ds_float(series.kvp) if series.kvp is not None else None
-        # VOI LUT
-        if series.window is not None:
-            ds.WindowCenter = _ds_float(series.window[0])
-            ds.WindowWidth = _ds_float(series.window[1])
+        _set_plane(ds, (xy_origin[0], xy_origin[1], z), pixel_spacing, slice_thickness, spacing)
+        _set_pixels(ds, stored[i], signed, series)
         for keyword, value in series.extra.items():
             setattr(ds, keyword, value)
         datasets.append(ds)
     return datasets
 
 
-def _new_dataset(sop_class_uid: str) -> FileDataset:
+def set_patient_and_study(
+    ds: Dataset, patient: Patient, study: Study, study_uid: str, date: str, time: str
+) -> None:
+    """The SOP Instance UID (from the File Meta Information), Patient and General Study attributes."""
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientName = patient.name
+    ds.PatientID = patient.id
+    ds.PatientBirthDate = patient.birth_date
+    ds.PatientSex = patient.sex
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate = date
+    ds.StudyTime = time
+    ds.ReferringPhysicianName = study.referring_physician
+    ds.StudyID = study.study_id
+    ds.AccessionNumber = study.accession_number
+    if study.description:
+        ds.StudyDescription = study.description
+
+
+def _set_series(ds: Dataset, series: SeriesSpec, series_uid: str, frame_uid: str, date: str, time: str) -> None:
+    """General Series, Frame of Reference, General Equipment, General Acquisition and Image."""
+    ds.Modality = series.modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series.series_number
+    ds.SeriesDate = date
+    ds.SeriesTime = time
+    if series.description:
+        ds.SeriesDescription = series.description
+    if series.body_part:
+        ds.BodyPartExamined = series.body_part
+    ds.PatientPosition = series.patient_position
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = series.manufacturer
+    ds.ManufacturerModelName = "digital phantom"
+    ds.SoftwareVersions = "1"
+    ds.AcquisitionNumber = 1
+    ds.AcquisitionDate = date
+    ds.AcquisitionTime = time
+    ds.ContentDate = date
+    ds.ContentTime = time
+    ds.ImageType = list(series.image_type)
+    ds.BurnedInAnnotation = "NO"
+
+
+def _set_plane(
+    ds: Dataset, position: tuple[float, float, float], pixel_spacing: tuple[float, float],
+    slice_thickness: float, spacing: float,
+) -> None:
+    """Image Plane attributes of an axial slice whose first pixel is at ``position``."""
+    ds.ImagePositionPatient = [_ds_float(position[0]), _ds_float(position[1]), _ds_float(position[2])]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [_ds_float(pixel_spacing[0]), _ds_float(pixel_spacing[1])]
+    ds.SliceThickness = _ds_float(slice_thickness)
+    ds.SpacingBetweenSlices = _ds_float(spacing)
+    ds.SliceLocation = _ds_float(position[2])
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray, signed: bool, series: SeriesSpec) -> None:
+    """Image Pixel, rescale, CT Image (for CT Image Storage) and VOI LUT attributes."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.PixelData = stored.tobytes()
+    if series.rescale is not None:
+        ds.RescaleIntercept = _ds_float(series.rescale[0])
+        ds.RescaleSlope = _ds_float(series.rescale[1])
+        ds.RescaleType = "HU" if series.modality == "CT" else "US"
+    if series.sop_class_uid == CTImageStorage:
+        ds.KVP = _ds_float(series.kvp) if series.kvp is not None else None
+    if series.window is not None:
+        ds.WindowCenter = _ds_float(series.window[0])
+        ds.WindowWidth = _ds_float(series.window[1])
+
+
+def new_dataset(sop_class_uid: str) -> FileDataset:
     """An empty dataset with File Meta Information for Explicit VR Little Endian."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class_uid
