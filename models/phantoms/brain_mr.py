@@ -135,8 +135,7 @@ class BrainMRPhantom:
 
 
 def default_patient_id(seed: int) -> str:
-    """The Patient ID of this kind's phantom of ``seed`` (``BRAINMR-<seed>``): phantoms of
-    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    """Patient ID of this kind's phantom of ``seed`` (``BRAINMR-<seed>``; kinds and seeds never share one)."""
     return f"BRAINMR-{seed}"
 
 

@@ -85,8 +85,7 @@ __all__ = [
 
 
 def default_patient_id(seed: int) -> str:
-    """The Patient ID of this kind's phantom of ``seed`` (``CHESTCT-<seed>``): phantoms of
-    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    """Patient ID of this kind's phantom of ``seed`` (``CHESTCT-<seed>``; kinds and seeds never share one)."""
     return f"CHESTCT-{seed}"
 
 

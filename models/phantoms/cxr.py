@@ -110,8 +110,7 @@ class CXRPhantom:
 
 
 def default_patient_id(seed: int) -> str:
-    """The Patient ID of this kind's phantom of ``seed`` (``CXR-<seed>``): phantoms of
-    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    """Patient ID of this kind's phantom of ``seed`` (``CXR-<seed>``; kinds and seeds never share one)."""
     return f"CXR-{seed}"
 
 

@@ -95,10 +95,8 @@ class HeadCTPhantom:
 
 
 def default_patient_id(seed: int) -> str:
-    """The Patient ID of this kind's phantom of ``seed`` (``HEADCT-<seed>``): phantoms of
-    different kinds or seeds, whose names, sexes and birth dates differ, are never one patient."""
+    """Patient ID of this kind's phantom of ``seed`` (``HEADCT-<seed>``; kinds and seeds never share one)."""
     return f"HEADCT-{seed}"
-
 
 
 def generate_head_ct(

@@ -3,30 +3,36 @@ a fluid level or a hypodense part sometimes, a thin oedema rim, and partial volu
 the slice thickness."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from models.phantoms.head_ct_anatomy import SLICE_MM, Head, ellipse_q
 from models.phantoms.head_ct_truth import HEMATOMA
 from models.phantoms.noise import lerp_noise
 
-__all__ = ["add_hematomas"]
+__all__ = ["Canvas", "add_hematomas"]
 
 
-def add_hematomas(
-    rng: np.random.Generator,
-    head: Head,
-    hu: np.ndarray,
-    labels: np.ndarray,
-    allowed: np.ndarray,
-    xr: np.ndarray,
-    yr: np.ndarray,
-    zs: np.ndarray,
-    spacing: float,
-) -> None:
-    """Draw 1-3 hematomas inside ``allowed`` and write them into ``hu`` and ``labels``."""
+@dataclass
+class Canvas:
+    """Where hematomas are painted: the volume's HU and labels (written in place), the voxels
+    a hematoma may take, the head-aligned pixel coordinates, slice z and pixel spacing (mm)."""
+
+    hu: np.ndarray
+    labels: np.ndarray
+    allowed: np.ndarray
+    xr: np.ndarray
+    yr: np.ndarray
+    zs: np.ndarray
+    spacing: float
+
+
+def add_hematomas(rng: np.random.Generator, head: Head, canvas: Canvas) -> None:
+    """Draw 1-3 hematomas inside ``canvas.allowed`` and paint them into its HU and labels."""
     a, b, cz = head.axes
     inner = np.array([a - head.scalp - head.skull - 6, b - head.scalp - head.skull - 6, cz - 16])
-    z_lo, z_hi = float(zs.min()), float(zs.max())
+    z_lo, z_hi = float(canvas.zs.min()), float(canvas.zs.max())
     for _ in range(int(rng.choice([1, 1, 1, 2, 2, 3]))):
         diameter = rng.uniform(10.0, 60.0) if rng.random() < 0.8 else rng.uniform(10.0, 22.0)
         u = rng.uniform(-1, 1, size=3)
@@ -42,23 +48,16 @@ def add_hematomas(
             parts.append((centre + off, ax, float(rng.uniform(-np.pi, np.pi))))
         density = rng.uniform(55.0, 90.0)
         kind = rng.choice(["plain", "fluid", "hypodense"], p=[0.55, 0.2, 0.25])
-        _paint_hematoma(rng, hu, labels, allowed, xr, yr, zs, parts, density, str(kind), spacing)
+        _paint_hematoma(rng, canvas, parts, density, str(kind))
 
 
 def _paint_hematoma(
-    rng: np.random.Generator,
-    hu: np.ndarray,
-    labels: np.ndarray,
-    allowed: np.ndarray,
-    xr: np.ndarray,
-    yr: np.ndarray,
-    zs: np.ndarray,
-    parts: list[tuple[np.ndarray, np.ndarray, float]],
-    density: float,
-    kind: str,
-    spacing: float,
+    rng: np.random.Generator, canvas: Canvas, parts: list[tuple[np.ndarray, np.ndarray, float]],
+    density: float, kind: str,
 ) -> None:
     """Rasterise one hematoma with partial volume over the slice thickness."""
+    hu, labels, allowed, xr, yr, zs = canvas.hu, canvas.labels, canvas.allowed, canvas.xr, canvas.yr, canvas.zs
+    spacing = canvas.spacing
     centres = np.array([p[0] for p in parts])
     extent = np.array([float(np.max(p[1])) for p in parts])
     x0, x1 = (centres[:, 0] - extent).min() - 6, (centres[:, 0] + extent).max() + 6

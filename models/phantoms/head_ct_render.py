@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from models.phantoms.head_ct_anatomy import SLICE_MM, Head, HeadCTStyle, ellipsoid
-from models.phantoms.head_ct_lesions import add_hematomas
+from models.phantoms.head_ct_lesions import Canvas, add_hematomas
 from models.phantoms.head_ct_truth import BONE, BRAIN
 from models.phantoms.noise import lerp_noise
 
@@ -40,7 +40,7 @@ def render(
     parenchyma, brain_depth = _brain(head, f, rng, hu, labels, depth, skull_in, brain_top)
     if hematoma:
         allowed = parenchyma & (brain_depth > 1.0)
-        add_hematomas(rng, head, hu, labels, allowed, f.xr, f.yr, f.zs, spacing)
+        add_hematomas(rng, head, Canvas(hu, labels, allowed, f.xr, f.yr, f.zs, spacing))
     return _scanner(hu, rng, f, size, spacing, style), labels
 
 
