@@ -93,7 +93,7 @@ def test_every_real_image_yields_results_or_a_clear_reason(tmp_path: Path):
         table.append((path.name, what, pack, f"{len(outcome.results)} objects"))
         carried = _source_errors(path)
         source = pydicom.dcmread(path, stop_before_pixels=True)
-        for _, _, result in outcome.results:
+        for _, _, result, _ in outcome.results:
             new = [line for line in dciodvfy_errors(result) if not _carried_over(line, carried, source)]
             if new:
                 problems.append(f"{path.name} ({pack}) → {Path(result).name}: {new[:3]}")

@@ -42,7 +42,7 @@ def test_a_report_encoded_aside_is_saved_in_the_stable_series_it_cites(tmp_path:
         outcome = run_job(JobSpec(job_id, MODEL, MODEL, None, "onnxruntime-cpu", None, files,
                                   str(tmp_path / f"out-{job_id}"), series_uid=source, hand_over=True))
         assert outcome.ok, outcome.reason
-        runs.append([pydicom.dcmread(path) for _uid, _cls, path in outcome.results])
+        runs.append([pydicom.dcmread(path) for _uid, _cls, path, _model in outcome.results])
     first, second = runs
     (sr,) = [ds for ds in first if ds.SOPClassUID == SR_CLASS]
     assert sr.SeriesInstanceUID == stable_series_uid(source, MODEL, str(sr.SeriesNumber))
@@ -84,7 +84,7 @@ def test_an_encoded_object_in_a_series_of_its_own_is_decoded_and_given_the_stabl
                    hand_over=True)
     context = ResultContext(algorithm=AlgorithmInfo("a", "1", str(generate_uid())))
     saved = worker.save_results(spec, _FreshUidPack(), [], None, context)
-    first, second = (pydicom.dcmread(path) for _uid, _cls, path in saved)
+    first, second = (pydicom.dcmread(path) for _uid, _cls, path, _model in saved)
     assert first.SeriesInstanceUID == stable_series_uid(source, "fresh", "9000")
     assert second.SeriesInstanceUID == stable_series_uid(source, "fresh", "9001")
     assert second.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
