@@ -7,7 +7,6 @@ import numpy as np
 from pydicom import Dataset
 
 from node.packs.base import PackBase
-from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import BrainMRFindings
@@ -54,5 +53,5 @@ class BrainMRPack(PackBase):
         )
         return BrainMRFindings(labels, spacing)
 
-    def write_results(self, series: Sequence[Dataset], findings: BrainMRFindings, context: ResultContext) -> list[Dataset]:
-        return write_results(series, findings, context)
+    write_results = staticmethod(write_results)
+    """The result objects of a series' findings: :func:`.report.write_results`."""

@@ -7,7 +7,6 @@ import numpy as np
 from pydicom import Dataset
 
 from node.packs.base import PackBase
-from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import DEFAULT_FRACTIONS, LandmarkFindings
@@ -69,5 +68,5 @@ class ChestCTLandmarksPack(PackBase):
             raise ValueError(f"model returned {findings.scores.shape[0]} slices for {len(series)}")
         return findings
 
-    def write_results(self, series: Sequence[Dataset], findings: LandmarkFindings, context: ResultContext) -> list[Dataset]:
-        return write_results(series, findings, context)
+    write_results = staticmethod(write_results)
+    """The result objects of a series' findings: :func:`.report.write_results`."""

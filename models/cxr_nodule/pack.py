@@ -1,14 +1,12 @@
 """The CXR nodule model pack: the node's view of it."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
-from node.results.aside import EncodedObject
 from node.packs.base import PackBase
-from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import NoduleFindings
@@ -58,11 +56,9 @@ class CXRNodulePack(PackBase):
             size=self.input_size,
         )
 
-    def write_results(self, series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext) -> list[Dataset]:
-        return write_results(series, findings, context)
+    write_results = staticmethod(write_results)
+    """The result objects of a series' findings: :func:`.report.write_results`."""
 
-    def stream_results(
-        self, series: Sequence[Dataset], findings: NoduleFindings, context: ResultContext
-    ) -> Iterator[Dataset | EncodedObject]:
-        """The objects of :meth:`write_results` one by one (SEG, then SR), each as soon as it is built."""
-        return stream_results(series, findings, context)
+    stream_results = staticmethod(stream_results)
+    """The objects of :meth:`write_results` one by one (SEG, then SR), each as soon as
+    it is built (:func:`.report.stream_results`)."""

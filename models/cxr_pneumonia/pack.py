@@ -7,7 +7,6 @@ import numpy as np
 from pydicom import Dataset
 
 from node.packs.base import PackBase
-from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import PneumoniaFindings
@@ -44,5 +43,5 @@ class CXRPneumoniaPack(PackBase):
             raise ValueError(f"{self._weights.with_suffix('.json')} lacks the head weights (head.weight)")
         return _steps.postprocess(series, outputs, head_weights=self.head_weights, threshold=self.threshold)
 
-    def write_results(self, series: Sequence[Dataset], findings: PneumoniaFindings, context: ResultContext) -> list[Dataset]:
-        return write_results(series, findings, context)
+    write_results = staticmethod(write_results)
+    """The result objects of a series' findings: :func:`.report.write_results`."""

@@ -1,14 +1,12 @@
 """The head CT hematoma model pack: the node's view of it."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydicom import Dataset
 
-from node.results.aside import EncodedObject
 from node.packs.base import PackBase
-from node.packs.protocol import ResultContext
 
 from . import preprocess as _steps
 from .findings import HematomaFindings
@@ -51,11 +49,9 @@ class HeadCTHematomaPack(PackBase):
             raise ValueError(f"model returned {findings.patch_classes.shape[0]} slices for {len(series)}")
         return findings
 
-    def write_results(self, series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext) -> list[Dataset]:
-        return write_results(series, findings, context)
+    write_results = staticmethod(write_results)
+    """The result objects of a series' findings: :func:`.report.write_results`."""
 
-    def stream_results(
-        self, series: Sequence[Dataset], findings: HematomaFindings, context: ResultContext
-    ) -> Iterator[Dataset | EncodedObject]:
-        """The objects of :meth:`write_results` one by one (SEG, overlays, SR), each as soon as it is built."""
-        return stream_results(series, findings, context)
+    stream_results = staticmethod(stream_results)
+    """The objects of :meth:`write_results` one by one (SEG, overlays, SR), each as soon as
+    it is built (:func:`.report.stream_results`)."""
