@@ -9,7 +9,7 @@ from typing import Any, Callable
 from models.brain_mr.cases import phantom_cases, thinned
 from models.brain_mr.evaluation import TEST_SEED_BASE, evaluate
 from models.brain_mr.fit import WEIGHTINGS, export_onnx, train_model
-from models.training import quiet, save_weights, write_json
+from models.training import output_folder, quiet, save_weights, write_json
 
 __all__ = ["compare"]
 
@@ -34,8 +34,7 @@ def compare(
     (``model.onnx``, ``model.pt``) and training facts are kept in ``out_dir/<run>/``.
     """
     say = quiet(log)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     t0 = time.perf_counter()
     cases = phantom_cases(range(seed, seed + phantoms), contrast)
     test_seeds = list(range(TEST_SEED_BASE, TEST_SEED_BASE + test_phantoms))

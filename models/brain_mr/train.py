@@ -41,7 +41,7 @@ from models.brain_mr.evaluation import (
 )
 from models.brain_mr.fit import WEIGHTINGS, export_onnx, train_model
 from models.brain_mr.preprocess import INPUT_NAME, OUTPUT_NAME
-from models.training import quiet, save_weights, timestamp_version, write_json
+from models.training import output_folder, quiet, save_weights, timestamp_version, write_json
 
 __all__ = [
     "MIN_TUMOR_ML",
@@ -97,8 +97,7 @@ def train(
     evaluated plain and styled.
     """
     say = quiet(log)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     t0 = time.perf_counter()
     on_phantoms = cases is None
     if on_phantoms:

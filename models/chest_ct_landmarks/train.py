@@ -53,7 +53,7 @@ from models.chest_ct_landmarks.preprocess import (
     AIRWAY_FIELD_MM, AIRWAY_INPUT, AIRWAY_MATRIX, CONTEXT_MM, CROPS, DEFAULT_CROP, DIAPHRAGM_PICKS, INPUT_NAME, MATRIX,
     WINDOW_HU, check_carina_window,
 )
-from models.training import parameter_count, quiet, save_weights, seed_torch, timestamp_version, write_json
+from models.training import output_folder, parameter_count, quiet, save_weights, seed_torch, timestamp_version, write_json
 
 __all__ = [
     "AUGMENTATIONS",
@@ -199,8 +199,7 @@ def train(
     """
     window = _check_options(phantoms, seed, dicom_dir, labels, family, augment, styles, crop, carina_window,
                             diaphragm_pick, views)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     rng = seed_torch(seed, threads)
     say = quiet(log)
 

@@ -49,7 +49,7 @@ from models.cxr_nodule.preprocess import INPUT_NAME, MODEL_SIZE, OUTPUT_NAME, de
 from models.cxr_nodule.samples import (
     PHANTOM_SIZE, Sample, cached_phantom, make_sample, make_samples, min_radius, phantom_for_seed,
 )
-from models.training import dated_version, parameter_count, quiet, save_weights, write_json
+from models.training import dated_version, output_folder, parameter_count, quiet, save_weights, write_json
 
 __all__ = [
     "FINE_SIZES",
@@ -134,8 +134,7 @@ def train(
     """
     if seed + phantoms + fine_phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError("training seeds must stay below TEST_SEED_BASE")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     log = quiet(log)
     t0 = time.perf_counter()
     train_seeds = list(range(seed, seed + phantoms))

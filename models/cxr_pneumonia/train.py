@@ -31,8 +31,8 @@ from models.cxr_pneumonia.preprocess import (
 )
 from models.phantoms.cxr import generate_cxr
 from models.training import (
-    adamw, dated_version, epoch_batches, one_cycle, onnx_session, optimise, parameter_count, quiet, save_weights,
-    seed_torch, write_json,
+    adamw, dated_version, epoch_batches, one_cycle, onnx_session, optimise, output_folder, parameter_count, quiet,
+    save_weights, seed_torch, write_json,
 )
 from models.training import export_onnx as _export_onnx
 
@@ -188,8 +188,7 @@ def train(phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, val_phant
     """
     if seed + phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError("training seeds must stay below TEST_SEED_BASE")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     log = quiet(log)
     t0 = time.perf_counter()
     train_seeds = list(range(seed, seed + phantoms))

@@ -33,7 +33,7 @@ from models.head_ct_hematoma.findings import CLASS_NAMES
 from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME
 from models.head_ct_hematoma.training_data import crop_batch, training_slices
 from models.training import (
-    adamw, epoch_batches, export_onnx, one_cycle, optimise, parameter_count, quiet, save_weights, seed_torch,
+    adamw, epoch_batches, export_onnx, one_cycle, optimise, output_folder, parameter_count, quiet, save_weights, seed_torch,
     timestamp_version, write_json,
 )
 
@@ -134,8 +134,7 @@ def train(
     if seed < 0 or seed + phantoms + styled_phantoms > TEST_SEED_BASE:
         raise ValueError(f"training seeds must lie in 0..{TEST_SEED_BASE - 1}")
     say = quiet(log)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     rng = seed_torch(seed, threads)
 
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""What a training run writes beside the ONNX graph: ``model.pt``, ``model.json``, the version."""
+"""What a training run writes beside the ONNX graph: its folder, ``model.pt``, ``model.json``, the version."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["dated_version", "save_weights", "timestamp_version", "write_json"]
+__all__ = ["dated_version", "output_folder", "save_weights", "timestamp_version", "write_json"]
+
+
+def output_folder(out_dir: Path) -> Path:
+    """``out_dir`` as a :class:`~pathlib.Path`, created (with its parents) when missing."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
 
 
 def timestamp_version(version: str | None) -> str:
