@@ -78,8 +78,8 @@ def _one_run(root: Path, postgres: PostgresServer, workers: int, series: list[li
 
         wait_for(finished, 600, 0.1, what="every job written")
         jobs = [j for files in series for j in store.jobs_for_series(_series_uid(files))]
-        written = [e["at"] for j in jobs for e in store.job_events(j["id"]) if e["state"] == JobState.WRITTEN]
-        owners = {e["detail"].split(":")[1] for j in jobs for e in store.job_events(j["id"])
+        written = [e["at"] for j in jobs for e in store.job_events(j.id) if e["state"] == JobState.WRITTEN]
+        owners = {e["detail"].split(":")[1] for j in jobs for e in store.job_events(j.id)
                   if e["state"] == JobState.RUNNING}
         return {"seconds": max(written) - started, "jobs": len(jobs), "workers_used": len(owners)}
     finally:

@@ -49,8 +49,8 @@ def test_series_completes_after_quiet_period_and_is_routed(tmp_path: Path):
     asm.run_once()
     assert store.get_series("1.2.3.1").state == "routed"
     jobs = store.list_jobs()
-    assert sorted(j["route"] for j in jobs) == ["head", "slow"]
-    assert all(j["state"] == JobState.QUEUED for j in jobs)
+    assert sorted(j.route for j in jobs) == ["head", "slow"]
+    assert all(j.state == JobState.QUEUED for j in jobs)
 
 
 def test_unmatched_series_is_ignored_after_default_quiet(tmp_path: Path):
@@ -89,12 +89,12 @@ def test_every_state_change_is_an_event_row(tmp_path: Path):
     store.job_written(job_id, [("1.9.1", "1.2.840.10008.5.1.4.1.1.88.34", "/r/1.9.1.dcm")], ["pacs"])
     (result,) = store.job_results(job_id)
     store.result_failed(result.id, "refused", retry_at=None)
-    assert store.get_job(job_id)["state"] == "failed"
-    assert store.get_job(job_id)["stage"] == "deliver"
+    assert store.get_job(job_id).state == "failed"
+    assert store.get_job(job_id).stage == "deliver"
     assert [e["state"] for e in store.job_events(job_id)] == [JobState.QUEUED, JobState.RUNNING, JobState.WRITTEN, JobState.FAILED]
     assert store.requeue_dead(job_id) == 1
     store.result_delivered(result.id)
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
 
 
 def test_images_in_acquisition_is_not_read_as_the_series_size(tmp_path: Path):

@@ -180,9 +180,9 @@ def test_the_outbox_delivers_two_jobs_over_one_association(scp, tmp_path: Path, 
         for obj in objects:  # queued one by one while the job is written, each delivered at once
             assert store.result_written(job_id, obj, ["pacs"], owner="w")
             assert outbox.deliver_due(destination) == 1
-        assert store.get_job(job_id)["state"] == JobState.RUNNING
+        assert store.get_job(job_id).state == JobState.RUNNING
         assert store.job_written(job_id, objects, ["pacs"], owner="w")
-        assert store.get_job(job_id)["state"] == JobState.DELIVERED
+        assert store.get_job(job_id).state == JobState.DELIVERED
     outbox.stop()
     assert sorted(scp.stored) == sorted(f.sop_instance_uid for f in files)
     assert scp.associations == 1

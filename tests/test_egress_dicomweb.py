@@ -63,8 +63,8 @@ def stored_sop_uids(orthanc: OrthancServer, auth: tuple[str, str] | None = None)
 def assert_dead_lettered(store: JobStore, job_id: int, reason_part: str) -> None:
     """Every result dead, the job failed at ``deliver`` with a reason containing ``reason_part``."""
     job = store.get_job(job_id)
-    assert job["state"] == "failed" and job["stage"] == "deliver", job
-    assert reason_part in job["reason"], job["reason"]
+    assert job.state == "failed" and job.stage == "deliver", job
+    assert reason_part in job.reason, job.reason
     assert all(r.state == "dead" for r in store.job_results(job_id))
 
 
@@ -106,7 +106,7 @@ def test_a_dicomweb_destination_stores_results_in_orthanc(results, orthanc):
     outbox = make_outbox(store, _dicomweb(f"{orthanc.url}/dicom-web"), lambda: now[0])
     assert outbox.deliver_due(outbox._config.destinations[0]) == len(objects)
     assert stored_sop_uids(orthanc) == {uid for uid, _, _ in objects}
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
     assert all(r.state == "delivered" and r.attempts == 1 for r in store.job_results(job_id))
 
 
@@ -118,7 +118,7 @@ def test_results_sent_twice_are_stored_once(tmp_path, small_head_ct, orthanc):
         store, job_id, objects = queue_results(tmp_path / attempt, files[:2])
         outbox = make_outbox(store, _dicomweb(f"{orthanc.url}/dicom-web"), time.time)
         outbox.deliver_due(outbox._config.destinations[0])
-        assert store.get_job(job_id)["state"] == "delivered"
+        assert store.get_job(job_id).state == "delivered"
     assert len(orthanc.get("/instances")) == 2
 
 
@@ -130,7 +130,7 @@ def test_an_unreachable_dicomweb_port_retries_then_dead_letters_and_replays(resu
     outbox = make_outbox(store, _dicomweb(f"{orthanc.url}/dicom-web"), lambda: now[0], max_attempts=2)
     retry_until_dead(outbox, store, job_id, now, len(objects))
     assert_dead_lettered(store, job_id, "STOW-RS to")
-    assert "Connection" in store.get_job(job_id)["reason"]
+    assert "Connection" in store.get_job(job_id).reason
     assert store.requeue_dead() == len(objects)
     orthanc.start()
     try:
@@ -138,7 +138,7 @@ def test_an_unreachable_dicomweb_port_retries_then_dead_letters_and_replays(resu
         assert stored_sop_uids(orthanc) == {uid for uid, _, _ in objects}
     finally:
         orthanc.stop()
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
 
 
 @pytest.mark.e2e
@@ -173,7 +173,7 @@ def test_basic_auth_a_wrong_password_dead_letters_and_the_right_one_delivers(tmp
         store, job_id, objects = queue_results(tmp_path / "b", files[:2])
         outbox = make_outbox(store, _dicomweb(url, username="ainode", password_file=right), time.time)
         assert outbox.deliver_due(outbox._config.destinations[0]) == len(objects)
-        assert store.get_job(job_id)["state"] == "delivered"
+        assert store.get_job(job_id).state == "delivered"
         assert stored_sop_uids(orthanc, auth=("ainode", "correct horse")) == {uid for uid, _, _ in objects}
     finally:
         orthanc.stop()
@@ -269,7 +269,7 @@ def test_the_bearer_token_is_read_from_its_file_at_send_time(tmp_path, small_hea
     finally:
         server.close()
     assert [h.get("Authorization") for h in server.headers] == ["Bearer first", "Bearer rotated"]
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
 
 
 def test_a_missing_token_file_fails_the_attempt_with_its_name(results, tmp_path):

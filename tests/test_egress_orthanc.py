@@ -51,7 +51,7 @@ def test_an_orthanc_destination_stores_results(results, orthanc, caplog):
     with caplog.at_level(logging.WARNING, logger="ainode.egress"):
         assert outbox.deliver_due(outbox._config.destinations[0]) == len(objects)
     assert stored_sop_uids(orthanc) == {uid for uid, _, _ in objects}
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
     assert all(r.state == "delivered" and r.attempts == 1 for r in store.job_results(job_id))
     assert not caplog.records, "no warning: on an Orthanc without labels the label step does nothing"
 
@@ -75,7 +75,7 @@ def test_results_sent_twice_are_stored_once(tmp_path, small_head_ct, orthanc):
         store, job_id, _ = queue_results(tmp_path / attempt, files[:2])
         outbox = make_outbox(store, _orthanc(orthanc.url), time.time)
         outbox.deliver_due(outbox._config.destinations[0])
-        assert store.get_job(job_id)["state"] == "delivered"
+        assert store.get_job(job_id).state == "delivered"
     assert len(orthanc.get("/instances")) == 2
 
 
@@ -94,7 +94,7 @@ def test_an_unreachable_orthanc_retries_then_dead_letters_and_replays(results, t
         assert stored_sop_uids(orthanc) == {uid for uid, _, _ in objects}
     finally:
         orthanc.stop()
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
 
 
 @pytest.mark.e2e
@@ -127,7 +127,7 @@ def test_basic_auth_a_wrong_password_dead_letters_and_the_right_one_delivers(tmp
         store, job_id, objects = queue_results(tmp_path / "b", files[:2])
         outbox = make_outbox(store, _orthanc(orthanc.url, username="ainode", password_file=right), time.time)
         assert outbox.deliver_due(outbox._config.destinations[0]) == len(objects)
-        assert store.get_job(job_id)["state"] == "delivered"
+        assert store.get_job(job_id).state == "delivered"
         assert stored_sop_uids(orthanc, auth=("ainode", "correct horse")) == {uid for uid, _, _ in objects}
     finally:
         orthanc.stop()

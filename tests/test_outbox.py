@@ -87,7 +87,7 @@ def test_unreachable_destination_retries_then_delivers_when_back(queued):
     finally:
         receiver.stop()
     assert sorted(receiver.received) == sorted(o[0] for o in objects)
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"
 
 
 def test_results_dead_letter_after_max_attempts_and_can_be_replayed(queued):
@@ -100,8 +100,8 @@ def test_results_dead_letter_after_max_attempts_and_can_be_replayed(queued):
     now[0] += 1000.0
     outbox.deliver_due(dest)
     job = store.get_job(job_id)
-    assert job["state"] == "failed" and job["stage"] == "deliver"
-    assert "association" in job["reason"]
+    assert job.state == "failed" and job.stage == "deliver"
+    assert "association" in job.reason
     assert all(r.state == "dead" for r in store.job_results(job_id))
     assert store.requeue_dead() == 2
     receiver = _Receiver(port)
@@ -110,4 +110,4 @@ def test_results_dead_letter_after_max_attempts_and_can_be_replayed(queued):
         outbox.deliver_due(dest)
     finally:
         receiver.stop()
-    assert store.get_job(job_id)["state"] == "delivered"
+    assert store.get_job(job_id).state == "delivered"

@@ -340,7 +340,7 @@ def test_login_session_cookie_replay_and_logout(token_node, browser: Browser, tm
         # The page's buttons POST with the cookie (same origin): run the failed job again.
         page.locator("#failures button.retry").click()
         page.wait_for_function("document.getElementById('flash').textContent === 'queued again: 1'")
-        assert store.get_job(job_id)["state"] == JobState.QUEUED
+        assert store.get_job(job_id).state == JobState.QUEUED
         page.screenshot(path=str(tmp_path / "status-page-logged-in.png"), full_page=True)
 
         # The same cookie from elsewhere: no Origin, or another origin, is refused before anything is done.

@@ -101,8 +101,8 @@ def test_a_job_that_cannot_be_described_fails_and_does_not_block_the_queue(tmp_p
         runner.stop()
     for job_id in ids:
         job = store.get_job(job_id)
-        assert job["state"] == JobState.FAILED and job["stage"] == FailureStage.SPEC, job
-        assert "FileExistsError" in job["reason"]
+        assert job.state == JobState.FAILED and job.stage == FailureStage.SPEC, job
+        assert "FileExistsError" in job.reason
     store.close()
 
 
@@ -136,7 +136,7 @@ def test_an_operator_reruns_a_failed_job(web):
     store.fail_job(job_id, FailureStage.INFERENCE, "RuntimeError: out of memory", owner="w")
     answer = httpx.post(f"{url}/api/jobs/{job_id}/retry", timeout=5)
     assert answer.status_code == 200 and answer.json()["requeued"] == 1
-    assert store.get_job(job_id)["state"] == JobState.QUEUED
+    assert store.get_job(job_id).state == JobState.QUEUED
     events = [e["state"] for e in httpx.get(f"{url}/api/jobs/{job_id}", timeout=5).json()["events"]]
     assert events == [JobState.QUEUED, JobState.RUNNING, JobState.FAILED, JobState.QUEUED]
     assert httpx.post(f"{url}/api/jobs/999/retry", timeout=5).status_code == 404

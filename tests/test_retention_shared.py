@@ -39,7 +39,7 @@ def test_the_janitor_removes_results_written_under_another_data_dir(
         store.job_written(job_id, results, ["pacs"])
         for row in store.claim_due_results("pacs", "deliverer", time.time(), 60):
             store.result_delivered(row.id)
-        assert store.get_job(job_id)["state"] == "delivered"
+        assert store.get_job(job_id).state == "delivered"
         kept = worker_spool.result_dir(job_id + 1000) / "other.dcm"  # another job's result: not this series'
         kept.write_bytes(b"k")
 

@@ -58,7 +58,7 @@ class Site:
 
     def delivered_jobs(self, series_uid: str) -> list[dict]:
         jobs = self.store.jobs_for_series(series_uid)
-        return jobs if jobs and all(j["state"] == JobState.DELIVERED for j in jobs) else []
+        return jobs if jobs and all(j.state == JobState.DELIVERED for j in jobs) else []
 
 
 @pytest.fixture
@@ -110,12 +110,12 @@ def test_a_site_of_two_ingest_nodes_and_two_workers(site: Site, tmp_path: Path):
         wait_for(lambda uid=series_uid: site.delivered_jobs(uid), 120, what=f"series {series_uid} delivered")
     jobs = [j for uid, _ in [(split_uid, None), *many] for j in site.store.jobs_for_series(uid)]
     assert len(jobs) == 5, "one job per series"
-    results = [r for j in jobs for r in site.store.job_results(j["id"])]
+    results = [r for j in jobs for r in site.store.job_results(j.id)]
     assert results and {r.state for r in results} == {ResultState.DELIVERED}
     assert {r.attempts for r in results} == {1}, "no result sent twice"
     sent = sum(r.get("delivered", 0) for text in site.logs() for r in audit_records(text, "delivery"))
     assert sent == len(results), f"{sent} deliveries for {len(results)} results"
-    owners = {e["detail"].split(":")[1] for j in jobs for e in site.store.job_events(j["id"])
+    owners = {e["detail"].split(":")[1] for j in jobs for e in site.store.job_events(j.id)
               if e["state"] == JobState.RUNNING}
     assert owners == {str(w.pid) for w in site.workers}, "both workers took jobs"
     assert site.store.job_counts() == {JobState.DELIVERED: 5}
@@ -127,18 +127,18 @@ def test_a_site_of_two_ingest_nodes_and_two_workers(site: Site, tmp_path: Path):
         killed_uid, files = _series(tmp_path, seed=30, slices=24)
         storescu(files, a.dicom_port, calling_ae="MOD9")
         (running,) = wait_for(lambda: [j for j in site.store.jobs_for_series(killed_uid)
-                                       if j["state"] == JobState.RUNNING], 90, interval=0.05,
+                                       if j.state == JobState.RUNNING], 90, interval=0.05,
                               what="the victim running the job")
-        assert f":{victim.pid}:" in running["lease_owner"]
+        assert f":{victim.pid}:" in running.lease_owner
         victim.signal(signal.SIGKILL)
     finally:
         survivor.signal(signal.SIGCONT)
     killed_at = time.monotonic()
     (done,) = wait_for(lambda: site.delivered_jobs(killed_uid), 120, what="the killed worker's job finished")
-    runs = [e["detail"] for e in site.store.job_events(done["id"]) if e["state"] == JobState.RUNNING]
-    assert done["runs"] == 2 and len(runs) == 2, runs
+    runs = [e["detail"] for e in site.store.job_events(done.id) if e["state"] == JobState.RUNNING]
+    assert done.runs == 2 and len(runs) == 2, runs
     assert f":{victim.pid}:" in runs[0] and f":{survivor.pid}:" in runs[1], runs
-    assert any("worker lost" in (e["detail"] or "") for e in site.store.job_events(done["id"]))
+    assert any("worker lost" in (e["detail"] or "") for e in site.store.job_events(done.id))
     assert time.monotonic() - killed_at < 60
 
 

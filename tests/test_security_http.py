@@ -68,7 +68,7 @@ def test_anonymous_and_wrong_tokens_get_401_naming_no_secret(api):
             assert answer.status_code == 401, (method, path, headers, answer.text)
             assert answer.headers["www-authenticate"] == "Bearer"
             assert TOKEN not in answer.text and "token_file" not in answer.text.replace("[http] token_file", "")
-    assert store.get_job(job_id)["state"] == JobState.FAILED, "nothing was done for a refused request"
+    assert store.get_job(job_id).state == JobState.FAILED, "nothing was done for a refused request"
 
 
 def test_the_token_opens_the_api_and_bad_parameters_get_422(api):

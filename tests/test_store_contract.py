@@ -60,7 +60,7 @@ def _routed_job(store, series_uid: str, destinations=("pacs",)) -> int:
 
 def _written_job(store, series_uid: str, destinations=("pacs",), objects: int = 1) -> int:
     job_id = _routed_job(store, series_uid, destinations)
-    assert [j["id"] for j in store.claim_jobs("w1", 1, 60)] == [job_id]
+    assert [j.id for j in store.claim_jobs("w1", 1, 60)] == [job_id]
     results = [(f"{series_uid}.9{i}", "1.2.840.10008.5.1.4.1.1.66.4", f"/r/{i}.dcm") for i in range(objects)]
     assert store.job_written(job_id, results, list(destinations), owner="w1")
     return job_id
@@ -78,7 +78,7 @@ def test_illegal_transitions_are_refused_by_the_store(store):
         store.set_job_state(job_id, JobState.DELIVERED)  # queued → delivered skips the run
     with pytest.raises(IllegalTransition):
         store.set_series_state("1.2.5.1", SeriesState.COMPLETE)  # routed → complete
-    assert store.get_job(job_id)["state"] == JobState.QUEUED, "a refused change leaves the row as it was"
+    assert store.get_job(job_id).state == JobState.QUEUED, "a refused change leaves the row as it was"
     with pytest.raises(IllegalTransition):
         check_transition("no-such-state", JobState.QUEUED)
 
@@ -125,7 +125,7 @@ def test_a_failed_begin_releases_the_lock(tmp_path: Path):
 # -- defect 2: a series re-sent after its purge was never processed ------------------------
 def test_a_series_resent_after_its_purge_is_processed_again(store):
     job_id = _written_job(store, "1.2.7.1", destinations=())
-    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+    assert store.get_job(job_id).state == JobState.DELIVERED
     assert store.purgeable_series(time.time() + 10) == ["1.2.7.1"]
     store.purge_series("1.2.7.1")
     assert store.get_series("1.2.7.1").state == SeriesState.PURGED
@@ -160,35 +160,35 @@ def test_a_failed_job_runs_again_and_its_old_results_are_superseded(store):
     for row in store.job_results(job_id):
         store.result_failed(row.id, "refused", retry_at=None)
     job = store.get_job(job_id)
-    assert job["state"] == JobState.FAILED and job["stage"] == FailureStage.DELIVER
+    assert job.state == JobState.FAILED and job.stage == FailureStage.DELIVER
     assert store.rerun_job(job_id)
-    assert store.get_job(job_id)["state"] == JobState.QUEUED
+    assert store.get_job(job_id).state == JobState.QUEUED
     assert {r.state for r in store.job_results(job_id)} == {ResultState.SUPERSEDED}
     (claimed,) = store.claim_jobs("w", 1, 60)
-    assert claimed["id"] == job_id and claimed["runs"] == 2
+    assert claimed.id == job_id and claimed.runs == 2
     assert store.job_written(job_id, [("1.2.9.1.77", "1.2.840.10008.5.1.4.1.1.66.4", "/r/new.dcm")], ["pacs"],
                              owner="w")
     (new,) = [r for r in store.job_results(job_id) if r.state == ResultState.PENDING]
     store.result_delivered(new.id)
-    assert store.get_job(job_id)["state"] == JobState.DELIVERED, "superseded results do not hold the job back"
+    assert store.get_job(job_id).state == JobState.DELIVERED, "superseded results do not hold the job back"
     assert not store.rerun_job(_routed_job(store, "1.2.9.2")), "a queued job has nothing to re-run"
 
 
 # -- leases --------------------------------------------------------------------------------
 def test_an_expired_lease_returns_the_job_and_drops_the_stale_outcome(store):
     job_id = _routed_job(store, "1.2.10.1")
-    assert store.claim_jobs("dead-worker", 5, lease_seconds=0.01)[0]["id"] == job_id
+    assert store.claim_jobs("dead-worker", 5, lease_seconds=0.01)[0].id == job_id
     assert store.claim_jobs("other", 5, 60) == [], "a leased job is not claimed twice"
     time.sleep(0.05)
     now = time.time()
     assert store.release_job_leases(lambda owner, until: until < now) == [job_id]
-    assert store.get_job(job_id)["state"] == JobState.QUEUED
-    assert store.claim_jobs("other", 5, 60)[0]["id"] == job_id
+    assert store.get_job(job_id).state == JobState.QUEUED
+    assert store.claim_jobs("other", 5, 60)[0].id == job_id
     assert not store.job_written(job_id, [], [], owner="dead-worker"), "the lost worker's outcome is dropped"
     assert not store.fail_job(job_id, FailureStage.INFERENCE, "late", owner="dead-worker")
-    assert store.get_job(job_id)["state"] == JobState.RUNNING
+    assert store.get_job(job_id).state == JobState.RUNNING
     assert store.job_written(job_id, [], [], owner="other")
-    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+    assert store.get_job(job_id).state == JobState.DELIVERED
 
 
 def test_renewed_leases_are_kept(store):
@@ -255,8 +255,8 @@ def test_a_store_from_the_first_release_is_migrated(tmp_path: Path):
 
     assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
     job = store.get_job(1)
-    assert job["state"] == JobState.QUEUED and job["generation"] == 0, "an interrupted job is queued again"
-    assert store.get_job(2)["state"] == JobState.DELIVERED
+    assert job.state == JobState.QUEUED and job.generation == 0, "an interrupted job is queued again"
+    assert store.get_job(2).state == JobState.DELIVERED
     assert [r.sop_instance_uid for r in store.unindexed_instances()] == ["1.2.13.9"]
     assert store.quarantined_instances()[0]["reason"] == "bad header"
     assert store.claim_due_results("pacs", "me", time.time(), 60) == [], "a delivered result stays delivered"
@@ -297,7 +297,7 @@ def test_a_late_instance_reopens_the_series_and_supersedes_its_jobs(store):
     store.add_instance("1.2.14.1.late", CT, "/late", "MOD")
     assert store.index_instance("1.2.14.1.late", "1.2.14.1", "1.2.3", HEAD, 5.0) == SeriesState.ROUTED
     assert store.reopen_series("1.2.14.1", "late image") == [job_id]
-    assert store.get_job(job_id)["state"] == JobState.SUPERSEDED
+    assert store.get_job(job_id).state == JobState.SUPERSEDED
     assert {r.state for r in store.job_results(job_id)} == {ResultState.SUPERSEDED}, "partial results are not sent"
     series = store.get_series("1.2.14.1")
     assert series.state == SeriesState.RECEIVED and series.generation == 1 and series.instance_count == 3
@@ -330,7 +330,7 @@ def test_what_only_the_indexer_decides_is_left_to_it(store):
                                         attrs=HEAD) == InstanceState.RECEIVED
     assert {r.sop_instance_uid for r in store.unindexed_instances()} == {"1.2.15.2.late", "1.2.15.2.90"}
     assert store.get_series("1.2.15.2").instance_count == 2, "a late instance is counted by the indexer"
-    assert store.get_job(job_id)["state"] == JobState.WRITTEN
+    assert store.get_job(job_id).state == JobState.WRITTEN
 
 
 def test_a_late_instance_while_jobs_are_queued_changes_nothing(store):
@@ -338,7 +338,7 @@ def test_a_late_instance_while_jobs_are_queued_changes_nothing(store):
     store.add_instance("1.2.14.2.late", CT, "/late", "MOD")
     store.index_instance("1.2.14.2.late", "1.2.14.2", "1.2.3", HEAD, 5.0)
     assert store.reopen_series("1.2.14.2", "late image") == []
-    assert store.get_job(job_id)["state"] == JobState.QUEUED, "it has not run: it will see the new image"
+    assert store.get_job(job_id).state == JobState.QUEUED, "it has not run: it will see the new image"
 
 
 def test_a_running_job_of_a_reopened_series_cannot_record_its_outcome(store):
@@ -403,7 +403,7 @@ def test_claimers_on_several_connections_never_share_a_job(open_handle):
     def _claim_all(i: int) -> list[int]:
         mine: list[int] = []
         while claimed := workers[i].claim_jobs(f"w{i}", 3, 60):
-            mine += [job["id"] for job in claimed]
+            mine += [job.id for job in claimed]
         return mine
 
     taken = [job_id for ids in _in_threads(4, _claim_all) for job_id in ids]
@@ -437,7 +437,7 @@ def test_the_last_results_of_a_job_delivered_at_once_settle_it(open_handle):
     for job_id in job_ids:
         first, second = by_job[job_id]
         _in_threads(2, lambda i: (a, b)[i].result_delivered((first, second)[i]))
-    assert {a.get_job(j)["state"] for j in job_ids} == {JobState.DELIVERED}, "no job stuck in written"
+    assert {a.get_job(j).state for j in job_ids} == {JobState.DELIVERED}, "no job stuck in written"
 
 
 # -- PostgreSQL only ------------------------------------------------------------------------
@@ -485,14 +485,14 @@ def test_objects_queued_while_written_are_delivered_before_the_job_is_written(st
     assert store.result_written(job_id, first, ["pacs"], owner="w")
     (row,) = store.claim_due_results("pacs", "o", time.time() + 1, 60)
     store.result_delivered(row.id)
-    assert store.get_job(job_id)["state"] == JobState.RUNNING, "a delivered object does not settle a running job"
+    assert store.get_job(job_id).state == JobState.RUNNING, "a delivered object does not settle a running job"
     assert not store.result_written(job_id, second, ["pacs"], owner="other"), "only the lease holder queues"
     assert store.job_written(job_id, [first, second], ["pacs"], owner="w")
     rows = store.job_results(job_id)
     assert [(r.sop_instance_uid, r.state) for r in rows] == [
         ("1.2.17.1.1", ResultState.DELIVERED), ("1.2.17.1.2", ResultState.PENDING)], "queued once each"
     store.result_delivered(rows[1].id)
-    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+    assert store.get_job(job_id).state == JobState.DELIVERED
 
 
 def test_a_job_whose_objects_were_all_delivered_while_written_is_delivered_when_written(store):
@@ -503,7 +503,7 @@ def test_a_job_whose_objects_were_all_delivered_while_written_is_delivered_when_
     (row,) = store.claim_due_results("pacs", "o", time.time() + 1, 60)
     store.result_delivered(row.id)
     assert store.job_written(job_id, [only], ["pacs"], owner="w")
-    assert store.get_job(job_id)["state"] == JobState.DELIVERED
+    assert store.get_job(job_id).state == JobState.DELIVERED
 
 
 def test_objects_of_a_job_that_fails_or_loses_its_worker_are_not_sent_unless_in_flight(store):

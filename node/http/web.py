@@ -188,14 +188,15 @@ def create_app(
 
     @app.get("/api/jobs", response_model=JobList, summary="The newest jobs")
     def list_jobs(state: JobState | None = None, limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
-        return {"jobs": store.list_jobs(state, limit)}
+        return {"jobs": [job.as_dict() for job in store.list_jobs(state, limit)]}
 
     @app.get("/api/jobs/{job_id}", response_model=JobDetail, summary="One job, its history and its results")
     def get_job(job_id: int) -> dict[str, Any]:
         job = store.get_job(job_id)
         if job is None:
             raise HTTPException(404, "no such job")
-        return {**job, "events": store.job_events(job_id), "results": [r.__dict__ for r in store.job_results(job_id)]}
+        return {**job.as_dict(), "events": store.job_events(job_id),
+                "results": [r.__dict__ for r in store.job_results(job_id)]}
 
     @app.get("/api/series/{series_uid}", response_model=SeriesDetail, summary="One series, its history and jobs")
     def get_series(series_uid: str) -> dict[str, Any]:
@@ -208,7 +209,7 @@ def create_app(
             "first_instance_at": span[0] if span else None,
             "last_instance_at": span[1] if span else None,
             "events": store.series_events(series_uid),
-            "jobs": store.jobs_for_series(series_uid),
+            "jobs": [job.as_dict() for job in store.jobs_for_series(series_uid)],
         }
 
     @app.get("/api/study-routes", summary="Study-level routes: waiting, fired (with their job) or incomplete")
@@ -225,12 +226,12 @@ def create_app(
         job = store.get_job(job_id)
         if job is None:
             raise HTTPException(404, "no such job")
-        if action == "retry" and job["state"] == JobState.FAILED and job["stage"] == FailureStage.DELIVER:
+        if action == "retry" and job.state == JobState.FAILED and job.stage == FailureStage.DELIVER:
             return {"job_id": job_id, "action": "dead letters requeued", "requeued": store.requeue_dead(job_id)}
-        if (action == "rerun" or job["state"] == JobState.FAILED) and store.rerun_job(
+        if (action == "rerun" or job.state == JobState.FAILED) and store.rerun_job(
                 job_id, "re-run requested by an operator"):
             return {"job_id": job_id, "action": "queued again", "requeued": 1}
-        raise HTTPException(409, f"job is {job['state']}: nothing to {action}")
+        raise HTTPException(409, f"job is {job.state}: nothing to {action}")
 
     @app.post("/api/deadletters/retry", response_model=RetryOut, summary="Replay every dead letter")
     def retry_dead_letters() -> dict[str, Any]:

@@ -91,11 +91,11 @@ def process_study(
         if series is None or series.state is not SeriesState.ROUTED:
             continue  # new or still being assembled: the normal path runs it
         for job in store.jobs_for_series(series_uid):
-            if routes is not None and job["route"] not in routes:
+            if routes is not None and job.route not in routes:
                 continue
-            if job["state"] in (JobState.DELIVERED, JobState.FAILED) and store.rerun_job(
-                    job["id"], f"process requested from source {source.name}"):
-                report.rerun_jobs.append(job["id"])
+            if job.state in (JobState.DELIVERED, JobState.FAILED) and store.rerun_job(
+                    job.id, f"process requested from source {source.name}"):
+                report.rerun_jobs.append(job.id)
     log(_logger, logging.INFO, "study processed on request", study_uid=study_uid, source=source.name,
         stored=report.stored, duplicate=report.duplicate, refused=report.refused, rerun_jobs=report.rerun_jobs)
     return report

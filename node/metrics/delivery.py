@@ -48,17 +48,17 @@ class DeliveryLatency:
 
     def _observe(self, job_id: int) -> None:
         job = self._store.get_job(job_id)
-        if job is None or job["state"] != JobState.DELIVERED:
+        if job is None or job.state != JobState.DELIVERED:
             return
-        delivered_at = float(job["updated_at"])
+        delivered_at = float(job.updated_at)
         if not self._first_time((job_id, delivered_at)):
             return
         written = [e["at"] for e in self._store.job_events(job_id) if e["state"] == JobState.WRITTEN]
         if written:
-            self._metrics.observe_stage(Stage.DELIVER, job["model"], delivered_at - written[-1])
-        series = self._store.get_series(job["series_uid"])
+            self._metrics.observe_stage(Stage.DELIVER, job.model, delivered_at - written[-1])
+        series = self._store.get_series(job.series_uid)
         if series is not None:
-            self._metrics.series_latency_seconds.labels(job["model"]).observe(
+            self._metrics.series_latency_seconds.labels(job.model).observe(
                 max(0.0, delivered_at - series.first_received))
 
     def _first_time(self, key: tuple[int, float]) -> bool:

@@ -24,7 +24,7 @@ from ..config import AssemblerConfig
 from ..logs import log
 from ..metrics import Metrics
 from .route import Router
-from ..states import NO_WAKEUPS, IllegalTransition, JobState, SeriesState, Wakeups
+from ..states import NO_WAKEUPS, IllegalTransition, JobState, SeriesState, Stage, Wakeups
 from ..store import JobStore, SeriesRow
 from .loop import StageLoop
 from .study_routes import StudyRouter
@@ -157,7 +157,7 @@ class Assembler:
         self._metrics.series_routed.labels(outcome.value).inc()
         received_for = time.time() - series.first_received  # the store's clock, not the assembler's
         for model in dict.fromkeys(r.model for r in routes) or ("none",):
-            self._metrics.observe_stage("receive", model, received_for)
+            self._metrics.observe_stage(Stage.RECEIVE, model, received_for)
         message = ("series routed" if routes else "series ignored: no route matches" if not study_routes
                    else "series ignored by series routes: held for study routes")
         log(_logger, logging.INFO, message, series_uid=series.series_uid, routes=[r.name for r in routes], jobs=ids)

@@ -28,8 +28,8 @@ from ..metrics import STAGES, Metrics
 from .loop import StageLoop
 from .route import Router
 from ..store.spool import Spool
-from ..states import NO_WAKEUPS, FailureStage, JobState, ResultState, SeriesState, Wakeups
-from ..store import JobStore, lease_owner_id, owner_is_gone
+from ..states import NO_WAKEUPS, FailureStage, JobState, ResultState, SeriesState, Stage, Wakeups
+from ..store import JobRow, JobStore, lease_owner_id, owner_is_gone
 from ..worker import JobOutcome, JobSpec, ReadAheadOutcome, init_worker, read_ahead, run_job, warm_up
 
 __all__ = ["Runner"]
@@ -88,7 +88,7 @@ class Runner:
     def _warm_up(self) -> None:
         """Start the worker and load every routed model's engine while no series waits."""
         models = dict.fromkeys(route.model for route in self._config.routes)
-        specs = [self._spec({"id": 0, "model": name, "series_uid": ""}) for name in models]
+        specs = [self._spec(0, name, "") for name in models]
         if not specs:
             return
         future = self._pool.submit(warm_up, specs)
@@ -159,21 +159,21 @@ class Runner:
         free = self._workers - len(self._running)
         for job in self._store.claim_jobs(self._owner, free, self._lease_seconds):
             try:
-                spec = self._spec(job)
+                spec = self._spec(job.id, job.model, job.series_uid)
             except Exception as exc:  # a job that cannot even be described must not block the queue
-                self._fail(job, JobOutcome(job["id"], False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
+                self._fail(job, JobOutcome(job.id, False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
                 continue
             self._observe_queue_wait(job)
-            log(_logger, logging.INFO, "job started", job_id=job["id"], model=job["model"],
-                series_uid=job["series_uid"], instances=len(spec.instance_paths), run=job["runs"])
+            log(_logger, logging.INFO, "job started", job_id=job.id, model=job.model,
+                series_uid=job.series_uid, instances=len(spec.instance_paths), run=job.runs)
             try:
                 future = self._pool.submit(run_job, spec)
             except BrokenProcessPool:
                 self._pool = self._new_pool()
                 future = self._pool.submit(run_job, spec)
             future.add_done_callback(lambda _f: self._loop.wake())
-            self._destinations[job["id"]] = list(job["destinations"])
-            self._running[job["id"]] = future
+            self._destinations[job.id] = list(job.destinations)
+            self._running[job.id] = future
 
     def _read_ahead(self) -> None:
         """Send the newly filed slices of one arriving series to a worker no job needs (one at a time)."""
@@ -200,7 +200,7 @@ class Runner:
                     continue
                 paths = paths[:_READ_AHEAD_BATCH]
                 try:
-                    spec = replace(self._spec({"id": 0, "model": model, "series_uid": series.series_uid}),
+                    spec = replace(self._spec(0, model, series.series_uid),
                                    instance_paths=tuple(paths))
                 except Exception:  # the job will say why (its 'spec' stage)
                     self._not_slice_wise.add(model)
@@ -251,26 +251,27 @@ class Runner:
         except Exception as exc:  # the job's outcome queues it again
             log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))
 
-    def _observe_queue_wait(self, job: dict[str, Any]) -> None:
+    def _observe_queue_wait(self, job: JobRow) -> None:
         """``queue`` stage: from the job's latest ``queued`` event to its claim (now)."""
         try:
-            queued = [e["at"] for e in self._store.job_events(job["id"]) if e["state"] == JobState.QUEUED]
+            queued = [e["at"] for e in self._store.job_events(job.id) if e["state"] == JobState.QUEUED]
         except Exception as exc:  # a metric must never stop a job
-            log(_logger, logging.WARNING, "queue wait not measured", job_id=job["id"], reason=type(exc).__name__)
+            log(_logger, logging.WARNING, "queue wait not measured", job_id=job.id, reason=type(exc).__name__)
             return
         if queued:
-            self._metrics.observe_stage("queue", job["model"], float(job["updated_at"]) - queued[-1])
+            self._metrics.observe_stage(Stage.QUEUE, job.model, float(job.updated_at) - queued[-1])
 
-    def _spec(self, job: dict[str, Any]) -> JobSpec:
-        model = self._config.model(job["model"])
+    def _spec(self, job_id: int, model_name: str, series_uid: str) -> JobSpec:
+        """What a worker needs to run ``model_name`` on a job (``job_id`` 0: a warm-up or read-ahead)."""
+        model = self._config.model(model_name)
         # a study job reads every series its study route required, in requirement order
-        series = self._store.job_series(job["id"]) if job["id"] else []
+        series = self._store.job_series(job_id) if job_id else []
         paths = tuple(i.path for uid in series for i in self._store.series_instances(uid))
         return JobSpec(
-            job_id=job["id"], model=model.name, pack=model.pack,
+            job_id=job_id, model=model.name, pack=model.pack,
             weights=str(model.weights) if model.weights else None, engine=model.engine,
-            batch_size=model.batch_size, instance_paths=paths, series_uid=job["series_uid"],
-            out_dir=str(self._spool.result_dir(job["id"])) if job["id"] else "",
+            batch_size=model.batch_size, instance_paths=paths, series_uid=series_uid,
+            out_dir=str(self._spool.result_dir(job_id)) if job_id else "",
             engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
             triton_url=model.triton_url, triton_model=model.triton_model,
             hand_over=self._config.egress.deliver_as_written,
@@ -292,25 +293,25 @@ class Runner:
             if job is not None:
                 self._finish(job, outcome)
 
-    def _fail(self, job: dict[str, Any], outcome: JobOutcome) -> None:
+    def _fail(self, job: JobRow, outcome: JobOutcome) -> None:
         stage = outcome.stage or FailureStage.WORKER
-        if not self._store.fail_job(job["id"], stage, outcome.reason or "unknown", engine=outcome.engine,
+        if not self._store.fail_job(job.id, stage, outcome.reason or "unknown", engine=outcome.engine,
                                     owner=self._owner):
-            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=job["id"])
+            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=job.id)
             return
-        self._metrics.job_failures.labels(job["model"], stage.value).inc()
-        log(_logger, logging.ERROR, "job failed", job_id=job["id"], model=job["model"], stage=stage.value,
+        self._metrics.job_failures.labels(job.model, stage.value).inc()
+        log(_logger, logging.ERROR, "job failed", job_id=job.id, model=job.model, stage=stage.value,
             reason=outcome.reason, traceback=outcome.summary.get("traceback"))
 
-    def _finish(self, job: dict[str, Any], outcome: JobOutcome) -> None:
-        model = job["model"]
+    def _finish(self, job: JobRow, outcome: JobOutcome) -> None:
+        model = job.model
         engine = outcome.engine or "none"
         if outcome.engine:
             self._metrics.engine_info.labels(model, engine).set(1)
         if not outcome.ok:
             self._fail(job, outcome)
             return
-        if not self._store.job_written(outcome.job_id, outcome.results, job["destinations"], engine=outcome.engine,
+        if not self._store.job_written(outcome.job_id, outcome.results, job.destinations, engine=outcome.engine,
                                        timings=outcome.stage_seconds, owner=self._owner):
             log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=outcome.job_id)
             return

@@ -19,12 +19,13 @@ from .database import SqliteDatabase
 from .instances import InstanceQueries
 from .leases import lease_owner_id, owner_is_gone
 from .results import ResultQueries
-from .rows import InstanceRow, ResultObject, ResultRow, SeriesRow
+from .rows import InstanceRow, JobRow, ResultObject, ResultRow, SeriesRow
 from .series import SeriesQueries
 from .studies import StudyQueries
 
 __all__ = [
     "InstanceRow",
+    "JobRow",
     "JobStore",
     "JobStoreContract",
     "ResultObject",

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..states import FailureStage, JobState, ResultState
 from .dialect import Connection, StoreDatabase
-from .rows import ResultObject
+from .rows import JobRow, ResultObject
 
 __all__ = ["JobQueries"]
 
@@ -22,24 +22,24 @@ class JobQueries(StoreDatabase):
     """The ``jobs`` table."""
 
     # -- reading ----------------------------------------------------------------------
-    def jobs_in_state(self, *states: JobState) -> list[dict[str, Any]]:
+    def jobs_in_state(self, *states: JobState) -> list[JobRow]:
         marks = ",".join("?" * len(states))
         rows = self._query(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", [s.value for s in states])
-        return [_job_dict(r) for r in rows]
+        return [JobRow.from_record(r) for r in rows]
 
-    def jobs_for_series(self, series_uid: str) -> list[dict[str, Any]]:
-        return [_job_dict(r) for r in self._query("SELECT * FROM jobs WHERE series_uid=? ORDER BY id", (series_uid,))]
+    def jobs_for_series(self, series_uid: str) -> list[JobRow]:
+        return [JobRow.from_record(r) for r in self._query("SELECT * FROM jobs WHERE series_uid=? ORDER BY id", (series_uid,))]
 
-    def get_job(self, job_id: int) -> dict[str, Any] | None:
+    def get_job(self, job_id: int) -> JobRow | None:
         rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return _job_dict(rows[0]) if rows else None
+        return JobRow.from_record(rows[0]) if rows else None
 
-    def list_jobs(self, state: JobState | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def list_jobs(self, state: JobState | None = None, limit: int = 200) -> list[JobRow]:
         if state:
             rows = self._query("SELECT * FROM jobs WHERE state=? ORDER BY id DESC LIMIT ?", (JobState(state).value, limit))
         else:
             rows = self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
-        return [_job_dict(r) for r in rows]
+        return [JobRow.from_record(r) for r in rows]
 
     def job_counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
@@ -49,7 +49,7 @@ class JobQueries(StoreDatabase):
         return [dict(r) for r in rows]
 
     # -- claiming ---------------------------------------------------------------------
-    def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[JobRow]:
         """Take up to ``limit`` queued jobs, oldest first, under a lease held by ``owner``."""
         if limit <= 0:
             return []
@@ -215,9 +215,3 @@ class JobQueries(StoreDatabase):
                          (job_id, JobState.RUNNING.value, owner)).fetchone()
         return row is not None
 
-
-def _job_dict(r: Any) -> dict[str, Any]:
-    d = dict(r)
-    d["destinations"] = json.loads(d["destinations"])
-    d["timings"] = json.loads(d["timings"]) if d.get("timings") else {}
-    return d

@@ -1,12 +1,13 @@
 """What the job store hands out: plain, frozen rows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping, NamedTuple
 
-from ..states import InstanceState, ResultState, SeriesState
+from ..states import InstanceState, JobState, ResultState, SeriesState, Stage
 
-__all__ = ["InstanceRow", "ResultObject", "ResultRow", "SeriesRow"]
+__all__ = ["InstanceRow", "JobRow", "ResultObject", "ResultRow", "SeriesRow"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,48 @@ class SeriesRow:
     last_received: float
     generation: int = 0
     unindexed: int = 0
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One model run on one series: a row of ``jobs``.
+
+    ``stage`` and ``reason`` say where and why a failed job failed; ``timings`` holds the
+    seconds of each step of its last run; ``lease_owner``/``lease_until`` the worker that
+    holds it while it runs.
+    """
+
+    id: int
+    series_uid: str
+    route: str
+    model: str
+    destinations: tuple[str, ...]
+    state: JobState
+    created_at: float
+    updated_at: float
+    generation: int = 0
+    stage: Stage | None = None
+    reason: str | None = None
+    engine: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    runs: int = 0
+    lease_owner: str | None = None
+    lease_until: float | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "JobRow":
+        """The row as the store reads it (JSON columns decoded, states as enums)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in dict(record).items() if k in known}
+        values["destinations"] = tuple(json.loads(values["destinations"]))
+        values["timings"] = json.loads(values["timings"]) if values.get("timings") else {}
+        values["state"] = JobState(values["state"])
+        values["stage"] = Stage(values["stage"]) if values.get("stage") else None
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as the HTTP API shows it."""
+        return asdict(self)
 
 
 class ResultObject(NamedTuple):

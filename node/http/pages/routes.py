@@ -55,8 +55,8 @@ def ui_router(store: JobStore, health: Callable[[], dict[str, Any]], models: Seq
     @router.get("/jobs/{job_id}", response_class=HTMLResponse)
     def job_page(request: Request, job_id: int) -> HTMLResponse:
         view = _view(job_id)
-        job = store.get_job(job_id) or {}
-        job = {**job, "reason": scrub(job.get("reason"))}
+        row = store.get_job(job_id)
+        job = {**row.as_dict(), "reason": scrub(row.reason)} if row is not None else {}
         return templates.TemplateResponse(request, "job.html", {
             "job": job, "view": view, "start": view.start_slice(), "version": request.app.version,
             "timeline": timeline(store.job_events(job_id), job.get("created_at", 0.0)),

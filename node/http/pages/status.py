@@ -7,12 +7,12 @@ attribute is read.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from ...redact import scrub
 from ...states import FailureStage, InstanceState, JobState, ResultState, SeriesState
-from ...store import JobStore
+from ...store import JobRow, JobStore
 
 __all__ = ["DeadLetter", "JobLine", "Snapshot", "snapshot"]
 
@@ -24,7 +24,7 @@ IN_FLIGHT = (SeriesState.RECEIVED, SeriesState.COMPLETE)
 class JobLine:
     """A job with its timeline: (state, seconds since the job was created, seconds in that state, detail)."""
 
-    job: dict[str, Any]
+    job: JobRow
     timeline: list[tuple[str, float, float | None, str]]
 
 
@@ -49,7 +49,7 @@ class Snapshot:
     queues: dict[str, dict[str, int]]
     in_flight: list[dict[str, Any]]
     recent: list[JobLine]
-    failures: list[dict[str, Any]]
+    failures: list[JobRow]
     dead_letters: list[DeadLetter]
     engines: dict[str, str | None]
     taken_at: float = field(default_factory=time.time)
@@ -68,9 +68,9 @@ def snapshot(store: JobStore, health: Callable[[], dict[str, Any]], models: Sequ
                   "open_for": now - s.first_received, "quiet": now - s.last_received}
                  for state in IN_FLIGHT for s in store.series_in_state(state)]
     recent_jobs = store.list_jobs(None, RECENT_JOBS)
-    recent = [JobLine(_clean(job), timeline(store.job_events(job["id"]), job["created_at"])) for job in recent_jobs]
+    recent = [JobLine(_clean(job), timeline(store.job_events(job.id), job.created_at)) for job in recent_jobs]
     failed = [_clean(job) for job in store.list_jobs(JobState.FAILED, 50)]
-    dead = [letter for job in failed if job["stage"] == FailureStage.DELIVER for letter in _dead_letters(store, job)]
+    dead = [letter for job in failed if job.stage == FailureStage.DELIVER for letter in _dead_letters(store, job)]
     return Snapshot(version, health(), queues, in_flight, recent, failed, dead,
                     engines(models, store.list_jobs(None, 500)))
 
@@ -84,21 +84,21 @@ def timeline(events: Sequence[dict[str, Any]], created_at: float) -> list[tuple[
     return rows
 
 
-def engines(models: Sequence[str], jobs: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+def engines(models: Sequence[str], jobs: Sequence[JobRow]) -> dict[str, str | None]:
     """The engine each model last ran on (``None``: not known yet, no job of it has run)."""
     found: dict[str, str | None] = dict.fromkeys(models)
     for job in jobs:  # newest first
-        if job.get("engine") and not found.get(job["model"]):
-            found[job["model"]] = job["engine"]
+        if job.engine and not found.get(job.model):
+            found[job.model] = job.engine
     return found
 
 
-def _dead_letters(store: JobStore, job: dict[str, Any]) -> list[DeadLetter]:
+def _dead_letters(store: JobStore, job: JobRow) -> list[DeadLetter]:
     by_destination: dict[str, list[Any]] = {}
-    for result in store.job_results(job["id"]):
+    for result in store.job_results(job.id):
         if result.state == ResultState.DEAD:
             by_destination.setdefault(result.destination, []).append(result)
-    return [DeadLetter(len(rows), job["id"], job["model"], destination, max(r.attempts for r in rows),
+    return [DeadLetter(len(rows), job.id, job.model, destination, max(r.attempts for r in rows),
                        scrub(rows[-1].last_error) or "") for destination, rows in by_destination.items()]
 
 
@@ -107,5 +107,5 @@ def _counts(states: Any, counts: dict[str, int]) -> dict[str, int]:
     return {str(state): int(counts.get(str(state), 0)) for state in states}
 
 
-def _clean(job: dict[str, Any]) -> dict[str, Any]:
-    return {**job, "reason": scrub(job.get("reason"))}
+def _clean(job: JobRow) -> JobRow:
+    return replace(job, reason=scrub(job.reason))

@@ -87,7 +87,7 @@ def job_view(store: JobStore, job_id: int) -> JobView | None:
         return None
     results = [r for r in store.job_results(job_id) if r.state != ResultState.SUPERSEDED]
     files = list(dict.fromkeys((r.path, r.sop_class_uid) for r in results))
-    key = (job["updated_at"], job["runs"], tuple(files))
+    key = (job.updated_at, job.runs, tuple(files))
     cached = _cache.get(job_id)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -99,7 +99,7 @@ def job_view(store: JobStore, job_id: int) -> JobView | None:
 
 
 def _build(store: JobStore, job: dict[str, Any], files: list[tuple[str, str]]) -> JobView:
-    slices, shapes, uids = _ordered_slices(store.series_instances(job["series_uid"]))
+    slices, shapes, uids = _ordered_slices(store.series_instances(job.series_uid))
     index_of = {uid: i for i, uid in enumerate(uids)}
     layers: dict[str, Layer] = {}
     findings: list[Finding] = []
@@ -120,8 +120,8 @@ def _build(store: JobStore, job: dict[str, Any], files: list[tuple[str, str]]) -
             elif sop_class.startswith(SR_PREFIX):
                 findings.extend(sr_findings(pydicom.dcmread(path)))
         except Exception as exc:  # one unreadable result must not hide the others
-            log(_logger, logging.WARNING, "result not shown", job_id=job["id"], reason=repr(exc))
-    return JobView(job["id"], slices, shapes, layers, findings, sorted(keys), surface,
+            log(_logger, logging.WARNING, "result not shown", job_id=job.id, reason=repr(exc))
+    return JobView(job.id, slices, shapes, layers, findings, sorted(keys), surface,
                    missing_sources=not slices)
 
 
