@@ -52,7 +52,7 @@ class NodeConfig:
     """Whether a calling AE title not listed in ``[[peers]]`` may associate (off in production)."""
     listeners: int = _limited(1, ge=1, le=64)
     """DICOM listener processes sharing ``dicom_port`` (SO_REUSEPORT; the kernel spreads
-    connections over them): ingest on several cores. See README "Scaling out"."""
+    connections over them): ingest on several cores. See docs/scaling-out.md."""
 
 
 @dataclass(frozen=True)
