@@ -115,7 +115,7 @@ def _table(stages: tuple[str, ...], results: dict[str, list[dict[str, float]]], 
     return markdown_table(headers, rows) + f"\n\nCold first series ({stages[2]}, not in the percentiles): {cold}."
 
 
-_REPOSITORY = Path(__file__).resolve().parents[2]
+_REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def run_e2e(slices: int = 40, series: int = 6, workdir: Path | None = None,
