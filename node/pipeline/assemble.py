@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from enum import StrEnum
 from typing import Callable, Iterable
 
 from ..config import AssemblerConfig
@@ -26,7 +25,7 @@ from ..metrics import Metrics
 from .route import Router
 from ..states import NO_WAKEUPS, IllegalTransition, JobState, SeriesState, Stage, Wakeups
 from ..store import JobStore, SeriesRow
-from .loop import StageLoop
+from .loop import LoopStage, StageLoop
 from .study_routes import StudyRouter
 
 __all__ = ["Assembler"]
@@ -36,7 +35,7 @@ _RELEASE_MEMORY_SECONDS = 3600.0  # a release older than this no longer complete
 _logger = logging.getLogger("ainode.assemble")
 
 
-class Assembler:
+class Assembler(LoopStage):
     """A thread that completes quiet series and routes them into jobs."""
 
     def __init__(
@@ -54,16 +53,6 @@ class Assembler:
         self._released: dict[str, float] = {}  # series UID → when a transfer that brought it was released
         self._released_lock = threading.Lock()
         self._loop = StageLoop("assembler", self._step, config.poll_seconds, logger=_logger, first_wait=True)
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self) -> None:
-        self._loop.stop()
-
-    def wake(self, state: StrEnum | None = None) -> None:
-        """Tell the assembler instances were indexed (a series may have reached its count)."""
-        self._loop.wake()
 
     def released(self, series_uids: Iterable[str]) -> None:
         """The association or STOW-RS request that brought these series ended normally (now)."""

@@ -10,7 +10,6 @@ routing attributes of; each is read again from its file.
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
 from typing import Any, Callable, Mapping
 
 import pydicom
@@ -20,7 +19,7 @@ from ..metrics import Metrics
 from ..states import NO_WAKEUPS, IllegalTransition, SeriesState, Wakeups
 from ..store import InstanceRow, JobStore
 from ..dicom.uids import is_valid_uid
-from .loop import StageLoop
+from .loop import LoopStage, StageLoop
 
 __all__ = ["Indexer", "ROUTING_KEYWORDS", "routing_attributes"]
 
@@ -63,7 +62,7 @@ def routing_attributes(ds: pydicom.Dataset) -> dict[str, Any]:
     return attrs
 
 
-class Indexer:
+class Indexer(LoopStage):
     """A thread that indexes new instances as soon as they are stored (and at start)."""
 
     def __init__(
@@ -75,16 +74,6 @@ class Indexer:
         self._metrics = metrics
         self._wakeups = wakeups
         self._loop = StageLoop("indexer", self._step, 1.0, logger=_logger)
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self) -> None:
-        self._loop.stop()
-
-    def wake(self, state: StrEnum | None = None) -> None:
-        """Tell the indexer an instance was stored."""
-        self._loop.wake()
 
     def run_once(self) -> int:
         """Index what is waiting; returns how many instances were handled."""

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from enum import StrEnum
 from typing import Callable
 
 from ..logs import log
 
-__all__ = ["StageLoop"]
+__all__ = ["LoopStage", "StageLoop"]
 
 
 class StageLoop:
@@ -75,3 +76,23 @@ class StageLoop:
         finally:
             if self._on_exit is not None:
                 self._on_exit()
+
+
+class LoopStage:
+    """A stage that one :class:`StageLoop` runs (``self._loop``): starting, stopping and
+    waking the stage is starting, stopping and waking its loop."""
+
+    _loop: StageLoop
+
+    def start(self) -> None:
+        """Start the stage's thread."""
+        self._loop.start()
+
+    def stop(self) -> None:
+        """Stop after the current step."""
+        self._loop.stop()
+
+    def wake(self, state: StrEnum | None = None) -> None:
+        """Work reached a state this stage consumes: run the step again at once."""
+        self._loop.wake()
+
