@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := orthanc orthanc-dicomweb dcmtk
 TEST_APT_PACKAGES := postgresql chromium prometheus
 
-.PHONY: run setup system-packages test-packages venv orthanc serve test
+.PHONY: run setup system-packages test-packages venv orthanc serve test ohif
 
 run: setup orthanc serve
 
@@ -54,5 +54,22 @@ test-packages:
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(TEST_APT_PACKAGES); \
 	fi
 
-test: system-packages test-packages venv
+# OHIF v3 for the viewer tests (tests/test_viewer_ohif.py), fetched once from npm, pinned by
+# version and by the tarball's SHA-256: var/ohif-$(OHIF_VERSION)/dist is the built viewer.
+OHIF_VERSION := 3.13.2
+OHIF_SHA256 := b189d3963bfc58e9394a9db8c7be75d07beb029ec211dbb126d47b62969dd3f1
+OHIF_DIR := var/ohif-$(OHIF_VERSION)
+
+ohif: $(OHIF_DIR)/dist/index.html
+
+$(OHIF_DIR)/dist/index.html:
+	@command -v npm >/dev/null || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y npm; }
+	rm -rf $(OHIF_DIR).part && mkdir -p $(OHIF_DIR).part
+	cd $(OHIF_DIR).part && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null
+	echo "$(OHIF_SHA256)  $(OHIF_DIR).part/ohif-app-$(OHIF_VERSION).tgz" | sha256sum -c --quiet -
+	tar -xzf $(OHIF_DIR).part/ohif-app-$(OHIF_VERSION).tgz -C $(OHIF_DIR).part package/dist package/LICENSE package/package.json
+	rm -rf $(OHIF_DIR) && mv $(OHIF_DIR).part/package $(OHIF_DIR) && rm -rf $(OHIF_DIR).part
+	@echo "OHIF $(OHIF_VERSION) in $(OHIF_DIR)/dist"
+
+test: system-packages test-packages venv ohif
 	$(BIN)/python -m pytest -q --durations=25
