@@ -102,6 +102,9 @@ class HttpConfig:
     open_paths: tuple[str, ...] = ("/metrics", "/healthz")
     cert: Path | None = None
     key: Path | None = None
+    show_free_text: bool = False
+    """Show free-text routing attributes (Study/Series Description, Protocol Name, Manufacturer)
+    in the API; off by default: a technologist may type a patient's name there."""
 
 
 @dataclass(frozen=True)

@@ -131,9 +131,9 @@ def parse_dicom_tls(table: Any, base_dir: Path) -> DicomTlsConfig:
 
 
 def parse_http(table: Mapping[str, Any], base_dir: Path) -> HttpConfig:
-    """``[http]``: the API token file, anonymous use, open paths and HTTPS."""
+    """``[http]``: the API token file, anonymous use, open paths, HTTPS and free text in answers."""
     p = "http"
-    only_keys(p, table, {"token_file", "allow_anonymous", "open_paths", "cert", "key"})
+    only_keys(p, table, {"token_file", "allow_anonymous", "open_paths", "cert", "key", "show_free_text"})
     token_file = file_path(p, table, "token_file", base_dir, must_exist=False)  # read when the node starts
     allow = get_value(p, table, "allow_anonymous", bool, None)
     if token_file is not None and allow:
@@ -144,7 +144,9 @@ def parse_http(table: Mapping[str, Any], base_dir: Path) -> HttpConfig:
     cert, key = file_path(p, table, "cert", base_dir), file_path(p, table, "key", base_dir)
     if (cert is None) != (key is None):
         raise ConfigError(f"{p}.{'key' if key is None else 'cert'}", "cert and key go together")
-    return HttpConfig(token_file=token_file, allow_anonymous=allow, open_paths=tuple(open_paths), cert=cert, key=key)
+    free_text = get_value(p, table, "show_free_text", bool, HttpConfig.show_free_text)
+    return HttpConfig(token_file=token_file, allow_anonymous=allow, open_paths=tuple(open_paths), cert=cert, key=key,
+                      show_free_text=free_text)
 
 
 def parse_ingest(table: Mapping[str, Any]) -> IngestConfig:

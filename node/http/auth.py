@@ -13,40 +13,62 @@ Policy (``[http]``):
 A refused request gets 401 with ``WWW-Authenticate: Bearer`` and a body naming no secret;
 a browser loading a page (``GET`` asking for HTML) is sent to ``/login`` instead.
 
+Cross-site requests (:class:`CrossSiteGuard`, whatever the mode, before anything else):
+a state-changing request (any method but GET, HEAD, OPTIONS) that a browser marks as
+started by another site is refused with 403 before it is routed: its ``Sec-Fetch-Site`` is
+neither ``same-origin`` nor ``none``, or its ``Origin`` (``null`` included) is not the node's
+own origin (scheme, host and port of the ``Host`` header). Browsers add both headers to every
+POST (fetch and forms) and no page can forge them, so a page the radiologist opens on the
+same workstation cannot make a loopback node without a token retry jobs or replay dead
+letters, even with a ``text/plain`` body that needs no CORS preflight. A request with
+neither header is not a browser's (an API client, ``ainode``, a PACS sending STOW-RS) and
+goes on to the authentication below. Behind a reverse proxy the proxy must pass the
+browser's ``Host`` on (``proxy_set_header Host $host``), else its ``Origin`` looks foreign.
+
 Browsers: ``/login`` (:mod:`node.http.pages.login`) exchanges the token for a signed session cookie
 (:mod:`node.http.sessions`), accepted here in place of the header. Cross-site request forgery:
 the cookie is ``SameSite=Strict``, so a browser never sends it with a request started by
-another site; and a state-changing request (any method but GET, HEAD, OPTIONS) carried by
-the cookie must also have an ``Origin`` header equal to the node's own origin, else 403.
+another site; and a state-changing request carried by the cookie must also have an
+``Origin`` header equal to the node's own origin (not only no foreign one), else 403.
 The Origin check covers what SameSite does not: "site" ignores ports and subdomains, so a
 page served by another program on the same host is same-site. Browsers send ``Origin``
 with every POST (fetch and forms), so no token has to be planted in pages and scripts.
-A request with the bearer header needs no such check: no browser adds that header to a
+A request with the bearer header needs no Origin: no browser adds that header to a
 cross-origin request without the node's consent (CORS, which the node never grants).
 """
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import HttpConfig
+from ..logs import log
 from .sessions import COOKIE_NAME, SessionSigner
 
-__all__ = ["AccessMode", "AuthError", "BearerAuth", "Credential", "is_loopback", "same_origin"]
+__all__ = ["AccessMode", "AuthError", "BearerAuth", "Credential", "CrossSiteGuard", "cross_site", "is_loopback",
+           "same_origin"]
+
+_logger = logging.getLogger("ainode.web")
 
 ALWAYS_OPEN = frozenset({"/login", "/logout"})
 """Paths every policy lets through (they check what they need themselves)."""
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+"""``Sec-Fetch-Site`` values of a request the node's own pages (or the user, typing) started."""
 
 
 class AccessMode(StrEnum):
@@ -165,8 +187,53 @@ class BearerAuth:
 def same_origin(request: Request) -> bool:
     """Whether the request's ``Origin`` header names the node itself (scheme, host and port)."""
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    return origin is not None and hmac.compare_digest(origin.lower().encode(), own.lower().encode())
+    return origin is not None and _is_own_origin(origin, request.url.scheme, request.headers.get("host", ""))
+
+
+def cross_site(method: str, headers: Headers | Mapping[str, str], scheme: str) -> str | None:
+    """Why a browser started this request from another site (``None``: it did not, or it is safe).
+
+    Only state-changing methods are judged. ``headers`` must be case-insensitive (Starlette's).
+    """
+    if method.upper() in _SAFE_METHODS:
+        return None
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.strip().lower() not in _OWN_FETCH_SITES:
+        return f"Sec-Fetch-Site is {fetch_site[:40]!r}"
+    origin = headers.get("origin")
+    if origin is not None and not _is_own_origin(origin, scheme, headers.get("host", "")):
+        return "Origin is another origin"
+    return None
+
+
+def _is_own_origin(origin: str, scheme: str, host: str) -> bool:
+    own = f"{scheme}://{host}"
+    return hmac.compare_digest(origin.strip().lower().encode("utf-8", "replace"), own.lower().encode("utf-8", "replace"))
+
+
+class CrossSiteGuard:
+    """ASGI middleware: a state-changing request started by another site gets 403, before routing.
+
+    It runs before the route is found and its body read, so every endpoint, those added
+    later and the mounted ones included, is covered, and a refused request never reaches a
+    handler (see the module's docstring for the rule).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            why = cross_site(scope["method"], headers, scope.get("scheme", "http"))
+            if why is not None:
+                log(_logger, logging.WARNING, "cross-site request refused", method=scope["method"],
+                    path=scope.get("path", "")[:200], reason=why, origin=(headers.get("origin") or "")[:200])
+                answer = JSONResponse({"detail": "cross-site request refused"}, status_code=403,
+                                      headers={"Cache-Control": "no-store"})
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _refused(request: Request, detail: str) -> HTTPException:

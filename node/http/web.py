@@ -8,7 +8,12 @@ synchronous, so they run in the framework's thread pool.
 Every path but the open ones (``/metrics``, ``/healthz``) goes through :class:`~node.http.auth.BearerAuth`,
 an application-wide dependency (see :mod:`node.http.auth` for the policy). Free-text reasons
 (failures, events, quarantine) are scrubbed of attribute values (:func:`node.redact.scrub`)
-before they leave, so no answer carries patient data.
+before they leave, so no answer carries patient data. A series' routing attributes are
+shown coded only (:data:`CODED_ATTRIBUTES`: Modality, Body Part Examined, SOP Class, sizes,
+...); free text (Study and Series Description, Protocol Name, Manufacturer) may hold
+anything a technologist typed, a patient's name included, and is withheld unless
+``[http] show_free_text = true``. Every state-changing request is refused with 403 when a
+browser says another site started it (:class:`~node.http.auth.CrossSiteGuard`).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, field_validator
 
-from .auth import AccessMode, BearerAuth
+from .auth import AccessMode, BearerAuth, CrossSiteGuard
 from ..config import DestinationConfig, HttpConfig
 from ..ingest import InstanceAcceptor
 from ..metrics import Metrics
@@ -41,9 +46,26 @@ from .stow import REFERENCED_STUDY_MISMATCH, StoredInstance, StowRequestError, d
 from ..dicom.uids import is_valid_uid
 from .pages import login_router, static_files, ui_router
 
-__all__ = ["WebServer", "create_app"]
+__all__ = ["CODED_ATTRIBUTES", "WebServer", "create_app", "shown_attributes"]
 
 _logger = logging.getLogger("ainode.web")
+
+
+CODED_ATTRIBUTES = frozenset({
+    "Modality", "BodyPartExamined", "SOPClassUID", "ImageType", "SliceThickness", "Rows", "Columns",
+    "ImagesInAcquisition", "NumberOfFrames", "PhotometricInterpretation",
+})
+"""Routing attributes the API shows by default: coded values and numbers (CS, UI, IS, DS, US).
+Any other (the free text of Study/Series Description, Protocol Name, Manufacturer, and any
+attribute added to the routing keywords later) is withheld unless ``show_free_text``."""
+
+
+def shown_attributes(attrs: Mapping[str, Any], show_free_text: bool) -> tuple[dict[str, Any], list[str]]:
+    """The routing attributes an answer may carry, and the keywords of those withheld (sorted)."""
+    if show_free_text:
+        return dict(attrs), []
+    return ({k: v for k, v in attrs.items() if k in CODED_ATTRIBUTES},
+            sorted(k for k in attrs if k not in CODED_ATTRIBUTES))
 
 
 class Event(BaseModel):
@@ -104,12 +126,14 @@ class JobList(BaseModel):
 
 
 class SeriesDetail(BaseModel):
-    """A series: its state, receive times, history and jobs (routing attributes only: no patient data)."""
+    """A series: its state, receive times, history and jobs (coded routing attributes only: no patient data)."""
 
     series_uid: str
     study_uid: str
     state: SeriesState
     attrs: dict[str, Any]
+    withheld_attrs: list[str] = []
+    """Free-text attributes the series has but the answer leaves out (``[http] show_free_text``)."""
     instance_count: int
     generation: int
     first_instance_at: float | None
@@ -161,6 +185,7 @@ def create_app(
     store: JobStore, metrics: Metrics, health: Callable[[], dict[str, Any]],
     acceptor: InstanceAcceptor | None = None, sources: Sequence[DestinationConfig] = (),
     auth: BearerAuth | None = None, route_names: Sequence[str] = (), models: Sequence[str] = (),
+    show_free_text: bool = False,
 ) -> FastAPI:
     """The node's HTTP application; with an ``acceptor``, also STOW-RS and processing on request.
 
@@ -169,10 +194,13 @@ def create_app(
     ``auth``: who may call what (default: anonymous, for a loopback-only API).
 
     ``models``: the routed models, whose engines the status page (``/``) shows.
+
+    ``show_free_text``: show free-text routing attributes (``[http] show_free_text``).
     """
     auth = auth or BearerAuth(AccessMode.ANONYMOUS)
     app = FastAPI(title="ainode", summary="AI inference node beside a PACS: operator API and STOW-RS",
                   version=_version(), dependencies=[Depends(auth)])
+    app.add_middleware(CrossSiteGuard)  # before routing: every state-changing endpoint, whatever the auth
     if acceptor is not None:
         _add_stow(app, acceptor)
         _add_process(app, acceptor, store, {s.name: s for s in sources}, route_names)
@@ -204,8 +232,11 @@ def create_app(
         if series is None:
             raise HTTPException(404, "no such series")
         span = store.series_receive_span(series_uid)
+        attrs, withheld = shown_attributes(series.attrs or {}, show_free_text)
         return {
             **series.__dict__,
+            "attrs": attrs,
+            "withheld_attrs": withheld,
             "first_instance_at": span[0] if span else None,
             "last_instance_at": span[1] if span else None,
             "events": store.series_events(series_uid),
@@ -330,7 +361,8 @@ class WebServer:
         auth: BearerAuth | None = None, http: HttpConfig | None = None, route_names: Sequence[str] = (),
         models: Sequence[str] = (),
     ) -> None:
-        self.app = create_app(store, metrics, health, acceptor, sources, auth, route_names, models)
+        self.app = create_app(store, metrics, health, acceptor, sources, auth, route_names, models,
+                              show_free_text=http is not None and http.show_free_text)
         self._socket = socket.create_server((host, port), reuse_port=False)
         https = {} if http is None or http.cert is None else {"ssl_certfile": str(http.cert),
                                                               "ssl_keyfile": str(http.key)}
