@@ -17,9 +17,38 @@ from .checks import MAX_LO, check_concept, check_source_images, check_text, uid_
 from .equipment import add_study_and_algorithm, algorithm_identification
 from .placement import Placement
 
-__all__ = ["Segment", "build_binary_seg", "build_segmentation", "seg_sources"]
+__all__ = ["SEGMENT_COLOURS", "Segment", "build_binary_seg", "build_segmentation", "segment_colour", "seg_sources"]
 
 _logger = logging.getLogger("ainode.results")
+
+SEGMENT_COLOURS: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("SCT", "50960005"): (220, 30, 30),     # Hemorrhage: red
+    ("SCT", "27925004"): (255, 215, 0),     # Nodule: yellow
+    ("SCT", "108369006"): (255, 120, 0),    # Neoplasm (tumour): orange
+    ("SCT", "83678007"): (222, 184, 135),   # Cerebrum: tan
+    ("SCT", "113305005"): (60, 180, 75),    # Cerebellum: green
+    ("SCT", "119238007"): (70, 130, 220),   # Brain stem: blue
+    ("SCT", "35764002"): (0, 200, 220),     # Brain ventricle: cyan
+    ("SCT", "59820001"): (200, 60, 200),    # Blood vessel: magenta
+}
+"""sRGB colour of each Segmented Property Type (scheme, code value); written as the
+segment's Recommended Display CIELab Value."""
+
+_CATEGORY_COLOURS: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("SCT", "49755003"): (255, 80, 80),     # Morphologically abnormal structure: light red
+    ("SCT", "91723000"): (128, 174, 128),   # Anatomical structure: grey green
+}
+_DEFAULT_COLOUR = (128, 128, 255)
+
+
+def segment_colour(segment_type: hd.sr.CodedConcept | Code, category: hd.sr.CodedConcept | Code) -> tuple[int, int, int]:
+    """The sRGB display colour of a segment: that of its type (:data:`SEGMENT_COLOURS`),
+    else that of its category, else a neutral blue."""
+    for concept, table in ((segment_type, SEGMENT_COLOURS), (category, _CATEGORY_COLOURS)):
+        colour = table.get((str(concept.scheme_designator), str(concept.value)))
+        if colour is not None:
+            return colour
+    return _DEFAULT_COLOUR
 
 
 @dataclass(frozen=True)
@@ -38,6 +67,9 @@ class Segment:
     tracking_uid:
         Tracking UID of the segment (give the SR finding group's Tracking Unique
         Identifier to link the two); a fresh UID when omitted (``None``).
+    colour:
+        sRGB display colour (0..255 each), written as Recommended Display CIELab
+        Value; :func:`segment_colour` of the type and category when omitted.
 
     Raises
     ------
@@ -51,12 +83,19 @@ class Segment:
     category: hd.sr.CodedConcept | Code
     segment_type: hd.sr.CodedConcept | Code
     tracking_uid: str | None = None
+    colour: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         check_text(self.label, "segment_label", "SegmentLabel")
         check_concept(self.category, "category")
         check_concept(self.segment_type, "segment_type")
         object.__setattr__(self, "tracking_uid", uid_or_new(self.tracking_uid, "tracking_uid"))
+        if self.colour is None:
+            object.__setattr__(self, "colour", segment_colour(self.segment_type, self.category))
+        colour = tuple(self.colour)  # type: ignore[arg-type]
+        if len(colour) != 3 or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in colour):
+            raise ValueError(f'Field "colour" (RecommendedDisplayCIELabValue) must be three integers 0..255, got {self.colour!r}.')
+        object.__setattr__(self, "colour", tuple(int(v) for v in colour))
 
 
 def build_binary_seg(
@@ -191,6 +230,7 @@ def _segmentation(
             algorithm_identification=algorithm_identification(algorithm),
             tracking_uid=segment.tracking_uid,
             tracking_id=segment.label,
+            display_color=hd.color.CIELabColor.from_rgb(*segment.colour),  # type: ignore[misc]
         )
         for number, segment in enumerate(segments, start=1)
     ]
@@ -242,22 +282,53 @@ def seg_sources(source_images: Sequence[Dataset], mask: np.ndarray) -> tuple[lis
                 ds.FrameOfReferenceUID = derived
             repaired.append(ds)
         sources = repaired
-    return [_without_zero_spacing(ds) for ds in sources], mask
+    return [_with_pixel_spacing(ds) for ds in sources], mask
 
 
-def _without_zero_spacing(ds: Dataset) -> Dataset:
-    """``ds``, or a copy without its Pixel Spacing when that is not two positive numbers (e.g. CR ``0\\0``)."""
-    spacing = ds.get("PixelSpacing")
-    if spacing is None:
-        return ds
+NOMINAL_PIXEL_SPACING = ("1", "1")
+"""Pixel Spacing of the SEG's Pixel Measures when the source has no usable spacing at all
+(a CR with ``0\\0``): one unit per pixel, what viewers (cornerstone) assume for such an
+image, so the segmentation overlays it pixel for pixel. Nothing is measured in mm on such
+an image (the reports say so)."""
+
+NOMINAL_SLICE_THICKNESS = "1"
+"""Slice Thickness of the SEG's Pixel Measures when the source has none (a projection
+radiograph): nominal, since a projection has no slab; highdicom needs one to read the SEG
+back, and viewers ignore it for a 2D image."""
+
+
+def _usable_spacing(value: object) -> bool:
     try:
-        usable = len(spacing) == 2 and all(float(v) > 0 for v in spacing)
+        return len(value) == 2 and all(float(v) > 0 for v in value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        usable = False
-    if usable:
+        return False
+
+
+def _with_pixel_spacing(ds: Dataset) -> Dataset:
+    """``ds``, or a copy with what the SEG's Pixel Measures Sequence needs from it.
+
+    OHIF (3.13) will not open a SEG whose Shared Functional Groups lack the Pixel Measures
+    Sequence, and highdicom writes one only from the source's Pixel Spacing (and reads it
+    back only with a Slice Thickness). A radiograph without Pixel Spacing gets its Imager
+    Pixel Spacing (the spacing at the detector, what a viewer measures with); one with
+    neither (or ``0\\0``) :data:`NOMINAL_PIXEL_SPACING`; one without Slice Thickness
+    :data:`NOMINAL_SLICE_THICKNESS`.
+    """
+    if "SharedFunctionalGroupsSequence" in ds:  # multi-frame: highdicom reads its own Pixel Measures
         return ds
+    spacing_ok = _usable_spacing(ds.get("PixelSpacing"))
+    if spacing_ok and "SliceThickness" in ds and ds.SliceThickness not in (None, ""):
+        return ds
+    imager = ds.get("ImagerPixelSpacing")
     ds = _shallow_copy(ds)
-    del ds.PixelSpacing
+    if not spacing_ok:
+        if "PixelSpacing" in ds:
+            del ds.PixelSpacing  # the element is shared with the source: replace it, never change it
+        ds.PixelSpacing = list(imager) if _usable_spacing(imager) else list(NOMINAL_PIXEL_SPACING)
+    if ds.get("SliceThickness") in (None, ""):
+        if "SliceThickness" in ds:
+            del ds.SliceThickness
+        ds.SliceThickness = NOMINAL_SLICE_THICKNESS
     return ds
 
 
