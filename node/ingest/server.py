@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 from pathlib import Path
+from typing import Any, Callable
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
@@ -28,7 +29,7 @@ from ..metrics import Metrics
 from ..states import NO_WAKEUPS, Wakeups
 from ..store.spool import Spool
 from ..store import JobStore
-from ..dicom.tls import defer_server_handshake
+from ..dicom.tls import HANDSHAKE_TIMEOUT, TlsHandshakes
 from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor, OnDuplicate
 from .connections import ConnectionGate, drop_pending, remote_address, tune_connection
 from .header import Status
@@ -84,6 +85,16 @@ class IngestServer:
         Connections kept that have not asked for an association yet (each costs a
         pynetdicom reader thread polling every millisecond); beyond it the oldest is
         closed. ``None``: ``max_associations``.
+    handshake_timeout
+        Seconds a new connection has to become an association request: to finish its TLS
+        handshake, and then (TLS or not) to send its A-ASSOCIATE-RQ; ``None``: 5 s (or
+        ``network_timeout`` when that is shorter). A connection that does not is closed and
+        audited as ``no_association`` with the reason.
+    max_pending_handshakes
+        TLS handshakes in progress at once (they cost no thread: one thread drives them
+        all, :class:`~node.dicom.tls.TlsHandshakes`); beyond it new connections wait in the
+        kernel's backlog until one ends, or until one has been idle for a second and is
+        closed for them. ``None``: 64, or ``max_pending_connections`` when that is larger.
     max_dataset_bytes, disk_guard
         The size limit and free-space floor of the acceptor (:class:`InstanceAcceptor`).
     peers
@@ -112,6 +123,8 @@ class IngestServer:
         acse_timeout: float | None = None,
         dimse_timeout: float | None = None,
         max_pending_connections: int | None = None,
+        handshake_timeout: float | None = None,
+        max_pending_handshakes: int | None = None,
         max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
         disk_guard: DiskGuard | None = None,
         peers: PeerPolicy | None = None,
@@ -128,6 +141,10 @@ class IngestServer:
         self._reuse_port = reuse_port
         self._metrics = metrics
         self._network_timeout = float(network_timeout)
+        self._handshake_timeout = float(min(HANDSHAKE_TIMEOUT, self._network_timeout)
+                                        if handshake_timeout is None else handshake_timeout)
+        if self._handshake_timeout <= 0:
+            raise ValueError(f"handshake_timeout must be > 0, not {handshake_timeout}")
         self._acceptor = InstanceAcceptor(store, spool, metrics, wakeups=wakeups,
                                           max_dataset_bytes=max_dataset_bytes, disk_guard=disk_guard,
                                           on_duplicate=on_duplicate)
@@ -135,12 +152,14 @@ class IngestServer:
         self._transfers_lock = threading.Lock()
         pending = max_associations if max_pending_connections is None else max_pending_connections
         self._connections = ConnectionGate(max_associations, max(1, pending))
+        self._max_pending_handshakes = max(64, pending) if max_pending_handshakes is None else max_pending_handshakes
+        self._handshakes: list[TlsHandshakes] = []
         metrics.associations_open.set_function(self._connections.admitted)
-        self._ae = _make_ae(ae_title, self._network_timeout,
-                            self._network_timeout if acse_timeout is None else acse_timeout,
+        self._acse_timeout = self._network_timeout if acse_timeout is None else acse_timeout
+        self._ae = _make_ae(ae_title, self._network_timeout, self._acse_timeout,
                             self._network_timeout if dimse_timeout is None else dimse_timeout)
         self._titles = TitleScreen(self._ae.ae_title, peers)
-        self._audit = AssociationAudit()
+        self._audit = AssociationAudit(request_timeout=min(self._handshake_timeout, self._acse_timeout))
         self._tls_context = tls_context
         self._tls_address = (host, tls_port) if tls_context is not None and tls_port is not None else None
         self._server: ThreadedAssociationServer | None = None
@@ -196,13 +215,43 @@ class IngestServer:
         assert server is not None
         server.contexts = SharedContexts(server.contexts)
         if context is not None:
-            defer_server_handshake(server, self._network_timeout)
+            self._handshakes.append(self._handshake_first(server, context))
         # socketserver listens with a backlog of 5: a burst of connections overflows it and
         # every later SYN (a modality's too) waits a second or more for its retransmission.
         server.socket.listen(socket.SOMAXCONN)
         return server
 
+    def _handshake_first(self, server: ThreadedAssociationServer, context: ssl.SSLContext) -> TlsHandshakes:
+        """Have ``server`` hand each accepted connection to pynetdicom only once its TLS handshake succeeded.
+
+        pynetdicom would wrap the socket in its accept loop, handshake included (one
+        silent client stops the listener), and give every connection its threads first
+        (a failed handshake then holds them for the network timeout, and logs an ERROR with
+        a traceback). Here the accept loop only accepts; :class:`TlsHandshakes` runs the
+        handshakes in one thread, and each failure is one WARNING line and one audit record.
+        """
+        serve = server.process_request  # socketserver's: a thread per connection
+        handshakes = TlsHandshakes(context, self._handshake_timeout, self._max_pending_handshakes,
+                                   ready=lambda sock, address: self._serve_tls(serve, sock, address),
+                                   failed=self._on_handshake_failed,
+                                   name=f"TlsHandshakes-{server.server_address[1]}")
+        server.get_request = server.socket.accept  # type: ignore[method-assign]
+        server.process_request = handshakes.add  # type: ignore[method-assign]
+        return handshakes
+
+    def _serve_tls(self, serve: Callable[[ssl.SSLSocket, Any], None], sock: ssl.SSLSocket, address: Any) -> None:
+        sock.settimeout(self._network_timeout)
+        serve(sock, address)
+
+    def _on_handshake_failed(self, address: Any, reason: str, client_cert: str | None, seconds: float) -> None:
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
+        self._audit.no_association(peer, f"tls: {reason}", tls=True, client_cert=client_cert, seconds=seconds)
+        log(_logger, logging.WARNING, "TLS handshake failed", reason=reason, remote=peer, client_cert=client_cert)
+
     def stop(self) -> None:
+        for handshakes in self._handshakes:
+            handshakes.close()
+        self._handshakes = []
         for server in (self._server, self._tls_server):
             if server is not None:
                 server.shutdown()
@@ -212,18 +261,23 @@ class IngestServer:
 
     def _on_connection(self, event: evt.Event, tls: bool = False) -> None:
         tune_connection(event, self._network_timeout)
+        # until its A-ASSOCIATE-RQ arrives, a connection waits handshake_timeout, not acse_timeout
+        event.assoc.acse_timeout = min(self._handshake_timeout, self._acse_timeout)
         self._audit.opened(event.assoc, tls=tls)
         self._titles.watch(event.assoc)
         for displaced in self._connections.opened(event.assoc):
+            self._audit.dropped(displaced, "dropped: pending connection limit")
             drop_pending(displaced)
             log(_logger, logging.WARNING, "idle connection dropped for a new one",
                 remote=remote_address(displaced))
 
     def _on_requested(self, event: evt.Event, tls: bool = False) -> None:
         assoc = event.assoc
+        assoc.acse_timeout = self._acse_timeout
         rejection = self._titles.rejection(assoc, tls=tls)
         if rejection is not None:
-            self._audit.requested(assoc, f"{rejection.reason}: {rejection.problem}")
+            self._audit.requested(assoc, f"{rejection.reason}: {rejection.problem}",
+                                  called_ae=rejection.called, calling_ae=rejection.calling)
             self._connections.closed(assoc)
             log(_logger, logging.WARNING, "association rejected: AE title not recognised", reason=rejection.reason,
                 problem=rejection.problem, called_ae=rejection.called, calling_ae=rejection.calling,
