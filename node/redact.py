@@ -3,13 +3,14 @@
 Exceptions raised while reading or writing DICOM quote the values they choke on (a
 birth date that does not parse, a patient name in a dataset's repr). Reasons are shown
 by the HTTP API and written to logs, so they keep what explains the failure (the
-attribute's keyword, VR, UIDs, numbers of slices) and lose the values: quoted text that is
+attribute's keyword or name and tag, VR, UIDs, numbers of slices) and lose the values: quoted text that is
 not a UID, keyword, VR or lower-case words; ``Keyword=value`` of identifying attributes; person names
 (``DOE^JOHN``); and dates.
 """
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["REDACTED", "scrub"]
 
@@ -38,8 +39,21 @@ def scrub(text: str | None) -> str | None:
     return _DATE.sub(REDACTED, text)
 
 
+@lru_cache(maxsize=1)
+def _attribute_names() -> frozenset[str]:
+    """Every keyword and name of the DICOM data dictionary (``Rows``, ``Pixel Spacing``)."""
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(n for entry in DicomDictionary.values() for n in (entry[2], entry[4]) if n)
+
+
+def _attribute(value: str) -> bool:
+    """``value`` names a DICOM attribute: a name of the dictionary, not a value (kept)."""
+    return value in _attribute_names()
+
+
 def _quoted(match: re.Match[str]) -> str:
     value = match["value"]
-    if value == REDACTED or _UID.match(value) or _KEYWORD.match(value) or _PROSE.match(value):
+    if value == REDACTED or _UID.match(value) or _KEYWORD.match(value) or _PROSE.match(value) or _attribute(value):
         return match.group(0)
     return f"{match['q']}{REDACTED}{match['q']}"

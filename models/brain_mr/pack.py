@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
+from node.dicom.attributes import VOLUME
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
@@ -28,6 +29,8 @@ class BrainMRPack(PackBase):
     """
 
     name = "brain-mr"
+    required_attributes = VOLUME
+    """Checked on every image at load (an MR volume: volumes are measured in mm from Pixel Spacing and slice positions)."""
     batch_size = 8
     algorithm_name = "ainode brain MR structures and tumor"
     series_number_base = 9040

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
+from node.dicom.attributes import VOLUME
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
@@ -39,6 +40,8 @@ class ChestCTLandmarksPack(PackBase):
     """
 
     name = "chest-ct-landmarks"
+    required_attributes = VOLUME
+    """Checked on every image at load (a CT volume: matrix, rescale to HU, Pixel Spacing and plane geometry)."""
     batch_size = 32
     algorithm_name = "ainode chest CT landmarks"
     series_number_base = 9010

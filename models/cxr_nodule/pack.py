@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
+from node.dicom.attributes import RADIOGRAPH
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
@@ -37,6 +38,8 @@ class CXRNodulePack(PackBase):
     """
 
     name = "cxr-nodule"
+    required_attributes = RADIOGRAPH
+    """Checked on every image at load (a radiograph: Pixel Spacing optional (CR's 0\\0 means unknown), no plane geometry)."""
     batch_size = 4
     algorithm_name = "ainode CXR nodule U-Net"
     series_number_base = 9020

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
+from node.dicom.attributes import RADIOGRAPH
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
@@ -27,6 +28,8 @@ class CXRPneumoniaPack(PackBase):
     """
 
     name = "cxr-pneumonia"
+    required_attributes = RADIOGRAPH
+    """Checked on every image at load (a radiograph: Pixel Spacing optional (CR's 0\\0 means unknown), no plane geometry)."""
     batch_size = 4
     algorithm_name = "ainode CXR pneumonia Grad-CAM"
     series_number_base = 9030

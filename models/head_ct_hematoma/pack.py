@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
+from node.dicom.attributes import VOLUME
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
@@ -27,6 +28,8 @@ class HeadCTHematomaPack(PackBase):
     """
 
     name = "head-ct-hematoma"
+    required_attributes = VOLUME
+    """Checked on every image at load (a CT volume: matrix, rescale to HU, Pixel Spacing and plane geometry for the SEG and the SR)."""
     batch_size = 8
     algorithm_name = "ainode head CT hematoma patches"
     series_number_base = 9000

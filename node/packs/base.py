@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from pydicom import Dataset
 
+from ..dicom.attributes import VOLUME, Attribute
 from ..results.algorithm import AlgorithmInfo
 from ..results.aside import EncodedObject
 from .protocol import ResultContext, algorithm_for, read_model_meta
@@ -44,6 +45,10 @@ class PackBase:
     """Whether preprocessing and the model see one slice at a time (then the node may read ahead)."""
     tolerates_excluded_slices: ClassVar[bool] = False
     """Whether the pack can do without the slices of a series that cannot be placed."""
+    required_attributes: ClassVar[tuple[Attribute, ...]] = VOLUME
+    """What each image must have (checked at load): by default a cross-sectional series in mm
+    (:data:`~node.dicom.attributes.VOLUME`); radiograph packs take
+    :data:`~node.dicom.attributes.RADIOGRAPH`."""
     stream_results: ClassVar[Callable[[Sequence[Dataset], Any, ResultContext],
                                       Iterator[Dataset | EncodedObject]] | None] = None
     """``None``, or a method that yields the objects of ``write_results`` one by one."""

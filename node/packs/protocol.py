@@ -22,6 +22,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
+from ..dicom.attributes import Attribute
 from ..dicom.placement import PlacedSeries, place_slices, sort_slices
 from ..results.algorithm import AlgorithmInfo
 from ..results.aside import Aside, InlineAside
@@ -69,7 +70,8 @@ class ModelPack(Protocol):
     """One model: its preprocessing, its graph, its postprocessing and its result writers.
 
     :class:`node.packs.base.PackBase` holds the shared constructor, :meth:`model_path`
-    and the defaults of ``slice_wise``, ``tolerates_excluded_slices`` and ``stream_results``.
+    and the defaults of ``slice_wise``, ``tolerates_excluded_slices``, ``required_attributes``
+    and ``stream_results``.
     """
 
     name: str
@@ -85,6 +87,10 @@ class ModelPack(Protocol):
     tolerates_excluded_slices: bool
     """A slice that cannot be placed may be left out; otherwise the job fails (the model
     needs the whole volume)."""
+    required_attributes: tuple[Attribute, ...]
+    """The attributes every image must have, as this pack uses them (see
+    :mod:`node.dicom.attributes`): checked when the series is loaded, so that an input the
+    pack cannot use fails at ``load`` naming the attribute, its tag and what is wrong."""
     stream_results: Callable[[Sequence[Dataset], Any, ResultContext], Iterator[Any]] | None
     """``None``, or the objects of :meth:`write_results` one by one (same arguments), every
     object after those it references, each as soon as it is built."""

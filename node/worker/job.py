@@ -1,7 +1,9 @@
 """One job, run in a worker process: load → engine → preprocess → inference → postprocess → write.
 
 A failure is returned, not raised, with the stage it happened in, the time each stage
-took, and a traceback scrubbed of values.
+took, and a traceback scrubbed of values. An input the pack cannot use fails at ``load``
+with the sentence of its :class:`~node.dicom.attributes.InputError` as the reason (the
+attribute's name and tag and what is wrong), not an exception's text.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..dicom.attributes import InputError
 from ..packs.protocol import ResultContext
 from ..redact import scrub
 from ..results.aside import InlineAside
@@ -85,7 +88,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
                                 series_uid_for=series_uid_naming(spec.series_uid, spec.model))
         results = stage(FailureStage.WRITE, save_results, spec, pack, series, findings, context)
     except _StageError as exc:
-        reason = scrub(f"{type(exc.cause).__name__}: {exc.cause}")[:500]
+        reason = scrub(_reason(exc.cause))[:500]
         return JobOutcome(
             spec.job_id, False, exc.stage, reason, engine_name,
             inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
@@ -101,6 +104,13 @@ def run_job(spec: JobSpec) -> JobOutcome:
         inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
         stage_seconds=stages.seconds, summary=summary,
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a stage failed: an input error's own sentence (attribute, tag, defect), else the exception."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _traceback(exc: BaseException) -> str:
