@@ -11,6 +11,7 @@ defaults in ``defaults.toml``).
 """
 from __future__ import annotations
 
+from .checks import EXTRAS, check_extras
 from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, RouteLevel
 from .destinations import parse_destination as _parse_destination  # noqa: F401  (tests import it)
 from .keys import ConfigError
@@ -33,9 +34,11 @@ from .schema import (
 )
 
 __all__ = [
+    "EXTRAS",
     "AssemblerConfig",
     "Config",
     "ConfigError",
+    "check_extras",
     "DestinationConfig",
     "DestinationType",
     "DicomTlsConfig",

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from .checks import check_backoff, check_dicom_tls, check_models, check_routes, check_unique_names
+from .checks import check_backoff, check_dicom_tls, check_extras, check_models, check_routes, check_unique_names
 from .destinations import parse_destination
 from .keys import ConfigError, array_of, only_keys, table_of
 from .routes import parse_route
@@ -70,6 +70,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
     dicom_tls = parse_dicom_tls(raw["dicom_tls"], base_dir) if "dicom_tls" in raw else None
     check_dicom_tls(dicom_tls, node)
     http = parse_http(table_of(raw, "http"), base_dir)
-    return Config(node, assembler, egress, spool, destinations, routes, models, runner, sources,
-                  peers, dicom_tls, http, store=parse_store(table_of(raw, "store")),
-                  ingest=parse_ingest(table_of(raw, "ingest")))
+    config = Config(node, assembler, egress, spool, destinations, routes, models, runner, sources,
+                    peers, dicom_tls, http, store=parse_store(table_of(raw, "store")),
+                    ingest=parse_ingest(table_of(raw, "ingest")))
+    check_extras(config)  # a configuration that needs an optional package not installed: refused, naming the extra
+    return config
