@@ -8,8 +8,11 @@ reference:
   and the tumour (SCT "Neoplasm", category "Morphologically Abnormal Structure"), over
   every slice of the series (Series Number = base);
 - a Comprehensive 3D SR (TID 1500) with one volumetric ROI group (TID 1411) per segment:
-  its volume in mL, referencing the SEG segment, with the segment's tracking UID; when
-  no tumour is found, a group "Tumor" with the finding absent (Series Number = base + 1);
+  its volume in mL, referencing the SEG segment, with the segment's tracking UID, and a
+  planar group with the same tracking UID: the outline of the structure's largest region
+  on the slice where it is largest, with its area there in mm2 (so that a viewer draws
+  each structure where it is); when no tumour is found, a group "Tumor" with the finding
+  absent, drawn around the whole middle slice (Series Number = base + 1);
 - when a tumour is found, an Encapsulated STL of its surface (marching tetrahedra of the
   tumour mask, vertices in patient mm) (Series Number = base + 2).
 """
@@ -28,6 +31,7 @@ from models.brain_mr.mesh import marching_tetrahedra, voxel_affine
 from node.packs.protocol import ResultContext
 from node.results import FindingGroup, Placement, Segment, build_measurement_report, build_segmentation
 from node.results.checks import check_argument_type
+from node.results.outline import mask_outlines, whole_image_outline
 from node.results.stl import build_encapsulated_stl, encode_binary_stl
 
 __all__ = ["BRAIN", "BRAIN_MRI", "MILLILITER", "VOLUME", "series_affine", "tumor_surface", "write_results"]
@@ -36,6 +40,8 @@ BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
 BRAIN_MRI = hd.sr.CodedConcept("24590-2", "LN", "Brain MRI")
 VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
 MILLILITER = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
+AREA = hd.sr.CodedConcept("42798000", "SCT", "Area")
+SQUARE_MILLIMETRE = hd.sr.CodedConcept("mm2", "UCUM", "square millimeter")
 
 
 def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context: ResultContext) -> list[Dataset]:
@@ -84,15 +90,19 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
             tracking_uid=segment.tracking_uid,
             finding=segment.segment_type,
             finding_site=BRAIN if c == TUMOR else None,
+            qualitative_evaluations=((segment.segment_type, codes.SCT.Present),) if c == TUMOR else (),
             measurements=((VOLUME, round(volumes[c], 3), MILLILITER),),
             segmentation=seg,
             segment_number=number,
         ))
+        groups.append(_cross_section(series, labels == c, segment))
     if TUMOR not in present:
         _, neoplasm, label = CLASS_CODES[TUMOR]
+        middle = series[len(series) // 2]
         groups.append(FindingGroup(
-            tracking_identifier=label, finding=neoplasm, finding_site=BRAIN,
+            tracking_identifier=f"{label} absent", finding=neoplasm, finding_site=BRAIN,
             qualitative_evaluations=((neoplasm, codes.SCT.Absent),),
+            image=middle, graphic_type="POLYLINE", graphic_data=whole_image_outline(middle),
         ))
     stl = None
     if TUMOR in present:
@@ -110,6 +120,25 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
         evidence=evidence, procedure_reported=BRAIN_MRI,
     )
     return [d for d in (seg, sr, stl) if d is not None]
+
+
+def _cross_section(series: Sequence[Dataset], mask: np.ndarray, segment: Segment) -> FindingGroup:
+    """The planar group of one structure: the outline of its largest region on the slice
+    where it has the most pixels, with that region's area, under the segment's Tracking UID."""
+    index = int(np.argmax(mask.reshape(len(mask), -1).sum(axis=1)))
+    ds = series[index]
+    points, pixels = mask_outlines(mask[index], max_regions=1)[0]
+    row, col = (float(v) for v in ds.PixelSpacing)
+    return FindingGroup(
+        tracking_identifier=f"{segment.label}, largest cross-section (image {ds.get('InstanceNumber', index + 1)})"[:64],
+        tracking_uid=segment.tracking_uid,
+        finding=segment.segment_type,
+        finding_site=BRAIN if segment.segment_type == CLASS_CODES[TUMOR][1] else None,
+        measurements=((AREA, round(pixels * row * col, 1), SQUARE_MILLIMETRE),),
+        image=ds,
+        graphic_type="POLYLINE",
+        graphic_data=points,
+    )
 
 
 def _segment(label_value: int) -> Segment:

@@ -9,7 +9,9 @@ For one analysed series the model writes, in the source study:
   representative slice: tracking identifier and UID, the finding (a private
   "position marker slice" / "representative lung slice" concept), the finding site
   (SCT apex of lung, carina, diaphragm; upper / middle / lower zone of lung), the
-  referenced slice as the group's source image, the model's score, Algorithm
+  referenced slice outlined (the body's bounding box on it, a POLYLINE, so that viewers
+  draw the marker and jump to the slice), the model's score (a probability), the
+  representative slice's position between apex and diaphragm in %, Algorithm
   Identification, and the KOS as further evidence (Series Number = base + 1).
 
 Both carry the IHE AIR "Processing Algorithm" item in ContributingEquipmentSequence.
@@ -19,13 +21,16 @@ from __future__ import annotations
 from typing import Sequence
 
 import highdicom as hd
+import numpy as np
 from pydicom import Dataset
+from pydicom.pixels import apply_modality_lut
 from pydicom.sr.codedict import codes
 
 from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings
 from node.packs.protocol import ResultContext
 from node.results import FindingGroup, Placement, build_measurement_report
 from node.results.checks import check_argument_type
+from node.results.outline import rectangle_outline, whole_image_outline
 from node.results.ko import OF_INTEREST, build_key_object_selection
 
 __all__ = [
@@ -53,9 +58,13 @@ LANDMARK_SCORE = hd.sr.CodedConcept("AIN-CCT-0003", "99AINODE", "Landmark classi
 FRACTION_APEX_TO_DIAPHRAGM = hd.sr.CodedConcept(
     "AIN-CCT-0004", "99AINODE", "Fraction of apex-to-diaphragm distance"
 )
-"""Private concept: where a representative slice lies, 0 at the apex, 1 at the diaphragm."""
+"""Private concept: where a representative slice lies, 0 % at the apex, 100 % at the diaphragm."""
 
-NO_UNITS = codes.UCUM.NoUnits
+PROBABILITY_UNIT = hd.sr.CodedConcept("{probability}", "UCUM", "probability")
+PERCENT = hd.sr.CodedConcept("%", "UCUM", "percent")
+
+BODY_HU = -500.0
+"""Pixels above this HU are the body whose bounding box outlines a marker slice."""
 
 FINDING_SITES: dict[str, hd.sr.CodedConcept] = {
     "apex": hd.sr.CodedConcept("86598002", "SCT", "Apex of Lung"),
@@ -129,8 +138,8 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
             tracking_identifier=TRACKING_IDENTIFIERS[name],
             finding=POSITION_MARKER_SLICE,
             finding_site=FINDING_SITES[name],
-            measurements=((LANDMARK_SCORE, round(findings.score(name), 6), NO_UNITS),),
-            referenced_images=(series[findings.picks[name]],),
+            measurements=((LANDMARK_SCORE, round(findings.score(name), 6), PROBABILITY_UNIT),),
+            **_slice_region(series[findings.picks[name]]),
         )
         for name in LANDMARKS
     ]
@@ -140,8 +149,8 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
                 tracking_identifier=f"Representative lung slice, {rep.label}",
                 finding=REPRESENTATIVE_LUNG_SLICE,
                 finding_site=_ZONE_SITES.get(rep.label, _LUNG),
-                measurements=((FRACTION_APEX_TO_DIAPHRAGM, round(rep.fraction, 6), NO_UNITS),),
-                referenced_images=(series[rep.index],),
+                measurements=((FRACTION_APEX_TO_DIAPHRAGM, round(100.0 * rep.fraction, 4), PERCENT),),
+                **_slice_region(series[rep.index]),
             )
         )
     sr = build_measurement_report(
@@ -152,3 +161,18 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
         procedure_reported=CT_CHEST,
     )
     return [kos, sr]
+
+
+def _slice_region(ds: Dataset) -> dict:
+    """The region of a group about a whole slice: the body's bounding box on it (pixels above
+    :data:`BODY_HU`), or the whole image when its pixels cannot be read or show no body."""
+    try:
+        body = apply_modality_lut(ds.pixel_array, ds) > BODY_HU
+    except Exception:  # noqa: BLE001 - headers only, or pixels that do not decode: outline the image
+        body = None
+    if body is not None and body.any():
+        rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+        outline = rectangle_outline(float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+    else:
+        outline = whole_image_outline(ds)
+    return {"image": ds, "graphic_type": "POLYLINE", "graphic_data": outline}

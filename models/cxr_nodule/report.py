@@ -7,8 +7,10 @@ For one analysed radiograph series the model writes, in the source study:
 - always a Comprehensive 3D SR (TID 1500, Series Number = base + 1): one planar ROI
   group (TID 1410) per detected nodule, with tracking identifier "Nodule k" and its own
   Tracking UID, an ELLIPSE (circle of the nodule's diameter) on the radiograph, the
-  finding site (lung, right or left), the diameter in mm and the detection score; or,
-  without detections, one group "Lung nodules" with the evaluation "Absent".
+  finding site (lung, right or left), the diameter in mm and the detection score (a
+  probability); or, without detections, one group "Lung nodules absent" with the
+  evaluation "Absent", drawn around the whole radiograph (viewers such as OHIF need a
+  region in every group).
 
 :func:`stream_results` yields them one by one: the report is started first, aside
 (``ResultContext.aside``: in the worker's helper process, from the images' headers and
@@ -35,6 +37,7 @@ from node.results.references import check_cited_as, evidence_reference, headers_
 from node.packs.protocol import ResultContext
 from node.results import Placement, build_binary_seg
 from node.results.checks import check_argument_type
+from node.results.outline import whole_image_outline
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report, ellipse_points
 
 __all__ = [
@@ -47,7 +50,7 @@ NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
 LUNG = hd.sr.CodedConcept("39607008", "SCT", "Lung")
 DIAMETER = hd.sr.CodedConcept("81827009", "SCT", "Diameter")
 MILLIMETRE = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
-NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+PROBABILITY_UNIT = hd.sr.CodedConcept("{probability}", "UCUM", "probability")
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 NODULE_SCORE = hd.sr.CodedConcept("AIN-CXR-0001", "99AINODE", "Nodule detection score")
 """Private concept: the highest U-Net nodule probability inside the detection (0..1)."""
@@ -159,7 +162,7 @@ def nodule_report(
     for number, nodule in enumerate(nodules, start=1):
         ds = series[nodule.image_index]
         spacing = measured_spacing(ds)
-        score = (NODULE_SCORE, round(nodule.score, 4), NO_UNITS)
+        score = (NODULE_SCORE, round(nodule.score, 4), PROBABILITY_UNIT)
         if spacing is not None and nodule.measured:
             radius_mm = nodule.diameter_mm / 2.0
             identifier = f"Nodule {number}"
@@ -181,11 +184,13 @@ def nodule_report(
     if not groups:
         unmeasured = any(measured_spacing(ds) is None for ds in series)
         groups.append(PlanarFindingGroup(
-            tracking_identifier="Lung nodules" + (f" {NOT_MEASURED}" if unmeasured else ""),
+            tracking_identifier="Lung nodules absent" + (f" {NOT_MEASURED}" if unmeasured else ""),
             finding=NODULE,
             finding_site=LUNG,
             qualitative_evaluations=((NODULE, codes.SCT.Absent),),
             image=series[0],
+            graphic_type="POLYLINE",
+            graphic_data=whole_image_outline(series[0]),
         ))
     return build_planar_report(
         series, groups, placement,

@@ -10,8 +10,9 @@ For each analysed radiograph the model writes, in the source study:
 - a Comprehensive 3D SR (TID 1500, Series Number = base + 1) with one group per image:
   tracking identifier "Pneumonia (heatmap: right lower zone)", finding Pneumonia,
   Present/Absent, the probability; when present, the finding site (zone of lung, right
-  or left) and a POLYLINE around the heatmap's hot region on the radiograph. The SC is
-  in the SR's evidence.
+  or left) and a POLYLINE around the heatmap's hot region on the radiograph; when absent,
+  a POLYLINE around the whole radiograph (the classification is of the whole image, and
+  viewers such as OHIF need a region in every group). The SC is in the SR's evidence.
 """
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ from models.cxr_pneumonia.findings import PneumoniaFinding, PneumoniaFindings
 from node.packs.protocol import ResultContext
 from node.results import Placement, build_overlay_sc
 from node.results.checks import check_argument_type
+from node.results.outline import whole_image_outline
 from node.results.planar_sr import PlanarFindingGroup, build_planar_report
 
 __all__ = ["MAX_OPACITY", "MIN_HEAT", "PNEUMONIA", "PROBABILITY", "jet", "render_overlay", "write_results"]
 
 PNEUMONIA = hd.sr.CodedConcept("233604007", "SCT", "Pneumonia")
 PROBABILITY = hd.sr.CodedConcept("122157", "DCM", "Probability")
-NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+PROBABILITY_UNIT = hd.sr.CodedConcept("{probability}", "UCUM", "probability")
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 ZONES = {
     "upper": hd.sr.CodedConcept("281392002", "SCT", "Upper zone of lung"),
@@ -110,11 +112,11 @@ def _group(ds: Dataset, finding: PneumoniaFinding) -> PlanarFindingGroup:
         tracking_identifier=f"Pneumonia (heatmap: {finding.location})",
         finding=PNEUMONIA,
         qualitative_evaluations=((PNEUMONIA, codes.SCT.Present if finding.present else codes.SCT.Absent),),
-        measurements=((PROBABILITY, round(finding.probability, 4), NO_UNITS),),
+        measurements=((PROBABILITY, round(finding.probability, 4), PROBABILITY_UNIT),),
         image=ds,
     )
     if not finding.present:
-        return PlanarFindingGroup(**common)
+        return PlanarFindingGroup(**common, graphic_type="POLYLINE", graphic_data=whole_image_outline(ds))
     r0, c0, r1, c1 = finding.box
     outline = np.array([(c0, r0), (c1 + 1, r0), (c1 + 1, r1 + 1), (c0, r1 + 1), (c0, r0)], dtype=float)
     return PlanarFindingGroup(

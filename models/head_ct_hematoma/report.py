@@ -4,10 +4,14 @@ For one analysed series the model writes, all in the source study:
 
 - a BINARY Segmentation with one segment "Hemorrhage": the hematoma patches
   (16x16 pixels each) over every slice of the series (Series Number = base);
-- a Comprehensive 3D SR (TID 1500) with one finding group "Intracranial
-  hemorrhage": present/absent, the number of hematoma patches and of affected
-  slices, the affected slices and, when present, the SEG segment
-  (Series Number = base + 1);
+- a Comprehensive 3D SR (TID 1500, Series Number = base + 1). With hematoma patches:
+  one volumetric group "Intracranial hemorrhage" (present, the number of hematoma
+  patches and of affected slices, the SEG segment, the segment's Tracking UID) and one
+  planar group per region of hematoma patches on each affected slice (its outline as a
+  POLYLINE on that slice, its area in mm2); the largest region's group shares the
+  finding's Tracking UID, so a viewer that merges groups by Tracking UID (OHIF) draws
+  the finding there. Without: one group "Intracranial hemorrhage" absent, drawn
+  around the whole middle slice;
 - one RGB Secondary Capture per slice with hematoma patches: the slice in a
   0-80 HU window, the patch grid drawn faintly and the hematoma patches in red
   (Series Number = base + 2, one series).
@@ -38,6 +42,7 @@ from node.results import (
     build_measurement_report,
 )
 from node.results.checks import check_argument_type, check_source_images
+from node.results.outline import mask_outlines, whole_image_outline
 
 __all__ = [
     "HEMORRHAGE",
@@ -78,6 +83,9 @@ NUMBER_OF_AFFECTED_SLICES = hd.sr.CodedConcept(
 )
 """Private concept: slices with at least one hematoma patch."""
 
+AREA = hd.sr.CodedConcept("42798000", "SCT", "Area")
+SQUARE_MILLIMETRE = hd.sr.CodedConcept("mm2", "UCUM", "square millimeter")
+SQUARE_PIXEL = hd.sr.CodedConcept("{pixels}", "UCUM", "pixels")
 PATCHES = hd.sr.CodedConcept("{patches}", "UCUM", "patches")
 SLICES = hd.sr.CodedConcept("{slices}", "UCUM", "slices")
 SEGMENTATION_STORAGE = str(SegmentationStorage)
@@ -171,6 +179,7 @@ def stream_results(
             algorithm, base + 1, "AI hemorrhage report", series_instance_uid=context.series_uid_for(base + 1)
         ),
         tracking_uid=tracking_uid,
+        regions=_regions(series, findings, affected),
     )
 
     seg = build_binary_seg(
@@ -189,6 +198,20 @@ def stream_results(
     overlays = Placement(algorithm, base + 2, "AI hemorrhage overlay", series_instance_uid=overlay_series_uid)
     yield from _overlays(series, findings, overlays, affected, overlay_uids)
     yield report.result()
+
+
+def _regions(
+    series: Sequence[Dataset], findings: HematomaFindings, affected: Sequence[int]
+) -> list[tuple[int, list[list[float]], int]]:
+    """``(slice index, outline points, pixels)`` of every region of hematoma patches on the
+    affected slices (plain numbers: they cross to the helper process)."""
+    regions = []
+    for index in affected:
+        ds = series[index]
+        pixels = patches_to_pixels(findings.hematoma_mask[index], int(ds.Rows), int(ds.Columns))
+        for points, count in mask_outlines(pixels):
+            regions.append((int(index), points.tolist(), count))
+    return regions
 
 
 def _overlays(
@@ -230,36 +253,82 @@ def hemorrhage_report(
     overlays: Sequence[Dataset],
     placement: Placement,
     tracking_uid: str,
+    regions: Sequence[tuple[int, Sequence[Sequence[float]], int]] = (),
 ) -> Dataset:
-    """The TID 1500 report of one series: its finding group cites the affected slices,
-    the SEG segment (when there are hematoma patches) and every overlay as evidence.
+    """The TID 1500 report of one series: the finding's group cites the affected slices,
+    the SEG segment (when there are hematoma patches) and every overlay as evidence; each
+    region of hematoma patches (``(slice index, outline, pixels)``, see :func:`_regions`)
+    is outlined on its slice, the largest with the finding's Tracking UID.
 
     ``segmentation`` and ``overlays`` may be stand-ins (:func:`node.results.aside.evidence_reference`)
     of objects built at the same time elsewhere.
     """
-    reference_segment = present and patch_count > 0
-    group = FindingGroup(
+    evaluation = ((INTRACRANIAL_HEMORRHAGE, codes.SCT.Present if present else codes.SCT.Absent),)
+    counts = (
+        (NUMBER_OF_HEMATOMA_PATCHES, patch_count, PATCHES),
+        (NUMBER_OF_AFFECTED_SLICES, len(affected), SLICES),
+    )
+    if not (present and patch_count > 0 and regions):
+        middle = series[len(series) // 2]
+        group = FindingGroup(
+            tracking_identifier="Intracranial hemorrhage" + ("" if present else " absent"),
+            tracking_uid=tracking_uid,
+            finding=INTRACRANIAL_HEMORRHAGE,
+            finding_site=BRAIN,
+            qualitative_evaluations=evaluation,
+            measurements=counts,
+            image=middle,
+            graphic_type="POLYLINE",
+            graphic_data=whole_image_outline(middle),
+        )
+        return build_measurement_report(
+            series, [group], placement, evidence=[segmentation, *overlays], procedure_reported=CT_HEAD,
+        )
+    groups = [FindingGroup(
         tracking_identifier="Intracranial hemorrhage",
         tracking_uid=tracking_uid,
         finding=INTRACRANIAL_HEMORRHAGE,
         finding_site=BRAIN,
-        qualitative_evaluations=(
-            (INTRACRANIAL_HEMORRHAGE, codes.SCT.Present if present else codes.SCT.Absent),
-        ),
-        measurements=(
-            (NUMBER_OF_HEMATOMA_PATCHES, patch_count, PATCHES),
-            (NUMBER_OF_AFFECTED_SLICES, len(affected), SLICES),
-        ),
+        qualitative_evaluations=evaluation,
+        measurements=counts,
         referenced_images=tuple(series[i] for i in affected),
-        segmentation=segmentation if reference_segment else None,
-    )
+        segmentation=segmentation,
+    )]
+    largest = max(range(len(regions)), key=lambda k: regions[k][2])
+    per_slice: dict[int, int] = {}
+    for index, _, _ in regions:
+        per_slice[index] = per_slice.get(index, 0) + 1
+    seen: dict[int, int] = {}
+    for k, (index, points, pixels) in enumerate(regions):
+        ds = series[index]
+        seen[index] = seen.get(index, 0) + 1
+        identifier = f"Intracranial hemorrhage, image {ds.get('InstanceNumber', index + 1)}"
+        if per_slice[index] > 1:
+            identifier += f", region {seen[index]} of {per_slice[index]}"
+        groups.append(FindingGroup(
+            tracking_identifier=identifier,
+            tracking_uid=tracking_uid if k == largest else hd.UID(),
+            finding=INTRACRANIAL_HEMORRHAGE,
+            finding_site=BRAIN,
+            measurements=(_area(ds, pixels),),
+            image=ds,
+            graphic_type="POLYLINE",
+            graphic_data=np.asarray(points, dtype=float),
+        ))
     return build_measurement_report(
-        series,
-        [group],
-        placement,
-        evidence=[segmentation, *overlays],
-        procedure_reported=CT_HEAD,
+        series, groups, placement, evidence=[segmentation, *overlays], procedure_reported=CT_HEAD,
     )
+
+
+def _area(ds: Dataset, pixels: int) -> tuple[hd.sr.CodedConcept, float, hd.sr.CodedConcept]:
+    """The area of ``pixels`` pixels of ``ds``: in mm2 with a usable Pixel Spacing, else in pixels."""
+    try:
+        row, col = (float(v) for v in ds.PixelSpacing)
+    except (AttributeError, TypeError, ValueError):
+        row = col = 0.0
+    if row > 0 and col > 0:
+        return AREA, round(pixels * row * col, 1), SQUARE_MILLIMETRE
+    return AREA, float(pixels), SQUARE_PIXEL
 
 
 def render_overlay(image: Dataset, patch_mask: np.ndarray, patch_size: int) -> np.ndarray:

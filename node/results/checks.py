@@ -23,6 +23,7 @@ __all__ = [
     "check_argument_type",
     "check_concept",
     "check_evaluations",
+    "check_every_finding_drawn",
     "check_evidence",
     "check_groups",
     "check_measurements",
@@ -209,3 +210,18 @@ def check_groups(groups: Sequence[object], group_type: type) -> None:
     for i, group in enumerate(groups):
         if not isinstance(group, group_type):
             raise TypeError(f'Item {i} of argument "groups" must be a {name}.')
+
+
+def check_every_finding_drawn(groups: Sequence[Any]) -> None:
+    """Fail unless every finding (Tracking UID) of ``groups`` has a group with an image region.
+
+    OHIF 3.13 stops with an error on a measurement (the groups of one Tracking UID) without
+    a SCOORD; a finding with no region anywhere (an absent one) is drawn on a whole image.
+    """
+    drawn = {g.tracking_uid for g in groups if getattr(g, "graphic_type", None) is not None}
+    for i, g in enumerate(groups):
+        if g.tracking_uid not in drawn:
+            raise ValueError(
+                f'Group {i} ("{g.tracking_identifier}") has no image region, nor does any group with '
+                "its Tracking UID: viewers (OHIF) cannot show such a finding; give it graphic_type/graphic_data."
+            )

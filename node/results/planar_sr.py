@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_evidence, check_groups, check_source_images, uid_or_new
+from .checks import check_concept, check_every_finding_drawn, check_evidence, check_groups, check_source_images, uid_or_new
 from .placement import Placement
 from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
@@ -29,7 +29,7 @@ __all__ = ["GRAPHIC_TYPES", "PlanarFindingGroup", "build_planar_report", "ellips
 
 _Concept = hd.sr.CodedConcept | Code
 
-GRAPHIC_TYPES: tuple[str, ...] = ("ELLIPSE", "CIRCLE", "POLYLINE")
+GRAPHIC_TYPES: tuple[str, ...] = ("ELLIPSE", "CIRCLE", "POLYLINE", "POINT")
 """Graphic types a planar ROI (TID 1410) region may have here."""
 
 
@@ -117,6 +117,7 @@ def build_planar_report(
     """
     check_source_images(source_images, "source_images")
     check_groups(groups, PlanarFindingGroup)
+    check_every_finding_drawn(groups)
     source_uids = {str(ds.SOPInstanceUID) for ds in source_images}
     for i, group in enumerate(groups):
         if group.image is not None and str(group.image.SOPInstanceUID) not in source_uids:

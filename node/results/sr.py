@@ -5,12 +5,15 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import highdicom as hd
+import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_evidence, check_groups, check_source_images, uid_or_new
+from .checks import (
+    check_concept, check_every_finding_drawn, check_evidence, check_groups, check_source_images, uid_or_new,
+)
 from .placement import Placement
 from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
@@ -20,10 +23,17 @@ _Concept = hd.sr.CodedConcept | Code
 
 _IMAGING_PROCEDURE = codes.SCT.ImagingProcedure
 
+_GRAPHIC_TYPES = ("POLYLINE", "POINT", "ELLIPSE", "CIRCLE")
+
 
 @dataclass(frozen=True)
 class FindingGroup(GroupContent):
-    """One measurement group (TID 1501 or, with a segment, TID 1411) of a report.
+    """One measurement group of a report: a planar ROI (TID 1410) when it has a region, a
+    volumetric ROI (TID 1411) when it has a segment, else TID 1501.
+
+    OHIF (3.13) cannot show a finding none of whose groups (those of one Tracking UID)
+    has an image region: give every finding a group with a region (the segment's
+    outline on a representative slice, with the Tracking UID of the segment's group).
 
     Besides the tracking, finding, site, evaluations and measurements of
     :class:`~node.results.report_document.GroupContent`:
@@ -41,6 +51,10 @@ class FindingGroup(GroupContent):
         Segment Number within ``segmentation``. The segment is referenced as a
         whole: the Image Reference macro forbids Referenced Frame Number beside
         Referenced Segment Number.
+    image, graphic_type, graphic_data:
+        The group's image region (TID 1410): a 2D SCOORD of type ``POLYLINE``,
+        ``POINT``, ``ELLIPSE`` or ``CIRCLE`` with ``(n, 2)`` (column, row) points on
+        ``image``; not with ``segmentation``.
 
     Raises
     ------
@@ -51,9 +65,22 @@ class FindingGroup(GroupContent):
     referenced_images: Sequence[Dataset] = ()
     segmentation: Dataset | None = None
     segment_number: int = 1
+    image: Dataset | None = None
+    graphic_type: str | None = None
+    graphic_data: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.graphic_type is not None:
+            if self.graphic_type not in _GRAPHIC_TYPES:
+                raise ValueError(f'"graphic_type" must be one of {_GRAPHIC_TYPES}, not {self.graphic_type!r}.')
+            if not isinstance(self.image, Dataset):
+                raise TypeError('A group with a region needs "image" (a pydicom Dataset).')
+            if self.segmentation is not None:
+                raise ValueError('A group has a region (TID 1410) or a segment (TID 1411), not both.')
+            data = np.asarray(self.graphic_data, dtype=float)
+            if data.ndim != 2 or data.shape[1] != 2 or len(data) == 0 or not np.isfinite(data).all():
+                raise ValueError('"graphic_data" must be finite (n, 2) (column, row) points.')
         if self.finding_site is not None:
             check_concept(self.finding_site, "finding_site")
         for i, ds in enumerate(self.referenced_images):
@@ -124,6 +151,7 @@ def build_measurement_report(
     """
     check_source_images(source_images, "source_images")
     check_groups(groups, FindingGroup)
+    check_every_finding_drawn(groups)
     check_evidence(evidence, source_images)
     check_concept(procedure_reported, "procedure_reported")
     sop_instance_uid = uid_or_new(sop_instance_uid, "sop_instance_uid")
@@ -132,6 +160,7 @@ def build_measurement_report(
         [
             *source_images,
             *(ds for g in groups for ds in g.referenced_images),
+            *(g.image for g in groups if g.image is not None),
             *(g.segmentation for g in groups if g.segmentation is not None),
             *evidence,
         ]
@@ -156,6 +185,15 @@ def _group_template(
 ):
     """Turn one :class:`FindingGroup` into its highdicom template."""
     common = group_arguments(group, algorithm_id)
+    if group.graphic_type is not None:
+        region = hd.sr.ImageRegion(
+            graphic_type=group.graphic_type,
+            graphic_data=np.asarray(group.graphic_data, dtype=float),
+            source_image=hd.sr.SourceImageForRegion.from_source_image(
+                group.image, referenced_frame_numbers=frame_numbers(group.image)
+            ),
+        )
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(**common, referenced_region=region)
     if group.segmentation is None:
         source_images = [
             hd.sr.SourceImageForMeasurementGroup(
@@ -198,5 +236,7 @@ def _source_series_uid(seg: Dataset) -> str:
 
 
 def _library_images(source_images: Sequence[Dataset], groups: Sequence[FindingGroup]) -> list[Dataset]:
-    referenced = unique_instances([ds for g in groups for ds in g.referenced_images])
+    referenced = unique_instances(
+        [ds for g in groups for ds in (*g.referenced_images, *((g.image,) if g.image is not None else ()))]
+    )
     return referenced or [source_images[0]]
