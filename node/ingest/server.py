@@ -396,7 +396,7 @@ def _make_ae(ae_title: str, network_timeout: float, acse_timeout: float, dimse_t
     """The AE, with every storage class and Verification.
 
     pynetdicom's own association limit counts every connection thread, also those that
-    never asked for an association or were dropped and wait out ``acse_timeout``; the
+    never asked for an association or were dropped and wait out the handshake timeout; the
     node counts associations and pending connections itself (:class:`ConnectionGate`),
     so pynetdicom's limit is lifted out of the way.
     """
