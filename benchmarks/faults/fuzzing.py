@@ -2,6 +2,7 @@
 held open; C-ECHO and ``/healthz`` probed throughout; every job must settle."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ class FuzzReport:
     crashes: list[str] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     failed_without_reason: list[dict[str, Any]] = field(default_factory=list)
+    failed_jobs: list[dict[str, Any]] = field(default_factory=list)
+    failed_unexplained: list[dict[str, Any]] = field(default_factory=list)
+    """Failed jobs whose stage is not load/preprocess or whose reason does not name an
+    attribute (name or keyword, and tag) and its defect (see :func:`names_an_attribute`)."""
     unsettled: list[dict[str, Any]] = field(default_factory=list)
     series_outcomes: dict[str, str] = field(default_factory=dict)
     good_series_delivered: bool = False
@@ -205,3 +210,32 @@ def _settle(node: NodeProcess, report: FuzzReport, timeout: float, series: Seque
     failed = _get(node, "/api/jobs?state=failed&limit=10000")["jobs"]
     report.failed_without_reason = [{k: j.get(k) for k in ("id", "series_uid", "stage", "reason")}
                                     for j in failed if not j.get("stage") or not j.get("reason")]
+    report.failed_jobs = [{k: j.get(k) for k in ("id", "series_uid", "stage", "reason")} for j in failed]
+    report.failed_unexplained = [job for job in report.failed_jobs
+                                 if job.get("stage") not in ("load", "preprocess")
+                                 or not names_an_attribute(str(job.get("reason") or ""))]
+
+
+_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)")
+_EXCEPTION = re.compile(r"\b[A-Z]\w*(?:Error|Exception|Warning)\b|Traceback")
+
+
+def names_an_attribute(reason: str) -> bool:
+    """``reason`` is an operator's sentence about an input attribute: it names the attribute
+    (its dictionary name or keyword) with its tag, says something after it, and carries no
+    exception class name."""
+    from pydicom.datadict import dictionary_description, keyword_for_tag
+
+    if _EXCEPTION.search(reason):
+        return False
+    for match in _TAG.finditer(reason):
+        tag = int(match.group(1) + match.group(2), 16)
+        try:
+            names = {dictionary_description(tag), keyword_for_tag(tag)}
+        except KeyError:
+            continue
+        before = reason[:match.start()].rstrip()
+        after = reason[match.end():].strip()
+        if any(name and before.endswith(name) for name in names) and after:
+            return True
+    return False

@@ -20,6 +20,11 @@ def _assert_survived(report, text: str) -> None:
     assert report.probe_failures == [], f"C-ECHO or /healthz went unanswered:\n{text}"
     assert report.no_reply == [], f"C-STOREs without a DIMSE status:\n{text}"
     assert report.failed_without_reason == [], f"failed jobs without a stage and a reason:\n{text}"
+    # issue 35: a job that cannot use its input fails at load or preprocess, naming the attribute
+    # (name and tag) and what is wrong with it; never a Python exception's text
+    assert report.failed_unexplained == [], (
+        f"{len(report.failed_unexplained)} of {len(report.failed_jobs)} failed jobs without an attribute and"
+        f" its defect at load/preprocess: {report.failed_unexplained}\n{text}")
     assert report.unsettled == [], f"jobs stuck before delivered/failed:\n{text}"
     assert report.good_series_delivered, text
     assert report.problems == [], text
