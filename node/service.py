@@ -1,10 +1,14 @@
 """The node: every component wired together, started and stopped in order."""
 from __future__ import annotations
 
+import faulthandler
 import logging
+import multiprocessing
+import os
 import signal
 import tempfile
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +34,21 @@ from .http.web import WebServer
 __all__ = ["Node"]
 
 _logger = logging.getLogger("ainode.node")
+
+_STOP_MARGIN_SECONDS = 8.0
+"""How long past ``[node] shutdown_grace_seconds`` stopping and exiting may take before the
+process is ended regardless (closing deliveries, the HTTP interface, the store)."""
+
+
+def _exit_now(code: int) -> None:
+    """Kill this process's children (worker and listener processes), then exit without cleanup."""
+    for child in multiprocessing.active_children():
+        try:
+            child.kill()
+        except Exception:  # already gone
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 class Node:
@@ -57,6 +76,7 @@ class Node:
         self.runner: Runner | None = None
         if worker or config.runner.enabled:
             self.runner = Runner(config, self.store, self.spool, self.metrics, self.pipeline)
+        self._stopping = threading.Event()
         self._stopped = threading.Event()
         self.listeners: ListenerProcesses | None = None  # [node] listeners > 1: made at start, once the port is bound
         self.metrics_server: MetricsServer | None = None
@@ -151,19 +171,74 @@ class Node:
             routes=[r.name for r in self.config.routes], data_dir=str(self.config.node.data_dir))
 
     def stop(self) -> None:
-        """Stop listening first, then the stages in pipeline order."""
+        """Stop in order, within ``[node] shutdown_grace_seconds`` plus a few seconds.
+
+        1. Intake: no new association (the listeners close their sockets), STOW-RS
+           answers 503; the extra listener processes are told to stop too.
+        2. Running C-STOREs (and the listeners' ones) finish, until the grace period ends.
+        3. Deliveries close after the objects being sent now; what is left stays due in
+           the job store for the next start (or another node sharing it).
+        4. Running jobs end until the grace period ends; those still running then are
+           handed back to the queue and their worker processes killed.
+        5. The stages, in pipeline order (each after its current step), the HTTP
+           interface, the job store.
+
+        Whatever is cut (a C-STORE not answered, a job handed back, a delivery whose lease
+        runs out) is done again, once, after the next start: the store keeps it durably.
+        """
+        if self._stopping.is_set() and self._stopped.is_set():
+            return
+        self._stopping.set()
+        started = time.monotonic()
+        grace = self.config.node.shutdown_grace_seconds
+        deadline = started + grace
+        log(_logger, logging.INFO, "node stopping", grace_seconds=grace)
         if tempfile.tempdir == str(self.spool.root / "incoming"):  # give the process its temporary folder back
             tempfile.tempdir = getattr(self, "_previous_tempdir", None)
+        if not self.worker:  # 1. intake
+            self.web.app.state.intake_closed = True
+            self.ingest.stop()
+        if self.listeners is not None:
+            self.listeners.close_intake()
+        steps: dict[str, float] = {}
+        mark = time.monotonic()
+
+        def _step(name: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            steps[name], mark = round(now - mark, 2), now
+
+        _step("intake")
+        cut = self._wait_for_associations(deadline) if not self.worker else 0  # 2. running C-STOREs
+        if self.listeners is not None:
+            self.listeners.stop(timeout=max(0.0, deadline - time.monotonic()) + 2.0)
+        if self.outbox is not None:  # 3. deliveries
+            self.outbox.stop()
+        _step("associations")
+        still_running = self.runner.drain(deadline) if self.runner is not None else []  # 4. jobs
+        _step("jobs")
+        self.pipeline.stop()  # 5. every stage (the runner hands back what still runs)
+        _step("stages")
         if not self.worker:
             self.web.stop()
-        if self.listeners is not None:
-            self.listeners.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
-        self.pipeline.stop()
         self.store.close()
+        _step("rest")
         self._stopped.set()
-        log(_logger, logging.INFO, "node stopped")
+        log(_logger, logging.INFO, "node stopped", seconds=round(time.monotonic() - started, 2), steps=steps,
+            associations_cut=cut, jobs_handed_back=len(still_running))
+
+    def _wait_for_associations(self, deadline: float) -> int:
+        """Wait until no association is open in this process, or ``deadline``; how many are still open."""
+        while time.monotonic() < deadline:
+            if self.ingest.open_associations() == 0:
+                return 0
+            time.sleep(0.1)
+        open_now = self.ingest.open_associations()
+        if open_now:
+            log(_logger, logging.WARNING, "associations still open at the end of the grace period", count=open_now)
+        return open_now
 
     def _start_listeners(self) -> None:
         """Start the extra listener processes on the ports the node's own listener bound."""
@@ -175,14 +250,42 @@ class Node:
         self.metrics.associations_open.set_function(lambda: ingest.open_associations() + listeners.open_associations())
 
     def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM."""
-        def _stop(signum: int, _frame: Any) -> None:
-            threading.Thread(target=self.stop, daemon=True).start()
+        """Run until SIGINT or SIGTERM, then :meth:`stop`; a second signal exits at once.
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        Exiting at once is safe: a job's lease and a delivery's lease run out and their
+        work is done again after the next start; received instances are durable before
+        they are answered. If stopping has not ended ``_STOP_MARGIN_SECONDS`` after the
+        grace period (a bug), what still runs is written to the log and the process
+        exits anyway: a stop request is never ignored.
+        """
+        def _signal(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stopping.is_set():
+                log(_logger, logging.WARNING, "second stop signal: exiting at once", signal=name)
+                _exit_now(128 + signum)
+            self._stopping.set()
+            log(_logger, logging.INFO, "stop requested", signal=name)
+            threading.Thread(target=self._stop_within_bound, name="node-stop", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, _signal)
+        signal.signal(signal.SIGINT, _signal)
         self.start()
         self._stopped.wait()
+
+    def _stop_within_bound(self) -> None:
+        """:meth:`stop`, with a watchdog that ends the process if stopping (or exiting after it) overruns."""
+        limit = self.config.node.shutdown_grace_seconds + _STOP_MARGIN_SECONDS
+
+        def _watchdog() -> None:
+            time.sleep(limit)
+            names = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+            log(_logger, logging.ERROR, "node did not exit within its shutdown bound; exiting anyway",
+                seconds=limit, threads=names, children=[p.pid for p in multiprocessing.active_children()])
+            faulthandler.dump_traceback(all_threads=True)
+            _exit_now(1)
+
+        threading.Thread(target=_watchdog, name="stop-watchdog", daemon=True).start()
+        self.stop()
 
     @staticmethod
     def with_overrides(config: Config, **node_fields: Any) -> Config:

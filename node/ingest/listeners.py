@@ -134,13 +134,25 @@ class ListenerProcesses:
         log(_logger, logging.INFO, "listener processes started", listeners=self._config.node.listeners,
             pids=[c.process.pid for c in self._children])
 
-    def stop(self) -> None:
-        """Stop every listener process (each finishes its open C-STORE), then the event thread."""
+    def close_intake(self) -> None:
+        """Tell every listener process to stop: it refuses new associations at once and
+        ends once its open ones have (within ``[node] shutdown_grace_seconds``)."""
         for child in self._children:
             if child.process.is_alive():
                 child.process.terminate()  # SIGTERM: the listener stops serving and closes its store
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every listener process (each finishes its open C-STOREs), then the event thread.
+
+        ``timeout``: how long they all get (default: the grace period and 2 s); one still
+        running then is killed.
+        """
+        self.close_intake()
+        if timeout is None:
+            timeout = self._config.node.shutdown_grace_seconds + 2.0
+        deadline = time.monotonic() + timeout
         for child in self._children:
-            child.process.join(timeout=15)
+            child.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if child.process.is_alive():
                 child.process.kill()
                 child.process.join(timeout=5)
@@ -297,7 +309,10 @@ def _listener_main(config: Config, port: int, tls_port: int | None, index: int, 
                 reported = time.monotonic()
                 events.put(("counters", index, _counter_values(metrics), server.open_associations()))
     finally:
-        server.stop()
+        server.stop()  # new associations refused; the open ones finish, within the grace period
+        deadline = time.monotonic() + config.node.shutdown_grace_seconds
+        while server.open_associations() and time.monotonic() < deadline:
+            time.sleep(0.1)
         events.put(("counters", index, _counter_values(metrics), 0))
         events.put(("produced", [_state_key(InstanceState.RECEIVED)]))
         events.put(("filed",))

@@ -40,6 +40,10 @@ _READ_AHEAD_BATCH = 32
 """Most files sent to a worker in one read-ahead (a job claimed meanwhile waits for at most one such batch)."""
 
 
+_WORKER_END_SECONDS = 5.0
+"""How long an idle worker process gets to end (its helper process first) before it is killed."""
+
+
 class Runner:
     """A thread feeding jobs to a pool of worker processes, one job per worker at a time."""
 
@@ -66,6 +70,7 @@ class Runner:
         self._given_up: set[tuple[str, str]] = set()  # (series UID, model) whose read-ahead failed: the job reads
         self._not_slice_wise: set[str] = set()  # models whose pack said it does not read ahead
         self._renewed_at = 0.0
+        self._draining = False  # stopping: no new job, no new read-ahead
         self._watch: Any = None
         self._loop = StageLoop("runner", self._step, min(0.5, self._lease_seconds / 4), logger=_logger)
         self._handover_loop = StageLoop("runner-handover", self._take_handover, 0.0, logger=_logger)
@@ -106,12 +111,62 @@ class Runner:
 
         future.add_done_callback(_report)
 
+    def drain(self, deadline: float) -> list[int]:
+        """Claim no more jobs, start no read-ahead; let running jobs end until ``deadline`` (``time.monotonic()``).
+
+        The runner's thread still collects what ends meanwhile (recorded as always).
+        Returns the jobs still running at the deadline: :meth:`stop` hands them back to
+        the queue.
+        """
+        self._draining = True
+        self._loop.wake()
+        while time.monotonic() < deadline and self._loop.is_alive():
+            reading = self._reading
+            if not self._running and (reading is None or reading.done()):
+                break
+            time.sleep(0.05)
+        return sorted(self._running)
+
     def stop(self) -> None:
+        """Stop within ``[node] shutdown_grace_seconds`` (less what :meth:`drain` already took).
+
+        Running jobs get the grace period to end; those still running then are handed
+        back to the queue (their worker processes killed first, so that no outcome of
+        theirs comes after). Every worker process has ended when this returns.
+        """
+        if not self._draining and self._loop.started:
+            self.drain(time.monotonic() + self._config.node.shutdown_grace_seconds)
+        self._draining = True
         if self._watch is not None:
             self._watch.stop()
         self._loop.stop()
-        self._handover_loop.stop(timeout=2)
+        for job_id, future in list(self._running.items()):  # ended after the loop's last look
+            if future.done() and future.exception() is None:
+                del self._running[job_id]
+                job = self._store.get_job(job_id)
+                if job is not None:
+                    self._finish(job, future.result())
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        if self._running or (self._reading is not None and not self._reading.done()):
+            for process in processes:  # a job past the grace period: its worker goes first
+                if process.is_alive():
+                    process.kill()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        ending = time.monotonic()
+        for process in processes:  # an idle worker ends at once (and ends its helper process)
+            process.join(timeout=_WORKER_END_SECONDS)
+            if process.is_alive():
+                log(_logger, logging.WARNING, "worker process did not end; killed", pid=process.pid)
+                process.kill()
+                process.join(timeout=1)
+        log(_logger, logging.DEBUG, "worker processes ended", workers=len(processes),
+            seconds=round(time.monotonic() - ending, 2))
+        if self._running:
+            handed_back = self._store.release_job_leases(
+                lambda owner, _until: owner == self._owner)
+            log(_logger, logging.WARNING, "jobs handed back to the queue at stop", jobs=handed_back)
+            self._running.clear()
+        self._handover_loop.stop(timeout=2)
 
     def wake(self, state: StrEnum | None = None) -> None:
         """Tell the runner there are new jobs (or, ``series received``, slices to read ahead)."""
@@ -156,6 +211,8 @@ class Runner:
             log(_logger, logging.WARNING, "jobs whose worker was lost queued again", jobs=expired)
 
     def _submit(self) -> None:
+        if self._draining:
+            return
         free = self._workers - len(self._running)
         for job in self._store.claim_jobs(self._owner, free, self._lease_seconds):
             try:
@@ -182,7 +239,7 @@ class Runner:
                 return  # its end wakes the runner, and the slices filed meanwhile go next
             self._note_read_ahead(self._reading)
             self._reading = None
-        if not self._filed.is_set() or len(self._running) >= self._workers:
+        if self._draining or not self._filed.is_set() or len(self._running) >= self._workers:
             return
         self._filed.clear()
         arriving = self._store.series_in_state(SeriesState.RECEIVED)

@@ -21,7 +21,9 @@ pickled, and pickling it across and encoding it in the caller cost the caller ~0
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
 import os
+import time
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
@@ -32,6 +34,9 @@ from pydicom import Dataset, dcmread
 __all__ = ["Aside", "AsideResult", "EncodedObject", "InlineAside", "ProcessAside", "encoded"]
 
 T = TypeVar("T")
+
+_CLOSE_SECONDS = 5.0
+"""How long an idle helper process gets to end before it is killed."""
 
 
 class AsideResult(Protocol[T]):
@@ -158,10 +163,10 @@ class ProcessAside:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
 
-    def close(self) -> None:
-        """End the helper process."""
+    def close(self, timeout: float = _CLOSE_SECONDS) -> None:
+        """End the helper process: wait up to ``timeout`` seconds for it, then kill it."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            _end_pool(self._pool, timeout)
         self._pool = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -171,4 +176,24 @@ class ProcessAside:
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                 initializer=initializer, initargs=initargs,
             )
+            # Why (issue 35): a worker is itself a multiprocessing child. When it ends,
+            # multiprocessing runs its finalizers (priority 10 closes every queue's feeder
+            # thread, this pool's call queue too) and then joins its non-daemon children,
+            # all *before* concurrent.futures' exit hook would send this pool's process
+            # its "stop" word, which the closed queue could no longer carry anyway. The
+            # helper waited on its pipe forever, the worker for the helper, the node for
+            # the worker. This finalizer runs first (priority 100): the word still goes out.
+            multiprocessing.util.Finalize(self, _end_pool, args=(self._pool, _CLOSE_SECONDS), exitpriority=100)
         return self._pool
+
+
+def _end_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
+    """Shut ``pool`` down without waiting on its work; its processes end within ``timeout`` or are killed."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
