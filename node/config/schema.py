@@ -53,6 +53,9 @@ class NodeConfig:
     listeners: int = _limited(1, ge=1, le=64)
     """DICOM listener processes sharing ``dicom_port`` (SO_REUSEPORT; the kernel spreads
     connections over them): ingest on several cores. See docs/scaling-out.md."""
+    shutdown_grace_seconds: float = _limited(10.0, ge=0, le=3600)
+    """On SIGTERM/SIGINT, how long running C-STOREs and jobs may take to finish before the
+    jobs are handed back to the queue and the node exits (docs/operating.md)."""
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ def parse_node(table: Mapping[str, Any], base_dir: Path) -> NodeConfig:
         network_timeout_seconds=number(p, table, "network_timeout_seconds", fields["network_timeout_seconds"]),
         accept_unknown_peers=get_value(p, table, "accept_unknown_peers", bool, d.accept_unknown_peers),
         listeners=number(p, table, "listeners", fields["listeners"]),
+        shutdown_grace_seconds=number(p, table, "shutdown_grace_seconds", fields["shutdown_grace_seconds"]),
     )
 
 

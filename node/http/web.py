@@ -278,6 +278,9 @@ def _add_stow(app: FastAPI, acceptor: InstanceAcceptor) -> None:
     """``POST /dicom-web/studies[/{study}]``: STOW-RS through the same acceptor as C-STORE."""
 
     async def store_instances(request: Request, study: str | None) -> JSONResponse:
+        if getattr(request.app.state, "intake_closed", False):  # the node is stopping (node.service.Node.stop)
+            return JSONResponse({"error": "the node is stopping; send again later"}, status_code=503,
+                                headers={"Retry-After": "30"})
         body = await request.body()
         try:
             parts = list(dicom_parts(request.headers.get("content-type", ""), body))
