@@ -18,7 +18,7 @@ from models.phantoms.brain_mr import generate_brain_mr, write_phantom
 from node.packs.protocol import AlgorithmInfo, ResultContext, sort_slices
 from node.results import Placement
 from node.results.stl import ENCAPSULATED_STL_STORAGE, build_encapsulated_stl, decode_binary_stl, encode_binary_stl
-from tests.dicom_validation import dciodvfy_errors
+from tests.dicom_validation import dciodvfy_errors, viewer_problems
 from tests.sr_content import content_items, numeric_values
 
 ALGORITHM = AlgorithmInfo("ainode brain MR structures and tumor", "test", "2.25.42")
@@ -86,6 +86,7 @@ def test_seg_has_one_coded_segment_per_structure(results, phantom):
     assert seg.StudyInstanceUID == series[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == series[0].FrameOfReferenceUID
     assert dciodvfy_errors(seg) == []
+    assert viewer_problems(seg) == []
 
 
 def test_sr_reports_each_volume_and_references_the_segments(results, phantom):
@@ -100,6 +101,7 @@ def test_sr_reports_each_volume_and_references_the_segments(results, phantom):
     assert {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in segment_refs} == {seg.SOPInstanceUID}
     assert sr.PatientName == series[0].PatientName and "ISO_IR 192" in sr.SpecificCharacterSet
     assert dciodvfy_errors(sr) == []
+    assert viewer_problems(sr) == []
 
 
 def test_stl_is_the_tumor_surface_in_patient_coordinates(results, phantom):
@@ -117,6 +119,7 @@ def test_stl_is_the_tumor_surface_in_patient_coordinates(results, phantom):
     truth_mm3 = phantom.volumes_ml()["tumor"] * 1000
     assert 0.6 * truth_mm3 < mesh_volume(triangles) < truth_mm3
     assert dciodvfy_errors(stl) == []
+    assert viewer_problems(stl) == []
 
 
 def test_no_tumor_gives_absent_finding_and_no_stl(phantom):

@@ -11,7 +11,7 @@ from models.phantoms.chest_ct import generate_chest_ct
 from node.packs.protocol import AlgorithmInfo, ResultContext
 from node.results import Placement
 from node.results.ko import DOCUMENT_TITLES, OF_INTEREST, build_key_object_selection
-from tests.dicom_validation import dciodvfy_errors
+from tests.dicom_validation import dciodvfy_errors, viewer_problems
 from tests.sr_content import content_items, coded_values, numeric_values, referenced_sop_uids
 
 ALGORITHM = AlgorithmInfo(name="test chest landmarks", version="0.0.1", device_uid="2.25.123456789")
@@ -58,6 +58,7 @@ def test_kos_builder(series):
     item = kos.ContributingEquipmentSequence[-1]
     assert item.DeviceUID == ALGORITHM.device_uid and item.PurposeOfReferenceCodeSequence[0].CodeValue == "Newcode1"
     assert dciodvfy_errors(kos) == []
+    assert viewer_problems(kos) == []
 
 
 def test_kos_builder_validates(series):
@@ -103,7 +104,9 @@ def test_write_results_kos_and_sr(series, findings):
     assert kos.SOPInstanceUID in evidence
     assert sr.ContributingEquipmentSequence[-1].DeviceUID == ALGORITHM.device_uid
     assert dciodvfy_errors(kos) == []
+    assert viewer_problems(kos) == []
     assert dciodvfy_errors(sr) == []
+    assert viewer_problems(sr) == []
 
 
 def test_write_results_rejects_mismatch(series, findings):

@@ -11,7 +11,8 @@ import pytest
 from pydicom import Dataset, dcmread, dcmwrite
 from pydicom.sr.codedict import codes
 
-from dicom_validation import dciodvfy_errors
+from dicom_validation import dciodvfy_errors, viewer_problems
+from sr_content import content_items
 from models.head_ct_hematoma.findings import HEMATOMA, HematomaFindings
 from models.head_ct_hematoma.report import (
     NUMBER_OF_AFFECTED_SLICES,
@@ -123,6 +124,22 @@ def test_every_object_passes_dciodvfy(case_name: str, request: pytest.FixtureReq
     case: Case = request.getfixturevalue(case_name)
     for ds in case.objects:
         assert dciodvfy_errors(ds) == [], ds.Modality
+        assert viewer_problems(ds) == [], ds.Modality
+
+
+def test_the_hemorrhage_is_outlined_on_each_affected_slice(positive: Case) -> None:
+    """Each region of hematoma patches is a POLYLINE on its slice; the SEG's Tracking UID is drawn."""
+    scoords = [i for i in content_items(positive.sr) if i.ValueType == "SCOORD"]
+    assert scoords and all(s.GraphicType == "POLYLINE" for s in scoords)
+    on = {str(s.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID) for s in scoords}
+    assert on == {str(positive.series[i].SOPInstanceUID) for i in positive.findings.affected_slices}
+    segment_uid = str(positive.seg.SegmentSequence[0].TrackingUID)
+    groups = [i for i in content_items(positive.sr) if i.ValueType == "CONTAINER"
+              and i.ConceptNameCodeSequence[0].CodeValue == "125007"]
+    drawn_uids = {str(c.UID) for g in groups for c in g.ContentSequence if c.ValueType == "UIDREF"
+                  and any(x.ValueType == "SCOORD" for x in g.ContentSequence)}
+    assert segment_uid in drawn_uids
+    assert positive.seg.SegmentSequence[0].RecommendedDisplayCIELabValue is not None
 
 
 def test_object_kinds_and_series_numbers(positive: Case, negative: Case) -> None:
@@ -186,10 +203,12 @@ def test_positive_sr_says_present_and_counts_match(positive: Case) -> None:
         for item in _items_named(sr, "121233")
     }
     assert sources == {positive.series[i].SOPInstanceUID for i in findings.affected_slices}
-    (tracking,) = _items_named(sr, "112039")
+    tracking, *regions = _items_named(sr, "112039")  # the finding, then one group per outlined region
     assert tracking.TextValue == "Intracranial hemorrhage"
-    (tracking_uid,) = _items_named(sr, "112040")
+    assert regions and all(r.TextValue.startswith("Intracranial hemorrhage, image ") for r in regions)
+    tracking_uid, *region_uids = _items_named(sr, "112040")
     assert tracking_uid.UID == positive.seg.SegmentSequence[0].TrackingUID
+    assert [u.UID for u in region_uids].count(tracking_uid.UID) == 1  # the largest region: the finding drawn
     (observer_uid,) = _items_named(sr, "121012")  # Device Observer UID
     assert observer_uid.UID == ALGORITHM.device_uid
     evidence = {
@@ -324,6 +343,22 @@ def test_generic_report_without_segment(small_series: list[Dataset]) -> None:
         measurements=((codes.SCT.Hemorrhage, 0, codes.UCUM.NoUnits),),
         referenced_images=(small_series[1],),
     )
-    sr = build_measurement_report(small_series, [group], Placement(ALGORITHM, 5, "r"))
+    # a finding no group draws is refused: OHIF 3.13 stops on a measurement without SCOORD
+    with pytest.raises(ValueError, match="no image region"):
+        build_measurement_report(small_series, [group], Placement(ALGORITHM, 5, "r"))
+    drawn = FindingGroup(
+        tracking_identifier="Finding 1 outline",
+        tracking_uid=group.tracking_uid,
+        finding=codes.SCT.Hemorrhage,
+        image=small_series[1],
+        graphic_type="POLYLINE",
+        graphic_data=np.array([(1.0, 1.0), (4.0, 1.0), (4.0, 3.0), (1.0, 1.0)]),
+    )
+    sr = build_measurement_report(small_series, [group, drawn], Placement(ALGORITHM, 5, "r"))
     assert sr.StudyInstanceUID == small_series[0].StudyInstanceUID
     assert dciodvfy_errors(sr) == []
+    assert [i.GraphicType for i in content_items(sr) if i.ValueType == "SCOORD"] == ["POLYLINE"]
+    with pytest.raises(ValueError, match="not both"):
+        FindingGroup(tracking_identifier="t", finding=codes.SCT.Hemorrhage, image=small_series[1],
+                     graphic_type="POINT", graphic_data=np.array([(1.0, 1.0)]),
+                     segmentation=Dataset())
