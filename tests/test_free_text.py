@@ -16,7 +16,6 @@ from typing import Iterator
 
 import httpx
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
