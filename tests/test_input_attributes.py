@@ -39,6 +39,9 @@ def _error(ds: pydicom.Dataset, attributes=VOLUME) -> str:
     ({"ImageOrientationPatient": [0, 0, 0, 0, 0, 0]}, "Image Orientation (Patient) (0020,0037) is not two unit vectors"),
     ({"ImagePositionPatient": ["1", "2"]}, "Image Position (Patient) (0020,0032) has 2 values, expected 3"),
     ({"PhotometricInterpretation": "RGB"}, "Photometric Interpretation (0028,0004) is not one of MONOCHROME1, MONOCHROME2"),
+    ({"Modality": None}, "Modality (0008,0060) missing"),
+    ({"SpecificCharacterSet": "ISO 2022 IR 87"}, "Specific Character Set (0008,0005) is a code extension without a"
+                                                 " default character set before it (one value, expected two or more)"),
     ({"BitsAllocated": 12}, "Bits Allocated (0028,0100) is 12, not one of 1, 8, 16, 32, 64"),
 ])
 def test_a_bad_attribute_is_named_with_its_tag_and_defect(change, expected):

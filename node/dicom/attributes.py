@@ -106,6 +106,7 @@ class Attribute:
     enumerated: tuple[Any, ...] | None = None
     same_in_series: bool = False
     rule: Rule | None = field(default=None, compare=False)
+    text_rule: Callable[[list[str]], "str | None"] | None = field(default=None, compare=False)
 
     @property
     def tag(self) -> int:
@@ -147,7 +148,8 @@ class Attribute:
                 return self.error(f"is not one of {', '.join(map(str, self.enumerated))}")
             return None
         if not (self.number or self.integer):
-            return None
+            defect = self.text_rule([str(v).strip() for v in values]) if self.text_rule is not None else None
+            return self.error(defect) if defect else None
         numbers: list[float] = []
         for v in values:
             try:
@@ -237,11 +239,19 @@ def _orientation(numbers: list[float]) -> str | None:
     return None
 
 
+def _character_sets(values: list[str]) -> str | None:
+    if len(values) == 1 and values[0].startswith("ISO 2022"):
+        return "is a code extension without a default character set before it (one value, expected two or more)"
+    return None
+
+
 IMAGE: tuple[Attribute, ...] = (
     Attribute("StudyInstanceUID", count=1),  # the results reference the source study, series and image
     Attribute("SeriesInstanceUID", count=1),
     Attribute("SOPInstanceUID", count=1),
     Attribute("SOPClassUID", count=1),
+    Attribute("Modality", count=1),  # copied into the result objects
+    Attribute("SpecificCharacterSet", required=False, text_rule=_character_sets),
     Attribute("Rows", integer=True, count=1, positive=True, same_in_series=False),
     Attribute("Columns", integer=True, count=1, positive=True),
     Attribute("SamplesPerPixel", integer=True, count=1, enumerated=(1,)),
