@@ -16,12 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.utils import make_target
 
 from .disk import DiskGuard
 from ..logs import log
@@ -31,6 +28,7 @@ from ..store.spool import Spool
 from ..store import JobStore
 from ..dicom.tls import HANDSHAKE_TIMEOUT, TlsHandshakes
 from .accept import ACCEPTED_TRANSFER_SYNTAXES, DEFAULT_MAX_DATASET_BYTES, InstanceAcceptor, OnDuplicate
+from .scp import MAX_PDU_BYTES, SharedContexts, make_ae, start_shared_server
 from .connections import ConnectionGate, drop_pending, remote_address, tune_connection
 from .header import Status
 from .audit import AssociationAudit
@@ -43,15 +41,12 @@ __all__ = ["IngestServer", "MAX_PDU_BYTES"]
 
 _logger = logging.getLogger("ainode.ingest")
 
-MAX_PDU_BYTES = 1 << 20
-"""The largest P-DATA-TF PDU the node asks senders for: what one read of theirs holds in memory."""
 
 _REJECTED_PERMANENT = 0x01
 _REJECTED_TRANSIENT = 0x02
 _SERVICE_USER = 0x01
 _SERVICE_PROVIDER_PRESENTATION = 0x03
 _LOCAL_LIMIT_EXCEEDED = 0x02
-_PYNETDICOM_NO_LIMIT = 1 << 20
 _ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 _TRANSFER_SYNTAXES_NOT_SUPPORTED = 0x04
 
@@ -156,7 +151,7 @@ class IngestServer:
         self._handshakes: list[TlsHandshakes] = []
         metrics.associations_open.set_function(self._connections.admitted)
         self._acse_timeout = self._network_timeout if acse_timeout is None else acse_timeout
-        self._ae = _make_ae(ae_title, self._network_timeout, self._acse_timeout,
+        self._ae = make_ae(ae_title, self._network_timeout, self._acse_timeout,
                             self._network_timeout if dimse_timeout is None else dimse_timeout)
         self._titles = TitleScreen(self._ae.ae_title, peers)
         self._audit = AssociationAudit(request_timeout=min(self._handshake_timeout, self._acse_timeout))
@@ -209,7 +204,7 @@ class IngestServer:
             (evt.EVT_C_ECHO, lambda event: Status.SUCCESS.value),
         ]
         if self._reuse_port:
-            server = _start_shared_server(self._ae, address, handlers, context)
+            server = start_shared_server(self._ae, address, handlers, context)
         else:
             server = self._ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=context)
         assert server is not None
@@ -356,60 +351,6 @@ class IngestServer:
                                                 transfer=transfer)
         self._audit.stored(event.assoc, size, receipt.accepted)
         return receipt.status
-
-
-class SharedContexts(list):  # type: ignore[type-arg]
-    """The listener's supported presentation contexts, shared by its associations.
-
-    pynetdicom deep-copies the server's contexts for every connection it accepts: with
-    every storage class in every decodable transfer syntax that is ~30 ms of GIL-bound
-    work per connection, so a burst of idle connections delays real modalities by
-    seconds. Negotiation only reads the acceptor's contexts, so a shallow copy is safe.
-    """
-
-    def __deepcopy__(self, memo: dict[int, object]) -> list:  # type: ignore[type-arg]
-        return list(self)
-
-
-class _SharedPortServer(ThreadedAssociationServer):
-    """A listener bound with ``SO_REUSEPORT``, beside the node's other listener processes.
-
-    pynetdicom's ``server_bind`` replaces socketserver's (which would honour
-    ``allow_reuse_port``), so the option is set here, before it binds.
-    """
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-
-def _start_shared_server(ae: AE, address: tuple[str, int], handlers: list, context: ssl.SSLContext | None,
-                         ) -> ThreadedAssociationServer:
-    """``ae.start_server(address, block=False, ...)`` with a :class:`_SharedPortServer`."""
-    server = ae.make_server(address, evt_handlers=handlers, ssl_context=context, server_class=_SharedPortServer)
-    threading.Thread(target=make_target(server.serve_forever), name="AcceptorServer-shared", daemon=True).start()
-    ae._servers.append(server)  # so that ae.shutdown() stops it, as start_server's do
-    return server
-
-
-def _make_ae(ae_title: str, network_timeout: float, acse_timeout: float, dimse_timeout: float) -> AE:
-    """The AE, with every storage class and Verification.
-
-    pynetdicom's own association limit counts every connection thread, also those that
-    never asked for an association or were dropped and wait out the handshake timeout; the
-    node counts associations and pending connections itself (:class:`ConnectionGate`),
-    so pynetdicom's limit is lifted out of the way.
-    """
-    ae = AE(ae_title=ae_title)
-    ae.maximum_pdu_size = MAX_PDU_BYTES
-    ae.maximum_associations = _PYNETDICOM_NO_LIMIT
-    ae.network_timeout = network_timeout
-    ae.acse_timeout = acse_timeout
-    ae.dimse_timeout = dimse_timeout
-    ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
-    return ae
 
 
 def _file_size(path: str | Path) -> int:
