@@ -9,7 +9,7 @@ For one analysed series the model writes, in the source study:
   representative slice: tracking identifier and UID, the finding (a private
   "position marker slice" / "representative lung slice" concept), the finding site
   (SCT apex of lung, carina, diaphragm; upper / middle / lower zone of lung), the
-  referenced slice outlined (the body's bounding box on it, a POLYLINE, so that viewers
+  referenced slice outlined (the body's outline on it, a POLYLINE, so that viewers
   draw the marker and jump to the slice), the model's score (a probability), the
   representative slice's position between apex and diaphragm in %, Algorithm
   Identification, and the KOS as further evidence (Series Number = base + 1).
@@ -30,7 +30,7 @@ from models.chest_ct_landmarks.findings import LANDMARKS, LandmarkFindings
 from node.packs.protocol import ResultContext
 from node.results import FindingGroup, Placement, build_measurement_report
 from node.results.checks import check_argument_type
-from node.results.outline import rectangle_outline, whole_image_outline
+from node.results.outline import mask_outlines, whole_image_outline
 from node.results.ko import OF_INTEREST, build_key_object_selection
 
 __all__ = [
@@ -64,7 +64,7 @@ PROBABILITY_UNIT = hd.sr.CodedConcept("{probability}", "UCUM", "probability")
 PERCENT = hd.sr.CodedConcept("%", "UCUM", "percent")
 
 BODY_HU = -500.0
-"""Pixels above this HU are the body whose bounding box outlines a marker slice."""
+"""Pixels above this HU are the body whose outline marks a marker slice."""
 
 FINDING_SITES: dict[str, hd.sr.CodedConcept] = {
     "apex": hd.sr.CodedConcept("86598002", "SCT", "Apex of Lung"),
@@ -164,15 +164,13 @@ def write_results(series: Sequence[Dataset], findings: LandmarkFindings, context
 
 
 def _slice_region(ds: Dataset) -> dict:
-    """The region of a group about a whole slice: the body's bounding box on it (pixels above
-    :data:`BODY_HU`), or the whole image when its pixels cannot be read or show no body."""
+    """The region of a group about a whole slice: the body's outline on it (its largest region
+    of pixels above :data:`BODY_HU`), or the whole image when its pixels cannot be read or
+    show no body."""
     try:
         body = apply_modality_lut(ds.pixel_array, ds) > BODY_HU
     except Exception:  # noqa: BLE001 - headers only, or pixels that do not decode: outline the image
         body = None
-    if body is not None and body.any():
-        rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
-        outline = rectangle_outline(float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-    else:
-        outline = whole_image_outline(ds)
+    outlines = mask_outlines(body, max_regions=1) if body is not None else []
+    outline = outlines[0][0] if outlines else whole_image_outline(ds)
     return {"image": ds, "graphic_type": "POLYLINE", "graphic_data": outline}
