@@ -132,7 +132,8 @@ def test_sigterm_during_ingest_then_a_resend_delivers_exactly_once(pacs, forty_s
     import threading
     files = forty_slices
     # quiet 5 s: after the restart the half-received series waits for the modality's re-send
-    node, http_port = _new_node(tmp_path / "node", pacs, grace=2)
+    # grace 0.3 s: the association still open then is cut, the series half received
+    node, http_port = _new_node(tmp_path / "node", pacs, grace=0.3)
     node.config_path.write_text(node.config_path.read_text().replace("quiet_seconds = 1.0", "quiet_seconds = 5.0"))
     node.start(http_port)
     errors: list[BaseException] = []
@@ -148,10 +149,8 @@ def test_sigterm_during_ingest_then_a_resend_delivers_exactly_once(pacs, forty_s
     wait_for(lambda: _received(node) >= 1, 30, interval=0.02, what="the first instances received")
     seconds = _terminate(node)
     sender.join(60)
-    received_before = node.log_text().count('"instance received"')  # informative only
     assert seconds < BOUND_SECONDS, node.log_text()[-3000:]
-    print(f"ingest: exited {seconds:.2f} s after SIGTERM; storescu {'cut' if errors else 'finished'};"
-          f" {received_before} instance lines")
+    print(f"ingest: exited {seconds:.2f} s after SIGTERM; storescu {'cut: ' + str(errors[0])[:80] if errors else 'finished'}")
 
     node.start(http_port)
     try:
