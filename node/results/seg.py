@@ -245,7 +245,27 @@ def _segmentation(
         **placement.highdicom_arguments(first),
     )
     add_study_and_algorithm(seg, first, algorithm)
+    _add_nominal_plane_orientation(seg, sources[0])
     return seg
+
+
+NOMINAL_ORIENTATION = ("1", "0", "0", "0", "1", "0")
+"""Image Orientation (Patient) of a SEG over a projection radiograph, which has none: the
+orientation cornerstone assumes for such an image (rows along x, columns along y), against
+which OHIF checks the SEG's plane before it draws the mask."""
+
+
+def _add_nominal_plane_orientation(seg: Dataset, source: Dataset) -> None:
+    """Give a SEG without Plane Orientation (a radiograph's) the source's orientation or
+    :data:`NOMINAL_ORIENTATION`: OHIF 3.13 reads it from every SEG and stops without it."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PlaneOrientationSequence" in shared or any(
+        "PlaneOrientationSequence" in frame for frame in seg.get("PerFrameFunctionalGroupsSequence", [])
+    ):
+        return
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = list(source.get("ImageOrientationPatient") or NOMINAL_ORIENTATION)
+    shared.PlaneOrientationSequence = [orientation]
 
 
 def seg_sources(source_images: Sequence[Dataset], mask: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
