@@ -250,6 +250,12 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
     assert not failures, f"{key} in OHIF:\n  " + "\n  ".join(failures)
 
 
-@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr", "real-cr"])
+_REAL_CR_KNOWN = pytest.mark.xfail(strict=True, reason=(
+    "known, issue 29 open: OHIF shows the real CR (RG1, MONOCHROME1, 15 bits, Pixel Spacing 0\\0, no Imager "
+    "Pixel Spacing) as a black viewport and draws the reports' regions at NaN; the SEG loads"))
+
+
+@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr",
+                                 pytest.param("real-cr", marks=_REAL_CR_KNOWN)])
 def test_ohif_opens_the_source_and_every_result(scene: Scene, browser: Any, key: str) -> None:
     _check_study(scene, browser, key)
