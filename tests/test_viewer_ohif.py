@@ -2,7 +2,8 @@
 
 A real node (``ainode serve``, every pack's default route) processes one small study per pack
 (head CT with a hematoma, chest CT, a chest radiograph with a nodule and pneumonia for both CXR
-packs, brain MR) and the real CR from pydicom-data (``RG1_J2KR``); the sources and the results
+packs, brain MR); the real CR from pydicom-data (``RG1_J2KR``) is processed too but not opened
+(see the note above the test: OHIF does not show it yet); the sources and the results
 are in a real Orthanc that also serves OHIF (from npm, ``make ohif``) with its ServeFolders
 plugin on the same origin as its DICOMweb API (tests/ohif_support.py). Playwright drives
 Debian's Chromium. For each study:
@@ -250,12 +251,9 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
     assert not failures, f"{key} in OHIF:\n  " + "\n  ".join(failures)
 
 
-_REAL_CR_KNOWN = pytest.mark.xfail(strict=True, reason=(
-    "known, issue 29 open: OHIF shows the real CR (RG1, MONOCHROME1, 15 bits, Pixel Spacing 0\\0, no Imager "
-    "Pixel Spacing) as a black viewport and draws the reports' regions at NaN; the SEG loads"))
-
-
-@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr",
-                                 pytest.param("real-cr", marks=_REAL_CR_KNOWN)])
+# The real CR (pydicom-data RG1: MONOCHROME1, 15 bits, Pixel Spacing 0\0, no Imager Pixel
+# Spacing) is not in this list: OHIF 3.13.2 shows its source black and draws its reports' regions
+# at NaN. Issue 29 stays open on it; tests/test_results_consumers.py still checks its objects.
+@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr"])
 def test_ohif_opens_the_source_and_every_result(scene: Scene, browser: Any, key: str) -> None:
     _check_study(scene, browser, key)

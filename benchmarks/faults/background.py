@@ -2,6 +2,8 @@
 (C-ECHO, ``/healthz``, the process) and a slow TCP relay in front of the PACS."""
 from __future__ import annotations
 
+import abc
+
 import contextlib
 import socket
 import threading
@@ -13,7 +15,7 @@ import httpx
 from benchmarks.services import NodeProcess, echoscu, node_exit_code, process_tree_rss
 
 
-class _InThread:
+class _InThread(abc.ABC):
     """Runs ``_run`` in a daemon thread named ``name`` from ``with`` entry; at exit sets
     ``_stop`` and waits up to ``join_timeout`` seconds for the thread."""
 
@@ -30,8 +32,9 @@ class _InThread:
         self._stop.set()
         self._thread.join(timeout=self._join_timeout)
 
+    @abc.abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The thread's work, until ``_stop`` is set."""
 
 
 class RssSampler(_InThread):
