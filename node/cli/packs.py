@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
-from ..packs.registry import MODEL_COMMANDS, PHANTOM_COMMANDS, installed_commands
+from ..packs.registry import APPLICABILITY_COMMANDS, MODEL_COMMANDS, PHANTOM_COMMANDS, installed_commands
 
 __all__ = ["add_models_command", "add_phantom_command"]
 
@@ -36,7 +37,12 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
             pack, help=summary, description=summary))
         train_packs.choices[pack].set_defaults(func=module.run_train)
         module.add_eval_arguments(eval_packs.add_parser(pack))
-        eval_packs.choices[pack].set_defaults(func=module.run_eval)
+        eval_packs.choices[pack].add_argument(
+            "--applicability", type=int, metavar="N", default=0,
+            help="instead: the applicability check's out-of-domain rate on N held-out phantoms (plain and styled"
+                 " each), on other packs' phantoms and on real files from pydicom-data")
+        eval_packs.choices[pack].set_defaults(func=_evaluate, pack_eval=module.run_eval, pack_name=pack)
+    _add_calibrate(actions)
     build = actions.add_parser("build", help="prebuild the GPU engines (TensorRT) of every configured model")
     build.add_argument("--config", type=Path, help="config.toml (default: the embedded defaults)")
     build.add_argument("--data-dir", type=Path, help="override [node] data_dir; engines go to DATA_DIR/engine-cache (default: the config's)")
@@ -45,6 +51,23 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
     triton.add_argument("out", type=Path, help="folder of the model repository")
     triton.add_argument("--max-batch", type=int, default=32, help="max_batch_size of each model")
     triton.set_defaults(func=_export_triton)
+
+
+def _add_calibrate(actions: argparse._SubParsersAction) -> None:
+    """``models calibrate NAME``: the applicability check's statistics and threshold into the weights' model.json."""
+    module = importlib.import_module(APPLICABILITY_COMMANDS)
+    calibrate = actions.add_parser(
+        "calibrate", help="compute a pack's applicability statistics and threshold into its model.json",
+        description="Describe the pack's preprocessed input on phantoms (plain and styled) and write the statistics "
+                    "and the threshold (99th percentile of validation scores) into the weights' model.json.")
+    module.add_calibrate_arguments(calibrate)
+    calibrate.set_defaults(func=module.run_calibrate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.applicability:
+        return importlib.import_module(APPLICABILITY_COMMANDS).run_eval(args, args.pack_name)
+    return args.pack_eval(args)
 
 
 def _models_build(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .protocol import ModelPack
 
-__all__ = ["MODEL_COMMANDS", "PACKS", "PHANTOM_COMMANDS", "installed_commands", "load_pack"]
+__all__ = ["APPLICABILITY_COMMANDS", "MODEL_COMMANDS", "PACKS", "PHANTOM_COMMANDS", "installed_commands", "load_pack"]
 
 PACKS: dict[str, str] = {
     "head-ct-hematoma": "models.head_ct_hematoma.pack:HeadCTHematomaPack",
@@ -40,6 +40,10 @@ MODEL_COMMANDS: dict[str, str] = {
 """``ainode models train|eval PACK`` → module with ``add_train_arguments``, ``run_train``,
 ``add_eval_arguments`` and ``run_eval``. Modules import heavy libraries (torch) inside
 the ``run_*`` functions only."""
+
+APPLICABILITY_COMMANDS = "models.training.applicability"
+"""``ainode models calibrate NAME`` and ``ainode models eval NAME --applicability N``: a module with
+``add_calibrate_arguments``, ``run_calibrate`` and ``run_eval(args, name)``."""
 
 
 def load_pack(pack: str, weights: Path | None = None) -> ModelPack:
