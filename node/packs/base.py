@@ -16,6 +16,7 @@ from pydicom import Dataset
 from ..dicom.attributes import VOLUME, Attribute
 from ..results.algorithm import AlgorithmInfo
 from ..results.aside import EncodedObject
+from .applicability import ApplicabilityCheck
 from .protocol import ResultContext, algorithm_for, read_model_meta
 
 __all__ = ["PackBase"]
@@ -58,6 +59,7 @@ class PackBase:
         meta = read_model_meta(self._weights)
         self.configure(meta)
         self.algorithm: AlgorithmInfo = algorithm_for(self.algorithm_name, self._weights, meta)
+        self.applicability: ApplicabilityCheck | None = ApplicabilityCheck.from_meta(meta)
 
     @classmethod
     def demo_weights(cls) -> Path:

@@ -94,6 +94,10 @@ class ModelPack(Protocol):
     stream_results: Callable[[Sequence[Dataset], Any, ResultContext], Iterator[Any]] | None
     """``None``, or the objects of :meth:`write_results` one by one (same arguments), every
     object after those it references, each as soon as it is built."""
+    applicability: Any
+    """``None`` (not calibrated), or the :class:`~node.packs.applicability.ApplicabilityCheck`
+    of the weights' ``model.json``: scores how far a job's preprocessed input is from the
+    phantoms the model was validated on."""
 
     def model_path(self) -> Path:
         """Path of the ONNX graph this pack runs."""
