@@ -87,7 +87,7 @@ class Node:
             self._attach_stages()
             return
         self._use_spool_disk_for_temporary_files()
-        router = Router(config.routes)
+        router = Router(config.routes, config.peers)  # peers: whole-series senders complete on release
         self.assembler = Assembler(config.assembler, self.store, router, self.metrics, self.pipeline)
         self.indexer = Indexer(self.store, self.metrics, self.pipeline, rerun_on_late=router.reruns_on_late)
         self.disk = DiskGuard(self.spool.root, config.spool.min_free_mb, config.spool.min_free_percent)

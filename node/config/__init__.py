@@ -12,7 +12,7 @@ defaults in ``defaults.toml``).
 from __future__ import annotations
 
 from .checks import EXTRAS, check_extras
-from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, RouteLevel
+from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, Priority, RouteLevel
 from .destinations import parse_destination as _parse_destination  # noqa: F401  (tests import it)
 from .keys import ConfigError
 from .parse import DEFAULT_CONFIG_TOML, load_config, parse_config
@@ -27,6 +27,7 @@ from .schema import (
     ModelConfig,
     NodeConfig,
     PeerConfig,
+    PriorityFrom,
     RouteConfig,
     RunnerConfig,
     SpoolConfig,
@@ -52,6 +53,8 @@ __all__ = [
     "OnDuplicate",
     "OnLate",
     "PeerConfig",
+    "Priority",
+    "PriorityFrom",
     "RouteConfig",
     "RouteLevel",
     "RunnerConfig",

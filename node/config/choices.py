@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DestinationType", "EngineName", "LogLevel", "OnDuplicate", "OnLate", "RouteLevel"]
+__all__ = ["DestinationType", "EngineName", "LogLevel", "OnDuplicate", "OnLate", "Priority", "RouteLevel"]
 
 
 class LogLevel(StrEnum):
@@ -74,3 +74,24 @@ class OnDuplicate(StrEnum):
     """The first copy stays; the new one is dropped."""
     REPLACE = "replace"
     """The new copy replaces the first (the series is processed again)."""
+
+
+class Priority(StrEnum):
+    """``[[routes]] priority``: which jobs every worker claims first, and whose results go out first."""
+
+    STAT = "stat"
+    """A result that matters within minutes (a stroke or trauma head CT)."""
+    URGENT = "urgent"
+    """Before routine work, after stat."""
+    ROUTINE = "routine"
+    """The default."""
+
+    @property
+    def rank(self) -> int:
+        """0 for stat, 1 for urgent, 2 for routine: lower is claimed first."""
+        return list(Priority).index(self)
+
+    @classmethod
+    def highest(cls, *priorities: "Priority") -> "Priority":
+        """The most pressing of ``priorities`` (routine when none)."""
+        return min(priorities, key=lambda p: p.rank, default=cls.ROUTINE)

@@ -4,14 +4,15 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .choices import OnLate, RouteLevel
+from .choices import OnLate, Priority, RouteLevel
 from .keys import ConfigError, choice, get_value, only_keys
-from .schema import RouteConfig
+from .schema import PriorityFrom, RouteConfig
 
 __all__ = ["parse_route", "parse_rules"]
 
 _ROUTE_KEYS = {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late",
-               "level", "requires", "study_timeout_seconds", "complete_on_release"}
+               "level", "requires", "study_timeout_seconds", "complete_on_release", "priority",
+               "priority_from"}
 
 
 def parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -> RouteConfig:
@@ -46,7 +47,32 @@ def parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -
         level=level,
         requires=requires,
         study_timeout_seconds=float(timeout),
+        priority=choice(f"{prefix}.priority", get_value(prefix, table, "priority", str, Priority.ROUTINE), Priority),
+        priority_from=parse_priority_from(f"{prefix}.priority_from",
+                                          get_value(prefix, table, "priority_from", dict, {})),
     )
+
+
+def parse_priority_from(prefix: str, table: Mapping[str, Any]) -> PriorityFrom:
+    """``priority_from``: ``attribute`` with its ``values`` (value → priority), and ``calling_ae`` (title → priority)."""
+    from ..pipeline.index import ROUTING_KEYWORDS  # see parse_rules
+
+    only_keys(prefix, table, {"attribute", "values", "calling_ae"})
+    attribute = get_value(prefix, table, "attribute", str, None)
+    values = _priorities(f"{prefix}.values", get_value(prefix, table, "values", dict, {}))
+    if attribute is not None and attribute not in ROUTING_KEYWORDS:
+        raise ConfigError(f"{prefix}.attribute", f"not a routing attribute (one of: {', '.join(ROUTING_KEYWORDS)})")
+    if (attribute is None) != (not values):
+        raise ConfigError(prefix, "attribute and values go together, e.g. "
+                                  '{attribute = "RequestedProcedurePriority", values = {STAT = "stat"}}')
+    titles = _priorities(f"{prefix}.calling_ae", get_value(prefix, table, "calling_ae", dict, {}))
+    return PriorityFrom(attribute=attribute, values={k.strip().upper(): v for k, v in values.items()},
+                        calling_ae={k.strip(): v for k, v in titles.items()})
+
+
+def _priorities(prefix: str, table: Mapping[str, Any]) -> dict[str, Priority]:
+    """A table of ``key = "stat" | "urgent" | "routine"``."""
+    return {str(key): choice(f"{prefix}.{key}", value, Priority) for key, value in table.items()}
 
 
 def _parse_requires(prefix: str, table: Mapping[str, Any],

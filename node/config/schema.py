@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, RouteLevel
+from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, Priority, RouteLevel
 
 __all__ = [
     "AssemblerConfig",
@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "NodeConfig",
     "PeerConfig",
+    "PriorityFrom",
     "RouteConfig",
     "RunnerConfig",
     "SpoolConfig",
@@ -71,6 +72,10 @@ class PeerConfig:
     host: str
     tls: bool = False
     cert_cn: str | None = None
+    sends_whole_series: bool = False
+    """The peer forwards only whole, stable series (Orthanc's forwarding on a stable series, a
+    PACS routing rule): the release of its association completes the series it brought,
+    without waiting the quiet period (an image arriving later still reopens it)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,9 @@ class RunnerConfig:
     read_ahead: bool = True
     """Run a slice-wise model (``slice_wise`` packs: head CT) on a series' slices as they are
     filed, on an idle worker, so that its job at completion runs only the last ones."""
+    reserve_for_stat: int = _limited(0, ge=0)
+    """With several workers, how many are kept free for stat jobs (routine and urgent work
+    takes at most ``workers - reserve_for_stat``; a running job is never stopped)."""
     metrics_port: int = _limited(0, ge=0, le=65535)
     """``ainode worker`` only (it has no HTTP API): serve ``GET /metrics`` on this port, on
     ``[node] http_host``; 0: no metrics server."""
@@ -228,6 +236,21 @@ class DestinationConfig:
 
 
 @dataclass(frozen=True)
+class PriorityFrom:
+    """``[[routes]] priority_from``: what raises a series' priority above its route's ``priority``.
+
+    ``attribute`` (a routing attribute the sender sets, e.g. Requested Procedure Priority)
+    with ``values`` (its value, upper case → priority), and ``calling_ae`` (the calling AE
+    title that sent the series → priority). The highest of the route's priority and what
+    these give applies; they never lower it.
+    """
+
+    attribute: str | None = None
+    values: Mapping[str, Priority] = field(default_factory=dict)
+    calling_ae: Mapping[str, Priority] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     """A ``[[routes]]`` entry: which series (or studies) go to which model, and where its results go."""
 
@@ -251,6 +274,10 @@ class RouteConfig:
     """A study route's required series: one table of rules (as in ``match``) per series."""
     study_timeout_seconds: float = 3600.0
     """How long a study route waits, from the first complete matching series, for the rest."""
+    priority: Priority = Priority.ROUTINE
+    """``stat``, ``urgent`` or ``routine``: claimed by the workers and delivered in that order."""
+    priority_from: PriorityFrom = field(default_factory=PriorityFrom)
+    """What raises a series' priority above ``priority`` (its data, its sender)."""
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def parse_model(prefix: str, name: str, table: Mapping[str, Any], base_dir: Path
 
 def parse_peer(prefix: str, table: Mapping[str, Any]) -> PeerConfig:
     """One ``[[peers]]`` entry: an AE title, an address or CIDR network, and TLS."""
-    only_keys(prefix, table, {"ae_title", "host", "tls", "cert_cn"})
+    only_keys(prefix, table, {"ae_title", "host", "tls", "cert_cn", "sends_whole_series"})
     host = get_value(prefix, table, "host", str)
     try:
         ipaddress.ip_network(host, strict=False)
@@ -111,7 +111,8 @@ def parse_peer(prefix: str, table: Mapping[str, Any]) -> PeerConfig:
     if cert_cn is not None and (not tls or not cert_cn.strip()):
         raise ConfigError(f"{prefix}.cert_cn", "expected a non-empty common name, with tls = true")
     return PeerConfig(ae_title=ae_title(f"{prefix}.ae_title", get_value(prefix, table, "ae_title", str)).strip(),
-                      host=host, tls=tls, cert_cn=cert_cn)
+                      host=host, tls=tls, cert_cn=cert_cn,
+                      sends_whole_series=get_value(prefix, table, "sends_whole_series", bool, False))
 
 
 def parse_dicom_tls(table: Any, base_dir: Path) -> DicomTlsConfig:

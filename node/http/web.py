@@ -53,6 +53,7 @@ _logger = logging.getLogger("ainode.web")
 CODED_ATTRIBUTES = frozenset({
     "Modality", "BodyPartExamined", "SOPClassUID", "ImageType", "SliceThickness", "Rows", "Columns",
     "ImagesInAcquisition", "NumberOfFrames", "PhotometricInterpretation",
+    "RequestedProcedurePriority", "StudyPriorityID",  # CS: STAT, HIGH, ROUTINE, MEDIUM, LOW (issue 32)
 })
 """Routing attributes the API shows by default: coded values and numbers (CS, UI, IS, DS, US).
 Any other (the free text of Study/Series Description, Protocol Name, Manufacturer, and any

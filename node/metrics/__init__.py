@@ -152,8 +152,9 @@ class Metrics:
         self.stage_duration_seconds = Histogram(
             "ainode_stage_duration_seconds",
             "Time spent per pipeline stage (receive, queue, load, engine, preprocess, inference, postprocess,"
-            " write, delivery) by model; receive of a series no route takes has model=\"none\"",
-            ["stage", "model"], buckets=_STAGE_BUCKETS, registry=r,
+            " write, delivery) by model; receive of a series no route takes has model=\"none\";"
+            " queue also by the job's priority (stat, urgent, routine; empty for the other stages)",
+            ["stage", "model", "priority"], buckets=_STAGE_BUCKETS, registry=r,
         )
         self.series_latency_seconds = Histogram(
             "ainode_series_latency_seconds",
@@ -172,24 +173,29 @@ class Metrics:
             self.instances_received.labels(outcome)
         for state in (SeriesState.ROUTED, SeriesState.IGNORED):
             self.series_routed.labels(state.value)
-        self.stage_duration_seconds.labels("receive", "none")
+        self.stage_duration_seconds.labels("receive", "none", "")
         for model in models:
             self.series_latency_seconds.labels(model)
             self.pipeline_seconds.labels(model)
             self.slices_read_ahead.labels(model)
             for stage in STAGES:
-                self.stage_duration_seconds.labels(stage, model)
+                self.stage_duration_seconds.labels(stage, model, "routine" if stage == "queue" else "")
             for failure in FAILURE_STAGES:
                 self.job_failures.labels(model, failure.value)
         for destination in destinations:
             for outcome in (ResultState.DELIVERED.value, "retry", ResultState.DEAD.value):
                 self.egress_results.labels(destination, outcome)
 
-    def observe_stage(self, stage: str, model: str, seconds: float) -> None:
-        """One ``ainode_stage_duration_seconds`` observation (``stage`` one of :data:`STAGES`)."""
+    def observe_stage(self, stage: str, model: str, seconds: float, priority: str = "") -> None:
+        """One ``ainode_stage_duration_seconds`` observation (``stage`` one of :data:`STAGES`).
+
+        ``priority`` (``stat``, ``urgent``, ``routine``: bounded) labels the ``queue`` stage
+        only; the other stages keep an empty one, which Prometheus treats as no label.
+        """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-        self.stage_duration_seconds.labels(stage, model).observe(max(0.0, seconds))
+        label = str(priority or "routine") if stage == "queue" else ""
+        self.stage_duration_seconds.labels(stage, model, label).observe(max(0.0, seconds))
 
     def watch_store(self, store: StoreCounts) -> None:
         """Expose the queue depths (``ainode_{instances,series,jobs,results}{state}``,

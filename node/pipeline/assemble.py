@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 from ..config import AssemblerConfig
 from ..logs import log
 from ..metrics import Metrics
-from .route import Router
+from .route import Router, route_priority
 from ..states import NO_WAKEUPS, IllegalTransition, JobState, SeriesState, Stage, Wakeups
 from ..store import JobStore, SeriesRow
 from .loop import LoopStage, StageLoop
@@ -68,8 +68,8 @@ class Assembler(LoopStage):
         """Whether a release came after the series' last instance, and a matching route completes on it."""
         with self._released_lock:
             at = self._released.get(series.series_uid)
-        return (at is not None and at >= series.last_received
-                and any(r.complete_on_release for r in self._router.matching(series.attrs)))
+        return (at is not None and at >= series.last_received  # a route's, or a whole-series peer's (issue 32)
+                and self._router.completes_on_release(series.attrs, self._store.series_senders(series.series_uid)))
 
     def quiet_seconds(self, series: SeriesRow) -> float:
         """The quiet period that applies to ``series``."""
@@ -136,7 +136,8 @@ class Assembler(LoopStage):
     def _route(self, series: SeriesRow) -> None:
         allowed = self._store.route_filter(series.series_uid)  # a process request may allow only some routes
         routes = [r for r in self._router.matching(series.attrs) if allowed is None or r.name in allowed]
-        jobs = [(r.name, r.model, r.destinations) for r in routes]
+        senders = self._store.series_senders(series.series_uid) if routes else []
+        jobs = [(r.name, r.model, r.destinations, route_priority(r, series.attrs, senders)) for r in routes]
         ids = self._store.route_series(series.series_uid, jobs)
         study_routes = self._study_router.note(series, allowed)
         if study_routes:

@@ -40,6 +40,8 @@ ROUTING_KEYWORDS = (
     "ImagesInAcquisition",
     "NumberOfFrames",
     "PhotometricInterpretation",
+    "RequestedProcedurePriority",  # the sender's urgency: a route's priority_from may raise the priority
+    "StudyPriorityID",
 )
 """The attributes routes can match on. None of them identifies the patient."""
 

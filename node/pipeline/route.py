@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from ..config import RouteConfig
+from ..config import PeerConfig, Priority, RouteConfig
 
-__all__ = ["Router", "requirements_met", "route_matches", "rules_hold"]
+__all__ = ["Router", "requirements_met", "route_matches", "route_priority", "rules_hold"]
 
 Rules = Mapping[str, "tuple[str, ...] | re.Pattern[str]"]
 
@@ -46,12 +46,44 @@ def rules_hold(rules: Rules, attrs: Mapping[str, Any]) -> bool:
     return True
 
 
-class Router:
-    """The routes of the configuration, in file order: series-level ones, and study-level ones."""
+def route_priority(route: RouteConfig, attrs: Mapping[str, Any], senders: Iterable[str] = ()) -> Priority:
+    """The priority of ``route``'s job on a series with ``attrs`` sent by the calling AE titles ``senders``.
 
-    def __init__(self, routes: Sequence[RouteConfig]) -> None:
+    The route's ``priority``, raised (never lowered) by its ``priority_from``: the value of
+    its attribute (compared upper case, spaces stripped) and the sender's title.
+    """
+    rule = route.priority_from
+    found = [route.priority]
+    if rule.attribute is not None and attrs.get(rule.attribute) is not None:
+        value = rule.values.get(str(attrs[rule.attribute]).strip().upper())
+        found += [value] if value is not None else []
+    found += [rule.calling_ae[t.strip()] for t in senders if t.strip() in rule.calling_ae]
+    return Priority.highest(*found)
+
+
+class Router:
+    """The routes of the configuration, in file order: series-level ones, and study-level ones.
+
+    ``peers``: the ``[[peers]]`` entries; those with ``sends_whole_series`` complete a
+    series when their association is released (:meth:`completes_on_release`).
+    """
+
+    def __init__(self, routes: Sequence[RouteConfig], peers: Sequence[PeerConfig] = ()) -> None:
         self.routes = tuple(r for r in routes if r.level != "study")
         self.study_routes = tuple(r for r in routes if r.level == "study")
+        self.whole_series_titles = frozenset(p.ae_title.strip() for p in peers if p.sends_whole_series)
+
+    def completes_on_release(self, attrs: Mapping[str, Any], senders: Sequence[str] = ()) -> bool:
+        """Whether a release after a series' last image completes it: a matching route's
+        ``complete_on_release``, or every title that sent it is a ``sends_whole_series`` peer."""
+        if any(r.complete_on_release for r in self.matching(attrs)):
+            return True
+        return bool(senders) and all(t.strip() in self.whole_series_titles for t in senders)
+
+    def priority(self, attrs: Mapping[str, Any], senders: Iterable[str] = ()) -> Priority:
+        """The highest priority of the series-level routes matching ``attrs`` (read-ahead order)."""
+        titles = tuple(senders)
+        return Priority.highest(*(route_priority(r, attrs, titles) for r in self.matching(attrs)))
 
     def matching(self, attrs: Mapping[str, Any]) -> list[RouteConfig]:
         """The series-level routes whose rules all hold for ``attrs``."""

@@ -26,6 +26,7 @@ from ..config import Config
 from ..logs import log
 from ..metrics import STAGES, Metrics
 from .loop import StageLoop
+from .priorities import claim_free_workers, effective_reserve, may_read_ahead, read_ahead_order
 from .route import Router
 from ..store.spool import Spool
 from ..states import NO_WAKEUPS, FailureStage, JobState, ResultState, SeriesState, Stage, Wakeups
@@ -63,7 +64,9 @@ class Runner:
         self._destinations: dict[int, list[str]] = {}
         self._pool = self._new_pool()
         self._running: dict[int, Future[JobOutcome]] = {}
-        self._router = Router(config.routes)
+        self._priorities: dict[int, str] = {}  # job id → priority, of the running jobs (reserve_for_stat)
+        self._reserve = effective_reserve(self._workers, config.runner.reserve_for_stat)
+        self._router = Router(config.routes, config.peers)
         self._filed = threading.Event()
         self._reading: Future[ReadAheadOutcome] | None = None
         self._read_paths: dict[tuple[str, str], set[str]] = {}  # (series UID, model) → files sent to read ahead
@@ -213,8 +216,9 @@ class Runner:
     def _submit(self) -> None:
         if self._draining:
             return
-        free = self._workers - len(self._running)
-        for job in self._store.claim_jobs(self._owner, free, self._lease_seconds):
+        running = [self._priorities.get(i, "routine") for i in self._running]
+        for job in claim_free_workers(self._store, self._owner, self._lease_seconds, workers=self._workers,
+                                      reserve=self._reserve, running=running):
             try:
                 spec = self._spec(job.id, job.model, job.series_uid)
             except Exception as exc:  # a job that cannot even be described must not block the queue
@@ -230,6 +234,7 @@ class Runner:
                 future = self._pool.submit(run_job, spec)
             future.add_done_callback(lambda _f: self._loop.wake())
             self._destinations[job.id] = list(job.destinations)
+            self._priorities[job.id] = job.priority
             self._running[job.id] = future
 
     def _read_ahead(self) -> None:
@@ -247,7 +252,10 @@ class Runner:
         for key in [key for key in self._read_paths if key[0] not in live]:
             del self._read_paths[key]
         self._given_up = {key for key in self._given_up if key[0] in live}
-        for series in arriving:
+        free = self._workers - len(self._running)
+        for series in read_ahead_order(self._router, arriving):  # stat first; a reserved worker: stat only
+            if not may_read_ahead(self._router, series, free=free, reserve=self._reserve):
+                continue
             for model in dict.fromkeys(route.model for route in self._router.matching(series.attrs)):
                 if model in self._not_slice_wise or (series.series_uid, model) in self._given_up:
                     continue
@@ -316,7 +324,7 @@ class Runner:
             log(_logger, logging.WARNING, "queue wait not measured", job_id=job.id, reason=type(exc).__name__)
             return
         if queued:
-            self._metrics.observe_stage(Stage.QUEUE, job.model, float(job.updated_at) - queued[-1])
+            self._metrics.observe_stage(Stage.QUEUE, job.model, float(job.updated_at) - queued[-1], job.priority)
 
     def _spec(self, job_id: int, model_name: str, series_uid: str) -> JobSpec:
         """What a worker needs to run ``model_name`` on a job (``job_id`` 0: a warm-up or read-ahead)."""
@@ -341,6 +349,7 @@ class Runner:
             del self._running[job_id]
             job = self._store.get_job(job_id)
             self._destinations.pop(job_id, None)
+            self._priorities.pop(job_id, None)
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker process died

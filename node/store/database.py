@@ -147,7 +147,15 @@ DROP INDEX IF EXISTS results_due;
 CREATE INDEX results_due ON results(destination, state, next_attempt_at);
 """
 
-SCHEMA_VERSION = 3
+# Version 4: job priorities (issue 32): claimed stat first, round robin by route and sender, then by age.
+_3_TO_4 = """
+ALTER TABLE jobs ADD COLUMN priority TEXT NOT NULL DEFAULT 'routine';  -- stat | urgent | routine
+ALTER TABLE jobs ADD COLUMN sender TEXT NOT NULL DEFAULT '';           -- calling AE title of the series
+ALTER TABLE jobs ADD COLUMN claimed_at REAL;                           -- its latest claim (round robin)
+CREATE INDEX jobs_fair ON jobs(route, sender, claimed_at);
+"""
+
+SCHEMA_VERSION = 4
 
 
 def _statements(script: str) -> list[str]:
@@ -157,7 +165,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _create(db: sqlite3.Connection) -> None:
-    for statement in _statements(_SCHEMA + _2_TO_3):
+    for statement in _statements(_SCHEMA + _2_TO_3 + _3_TO_4):
         db.execute(statement)
 
 
@@ -182,7 +190,13 @@ def _2_to_3(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2, 2: _2_to_3}
+def _3_to_4(db: sqlite3.Connection) -> None:
+    """Job priorities, senders and claim times."""
+    for statement in _statements(_3_TO_4):
+        db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2, 2: _2_to_3, 3: _3_to_4}
 """``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
 
 

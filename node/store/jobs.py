@@ -11,11 +11,25 @@ import json
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from ..config.choices import Priority
 from ..states import FailureStage, JobState, ResultState
 from .dialect import Connection, StoreDatabase
 from .rows import JobRow, ResultObject
 
-__all__ = ["JobQueries"]
+__all__ = ["JobQueries", "PRIORITY_RANK"]
+
+PRIORITY_RANK = "CASE {0} WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END"
+"""SQL: a priority column (``{0}``) as its rank, stat first (:attr:`Priority.rank`)."""
+
+_CLAIM_ORDER = (
+    "SELECT j.id FROM jobs j WHERE j.state=:st_queued{only} ORDER BY " + PRIORITY_RANK.format("j.priority") + ","
+    " ROW_NUMBER() OVER (PARTITION BY j.priority, j.route, j.sender ORDER BY j.id),"
+    " COALESCE((SELECT MAX(c.claimed_at) FROM jobs c WHERE c.route=j.route AND c.sender=j.sender), 0),"
+    " j.id LIMIT :candidates"
+)
+"""The queued jobs in claim order: by priority; within one, round robin over (route, sender):
+the first queued job of each pair before the second of any, pairs served longest ago
+first; then by age (id)."""
 
 
 class JobQueries(StoreDatabase):
@@ -49,19 +63,45 @@ class JobQueries(StoreDatabase):
         return [dict(r) for r in rows]
 
     # -- claiming ---------------------------------------------------------------------
-    def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[JobRow]:
-        """Take up to ``limit`` queued jobs, oldest first, under a lease held by ``owner``."""
+    def claim_jobs(
+        self, owner: str, limit: int, lease_seconds: float, priorities: Sequence[Priority] | None = None,
+    ) -> list[JobRow]:
+        """Take up to ``limit`` queued jobs under a lease held by ``owner``, in claim order.
+
+        Stat before urgent before routine; within one priority, round robin over the
+        (route, calling AE) pairs, so that no sender or route flooding the queue starves
+        the others; then oldest first. ``priorities``: only jobs of these (a worker kept
+        free for stat work). The candidates are read in order, then each is locked
+        (``SKIP LOCKED`` on PostgreSQL: another worker's claim is passed over).
+        """
         if limit <= 0:
             return []
+        only = ""
+        args: dict[str, Any] = {"st_queued": JobState.QUEUED.value, "candidates": limit * 4 + 8}
+        if priorities is not None:
+            names = [f"p{i}" for i in range(len(priorities))] or ["p_none"]
+            args.update(zip(names, [Priority(p).value for p in priorities] or [""]))
+            only = f" AND j.priority IN ({','.join(':' + n for n in names)})"
         now = time.time()
+        ids: list[int] = []
         with self._tx() as db:
-            rows = db.execute(f"SELECT id FROM jobs WHERE state=? ORDER BY id LIMIT ?{self._dialect.skip_locked}",
-                              (JobState.QUEUED.value, limit)).fetchall()
-            for row in rows:
+            for row in db.execute(_CLAIM_ORDER.format(only=only), args).fetchall():
+                if len(ids) >= limit:
+                    break
+                if db.execute(f"SELECT id FROM jobs WHERE id=? AND state=?{self._dialect.skip_locked}",
+                              (row["id"], JobState.QUEUED.value)).fetchone() is None:
+                    continue  # another worker holds or took it
                 self._move(db, row["id"], JobState.RUNNING, lease=(owner, now + lease_seconds), runs=1,
                            detail=f"owner={owner}")
-            ids = [row["id"] for row in rows]
+                db.execute("UPDATE jobs SET claimed_at=? WHERE id=?", (now + len(ids) * 1e-6, row["id"]))
+                ids.append(row["id"])
         return [job for job in (self.get_job(i) for i in ids) if job is not None]
+
+    def series_senders(self, series_uid: str) -> list[str]:
+        """The calling AE titles that sent the series' instances (sorted)."""
+        rows = self._query("SELECT DISTINCT calling_ae FROM instances WHERE series_uid=? AND calling_ae IS NOT NULL",
+                           (series_uid,))
+        return sorted(str(r["calling_ae"]).strip() for r in rows)
 
     def renew_job_leases(self, owner: str, job_ids: Sequence[int], lease_seconds: float) -> None:
         """Extend the leases ``owner`` holds on ``job_ids`` (the jobs are still running)."""

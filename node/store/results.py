@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from ..states import FailureStage, JobState, ResultState
 from .dialect import Connection
-from .jobs import JobQueries
+from .jobs import PRIORITY_RANK, JobQueries
 from .rows import ResultRow
 
 __all__ = ["ResultQueries"]
@@ -16,6 +16,9 @@ _RESULT_COLUMNS = (
     " (SELECT model FROM jobs WHERE jobs.id = results.job_id) AS model"
 )
 
+_JOB_RANK = "COALESCE((SELECT " + PRIORITY_RANK.format("jobs.priority") + " FROM jobs WHERE jobs.id = results.job_id), 2)"
+"""The priority rank of a result's job: the outbox delivers stat results first (issue 32)."""
+
 
 class ResultQueries(JobQueries):
     """The ``results`` table; a job is settled when its last result is delivered or dead."""
@@ -23,11 +26,12 @@ class ResultQueries(JobQueries):
     def claim_due_results(
         self, destination: str, owner: str, now: float, lease_seconds: float, limit: int = 200,
     ) -> list[ResultRow]:
-        """Take the results due for ``destination`` that no live lease holds, oldest first."""
+        """Take the results due for ``destination`` that no live lease holds: of stat jobs first, then oldest first."""
         with self._tx() as db:
             rows = db.execute(
                 f"SELECT {_RESULT_COLUMNS} FROM results WHERE destination=? AND state=? AND next_attempt_at<=?"
-                f" AND (lease_until IS NULL OR lease_until<?) ORDER BY id LIMIT ?{self._dialect.skip_locked}",
+                f" AND (lease_until IS NULL OR lease_until<?) ORDER BY {_JOB_RANK}, id LIMIT ?"
+                f"{self._dialect.skip_locked}",
                 (destination, ResultState.PENDING.value, now, now, limit),
             ).fetchall()
             db.executemany("UPDATE results SET lease_owner=?, lease_until=? WHERE id=?",

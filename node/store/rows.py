@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, NamedTuple
 
+from ..config.choices import Priority
 from ..states import InstanceState, JobState, ResultState, SeriesState, Stage
 
 __all__ = ["InstanceRow", "JobRow", "ResultObject", "ResultRow", "SeriesRow"]
@@ -66,6 +67,10 @@ class JobRow:
     runs: int = 0
     lease_owner: str | None = None
     lease_until: float | None = None
+    priority: Priority = Priority.ROUTINE
+    """``stat``, ``urgent`` or ``routine`` (issue 32): the claim and delivery order."""
+    sender: str = ""
+    """The calling AE title that sent the job's series (round robin of the claim)."""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "JobRow":
@@ -76,6 +81,7 @@ class JobRow:
         values["timings"] = json.loads(values["timings"]) if values.get("timings") else {}
         values["state"] = JobState(values["state"])
         values["stage"] = Stage(values["stage"]) if values.get("stage") else None
+        values["priority"] = Priority(values.get("priority") or Priority.ROUTINE)
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

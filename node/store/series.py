@@ -51,10 +51,11 @@ class SeriesQueries(JobQueries):
                        (state.value, time.time(), series_uid))
             self._event(db, "series", series_uid, state, detail)
 
-    def route_series(self, series_uid: str, jobs: Sequence[tuple[str, str, Sequence[str]]]) -> list[int]:
-        """Mark a complete series routed and queue one job per ``(route, model, destinations)``.
+    def route_series(self, series_uid: str, jobs: Sequence[tuple[Any, ...]]) -> list[int]:
+        """Mark a complete series routed and queue one job per ``(route, model, destinations[, priority])``.
 
-        With no jobs the series is marked ``ignored``. Returns the new job ids.
+        With no jobs the series is marked ``ignored``. Returns the new job ids. A job's
+        ``sender`` (round robin of the claim) is the calling AE title of the series.
         """
         now = time.time()
         ids: list[int] = []
@@ -64,12 +65,15 @@ class SeriesQueries(JobQueries):
             generation = db.execute("SELECT generation FROM series WHERE series_uid=?",
                                     (series_uid,)).fetchone()["generation"]
             db.execute("UPDATE series SET state=?, updated_at=? WHERE series_uid=?", (state.value, now, series_uid))
-            self._event(db, "series", series_uid, state, ",".join(r for r, _, _ in jobs) or "no route matches")
-            for route, model, dests in jobs:
+            self._event(db, "series", series_uid, state, ",".join(j[0] for j in jobs) or "no route matches")
+            sender = db.execute("SELECT MIN(calling_ae) AS ae FROM instances WHERE series_uid=?",
+                                (series_uid,)).fetchone()["ae"] or ""
+            for route, model, dests, *priority in jobs:
                 job_id = int(db.execute(
                     "INSERT INTO jobs(series_uid, generation, route, model, destinations, state, created_at,"
-                    " updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
-                    (series_uid, generation, route, model, json.dumps(list(dests)), JobState.QUEUED.value, now, now),
+                    " updated_at, priority, sender) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                    (series_uid, generation, route, model, json.dumps(list(dests)), JobState.QUEUED.value, now, now,
+                     str(priority[0]) if priority else "routine", str(sender).strip()),
                 ).fetchone()["id"])
                 ids.append(job_id)
                 older = [r["id"] for r in db.execute(

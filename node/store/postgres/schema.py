@@ -15,7 +15,7 @@ import psycopg
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "upgrade"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE instances (
@@ -112,8 +112,22 @@ CREATE TABLE route_filters (
 );
 """
 
-MIGRATIONS: dict[int, Callable[[psycopg.Connection], None]] = {}
-"""``from_version → step``, applied in order (none yet: version 1 is the first schema)."""
+_1_TO_2 = """
+ALTER TABLE jobs ADD COLUMN priority TEXT NOT NULL DEFAULT 'routine';
+ALTER TABLE jobs ADD COLUMN sender TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN claimed_at DOUBLE PRECISION;
+CREATE INDEX jobs_fair ON jobs(route, sender, claimed_at)
+"""
+"""Version 2: job priorities (issue 32), the sender of a job's series and its latest claim (round robin)."""
+
+
+def _1_to_2(conn: psycopg.Connection) -> None:
+    for statement in (s for s in _1_TO_2.split(";") if s.strip()):
+        conn.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[psycopg.Connection], None]] = {1: _1_to_2}
+"""``from_version → step``, applied in order."""
 
 _LOCK_KEY = 0x61696E6F6465  # "ainode": one advisory lock for every node's migration
 
@@ -128,7 +142,7 @@ def upgrade(conn: psycopg.Connection, where: str) -> int:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"job store {where} is schema {version}, newer than this node ({SCHEMA_VERSION})")
         if version == 0:
-            for statement in (s for s in _SCHEMA.split(";") if s.strip()):
+            for statement in (s for s in (_SCHEMA + ";" + _1_TO_2).split(";") if s.strip()):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (SCHEMA_VERSION,))
             return 0

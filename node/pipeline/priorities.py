@@ -1,0 +1,49 @@
+"""Priorities in the runner: which jobs a free worker may claim, and which series it reads ahead first.
+
+Jobs are claimed in the store's order (stat, urgent, routine; round robin by route and
+sender within one; then age). With ``[runner] reserve_for_stat = N`` and several workers,
+routine and urgent jobs take at most ``workers - N`` of them: the other N wait for stat
+work (a running job is never stopped).
+"""
+from __future__ import annotations
+
+from typing import Collection, Sequence
+
+from ..config import Priority
+from ..store import JobRow, JobStore, SeriesRow
+from .route import Router
+
+__all__ = ["claim_free_workers", "effective_reserve", "may_read_ahead", "read_ahead_order"]
+
+
+def effective_reserve(workers: int, reserve_for_stat: int) -> int:
+    """The workers kept for stat jobs: at most ``workers - 1`` (routine work always has one)."""
+    return max(0, min(reserve_for_stat, workers - 1))
+
+
+def claim_free_workers(
+    store: JobStore, owner: str, lease_seconds: float, *, workers: int, reserve: int,
+    running: Collection[str],
+) -> list[JobRow]:
+    """Claim jobs for the free workers; ``running``: the priorities of the jobs running now."""
+    free = workers - len(running)
+    if free <= 0:
+        return []
+    not_stat = sum(1 for p in running if p != Priority.STAT)
+    general = min(free, max(0, workers - reserve - not_stat))  # any priority, stat first
+    claimed = store.claim_jobs(owner, general, lease_seconds) if general else []
+    left = free - len(claimed)
+    if left > 0 and reserve:
+        claimed += store.claim_jobs(owner, left, lease_seconds, priorities=(Priority.STAT,))
+    return claimed
+
+
+def read_ahead_order(router: Router, arriving: Sequence[SeriesRow]) -> list[SeriesRow]:
+    """Series still arriving, the most pressing first (then in arrival order): a stat
+    series' slices are read ahead before routine ones."""
+    return sorted(arriving, key=lambda s: router.priority(s.attrs).rank)
+
+
+def may_read_ahead(router: Router, series: SeriesRow, *, free: int, reserve: int) -> bool:
+    """Whether ``series`` may be read ahead on one of ``free`` idle workers: a reserved one only for stat."""
+    return free > reserve or router.priority(series.attrs) == Priority.STAT
