@@ -22,9 +22,12 @@ silently losing or repeating it. No other module spells a state as a bare string
               any but superseded ─▶ superseded (its series was reopened: a new job sees every image)
     study route: waiting ─▶ fired (every required series complete: one job for the study)
                       └─▶ incomplete (study_timeout_seconds passed first: recorded, no job)
-    result:   pending ─▶ delivered
+    result:   pending ─▶ delivered ─▶ retracted (its job was rejected or superseded: the
+                 │   │                         destination deleted it, or took a rejection note)
                  │   └─▶ dead ─▶ pending (replayed)
                  └──────────────▶ superseded (its job was re-run: a newer result replaces it)
+    An outbox item is a delivery or a retraction (:class:`OutboxKind`); both move through
+    the result states (a retraction: pending ─▶ delivered | dead ─▶ pending).
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ __all__ = [
     "IllegalTransition",
     "InstanceState",
     "JobState",
+    "OutboxKind",
+    "RetractCause",
     "ResultState",
     "SeriesState",
     "StudyRouteState",
@@ -93,6 +98,27 @@ class ResultState(StrEnum):
     DELIVERED = "delivered"
     DEAD = "dead"
     SUPERSEDED = "superseded"
+    RETRACTED = "retracted"
+    """Delivered, then withdrawn: its retraction reached the destination."""
+
+
+class RetractCause(StrEnum):
+    """Why a delivered result is to be withdrawn from its destination (``results.retract_cause``)."""
+
+    REJECTED = "rejected"
+    """A radiologist rejected the job's results."""
+    SUPERSEDED = "superseded"
+    """The job was run again (a late image, an operator's re-run): newer results replace them."""
+
+
+class OutboxKind(StrEnum):
+    """What an outbox item asks of its destination (``results.kind``)."""
+
+    DELIVER = "deliver"
+    """Store the result object."""
+    RETRACT = "retract"
+    """Withdraw delivered results: the item is an IOCM rejection note referencing them; an
+    Orthanc deletes the instances instead, a DIMSE or DICOMweb destination stores the note."""
 
 
 class Stage(StrEnum):
@@ -202,8 +228,9 @@ TRANSITIONS: Mapping[type, Mapping[StrEnum, frozenset[StrEnum]]] = {
     ResultState: {
         _R.PENDING: frozenset({_R.DELIVERED, _R.DEAD, _R.SUPERSEDED, _R.PENDING}),
         _R.DEAD: frozenset({_R.PENDING, _R.SUPERSEDED}),
-        _R.DELIVERED: frozenset(),
+        _R.DELIVERED: frozenset({_R.RETRACTED}),
         _R.SUPERSEDED: frozenset(),
+        _R.RETRACTED: frozenset(),
     },
 }
 """For each kind of state: from each state, the states it may move to."""

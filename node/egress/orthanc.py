@@ -4,6 +4,8 @@ Uses ``orthanc-api-client`` (:class:`orthanc_api_client.OrthancApiClient`): each
 posted to ``/instances`` (``Success`` and ``AlreadyStored`` both mean stored). Where the
 Orthanc is 1.12 or newer, each study that received results is labelled ``ai-<model>``
 so that its users can find them; older versions have no labels and are left as they are.
+A retraction item (an IOCM rejection note, :mod:`node.egress.retraction`) is carried out
+by deleting every instance the note references (:meth:`OrthancSender.retract`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..logs import log
 from .credentials import CredentialError, basic_auth
 from ..store.rows import ResultObject
 from .delivery import DeliveryOutcome
+from .retraction import referenced_instances
 from .http_senders import HttpSender
 
 __all__ = ["OrthancSender", "labels_supported", "study_label"]
@@ -48,13 +51,17 @@ class OrthancSender(HttpSender):
 
     DESTINATION_TYPE = "an orthanc"
 
+    def _client(self) -> OrthancApiClient:
+        """A client for the destination, with its credentials (:class:`CredentialError` when unreadable)."""
+        auth = basic_auth(self._destination)
+        user, pwd = auth if auth is not None else (None, None)
+        return OrthancApiClient(self._destination.url, user=user, pwd=pwd)
+
     def send(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
         try:
-            auth = basic_auth(self._destination)
+            client = self._client()
         except CredentialError as exc:
             return DeliveryOutcome.failed(files, str(exc))
-        user, pwd = auth if auth is not None else (None, None)
-        client = OrthancApiClient(self._destination.url, user=user, pwd=pwd)
         try:
             errors: dict[str, str | None] = {}
             studies: dict[str, set[str]] = {}  # Orthanc study ID -> models whose results it received
@@ -72,6 +79,43 @@ class OrthancSender(HttpSender):
             return DeliveryOutcome(errors)
         finally:
             client.close()
+
+    def retract(self, files: Sequence[ResultObject]) -> DeliveryOutcome:
+        """Retraction items (IOCM rejection notes): delete every instance a note references.
+
+        An instance Orthanc no longer holds counts as deleted; the note itself is not stored.
+        """
+        try:
+            client = self._client()
+        except CredentialError as exc:
+            return DeliveryOutcome.failed(files, str(exc))
+        try:
+            return DeliveryOutcome({item.path: self._delete_referenced(client, item) for item in files})
+        finally:
+            client.close()
+
+    def _delete_referenced(self, client: OrthancApiClient, item: ResultObject) -> str | None:
+        """Delete the instances one rejection note references: ``None``, or why not."""
+        try:
+            uids = referenced_instances(item.path)
+        except (OSError, ValueError, AttributeError) as exc:
+            return f"rejection note unreadable: {exc!r}"
+        for uid in uids:
+            try:
+                found = client.post("tools/lookup", data=uid, timeout=self._timeout).json()
+                for resource in (r for r in found if r.get("Type") == "Instance"):
+                    client.delete(f"instances/{resource['ID']}", timeout=self._timeout)
+            except orthanc_errors.ResourceNotFound:
+                continue  # gone already
+            except (orthanc_errors.ConnectionError, orthanc_errors.TimeoutError) as exc:
+                return f"Orthanc at {self._destination.url}: {exc.msg}"
+            except orthanc_errors.HttpError as exc:
+                if exc.http_status_code == 404:
+                    continue
+                return f"Orthanc answered HTTP {exc.http_status_code} to a deletion"
+            except (orthanc_errors.OrthancApiException, ValueError) as exc:
+                return f"Orthanc deletion failed: {exc}"
+        return None
 
     def _upload(self, client: OrthancApiClient, item: ResultObject) -> tuple[str | None, str | None, str | None]:
         """One file: ``(error, Orthanc study ID, reason to stop)``."""

@@ -13,10 +13,11 @@ from ..config import Config, DestinationConfig
 from ..logs import audit, log
 from ..metrics import Metrics
 from ..metrics.delivery import DeliveryLatency
-from ..states import ResultState
+from ..states import OutboxKind, ResultState
 from ..store import JobStore, lease_owner_id, owner_is_gone
 from ..pipeline.loop import StageLoop
 from .delivery import Sender
+from .retraction import Retractions, send_items
 from .senders import close_sender, release_idle, sender_for
 
 __all__ = ["Outbox", "backoff_delay"]
@@ -46,6 +47,7 @@ class Outbox:
         self._store = store
         self._metrics = metrics
         self._latency = DeliveryLatency(store, metrics)
+        self._retractions = Retractions(config, store, metrics)
         self._clock = clock
         self._owner = lease_owner_id()
         self._watch: Any = None
@@ -89,7 +91,7 @@ class Outbox:
         due = self._store.claim_due_results(destination.name, self._owner, self._clock(), lease)
         if not due:
             return 0
-        outcome = self._senders[destination.name].send([row.object for row in due])
+        outcome = send_items(self._senders[destination.name], due, self._metrics, destination.name)
         for row in due:
             error = outcome.errors.get(row.path, "not sent")
             if error is None:
@@ -112,7 +114,8 @@ class Outbox:
               tls=destination.tls or (destination.url or "").startswith("https:"), objects=len(due),
               delivered=delivered, failed=len(due) - delivered, bytes=sum(_size(r.path) for r in due))
         if delivered:
-            self._latency.observe(r.job_id for r in due if outcome.errors.get(r.path) is None)
+            self._latency.observe(r.job_id for r in due
+                                  if outcome.errors.get(r.path) is None and r.kind is OutboxKind.DELIVER)
             log(_logger, logging.INFO, "results delivered", destination=destination.name, count=delivered,
                 jobs=sorted({r.job_id for r in due}))
         return len(due)
@@ -120,6 +123,7 @@ class Outbox:
     def _step(self, destination: DestinationConfig) -> float:
         """Deliver what is due, then wait until the next result is due (new results wake it at once)."""
         try:
+            self._retractions.plan(destination)  # rejected or superseded results: retraction items, due now
             self.deliver_due(destination)
             release_idle(self._senders[destination.name])
         except Exception as exc:

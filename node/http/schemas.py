@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from ..redact import scrub
-from ..states import FailureStage, JobState, ResultState, SeriesState
+from ..states import FailureStage, JobState, OutboxKind, ResultState, SeriesState
+from ..store.reviews import RejectReason, Verdict
 
-__all__ = ["Event", "JobDetail", "JobList", "JobOut", "ProcessOut", "ProcessRequest", "QuarantineList", "QuarantinedInstance", "ResultOut", "RetryOut", "SeriesDetail"]
+__all__ = ["Event", "JobDetail", "JobList", "JobOut", "ProcessOut", "ProcessRequest", "QuarantineList", "QuarantinedInstance", "ResultOut", "RetryOut", "ReviewIn", "ReviewOut", "SeriesDetail"]
 
 
 class Event(BaseModel):
@@ -32,6 +33,8 @@ class ResultOut(BaseModel):
     attempts: int
     next_attempt_at: float
     last_error: str | None = None
+    kind: OutboxKind = OutboxKind.DELIVER
+    """``deliver``, or ``retract``: an IOCM rejection note withdrawing delivered results."""
 
     _scrub = field_validator("last_error")(lambda cls, v: scrub(v))
 
@@ -51,10 +54,38 @@ class JobOut(BaseModel):
     engine: str | None = None
     timings: dict[str, float] = {}
     runs: int
+    applicability_score: float | None = None
+    """How far the input was from the model's domain (above the threshold: outside it; None: not scored)."""
+    applicability_threshold: float | None = None
+    out_of_domain_action: str | None = None
+    """``withhold``, ``flag`` or ``ignore`` for an input outside the domain, ``none`` inside."""
     created_at: float
     updated_at: float
 
     _scrub = field_validator("reason")(lambda cls, v: scrub(v))
+
+
+class ReviewIn(BaseModel):
+    """A radiologist's verdict: ``accepted``, or ``rejected`` with a reason."""
+
+    verdict: Verdict
+    reason: RejectReason | None = None
+    comment: str | None = Field(None, max_length=500)
+    reviewer: str | None = Field(None, max_length=64)
+    """The name the radiologist gives, recorded beside the session's identity."""
+
+
+class ReviewOut(BaseModel):
+    """A verdict as recorded: who, when, and (a rejection) why and how many results it retracts."""
+
+    id: int
+    job_id: int
+    verdict: Verdict
+    reason: RejectReason | None = None
+    reviewer: str
+    comment: str | None = None
+    at: float
+    retracting: int = 0
 
 
 class JobDetail(JobOut):
@@ -62,6 +93,7 @@ class JobDetail(JobOut):
 
     events: list[Event]
     results: list[ResultOut]
+    reviews: list[ReviewOut] = []
 
 
 class JobList(BaseModel):

@@ -43,6 +43,7 @@ from ..store import JobStore
 from .stow import REFERENCED_STUDY_MISMATCH, StoredInstance, StowRequestError, dicom_parts, stow_response
 from ..dicom.uids import is_valid_uid
 from .pages import login_router, static_files, ui_router
+from .review import review_router
 from .schemas import JobDetail, JobList, ProcessOut, ProcessRequest, QuarantineList, RetryOut, SeriesDetail
 
 __all__ = ["CODED_ATTRIBUTES", "WebServer", "create_app", "shown_attributes"]
@@ -111,7 +112,10 @@ def create_app(
         if job is None:
             raise HTTPException(404, "no such job")
         return {**job.as_dict(), "events": store.job_events(job_id),
-                "results": [r.__dict__ for r in store.job_results(job_id)]}
+                "results": [r.__dict__ for r in store.job_results(job_id)],
+                "reviews": [r.as_dict() for r in store.job_reviews(job_id)]}
+
+    app.include_router(review_router(store, metrics))  # before /api/jobs/{id}/{action}, which would take "review"
 
     @app.get("/api/series/{series_uid}", response_model=SeriesDetail, summary="One series, its history and jobs")
     def get_series(series_uid: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pydicom
 
 from ..logs import log
 from ..metrics import Metrics
-from ..states import NO_WAKEUPS, IllegalTransition, SeriesState, Wakeups
+from ..states import NO_WAKEUPS, IllegalTransition, JobState, SeriesState, Wakeups
 from ..store import InstanceRow, JobStore
 from ..dicom.uids import is_valid_uid
 from .loop import LoopStage, StageLoop
@@ -121,6 +121,7 @@ class Indexer(LoopStage):
             superseded = self._store.reopen_series(series_uid, f"instance {row.sop_instance_uid} arrived late")
         if superseded:
             self._metrics.series_reopened.inc()
+            self._wakeups.produced(JobState.SUPERSEDED)  # the outbox retracts what they delivered
         log(_logger, logging.WARNING, "instance arrived after its series was complete",
             sop_instance_uid=row.sop_instance_uid, series_uid=series_uid, series_state=state.value,
             superseded_jobs=superseded)

@@ -18,8 +18,9 @@ assemble  series received              series complete
 route     series complete              series routed / ignored, job queued
 run       job queued (and series       job running → written / failed, result
           received: read-ahead)        pending (superseded when its job re-runs)
-deliver   result pending               result delivered / dead, job delivered /
-                                       failed
+deliver   result pending (and job      result delivered / dead / retracted, job
+          superseded: its delivered    delivered / failed; retractions queued
+          results are retracted)       (rejected or superseded jobs)
 retain    series routed / ignored      series purged
 operate   job failed / delivered,      job queued / written, result pending
           result dead                  (re-run, replayed by an operator)
@@ -74,9 +75,10 @@ STAGE_TABLE: tuple[StageRow, ...] = (
     StageRow(Stage.RUN, (J.QUEUED, S.RECEIVED), (J.RUNNING, J.WRITTEN, J.FAILED, J.QUEUED, R.PENDING, R.SUPERSEDED),
              frozenset({(J.QUEUED, J.RUNNING), (J.QUEUED, J.FAILED), (J.RUNNING, J.WRITTEN), (J.RUNNING, J.FAILED),
                         (J.RUNNING, J.QUEUED), (R.PENDING, R.SUPERSEDED), (R.DEAD, R.SUPERSEDED)})),
-    StageRow(Stage.DELIVER, (R.PENDING,), (R.DELIVERED, R.DEAD, R.PENDING, J.DELIVERED, J.FAILED),
+    StageRow(Stage.DELIVER, (R.PENDING, J.SUPERSEDED),
+             (R.DELIVERED, R.DEAD, R.PENDING, R.RETRACTED, J.DELIVERED, J.FAILED),
              frozenset({(R.PENDING, R.DELIVERED), (R.PENDING, R.DEAD), (R.PENDING, R.PENDING),
-                        (J.WRITTEN, J.DELIVERED), (J.WRITTEN, J.FAILED)})),
+                        (R.DELIVERED, R.RETRACTED), (J.WRITTEN, J.DELIVERED), (J.WRITTEN, J.FAILED)})),
     StageRow(Stage.RETAIN, (S.ROUTED, S.IGNORED), (S.PURGED,),
              frozenset({(S.ROUTED, S.PURGED), (S.IGNORED, S.PURGED)})),
     StageRow(Stage.OPERATE, (J.FAILED, J.DELIVERED, R.DEAD), (J.QUEUED, J.WRITTEN, R.PENDING),

@@ -18,7 +18,8 @@ from .contract import JobStoreContract
 from .database import SqliteDatabase
 from .instances import InstanceQueries
 from .leases import lease_owner_id, owner_is_gone
-from .results import ResultQueries
+from .retractions import RetractionQueries
+from .reviews import ReviewQueries
 from .rows import InstanceRow, JobRow, ResultObject, ResultRow, SeriesRow
 from .series import SeriesQueries
 from .studies import StudyQueries
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class SqliteJobStore(InstanceQueries, SeriesQueries, ResultQueries, StudyQueries, SqliteDatabase):
+class SqliteJobStore(InstanceQueries, SeriesQueries, ReviewQueries, RetractionQueries, StudyQueries, SqliteDatabase):
     """The job store in one SQLite file (``data_dir/ainode.sqlite``)."""
 
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:

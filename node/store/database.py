@@ -155,7 +155,26 @@ ALTER TABLE jobs ADD COLUMN claimed_at REAL;                           -- its la
 CREATE INDEX jobs_fair ON jobs(route, sender, claimed_at);
 """
 
-SCHEMA_VERSION = 4
+# Version 5: the radiologist's verdict and retraction (issue 30): an outbox item is a delivery or a
+# retraction (an IOCM rejection note); a delivered result marked for retraction; the reviews of a job.
+_4_TO_5 = """
+ALTER TABLE results ADD COLUMN kind TEXT NOT NULL DEFAULT 'deliver';  -- deliver | retract
+ALTER TABLE results ADD COLUMN retract_cause TEXT;   -- rejected | superseded: a delivered result to withdraw
+ALTER TABLE results ADD COLUMN retraction_id INTEGER;  -- the retract item (results.id) that withdraws it
+CREATE INDEX results_job ON results(job_id);
+CREATE TABLE reviews (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id           INTEGER NOT NULL REFERENCES jobs(id),
+    verdict          TEXT NOT NULL,   -- accepted | rejected
+    reason           TEXT,            -- why rejected (a RejectReason)
+    reviewer         TEXT NOT NULL,   -- who: the session, token or anonymous caller (and the name given)
+    comment          TEXT,
+    at               REAL NOT NULL
+);
+CREATE INDEX reviews_job ON reviews(job_id);
+"""
+
+SCHEMA_VERSION = 5
 
 
 def _statements(script: str) -> list[str]:
@@ -165,7 +184,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _create(db: sqlite3.Connection) -> None:
-    for statement in _statements(_SCHEMA + _2_TO_3 + _3_TO_4):
+    for statement in _statements(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5):
         db.execute(statement)
 
 
@@ -196,7 +215,13 @@ def _3_to_4(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2, 2: _2_to_3, 3: _3_to_4}
+def _4_to_5(db: sqlite3.Connection) -> None:
+    """Outbox kinds (delivery, retraction), results marked for retraction, and reviews."""
+    for statement in _statements(_4_TO_5):
+        db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2, 2: _2_to_3, 3: _3_to_4, 4: _4_to_5}
 """``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
 
 

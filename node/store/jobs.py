@@ -12,9 +12,10 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config.choices import Priority
-from ..states import FailureStage, JobState, ResultState
+from ..states import FailureStage, JobState, OutboxKind, ResultState
 from .dialect import Connection, StoreDatabase
 from .rows import JobRow, ResultObject
+from .retraction_marks import mark_superseded
 
 __all__ = ["JobQueries", "PRIORITY_RANK"]
 
@@ -199,8 +200,8 @@ class JobQueries(StoreDatabase):
         now = time.time()
         db.execute(
             "UPDATE results SET state=?, updated_at=? WHERE job_id=? AND state=?"
-            " AND (lease_until IS NULL OR lease_until<?)",
-            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, now),
+            " AND (lease_until IS NULL OR lease_until<?) AND kind=?",  # a retraction still goes out
+            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, now, OutboxKind.DELIVER.value),
         )
 
     def _settle_job(self, db: Connection, job_id: int) -> None:
@@ -219,9 +220,11 @@ class JobQueries(StoreDatabase):
             now = time.time()
             db.execute(
                 "UPDATE results SET state=?, lease_owner=NULL, lease_until=NULL, updated_at=?"
-                " WHERE job_id=? AND state IN (?,?)",
-                (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, ResultState.DEAD.value),
+                " WHERE job_id=? AND state IN (?,?) AND kind=?",
+                (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, ResultState.DEAD.value,
+                 OutboxKind.DELIVER.value),
             )
+            mark_superseded(db, job_id, now)  # what the first run delivered is retracted (route permitting)
             self._move(db, job_id, JobState.QUEUED, reason=reason)
         return True
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from ..states import FailureStage, JobState, ResultState
+from ..states import FailureStage, JobState, OutboxKind, ResultState
 from .dialect import Connection
 from .jobs import PRIORITY_RANK, JobQueries
 from .rows import ResultRow
@@ -13,7 +13,7 @@ __all__ = ["ResultQueries"]
 
 _RESULT_COLUMNS = (
     "id, job_id, sop_instance_uid, sop_class_uid, path, destination, state, attempts, next_attempt_at, last_error,"
-    " (SELECT model FROM jobs WHERE jobs.id = results.job_id) AS model"
+    " (SELECT model FROM jobs WHERE jobs.id = results.job_id) AS model, kind"
 )
 
 _JOB_RANK = "COALESCE((SELECT " + PRIORITY_RANK.format("jobs.priority") + " FROM jobs WHERE jobs.id = results.job_id), 2)"
@@ -74,6 +74,7 @@ class ResultQueries(JobQueries):
             job_id = self._lock_job_of(db, result_id)
             self._move_result(db, result_id, ResultState.DELIVERED)
             db.execute("UPDATE results SET attempts=attempts+1, last_error=NULL WHERE id=?", (result_id,))
+            self._retracted(db, result_id)
             self._settle_job(db, job_id)
 
     def result_failed(self, result_id: int, error: str, retry_at: float | None) -> None:
@@ -130,6 +131,10 @@ class ResultQueries(JobQueries):
         db.execute(f"SELECT 1 AS locked FROM jobs WHERE id=?{self._dialect.lock_row}", (job_id,))
         return int(job_id)
 
+    def _retracted(self, db: Connection, result_id: int) -> None:
+        """A retraction item reached its destination: the results it withdraws are retracted
+        (nothing for a delivery; see :class:`node.store.retractions.RetractionQueries`)."""
+
     def _settle_job(self, db: Connection, job_id: int) -> None:
         job_state = JobState(db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()["state"])
         if job_state is not JobState.WRITTEN:
@@ -154,4 +159,5 @@ class ResultQueries(JobQueries):
 def _result_row(r: Any) -> ResultRow:
     d = dict(r)
     d["state"] = ResultState(d["state"])
+    d["kind"] = OutboxKind(d.get("kind") or OutboxKind.DELIVER)
     return ResultRow(**d)

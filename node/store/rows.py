@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, NamedTuple
 
 from ..config.choices import Priority
-from ..states import InstanceState, JobState, ResultState, SeriesState, Stage
+from ..states import InstanceState, JobState, OutboxKind, ResultState, SeriesState, Stage
 
 __all__ = ["InstanceRow", "JobRow", "ResultObject", "ResultRow", "SeriesRow"]
 
@@ -67,6 +67,12 @@ class JobRow:
     runs: int = 0
     lease_owner: str | None = None
     lease_until: float | None = None
+    applicability_score: float | None = None
+    """How far the job's input was from its model's domain (``None``: not scored; see :mod:`node.packs.applicability`)."""
+    applicability_threshold: float | None = None
+    """The model's threshold: a higher score is outside the domain."""
+    out_of_domain_action: str | None = None
+    """What the route did with an input outside the domain (``withhold``, ``flag``, ``ignore``); ``none`` inside."""
     priority: Priority = Priority.ROUTINE
     """``stat``, ``urgent`` or ``routine`` (issue 32): the claim and delivery order."""
     sender: str = ""
@@ -124,6 +130,8 @@ class ResultRow:
     next_attempt_at: float
     last_error: str | None
     model: str = ""
+    kind: OutboxKind = OutboxKind.DELIVER
+    """A delivery, or a retraction (its object is an IOCM rejection note)."""
 
     @property
     def object(self) -> ResultObject:

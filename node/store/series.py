@@ -5,8 +5,9 @@ import json
 import time
 from typing import Any, Sequence
 
-from ..states import InstanceState, JobState, ResultState, SeriesState
+from ..states import InstanceState, JobState, OutboxKind, ResultState, SeriesState
 from .jobs import JobQueries
+from .retraction_marks import mark_superseded
 from .rows import SeriesRow
 
 __all__ = ["SeriesQueries"]
@@ -111,9 +112,11 @@ class SeriesQueries(JobQueries):
             for job in jobs:
                 db.execute(
                     "UPDATE results SET state=?, lease_owner=NULL, lease_until=NULL, updated_at=?"
-                    " WHERE job_id=? AND state IN (?,?)",
-                    (ResultState.SUPERSEDED.value, now, job["id"], ResultState.PENDING.value, ResultState.DEAD.value),
+                    " WHERE job_id=? AND state IN (?,?) AND kind=?",
+                    (ResultState.SUPERSEDED.value, now, job["id"], ResultState.PENDING.value, ResultState.DEAD.value,
+                     OutboxKind.DELIVER.value),
                 )
+                mark_superseded(db, job["id"], now)  # its delivered results are retracted (route permitting)
                 self._move(db, job["id"], JobState.SUPERSEDED, detail=f"series reopened: {detail}")
         return [j["id"] for j in jobs]
 

@@ -17,7 +17,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ...redact import scrub
+from ...states import JobState
 from ...store import JobStore
+from ...store.reviews import RejectReason
 from . import render
 from .status import snapshot, timeline
 from .view import JobView, job_view
@@ -61,6 +63,8 @@ def ui_router(store: JobStore, health: Callable[[], dict[str, Any]], models: Seq
             "job": job, "view": view, "start": view.start_slice(), "version": request.app.version,
             "timeline": timeline(store.job_events(job_id), job.get("created_at", 0.0)),
             "layers": {name: view.layer_slices(name) for name in view.layers},
+            "reviews": store.job_reviews(job_id), "reasons": [r.value for r in RejectReason],
+            "reviewable": row is not None and row.state not in (JobState.QUEUED, JobState.RUNNING),
         })
 
     @router.get("/jobs/{job_id}/slices/{index}.png")

@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 
 from ...logs import log
-from ...states import ResultState
+from ...states import OutboxKind, ResultState
 from ...store import JobStore
 from .render import seg_pixels
 from .findings import Finding, sr_findings
@@ -85,7 +85,8 @@ def job_view(store: JobStore, job_id: int) -> JobView | None:
     job = store.get_job(job_id)
     if job is None:
         return None
-    results = [r for r in store.job_results(job_id) if r.state != ResultState.SUPERSEDED]
+    results = [r for r in store.job_results(job_id)  # a retraction's rejection note is not a finding
+               if r.state not in (ResultState.SUPERSEDED, ResultState.RETRACTED) and r.kind is OutboxKind.DELIVER]
     files = list(dict.fromkeys((r.path, r.sop_class_uid) for r in results))
     key = (job.updated_at, job.runs, tuple(files))
     cached = _cache.get(job_id)

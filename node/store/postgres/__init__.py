@@ -8,7 +8,8 @@ leases, the schema is versioned (``schema_version``). Needs ``psycopg`` (the
 from __future__ import annotations
 
 from ..instances import InstanceQueries
-from ..results import ResultQueries
+from ..retractions import RetractionQueries
+from ..reviews import ReviewQueries
 from ..series import SeriesQueries
 from ..studies import StudyQueries
 from .database import PostgresDatabase, describe_url
@@ -17,7 +18,7 @@ from .schema import SCHEMA_VERSION
 __all__ = ["PostgresDatabase", "PostgresJobStore", "SCHEMA_VERSION", "describe_url"]
 
 
-class PostgresJobStore(InstanceQueries, SeriesQueries, ResultQueries, StudyQueries, PostgresDatabase):
+class PostgresJobStore(InstanceQueries, SeriesQueries, ReviewQueries, RetractionQueries, StudyQueries, PostgresDatabase):
     """The job store in a PostgreSQL database (``postgresql://user@host:port/dbname``)."""
 
     def __init__(self, url: str, connect_timeout: float = 10.0) -> None:
