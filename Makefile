@@ -24,7 +24,7 @@ venv: $(BIN)/ainode
 $(BIN)/ainode: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev,train]'
+	$(BIN)/pip install -e '.[dev,train,byom]'
 	touch $@
 
 # The local PACS: Orthanc on 127.0.0.1:4242 (DICOM) and http://127.0.0.1:8042 (web UI).

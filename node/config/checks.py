@@ -6,8 +6,9 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from ..packs.registry import PACKS
+from ..packs.registry import GENERIC_PACK, PACKS
 from .keys import ConfigError
+from .models import byom_format
 from .schema import Config, DicomTlsConfig, EgressConfig, ModelConfig, NodeConfig, RouteConfig
 
 __all__ = ["EXTRAS", "Extra", "check_backoff", "check_dicom_tls", "check_extras", "check_models", "check_routes",
@@ -31,7 +32,7 @@ def check_unique_names(section: str, names: Sequence[str], what: str) -> None:
 def check_models(models: Mapping[str, ModelConfig]) -> None:
     """Each ``[models.NAME]`` runs a pack the node knows."""
     for name, model in models.items():
-        if model.pack not in PACKS:
+        if model.pack not in PACKS and model.pack != GENERIC_PACK:
             raise ConfigError(f"models.{name}.pack", f"unknown model pack {model.pack!r} (known: {', '.join(PACKS)})")
 
 
@@ -78,6 +79,15 @@ def _engine(*engines: str) -> Callable[[Config], str | None]:
     return needed_by
 
 
+def _format(fmt: str) -> Callable[[Config], str | None]:
+    def needed_by(config: Config) -> str | None:
+        for name, model in config.models.items():
+            if byom_format(model) == fmt:
+                return f"models.{name}.format"
+        return None
+    return needed_by
+
+
 EXTRAS: tuple[Extra, ...] = (
     Extra("postgres", "psycopg", 'a PostgreSQL job store ([store] url = "postgresql://...")', _store_url),
     Extra("gpu", "tensorrt", 'engine "tensorrt"', _engine("tensorrt")),
@@ -85,6 +95,8 @@ EXTRAS: tuple[Extra, ...] = (
           _engine("onnxruntime-trt", "onnxruntime-cuda")),
     Extra("gpu", "tritonclient", 'engine "triton"', _engine("triton")),
     Extra("train", "torch", 'engine "torch"', _engine("torch")),
+    Extra("byom", "monai", 'format "monai-bundle"', _format("monai-bundle")),
+    Extra("byom", "nnunetv2", 'format "nnunet"', _format("nnunet")),
 )
 """Extra → module → what in a configuration needs it (``pyproject.toml``'s optional dependencies)."""
 

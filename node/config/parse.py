@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from .checks import check_backoff, check_dicom_tls, check_extras, check_models, check_routes, check_unique_names
 from .destinations import parse_destination
 from .keys import ConfigError, array_of, only_keys, table_of
+from .models import is_byom_table, parse_byom_model
 from .routes import parse_route
 from .schema import AssemblerConfig, Config, EgressConfig, RunnerConfig, SpoolConfig
 from .sections import (parse_dicom_tls, parse_http, parse_ingest, parse_model, parse_node, parse_numbers,
@@ -60,7 +61,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path) -> Config:
         for i, item in enumerate(array_of(raw, "sources"))
     )
     check_unique_names("sources", [s.name for s in sources], "source")
-    models = {name: parse_model(f"models.{name}", name, item, base_dir)
+    models = {name: (parse_byom_model if is_byom_table(item) else parse_model)(f"models.{name}", name, item, base_dir)
               for name, item in table_of(raw, "models").items()}
     names = {d.name for d in destinations}
     routes = tuple(parse_route(f"routes[{i}]", item, names) for i, item in enumerate(array_of(raw, "routes")))

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .protocol import ModelPack
 
-__all__ = ["APPLICABILITY_COMMANDS", "MODEL_COMMANDS", "PACKS", "PHANTOM_COMMANDS", "installed_commands", "load_pack"]
+from .generic.spec import GENERIC_PACK
+
+__all__ = ["GENERIC_PACK", "APPLICABILITY_COMMANDS", "MODEL_COMMANDS", "PACKS", "PHANTOM_COMMANDS", "installed_commands", "load_pack"]
 
 PACKS: dict[str, str] = {
     "head-ct-hematoma": "models.head_ct_hematoma.pack:HeadCTHematomaPack",
@@ -47,7 +49,15 @@ APPLICABILITY_COMMANDS = "models.training.applicability"
 
 
 def load_pack(pack: str, weights: Path | None = None) -> ModelPack:
-    """Instantiate the pack called ``pack``, optionally with other weights than its demo ones."""
+    """Instantiate the pack called ``pack``, optionally with other weights than its demo ones.
+
+    :data:`GENERIC_PACK` runs a model configured by ``[models.NAME] format = ...`` (its
+    description travels in ``weights``, see :mod:`node.packs.generic.spec`).
+    """
+    if pack == GENERIC_PACK:
+        from .generic.pack import GenericPack
+
+        return GenericPack(weights)
     try:
         target = PACKS[pack]
     except KeyError:

@@ -53,7 +53,8 @@ def engine_for(spec: JobSpec, pack: ModelPack) -> Engine:
             triton_url=spec.triton_url,
             triton_model=spec.triton_model or spec.model,
         )
-        _ENGINES[key] = create_engine(spec.engine, pack.model_path(), options)
+        own = getattr(pack, "create_engine", None)  # a pack that runs its model itself (the generic pack)
+        _ENGINES[key] = own(spec.engine) if callable(own) else create_engine(spec.engine, pack.model_path(), options)
     return _ENGINES[key]
 
 
