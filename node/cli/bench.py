@@ -8,7 +8,7 @@ __all__ = ["add_bench_command"]
 
 
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
-    """Add ``bench ingest|workers|engines|e2e|faults`` to the subcommands ``sub``."""
+    """Add ``bench ingest|workers|engines|e2e|faults|priority`` to the subcommands ``sub``."""
     bench = sub.add_parser("bench", help="benchmarks; results go to benchmarks/RESULTS.md")
     benches = bench.add_subparsers(metavar="BENCHMARK")
     ingest = benches.add_parser("ingest", help="C-STORE into the node vs a raw-write receiver")
@@ -40,7 +40,12 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     faults.add_argument("--kills", type=int, default=50, help="kill -9 trials")
     faults.add_argument("--seed", type=int, default=0, help="random seed of the mutations and kills")
     faults.set_defaults(func=_bench, bench="faults")
-    for p in (ingest, workers, engines, e2e, faults):
+    priority = benches.add_parser("priority", help="a stat series behind a backlog of routine ones; the walkthrough's wait")
+    priority.add_argument("--backlog", type=int, default=12, help="routine series queued before the stat one")
+    priority.add_argument("--slices", type=int, default=16, help="slices per series")
+    priority.add_argument("--no-walkthrough", action="store_true", help="leave out the README walkthrough's timing")
+    priority.set_defaults(func=_bench, bench="priority")
+    for p in (ingest, workers, engines, e2e, faults, priority):
         p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="Markdown file the results are added to")
 
 
@@ -68,6 +73,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         body, _ = run_faults(fuzz=args.fuzz, kills=args.kills, seed=args.seed)
         title = "Faults"
+    elif args.bench == "priority":
+        from benchmarks.priority import run_priority
+
+        body, _ = run_priority(backlog=args.backlog, slices=args.slices, walkthrough=not args.no_walkthrough)
+        title = "Priority: stat behind a backlog"
     else:
         from benchmarks.e2e import run_e2e
 

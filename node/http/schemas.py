@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from ..config.choices import Priority
 from ..redact import scrub
 from ..states import FailureStage, JobState, OutboxKind, ResultState, SeriesState
 from ..store.reviews import RejectReason, Verdict
@@ -54,6 +55,8 @@ class JobOut(BaseModel):
     engine: str | None = None
     timings: dict[str, float] = {}
     runs: int
+    priority: Priority = Priority.ROUTINE
+    """``stat``, ``urgent`` or ``routine``: the order in which workers claim it and its results go out."""
     applicability_score: float | None = None
     """How far the input was from the model's domain (above the threshold: outside it; None: not scored)."""
     applicability_threshold: float | None = None
