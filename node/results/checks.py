@@ -17,6 +17,7 @@ from pydicom.uid import RE_VALID_UID
 from .algorithm import AlgorithmInfo
 
 __all__ = [
+    "check_region",
     "MAX_LO",
     "MAX_ST",
     "check_algorithm",
@@ -70,6 +71,20 @@ def uid_or_new(value: str | None, argument: str) -> str:
     if not is_valid_uid(value):
         raise ValueError(f'Argument "{argument}" must be a valid UID, got {value!r}.')
     return value
+
+
+def check_region(graphic_type: str | None, image: object, graphic_data: object, allowed: Sequence[str]) -> None:
+    """A finding's image region: a known graphic type on a pydicom image, finite (n, 2)
+    (column, row) points; nothing to check when ``graphic_type`` is ``None``."""
+    if graphic_type is None:
+        return
+    if graphic_type not in allowed:
+        raise ValueError(f'"graphic_type" must be one of {tuple(allowed)}, not {graphic_type!r}.')
+    if not isinstance(image, Dataset):
+        raise TypeError('A group with a region needs "image" (a pydicom Dataset).')
+    data = np.asarray(graphic_data, dtype=float)
+    if data.ndim != 2 or data.shape[1] != 2 or len(data) == 0 or not np.isfinite(data).all():
+        raise ValueError('"graphic_data" must be finite (n, 2) (column, row) points.')
 
 
 def check_concept(value: object, name: str) -> None:

@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
-from .checks import check_concept, check_every_finding_drawn, check_evidence, check_groups, check_source_images, uid_or_new
+from .checks import check_concept, check_region, check_every_finding_drawn, check_evidence, check_groups, check_source_images, uid_or_new
 from .placement import Placement
 from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
 
@@ -54,14 +54,7 @@ class PlanarFindingGroup(GroupContent):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.graphic_type is not None:
-            if self.graphic_type not in GRAPHIC_TYPES:
-                raise ValueError(f'"graphic_type" must be one of {GRAPHIC_TYPES}, not {self.graphic_type!r}.')
-            if not isinstance(self.image, Dataset):
-                raise TypeError('A group with a region needs "image" (a pydicom Dataset).')
-            data = np.asarray(self.graphic_data, dtype=float)
-            if data.ndim != 2 or data.shape[1] != 2 or not np.isfinite(data).all():
-                raise ValueError('"graphic_data" must be finite (n, 2) (column, row) points.')
+        check_region(self.graphic_type, self.image, self.graphic_data, GRAPHIC_TYPES)
 
 
 def ellipse_points(row: float, col: float, radius_rows: float, radius_cols: float) -> np.ndarray:

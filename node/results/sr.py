@@ -12,7 +12,7 @@ from pydicom.sr.coding import Code
 
 from ..dicom.frames import frame_numbers
 from .checks import (
-    check_concept, check_every_finding_drawn, check_evidence, check_groups, check_source_images, uid_or_new,
+    check_concept, check_every_finding_drawn, check_region, check_evidence, check_groups, check_source_images, uid_or_new,
 )
 from .placement import Placement
 from .report_document import GroupContent, assemble_report, group_arguments, private_schemes, unique_instances
@@ -71,16 +71,9 @@ class FindingGroup(GroupContent):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.graphic_type is not None:
-            if self.graphic_type not in _GRAPHIC_TYPES:
-                raise ValueError(f'"graphic_type" must be one of {_GRAPHIC_TYPES}, not {self.graphic_type!r}.')
-            if not isinstance(self.image, Dataset):
-                raise TypeError('A group with a region needs "image" (a pydicom Dataset).')
-            if self.segmentation is not None:
-                raise ValueError('A group has a region (TID 1410) or a segment (TID 1411), not both.')
-            data = np.asarray(self.graphic_data, dtype=float)
-            if data.ndim != 2 or data.shape[1] != 2 or len(data) == 0 or not np.isfinite(data).all():
-                raise ValueError('"graphic_data" must be finite (n, 2) (column, row) points.')
+        if self.graphic_type is not None and self.segmentation is not None:
+            raise ValueError('A group has a region (TID 1410) or a segment (TID 1411), not both.')
+        check_region(self.graphic_type, self.image, self.graphic_data, _GRAPHIC_TYPES)
         if self.finding_site is not None:
             check_concept(self.finding_site, "finding_site")
         for i, ds in enumerate(self.referenced_images):
