@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DestinationType", "EngineName", "LogLevel", "OnDuplicate", "OnLate", "Priority", "RouteLevel"]
+__all__ = ["DestinationType", "EngineName", "LogLevel", "OnDuplicate", "OnLate", "OnOutOfDomain", "Priority", "RouteLevel"]
 
 
 class LogLevel(StrEnum):
@@ -74,6 +74,17 @@ class OnDuplicate(StrEnum):
     """The first copy stays; the new one is dropped."""
     REPLACE = "replace"
     """The new copy replaces the first (the series is processed again)."""
+
+
+class OnOutOfDomain(StrEnum):
+    """``[[routes]] on_out_of_domain``: what a job does whose input scores outside its model's domain."""
+
+    WITHHOLD = "withhold"
+    """No findings reach the destinations: only a report saying the image was not evaluated, and why."""
+    FLAG = "flag"
+    """The results are sent, and every report and overlay says the input is outside the domain."""
+    IGNORE = "ignore"
+    """The results are sent as if the input were in the domain (the score is still recorded)."""
 
 
 class Priority(StrEnum):

@@ -4,13 +4,13 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .choices import OnLate, Priority, RouteLevel
+from .choices import OnLate, OnOutOfDomain, Priority, RouteLevel
 from .keys import ConfigError, choice, get_value, only_keys
 from .schema import PriorityFrom, RouteConfig
 
 __all__ = ["parse_route", "parse_rules"]
 
-_ROUTE_KEYS = {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late",
+_ROUTE_KEYS = {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late", "on_out_of_domain",
                "level", "requires", "study_timeout_seconds", "complete_on_release", "priority",
                "priority_from"}
 
@@ -43,6 +43,8 @@ def parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -
         quiet_seconds=None if quiet is None else float(quiet),
         expected_instances=expected,
         on_late=on_late,
+        on_out_of_domain=choice(f"{prefix}.on_out_of_domain", get_value(
+            prefix, table, "on_out_of_domain", str, OnOutOfDomain.WITHHOLD), OnOutOfDomain),
         complete_on_release=get_value(prefix, table, "complete_on_release", bool, False),
         level=level,
         requires=requires,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, Priority, RouteLevel
+from .choices import DestinationType, EngineName, LogLevel, OnDuplicate, OnLate, OnOutOfDomain, Priority, RouteLevel
 
 __all__ = [
     "AssemblerConfig",
@@ -263,6 +263,9 @@ class RouteConfig:
     on_late: OnLate = OnLate.RERUN
     """What an image that arrives after the series' job ran does: ``rerun`` the job on the
     whole series (the new results go into the same result series), or ``ignore`` it."""
+    on_out_of_domain: OnOutOfDomain = OnOutOfDomain.WITHHOLD
+    """What a job whose input scores outside its model's domain does: ``withhold`` its findings
+    (only a report that the image was not evaluated, and why), ``flag`` them, or ``ignore`` it."""
     complete_on_release: bool = False
     """The series is complete as soon as the association (or STOW-RS request) that brought
     it ends normally, without waiting the quiet period (a radiograph comes in one)."""

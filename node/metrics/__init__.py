@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
+from .applicability import ApplicabilityMetrics
 from .store import StoreCollector, StoreCounts
 from ..states import FAILURE_STAGES, TIMED_STAGES, ResultState, SeriesState
 
@@ -45,6 +46,7 @@ class Metrics:
         self._add_job_metrics(self.registry)
         self._add_delivery_metrics(self.registry)
         self._add_latency_metrics(self.registry)
+        self.applicability = ApplicabilityMetrics(self.registry)
         self.build_info = Info("ainode_build", "The node's version and Python (value 1)", registry=self.registry)
         self.build_info.info({"version": build_version(), "python": platform.python_version()})
 

@@ -25,6 +25,7 @@ from typing import Any
 from ..config import Config
 from ..logs import log
 from ..metrics import STAGES, Metrics
+from .applicability import note_applicability, on_out_of_domain
 from .loop import StageLoop
 from .priorities import claim_free_workers, effective_reserve, may_read_ahead, read_ahead_order
 from .route import Router
@@ -220,7 +221,8 @@ class Runner:
         for job in claim_free_workers(self._store, self._owner, self._lease_seconds, workers=self._workers,
                                       reserve=self._reserve, running=running):
             try:
-                spec = self._spec(job.id, job.model, job.series_uid)
+                spec = replace(self._spec(job.id, job.model, job.series_uid),
+                               on_out_of_domain=on_out_of_domain(self._config, job.route))
             except Exception as exc:  # a job that cannot even be described must not block the queue
                 self._fail(job, JobOutcome(job.id, False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
                 continue
@@ -383,6 +385,7 @@ class Runner:
             return
         self._metrics.inference_seconds.labels(model, engine).observe(outcome.inference_seconds)
         self._metrics.pipeline_seconds.labels(model).observe(outcome.total_seconds)
+        note_applicability(self._store, self._metrics, job, outcome.summary)
         for stage, seconds in outcome.stage_seconds.items():
             if stage in STAGES:
                 self._metrics.observe_stage(stage, model, seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .applicability import ApplicabilityQueries
 from .contract import JobStoreContract
 from .database import SqliteDatabase
 from .instances import InstanceQueries
@@ -39,7 +40,8 @@ __all__ = [
 ]
 
 
-class SqliteJobStore(InstanceQueries, SeriesQueries, ReviewQueries, RetractionQueries, StudyQueries, SqliteDatabase):
+class SqliteJobStore(InstanceQueries, SeriesQueries, ReviewQueries, RetractionQueries, StudyQueries,
+                     ApplicabilityQueries, SqliteDatabase):
     """The job store in one SQLite file (``data_dir/ainode.sqlite``)."""
 
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:

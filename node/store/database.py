@@ -174,7 +174,14 @@ CREATE TABLE reviews (
 CREATE INDEX reviews_job ON reviews(job_id);
 """
 
-SCHEMA_VERSION = 5
+# Version 6: applicability (issue 30): a job's score, its model's threshold and what its route did.
+_5_TO_6 = """
+ALTER TABLE jobs ADD COLUMN applicability_score REAL;
+ALTER TABLE jobs ADD COLUMN applicability_threshold REAL;
+ALTER TABLE jobs ADD COLUMN out_of_domain_action TEXT;  -- withhold | flag | ignore | none (in the domain)
+"""
+
+SCHEMA_VERSION = 6
 
 
 def _statements(script: str) -> list[str]:
@@ -184,7 +191,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _create(db: sqlite3.Connection) -> None:
-    for statement in _statements(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5):
+    for statement in _statements(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5 + _5_TO_6):
         db.execute(statement)
 
 
@@ -221,7 +228,14 @@ def _4_to_5(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _legacy_to_2, 2: _2_to_3, 3: _3_to_4, 4: _4_to_5}
+def _5_to_6(db: sqlite3.Connection) -> None:
+    """A job's applicability score, threshold and out-of-domain action."""
+    for statement in _statements(_5_TO_6):
+        db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _legacy_to_2, 2: _2_to_3, 3: _3_to_4, 4: _4_to_5, 5: _5_to_6}
 """``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
 
 

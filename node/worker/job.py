@@ -19,6 +19,7 @@ from ..redact import scrub
 from ..results.aside import InlineAside
 from ..states import FailureStage
 from .engines import engine_for, pack_for, run_batched
+from .out_of_domain import WITHHOLD, action_for, judge, summary_of, writer_for
 from .process import RESULT_HELPER, log_to_json
 from .reading_ahead import merge_outputs, outputs_read_ahead, take_read_ahead
 from .result_uids import series_uid_naming
@@ -76,17 +77,24 @@ def run_job(spec: JobSpec) -> JobOutcome:
         outputs: dict[str, np.ndarray] = {}
         # every stage is reported, also one left with nothing to do
         stages.seconds.setdefault(FailureStage.PREPROCESS.value, 0.0)
-        if missing:
-            inputs = stage(FailureStage.PREPROCESS, pack.preprocess, missing)
-            outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs, spec.batch_size or pack.batch_size)
+        inputs = stage(FailureStage.PREPROCESS, pack.preprocess, missing) if missing else None
         ahead = len(series) - len(missing)
-        if ahead:
-            outputs = stage(FailureStage.INFERENCE, merge_outputs, series, known, missing, outputs)
-        findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
+        # the score is of what preprocess returned (every image's, preprocessed again when some were read ahead)
+        verdict = stage(FailureStage.PREPROCESS, judge, pack, series, None if ahead else inputs)
+        action = action_for(verdict, spec.on_out_of_domain)
+        findings = None
+        if action != WITHHOLD:  # withheld: no finding is made, only the report that the image was not evaluated
+            if missing:
+                outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs,
+                                spec.batch_size or pack.batch_size)
+            if ahead:
+                outputs = stage(FailureStage.INFERENCE, merge_outputs, series, known, missing, outputs)
+            findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base,
                                 aside=RESULT_HELPER if spec.hand_over else InlineAside(),
                                 series_uid_for=series_uid_naming(spec.series_uid, spec.model))
-        results = stage(FailureStage.WRITE, save_results, spec, pack, series, findings, context)
+        results = stage(FailureStage.WRITE, save_results, spec, writer_for(pack, verdict, action), series,
+                        findings, context)
     except _StageError as exc:
         reason = scrub(_reason(exc.cause))[:500]
         return JobOutcome(
@@ -94,7 +102,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
             inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
             stage_seconds=stages.seconds, summary={"traceback": _traceback(exc.cause)},
         )
-    summary = findings.summary() if hasattr(findings, "summary") else {}
+    summary = {**(findings.summary() if hasattr(findings, "summary") else {}), **summary_of(verdict, action)}
     if ahead:
         summary = {**summary, "slices_read_ahead": ahead}
     if excluded:

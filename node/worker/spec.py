@@ -28,6 +28,8 @@ class JobSpec:
     triton_model: str | None = None
     hand_over: bool = False
     """Hand each object to the runner as soon as it is saved (for delivery while the next is written)."""
+    on_out_of_domain: str = "withhold"
+    """The route's ``on_out_of_domain``: ``withhold``, ``flag`` or ``ignore`` (see :mod:`node.worker.out_of_domain`)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ leases, the schema is versioned (``schema_version``). Needs ``psycopg`` (the
 """
 from __future__ import annotations
 
+from ..applicability import ApplicabilityQueries
 from ..instances import InstanceQueries
 from ..retractions import RetractionQueries
 from ..reviews import ReviewQueries
@@ -18,7 +19,8 @@ from .schema import SCHEMA_VERSION
 __all__ = ["PostgresDatabase", "PostgresJobStore", "SCHEMA_VERSION", "describe_url"]
 
 
-class PostgresJobStore(InstanceQueries, SeriesQueries, ReviewQueries, RetractionQueries, StudyQueries, PostgresDatabase):
+class PostgresJobStore(InstanceQueries, SeriesQueries, ReviewQueries, RetractionQueries, StudyQueries,
+                       ApplicabilityQueries, PostgresDatabase):
     """The job store in a PostgreSQL database (``postgresql://user@host:port/dbname``)."""
 
     def __init__(self, url: str, connect_timeout: float = 10.0) -> None:

@@ -15,7 +15,7 @@ import psycopg
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "upgrade"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE instances (
@@ -149,7 +149,20 @@ def _2_to_3(conn: psycopg.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[psycopg.Connection], None]] = {1: _1_to_2, 2: _2_to_3}
+_3_TO_4 = """
+ALTER TABLE jobs ADD COLUMN applicability_score DOUBLE PRECISION;
+ALTER TABLE jobs ADD COLUMN applicability_threshold DOUBLE PRECISION;
+ALTER TABLE jobs ADD COLUMN out_of_domain_action TEXT
+"""
+"""Version 4: a job's applicability score, its model's threshold and its route's out-of-domain action (issue 30)."""
+
+
+def _3_to_4(conn: psycopg.Connection) -> None:
+    for statement in (s for s in _3_TO_4.split(";") if s.strip()):
+        conn.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[psycopg.Connection], None]] = {1: _1_to_2, 2: _2_to_3, 3: _3_to_4}
 """``from_version → step``, applied in order."""
 
 _LOCK_KEY = 0x61696E6F6465  # "ainode": one advisory lock for every node's migration
@@ -165,7 +178,7 @@ def upgrade(conn: psycopg.Connection, where: str) -> int:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"job store {where} is schema {version}, newer than this node ({SCHEMA_VERSION})")
         if version == 0:
-            for statement in (s for s in (_SCHEMA + ";" + _1_TO_2 + ";" + _2_TO_3).split(";") if s.strip()):
+            for statement in (s for s in (_SCHEMA + ";" + _1_TO_2 + ";" + _2_TO_3 + ";" + _3_TO_4).split(";") if s.strip()):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (SCHEMA_VERSION,))
             return 0
