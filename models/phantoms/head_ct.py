@@ -229,14 +229,38 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patient-id", default=None, help="Patient ID (default HEADCT-<seed>)")
     parser.add_argument("--styles", action=argparse.BooleanOptionalAction, default=False,
                         help="randomised scanner and patient style drawn from the seed")
+    parser.add_argument("--family", choices=("a", "b"), default="a",
+                        help="phantom family: a (this module) or b (written independently from the research's "
+                             "description: models/phantoms/head_ct_b.py)")
+    parser.add_argument("--type", dest="hematoma_type", default=None,
+                        help="family b: the hematoma's type (epidural, subdural, intraparenchymal, subarachnoid, "
+                             "intraventricular; default random)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``ainode phantom head-ct``: write one synthetic head CT series with its truth."""
+    if args.family == "b":
+        return _run_family_b(args)
     phantom = generate_head_ct(
         seed=args.seed, slices=args.slices, hematoma=args.hematoma,
         patient_name=args.patient_name, patient_id=args.patient_id, styles=args.styles,
     )
     files = write_phantom(phantom, args.out)
     print(f"wrote {len(files)} files to {args.out} (hematoma: {phantom.has_hematoma})")
+    return 0
+
+
+def _run_family_b(args: argparse.Namespace) -> int:
+    """``ainode phantom head-ct --family b``."""
+    from models.phantoms.head_ct_b import generate_head_ct_b, write_phantom_b
+
+    if args.styles:
+        raise SystemExit("--styles is for family a; family b draws its own scanner and patient per seed")
+    phantom = generate_head_ct_b(
+        seed=args.seed, slices=args.slices, hematoma=args.hematoma, kind=args.hematoma_type if args.hematoma else None,
+        patient_name=args.patient_name, patient_id=args.patient_id,
+    )
+    files = write_phantom_b(phantom, args.out)
+    kinds = ", ".join(phantom.hematoma_types) or "none"
+    print(f"wrote {len(files)} files to {args.out} (family b, hematoma: {phantom.has_hematoma}; types: {kinds})")
     return 0

