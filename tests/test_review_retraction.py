@@ -33,7 +33,7 @@ from node.http.web import WebServer
 from node.metrics import Metrics
 from node.states import JobState, OutboxKind, ResultState, RetractCause, SeriesState
 from node.store import JobStore, SqliteJobStore
-from node.store.database import SCHEMA_VERSION
+from node.store import database
 from node.store.reviews import RejectReason, Verdict
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
 from tests.support import OrthancServer, free_port, wait_for
@@ -342,15 +342,17 @@ def test_the_route_option_parses_and_defaults_to_retracting():
 
 
 # -- the schema --------------------------------------------------------------------------------------------
-def test_a_store_of_the_previous_version_gains_reviews_and_outbox_kinds(tmp_path):
+def test_a_store_of_schema_4_gains_reviews_and_outbox_kinds(tmp_path):
+    """A store made before reviews and retractions (schema 4) migrates through every later step."""
     path = tmp_path / "db.sqlite"
-    SqliteJobStore(path).close()
     db = sqlite3.connect(path)
-    db.executescript("DROP TABLE reviews; DROP INDEX results_job; ALTER TABLE results DROP COLUMN kind;"
-                     " ALTER TABLE results DROP COLUMN retract_cause; ALTER TABLE results DROP COLUMN retraction_id;"
-                     f" PRAGMA user_version={SCHEMA_VERSION - 1};")
+    for statement in database._statements(database._SCHEMA + database._2_TO_3 + database._3_TO_4):
+        db.execute(statement)
+    db.execute("PRAGMA user_version=4")
+    db.commit()
     db.close()
     store = SqliteJobStore(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == database.SCHEMA_VERSION >= 5
     job_id = _job(store, "1.2.56.1")
     store.job_written(job_id, [("1.2.56.9", KOS, "/r/a.dcm")], ["pacs"], owner="w")
     assert store.job_results(job_id)[0].kind is OutboxKind.DELIVER

@@ -11,7 +11,7 @@ from .schema import PriorityFrom, RouteConfig
 __all__ = ["parse_route", "parse_rules"]
 
 _ROUTE_KEYS = {"name", "model", "destinations", "match", "quiet_seconds", "expected_instances", "on_late", "on_out_of_domain",
-               "level", "requires", "study_timeout_seconds", "complete_on_release", "priority",
+               "level", "requires", "study_timeout_seconds", "complete_on_release", "priority", "retract_superseded",
                "priority_from"}
 
 
@@ -43,6 +43,7 @@ def parse_route(prefix: str, table: Mapping[str, Any], destinations: set[str]) -
         quiet_seconds=None if quiet is None else float(quiet),
         expected_instances=expected,
         on_late=on_late,
+        retract_superseded=get_value(prefix, table, "retract_superseded", bool, True),
         on_out_of_domain=choice(f"{prefix}.on_out_of_domain", get_value(
             prefix, table, "on_out_of_domain", str, OnOutOfDomain.WITHHOLD), OnOutOfDomain),
         complete_on_release=get_value(prefix, table, "complete_on_release", bool, False),

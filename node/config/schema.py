@@ -263,6 +263,10 @@ class RouteConfig:
     on_late: OnLate = OnLate.RERUN
     """What an image that arrives after the series' job ran does: ``rerun`` the job on the
     whole series (the new results go into the same result series), or ``ignore`` it."""
+    retract_superseded: bool = True
+    """Whether the delivered results of a superseded job (a late image re-ran it, or an
+    operator did) are retracted from each destination: deleted from an Orthanc, an IOCM
+    rejection note to a DIMSE or DICOMweb one. A rejected job's results always are."""
     on_out_of_domain: OnOutOfDomain = OnOutOfDomain.WITHHOLD
     """What a job whose input scores outside its model's domain does: ``withhold`` its findings
     (only a report that the image was not evaluated, and why), ``flag`` them, or ``ignore`` it."""

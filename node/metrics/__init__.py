@@ -148,6 +148,17 @@ class Metrics:
             "ainode_egress_results", "Result objects sent, by destination and outcome (delivered, retry, dead)",
             ["destination", "outcome"], registry=r,
         )
+        self.result_reviews = Counter(
+            "ainode_result_reviews", "Radiologists' verdicts on jobs' results, by model and verdict (accepted, rejected)",
+            ["model", "verdict"], registry=r,
+        )
+        self.retractions = Counter(
+            "ainode_retractions",
+            "Retraction items (IOCM rejection notes; an Orthanc deletes the instances instead) tried, by destination"
+            " and outcome (retracted, error); marked results left in place, by why (kept: retract_superseded = false;"
+            " unbuildable: their files are gone)",
+            ["destination", "outcome"], registry=r,
+        )
 
     def _add_latency_metrics(self, r: CollectorRegistry) -> None:
         """Time per pipeline stage, and from first instance to last result delivered."""
