@@ -93,7 +93,7 @@ def generate_head_ct_b(
     scanner = ScannerB.random(rng)
     spacing = scanner.fov_mm / size
     vertex = head.semi[2] + head.skull + head.scalp
-    z_top = vertex - float(rng.uniform(1.0, 7.0))
+    z_top = vertex - float(rng.uniform(5.0, 12.0))
     zs = z_top - SLICE_MM * np.arange(slices)[::-1]
     bleeds: list[Bleed] = []
     for _ in range(8):

@@ -138,13 +138,15 @@ def inner_distance(head: HeadB, p: Plane) -> np.ndarray:
     theta = p.once("theta", lambda: np.arctan2(hy, hx))
     f0 = p.once("f", lambda: 1.0 + sum(amp * np.cos(k * theta + ph) for k, amp, ph in head.harmonics))
     brow = p.once("brow", lambda: 0.05 * np.exp(-((theta + np.pi / 2) / 0.5) ** 2))
-    f = np.where(hz > 0, f0 - brow, f0)  # flatter forehead
+    r2 = p.once("r2", lambda: hx * hx + hy * hy)
+    rho2 = r2 + hz * hz
+    # The azimuthal shape fades towards the vertex (no star at the pole): weighted by cos^2(elevation).
+    f = 1.0 + (np.where(hz > 0, f0 - brow, f0) - 1.0) * (r2 / (rho2 + 1e-6))
     floor = p.once("floor", lambda: _floor_c(hx, hy))
     xy2 = p.once("xy2", lambda: (hx / a) ** 2 + (hy / b) ** 2)
     c = np.where(hz > 0, c_up, floor)
     q = np.sqrt(xy2 + (hz / c) ** 2) + 1e-6
-    r2 = p.once("r2", lambda: hx * hx + hy * hy)
-    return np.sqrt(r2 + hz * hz) * (1.0 - f / q)
+    return np.sqrt(rho2) * (1.0 - f / q)
 
 
 def tissue(head: HeadB, plane: Plane, rng: np.random.Generator) -> Plane:
@@ -163,10 +165,11 @@ def tissue(head: HeadB, plane: Plane, rng: np.random.Generator) -> Plane:
 
 def _soft_tissue(head: HeadB, p: Plane) -> None:
     """Scalp with a fat layer above the skull base; face and neck below it; orbits."""
-    t, s = head.skull, head.scalp
-    scalp = (p.d_in >= t) & (p.d_in < t + s) & (p.hz > -18)
+    s = head.scalp
+    t = head.skull * (1.0 + 0.9 * np.clip(-p.hz / 20.0, 0.0, 1.0))  # the skull's thickness (see _skull)
+    scalp = (p.d_in >= t) & (p.d_in < t + s)
     a, b, _ = head.semi
-    q_neck = np.sqrt((p.hx / (a + t + s + 4)) ** 2 + ((p.hy + 4) / (b + t + s)) ** 2)
+    q_neck = np.sqrt((p.hx / (a + head.skull + s + 4)) ** 2 + ((p.hy + 4) / (b + head.skull + s)) ** 2)
     neck = (p.hz <= -18) & (q_neck < 1.0) & (p.d_in >= 0)
     soft = scalp | neck
     p.hu[soft] = 38.0

@@ -10,8 +10,8 @@ Its own model of a CT acquisition (independent of family A's noise and blur):
   applied in the Fourier domain (soft, standard or edge-enhancing);
 * noise: white noise shaped by a filtered-back-projection noise power spectrum
   (``f exp(-(f/fn)^2)`` times the kernel's MTF squared: the ramp leaves little power at
-  the lowest frequencies), 3-11 HU, higher in the middle of the head and in the skull
-  base slices (fewer photons through more bone);
+  the lowest frequencies), 3-11 HU, higher in the skull base slices (fewer photons
+  through more bone); drawn in the Fourier domain and inverted with the image;
 * beam hardening: cupping inside the skull and a dark band between dense skull-base
   bones (the interpetrous "Hounsfield bar");
 * streaks: thin alternating bright / dark lines through dense bone in a few slices;
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import fft
 
 __all__ = ["ScannerB", "acquire"]
 
@@ -76,6 +77,7 @@ def acquire(
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2.0
     circle = np.hypot(yy, xx) > size / 2.0
     mtf, nps = _spectra(size, scanner)
+    unit = 1.0 / float(fft.irfft2(_white(rng, nps.shape) * nps, s=(size, size)).std() + 1e-9)
     streak_slices = set(rng.choice(n, size=min(scanner.streaks, n), replace=False).tolist()) if scanner.streaks else set()
     for i in range(n):
         img = hu[i].astype(np.float32) * scanner.hu_gain + scanner.hu_offset
@@ -85,18 +87,23 @@ def acquire(
             radius = np.sqrt(head.sum() / np.pi)
             r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / radius ** 2
             img -= scanner.cupping * np.clip(1 - r2, 0, 1) * (hu[i] < 200)
-            img += _bar(hu[i], yy, xx, cy, cx, radius) * scanner.bar_hu * base_weight[i]
+            if base_weight[i] > 0:
+                img += _bar(hu[i], yy, xx, cy, cx, radius) * scanner.bar_hu * base_weight[i]
             if i in streak_slices:
                 img += _streaks(hu[i], yy, xx, rng, scanner.streak_hu)
-            weight = 1.0 + 0.5 * np.clip(1 - r2, 0, 1) + 0.6 * base_weight[i]
-        else:
-            weight = np.ones_like(img)
-        img = np.fft.irfft2(np.fft.rfft2(img) * mtf, s=img.shape)
-        noise = np.fft.irfft2(np.fft.rfft2(rng.standard_normal(img.shape).astype(np.float32)) * nps, s=img.shape)
-        img += noise / (noise.std() + 1e-6) * scanner.noise_hu * weight
+        # Kernel and noise in one inverse transform: the noise is drawn in the Fourier domain.
+        sigma = scanner.noise_hu * (1.0 + 0.6 * base_weight[i]) * unit
+        spectrum = fft.rfft2(img) * mtf + _white(rng, nps.shape) * (nps * sigma)
+        img = fft.irfft2(spectrum, s=img.shape)
         img[circle] = scanner.outside
         out[i] = np.clip(np.rint(img), -2048, 4000).astype(np.int16)
     return out
+
+
+def _white(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Complex white noise on an ``rfft2`` grid (float32)."""
+    return (rng.standard_normal(shape, dtype=np.float32) + 1j * rng.standard_normal(shape, dtype=np.float32)).astype(
+        np.complex64)
 
 
 def _spectra(size: int, scanner: ScannerB) -> tuple[np.ndarray, np.ndarray]:
