@@ -45,5 +45,6 @@ def read_ahead_order(router: Router, arriving: Sequence[SeriesRow]) -> list[Seri
 
 
 def may_read_ahead(router: Router, series: SeriesRow, *, free: int, reserve: int) -> bool:
-    """Whether ``series`` may be read ahead on one of ``free`` idle workers: a reserved one only for stat."""
+    """Whether ``series`` may be read ahead with ``free`` idle workers: a reserved one, or none (the
+    read-ahead then goes next in the pool, and no routine job is claimed behind it), only for stat."""
     return free > reserve or router.priority(series.attrs) == Priority.STAT

@@ -70,6 +70,7 @@ class Runner:
         self._router = Router(config.routes, config.peers)
         self._filed = threading.Event()
         self._reading: Future[ReadAheadOutcome] | None = None
+        self._reading_stat = False  # whether the read-ahead under way is of a stat series
         self._read_paths: dict[tuple[str, str], set[str]] = {}  # (series UID, model) → files sent to read ahead
         self._given_up: set[tuple[str, str]] = set()  # (series UID, model) whose read-ahead failed: the job reads
         self._not_slice_wise: set[str] = set()  # models whose pack said it does not read ahead
@@ -217,7 +218,8 @@ class Runner:
     def _submit(self) -> None:
         if self._draining:
             return
-        running = [self._priorities.get(i, "routine") for i in self._running]
+        reading = self._reading_stat and self._reading is not None and not self._reading.done()
+        running = [self._priorities.get(i, "routine") for i in self._running] + ["stat"] * reading  # it holds one
         for job in claim_free_workers(self._store, self._owner, self._lease_seconds, workers=self._workers,
                                       reserve=self._reserve, running=running):
             try:
@@ -246,7 +248,7 @@ class Runner:
                 return  # its end wakes the runner, and the slices filed meanwhile go next
             self._note_read_ahead(self._reading)
             self._reading = None
-        if self._draining or not self._filed.is_set() or len(self._running) >= self._workers:
+        if self._draining or not self._filed.is_set():
             return
         self._filed.clear()
         arriving = self._store.series_in_state(SeriesState.RECEIVED)
@@ -254,9 +256,10 @@ class Runner:
         for key in [key for key in self._read_paths if key[0] not in live]:
             del self._read_paths[key]
         self._given_up = {key for key in self._given_up if key[0] in live}
-        free = self._workers - len(self._running)
+        free = self._workers - len(self._running)  # none: only a stat series, next in the pool (issue 32)
         for series in read_ahead_order(self._router, arriving):  # stat first; a reserved worker: stat only
             if not may_read_ahead(self._router, series, free=free, reserve=self._reserve):
+                self._filed.set()  # a worker that frees up reads it
                 continue
             for model in dict.fromkeys(route.model for route in self._router.matching(series.attrs)):
                 if model in self._not_slice_wise or (series.series_uid, model) in self._given_up:
@@ -278,6 +281,7 @@ class Runner:
                 except (BrokenProcessPool, RuntimeError):
                     return  # the next job's submission replaces the pool
                 self._reading.add_done_callback(lambda _done: self._loop.wake())
+                self._reading_stat = self._router.priority(series.attrs) == "stat"
                 self._filed.set()  # more may wait: look again when this one ends
                 return
 
