@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 import time
@@ -296,6 +297,38 @@ def test_a_retraction_is_retried_dead_lettered_and_replayed_like_a_delivery(tmp_
     assert {r.state for r in store.job_results(job_id) if r.kind is OutboxKind.DELIVER} == {ResultState.RETRACTED}
 
 
+def test_a_dicomweb_destination_receives_the_rejection_note_by_stow_rs(tmp_path, small_head_ct, archive):
+    _, files = small_head_ct
+    files = _copies(files[:2], tmp_path / "results")
+    store = JobStore(tmp_path / "db.sqlite")
+    config = Config(destinations=(DestinationConfig("web", type="dicomweb", url=f"{archive.url}/dicom-web"),),
+                    egress=EgressConfig(max_attempts=3, backoff_seconds=0.2, backoff_max_seconds=0.5,
+                                        timeout_seconds=5))
+    outbox = Outbox(config, store, Metrics())
+    web = config.destinations[0]
+    job_id, uids = _delivered_job(store, "1.2.58.1", files, ("web",))
+    outbox.deliver_due(web)
+    assert store.get_job(job_id).state is JobState.DELIVERED and all(_in_orthanc(archive, uid) for uid in uids)
+    store.add_review(job_id, Verdict.REJECTED, "dr", RejectReason.WRONG_PATIENT_OR_SERIES)
+    assert outbox._retractions.plan(web) == 1
+    outbox.deliver_due(web)
+    (item,) = [r for r in store.job_results(job_id) if r.kind is OutboxKind.RETRACT]
+    assert item.state is ResultState.DELIVERED, item.last_error
+    (found,) = httpx.post(f"{archive.url}/tools/lookup", content=item.sop_instance_uid, timeout=10).json()
+    note = pydicom.dcmread(io.BytesIO(httpx.get(f"{archive.url}/instances/{found['ID']}/file", timeout=10).content))
+    assert note.ConceptNameCodeSequence[0].CodeValue == "113001"
+    assert referenced_in(note) == set(uids)
+    texts = [item.TextValue for item in note.ContentSequence
+             if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "113012"]
+    assert texts == ["Rejected by a radiologist: wrong patient or series."]  # the Key Object Description
+    assert all(_in_orthanc(archive, uid) for uid in uids), "STOW-RS cannot delete: the note is what withdraws them"
+
+
+def referenced_in(note: pydicom.Dataset) -> set[str]:
+    return {sop.ReferencedSOPInstanceUID for study in note.CurrentRequestedProcedureEvidenceSequence
+            for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence}
+
+
 def referenced(path: str) -> set[str]:
     from node.egress.retraction import referenced_instances
 
@@ -329,6 +362,11 @@ def test_a_late_image_marks_what_the_superseded_job_delivered(tmp_path):
     assert store.get_job(job_id).state is JobState.SUPERSEDED
     (marked,) = store.marked_results("pacs")
     assert marked.cause is RetractCause.SUPERSEDED and marked.route == "head"
+    note = marked.result.object._replace(sop_instance_uid="1.2.55.99", path="/r/note.dcm")
+    assert store.queue_retraction(job_id, "pacs", note, [marked.result.id]) is not None
+    twice = note._replace(sop_instance_uid="1.2.55.98", path="/r/note2.dcm")
+    assert store.queue_retraction(job_id, "pacs", twice, [marked.result.id]) is None  # another outbox was first
+    assert store.marked_results("pacs") == []
 
 
 def test_the_route_option_parses_and_defaults_to_retracting():

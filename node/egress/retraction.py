@@ -108,7 +108,9 @@ class Retractions:
                 log(_logger, logging.WARNING, "results not retracted", destination=destination.name, job_id=job_id,
                     results=len(ids), reason=reason)
                 continue
-            self._store.queue_retraction(job_id, destination.name, note, ids)
+            if self._store.queue_retraction(job_id, destination.name, note, ids) is None:
+                Path(note.path).unlink(missing_ok=True)  # another outbox sharing the store was first
+                continue
             queued += 1
             log(_logger, logging.INFO, "retraction queued", destination=destination.name, job_id=job_id,
                 results=len(ids), cause=RetractCause.REJECTED.value if rejected else RetractCause.SUPERSEDED.value,

@@ -198,6 +198,11 @@ class Metrics:
         for destination in destinations:
             for outcome in (ResultState.DELIVERED.value, "retry", ResultState.DEAD.value):
                 self.egress_results.labels(destination, outcome)
+            for outcome in (ResultState.RETRACTED.value, "error"):
+                self.retractions.labels(destination, outcome)
+        for model in models:
+            for verdict in ("accepted", "rejected"):  # node.store.reviews.Verdict
+                self.result_reviews.labels(model, verdict)
 
     def observe_stage(self, stage: str, model: str, seconds: float, priority: str = "") -> None:
         """One ``ainode_stage_duration_seconds`` observation (``stage`` one of :data:`STAGES`).

@@ -162,6 +162,7 @@ ALTER TABLE results ADD COLUMN kind TEXT NOT NULL DEFAULT 'deliver';  -- deliver
 ALTER TABLE results ADD COLUMN retract_cause TEXT;   -- rejected | superseded: a delivered result to withdraw
 ALTER TABLE results ADD COLUMN retraction_id INTEGER;  -- the retract item (results.id) that withdraws it
 CREATE INDEX results_job ON results(job_id);
+CREATE INDEX results_marked ON results(destination) WHERE retract_cause IS NOT NULL AND retraction_id IS NULL;
 CREATE TABLE reviews (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id           INTEGER NOT NULL REFERENCES jobs(id),

@@ -37,8 +37,8 @@ class RetractionQueries(ResultQueries):
         """Results delivered to ``destination``, marked for retraction, that no retraction item covers yet."""
         rows = self._query(
             f"SELECT {_RESULT_COLUMNS}, retract_cause, (SELECT route FROM jobs WHERE jobs.id = results.job_id)"
-            " AS route FROM results WHERE destination=? AND kind=? AND state=? AND retract_cause IS NOT NULL"
-            " AND retraction_id IS NULL ORDER BY job_id, id LIMIT ?",
+            " AS route FROM results WHERE destination=? AND retract_cause IS NOT NULL AND retraction_id IS NULL"
+            " AND kind=? AND state || ''=? ORDER BY job_id, id LIMIT ?",  # || '': the partial index results_marked
             (destination, OutboxKind.DELIVER.value, ResultState.DELIVERED.value, limit),
         )
         marked = []
@@ -48,11 +48,18 @@ class RetractionQueries(ResultQueries):
             marked.append(MarkedResult(_result_row(d), cause, route))
         return marked
 
-    def queue_retraction(self, job_id: int, destination: str, note: ResultObject, result_ids: Sequence[int]) -> int:
-        """Queue the retraction of ``result_ids`` (delivered to ``destination``) as one item; returns its id."""
+    def queue_retraction(
+        self, job_id: int, destination: str, note: ResultObject, result_ids: Sequence[int],
+    ) -> int | None:
+        """Queue the retraction of ``result_ids`` (delivered to ``destination``) as one item; returns its id
+        (None: another process queued theirs first)."""
         now = time.time()
         with self._tx() as db:
             db.execute(f"SELECT 1 AS locked FROM jobs WHERE id=?{self._dialect.lock_row}", (job_id,))
+            marks = ",".join("?" * len(result_ids))
+            if db.execute(f"SELECT 1 AS taken FROM results WHERE retraction_id IS NOT NULL AND id IN ({marks})",
+                          tuple(result_ids)).fetchone() is not None:
+                return None  # another process sharing the store queued their retraction first
             item = int(db.execute(
                 "INSERT INTO results(job_id, sop_instance_uid, sop_class_uid, path, destination, state,"
                 " next_attempt_at, updated_at, kind) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
