@@ -29,15 +29,14 @@ labels = np.zeros(volume.shape, np.uint8)
 hi = np.percentile(volume, 97)
 labels[volume > np.percentile(volume, 85)] = 1
 labels[volume > hi] = 2
-first, last = files[0], files[-1]
-iop = np.asarray(first.ImageOrientationPatient, float)
-row_mm, col_mm = (float(v) for v in first.PixelSpacing)
-origin = np.asarray(first.ImagePositionPatient, float)
-step = (np.asarray(last.ImagePositionPatient, float) - origin) / max(1, len(files) - 1)
-lps = np.eye(4)
-lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = iop[:3] * col_mm, iop[3:] * row_mm, step, origin
-ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-nibabel.save(nibabel.Nifti1Image(labels.transpose(2, 1, 0), ras), str(out_dir / "labels.nii.gz"))
+# the label image is written with axes (row, column, slice): voxel (r, c, s) -> LPS, then RAS
+next_column, next_row = np.reshape(np.asarray(files[0].ImageOrientationPatient, float), (2, 3))
+between_rows, between_columns = (float(v) for v in files[0].PixelSpacing)
+corner = np.asarray(files[0].ImagePositionPatient, float)
+through = (np.asarray(files[-1].ImagePositionPatient, float) - corner) / max(1, len(files) - 1)
+voxel_to_lps = np.column_stack([next_row * between_rows, next_column * between_columns, through, corner])
+affine = np.vstack([voxel_to_lps * np.array([[-1], [-1], [1]]), [0, 0, 0, 1]])
+nibabel.save(nibabel.Nifti1Image(labels.transpose(1, 2, 0), affine), str(out_dir / "labels.nii.gz"))
 (out_dir / "labels.json").write_text(json.dumps({"1": "Bright region", "2": "Tumor"}))
 '''
 
@@ -78,7 +77,8 @@ def seg_label_volume(seg: pydicom.Dataset, series: Sequence[pydicom.Dataset]) ->
     masks = {label: np.zeros(shape, bool) for label in numbers.values()}
     pixels = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
     for f, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        identified = frame if "SegmentIdentificationSequence" in frame else seg.SharedFunctionalGroupsSequence[0]
+        number = int(identified.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         uid = str(frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
         masks[numbers[number]][index[uid]] |= pixels[f] > 0
     return masks
@@ -116,3 +116,181 @@ ds.save_as(out_dir / "result.dcm", enforce_file_format=False)
 
 FAIL_SCRIPT = 'import sys\nprint("model weights corrupt", file=sys.stderr)\nsys.exit(1)\n'
 HANG_SCRIPT = 'import time\ntime.sleep(3600)\n'
+
+
+# -- a small MONAI bundle, written in MONAI's bundle layout -------------------------------------
+
+BUNDLE_LABELS = {"0": "background", "1": "brain", "2": "tumor"}
+
+BUNDLE_INFERENCE = {
+    "imports": ["$import torch"],
+    "bundle_root": ".",
+    "device": "$torch.device('cpu')",
+    "network_def": {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3,
+                    "channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
+    "network": "$@network_def.to(@device)",
+    "preprocessing": {"_target_": "Compose", "transforms": [
+        {"_target_": "LoadImaged", "keys": "image"},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+        {"_target_": "Spacingd", "keys": "image", "pixdim": [2.5, 2.5, 5.0], "mode": "bilinear"},
+        {"_target_": "ScaleIntensityd", "keys": "image"},
+        {"_target_": "EnsureTyped", "keys": "image"},
+    ]},
+    "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [48, 48, 16], "sw_batch_size": 4, "overlap": 0.25},
+    "postprocessing": {"_target_": "Compose", "transforms": [
+        {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+        {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
+         "nearest_interp": False, "to_tensor": True},
+        {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+        {"_target_": "SaveImaged", "keys": "pred", "output_dir": "$@bundle_root + '/eval'",
+         "output_postfix": "seg", "separate_folder": False, "resample": False},
+    ]},
+}
+
+
+def bundle_metadata(version: str = "0.1.0") -> dict:
+    """``configs/metadata.json`` of the test bundle (MONAI's schema: network_data_format, channel_def)."""
+    return {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
+        "version": version, "monai_version": "1.6.1", "pytorch_version": "2.13.0", "numpy_version": "2",
+        "name": "Phantom brain and tumour", "task": "Brain and tumour segmentation on brain MR phantoms",
+        "description": "A tiny UNet trained briefly on ainode's brain MR phantoms (tests only).",
+        "authors": "ainode tests", "copyright": "none", "license": "none",
+        "network_data_format": {
+            "inputs": {"image": {"type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1,
+                                 "spatial_shape": [48, 48, 16], "dtype": "float32", "value_range": [0, 1],
+                                 "is_patch_data": True, "channel_def": {"0": "image"}}},
+            "outputs": {"pred": {"type": "image", "format": "segmentation", "num_channels": 3,
+                                 "spatial_shape": [48, 48, 16], "dtype": "float32", "value_range": [0, 1, 2],
+                                 "is_patch_data": True, "channel_def": BUNDLE_LABELS}},
+        },
+    }
+
+
+def series_nifti(series: Sequence[pydicom.Dataset], path: Path, array: np.ndarray | None = None) -> Path:
+    """The sorted ``series`` (or ``array`` on its voxels, ``(slice, row, col)``) as NIfTI with its RAS affine."""
+    import nibabel
+
+    first, last = series[0], series[-1]
+    iop = np.asarray(first.ImageOrientationPatient, float)
+    row_mm, col_mm = (float(v) for v in first.PixelSpacing)
+    origin = np.asarray(first.ImagePositionPatient, float)
+    step = (np.asarray(last.ImagePositionPatient, float) - origin) / max(1, len(series) - 1)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = iop[:3] * col_mm, iop[3:] * row_mm, step, origin
+    if array is None:
+        array = np.stack([ds.pixel_array.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1)
+                          + float(ds.get("RescaleIntercept", 0) or 0) for ds in series])
+    nibabel.save(nibabel.Nifti1Image(np.asarray(array).transpose(2, 1, 0), np.diag([-1.0, -1, 1, 1]) @ lps), str(path))
+    return path
+
+
+def make_bundle(root: Path, work: Path, steps: int = 40, seeds: Sequence[int] = (8101, 8102)) -> Path:
+    """Write a MONAI bundle to ``root``: its configs, and a UNet trained ``steps`` steps on brain MR
+    phantoms (label 1: brain structures, 2: tumour) through the bundle's own preprocessing."""
+    import json
+
+    import torch
+    from models.phantoms.brain_mr import generate_brain_mr
+    from monai.bundle import ConfigParser
+    from monai.losses import DiceCELoss
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, Spacingd
+
+    (root / "configs").mkdir(parents=True, exist_ok=True)
+    (root / "models").mkdir(exist_ok=True)
+    (root / "configs" / "inference.json").write_text(json.dumps(BUNDLE_INFERENCE, indent=2))
+    (root / "configs" / "metadata.json").write_text(json.dumps(bundle_metadata(), indent=2))
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser["bundle_root"] = str(root)
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    pre = parser.get_parsed_content("preprocessing")
+    label_pre = Compose([LoadImaged(keys="label"), EnsureChannelFirstd(keys="label"),
+                         Orientationd(keys="label", axcodes="RAS"),
+                         Spacingd(keys="label", pixdim=(2.5, 2.5, 5.0), mode="nearest")])
+    work.mkdir(parents=True, exist_ok=True)
+    examples = []
+    for seed in seeds:
+        phantom = generate_brain_mr(seed=seed, tumor=True, contrasts=("T1",), slices=16, size=96)
+        series = phantom.series["T1"]
+        merged = np.where(phantom.labels == 6, 2, np.where(phantom.labels > 0, 1, 0)).astype(np.uint8)
+        image = pre({"image": str(series_nifti(series, work / f"{seed}-image.nii.gz"))})["image"]
+        label = label_pre({"label": str(series_nifti(series, work / f"{seed}-label.nii.gz", merged))})["label"]
+        examples.append((image.as_tensor()[None], label.as_tensor()[None].long()))
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimiser = torch.optim.Adam(network.parameters(), lr=1e-2)
+    network.train()
+    for step in range(steps):
+        image, label = examples[step % len(examples)]
+        optimiser.zero_grad()
+        loss = loss_fn(network(_pad16(image)), _pad16(label))
+        loss.backward()
+        optimiser.step()
+    torch.save(network.state_dict(), root / "models" / "model.pt")
+    return root
+
+
+def _pad16(x):
+    """Pad spatial sizes to multiples of 4 (the UNet's two strides)."""
+    import torch.nn.functional as F
+
+    pads = []
+    for size in reversed(x.shape[2:]):
+        pads += [0, (-size) % 4]
+    return F.pad(x, pads)
+
+
+def send_cases(node, cases: Sequence[str], folder: Path, seed_base: int, timeout: float = 300):
+    """One brain MR phantom series per case (Series Description ``BYOM <case>``) sent to ``node``;
+    returns each case's sorted series and, once every job has finished, its job by model name."""
+    from tests.support import storescu, wait_for
+
+    series_of = {}
+    for n, case in enumerate(cases):
+        series, files = brain_series(folder / case, seed=seed_base + n, slices=16, size=96)
+        for ds, path in zip(series, files):
+            ds.SeriesDescription = f"BYOM {case}"
+            ds.save_as(path, enforce_file_format=True)
+        storescu(files, node.dicom_port)
+        series_of[case] = series
+
+    def finished():
+        jobs = {j["model"]: j for j in node.jobs()}
+        done = all(c in jobs and jobs[c]["state"] in ("delivered", "failed") for c in cases)
+        return jobs if done else None
+
+    return series_of, wait_for(finished, timeout, what="jobs of " + ", ".join(cases))
+
+
+def routes_for(cases: Sequence[str]) -> str:
+    """A route per case: model ``case`` for the series described ``BYOM <case>``."""
+    return "".join(f"""
+[[routes]]
+name = "{case}"
+model = "{case}"
+destinations = ["pacs"]
+match = {{ Modality = "MR", SeriesDescription = "re:^BYOM {case}$" }}
+""" for case in cases)
+
+
+SEG = "1.2.840.10008.5.1.4.1.1.66.4"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+def seg_and_report(pacs, source: pydicom.Dataset, folder: Path) -> tuple[pydicom.Dataset, pydicom.Dataset]:
+    """The SEG and the SR Orthanc holds for ``source``'s series (nothing else), each checked
+    with ``dciodvfy`` and to be in the source study."""
+    from tests.dicom_validation import dciodvfy_errors
+
+    results = pacs.results_by_class(source.StudyInstanceUID, source.SeriesInstanceUID)
+    assert set(results) == {SEG, COMPREHENSIVE_3D_SR}, sorted(results)
+    (seg,), (sr,) = results[SEG], results[COMPREHENSIVE_3D_SR]
+    for ds in (seg, sr):
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        assert dciodvfy_errors(path) == [], f"{ds.SOPClassUID} fails dciodvfy"
+        assert ds.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    return seg, sr

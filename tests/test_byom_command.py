@@ -19,13 +19,10 @@ import pytest
 
 from node.config.keys import ConfigError
 from node.config.parse import parse_config
-from tests.byom_support import (DICOM_SCRIPT, FAIL_SCRIPT, HANG_SCRIPT, THRESHOLD_SCRIPT, brain_series,
-                                seg_label_volume, write_script)
-from tests.dicom_validation import dciodvfy_errors
-from tests.support import OrthancServer, start_node, storescu, wait_for
+from tests.byom_support import (DICOM_SCRIPT, FAIL_SCRIPT, HANG_SCRIPT, THRESHOLD_SCRIPT, routes_for,
+                                seg_and_report, seg_label_volume, send_cases, write_script)
+from tests.support import OrthancServer, start_node
 
-SEG = "1.2.840.10008.5.1.4.1.1.66.4"
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 CASES = ("threshold", "dicom", "wrong-study", "exit1", "hang")
 
@@ -59,15 +56,7 @@ format = "command"
 command = ["{hang}"]
 timeout_seconds = 3
 """
-    for case in CASES:
-        text += f"""
-[[routes]]
-name = "{case}"
-model = "{case}"
-destinations = ["pacs"]
-match = {{ Modality = "MR", SeriesDescription = "re:^BYOM {case}$" }}
-"""
-    return text
+    return text + routes_for(CASES)
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +70,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancServer):
 @pytest.fixture(scope="module")
 def sent(node, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, list[pydicom.Dataset]], dict[str, dict]]:
     """Each case's series (sorted), sent to the node, and its job once finished."""
-    series_of = {}
-    for n, case in enumerate(CASES):
-        series, files = brain_series(tmp_path_factory.mktemp(case), seed=7100 + n, slices=16, size=96)
-        for ds, path in zip(series, files):
-            ds.SeriesDescription = f"BYOM {case}"
-            ds.save_as(path, enforce_file_format=True)
-        storescu(files, node.dicom_port)
-        series_of[case] = series
-
-    def finished():
-        jobs = {j["model"]: j for j in node.jobs()}
-        done = all(c in jobs and jobs[c]["state"] in ("delivered", "failed") for c in CASES)
-        return jobs if done else None
-
-    return series_of, wait_for(finished, 240, what="command jobs")
+    return send_cases(node, CASES, tmp_path_factory.mktemp("series"), 7100)
 
 
 @pytest.mark.e2e
@@ -104,14 +79,7 @@ def test_label_image_becomes_seg_on_the_voxels_the_command_marked(node, pacs, se
     assert jobs["threshold"]["state"] == "delivered", jobs["threshold"]
     series = series_of["threshold"]
     source = series[0]
-    results = pacs.results_by_class(source.StudyInstanceUID, source.SeriesInstanceUID)
-    assert set(results) == {SEG, COMPREHENSIVE_3D_SR}
-    (seg,), (sr,) = results[SEG], results[COMPREHENSIVE_3D_SR]
-    for ds in (seg, sr):
-        path = tmp_path / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        assert dciodvfy_errors(path) == [], f"{ds.SOPClassUID} fails dciodvfy"
-        assert ds.StudyInstanceUID == source.StudyInstanceUID
+    seg, sr = seg_and_report(pacs, source, tmp_path)
     # the script run directly, by itself, on the same files
     direct = tmp_path / "direct"
     (direct / "in").mkdir(parents=True)
@@ -123,7 +91,8 @@ def test_label_image_becomes_seg_on_the_voxels_the_command_marked(node, pacs, se
     subprocess.run([sys.executable, str(script), str(direct / "in"), str(direct / "out")], check=True)
     import nibabel
 
-    expected = np.asarray(nibabel.load(str(direct / "out" / "labels.nii.gz")).dataobj).transpose(2, 1, 0)
+    # the script writes its label image (row, column, slice)
+    expected = np.asarray(nibabel.load(str(direct / "out" / "labels.nii.gz")).dataobj).transpose(2, 0, 1)
     masks = seg_label_volume(seg, series)
     assert set(masks) == {"Bright region", "Tumor"}, "labels from the model's labels file"
     assert np.array_equal(masks["Bright region"], expected == 1)
