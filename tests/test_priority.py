@@ -226,3 +226,20 @@ def test_a_postgres_store_from_before_priorities_is_migrated(postgres_server):
         assert job.priority == Priority.ROUTINE and job.sender == ""
     finally:
         store.close()
+
+
+def test_read_ahead_goes_stat_first_and_a_busy_or_reserved_worker_reads_only_stat():
+    from node.pipeline.priorities import may_read_ahead, read_ahead_order
+    from node.store import SeriesRow
+
+    config = _parse(_route_toml('priority_from = {calling_ae = {ER_CT = "stat"}}'))
+    router = Router(config.routes, config.peers)
+    assert router.priority_by_sender
+    arriving = [SeriesRow(uid, "1.2.3", SeriesState.RECEIVED, {"Modality": "CT"}, 10, 0.0, 0.0) for uid in ("a", "b")]
+    senders = {"a": ["MODALITY"], "b": ["ER_CT"]}
+    order = read_ahead_order(router, arriving, lambda uid: senders[uid])
+    assert [(s.series_uid, p) for s, p in order] == [("b", Priority.STAT), ("a", Priority.ROUTINE)]
+    assert may_read_ahead(Priority.ROUTINE, free=1, reserve=0)
+    assert not may_read_ahead(Priority.ROUTINE, free=0, reserve=0), "a busy worker: routine waits"
+    assert not may_read_ahead(Priority.ROUTINE, free=1, reserve=1), "the reserved worker: stat only"
+    assert may_read_ahead(Priority.STAT, free=0, reserve=0)

@@ -7,7 +7,7 @@ work (a running job is never stopped).
 """
 from __future__ import annotations
 
-from typing import Collection, Sequence
+from typing import Callable, Collection, Sequence
 
 from ..config import Priority
 from ..store import JobRow, JobStore, SeriesRow
@@ -38,13 +38,17 @@ def claim_free_workers(
     return claimed
 
 
-def read_ahead_order(router: Router, arriving: Sequence[SeriesRow]) -> list[SeriesRow]:
-    """Series still arriving, the most pressing first (then in arrival order): a stat
-    series' slices are read ahead before routine ones."""
-    return sorted(arriving, key=lambda s: router.priority(s.attrs).rank)
+def read_ahead_order(router: Router, arriving: Sequence[SeriesRow],
+                     senders: Callable[[str], Sequence[str]]) -> list[tuple[SeriesRow, Priority]]:
+    """Series still arriving with their priority, the most pressing first (then in arrival
+    order): a stat series' slices are read ahead before routine ones. ``senders``: the
+    calling AE titles of a series (asked only when a route's priority depends on them)."""
+    ask = router.priority_by_sender
+    ranked = [(s, router.priority(s.attrs, senders(s.series_uid) if ask else ())) for s in arriving]
+    return sorted(ranked, key=lambda pair: pair[1].rank)
 
 
-def may_read_ahead(router: Router, series: SeriesRow, *, free: int, reserve: int) -> bool:
+def may_read_ahead(priority: Priority, *, free: int, reserve: int) -> bool:
     """Whether ``series`` may be read ahead with ``free`` idle workers: a reserved one, or none (the
     read-ahead then goes next in the pool, and no routine job is claimed behind it), only for stat."""
-    return free > reserve or router.priority(series.attrs) == Priority.STAT
+    return free > reserve or priority == Priority.STAT

@@ -72,6 +72,8 @@ class Router:
         self.routes = tuple(r for r in routes if r.level != "study")
         self.study_routes = tuple(r for r in routes if r.level == "study")
         self.whole_series_titles = frozenset(p.ae_title.strip() for p in peers if p.sends_whole_series)
+        self.priority_by_sender = any(r.priority_from.calling_ae for r in self.routes)
+        """Whether a route's priority depends on the calling AE title (``priority_from.calling_ae``)."""
 
     def completes_on_release(self, attrs: Mapping[str, Any], senders: Sequence[str] = ()) -> bool:
         """Whether a release after a series' last image completes it: a matching route's

@@ -257,8 +257,8 @@ class Runner:
             del self._read_paths[key]
         self._given_up = {key for key in self._given_up if key[0] in live}
         free = self._workers - len(self._running)  # none: only a stat series, next in the pool (issue 32)
-        for series in read_ahead_order(self._router, arriving):  # stat first; a reserved worker: stat only
-            if not may_read_ahead(self._router, series, free=free, reserve=self._reserve):
+        for series, priority in read_ahead_order(self._router, arriving, self._store.series_senders):
+            if not may_read_ahead(priority, free=free, reserve=self._reserve):  # stat first; reserved: stat only
                 self._filed.set()  # a worker that frees up reads it
                 continue
             for model in dict.fromkeys(route.model for route in self._router.matching(series.attrs)):
@@ -281,7 +281,7 @@ class Runner:
                 except (BrokenProcessPool, RuntimeError):
                     return  # the next job's submission replaces the pool
                 self._reading.add_done_callback(lambda _done: self._loop.wake())
-                self._reading_stat = self._router.priority(series.attrs) == "stat"
+                self._reading_stat = priority == "stat"
                 self._filed.set()  # more may wait: look again when this one ends
                 return
 
