@@ -22,8 +22,10 @@ CARRIED = ("DeidentificationMethod", "Laterality(0020,0060)> - Missing")
 
 
 def _run(pack: str, files: list[Path], out: Path) -> JobOutcome:
+    # real images are outside the phantom-trained models' domains (issue 30): answered anyway here,
+    # where what is checked is the writers on real pixels and geometry
     return run_job(JobSpec(1, pack, pack, None, "onnxruntime-cpu", None, tuple(map(str, files)), str(out),
-                           "1.2.826.0.1.3680043.10.1.99"))
+                           "1.2.826.0.1.3680043.10.1.99", on_out_of_domain="ignore"))
 
 
 def _head_ct(tmp_path: Path, count: int, *, matrix: int | None = None, name: str = "693_J2KR.dcm") -> list[Path]:

@@ -252,8 +252,9 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
 
 
 # The real CR (pydicom-data RG1: MONOCHROME1, 15 bits, Pixel Spacing 0\0, no Imager Pixel
-# Spacing) is not in this list: OHIF 3.13.2 shows its source black and draws its reports' regions
-# at NaN. Issue 29 stays open on it; tests/test_results_consumers.py still checks its objects.
-@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr"])
+# Spacing) is outside both CXR models' domains (issue 30): its only results are the two reports
+# that say it was not evaluated, and why; "real-cr" opens them. OHIF 3.13.2 has shown its source
+# black and drawn its regions at NaN (issue 29); tests/test_results_consumers.py checks its objects.
+@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr", "real-cr"])
 def test_ohif_opens_the_source_and_every_result(scene: Scene, browser: Any, key: str) -> None:
     _check_study(scene, browser, key)

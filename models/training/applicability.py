@@ -1,18 +1,21 @@
 """Calibrating and evaluating every pack's applicability check (``ainode models calibrate|eval``).
 
-The statistics come from the pack's own preprocessing of phantoms (plain and styled, with
-and without findings): ``fit`` phantoms give the centre, scale and shrunk covariance of the
-descriptors (:mod:`node.packs.applicability`), ``val`` other phantoms give the threshold,
-the 99th percentile of their scores. Their seeds (:data:`FIT_SEED_BASE`,
-:data:`VAL_SEED_BASE`) are disjoint from the packs' training seeds (from 0) and from their
+The statistics come from the pack's own preprocessing of phantoms, plain and styled, with
+and without findings (:mod:`node.packs.applicability`). The threshold is cross-validated:
+the phantoms are split into ``folds``; each is scored by statistics fitted on the other
+folds (so every phantom is a validation phantom once), and the threshold is the 99th
+percentile of those out-of-fold scores, so that about 1 % of in-domain validation inputs
+exceed it; the statistics written are then fitted on all of them. Their seeds
+(:data:`FIT_SEED_BASE`) are disjoint from the packs' training seeds (from 0) and from their
 held-out evaluation seeds (:data:`HELD_OUT_SEED_BASE`), on which :func:`evaluate` measures
-the in-domain rate; the rate on other inputs is measured on the other kinds' phantoms and
-on real files from pydicom-data, nobody here made.
+the in-domain rate; the rate on other inputs is measured on the other kinds' phantoms and on
+real files from pydicom-data, which nobody here made.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -20,17 +23,17 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.packs.applicability import METHOD, ApplicabilityCheck, describe_inputs, fit_statistics, threshold_for
+from node.packs.applicability import (
+    FEATURES, METHOD, ApplicabilityCheck, describe_inputs, fit_statistics, stable_features, threshold_for,
+)
 
 __all__ = [
-    "FIT_SEED_BASE", "HELD_OUT_SEED_BASE", "PHANTOM_KINDS", "VAL_SEED_BASE", "add_calibrate_arguments", "calibrate",
+    "FIT_SEED_BASE", "HELD_OUT_SEED_BASE", "PHANTOM_KINDS", "add_calibrate_arguments", "calibrate",
     "evaluate", "phantom_series", "radiograph_variants", "real_inputs", "run_calibrate", "run_eval",
 ]
 
 FIT_SEED_BASE = 3_000_000
-"""First seed of the phantoms the statistics are fitted on (plain; styled from +500 000)."""
-VAL_SEED_BASE = 3_100_000
-"""First seed of the validation phantoms that set the threshold (plain; styled from +500 000)."""
+"""First seed of the calibration phantoms (plain; styled from +500 000)."""
 HELD_OUT_SEED_BASE = {"head-ct-hematoma": 1_000_000, "chest-ct-landmarks": 1_000_000, "cxr-nodule": 1_000_000,
                       "cxr-pneumonia": 1_100_000, "brain-mr": 1_000_000}
 """The packs' held-out evaluation seeds (their ``TEST_SEED_BASE``), where the in-domain rate is measured."""
@@ -68,37 +71,59 @@ def _seeds(base: int, count: int, styled: bool) -> list[int]:
     return list(range(start, start + count))
 
 
-def calibrate(name: str, weights: Path | None = None, fit: int = 16, val: int = 16,
+def calibrate(name: str, weights: Path | None = None, phantoms: int = 30, folds: int = 5,
               quantile: float = 0.99) -> dict[str, Any]:
-    """The ``applicability`` block of pack ``name``: ``fit`` and ``val`` phantoms each, plain and styled."""
+    """The ``applicability`` block of pack ``name`` from ``phantoms`` plain and ``phantoms`` styled phantoms."""
     from node.packs.registry import load_pack
 
     pack = load_pack(name, weights)
     kind = PHANTOM_KINDS[name]
-    fit_rows = np.vstack([_descriptors(pack, kind, _seeds(FIT_SEED_BASE, fit, s), s) for s in (False, True)])
-    stats = fit_statistics(fit_rows)
-    check = ApplicabilityCheck(np.asarray(stats["centre"]), np.asarray(stats["scale"]),
-                               np.asarray(stats["precision"]), 0.0)
-    val_rows = np.vstack([_descriptors(pack, kind, _seeds(VAL_SEED_BASE, val, s), s) for s in (False, True)])
-    scores = [check.distance(row) for row in val_rows]
+    rows = np.vstack([_descriptors(pack, kind, _seeds(FIT_SEED_BASE, phantoms, s), s) for s in (False, True)])
+    keep = stable_features(rows)
+    rows = rows[:, keep]
+    fold = np.arange(len(rows)) % folds
+    scores = np.zeros(len(rows))
+    for k in range(folds):
+        check = _check(fit_statistics(rows[fold != k]))
+        scores[fold == k] = [check.distance(row) for row in rows[fold == k]]
     return {
-        "method": METHOD, "input": None, "channel": 0, "threshold": round(threshold_for(scores, quantile), 4),
-        "quantile": quantile, "statistics": stats,
-        "phantoms": {"kind": kind, "fit": {"plain": _seeds(FIT_SEED_BASE, fit, False)[::max(fit - 1, 1)],
-                                           "styled": _seeds(FIT_SEED_BASE, fit, True)[::max(fit - 1, 1)]},
-                     "validation": {"plain": _seeds(VAL_SEED_BASE, val, False)[::max(val - 1, 1)],
-                                    "styled": _seeds(VAL_SEED_BASE, val, True)[::max(val - 1, 1)]}},
-        "validation_scores": {"median": round(float(np.median(scores)), 4), "max": round(float(max(scores)), 4)},
+        "method": METHOD, "input": None, "channel": 0, "features": [FEATURES[i] for i in keep], "threshold": round(threshold_for(scores, quantile), 4),
+        "quantile": quantile, "statistics": fit_statistics(rows),
+        "phantoms": {"kind": kind, "plain": [FIT_SEED_BASE, FIT_SEED_BASE + phantoms - 1],
+                     "styled": [FIT_SEED_BASE + _STYLED, FIT_SEED_BASE + _STYLED + phantoms - 1], "folds": folds},
+        "validation_scores": {"median": round(float(np.median(scores)), 4), "max": round(float(scores.max()), 4)},
     }
 
 
+def _check(stats: dict[str, list]) -> ApplicabilityCheck:
+    return ApplicabilityCheck(np.asarray(stats["centre"]), np.asarray(stats["scale"]), np.asarray(stats["precision"]), 0.0)
+
+
 def write_block(weights: Path, block: dict[str, Any]) -> Path:
-    """Put ``block`` as ``applicability`` into the ``model.json`` beside ``weights``, keeping every other key."""
+    """Put ``block`` as ``applicability`` into the ``model.json`` beside ``weights``, keeping every other key.
+
+    The block's numbers are rounded to 6 significant digits and each list of numbers is written
+    on one line (a 33 x 33 precision matrix is 33 lines, not 1 100).
+    """
     path = Path(weights).with_suffix(".json")
     meta = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    meta["applicability"] = block
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    meta["applicability"] = _rounded(block)
+    text = json.dumps(meta, indent=2)
+    head, _, tail = text.rpartition('"applicability": ')
+    tail = re.sub(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]",
+                  lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]", tail)
+    path.write_text(head + '"applicability": ' + tail + "\n", encoding="utf-8")
     return path
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def radiograph_variants(ds: Dataset) -> dict[str, Dataset]:
@@ -194,8 +219,8 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ainode models calibrate NAME``."""
     parser.add_argument("name", help="the pack (head-ct-hematoma, chest-ct-landmarks, cxr-nodule, cxr-pneumonia, brain-mr)")
     parser.add_argument("--weights", type=Path, help="model.onnx whose model.json gets the block (default: the demo weights)")
-    parser.add_argument("--fit", type=int, default=16, help="phantoms the statistics are fitted on, plain and styled each")
-    parser.add_argument("--val", type=int, default=16, help="validation phantoms that set the threshold, plain and styled each")
+    parser.add_argument("--phantoms", type=int, default=30, help="calibration phantoms, plain and styled each (default 30)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds that set the threshold (default 5)")
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -203,7 +228,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from node.packs.registry import load_pack
 
     started = time.perf_counter()
-    block = calibrate(args.name, args.weights, fit=args.fit, val=args.val)
+    block = calibrate(args.name, args.weights, phantoms=args.phantoms, folds=args.folds)
     path = write_block(load_pack(args.name, args.weights).model_path(), block)
     print(f"{args.name}: threshold {block['threshold']} (validation median {block['validation_scores']['median']},"
           f" max {block['validation_scores']['max']}) written to {path} in {time.perf_counter() - started:.0f} s")

@@ -2,16 +2,18 @@
 
 The score is computed on what the pack's ``preprocess`` returned, the array the network
 sees, so it needs nothing from the ONNX graph. Each image (slice) of the pack's input
-tensor is described by a few numbers (:data:`FEATURES`): intensity quantiles and the mean
-and spread, the share of pixels at the darkest and the brightest value, the gradient and
-the noise relative to the contrast, and the slope of the radial power spectrum. A job's
-descriptor is the mean over its slices. The score is the Mahalanobis distance of that
-descriptor to the calibration phantoms' descriptors, each feature centred on its median
-and scaled by its robust spread, with a Ledoit-Wolf shrunk covariance (few calibration
-series, a dozen features), divided by the square root of the number of features (a
-typical in-domain input scores about 1). The calibration (``ainode models calibrate
-NAME``, :mod:`models.training.applicability`) writes the statistics and the threshold
-into the ``applicability`` block of the weights' ``model.json``.
+tensor is described by :data:`FEATURES`: intensity quantiles, mean and spread; the gradient
+and the noise relative to the contrast; the slope of the radial power spectrum and the share
+of the power in five frequency bands; how heavy the tail of the Laplacian is; the entropy of
+the histogram; and the layout, the mean of each cell of a 4 x 4 grid (a turned or cropped
+image moves it). A job's descriptor is the mean over its slices. The score is the
+Mahalanobis distance of that descriptor to the calibration phantoms' descriptors, each
+feature centred on its median and scaled by the larger of its robust spread (MAD) and its
+standard deviation, with a Ledoit-Wolf shrunk covariance (a few dozen calibration series,
+33 features), divided by the square root of the number of features (a typical in-domain
+input scores about 1). The calibration (``ainode models calibrate NAME``,
+:mod:`models.training.applicability`) writes the statistics and the threshold into the
+``applicability`` block of the weights' ``model.json``.
 """
 from __future__ import annotations
 
@@ -22,14 +24,17 @@ import numpy as np
 
 __all__ = [
     "FEATURES", "METHOD", "ApplicabilityCheck", "Verdict", "describe", "describe_inputs", "fit_statistics",
-    "shrunk_covariance", "threshold_for",
+    "shrunk_covariance", "stable_features", "threshold_for",
 ]
 
-METHOD = "input-descriptor-mahalanobis-v1"
+METHOD = "input-descriptor-mahalanobis-v2"
 """The name of this method, written into ``model.json`` (a block of another method is refused)."""
 
+_GRID = 4
 FEATURES: tuple[str, ...] = (
-    "q01", "q10", "q50", "q90", "q99", "mean", "std", "at_min", "at_max", "gradient", "noise", "spectrum_slope",
+    "q01", "q10", "q50", "q90", "q99", "mean", "std", "gradient", "noise", "spectrum_slope",
+    *(f"band_{i}" for i in range(5)), "laplacian_tail", "entropy",
+    *(f"layout_{r}{c}" for r in range(_GRID) for c in range(_GRID)),
 )
 """The numbers that describe one image, in this order."""
 
@@ -42,42 +47,45 @@ def describe(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image, dtype=np.float64)
     step = max(1, int(np.ceil(max(image.shape) / _MAX_EDGE)))
     x = image[::step, ::step]
-    q01, q10, q50, q90, q99 = np.quantile(x, (0.01, 0.10, 0.50, 0.90, 0.99))
-    lo, hi = float(x.min()), float(x.max())
-    span = hi - lo
-    tol = 1e-6 * max(span, 1e-12)
-    contrast = max(q99 - q01, 1e-6)
+    quantiles = np.quantile(x, (0.01, 0.10, 0.50, 0.90, 0.99))
+    contrast = max(quantiles[4] - quantiles[0], 1e-6)
     gradient = (np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean()) / contrast
-    laplacian = x[1:-1, 1:-1] * 4 - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
-    noise = float(np.median(np.abs(laplacian))) / contrast
-    return np.array([
-        q01, q10, q50, q90, q99, x.mean(), x.std(),
-        float(np.mean(x <= lo + tol)), float(np.mean(x >= hi - tol)) if span > 0 else 1.0,
-        gradient, noise, _spectrum_slope(x),
-    ], dtype=np.float64)
+    laplacian = np.abs(x[1:-1, 1:-1] * 4 - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:])
+    noise = float(np.median(laplacian)) / contrast
+    tail = np.log(laplacian.mean() / (np.median(laplacian) + 1e-9) + 1e-9)
+    counts, _ = np.histogram(x, bins=64)
+    p = counts[counts > 0] / counts.sum()
+    h, w = x.shape
+    layout = [x[r * h // _GRID:(r + 1) * h // _GRID, c * w // _GRID:(c + 1) * w // _GRID].mean()
+              for r in range(_GRID) for c in range(_GRID)]
+    return np.array([*quantiles, x.mean(), x.std(), gradient, noise, *_spectrum(x), tail, -(p * np.log(p)).sum(),
+                     *layout], dtype=np.float64)
 
 
-def _spectrum_slope(x: np.ndarray) -> float:
-    """Slope of log power against log radial frequency between 0.04 and 0.4 cycles per pixel."""
+def _spectrum(x: np.ndarray) -> list[float]:
+    """Slope of log power against log radial frequency (0.04 to 0.4 cycles per pixel), then the log
+    share of the power in five bands from 0.01 to 0.5 cycles per pixel."""
     h, w = x.shape
     if min(h, w) < 16:
-        return 0.0
+        return [0.0] * 6
     window = np.outer(np.hanning(h), np.hanning(w))
-    power = np.abs(np.fft.fft2((x - x.mean()) * window)) ** 2
+    power = (np.abs(np.fft.fft2((x - x.mean()) * window)) ** 2).ravel()
     fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
-    radius = np.hypot(fy, fx)
+    radius = np.hypot(fy, fx).ravel()
     bins = np.geomspace(0.04, 0.4, 13)
-    idx = np.digitize(radius.ravel(), bins)
-    flat = power.ravel()
+    idx = np.digitize(radius, bins)
     centres, levels = [], []
     for b in range(1, len(bins)):
-        sel = flat[idx == b]
+        sel = power[idx == b]
         if sel.size:
             centres.append(np.sqrt(bins[b - 1] * bins[b]))
             levels.append(np.log(sel.mean() + 1e-20))
-    if len(centres) < 3:
-        return 0.0
-    return float(np.polyfit(np.log(centres), levels, 1)[0])
+    slope = float(np.polyfit(np.log(centres), levels, 1)[0]) if len(centres) >= 3 else 0.0
+    edges = (0.01, 0.03, 0.07, 0.15, 0.3, 0.5)
+    total = power[radius > edges[0]].sum() + 1e-20
+    bands = [float(np.log(power[(radius >= lo) & (radius < hi)].sum() / total + 1e-12))
+             for lo, hi in zip(edges[:-1], edges[1:])]
+    return [slope, *bands]
 
 
 def describe_inputs(inputs: Mapping[str, np.ndarray], name: str | None = None, channel: int = 0) -> np.ndarray:
@@ -108,7 +116,7 @@ def fit_statistics(descriptors: np.ndarray) -> dict[str, list]:
     centre = np.median(descriptors, axis=0)
     mad = 1.4826 * np.median(np.abs(descriptors - centre), axis=0)
     floor = 1e-3 * np.maximum(np.abs(centre), 1e-3)
-    scale = np.maximum(np.maximum(mad, 0.5 * descriptors.std(axis=0)), floor)
+    scale = np.maximum(np.maximum(mad, descriptors.std(axis=0)), floor)
     z = (descriptors - centre) / scale
     precision = np.linalg.pinv(shrunk_covariance(z))
     return {"centre": centre.tolist(), "scale": scale.tolist(), "precision": precision.tolist()}
@@ -141,6 +149,8 @@ class ApplicabilityCheck:
     threshold: float
     input: str | None = None
     channel: int = 0
+    keep: tuple[int, ...] | None = None
+    """The indexes of the :data:`FEATURES` the statistics are of (``None``: all)."""
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "ApplicabilityCheck | None":
@@ -149,13 +159,17 @@ class ApplicabilityCheck:
         if not isinstance(block, Mapping) or block.get("method") != METHOD:
             return None
         stats = block["statistics"]
+        keep = tuple(FEATURES.index(name) for name in block["features"]) if block.get("features") else None
         return cls(np.asarray(stats["centre"], float), np.asarray(stats["scale"], float),
                    np.asarray(stats["precision"], float), float(block["threshold"]),
-                   block.get("input"), int(block.get("channel", 0)))
+                   block.get("input"), int(block.get("channel", 0)), keep)
 
     def distance(self, descriptor: np.ndarray) -> float:
         """The score of one descriptor (see the module's docstring)."""
-        z = (np.asarray(descriptor, float) - self.centre) / self.scale
+        descriptor = np.asarray(descriptor, float)
+        if self.keep is not None:
+            descriptor = descriptor[list(self.keep)]
+        z = (descriptor - self.centre) / self.scale
         d2 = float(z @ self.precision @ z)
         return float(np.sqrt(max(d2, 0.0) / len(z)))
 
@@ -166,6 +180,19 @@ class ApplicabilityCheck:
     def verdict(self, inputs: Mapping[str, np.ndarray]) -> Verdict:
         """The :class:`Verdict` on a job's preprocessed ``inputs``."""
         return Verdict(self.score(inputs), self.threshold)
+
+
+def stable_features(descriptors: np.ndarray, limit: float = 8.0, share: float = 0.98) -> list[int]:
+    """The indexes of the features that stay within ``limit`` robust standard deviations (MAD) of
+    their median on ``share`` of the in-domain ``descriptors`` (rows): a feature that the phantoms'
+    own styles throw further (a head's position in a styled head CT moves the layout) would make
+    every in-domain outlier of it look foreign, and is left out."""
+    descriptors = np.asarray(descriptors, dtype=np.float64)
+    centre = np.median(descriptors, axis=0)
+    mad = 1.4826 * np.median(np.abs(descriptors - centre), axis=0)
+    floor = 1e-3 * np.maximum(np.abs(centre), 1e-3)
+    z = np.abs(descriptors - centre) / np.maximum(mad, floor)
+    return [i for i in range(descriptors.shape[1]) if np.quantile(z[:, i], share) <= limit]
 
 
 def threshold_for(scores: Sequence[float], quantile: float = 0.99) -> float:
