@@ -122,8 +122,11 @@ class Outbox:
 
     def _step(self, destination: DestinationConfig) -> float:
         """Deliver what is due, then wait until the next result is due (new results wake it at once)."""
+        try:  # rejected or superseded results become retraction items, due now; a failure here stops no delivery
+            self._retractions.plan(destination)
+        except Exception as exc:
+            log(_logger, logging.ERROR, "retraction planning error", destination=destination.name, reason=repr(exc))
         try:
-            self._retractions.plan(destination)  # rejected or superseded results: retraction items, due now
             self.deliver_due(destination)
             release_idle(self._senders[destination.name])
         except Exception as exc:
