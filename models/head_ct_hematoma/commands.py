@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from dataclasses import asdict
 
 from models.training.commands import add_out, add_seed, add_styled_phantoms, add_styles, add_weights, finish_training
@@ -20,11 +21,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_seed(parser)
     add_styled_phantoms(parser, "scanner and patient")
     add_out(parser, "model.onnx and model.json")
+    parser.add_argument("--family-b-phantoms", type=int, default=0,
+                        help="train on both phantom families: this many family-B phantoms (seeds 0..N-1) beside family "
+                             "A's; the threshold is chosen on both families' validation phantoms and every family's "
+                             "held-out figures go into model.json (the card's table)")
+    parser.add_argument("--only-b", action="store_true", help="with --family-b-phantoms: family B alone (the card's B -> A)")
+    parser.add_argument("--styled-seed", type=int, default=None,
+                        help="with --family-b-phantoms: first seed of the styled family-A phantoms (default: after the plain)")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (a model.pt)")
+    parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    parser.add_argument("--version", default="phantom", help="version written into model.json")
 
 
 def run_train(args: argparse.Namespace) -> int:
     from .train import train
 
+    if args.family_b_phantoms:
+        return _train_families(args)
     log = TrainLog(args.out)
     report = train(args.phantoms, args.out, epochs=args.epochs, seed=args.seed, styled_phantoms=args.styled_phantoms,
                    log=log)
@@ -34,6 +47,11 @@ def run_train(args: argparse.Namespace) -> int:
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     add_weights(parser, 40, "held-out phantoms (half with hematoma)")
     add_styles(parser, "scanner and patient")
+    parser.add_argument("--family", choices=("a", "a-styled", "b"), default=None,
+                        help="phantom family (models/head_ct_hematoma/families.py): the card's per-family figures, "
+                             "per hematoma type, seeds 1,000,000.. (80 phantoms for the card's table)")
+    parser.add_argument("--min-patches", type=int, default=None,
+                        help="series threshold (default: the weights' model.json)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -41,8 +59,35 @@ def run_eval(args: argparse.Namespace) -> int:
     from .train import TEST_SEED_BASE, evaluate
 
     pack = HeadCTHematomaPack(weights=args.weights)
+    if args.family is not None:
+        from .cross_family import evaluate_family, test_seeds
+
+        min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
+        result = evaluate_family(pack.model_path(), args.family, min_patches, test_seeds(args.phantoms))
+        print(json.dumps(result, indent=2, default=str))
+        return 0
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms)
     report = evaluate(pack.model_path(), seeds, min_patches=pack.min_patches, styles=args.styles)
     summary = report.summary() if hasattr(report, "summary") else asdict(report)
     print(json.dumps({**summary, "styles": args.styles}, indent=2, default=str))
     return 0
+
+
+def _train_families(args: argparse.Namespace) -> int:
+    """``--family-b-phantoms N``: train on family B (and A unless ``--only-b``), calibrate on both."""
+    from .cross_family import train_and_calibrate
+    from .pack import HeadCTHematomaPack
+
+    plan = {"b": range(0, args.family_b_phantoms)}
+    if not args.only_b:
+        styled = args.styled_seed if args.styled_seed is not None else args.seed + args.phantoms
+        plan = {"a": range(args.seed, args.seed + args.phantoms),
+                "a-styled": range(styled, styled + args.styled_phantoms), **plan}
+    log = TrainLog(args.out)
+    meta = train_and_calibrate(
+        args.out, plan, epochs=args.epochs, init=args.init, learning_rate=args.learning_rate,
+        val_families=("b",) if args.only_b else ("a", "a-styled", "b"), version=args.version,
+        previous_json=HeadCTHematomaPack().model_path().with_suffix(".json"), log=log,
+    )
+    return finish_training(log, {"min_patches": meta["min_patches"], "trained_on": meta["trained_on"],
+                                 "metrics": meta["metrics"]}, "head-ct-hematoma")

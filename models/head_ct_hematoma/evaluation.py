@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA
 from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME, postprocess, preprocess
-from models.phantoms.head_ct import generate_head_ct
+from models.head_ct_hematoma.families import generate, hematoma_type
 from models.training import onnx_session, quiet, write_json
 
 __all__ = [
@@ -25,7 +25,9 @@ __all__ = [
     "EvalReport",
     "calibrate",
     "choose_min_patches",
+    "count_series",
     "evaluate",
+    "report_from_counts",
     "series_hematoma_counts",
 ]
 
@@ -132,28 +134,41 @@ def series_hematoma_counts(
     threads: int = 2,
     confusion: np.ndarray | None = None,
     styles: bool = False,
+    family: str = "a",
+    types: dict[int, str] | None = None,
 ) -> list[tuple[int, bool, int]]:
-    """Run the ONNX model on the phantoms of ``seeds`` (``styles``: with their randomised
-    scanner and patient styles).
+    """Run the ONNX model on the phantoms of ``seeds`` in ``family`` (``styles``: family A with
+    its randomised scanner and patient styles).
 
     Returns ``(seed, truly positive, predicted hematoma patches)`` per series; adds the
-    patch confusion matrix (rows: truth, columns: prediction) into ``confusion`` when
-    given.
+    patch confusion matrix (rows: truth, columns: prediction) into ``confusion`` and each
+    seed's first hematoma type into ``types`` when given.
     """
     session = onnx_session(model_path, threads)
     out = []
     for s in tqdm(seeds, desc="evaluating", unit="phantom", leave=False, disable=None):
-        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0, styles=styles)
-        image = preprocess(phantom.datasets)[INPUT_NAME]
-        logits = np.concatenate([
-            session.run([OUTPUT_NAME], {INPUT_NAME: image[i:i + batch_size]})[0]
-            for i in range(0, len(image), batch_size)
-        ])
-        findings = postprocess({OUTPUT_NAME: logits}, 1)
-        if confusion is not None:
-            np.add.at(confusion, (phantom.patch_labels.ravel(), findings.patch_classes.ravel()), 1)
-        out.append((int(s), phantom.has_hematoma, findings.candidate_patch_count))
+        phantom = generate("a-styled" if styles else family, int(s), slices)
+        count = count_series(session, preprocess(phantom.datasets)[INPUT_NAME], phantom.patch_labels, confusion,
+                             batch_size)
+        if types is not None:
+            types[int(s)] = hematoma_type(phantom)
+        out.append((int(s), phantom.has_hematoma, count))
     return out
+
+
+def count_series(
+    session: Any, image: np.ndarray, truth_patches: np.ndarray, confusion: np.ndarray | None = None,
+    batch_size: int = 8,
+) -> int:
+    """Predicted hematoma patches of one preprocessed series; its patch confusion added into ``confusion``."""
+    logits = np.concatenate([
+        session.run([OUTPUT_NAME], {INPUT_NAME: image[i:i + batch_size]})[0]
+        for i in range(0, len(image), batch_size)
+    ])
+    findings = postprocess({OUTPUT_NAME: logits}, 1)
+    if confusion is not None:
+        np.add.at(confusion, (truth_patches.ravel(), findings.patch_classes.ravel()), 1)
+    return int(findings.candidate_patch_count)
 
 
 def evaluate(
@@ -164,6 +179,8 @@ def evaluate(
     slices: int = 24,
     threads: int = 2,
     styles: bool = False,
+    family: str = "a",
+    types: dict[int, str] | None = None,
 ) -> EvalReport:
     """Evaluate an ONNX model with onnxruntime (CPU) on held-out phantoms.
 
@@ -189,7 +206,7 @@ def evaluate(
     t0 = time.perf_counter()
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
     counts = series_hematoma_counts(model_path, seeds, slices=slices, threads=threads, confusion=confusion,
-                                    styles=styles)
+                                    styles=styles, family=family, types=types)
     return _report(counts, min_patches, [int(s) for s in seeds], time.perf_counter() - t0, confusion)
 
 
@@ -218,6 +235,14 @@ def _youden(truth: np.ndarray, called: np.ndarray) -> float:
     sens = called[truth].mean() if truth.any() else 0.0
     spec = (~called[~truth]).mean() if (~truth).any() else 0.0
     return float(sens + spec)
+
+
+def report_from_counts(
+    counts: Sequence[tuple[int, bool, int]], min_patches: int, seconds: float = 0.0,
+    confusion: np.ndarray | None = None,
+) -> EvalReport:
+    """An :class:`EvalReport` from series counts (seeds taken from the counts)."""
+    return _report(counts, min_patches, [c[0] for c in counts], seconds, confusion)
 
 
 def _report(

@@ -46,6 +46,7 @@ __all__ = [
     "choose_min_patches",
     "class_weights",
     "evaluate",
+    "fit",
     "series_hematoma_counts",
     "train",
 ]
@@ -202,14 +203,17 @@ def class_weights(label_slices: Sequence[np.ndarray]) -> np.ndarray:
 
 def _fit(
     hu_slices: list[np.ndarray], label_slices: list[np.ndarray], weights: np.ndarray, rng: np.random.Generator, *,
-    epochs: int, batch_size: int, learning_rate: float, say: Callable[[str], None],
+    epochs: int, batch_size: int, learning_rate: float, say: Callable[[str], None], init: Path | None = None,
 ) -> tuple[Any, float]:
-    """Train a :class:`PatchNet` (weighted cross-entropy on crops); ``(model, final epoch loss)``."""
+    """Train a :class:`PatchNet` (weighted cross-entropy on crops), from ``init`` (a ``model.pt``)
+    when given; ``(model, final epoch loss)``."""
     import torch
 
     from models.head_ct_hematoma.net import PatchNet
 
     model = PatchNet()
+    if init is not None:
+        model.load_state_dict(torch.load(init, map_location="cpu"))
     steps_per_epoch = max(1, int(np.ceil(len(hu_slices) / batch_size)))
     opt = adamw(model.parameters(), learning_rate)
     sched = one_cycle(opt, learning_rate, epochs * steps_per_epoch, pct_start=0.15)
@@ -227,6 +231,10 @@ def _fit(
         final_loss = float(np.mean(losses)) if losses else final_loss
         say(f"epoch {epoch + 1}/{epochs} loss {final_loss:.4f} ({time.perf_counter() - t1:.0f}s)")
     return model, final_loss
+
+
+fit = _fit
+"""The fit loop, public for :mod:`.cross_family` (which trains on several families)."""
 
 
 def _model_json(version: str | None, trained_on: dict[str, Any]) -> dict[str, Any]:

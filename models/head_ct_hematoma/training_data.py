@@ -5,9 +5,10 @@ import numpy as np
 
 from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA
 from models.head_ct_hematoma.preprocess import window
-from models.phantoms.head_ct import TRUTH_CLASSES, generate_head_ct
+from models.head_ct_hematoma.families import generate
+from models.phantoms.head_ct_truth import TRUTH_CLASSES
 
-__all__ = ["CROP", "GRID", "crop_batch", "training_slices"]
+__all__ = ["CROP", "GRID", "crop_batch", "sample_slices", "training_slices"]
 
 CROP = 256
 """Edge of a training crop (pixels)."""
@@ -19,21 +20,29 @@ _TO_CLASS = np.array([CLASS_NAMES.index(name) for name in TRUTH_CLASSES], dtype=
 
 
 def training_slices(
-    seeds: range, slices: int, extra: int, rng: np.random.Generator, styles: bool = False,
+    seeds: range, slices: int, extra: int, rng: np.random.Generator, styles: bool = False, family: str = "a",
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """HU slices (int16) and patch labels sampled from the training phantoms."""
+    """HU slices (int16) and patch labels sampled from the training phantoms of ``family``
+    (``styles``: family A with its randomised styles)."""
     hu_out, lab_out = [], []
     for s in seeds:
-        phantom = generate_head_ct(int(s), slices=slices, hematoma=int(s) % 2 == 0, styles=styles)
-        patch_labels = _TO_CLASS[phantom.patch_labels].astype(phantom.patch_labels.dtype)
-        hem = (patch_labels == HEMATOMA).any(axis=(1, 2))
-        others = np.flatnonzero(~hem)
-        pick = list(np.flatnonzero(hem))
-        pick += list(rng.choice(others, size=min(extra, others.size), replace=False))
-        for k in sorted(pick):
-            hu_out.append(phantom.hu[k].copy())
-            lab_out.append(patch_labels[k].copy())
+        phantom = generate("a-styled" if styles else family, int(s), slices)
+        hu, labels = sample_slices(phantom.hu, phantom.patch_labels, extra, rng)
+        hu_out += hu
+        lab_out += labels
     return hu_out, lab_out
+
+
+def sample_slices(
+    hu: np.ndarray, truth_patches: np.ndarray, extra: int, rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every slice of one phantom with a hematoma patch plus ``extra`` others: HU slices and patch labels."""
+    patch_labels = _TO_CLASS[truth_patches].astype(truth_patches.dtype)
+    hem = (patch_labels == HEMATOMA).any(axis=(1, 2))
+    others = np.flatnonzero(~hem)
+    pick = list(np.flatnonzero(hem))
+    pick += list(rng.choice(others, size=min(extra, others.size), replace=False))
+    return [hu[k].copy() for k in sorted(pick)], [patch_labels[k].copy() for k in sorted(pick)]
 
 
 def crop_batch(

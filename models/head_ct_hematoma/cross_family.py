@@ -1,0 +1,218 @@
+"""Head CT hematoma on two phantom families: training on either or both, the series threshold
+chosen on the trained families' validation phantoms, the held-out figures per family and
+per hematoma type, and the cross-family table of the model card.
+
+Seeds, in every family (a family-B phantom shares nothing with family A's of the same seed;
+an even seed has hematomas):
+
+* training: a plan, family -> seed range, all below :data:`TEST_SEED_BASE`;
+* validation (``min_patches``): ``VAL_SEED_BASE .. + VAL_PHANTOMS - 1``;
+* held-out: ``TEST_SEED_BASE .. + TEST_PHANTOMS - 1`` (40 positive, 40 negative).
+
+``source(family, seed)`` makes a phantom; the default, :func:`.families.generate`, is what
+``ainode models eval head-ct-hematoma --family F`` uses. Any source must give the same
+phantoms (a cache of them, for instance): the figures are the phantoms', not the source's.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from models.head_ct_hematoma.evaluation import (
+    TEST_SEED_BASE, VAL_SEED_BASE, choose_min_patches, count_series, report_from_counts,
+)
+from models.head_ct_hematoma.families import generate, hematoma_type
+from models.head_ct_hematoma.findings import CLASS_NAMES
+from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME, preprocess, window
+from models.head_ct_hematoma.train import MODEL_NAME, class_weights, fit
+from models.head_ct_hematoma.training_data import sample_slices
+from models.training import export_onnx, onnx_session, output_folder, quiet, save_weights, seed_torch, write_json
+
+__all__ = [
+    "TEST_PHANTOMS", "VAL_PHANTOMS", "choose_threshold", "evaluate_family", "family_metrics", "model_json",
+    "per_type", "test_seeds", "train_and_calibrate", "train_families", "val_seeds", "write_model_json",
+]
+
+TEST_PHANTOMS = 80
+VAL_PHANTOMS = 40
+Source = Callable[[str, int], Any]
+
+
+def test_seeds(n: int = TEST_PHANTOMS) -> range:
+    """Held-out seeds of every family."""
+    return range(TEST_SEED_BASE, TEST_SEED_BASE + n)
+
+
+def val_seeds(n: int = VAL_PHANTOMS) -> range:
+    """Validation seeds of every family."""
+    return range(VAL_SEED_BASE, VAL_SEED_BASE + n)
+
+
+def _source(family: str, seed: int) -> Any:
+    return generate(family, seed)
+
+
+def _network_input(phantom: Any) -> np.ndarray:
+    """The ONNX input of a phantom: its DICOM preprocessed, or (a phantom kept without DICOM) its
+    HU windowed, which is what the preprocessing returns for that DICOM."""
+    datasets = getattr(phantom, "datasets", None)
+    return preprocess(datasets)[INPUT_NAME] if datasets else window(phantom.hu)
+
+
+def family_counts(
+    model_path: Path, family: str, seeds: Sequence[int], source: Source = _source, confusion: np.ndarray | None = None,
+) -> tuple[list[tuple[int, bool, int]], dict[int, str]]:
+    """``(seed, truly positive, predicted hematoma patches)`` per phantom and each seed's hematoma type."""
+    session = onnx_session(model_path, 2)
+    counts, types = [], {}
+    for s in seeds:
+        phantom = source(family, int(s))
+        counts.append((int(s), bool(phantom.has_hematoma),
+                       count_series(session, _network_input(phantom), phantom.patch_labels, confusion)))
+        types[int(s)] = hematoma_type(phantom)
+    return counts, types
+
+
+def per_type(counts: Sequence[tuple[int, bool, int]], types: Mapping[int, str], min_patches: int) -> dict[str, Any]:
+    """Per hematoma type (``none``: the negatives): series, series called positive, and their rate."""
+    out: dict[str, Any] = {}
+    for seed, _, count in counts:
+        row = out.setdefault(types[seed], {"n": 0, "called": 0})
+        row["n"] += 1
+        row["called"] += int(count >= min_patches)
+    for row in out.values():
+        row["rate"] = round(row["called"] / row["n"], 4)
+    return dict(sorted(out.items()))
+
+
+def evaluate_family(
+    model_path: Path, family: str, min_patches: int, seeds: Sequence[int] | None = None, source: Source = _source,
+) -> dict[str, Any]:
+    """Held-out figures of one family: the :class:`EvalReport` summary, per type, the series counts."""
+    seeds = list(seeds if seeds is not None else test_seeds())
+    t0 = time.perf_counter()
+    confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
+    counts, types = family_counts(model_path, family, seeds, source, confusion)
+    report = report_from_counts(counts, min_patches, time.perf_counter() - t0, confusion)
+    return {**report.summary(), "family": family, "per_type": per_type(counts, types, min_patches),
+            "false_positive_seeds": [s for s, t, c in counts if not t and c >= min_patches],
+            "missed_seeds": [s for s, t, c in counts if t and c < min_patches]}
+
+
+def choose_threshold(
+    model_path: Path, families: Sequence[str], seeds: Sequence[int] | None = None, source: Source = _source,
+) -> tuple[int, dict[str, Any]]:
+    """``min_patches`` chosen on the validation phantoms of ``families`` together, and its figures."""
+    seeds = list(seeds if seeds is not None else val_seeds())
+    counts: list[tuple[int, bool, int]] = []
+    for family in families:
+        counts += family_counts(model_path, family, seeds, source)[0]
+    min_patches = choose_min_patches(counts)
+    summary = report_from_counts(counts, min_patches).summary()
+    return min_patches, {**summary, "families": list(families)}
+
+
+def plan_slices(
+    plan: Mapping[str, range], rng: np.random.Generator, extra: int = 8, source: Source = _source,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Training slices of every family in ``plan`` (family -> seeds)."""
+    hu_out: list[np.ndarray] = []
+    lab_out: list[np.ndarray] = []
+    for family, seeds in plan.items():
+        if seeds and (min(seeds) < 0 or max(seeds) >= TEST_SEED_BASE):
+            raise ValueError(f"training seeds must lie in 0..{TEST_SEED_BASE - 1}")
+        for s in seeds:
+            phantom = source(family, int(s))
+            hu, labels = sample_slices(phantom.hu, phantom.patch_labels, extra, rng)
+            hu_out += hu
+            lab_out += labels
+    return hu_out, lab_out
+
+
+def train_families(
+    out_dir: Path, plan: Mapping[str, range], *, epochs: int, init: Path | None = None, seed: int = 0,
+    learning_rate: float = 3e-3, batch_size: int = 8, source: Source = _source, log: Any = None,
+) -> dict[str, Any]:
+    """Train on the families of ``plan`` (from ``init``, a ``model.pt``, when given), export
+    ``model.onnx`` and ``model.pt``; ``trained_on`` for ``model.json``."""
+    say = quiet(log)
+    out_dir = output_folder(out_dir)
+    rng = seed_torch(seed, 2)
+    t0 = time.perf_counter()
+    hu, labels = plan_slices(plan, rng, source=source)
+    generation_s = time.perf_counter() - t0
+    say(f"{len(hu)} training slices from {sum(len(r) for r in plan.values())} phantoms in {generation_s:.0f}s")
+    weights = class_weights(labels)
+    t1 = time.perf_counter()
+    model, final_loss = fit(hu, labels, weights, rng, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, say=say, init=init)
+    export_onnx(model, (1, 2, 512, 512), out_dir / "model.onnx", input_name=INPUT_NAME, output_names=[OUTPUT_NAME])
+    save_weights(model, out_dir / "model.pt")
+    return {
+        "data": "models.head_ct_hematoma.families (even seed: hematoma)",
+        "families": {family: [min(r), max(r)] for family, r in plan.items() if r},
+        "initialised_from": str(init) if init else None,
+        "slices_used": len(hu), "epochs": epochs, "learning_rate": learning_rate,
+        "class_weights": [round(float(w), 4) for w in weights],
+        "generation_seconds": round(generation_s, 1), "training_seconds": round(time.perf_counter() - t1, 1),
+        "final_loss": round(final_loss, 5),
+    }
+
+
+def model_json(
+    previous: Mapping[str, Any], version: str, trained_on: Mapping[str, Any], min_patches: int,
+    metrics: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The new ``model.json``: every key of ``previous`` kept (an ``applicability`` block, say) except
+    those the new weights replace; the previous weights' figures under ``previous_weights``."""
+    meta = dict(previous)
+    meta["previous_weights"] = {k: previous.get(k) for k in ("version", "device_uid", "min_patches", "trained_on")}
+    meta["previous_weights"]["metrics"] = previous.get("metrics")
+    trained_on = dict(trained_on)
+    families = trained_on.get("families", {})
+    if "a" in families:
+        trained_on["seeds"] = families["a"]
+    if "a-styled" in families:
+        trained_on["styled_seeds"] = families["a-styled"]
+    meta.update({"name": MODEL_NAME, "version": version, "device_uid": generate_uid(prefix=None),
+                 "min_patches": int(min_patches), "trained_on": trained_on, "metrics": dict(metrics)})
+    return meta
+
+
+def write_model_json(path: Path, meta: Mapping[str, Any]) -> Path:
+    """Write ``meta`` as ``model.json``."""
+    return write_json(Path(path), json.loads(json.dumps(meta, default=str)))
+
+
+def train_and_calibrate(
+    out_dir: Path, plan: Mapping[str, range], *, epochs: int, init: Path | None = None, learning_rate: float = 3e-3,
+    val_families: Sequence[str] = ("a", "a-styled", "b"), test_families: Sequence[str] = ("a", "a-styled", "b"),
+    val_n: int = VAL_PHANTOMS, test_n: int = TEST_PHANTOMS, version: str = "phantom",
+    previous_json: Path | None = None, source: Source = _source, log: Any = None,
+) -> dict[str, Any]:
+    """Train on ``plan``, choose ``min_patches`` on the validation phantoms of ``val_families``
+    together, evaluate the held-out phantoms of ``test_families``, write ``model.json``
+    (keeping ``previous_json``'s other keys); the new ``model.json`` as a dict."""
+    say = quiet(log)
+    trained_on = train_families(out_dir, plan, epochs=epochs, init=init, learning_rate=learning_rate, source=source,
+                                log=log)
+    model = Path(out_dir) / "model.onnx"
+    min_patches, validation = choose_threshold(model, val_families, val_seeds(val_n), source)
+    say(f"min_patches {min_patches} on {', '.join(val_families)}")
+    tests = {family: evaluate_family(model, family, min_patches, test_seeds(test_n), source) for family in test_families}
+    previous = json.loads(Path(previous_json).read_text(encoding="utf-8")) if previous_json else {}
+    meta = model_json(previous, version, trained_on, min_patches, family_metrics(validation, tests))
+    write_model_json(Path(out_dir) / "model.json", meta)
+    return meta
+
+
+def family_metrics(validation: Mapping[str, Any], tests: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``model.json``'s ``metrics``: ``test`` (family A plain), ``test_styled`` and ``test_b`` as the
+    node's tests and the card read them."""
+    names = {"a": "test", "a-styled": "test_styled", "b": "test_b"}
+    return {"validation": dict(validation), **{names[f]: dict(r) for f, r in tests.items()}}
