@@ -294,3 +294,108 @@ def seg_and_report(pacs, source: pydicom.Dataset, folder: Path) -> tuple[pydicom
         assert ds.StudyInstanceUID == source.StudyInstanceUID
     assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
     return seg, sr
+
+
+# -- a tiny nnU-Net v2 model, planned by nnU-Net and saved in its checkpoint format ------------
+
+NNUNET_LABELS = {"background": 0, "brain": 1, "tumor": 2}
+
+
+def make_nnunet_model(base: Path, steps: int = 15, seeds: Sequence[int] = (9101, 9102)) -> Path:
+    """An nnU-Net v2 results folder for brain MR phantoms (1: brain structures, 2: tumour).
+
+    nnU-Net plans it (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_plan_experiment`` on a raw
+    dataset of phantoms), its ``nnUNetTrainer`` builds the 3d_fullres network from the plans
+    (features narrowed to keep the test small), the network is trained ``steps`` steps with
+    nnU-Net's Dice + CE loss on z-scored phantoms, and the weights are saved as nnU-Net saves
+    ``fold_0/checkpoint_final.pth``. Returns the results folder.
+    """
+    import json
+    import os
+    import subprocess
+
+    raw, pre, results = base / "raw", base / "preprocessed", base / "results"
+    dataset = raw / "Dataset501_Phantom"
+    (dataset / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (dataset / "labelsTr").mkdir(exist_ok=True)
+    from models.phantoms.brain_mr import generate_brain_mr
+
+    examples = []
+    for seed in seeds:
+        phantom = generate_brain_mr(seed=seed, tumor=True, contrasts=("T1",), slices=16, size=96)
+        series = phantom.series["T1"]
+        merged = np.where(phantom.labels == 6, 2, np.where(phantom.labels > 0, 1, 0)).astype(np.uint8)
+        series_nifti(series, dataset / "imagesTr" / f"phantom_{seed}_0000.nii.gz")
+        series_nifti(series, dataset / "labelsTr" / f"phantom_{seed}.nii.gz", merged)
+        examples.append((np.stack([ds.pixel_array.astype(np.float32) for ds in series]), merged))
+    (dataset / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "MRI"}, "labels": NNUNET_LABELS, "numTraining": len(seeds),
+        "file_ending": ".nii.gz", "name": "Phantom", "version": "2.0"}))
+    env = dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(pre), nnUNet_results=str(results))
+    bin_dir = Path(sys.executable).parent
+    for tool in ("nnUNetv2_extract_fingerprint", "nnUNetv2_plan_experiment"):
+        subprocess.run([str(bin_dir / tool), "-d", "501", "-np", "1"] if tool.endswith("fingerprint")
+                       else [str(bin_dir / tool), "-d", "501"], env=env, check=True, capture_output=True)
+    plans = json.loads((pre / "Dataset501_Phantom" / "nnUNetPlans.json").read_text())
+    arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    arch["features_per_stage"] = [min(f, 4 * 2 ** i) for i, f in enumerate(arch["features_per_stage"])]
+    out = results / "Dataset501_Phantom" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (out / "fold_0").mkdir(parents=True, exist_ok=True)
+    (out / "plans.json").write_text(json.dumps(plans, indent=2))
+    (out / "dataset.json").write_text((dataset / "dataset.json").read_text())
+    weights = _train_nnunet(plans, json.loads((out / "dataset.json").read_text()), examples, steps)
+    import torch
+
+    torch.save({"network_weights": weights, "trainer_name": "nnUNetTrainer",
+                "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0,
+                              "dataset_json": json.loads((out / "dataset.json").read_text()), "device": "cpu"},
+                "inference_allowed_mirroring_axes": (0, 1, 2), "current_epoch": 1, "optimizer_state": {},
+                "grad_scaler_state": None, "logging": {}, "_best_ema": None},
+               out / "fold_0" / "checkpoint_final.pth")
+    return out
+
+
+def _train_nnunet(plans: dict, dataset_json: dict, examples, steps: int) -> dict:
+    """The 3d_fullres network nnUNetTrainer builds from ``plans``, trained ``steps`` steps; its state dict."""
+    import torch
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(plans)
+    configuration = manager.get_configuration("3d_fullres")
+    torch.manual_seed(0)
+    network = nnUNetTrainer.build_network_architecture(manager, configuration, 1, 3, enable_deep_supervision=False)
+    loss_fn = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                             weight_ce=1, weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
+    optimiser = torch.optim.Adam(network.parameters(), lr=1e-2)
+    patch = configuration.patch_size
+    network.train()
+    for step in range(steps):
+        image, label = examples[step % len(examples)]
+        image = (image - image.mean()) / max(float(image.std()), 1e-8)  # nnU-Net's z-score for MRI
+        x = torch.from_numpy(_fit(image, patch))[None, None]
+        y = torch.from_numpy(_fit(label.astype(np.float32), patch))[None, None]
+        optimiser.zero_grad()
+        loss = loss_fn(network(x), y)
+        loss.backward()
+        optimiser.step()
+    return network.state_dict()
+
+
+def _fit(volume: np.ndarray, patch: Sequence[int]) -> np.ndarray:
+    """``volume`` cropped or zero-padded (centred) to ``patch``."""
+    out = np.zeros(tuple(patch), np.float32)
+    src, dst = [], []
+    for size, want in zip(volume.shape, patch):
+        if size >= want:
+            start = (size - want) // 2
+            src.append(slice(start, start + want))
+            dst.append(slice(0, want))
+        else:
+            start = (want - size) // 2
+            src.append(slice(0, size))
+            dst.append(slice(start, start + size))
+    out[tuple(dst)] = volume[tuple(src)]
+    return out

@@ -155,3 +155,23 @@ def test_misconfigured_model_is_a_one_line_error(tmp_path: Path, table, key, wor
         _parse(tmp_path, table)
     message = str(err.value)
     assert key in message and words in message and "\n" not in message, message
+
+
+def test_models_check_prints_what_it_would_send(tmp_path: Path):
+    write_script(tmp_path, THRESHOLD_SCRIPT, "threshold.py")
+    write_script(tmp_path, FAIL_SCRIPT, "fail.py")
+    config = tmp_path / "config.toml"
+    config.write_text('[models.threshold]\nformat = "command"\ncommand = ["./threshold.py", "{input}", "{output}"]\n'
+                      '[models.broken]\nformat = "command"\ncommand = ["./fail.py"]\n', encoding="utf-8")
+    ainode = [sys.executable, "-m", "node.cli", "models", "check"]
+    ok = subprocess.run([*ainode, "threshold", "--config", str(config), "--phantom", "brain-mr", "--out",
+                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "SEG series 9100" in ok.stdout and "Tumor (SCT 108369006)" in ok.stdout, ok.stdout
+    assert "SR series 9101" in ok.stdout, ok.stdout
+    written = sorted((tmp_path / "out").glob("*.dcm"))
+    assert {pydicom.dcmread(p).Modality for p in written} == {"SEG", "SR"}
+    failed = subprocess.run([*ainode, "broken", "--config", str(config), "--phantom", "brain-mr"],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1
+    assert "broken: failed at inference: RuntimeError: command fail.py exited with status 1" in failed.stdout

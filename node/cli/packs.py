@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 from ..packs.registry import APPLICABILITY_COMMANDS, MODEL_COMMANDS, PHANTOM_COMMANDS, installed_commands
+from .models_check import add_check_command
 
 __all__ = ["add_models_command", "add_phantom_command"]
 
@@ -51,6 +52,7 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
     triton.add_argument("out", type=Path, help="folder of the model repository")
     triton.add_argument("--max-batch", type=int, default=32, help="max_batch_size of each model")
     triton.set_defaults(func=_export_triton)
+    add_check_command(actions)
 
 
 def _add_calibrate(actions: argparse._SubParsersAction) -> None:

@@ -86,6 +86,8 @@ class GenericPack:
     tolerates_excluded_slices: ClassVar[bool] = False
     required_attributes = VOLUME
     stream_results = None
+    applicability = None
+    """Not calibrated: a model the project did not write has no applicability block."""
 
     def __init__(self, weights: Path | None = None) -> None:
         if weights is None:
