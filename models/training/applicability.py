@@ -2,10 +2,11 @@
 
 The statistics come from the pack's own preprocessing of phantoms, plain and styled, with
 and without findings (:mod:`node.packs.applicability`). The threshold is cross-validated:
-the phantoms are split into ``folds``; each is scored by statistics fitted on the other
-folds (so every phantom is a validation phantom once), and the threshold is the 99th
-percentile of those out-of-fold scores, so that about 1 % of in-domain validation inputs
-exceed it; the statistics written are then fitted on all of them. Their seeds
+the phantoms are split into ``folds``; each is scored as a job (the whole series, and parts
+of it: its first 3 and 8 slices, its middle and last 8, as series that cover less arrive) by
+statistics fitted on the other folds, so every phantom is a validation phantom once, and the
+threshold is the 99th percentile of those out-of-fold scores, so that about 1 % of in-domain
+validation inputs exceed it; the statistics written are then fitted on all of them. Their seeds
 (:data:`FIT_SEED_BASE`) are disjoint from the packs' training seeds (from 0) and from their
 held-out evaluation seeds (:data:`HELD_OUT_SEED_BASE`), on which :func:`evaluate` measures
 the in-domain rate; the rate on other inputs is measured on the other kinds' phantoms and on
@@ -24,7 +25,7 @@ import numpy as np
 from pydicom import Dataset
 
 from node.packs.applicability import (
-    FEATURES, METHOD, ApplicabilityCheck, describe_inputs, fit_statistics, stable_features, threshold_for,
+    FEATURES, METHOD, ApplicabilityCheck, describe_slices, fit_statistics, stable_features, threshold_for,
 )
 
 __all__ = [
@@ -62,8 +63,18 @@ def phantom_series(kind: str, seed: int, styled: bool) -> list[Dataset]:
     raise KeyError(kind)
 
 
-def _descriptors(pack: Any, kind: str, seeds: Iterable[int], styled: bool) -> np.ndarray:
-    return np.array([describe_inputs(pack.preprocess(phantom_series(kind, s, styled))) for s in seeds])
+def _descriptors(pack: Any, kind: str, seeds: Iterable[int], styled: bool) -> list[np.ndarray]:
+    """Each phantom's slice descriptors (one matrix per phantom)."""
+    return [describe_slices(pack.preprocess(phantom_series(kind, s, styled))) for s in seeds]
+
+
+def _parts(n: int) -> list[slice]:
+    """The whole of an ``n``-slice series and the parts of it a job may cover."""
+    parts = [slice(0, n)]
+    if n > 8:
+        middle = (n - 8) // 2
+        parts += [slice(0, 3), slice(0, 8), slice(middle, middle + 8), slice(n - 8, n)]
+    return parts
 
 
 def _seeds(base: int, count: int, styled: bool) -> list[int]:
@@ -78,32 +89,32 @@ def calibrate(name: str, weights: Path | None = None, phantoms: int = 30, folds:
 
     pack = load_pack(name, weights)
     kind = PHANTOM_KINDS[name]
-    rows = np.vstack([_descriptors(pack, kind, _seeds(FIT_SEED_BASE, phantoms, s), s) for s in (False, True)])
-    keep = stable_features(rows)
-    rows = rows[:, keep]
-    fold = np.arange(len(rows)) % folds
-    scores = np.zeros(len(rows))
+    series = [*_descriptors(pack, kind, _seeds(FIT_SEED_BASE, phantoms, False), False),
+              *_descriptors(pack, kind, _seeds(FIT_SEED_BASE, phantoms, True), True)]
+    keep = stable_features(np.vstack(series))
+    series = [rows[:, keep] for rows in series]
+    scores = []
     for k in range(folds):
-        check = _check(fit_statistics(rows[fold != k]))
-        scores[fold == k] = [check.distance(row) for row in rows[fold == k]]
+        others = [rows for j, rows in enumerate(series) if j % folds != k]
+        check = ApplicabilityCheck.from_statistics(fit_statistics(np.vstack(others), seed=k))
+        scores += [check.distance(rows[part]) for j, rows in enumerate(series) if j % folds == k
+                   for part in _parts(len(rows))]
     return {
-        "method": METHOD, "input": None, "channel": 0, "features": [FEATURES[i] for i in keep], "threshold": round(threshold_for(scores, quantile), 4),
-        "quantile": quantile, "statistics": fit_statistics(rows),
+        "method": METHOD, "input": None, "channel": 0, "features": [FEATURES[i] for i in keep],
+        "threshold": round(threshold_for(scores, quantile), 4), "quantile": quantile,
+        "statistics": fit_statistics(np.vstack(series)),
         "phantoms": {"kind": kind, "plain": [FIT_SEED_BASE, FIT_SEED_BASE + phantoms - 1],
                      "styled": [FIT_SEED_BASE + _STYLED, FIT_SEED_BASE + _STYLED + phantoms - 1], "folds": folds},
-        "validation_scores": {"median": round(float(np.median(scores)), 4), "max": round(float(scores.max()), 4)},
+        "validation_scores": {"jobs": len(scores), "median": round(float(np.median(scores)), 4),
+                              "max": round(float(np.max(scores)), 4)},
     }
-
-
-def _check(stats: dict[str, list]) -> ApplicabilityCheck:
-    return ApplicabilityCheck(np.asarray(stats["centre"]), np.asarray(stats["scale"]), np.asarray(stats["precision"]), 0.0)
 
 
 def write_block(weights: Path, block: dict[str, Any]) -> Path:
     """Put ``block`` as ``applicability`` into the ``model.json`` beside ``weights``, keeping every other key.
 
     The block's numbers are rounded to 6 significant digits and each list of numbers is written
-    on one line (a 33 x 33 precision matrix is 33 lines, not 1 100).
+    on one line.
     """
     path = Path(weights).with_suffix(".json")
     meta = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -6,28 +6,33 @@ tensor is described by :data:`FEATURES`: intensity quantiles, mean and spread; t
 and the noise relative to the contrast; the slope of the radial power spectrum and the share
 of the power in five frequency bands; how heavy the tail of the Laplacian is; the entropy of
 the histogram; and the layout, the mean of each cell of a 4 x 4 grid (a turned or cropped
-image moves it). A job's descriptor is the mean over its slices. The score is the
-Mahalanobis distance of that descriptor to the calibration phantoms' descriptors, each
-feature centred on its median and scaled by the larger of its robust spread (MAD) and its
-standard deviation, with a Ledoit-Wolf shrunk covariance (a few dozen calibration series,
-33 features), divided by the square root of the number of features (a typical in-domain
-input scores about 1). The calibration (``ainode models calibrate NAME``,
-:mod:`models.training.applicability`) writes the statistics and the threshold into the
-``applicability`` block of the weights' ``model.json``.
+image moves it). Each feature is centred on the calibration slices' median and scaled by the
+larger of its robust spread (MAD) and its standard deviation. A slice's score is the mean
+distance (root mean square over the features) to its :data:`NEIGHBOURS` nearest calibration
+slices: a nearest-neighbour distance, because the slices of a volume are of many kinds (a
+head's vertex is not its skull base) and a series may cover only part of it; an in-domain
+slice scores about 1. A job's score is the median of its slices' scores. The calibration
+(``ainode models calibrate NAME``, :mod:`models.training.applicability`) writes the
+statistics, the reference slices and the threshold into the ``applicability`` block of the
+weights' ``model.json``.
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
-    "FEATURES", "METHOD", "ApplicabilityCheck", "Verdict", "describe", "describe_inputs", "fit_statistics",
-    "shrunk_covariance", "stable_features", "threshold_for",
+    "FEATURES", "METHOD", "NEIGHBOURS", "ApplicabilityCheck", "Verdict", "describe", "describe_slices",
+    "fit_statistics", "stable_features", "threshold_for",
 ]
 
-METHOD = "input-descriptor-mahalanobis-v2"
+METHOD = "input-descriptor-knn-v3"
+NEIGHBOURS = 5
+"""How many nearest calibration slices a slice's score is the mean distance to."""
+_MAX_REFERENCE = 1000
 """The name of this method, written into ``model.json`` (a block of another method is refused)."""
 
 _GRID = 4
@@ -88,38 +93,29 @@ def _spectrum(x: np.ndarray) -> list[float]:
     return [slope, *bands]
 
 
-def describe_inputs(inputs: Mapping[str, np.ndarray], name: str | None = None, channel: int = 0) -> np.ndarray:
-    """A job's descriptor: the mean over its images of :func:`describe`, on input ``name`` (default the first)."""
+def describe_slices(inputs: Mapping[str, np.ndarray], name: str | None = None, channel: int = 0) -> np.ndarray:
+    """The :func:`describe` of each image of input ``name`` (default the first), one row each."""
     array = np.asarray(inputs[name] if name else next(iter(inputs.values())))
     if array.ndim == 3:
         array = array[:, None]
     images = array[:, min(channel, array.shape[1] - 1)]
     images = images.reshape((-1,) + images.shape[-2:])
-    return np.mean([describe(image) for image in images], axis=0)
+    return np.array([describe(image) for image in images])
 
 
-def shrunk_covariance(z: np.ndarray) -> np.ndarray:
-    """The Ledoit-Wolf shrunk covariance of the rows of ``z`` (towards a scaled identity)."""
-    n, k = z.shape
-    centred = z - z.mean(axis=0)
-    sample = centred.T @ centred / n
-    target = np.trace(sample) / k
-    d2 = float(np.sum((sample - target * np.eye(k)) ** 2))
-    b2 = sum(float(np.sum((np.outer(row, row) - sample) ** 2)) for row in centred) / n ** 2
-    shrink = 1.0 if d2 == 0 else min(1.0, b2 / d2)
-    return shrink * target * np.eye(k) + (1 - shrink) * sample
-
-
-def fit_statistics(descriptors: np.ndarray) -> dict[str, list]:
-    """Centre, scale and precision (inverse shrunk covariance) of calibration ``descriptors`` (rows)."""
-    descriptors = np.asarray(descriptors, dtype=np.float64)
-    centre = np.median(descriptors, axis=0)
-    mad = 1.4826 * np.median(np.abs(descriptors - centre), axis=0)
+def fit_statistics(slices: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Centre and scale of calibration ``slices`` (rows of descriptors) and their reference set:
+    the scaled rows (at most 1 000, drawn with ``seed``), as base64 of float16."""
+    slices = np.asarray(slices, dtype=np.float64)
+    centre = np.median(slices, axis=0)
+    mad = 1.4826 * np.median(np.abs(slices - centre), axis=0)
     floor = 1e-3 * np.maximum(np.abs(centre), 1e-3)
-    scale = np.maximum(np.maximum(mad, descriptors.std(axis=0)), floor)
-    z = (descriptors - centre) / scale
-    precision = np.linalg.pinv(shrunk_covariance(z))
-    return {"centre": centre.tolist(), "scale": scale.tolist(), "precision": precision.tolist()}
+    scale = np.maximum(np.maximum(mad, slices.std(axis=0)), floor)
+    z = (slices - centre) / scale
+    if len(z) > _MAX_REFERENCE:
+        z = z[np.sort(np.random.default_rng(seed).choice(len(z), _MAX_REFERENCE, replace=False))]
+    reference = base64.b64encode(np.clip(z, -6e4, 6e4).astype("<f2").tobytes()).decode("ascii")
+    return {"centre": centre.tolist(), "scale": scale.tolist(), "reference": reference, "reference_shape": list(z.shape)}
 
 
 @dataclass(frozen=True)
@@ -145,7 +141,8 @@ class ApplicabilityCheck:
 
     centre: np.ndarray
     scale: np.ndarray
-    precision: np.ndarray
+    reference: np.ndarray
+    """The calibration slices, scaled (one row each)."""
     threshold: float
     input: str | None = None
     channel: int = 0
@@ -153,29 +150,41 @@ class ApplicabilityCheck:
     """The indexes of the :data:`FEATURES` the statistics are of (``None``: all)."""
 
     @classmethod
+    def from_statistics(cls, stats: Mapping[str, Any], threshold: float = 0.0, **options: Any) -> "ApplicabilityCheck":
+        """The check of :func:`fit_statistics`' ``stats`` with ``threshold``."""
+        reference = np.frombuffer(base64.b64decode(stats["reference"]), dtype="<f2").astype(np.float64)
+        return cls(np.asarray(stats["centre"], float), np.asarray(stats["scale"], float),
+                   reference.reshape(stats["reference_shape"]), float(threshold), **options)
+
+    @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "ApplicabilityCheck | None":
         """The check of a ``model.json`` (``None`` when it has no block of this :data:`METHOD`)."""
         block = meta.get("applicability")
         if not isinstance(block, Mapping) or block.get("method") != METHOD:
             return None
-        stats = block["statistics"]
         keep = tuple(FEATURES.index(name) for name in block["features"]) if block.get("features") else None
-        return cls(np.asarray(stats["centre"], float), np.asarray(stats["scale"], float),
-                   np.asarray(stats["precision"], float), float(block["threshold"]),
-                   block.get("input"), int(block.get("channel", 0)), keep)
+        return cls.from_statistics(block["statistics"], block["threshold"], input=block.get("input"),
+                                   channel=int(block.get("channel", 0)), keep=keep)
 
-    def distance(self, descriptor: np.ndarray) -> float:
-        """The score of one descriptor (see the module's docstring)."""
-        descriptor = np.asarray(descriptor, float)
+    def slice_scores(self, slices: np.ndarray) -> np.ndarray:
+        """The score of each slice (rows of descriptors): its mean distance to its nearest calibration slices."""
+        slices = np.atleast_2d(np.asarray(slices, float))
         if self.keep is not None:
-            descriptor = descriptor[list(self.keep)]
-        z = (descriptor - self.centre) / self.scale
-        d2 = float(z @ self.precision @ z)
-        return float(np.sqrt(max(d2, 0.0) / len(z)))
+            slices = slices[:, list(self.keep)]
+        z = (slices - self.centre) / self.scale
+        distances = np.sqrt(np.maximum(
+            (z ** 2).sum(1)[:, None] - 2 * z @ self.reference.T + (self.reference ** 2).sum(1)[None, :], 0.0)
+            / z.shape[1])
+        nearest = np.sort(distances, axis=1)[:, :min(NEIGHBOURS, distances.shape[1])]
+        return nearest.mean(axis=1)
+
+    def distance(self, slices: np.ndarray) -> float:
+        """The score of a job whose slices are described by ``slices``: the median of their scores."""
+        return float(np.median(self.slice_scores(slices)))
 
     def score(self, inputs: Mapping[str, np.ndarray]) -> float:
         """The score of a job's preprocessed ``inputs``."""
-        return self.distance(describe_inputs(inputs, self.input, self.channel))
+        return self.distance(describe_slices(inputs, self.input, self.channel))
 
     def verdict(self, inputs: Mapping[str, np.ndarray]) -> Verdict:
         """The :class:`Verdict` on a job's preprocessed ``inputs``."""
