@@ -2,7 +2,8 @@
 
 **Backlog.** One worker, a real Orthanc as the PACS. A head CT series is sent alone (its
 completion → results time with no backlog); then ``backlog`` routine head CT series from one
-modality (one association: they are all queued together), and last a head CT from the emergency CT (calling AE ``ER_CT``, which the route's
+modality (one association from a ``sends_whole_series`` peer: they complete together at its
+release and are all queued), and last a head CT from the emergency CT (calling AE ``ER_CT``, which the route's
 ``priority_from`` makes stat). Reported: the stat series' completion → results in Orthanc
 against the no-backlog time (the ratio), and its place in the delivery order; once with
 priorities and once with every job routine (the order of arrival, as before issue 32).
@@ -31,6 +32,7 @@ from node.states import JobState, SeriesState
 __all__ = ["run_priority"]
 
 _STAT_AE = "ER_CT"
+_QUIET = 30.0  # longer than sending the backlog takes: its series complete together (at the release)
 _STAT_RULE = f'priority_from = {{calling_ae = {{{_STAT_AE} = "stat"}}}}\n'
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +79,13 @@ def _backlog_run(root: Path, orthanc: OrthancServer, sets: dict[str, list], *, p
                  source: Path | None = None) -> _Backlog:
     http_port, dicom_port = free_port(), free_port()
     route = HEAD_CT_ROUTE + (_STAT_RULE if priorities else "")
-    node = NodeProcess(root, node_config(dicom_port, http_port, orthanc, route, quiet_seconds=1.0), source=source)
+    # both senders forward whole series: the backlog's series all complete at its association's
+    # release, queued together (a node before issue 32 knows no such peer: its series complete
+    # together too, a quiet period after the last image of each)
+    peers = "".join(f'\n[[peers]]\nae_title = "{t}"\nhost = "127.0.0.1"\nsends_whole_series = true\n'
+                    for t in ("MODALITY", _STAT_AE)) if source is None else ""
+    node = NodeProcess(root, node_config(dicom_port, http_port, orthanc, route, quiet_seconds=_QUIET, extra=peers),
+                       source=source)
     node.dicom_port = dicom_port
     node.start(http_port)
     try:
@@ -150,9 +158,10 @@ def run_priority(backlog: int = 12, slices: int = 16, walkthrough: bool = True, 
     rows = [[name, f"{r.no_backlog:.2f}", f"{r.stat:.2f}", f"{r.stat / r.no_backlog:.2f}x",
              f"{r.place} of {r.backlog + 1}", r.routine_after] for name, r in runs.items()]
     body = ("One worker (ONNX Runtime, CPU), a real Orthanc as the PACS; "
-            f"head CT phantoms of {slices} slices, quiet period 1 s. A series is sent alone, then a backlog of "
-            f"{backlog} routine series (one association) and, last, one from `{_STAT_AE}` (stat through "
-            "`priority_from`). Times are "
+            f"head CT phantoms of {slices} slices, quiet period {_QUIET:.0f} s. A series is sent alone, then a backlog of "
+            f"{backlog} routine series (one association, from a `sends_whole_series` peer: they complete together "
+            f"at its release and are all queued) and, last, one from `{_STAT_AE}` (stat through `priority_from`). "
+            "Times are "
             "series completion → its job's results all delivered to Orthanc (s).\n\n"
             + markdown_table(["run", "no backlog", "stat behind the backlog", "ratio", "place in delivery",
                               "routine delivered after it"], rows))
