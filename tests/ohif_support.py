@@ -178,6 +178,9 @@ class Study:
     series_uid: str = ""
     results: dict[str, list[Any]] = field(default_factory=dict)
     """Result datasets (pydicom) by SOP Class UID, read back from Orthanc."""
+    source_not_drawn: str = ""
+    """Why OHIF cannot draw this source's pixels (a defect of the file, not of the node's
+    results), or ``""``: the viewer test then checks its results, not its pixels."""
 
     def __post_init__(self) -> None:
         import pydicom
@@ -190,7 +193,8 @@ class Study:
 
 
 def write_studies(out: Path) -> list[Study]:
-    """One small study per pack, and the real CR from pydicom-data (``RG1_J2KR``)."""
+    """One small study per pack, the real CR from pydicom-data (``RG1_J2KR``) as it is, and
+    the same image as a DX (:func:`real_radiograph_as_dx`)."""
     from benchmarks.e2e import real_radiograph
     from models.phantoms import brain_mr, chest_ct, cxr, head_ct
 
@@ -206,14 +210,45 @@ def write_studies(out: Path) -> list[Study]:
     brain = dcm(p for p in brain_mr.write_phantom(brain_mr.generate_brain_mr(seed=3, slices=16), out / "brain-mr")
                 if p.parent.name != "T2")
     real_cr, _ = real_radiograph(out / "real-cr" / "RG1_J2KR.dcm")
+    real_dx = real_radiograph_as_dx(out / "real-dx" / "RG1_DX.dcm")
     both_cxr = ("cxr-nodule", "cxr-pneumonia")
     return [
         Study("head-ct", ("head-ct-hematoma",), head),
         Study("chest-ct", ("chest-ct-landmarks",), chest),
         Study("cxr", both_cxr, radiograph),
         Study("brain-mr", ("brain-mr",), brain),
-        Study("real-cr", both_cxr, [real_cr]),
+        Study("real-cr", both_cxr, [real_cr], source_not_drawn=ZERO_PIXEL_SPACING),
+        Study("real-dx", both_cxr, [real_dx]),
     ]
+
+
+ZERO_PIXEL_SPACING = (
+    "its Pixel Spacing is 0\\0 (the Philips CR wrote no size), which OHIF 3.13.2 takes as pixels "
+    "of no size: it draws nothing (the same file with Pixel Spacing 0.2\\0.2 displays, after about "
+    "20 s of JPEG 2000 decoding here); 'real-dx' is the same image with a detector's geometry")
+"""Why OHIF 3.13.2 cannot draw pydicom-data's real CR ``RG1`` as it is."""
+
+
+def real_radiograph_as_dx(path: Path) -> Path:
+    """pydicom-data's real CR ``RG1`` re-encoded as a DX for presentation, with the geometry a
+    DX records (Imager Pixel Spacing about 0.2 mm: a 35 x 43 cm detector at 1841 x 1955, no
+    Pixel Spacing), uncompressed, in a new study: the image OHIF can draw."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.Modality, ds.PresentationIntentType = "DX", "FOR PRESENTATION"
+    ds.BodyPartExamined = ds.get("BodyPartExamined") or "CHEST"
+    del ds.PixelSpacing
+    ds.ImagerPixelSpacing = [0.2, 0.2]
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def process(studies: list[Study], node: Any, orthanc: Any, timeout: float = 420.0) -> None:

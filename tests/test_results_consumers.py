@@ -34,7 +34,7 @@ COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 DSR2HTML_NOT_SUPPORTED = "Check for template constraints not yet supported"
 """dcmtk 3.6.7's note that it does not check a template (KOS, TID 2010): not a fault of the object."""
-KEYS = ["head-ct", "chest-ct", "cxr", "brain-mr", "real-cr"]
+KEYS = ["head-ct", "chest-ct", "cxr", "brain-mr", "real-cr", "real-dx"]
 
 
 @pytest.fixture(scope="module")

@@ -153,13 +153,19 @@ class Viewer:
                 return missing
             time.sleep(0.5)
 
-    def viewport_renders(self) -> bool:
-        """The first viewport shows an image: the middle of it (away from the overlay texts
-        in its corners) is not all one shade."""
-        png = self.page.locator("[data-cy=viewport-pane]").first.screenshot()
-        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
-        rows, cols = pixels.shape
-        return float(pixels[rows // 5: rows * 4 // 5, cols // 5: cols * 4 // 5].std()) > 5.0
+    def viewport_renders(self, wait: float = 0.0) -> bool:
+        """The first viewport shows an image (within ``wait`` seconds): the middle of it (away
+        from the overlay texts in its corners) is not all one shade."""
+        deadline = time.monotonic() + wait
+        while True:
+            png = self.page.locator("[data-cy=viewport-pane]").first.screenshot()
+            pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+            rows, cols = pixels.shape
+            if float(pixels[rows // 5: rows * 4 // 5, cols // 5: cols * 4 // 5].std()) > 5.0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(2)
 
     def shot(self, name: str) -> Path:
         self.shot_number += 1
@@ -168,8 +174,15 @@ class Viewer:
         return path
 
 
-def _problems(console: list[tuple[str, str]], seen: list[str]) -> list[str]:
-    """Console errors, page errors, error toasts and the missing-colour warning."""
+NAN_DRAWING = re.compile(r'attribute (points|transform): Expected number, "(NaN|translate\(NaN)')
+"""SVG errors of a region drawn over pixels of no size (a source with Pixel Spacing 0\\0):
+the drawing of a source whose pixels OHIF cannot draw either (``Study.source_not_drawn``)."""
+
+
+def _problems(console: list[tuple[str, str]], seen: list[str], pixels_of_no_size: bool = False) -> list[str]:
+    """Console errors, page errors, error toasts and the missing-colour warning (without the
+    errors of drawing over pixels of no size, when the source has them)."""
+    console = [(kind, text) for kind, text in console if not (pixels_of_no_size and NAN_DRAWING.search(text))]
     problems = [f"console {kind}: {text[:300]}" for kind, text in console if kind in ("error", "pageerror")]
     problems += [f"console {kind}: {text[:300]}" for kind, text in console if kind == "warning" and CIELAB_WARNING in text]
     problems += [f"on screen: {text[:300]}" for text in dict.fromkeys(seen)
@@ -207,10 +220,12 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
     try:
         mark = viewer.mark()
         time.sleep(1)
-        viewer.shot("source")
-        if not viewer.viewport_renders():
+        if study.source_not_drawn:  # a defect of the source file: its results are still checked
+            print(f"\n{key}: the source's pixels are not checked: {study.source_not_drawn}")
+        elif not viewer.viewport_renders(wait=90):  # a large JPEG 2000 decodes in WebAssembly first
             failures.append("source: the viewport shows no image")
-        failures += [f"source: {p}" for p in _problems(*viewer.said_since(mark))]
+        viewer.shot("source")
+        failures += [f"source: {p}" for p in _problems(*viewer.said_since(mark), pixels_of_no_size=bool(study.source_not_drawn))]
         checked.append("source")
 
         objects = ([("overlay", ds) for ds in study.of_class(SECONDARY_CAPTURE)[:1]]
@@ -230,10 +245,10 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
                 crashed = True
                 continue
             if kind == "SEG":  # every segment listed in the segmentation panel
-                missing = viewer.wait_for_text([str(s.SegmentLabel) for s in ds.SegmentSequence])
+                missing = viewer.wait_for_text([str(s.SegmentLabel) for s in ds.SegmentSequence], timeout=30)
             elif kind == "report":  # its findings: one of its measurements named on the page
                 names = _measurement_names(ds)
-                missing = viewer.wait_for_text(names, any_of=True) if names else []
+                missing = viewer.wait_for_text(names, any_of=True, timeout=30) if names else []
             else:
                 missing = []
             viewer.shot(f"{kind}-{ds.SeriesNumber}")
@@ -241,7 +256,7 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
                 failures.append(f"{name}: not on the page: {missing}")
             if kind == "overlay" and not viewer.viewport_renders():
                 failures.append(f"{name}: the viewport shows no image")
-            problems = _problems(*viewer.said_since(mark))
+            problems = _problems(*viewer.said_since(mark), pixels_of_no_size=bool(study.source_not_drawn))
             crashed = any(any(e in p for e in ERROR_TEXTS) or "console pageerror" in p for p in problems)
             failures += [f"{name}: {p}" for p in problems]
             checked.append(name)
@@ -251,10 +266,11 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
     assert not failures, f"{key} in OHIF:\n  " + "\n  ".join(failures)
 
 
-# The real CR (pydicom-data RG1: MONOCHROME1, 15 bits, Pixel Spacing 0\0, no Imager Pixel
-# Spacing) is outside both CXR models' domains (issue 30): its only results are the two reports
-# that say it was not evaluated, and why; "real-cr" opens them. OHIF 3.13.2 has shown its source
-# black and drawn its regions at NaN (issue 29); tests/test_results_consumers.py checks its objects.
-@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr", "real-cr"])
+# The real CR (pydicom-data RG1: MONOCHROME1, 15 bits, JPEG 2000, Pixel Spacing 0\0) is outside
+# both CXR models' domains (issue 30): its only results are the two reports that say it was not
+# evaluated, and why. "real-cr" opens them over the file as it is, whose pixels OHIF 3.13.2 cannot
+# draw (ohif_support.ZERO_PIXEL_SPACING); "real-dx" is the same image as a DX with a detector's
+# geometry: its source is drawn and its reports too.
+@pytest.mark.parametrize("key", ["head-ct", "chest-ct", "cxr", "brain-mr", "real-cr", "real-dx"])
 def test_ohif_opens_the_source_and_every_result(scene: Scene, browser: Any, key: str) -> None:
     _check_study(scene, browser, key)
