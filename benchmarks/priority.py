@@ -14,6 +14,7 @@ period 10 s); send to Orthanc → every result in Orthanc, with Orthanc declared
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -155,6 +156,8 @@ def run_priority(backlog: int = 12, slices: int = 16, walkthrough: bool = True, 
                                       source=None if on else source)
     finally:
         orthanc.stop()
+        if source is not None:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(source)], check=False)
     rows = [[name, f"{r.no_backlog:.2f}", f"{r.stat:.2f}", f"{r.stat / r.no_backlog:.2f}x",
              f"{r.place} of {r.backlog + 1}", r.routine_after] for name, r in runs.items()]
     body = ("One worker (ONNX Runtime, CPU), a real Orthanc as the PACS; "
