@@ -159,3 +159,13 @@ def test_missing_byom_extra_is_named_at_start(bundle: Path, tmp_path: Path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "models.m.format" in lines[0] and "pip install 'ainode[byom]'" in lines[0], lines[0]
+
+
+def test_models_check_runs_the_bundle_on_a_phantom(bundle: Path, tmp_path: Path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models.brain]\nformat = "monai-bundle"\npath = "{bundle}"\n', encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "node.cli", "models", "check", "brain", "--config", str(config),
+                             "--phantom", "brain-mr"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "engine onnxruntime-cpu" in result.stdout, result.stdout
+    assert "SEG series 9100" in result.stdout and "brain (SCT 12738006)" in result.stdout, result.stdout

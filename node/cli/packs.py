@@ -88,6 +88,9 @@ def _models_build(args: argparse.Namespace) -> int:
     for name in sorted(names):
         model = config.model(name)
         pack = load_pack(model.pack, model.weights)
+        if callable(getattr(pack, "create_engine", None)):  # a model of the generic pack: its own engine
+            print(f"{name}: runs on its own engine ({model.pack}); nothing to build")
+            continue
         kinds = gpu if model.engine == "auto" else [model.engine] if model.engine in gpu else []
         for kind in kinds:
             options = EngineOptions(cache_dir=data_dir / "engine-cache")

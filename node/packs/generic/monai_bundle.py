@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -102,7 +103,7 @@ class BundleRunner:
         roi = getattr(self.inferer, "roi_size", None) or image_format.get("spatial_shape") or (64, 64, 64)
         roi = [int(v) if isinstance(v, (int, float)) and v > 0 else 64 for v in roi]
         channels = int(image_format.get("num_channels", 1) or 1)
-        path = Path(tempfile.gettempdir()) / f"ainode-bundle-{digest}.onnx"
+        path = Path(tempfile.gettempdir()) / f"ainode-bundle-{digest}-{os.getpid()}.onnx"  # one per worker process
         try:
             with torch.no_grad():
                 self.network = OnnxNetwork(self.network, torch.zeros(1, channels, *roi), path)
