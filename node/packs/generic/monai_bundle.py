@@ -9,9 +9,9 @@ MetaTensor the loader would have made (RAS affine, no channel), and its writers
 input's grid) goes back to the node with its affine. Label names come from the metadata's
 ``network_data_format.outputs.<key>.channel_def``.
 
-``engine = "auto"`` exports the network to ONNX and runs it on ONNX Runtime inside the
-bundle's inferer (pre- and post-processing stay MONAI's); a network that does not export
-runs in torch, and says so in its engine name. ``engine = "torch"`` runs the network as
+``engine = "auto"`` exports the network to ONNX and runs it on ONNX Runtime (its CUDA
+provider where present) inside the bundle's inferer (pre- and post-processing stay MONAI's);
+a network that does not export runs in torch, and says so in its engine name. ``engine = "torch"`` runs the network as
 the bundle does.
 """
 from __future__ import annotations
@@ -57,8 +57,9 @@ class OnnxNetwork:
             torch.onnx.export(network, (example,), str(path), dynamo=False, input_names=["input"],
                               output_names=["output"], dynamic_axes={"input": spatial, "output": spatial},
                               opset_version=17)
-        options = ort.SessionOptions()
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(path), ort.SessionOptions(), providers=providers)
+        self.engine = "onnxruntime-cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
 
     def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         import torch
@@ -107,7 +108,7 @@ class BundleRunner:
         try:
             with torch.no_grad():
                 self.network = OnnxNetwork(self.network, torch.zeros(1, channels, *roi), path)
-            self.name = "onnxruntime-cpu"
+            self.name = self.network.engine
         except Exception as exc:  # the bundle as it is, in torch
             log(_logger, logging.WARNING, "bundle network not exported to ONNX; it runs in torch",
                 reason=f"{type(exc).__name__}: {str(exc)[:200]}")
