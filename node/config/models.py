@@ -6,11 +6,11 @@
     format = "monai-bundle"        # or "nnunet", or "command"
     path = "/models/spleen_ct_segmentation"
     engine = "auto"                # "auto": the network on ONNX Runtime; "torch": as the bundle runs it
-    timeout_seconds = 600
 
     [models.vendor-tool]
     format = "command"
     command = ["/opt/tool/run", "{input}", "{output}"]
+    timeout_seconds = 600          # commands only: then its process group is killed
     memory_mb = 4096
 
 Each is checked when the configuration is read: a missing folder or file, an unknown format
