@@ -28,7 +28,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only-b", action="store_true", help="with --family-b-phantoms: family B alone (the card's B -> A)")
     parser.add_argument("--styled-seed", type=int, default=None,
                         help="with --family-b-phantoms: first seed of the styled family-A phantoms (default: after the plain)")
-    parser.add_argument("--init", type=Path, default=None, help="start from these weights (a model.pt)")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (a model.pt; default: from scratch)")
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     parser.add_argument("--version", default="phantom", help="version written into model.json")
 
@@ -49,7 +49,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     add_styles(parser, "scanner and patient")
     parser.add_argument("--family", choices=("a", "a-styled", "b"), default=None,
                         help="phantom family (models/head_ct_hematoma/families.py): the card's per-family figures, "
-                             "per hematoma type, seeds 1,000,000.. (80 phantoms for the card's table)")
+                             "per hematoma type, seeds 1,000,000.. (80 phantoms for the card's table; default: none, the "
+                             "original held-out figures of family A)")
     parser.add_argument("--min-patches", type=int, default=None,
                         help="series threshold (default: the weights' model.json)")
 
