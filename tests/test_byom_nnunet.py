@@ -78,3 +78,17 @@ def test_nnunet_seg_lies_on_the_voxels_nnunet_marks(model, node, pacs, tmp_path_
 def test_nnunet_folder_without_the_fold_is_a_one_line_error(model: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match=r"^models\.m\.path: nnU-Net folder .* has no fold_3/checkpoint_final\.pth$"):
         parse_config({"models": {"m": {"format": "nnunet", "path": str(model), "folds": [3]}}}, tmp_path)
+
+
+def test_models_check_runs_the_nnunet_model_on_a_phantom(model: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models.nnunet]\nformat = "nnunet"\npath = "{model}"\nfolds = [0]\n', encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "node.cli", "models", "check", "nnunet", "--config", str(config),
+                             "--phantom", "brain-mr"], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SEG series 9100" in result.stdout, result.stdout
+    assert "brain (SCT 12738006)" in result.stdout, result.stdout  # the label of dataset.json, with its code
