@@ -31,7 +31,8 @@ from models.brain_mr.mesh import marching_tetrahedra, voxel_affine
 from node.packs.protocol import ResultContext
 from node.results import FindingGroup, Placement, Segment, build_measurement_report, build_segmentation
 from node.results.checks import check_argument_type
-from node.results.outline import mask_outlines, whole_image_outline
+from node.results.cross_section import largest_cross_section
+from node.results.outline import whole_image_outline
 from node.results.stl import build_encapsulated_stl, encode_binary_stl
 
 __all__ = ["BRAIN", "BRAIN_MRI", "MILLILITER", "VOLUME", "series_affine", "tumor_surface", "write_results"]
@@ -40,8 +41,6 @@ BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
 BRAIN_MRI = hd.sr.CodedConcept("24590-2", "LN", "Brain MRI")
 VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
 MILLILITER = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
-AREA = hd.sr.CodedConcept("42798000", "SCT", "Area")
-SQUARE_MILLIMETRE = hd.sr.CodedConcept("mm2", "UCUM", "square millimeter")
 
 
 def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context: ResultContext) -> list[Dataset]:
@@ -85,17 +84,18 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
     groups = []
     for number, c in enumerate(present, start=1):
         segment = segments[c]
+        site = BRAIN if c == TUMOR else None
         groups.append(FindingGroup(
             tracking_identifier=segment.label,
             tracking_uid=segment.tracking_uid,
             finding=segment.segment_type,
-            finding_site=BRAIN if c == TUMOR else None,
+            finding_site=site,
             qualitative_evaluations=((segment.segment_type, codes.SCT.Present),) if c == TUMOR else (),
             measurements=((VOLUME, round(volumes[c], 3), MILLILITER),),
             segmentation=seg,
             segment_number=number,
         ))
-        groups.append(_cross_section(series, labels == c, segment))
+        groups.append(largest_cross_section(series, labels == c, segment, finding_site=site))
     if TUMOR not in present:
         _, neoplasm, label = CLASS_CODES[TUMOR]
         middle = series[len(series) // 2]
@@ -120,25 +120,6 @@ def write_results(series: Sequence[Dataset], findings: BrainMRFindings, context:
         evidence=evidence, procedure_reported=BRAIN_MRI,
     )
     return [d for d in (seg, sr, stl) if d is not None]
-
-
-def _cross_section(series: Sequence[Dataset], mask: np.ndarray, segment: Segment) -> FindingGroup:
-    """The planar group of one structure: the outline of its largest region on the slice
-    where it has the most pixels, with that region's area, under the segment's Tracking UID."""
-    index = int(np.argmax(mask.reshape(len(mask), -1).sum(axis=1)))
-    ds = series[index]
-    points, pixels = mask_outlines(mask[index], max_regions=1)[0]
-    row, col = (float(v) for v in ds.PixelSpacing)
-    return FindingGroup(
-        tracking_identifier=f"{segment.label}, largest cross-section (image {ds.get('InstanceNumber', index + 1)})"[:64],
-        tracking_uid=segment.tracking_uid,
-        finding=segment.segment_type,
-        finding_site=BRAIN if segment.segment_type == CLASS_CODES[TUMOR][1] else None,
-        measurements=((AREA, round(pixels * row * col, 1), SQUARE_MILLIMETRE),),
-        image=ds,
-        graphic_type="POLYLINE",
-        graphic_data=points,
-    )
 
 
 def _segment(label_value: int) -> Segment:

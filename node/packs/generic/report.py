@@ -24,7 +24,8 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ...results import FindingGroup, Placement, build_measurement_report, build_segmentation
-from ...results.outline import mask_outlines, whole_image_outline
+from ...results.cross_section import largest_cross_section
+from ...results.outline import whole_image_outline
 from ...results.seg import Segment
 from ..protocol import ResultContext
 from .labels import segment_for
@@ -33,8 +34,6 @@ __all__ = ["GenericFindings", "adopt_objects", "read_objects", "write_results"]
 
 VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
 MILLILITER = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
-AREA = hd.sr.CodedConcept("42798000", "SCT", "Area")
-SQUARE_MILLIMETRE = hd.sr.CodedConcept("mm2", "UCUM", "square millimeter")
 NOTHING_FOUND = hd.sr.CodedConcept("AIN-BYOM-9999", "99AINODE", "Segmented region")
 
 
@@ -95,7 +94,7 @@ def write_results(series: Sequence[Dataset], findings: GenericFindings, context:
             measurements=((VOLUME, round(volumes[value], 3), MILLILITER),),
             segmentation=seg, segment_number=number,
         ))
-        groups.append(_cross_section(series, labels == value, segment))
+        groups.append(largest_cross_section(series, labels == value, segment))
     if not present:
         middle = series[len(series) // 2]
         groups.append(FindingGroup(
@@ -108,20 +107,6 @@ def write_results(series: Sequence[Dataset], findings: GenericFindings, context:
         evidence=[seg] if seg is not None else [],
     )
     return [d for d in (seg, sr) if d is not None]
-
-
-def _cross_section(series: Sequence[Dataset], mask: np.ndarray, segment: Segment) -> FindingGroup:
-    """The planar group of one segment: its largest region's outline on its largest slice, with the area."""
-    index = int(np.argmax(mask.reshape(len(mask), -1).sum(axis=1)))
-    ds = series[index]
-    points, pixels = mask_outlines(mask[index], max_regions=1)[0]
-    row, col = (float(v) for v in ds.PixelSpacing)
-    return FindingGroup(
-        tracking_identifier=f"{segment.label}, largest cross-section (image {ds.get('InstanceNumber', index + 1)})"[:64],
-        tracking_uid=segment.tracking_uid, finding=segment.segment_type,
-        measurements=((AREA, round(pixels * row * col, 1), SQUARE_MILLIMETRE),),
-        image=ds, graphic_type="POLYLINE", graphic_data=points,
-    )
 
 
 def adopt_objects(series: Sequence[Dataset], objects: Sequence[Dataset], context: ResultContext) -> list[Dataset]:
