@@ -15,7 +15,8 @@ silently losing or repeating it. No other module spells a state as a bare string
     job:      queued ─▶ running ─▶ written ─▶ delivered
                  │         │          └─────▶ failed (deliver: dead letters)
                  │         ├─▶ failed (load, engine, preprocess, inference, postprocess, write, worker)
-                 │         └─▶ queued (lease expired: the worker died)
+                 │         └─▶ queued (lease expired: the worker died; or it yielded its
+                 │                     worker to a stat job before writing: not a failure, not a run)
                  └─▶ failed (spec: the job cannot even be described to a worker)
               failed | delivered ─▶ queued (an operator re-runs it)
               failed (deliver) ─▶ written (an operator replays its dead letters)

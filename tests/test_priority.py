@@ -119,6 +119,23 @@ def test_stat_results_are_delivered_first(store):
     assert [r.job_id for r in due] == [stat, routine]
 
 
+def test_a_yielded_job_is_queued_again_as_it_was(store):
+    """Preemption: running → queued, its run and its round-robin turn taken back, an event in its history."""
+    first, second = _queue(store, "1.2.12.1"), _queue(store, "1.2.12.2")
+    (job,) = store.claim_jobs(OWNER, 1, 60.0)
+    assert job.id == first and job.runs == 1
+    stat = _queue(store, "1.2.12.9", priority=Priority.STAT)
+    assert store.queued_jobs(Priority.STAT) == 1 and store.queued_jobs(Priority.ROUTINE) == 1
+    assert not store.yield_job(first, "someone:2:b", "gave its worker to a stat job"), "only its owner"
+    assert store.yield_job(first, OWNER, "gave its worker to a stat job")
+    again = store.get_job(first)
+    assert again.state == JobState.QUEUED and again.runs == 0 and again.lease_owner is None
+    last = store.job_events(first)[-1]
+    assert last["state"] == JobState.QUEUED and last["detail"].startswith("yielded:")
+    assert _claim_all(store) == [stat, first, second], "stat first, then the yielded job resumes before the next"
+    assert store.get_job(first).runs == 1
+
+
 def _parse(text: str) -> Config:
     return parse_config(tomllib.loads(text), base_dir=Path("/base"))
 
@@ -178,6 +195,11 @@ host = "127.0.0.1"
 sends_whole_series = true
 """)
     assert config.runner.reserve_for_stat == 1
+    assert config.runner.preempt_for_stat, "on by default"
+    assert not _parse(_route_toml("") + "[runner]\npreempt_for_stat = false\n").runner.preempt_for_stat
+    for wrong in ('"yes"', "1"):
+        with pytest.raises(ConfigError, match=r"runner\.preempt_for_stat"):
+            _parse(_route_toml("") + f"[runner]\npreempt_for_stat = {wrong}\n")
     router = Router(config.routes, config.peers)
     assert router.completes_on_release({"Modality": "CT"}, ["ORTHANC"])
     assert not router.completes_on_release({"Modality": "CT"}, ["ORTHANC", "MODALITY"]), "a split send waits"

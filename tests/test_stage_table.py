@@ -77,3 +77,10 @@ def test_producing_a_state_wakes_the_stages_that_consume_it() -> None:
     pipeline.stop()
     assert log == [("start", "outbox"), ("start", "runner"), ("start", "assembler"), ("start", "indexer"),
                    ("stop", "indexer"), ("stop", "assembler"), ("stop", "runner"), ("stop", "outbox")]
+
+
+def test_a_job_yielding_to_stat_work_is_a_move_of_the_run_stage_alone() -> None:
+    """Preemption (issue 32): running → queued, made by the runner (a yield, or a lost lease), by no other row."""
+    owners = [row.stage for row in STAGE_TABLE if (JobState.RUNNING, JobState.QUEUED) in row.moves]
+    assert owners == [Stage.RUN]
+    assert JobState.QUEUED in next(row for row in STAGE_TABLE if row.stage is Stage.RUN).produces

@@ -172,7 +172,11 @@ class RunnerConfig:
     filed, on an idle worker, so that its job at completion runs only the last ones."""
     reserve_for_stat: int = _limited(0, ge=0)
     """With several workers, how many are kept free for stat jobs (routine and urgent work
-    takes at most ``workers - reserve_for_stat``; a running job is never stopped)."""
+    takes at most ``workers - reserve_for_stat``)."""
+    preempt_for_stat: bool = True
+    """A stat job waiting with no worker free: the routine (else urgent) job that started last
+    yields its worker at its next safe point (before its next step, or between inference
+    batches; never once it has begun writing) and is queued again as it was, then runs after."""
     metrics_port: int = _limited(0, ge=0, le=65535)
     """``ainode worker`` only (it has no HTTP API): serve ``GET /metrics`` on this port, on
     ``[node] http_host``; 0: no metrics server."""

@@ -122,13 +122,17 @@ class Metrics:
         )
 
     def _add_job_metrics(self, r: CollectorRegistry) -> None:
-        """How jobs ran: failures, read-ahead, engine and whole-job times, the engine of each model."""
+        """How jobs ran: failures, read-ahead, preemptions, engine and whole-job times, the engine of each model."""
         self.job_failures = Counter(
             "ainode_job_failures", "Failed jobs by model and stage", ["model", "stage"], registry=r
         )
         self.slices_read_ahead = Counter(
             "ainode_slices_read_ahead", "Slices a worker read and ran while their series was still arriving",
             ["model"], registry=r
+        )
+        self.preemptions = Counter(
+            "ainode_preemptions", "Running jobs that yielded their worker to a stat job (queued again), by route",
+            ["route"], registry=r
         )
         self.inference_seconds = Histogram(
             "ainode_inference_seconds", "Engine time per series", ["model", "engine"],

@@ -3,17 +3,24 @@
 Jobs are claimed in the store's order (stat, urgent, routine; round robin by route and
 sender within one; then age). With ``[runner] reserve_for_stat = N`` and several workers,
 routine and urgent jobs take at most ``workers - N`` of them: the other N wait for stat
-work (a running job is never stopped).
+work. A stat job with no worker free makes a running routine job yield
+(:mod:`node.pipeline.preempt`, ``[runner] preempt_for_stat``).
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Collection, Sequence
 
 from ..config import Priority
+from ..logs import log
+from ..metrics import Metrics
+from ..states import JobState, Stage
 from ..store import JobRow, JobStore, SeriesRow
 from .route import Router
 
-__all__ = ["claim_free_workers", "effective_reserve", "may_read_ahead", "read_ahead_order"]
+__all__ = ["claim_free_workers", "effective_reserve", "may_read_ahead", "observe_queue_wait", "read_ahead_order"]
+
+_logger = logging.getLogger("ainode.runner")
 
 
 def effective_reserve(workers: int, reserve_for_stat: int) -> int:
@@ -52,3 +59,14 @@ def may_read_ahead(priority: Priority, *, free: int, reserve: int) -> bool:
     """Whether ``series`` may be read ahead with ``free`` idle workers: a reserved one, or none (the
     read-ahead then goes next in the pool, and no routine job is claimed behind it), only for stat."""
     return free > reserve or priority == Priority.STAT
+
+
+def observe_queue_wait(store: JobStore, metrics: Metrics, job: JobRow) -> None:
+    """``queue`` stage, labelled with the job's priority: from its latest ``queued`` event to its claim."""
+    try:
+        queued = [e["at"] for e in store.job_events(job.id) if e["state"] == JobState.QUEUED]
+    except Exception as exc:  # a metric must never stop a job
+        log(_logger, logging.WARNING, "queue wait not measured", job_id=job.id, reason=type(exc).__name__)
+        return
+    if queued:
+        metrics.observe_stage(Stage.QUEUE, job.model, float(job.updated_at) - queued[-1], job.priority)

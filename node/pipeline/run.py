@@ -6,7 +6,8 @@ runner, once the lease runs out) queues the job again; a worker's outcome that a
 after its lease was lost is dropped, so a job is never recorded twice.
 
 While no job needs it, a worker reads ahead: it runs a slice-wise model on the slices of
-a series still arriving (see :func:`node.worker.read_ahead`).
+a series still arriving (see :func:`node.worker.read_ahead`). A stat job waiting for a worker
+makes a running routine job yield (:mod:`node.pipeline.preempt`).
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ from ..logs import log
 from ..metrics import STAGES, Metrics
 from .applicability import note_applicability, on_out_of_domain
 from .loop import StageLoop
-from .priorities import claim_free_workers, effective_reserve, may_read_ahead, read_ahead_order
+from .preempt import Preemption
+from .priorities import claim_free_workers, effective_reserve, may_read_ahead, observe_queue_wait, read_ahead_order
 from .route import Router
 from ..store.spool import Spool
-from ..states import NO_WAKEUPS, FailureStage, JobState, ResultState, SeriesState, Stage, Wakeups
+from ..states import NO_WAKEUPS, FailureStage, ResultState, SeriesState, Wakeups
 from ..store import JobRow, JobStore, lease_owner_id, owner_is_gone
 from ..worker import JobOutcome, JobSpec, ReadAheadOutcome, init_worker, read_ahead, run_job, warm_up
 
@@ -63,9 +65,10 @@ class Runner:
         self._owner = lease_owner_id()
         self._handover: Any = None
         self._destinations: dict[int, list[str]] = {}
+        self._preemption = Preemption(config.runner.preempt_for_stat, store, metrics, [r.name for r in config.routes])
         self._pool = self._new_pool()
         self._running: dict[int, Future[JobOutcome]] = {}
-        self._priorities: dict[int, str] = {}  # job id → priority, of the running jobs (reserve_for_stat)
+        self._priorities: dict[int, str] = {}  # job id → priority of the running jobs, in start order
         self._reserve = effective_reserve(self._workers, config.runner.reserve_for_stat)
         self._router = Router(config.routes, config.peers)
         self._filed = threading.Event()
@@ -83,8 +86,9 @@ class Runner:
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
         self._handover = context.Queue()  # a new one with every pool: a killed worker may have broken the old
+        asks = self._preemption.new_pool(context, self._workers)  # the jobs asked to yield to stat work
         return ProcessPoolExecutor(self._workers, mp_context=context,
-                                   initializer=init_worker, initargs=(os.getpid(), self._handover))
+                                   initializer=init_worker, initargs=(os.getpid(), self._handover, asks))
 
     def start(self) -> None:
         released = self._store.release_job_leases(lambda owner, _until: owner_is_gone(owner))
@@ -228,7 +232,7 @@ class Runner:
             except Exception as exc:  # a job that cannot even be described must not block the queue
                 self._fail(job, JobOutcome(job.id, False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
                 continue
-            self._observe_queue_wait(job)
+            observe_queue_wait(self._store, self._metrics, job)
             log(_logger, logging.INFO, "job started", job_id=job.id, model=job.model,
                 series_uid=job.series_uid, instances=len(spec.instance_paths), run=job.runs)
             try:
@@ -240,6 +244,7 @@ class Runner:
             self._destinations[job.id] = list(job.destinations)
             self._priorities[job.id] = job.priority
             self._running[job.id] = future
+        self._preemption.step(self._priorities, self._workers - len(self._running))
 
     def _read_ahead(self) -> None:
         """Send the newly filed slices of one arriving series to a worker no job needs (one at a time)."""
@@ -322,16 +327,6 @@ class Runner:
         except Exception as exc:  # the job's outcome queues it again
             log(_logger, logging.WARNING, "written object not queued early", job_id=job_id, reason=repr(exc))
 
-    def _observe_queue_wait(self, job: JobRow) -> None:
-        """``queue`` stage: from the job's latest ``queued`` event to its claim (now)."""
-        try:
-            queued = [e["at"] for e in self._store.job_events(job.id) if e["state"] == JobState.QUEUED]
-        except Exception as exc:  # a metric must never stop a job
-            log(_logger, logging.WARNING, "queue wait not measured", job_id=job.id, reason=type(exc).__name__)
-            return
-        if queued:
-            self._metrics.observe_stage(Stage.QUEUE, job.model, float(job.updated_at) - queued[-1], job.priority)
-
     def _spec(self, job_id: int, model_name: str, series_uid: str) -> JobSpec:
         """What a worker needs to run ``model_name`` on a job (``job_id`` 0: a warm-up or read-ahead)."""
         model = self._config.model(model_name)
@@ -356,6 +351,7 @@ class Runner:
             job = self._store.get_job(job_id)
             self._destinations.pop(job_id, None)
             self._priorities.pop(job_id, None)
+            self._preemption.ended(job_id)
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker process died
@@ -376,6 +372,9 @@ class Runner:
             reason=outcome.reason, traceback=outcome.summary.get("traceback"))
 
     def _finish(self, job: JobRow, outcome: JobOutcome) -> None:
+        if outcome.yielded:  # gave its worker to a stat job before writing: queued again as it was
+            self._preemption.requeue(job, outcome, self._owner)
+            return
         model = job.model
         engine = outcome.engine or "none"
         if outcome.engine:

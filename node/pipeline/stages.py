@@ -16,8 +16,9 @@ index     instance received            instance indexed / quarantined, series
                                        superseded (their series reopened)
 assemble  series received              series complete
 route     series complete              series routed / ignored, job queued
-run       job queued (and series       job running → written / failed, result
-          received: read-ahead)        pending (superseded when its job re-runs)
+run       job queued (and series       job running → written / failed, or queued
+          received: read-ahead)        again (yielded to a stat job), result
+                                       pending (superseded when its job re-runs)
 deliver   result pending (and job      result delivered / dead / retracted, job
           superseded: its delivered    delivered / failed; retractions queued
           results are retracted)       (rejected or superseded jobs)

@@ -63,6 +63,12 @@ class JobQueries(StoreDatabase):
         rows = self._query("SELECT at, state, detail FROM events WHERE kind='job' AND ref=? ORDER BY id", (str(job_id),))
         return [dict(r) for r in rows]
 
+    def queued_jobs(self, priority: Priority) -> int:
+        """How many jobs of ``priority`` wait in the queue."""
+        rows = self._query("SELECT COUNT(*) AS n FROM jobs WHERE state=? AND priority=?",
+                           (JobState.QUEUED.value, Priority(priority).value))
+        return int(rows[0]["n"]) if rows else 0
+
     # -- claiming ---------------------------------------------------------------------
     def claim_jobs(
         self, owner: str, limit: int, lease_seconds: float, priorities: Sequence[Priority] | None = None,
@@ -129,6 +135,21 @@ class JobQueries(StoreDatabase):
                 self._move(db, job_id, JobState.QUEUED, reason="worker lost (lease released); queued again")
                 self._drop_unsent_results(db, job_id)
         return released
+
+    def yield_job(self, job_id: int, owner: str, reason: str) -> bool:
+        """Queue again a running job that gave its worker up to stat work before writing anything.
+
+        Neither a failure nor a run: ``runs`` and its claim (``claimed_at``, the round robin's
+        turn) are taken back, so it resumes before the rest of its route and sender's queue.
+        Returns False (and changes nothing) when ``owner`` no longer holds the job.
+        """
+        with self._tx() as db:
+            if not self._holds(db, job_id, owner):
+                return False
+            self._move(db, job_id, JobState.QUEUED, reason=reason, runs=-1, detail=f"yielded: {reason}")
+            db.execute("UPDATE jobs SET claimed_at=NULL WHERE id=?", (job_id,))
+            self._drop_unsent_results(db, job_id)  # none: a job yields only before its write began
+        return True
 
     # -- finishing --------------------------------------------------------------------
     def fail_job(

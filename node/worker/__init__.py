@@ -13,6 +13,7 @@ CPU-heavy model work never slows the association threads. What lives here:
 - :mod:`.reading_ahead` and :mod:`.slice_cache`: :func:`read_ahead`, a series' slices
   read and run while it arrives;
 - :mod:`.saving`: result objects saved durably and handed over to the runner;
+- :mod:`.yielding`: a running job gives its worker up to stat work (:class:`YieldRequests`);
 - :mod:`.result_uids`: stable result series UIDs (:func:`stable_series_uid`).
 """
 from __future__ import annotations
@@ -23,9 +24,10 @@ from .process import die_with_parent, init_helper, init_worker, retain_freed_mem
 from .reading_ahead import ReadAheadOutcome, read_ahead
 from .result_uids import StableSeries, stable_result_series, stable_series_uid
 from .spec import JobOutcome, JobSpec
+from .yielding import YieldRequests
 
 __all__ = [
     "JobOutcome", "JobSpec", "ReadAheadOutcome", "StableSeries", "die_with_parent", "engine_cache_key", "init_helper",
     "init_worker", "network_module", "read_ahead", "retain_freed_memory", "run_batched", "run_job",
-    "stable_result_series", "stable_series_uid", "warm_up",
+    "stable_result_series", "stable_series_uid", "warm_up", "YieldRequests",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -63,10 +63,16 @@ def network_module(pack: ModelPack) -> str:
     return type(pack).__module__.rsplit(".", 1)[0] + ".net"
 
 
-def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Run ``inputs`` through ``engine`` in batches along axis 0 and concatenate the outputs."""
+def run_batched(engine: Engine, inputs: dict[str, np.ndarray], batch_size: int,
+                between: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+    """Run ``inputs`` through ``engine`` in batches along axis 0 and concatenate the outputs.
+
+    ``between`` is called before every batch but the first (a job's safe point: it may raise).
+    """
     n = len(next(iter(inputs.values())))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n, max(1, batch_size)):
+        if between is not None and start:
+            between()
         parts.append(engine.run({k: v[start:start + batch_size] for k, v in inputs.items()}))
     return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}

@@ -1,5 +1,8 @@
 """One job, run in a worker process: load → engine → preprocess → inference → postprocess → write.
 
+Before each step up to ``write`` and between inference batches the job may yield its worker
+to stat work (:mod:`.yielding`): it then ends with an outcome marked ``yielded``, nothing written.
+
 A failure is returned, not raised, with the stage it happened in, the time each stage
 took, and a traceback scrubbed of values. An input the pack cannot use fails at ``load``
 with the sentence of its :class:`~node.dicom.attributes.InputError` as the reason (the
@@ -12,9 +15,10 @@ import traceback
 from typing import Any, Callable
 
 import numpy as np
+import pydicom
 
 from ..dicom.attributes import InputError
-from ..packs.protocol import ResultContext
+from ..packs.protocol import ModelPack, ResultContext
 from ..redact import scrub
 from ..results.aside import InlineAside
 from ..states import FailureStage
@@ -26,8 +30,12 @@ from .result_uids import series_uid_naming
 from .saving import save_results
 from .series import load_series
 from .spec import JobOutcome, JobSpec
+from .yielding import Yielded, check_yield
 
 __all__ = ["run_job"]
+
+_PREPROCESS_SLICES = 8
+"""Slices a slice-wise pack preprocesses at once: a job may yield between them."""
 
 
 class _StageError(Exception):
@@ -40,14 +48,22 @@ class _StageError(Exception):
 class _Stages:
     """Runs the steps of one job, each under its stage: times them and tags what fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, job_id: int) -> None:
         self.seconds: dict[str, float] = {}
+        self.job_id = job_id
 
     def run(self, name: FailureStage, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``, its time added to stage ``name``; a failure raised as :class:`_StageError`."""
+        """``fn(*args)``, its time added to stage ``name``; a failure raised as :class:`_StageError`.
+
+        Before any step but ``write``, a safe point: :class:`Yielded` if the runner asked.
+        """
+        if name is not FailureStage.WRITE:
+            check_yield(self.job_id)
         t0 = time.perf_counter()
         try:
             return fn(*args)
+        except Yielded:
+            raise
         except Exception as exc:
             raise _StageError(name, exc) from exc
         finally:
@@ -64,7 +80,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
     log_to_json()
     started = time.perf_counter()
     engine_name: str | None = None
-    stages = _Stages()
+    stages = _Stages(spec.job_id)
     stage = stages.run
     try:
         pack = stage(FailureStage.LOAD, pack_for, spec.pack, spec.weights)
@@ -77,7 +93,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         outputs: dict[str, np.ndarray] = {}
         # every stage is reported, also one left with nothing to do
         stages.seconds.setdefault(FailureStage.PREPROCESS.value, 0.0)
-        inputs = stage(FailureStage.PREPROCESS, pack.preprocess, missing) if missing else None
+        inputs = stage(FailureStage.PREPROCESS, _preprocess, pack, missing, spec.job_id) if missing else None
         ahead = len(series) - len(missing)
         # the score is of what preprocess returned (every image's, preprocessed again when some were read ahead)
         verdict = stage(FailureStage.PREPROCESS, judge, pack, series, None if ahead else inputs)
@@ -86,7 +102,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         if action != WITHHOLD:  # withheld: no finding is made, only the report that the image was not evaluated
             if missing:
                 outputs = stage(FailureStage.INFERENCE, run_batched, engine, inputs,
-                                spec.batch_size or pack.batch_size)
+                                spec.batch_size or pack.batch_size, lambda: check_yield(spec.job_id))
             if ahead:
                 outputs = stage(FailureStage.INFERENCE, merge_outputs, series, known, missing, outputs)
             findings = stage(FailureStage.POSTPROCESS, pack.postprocess, series, outputs)
@@ -95,6 +111,9 @@ def run_job(spec: JobSpec) -> JobOutcome:
                                 series_uid_for=series_uid_naming(spec.series_uid, spec.model))
         results = stage(FailureStage.WRITE, save_results, spec, writer_for(pack, verdict, action), series,
                         findings, context)
+    except Yielded:  # asked before its write began: nothing written, the runner queues it again
+        return JobOutcome(spec.job_id, False, reason="yielded its worker to a stat job", engine=engine_name,
+                          total_seconds=time.perf_counter() - started, stage_seconds=stages.seconds, yielded=True)
     except _StageError as exc:
         reason = scrub(_reason(exc.cause))[:500]
         return JobOutcome(
@@ -112,6 +131,19 @@ def run_job(spec: JobSpec) -> JobOutcome:
         inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
         stage_seconds=stages.seconds, summary=summary,
     )
+
+
+def _preprocess(pack: ModelPack, images: list[pydicom.Dataset], job_id: int) -> dict[str, np.ndarray]:
+    """``pack.preprocess(images)``; for a slice-wise pack a few slices at a time, with a safe point
+    between them (the same arrays: each slice is preprocessed on its own)."""
+    if not pack.slice_wise or len(images) <= _PREPROCESS_SLICES:
+        return pack.preprocess(images)
+    parts = []
+    for start in range(0, len(images), _PREPROCESS_SLICES):
+        if start:
+            check_yield(job_id)
+        parts.append(pack.preprocess(images[start:start + _PREPROCESS_SLICES]))
+    return {key: np.concatenate([part[key] for part in parts], axis=0) for key in parts[0]}
 
 
 def _reason(exc: BaseException) -> str:

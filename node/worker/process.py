@@ -22,6 +22,7 @@ from ..results.equipment import load_standard_tables
 from .engines import engine_for, pack_for
 from .saving import set_handover
 from .spec import JobSpec
+from .yielding import set_yield_requests
 
 __all__ = [
     "RESULT_HELPER", "die_with_parent", "init_helper", "init_worker", "log_to_json", "retain_freed_memory",
@@ -87,15 +88,17 @@ RESULT_HELPER = ProcessAside(initializer=init_helper)
 """This worker's helper process for objects built aside (see :mod:`node.results.aside`), started at warm-up."""
 
 
-def init_worker(parent: int, handover: Any = None) -> None:
-    """Worker process initializer: :func:`retain_freed_memory`, :func:`die_with_parent`, and the
-    queue saved objects go to.
+def init_worker(parent: int, handover: Any = None, yield_requests: Any = None) -> None:
+    """Worker process initializer: :func:`retain_freed_memory`, :func:`die_with_parent`, the
+    queue saved objects go to, and the runner's requests to yield.
 
     ``handover`` (a ``multiprocessing`` queue the runner reads) receives
     ``(job_id, sop_uid, sop_class, path)`` for each object of a ``hand_over`` job once it
-    is on disk, durably (see :func:`node.worker.saving.set_handover`).
+    is on disk, durably (see :func:`node.worker.saving.set_handover`). ``yield_requests``:
+    the array of :class:`node.worker.yielding.YieldRequests` (``None``: jobs never yield).
     """
     set_handover(handover)
+    set_yield_requests(yield_requests)
     retain_freed_memory()
     die_with_parent(parent)
     # Once the pool says stop, the worker's own exit is done (helper process ended, queues

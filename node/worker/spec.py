@@ -34,7 +34,7 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What came of a job: result files, or the stage and reason of the failure."""
+    """What came of a job: result files, the stage and reason of the failure, or that it yielded."""
 
     job_id: int
     ok: bool
@@ -46,3 +46,5 @@ class JobOutcome:
     total_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    yielded: bool = False
+    """The job gave its worker up to stat work before writing anything (not ``ok``, not a failure)."""

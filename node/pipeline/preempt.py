@@ -1,0 +1,85 @@
+"""Preemption for stat work: a stat job does not wait for routine work already running.
+
+With ``[runner] preempt_for_stat`` (the default), when a stat job waits and no worker is
+free, the runner asks the worker running the least pressing job (routine before urgent;
+of those, the one that started last: the least work lost) to yield at its next safe point
+(see :mod:`node.worker.yielding`). The job stops before its next step or between two
+inference batches, with nothing written, and is queued again as it was: not a failure, its
+run not counted, its round-robin turn kept (:meth:`JobStore.yield_job`). The stat job takes
+the worker; the yielded job runs again after it, from its start. A job that has begun
+writing never yields: its request is withdrawn when it ends, and the stat job takes that
+worker then. A stat job is never asked to yield.
+
+Counted in ``ainode_preemptions_total{route}``; the job's history shows a ``queued`` event
+whose detail starts with ``yielded:``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from ..config import Priority
+from ..logs import log
+from ..metrics import Metrics
+from ..store import JobRow, JobStore
+from ..worker import JobOutcome, YieldRequests
+
+__all__ = ["Preemption", "YIELD_REASON"]
+
+_logger = logging.getLogger("ainode.runner")
+
+YIELD_REASON = "gave its worker to a stat job; queued again"
+
+
+class Preemption:
+    """The runner's part of preemption: whom to ask, and the yielded jobs queued again."""
+
+    def __init__(self, enabled: bool, store: JobStore, metrics: Metrics, routes: list[str]) -> None:
+        self.enabled = enabled
+        self._store = store
+        self._metrics = metrics
+        self._requests: YieldRequests | None = None
+        self._asked: set[int] = set()
+        for route in routes:  # at 0 before the first
+            metrics.preemptions.labels(route)
+
+    def new_pool(self, context: Any, workers: int) -> Any:
+        """Requests for a new pool of ``workers``: what each worker reads (``None`` when disabled)."""
+        self._asked.clear()
+        self._requests = YieldRequests(context, workers) if self.enabled else None
+        return self._requests.shared if self._requests is not None else None
+
+    def step(self, running: Mapping[int, str], free: int) -> None:
+        """Ask running jobs to yield while stat jobs wait for a worker.
+
+        ``running``: the running jobs' priorities by job id, the latest started last;
+        ``free``: workers idle now (after this step's claims).
+        """
+        if self._requests is None or free > 0:
+            return
+        candidates = [job_id for job_id, priority in running.items()
+                      if priority != Priority.STAT and job_id not in self._asked]
+        if not candidates:
+            return
+        waiting = self._store.queued_jobs(Priority.STAT) - len(self._asked)
+        ranked = sorted(enumerate(candidates), key=lambda pair: (-Priority(running[pair[1]]).rank, -pair[0]))
+        for _, job_id in ranked[:max(0, waiting)]:
+            if self._requests.ask(job_id):
+                self._asked.add(job_id)
+                log(_logger, logging.INFO, "job asked to yield to a stat job", job_id=job_id)
+
+    def ended(self, job_id: int) -> None:
+        """Job ``job_id`` ended (yielded, written or failed): its request, if any, is withdrawn."""
+        if job_id in self._asked:
+            self._asked.discard(job_id)
+            if self._requests is not None:
+                self._requests.forget(job_id)
+
+    def requeue(self, job: JobRow, outcome: JobOutcome, owner: str) -> None:
+        """Queue again a job that yielded (``outcome.yielded``), as it was."""
+        if not self._store.yield_job(job.id, owner, YIELD_REASON):
+            log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=job.id)
+            return
+        self._metrics.preemptions.labels(job.route).inc()
+        log(_logger, logging.INFO, "job yielded to a stat job; queued again", job_id=job.id, model=job.model,
+            route=job.route, seconds=round(outcome.total_seconds, 3), stages=sorted(outcome.stage_seconds))
