@@ -5,8 +5,11 @@ completion → results time with no backlog); then ``backlog`` routine head CT s
 modality (one association from a ``sends_whole_series`` peer: they complete together at its
 release and are all queued), and last a head CT from the emergency CT (calling AE ``ER_CT``, which the route's
 ``priority_from`` makes stat). Reported: the stat series' completion → results in Orthanc
-against the no-backlog time (the ratio), and its place in the delivery order; once with
-priorities and once with every job routine (the order of arrival, as before issue 32).
+against the no-backlog time (the ratio), and its place in the delivery order; with every job
+routine (the order of arrival, as before issue 32), with priorities but ``[runner]
+preempt_for_stat = false`` (the stat job waits for the routine job running), and with
+preemption (the default: that job yields its worker). ``repeats`` runs all three in turn that
+many times (a shared machine's load moves between runs; each row says the load average).
 
 **Walkthrough.** The README's: Orthanc (StableAge 5) forwards a head CT to the node (quiet
 period 10 s); send to Orthanc → every result in Orthanc, with Orthanc declared a
@@ -14,6 +17,8 @@ period 10 s); send to Orthanc → every result in Orthanc, with Orthanc declared
 """
 from __future__ import annotations
 
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +52,7 @@ class _Backlog:
     place: int  # 1-based place of the stat job in the order of delivery
     routine_after: int  # routine jobs of the backlog delivered after it
     backlog: int
+    load: float  # the machine's 1-minute load average at the end of the run
 
 
 def _series(root: Path, seed: int, slices: int) -> tuple[list[Path], str]:
@@ -77,7 +83,7 @@ def _delivered(node: NodeProcess, series_uid: str) -> tuple[float, float, int]:
 
 
 def _backlog_run(root: Path, orthanc: OrthancServer, sets: dict[str, list], *, priorities: bool,
-                 source: Path | None = None) -> _Backlog:
+                 preempt: bool = True, source: Path | None = None) -> _Backlog:
     http_port, dicom_port = free_port(), free_port()
     route = HEAD_CT_ROUTE + (_STAT_RULE if priorities else "")
     # both senders forward whole series: the backlog's series all complete at its association's
@@ -85,6 +91,7 @@ def _backlog_run(root: Path, orthanc: OrthancServer, sets: dict[str, list], *, p
     # together too, a quiet period after the last image of each)
     peers = "".join(f'\n[[peers]]\nae_title = "{t}"\nhost = "127.0.0.1"\nsends_whole_series = true\n'
                     for t in ("MODALITY", _STAT_AE)) if source is None else ""
+    peers += "" if preempt else "\n[runner]\npreempt_for_stat = false\n"
     node = NodeProcess(root, node_config(dicom_port, http_port, orthanc, route, quiet_seconds=_QUIET, extra=peers),
                        source=source)
     node.dicom_port = dicom_port
@@ -103,7 +110,8 @@ def _backlog_run(root: Path, orthanc: OrthancServer, sets: dict[str, list], *, p
         routine = [_delivered(node, uid) for _files, uid in sets["routine"]]
         order = sorted([(stat_delivered, stat_job)] + [(d, j) for _c, d, j in routine])
         place = [j for _d, j in order].index(stat_job) + 1
-        return _Backlog(no_backlog, stat_delivered - stat_complete, place, len(routine) + 1 - place, len(routine))
+        return _Backlog(no_backlog, stat_delivered - stat_complete, place, len(routine) + 1 - place, len(routine),
+                        os.getloadavg()[0])
     finally:
         node.stop()
 
@@ -136,40 +144,52 @@ def _walkthrough_run(root: Path, slices: int, *, whole_series: bool) -> float:
 
 
 def run_priority(backlog: int = 12, slices: int = 16, walkthrough: bool = True, before_ref: str | None = None,
-                 workdir: Path | None = None) -> tuple[str, dict[str, float]]:
+                 workdir: Path | None = None, repeats: int = 1) -> tuple[str, dict[str, float]]:
     """Run the benchmark; returns (Markdown section body, numbers).
 
     ``before_ref``: the run without priorities uses the node of this commit (the order of
     arrival before issue 32); without it, this code with every job routine (round robin by sender).
+    ``repeats``: the three runs, in turn, this many times; the numbers are medians.
     """
     root = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-priority-"))
     sets = {"warm": _series(root, 900, slices), "alone": _series(root, 901, slices),
             "stat": _series(root, 902, slices), "routine": [_series(root, 1000 + i, slices) for i in range(backlog)]}
     orthanc = OrthancServer(root / "pacs").start()
-    runs: dict[str, _Backlog] = {}
     before = f"before issue 32 (`{before_ref}`), arrival order" if before_ref else "every job routine (round robin)"
+    kinds = {"off": (before, False, True), "wait": ("stat from ER_CT, `preempt_for_stat = false`", True, False),
+             "on": ("stat from ER_CT, preemption (the default)", True, True)}
+    runs: list[tuple[str, _Backlog]] = []
     source = _worktree(before_ref, root / "before-tree") if before_ref else None
     try:
-        for name, on in ((before, False), ("stat from ER_CT", True)):
-            print(f"priority: backlog of {backlog}, {name}", file=sys.stderr)
-            runs[name] = _backlog_run(root / ("on" if on else "off"), orthanc, sets, priorities=on,
-                                      source=None if on else source)
+        for turn in range(repeats):
+            for key, (name, on, preempt) in kinds.items():
+                print(f"priority: backlog of {backlog}, {name} ({turn + 1} of {repeats})", file=sys.stderr)
+                runs.append((key, _backlog_run(root / f"{key}-{turn}", orthanc, sets, priorities=on, preempt=preempt,
+                                               source=None if on else source)))
     finally:
         orthanc.stop()
         if source is not None:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(source)], check=False)
-    rows = [[name, f"{r.no_backlog:.2f}", f"{r.stat:.2f}", f"{r.stat / r.no_backlog:.2f}x",
-             f"{r.place} of {r.backlog + 1}", r.routine_after] for name, r in runs.items()]
+    rows = [[kinds[k][0], f"{r.no_backlog:.2f}", f"{r.stat:.2f}", f"{r.stat / r.no_backlog:.2f}x",
+             f"{r.place} of {r.backlog + 1}", r.routine_after, f"{r.load:.1f}"] for k, r in runs]
     body = ("One worker (ONNX Runtime, CPU), a real Orthanc as the PACS; "
             f"head CT phantoms of {slices} slices, quiet period {_QUIET:.0f} s. A series is sent alone, then a backlog of "
             f"{backlog} routine series (one association, from a `sends_whole_series` peer: they complete together "
             f"at its release and are all queued) and, last, one from `{_STAT_AE}` (stat through `priority_from`). "
             "Times are "
-            "series completion → its job's results all delivered to Orthanc (s).\n\n"
+            "series completion → its job's results all delivered to Orthanc (s); load: the 1-minute load average "
+            "at the end of the run.\n\n"
             + markdown_table(["run", "no backlog", "stat behind the backlog", "ratio", "place in delivery",
-                              "routine delivered after it"], rows))
-    numbers = {f"{'on' if k.startswith('stat') else 'off'}_{f}": float(getattr(r, f))
-               for k, r in runs.items() for f in ("no_backlog", "stat", "place", "routine_after")}
+                              "routine delivered after it", "load"], rows))
+    numbers: dict[str, float] = {}
+    for key in kinds:
+        mine = [r for k, r in runs if k == key]
+        numbers.update({f"{key}_{f}": statistics.median(float(getattr(r, f)) for r in mine)
+                        for f in ("no_backlog", "stat", "place", "routine_after")})
+        numbers[f"{key}_ratio"] = statistics.median(r.stat / r.no_backlog for r in mine)
+    if repeats > 1:
+        body += "\n\nMedian ratios over the " + f"{repeats} turns: " + ", ".join(
+            f"{kinds[k][0]} {numbers[f'{k}_ratio']:.2f}x" for k in kinds) + "."
     if walkthrough:
         print("priority: the README walkthrough, without and with sends_whole_series", file=sys.stderr)
         before = _walkthrough_run(root / "walk-before", 24, whole_series=False)

@@ -5,6 +5,7 @@ node with a real Orthanc as the PACS."""
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 from models.phantoms.head_ct import generate_head_ct, write_phantom
 from node.states import JobState
-from node.worker import JobSpec, YieldRequests, run_job
+from node.worker import JobSpec, YieldRequests, read_ahead, run_job
 from node.worker.yielding import set_yield_requests
 from tests.support import HEAD_CT_ROUTE, NodeProcess, free_port, node_config, storescu, wait_for
 
@@ -21,13 +22,14 @@ SR = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
-def test_a_job_asked_to_yield_stops_before_writing_and_says_so(small_head_ct, tmp_path: Path):
+def test_a_job_asked_to_yield_stops_before_writing_and_keeps_its_slices_read_ahead(small_head_ct, tmp_path: Path):
     _, files = small_head_ct
     requests = YieldRequests(multiprocessing.get_context("spawn"), 2)
     spec = JobSpec(job_id=7, model="head-ct-hematoma", pack="head-ct-hematoma", weights=None, engine="auto",
                    batch_size=2, instance_paths=tuple(map(str, files)), out_dir=str(tmp_path / "out"))
     set_yield_requests(requests.shared)
     try:
+        assert read_ahead(replace(spec, job_id=0)).images == len(files)
         assert requests.ask(7) and requests.ask(9) and not requests.ask(11), "one slot per worker"
         outcome = run_job(spec)
         assert outcome.yielded and not outcome.ok and outcome.stage is None and not outcome.results
@@ -35,6 +37,7 @@ def test_a_job_asked_to_yield_stops_before_writing_and_says_so(small_head_ct, tm
         requests.forget(7)
         outcome = run_job(spec)  # the same job, no longer asked: it runs to its end
         assert outcome.ok and not outcome.yielded and outcome.results
+        assert outcome.summary.get("slices_read_ahead") == len(files), "what was read ahead was given back"
     finally:
         set_yield_requests(None)
 

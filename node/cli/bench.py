@@ -44,6 +44,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     priority.add_argument("--backlog", type=int, default=12, help="routine series queued before the stat one")
     priority.add_argument("--slices", type=int, default=16, help="slices per series")
     priority.add_argument("--no-walkthrough", action="store_true", help="leave out the README walkthrough's timing")
+    priority.add_argument("--repeats", type=int, default=1,
+                          help="run the backlog runs (routine, stat waiting, stat preempting) in turn this many times")
     priority.add_argument("--before", metavar="GIT_REF", default=None,
                           help="run the node of this commit without priorities (default: this code, every job routine)")
     priority.set_defaults(func=_bench, bench="priority")
@@ -79,7 +81,7 @@ def _bench(args: argparse.Namespace) -> int:
         from benchmarks.priority import run_priority
 
         body, _ = run_priority(backlog=args.backlog, slices=args.slices, walkthrough=not args.no_walkthrough,
-                               before_ref=args.before)
+                               before_ref=args.before, repeats=args.repeats)
         title = "Priority: stat behind a backlog"
     else:
         from benchmarks.e2e import run_e2e

@@ -25,7 +25,7 @@ from ..states import FailureStage
 from .engines import engine_for, pack_for, run_batched
 from .out_of_domain import WITHHOLD, action_for, judge, summary_of, writer_for
 from .process import RESULT_HELPER, log_to_json
-from .reading_ahead import merge_outputs, outputs_read_ahead, take_read_ahead
+from .reading_ahead import give_back_read_ahead, merge_outputs, outputs_read_ahead, take_read_ahead
 from .result_uids import series_uid_naming
 from .saving import save_results
 from .series import load_series
@@ -82,6 +82,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
     engine_name: str | None = None
     stages = _Stages(spec.job_id)
     stage = stages.run
+    taken: dict[str, Any] = {}
     try:
         pack = stage(FailureStage.LOAD, pack_for, spec.pack, spec.weights)
         taken = stage(FailureStage.LOAD, take_read_ahead, spec, pack)
@@ -95,8 +96,10 @@ def run_job(spec: JobSpec) -> JobOutcome:
         stages.seconds.setdefault(FailureStage.PREPROCESS.value, 0.0)
         inputs = stage(FailureStage.PREPROCESS, _preprocess, pack, missing, spec.job_id) if missing else None
         ahead = len(series) - len(missing)
-        # the score is of what preprocess returned (every image's, preprocessed again when some were read ahead)
-        verdict = stage(FailureStage.PREPROCESS, judge, pack, series, None if ahead else inputs)
+        scored = inputs  # the score is of what preprocess returned for every image
+        if ahead and getattr(pack, "applicability", None) is not None:  # some read ahead: all preprocessed again
+            scored = stage(FailureStage.PREPROCESS, _preprocess, pack, list(series), spec.job_id)
+        verdict = stage(FailureStage.PREPROCESS, judge, pack, series, scored)
         action = action_for(verdict, spec.on_out_of_domain)
         findings = None
         if action != WITHHOLD:  # withheld: no finding is made, only the report that the image was not evaluated
@@ -112,6 +115,8 @@ def run_job(spec: JobSpec) -> JobOutcome:
         results = stage(FailureStage.WRITE, save_results, spec, writer_for(pack, verdict, action), series,
                         findings, context)
     except Yielded:  # asked before its write began: nothing written, the runner queues it again
+        if taken:  # the slices read ahead wait for its next run
+            give_back_read_ahead(spec, pack, taken)
         return JobOutcome(spec.job_id, False, reason="yielded its worker to a stat job", engine=engine_name,
                           total_seconds=time.perf_counter() - started, stage_seconds=stages.seconds, yielded=True)
     except _StageError as exc:

@@ -20,7 +20,8 @@ from .series import read_images
 from .slice_cache import CachedFile, SliceCache, file_identity, outputs_by_image, stack_outputs
 from .spec import JobSpec
 
-__all__ = ["ReadAheadOutcome", "merge_outputs", "outputs_read_ahead", "read_ahead", "take_read_ahead"]
+__all__ = ["ReadAheadOutcome", "give_back_read_ahead", "merge_outputs", "outputs_read_ahead", "read_ahead",
+           "take_read_ahead"]
 
 _READ_AHEAD_BYTES = 256 * 1024 * 1024
 _SLICES = SliceCache(_READ_AHEAD_BYTES)
@@ -82,6 +83,15 @@ def take_read_ahead(spec: JobSpec, pack: ModelPack) -> dict[str, CachedFile]:
     key = model_key(spec, pack)
     taken = {path: _SLICES.take(key, file_identity(path)) for path in spec.instance_paths}
     return {path: entry for path, entry in taken.items() if entry is not None}
+
+
+def give_back_read_ahead(spec: JobSpec, pack: ModelPack, taken: dict[str, CachedFile]) -> None:
+    """Put back what :func:`take_read_ahead` took, for the job's next run (it yielded its worker)."""
+    key = model_key(spec, pack)
+    for path, entry in taken.items():
+        identity = file_identity(path)
+        if identity is not None:
+            _SLICES.put(key, identity, entry)
 
 
 def outputs_read_ahead(taken: dict[str, CachedFile]) -> dict[int, dict[str, np.ndarray]]:
