@@ -108,9 +108,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ainode models eval chest-ct-landmarks``."""
     add_weights(parser, 50, "held-out phantoms (seeds from 1,000,000)")
     parser.add_argument("--first-seed", type=int, default=None, help="first held-out seed (default 1,000,000)")
-    parser.add_argument("--slice-thickness", type=float, default=4.0, help="phantom slice thickness (mm)")
+    parser.add_argument("--slice-thickness", type=float, default=None,
+                        help="phantom slice thickness (mm; default 4, or the airway style's 5 with --airway-style)")
     parser.add_argument("--family", choices=("a", "b", "both"), default="both",
                         help="phantom family: a, b, or both (the cross-family table; default)")
+    parser.add_argument("--airway-style", action="store_true",
+                        help="phantoms on the airway style axis (both families): airway wall thickness, bronchus"
+                             " angles, 5 mm slices with their partial volume, respiratory motion (default: off)")
     parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs (default: no cache)")
     parser.add_argument("--dicom", type=Path, help="evaluate labelled DICOM series instead of phantoms (default: phantoms)")
     parser.add_argument("--labels", type=Path, help="label CSV for --dicom (default: none)")
@@ -147,10 +151,13 @@ def run_eval(args: argparse.Namespace) -> int:
     families = FAMILIES if args.family == "both" else (args.family,)
     trained = trained_family(pack.model_path())
     reports = {}
+    thickness = args.slice_thickness if args.slice_thickness is not None else (None if args.airway_style else 4.0)
+    style = ", airway style" if args.airway_style else ""
     for fam in families:
-        data = phantom_dataset(seeds, slice_thickness=args.slice_thickness, cache_dir=args.cache,
-                               log=None if args.json else print, family=fam, crop=pack.crop, airway=pack.airway)
-        reports[fam] = evaluate(pack.model_path(), data, source=f"held-out phantoms, family {fam}",
+        data = phantom_dataset(seeds, slice_thickness=thickness, cache_dir=args.cache,
+                               log=None if args.json else print, family=fam, crop=pack.crop, airway=pack.airway,
+                               airway_style=args.airway_style)
+        reports[fam] = evaluate(pack.model_path(), data, source=f"held-out phantoms, family {fam}{style}",
                                 seed_range=[seeds[0], seeds[-1]], carina_window=pack.carina_window,
                                 diaphragm_pick=pack.diaphragm_pick)
     if args.json:

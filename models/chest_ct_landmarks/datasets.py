@@ -45,32 +45,44 @@ FAMILIES: tuple[str, ...] = ("a", "b")
 """Phantom families: ``a`` = :mod:`models.phantoms.chest_ct`, ``b`` = :mod:`models.phantoms.chest_ct_b`."""
 
 
-def generate_phantom(seed: int, *, family: str = "a", slice_thickness: float | None = 4.0, styles: bool = False) -> Any:
+def generate_phantom(seed: int, *, family: str = "a", slice_thickness: float | None = 4.0, styles: bool = False,
+                     airway_style: bool = False) -> Any:
     """The :class:`~models.phantoms.chest_ct.ChestCTPhantom` of ``seed`` in ``family``.
 
     ``styles`` (family A only) draws the randomised scanner and patient styles; with it,
-    ``slice_thickness=None`` lets the style choose the slice thickness too.
+    ``slice_thickness=None`` lets the style choose the slice thickness too. ``airway_style``
+    (both families) draws the airway style axis (wall, bronchus angles, 5 mm slices, breathing;
+    :mod:`models.phantoms.chest_ct_airway`); ``slice_thickness=None`` gives its 5 mm.
     """
     if family == "a":
         from models.phantoms.chest_ct import generate_chest_ct
 
-        return generate_chest_ct(int(seed), slice_thickness=slice_thickness, styles=styles)
+        return generate_chest_ct(int(seed), slice_thickness=slice_thickness, styles=styles, airway_style=airway_style)
     if family == "b":
         from models.phantoms.chest_ct_b import generate_chest_ct_b
 
+        if airway_style:
+            return generate_chest_ct_b(int(seed), slice_thickness=slice_thickness, airway_style=True)
         return generate_chest_ct_b(int(seed), slice_thickness=4.0 if slice_thickness is None else slice_thickness)
     raise ValueError(f"unknown phantom family {family!r} (choose from {', '.join(FAMILIES)})")
 
 
 def phantom_series(seed: int, slice_thickness: float | None = 4.0, *, family: str = "a",
-                   styles: bool = False, crop: str = DEFAULT_CROP, airway: bool = False) -> LabelledSeries:
-    """Generate the phantom of ``seed`` (``family``, ``styles``) and preprocess it like the node does
-    (``crop``; with ``airway`` also the square around the trachea)."""
-    phantom = generate_phantom(seed, family=family, slice_thickness=slice_thickness, styles=styles)
+                   styles: bool = False, crop: str = DEFAULT_CROP, airway: bool = False,
+                   airway_style: bool = False) -> LabelledSeries:
+    """Generate the phantom of ``seed`` (``family``, ``styles``, ``airway_style``) and preprocess it
+    like the node does (``crop``; with ``airway`` also the square around the trachea)."""
+    phantom = generate_phantom(seed, family=family, slice_thickness=slice_thickness, styles=styles,
+                               airway_style=airway_style)
     spacing = float(np.median(np.diff(phantom.z_positions))) if len(phantom.z_positions) > 1 else phantom.slice_thickness
-    name = f"phantom-{family}{'s' if styles else ''}-{seed}"
+    name = f"phantom-{_kind(family, styles, airway_style)}-{seed}"
     volume, trachea = _half_precision(*prepare_volumes(phantom.hu, phantom.pixel_spacing, crop, airway))
     return LabelledSeries(name, volume, context_offset(spacing), dict(phantom.landmarks), trachea)
+
+
+def _kind(family: str, styles: bool, airway_style: bool) -> str:
+    """``a``, ``as``, ``aw``, ``asw``, ``b``, ``bw``: the family and its styles, for names and cache files."""
+    return f"{family}{'s' if styles else ''}{'w' if airway_style else ''}"
 
 
 def _half_precision(volume: np.ndarray, trachea: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -88,19 +100,23 @@ def phantom_dataset(
     styles: bool = False,
     crop: str = DEFAULT_CROP,
     airway: bool = False,
+    airway_style: bool = False,
 ) -> list[LabelledSeries]:
-    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``, ``crop``, ``airway``), read from /
-    written to ``cache_dir`` (a cached phantom without the airway square is made again when it is asked for)."""
+    """Preprocessed phantoms of ``seeds`` (``family``, ``styles``, ``airway_style``, ``crop``, ``airway``),
+    read from / written to ``cache_dir`` (a cached phantom without the airway square is made again
+    when it is asked for)."""
     seeds = [int(s) for s in seeds]
     out = []
-    bar = Progress(len(seeds), f"phantoms ({family}{', styles' if styles else ''})", log is not None)
-    tag = "chest" if family == "a" and not styles else f"chest{family}{'s' if styles else ''}"
+    kind = _kind(family, styles, airway_style)
+    extras = (", styles" if styles else "") + (", airway style" if airway_style else "")
+    bar = Progress(len(seeds), f"phantoms ({family}{extras})", log is not None)
+    tag = "chest" if kind == "a" else f"chest{kind}"
     thick = "style" if slice_thickness is None else f"{slice_thickness:g}mm"
     if crop != DEFAULT_CROP:
         thick += f"-{crop}"
     for i, s in enumerate(seeds):
         cached = Path(cache_dir) / f"{tag}-{s}-{thick}.npz" if cache_dir else None
-        name = f"phantom-{family}{'s' if styles else ''}-{s}"
+        name = f"phantom-{kind}-{s}"
         item = None
         if cached is not None and cached.exists():
             with np.load(cached) as z:
@@ -109,7 +125,8 @@ def phantom_dataset(
                                           dict(zip(LANDMARKS, (int(v) for v in z["truth"]))),
                                           z["airway"] if "airway" in z.files else None)
         if item is None:
-            item = phantom_series(s, slice_thickness, family=family, styles=styles, crop=crop, airway=airway)
+            item = phantom_series(s, slice_thickness, family=family, styles=styles, crop=crop, airway=airway,
+                                  airway_style=airway_style)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 extra = {"airway": item.airway} if item.airway is not None else {}

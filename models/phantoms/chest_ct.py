@@ -41,6 +41,9 @@ edge enhancement, slice thickness (3-5 mm) and spacing, field of view and matrix
 size, fat and position, tracheal radius, bronchial angles and the carina spur, IV contrast, a
 HU offset and the value outside the reconstruction circle. The same seed gives the same
 styled phantom. A second, independently written family is :mod:`models.phantoms.chest_ct_b`.
+The airway style axis (``airway_style=True``, :mod:`models.phantoms.chest_ct_airway`, both
+families) moves the carina's look: airway wall thickness, bronchus angles, 5 mm slices with
+their partial volume, respiratory motion during the scan; the truth follows it.
 
 The series spans from 10-35 mm above the higher apex to 35-65 mm below the higher dome,
 so a 4 mm series has about 60-90 slices; patient size, table height (z offset), slice
@@ -49,11 +52,13 @@ count and noise level vary with the seed.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from models.phantoms.chest_ct_airway import AirwayStyle, airway_info, random_airway_style, subslice_heights
 from models.phantoms.chest_ct_anatomy import Anatomy, ChestCTStyle, apply_style, random_anatomy, random_style
 from models.phantoms.chest_ct_body import SUBSLICES, Body
 from models.phantoms.chest_ct_truth import (
@@ -73,6 +78,7 @@ __all__ = [
     "ChestCTPhantom",
     "ChestCTStyle",
     "add_cli_arguments",
+    "apply_airway_style",
     "generate_chest_ct",
     "run_cli",
     "write_phantom",
@@ -95,6 +101,7 @@ def generate_chest_ct(
     slice_thickness: float | None = 4.0,
     size: int | None = None,
     styles: bool = False,
+    airway_style: bool = False,
     patient_name: str = "Phantom^Chest",
     patient_id: str | None = None,
     study_instance_uid: str | None = None,
@@ -118,6 +125,11 @@ def generate_chest_ct(
         and matrix, patient size, fat and position, tracheal radius, bronchial angles and
         carina spur, IV contrast, HU offset, the value outside the reconstruction circle.
         Without it the phantom of a seed is the one it has always been.
+    airway_style:
+        Draw the seed's :class:`~models.phantoms.chest_ct_airway.AirwayStyle` (the axis that
+        moves the carina's look: airway wall thickness, bronchus angles, 5 mm slices with
+        their partial volume, respiratory motion); the truth follows it. With ``styles`` too,
+        its angles replace the style's. ``slice_thickness=None``: its 5 mm.
     patient_name, patient_id:
         Patient's Name and ID (``patient_id`` defaults to ``CHESTCT-<seed>``, so phantoms of
         different kinds or seeds are different patients).
@@ -129,11 +141,8 @@ def generate_chest_ct(
     ChestCTPhantom
     """
     style = random_style(seed) if styles else None
-    spacing_z = slice_thickness
-    if slice_thickness is None:
-        slice_thickness = style.slice_thickness if style else 4.0
-        spacing_z = slice_thickness * (style.spacing_ratio if style else 1.0)
-    spacing_z = float(spacing_z)
+    airway = random_airway_style(seed) if airway_style else None
+    slice_thickness, spacing_z = _thickness_and_spacing(slice_thickness, style, airway)
     if size is None:
         size = style.size if style else 256
     if slice_thickness <= 0 or slice_thickness > 10:
@@ -142,6 +151,9 @@ def generate_chest_ct(
     anatomy = random_anatomy(rng)
     if style is not None:
         apply_style(anatomy, style)
+    if airway is not None:
+        airway = replace(airway, slice_thickness=float(slice_thickness))
+        apply_airway_style(anatomy, airway)
     fov = float(np.clip(2.0 * anatomy.axes[0] + rng.uniform(30.0, 70.0), 320.0, 480.0))
     if style is not None:
         fov = float(np.clip(2.0 * (anatomy.axes[0] + abs(anatomy.centre[0])) + style.fov_extra, 300.0, 520.0))
@@ -157,11 +169,15 @@ def generate_chest_ct(
     zs = bottom + spacing_z * np.arange(n)  # relative to the carina
     z_offset = float(rng.uniform(-420.0, -120.0))  # table position: carina height in scanner z
 
-    hu, lung_area, dome_area = _render_slices(body, zs, slice_thickness, size, fov)
+    if airway is None:
+        heights = zs[:, None] + np.array(SUBSLICES)[None, :] * slice_thickness
+    else:
+        heights = subslice_heights(zs, airway, float(anatomy.apex.max()), float(anatomy.dome.max()))
+    hu, lung_area, dome_area = _render_slices(body, heights, size, fov)
     _add_table(hu, X, Y, anatomy)
     hu_i = _scanner(hu, rng, anatomy, style, slice_thickness, X, Y, fov)
 
-    divided = body.divided_slices(zs, slice_thickness)
+    divided = body.divided_slices(zs, slice_thickness, heights)
     landmarks = landmark_truth(lung_area, dome_area, divided)
     z_abs = zs + z_offset
     datasets = build_series(
@@ -192,28 +208,49 @@ def generate_chest_ct(
         pixel_spacing=spacing,
         slice_thickness=float(slice_thickness),
         info={"noise_hu": float(anatomy.noise), "fibrosis": float(anatomy.fibrosis), "fov_mm": fov,
-              "styled": float(style is not None), "slice_spacing": float(spacing_z)},
+              "styled": float(style is not None), "slice_spacing": float(spacing_z),
+              **(airway_info(airway) if airway is not None else {})},
     )
 
 
+def _thickness_and_spacing(
+    slice_thickness: float | None, style: ChestCTStyle | None, airway: AirwayStyle | None,
+) -> tuple[float, float]:
+    """Slice thickness and spacing (mm): as given, else the airway style's, else the style's, else 4."""
+    if slice_thickness is not None:
+        return slice_thickness, float(slice_thickness)
+    if airway is not None:
+        return airway.slice_thickness, airway.slice_thickness
+    if style is None:
+        return 4.0, 4.0
+    return style.slice_thickness, float(style.slice_thickness * style.spacing_ratio)
+
+
+def apply_airway_style(anatomy: Anatomy, airway: AirwayStyle) -> None:
+    """Give a family-A patient the airway style's wall (thickness, HU) and bronchus angles."""
+    anatomy.airway_wall, anatomy.airway_wall_hu = airway.wall_mm, airway.wall_hu
+    anatomy.bronchus_angle = np.radians(np.array(airway.bronchus_angle))
+
+
 def _render_slices(
-    body: Body, zs: np.ndarray, slice_thickness: float, size: int, fov: float,
+    body: Body, heights: np.ndarray, size: int, fov: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each slice as the mean of its sub-slices, with the largest lung and dome areas seen."""
-    n = len(zs)
+    """Each slice as the mean of its sub-slices (at ``heights``, ``(n, k)``), with the largest
+    lung and dome areas seen."""
+    n = len(heights)
     hu = np.empty((n, size, size), dtype=np.float32)
     lung_area = np.zeros(n)
     dome_area = np.zeros(n)
     texture_rng = np.random.default_rng(body.texture_seed)
-    for i, z in enumerate(zs):
+    for i, row in enumerate(heights):
         acc = np.zeros((size, size), dtype=np.float32)
         texture = _smooth_noise(texture_rng, (size, size), cells=max(8, int(fov / 10)))
-        for off in SUBSLICES:
-            sub, la, da = body.render(float(z + off * slice_thickness), texture)
+        for h in row:
+            sub, la, da = body.render(float(h), texture)
             acc += sub
             lung_area[i] = max(lung_area[i], la)
             dome_area[i] = max(dome_area[i], da)
-        hu[i] = acc / len(SUBSLICES)
+        hu[i] = acc / len(row)
     return hu, lung_area, dome_area
 
 
@@ -260,11 +297,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM files and truth.json")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same phantom)")
     parser.add_argument("--slice-thickness", type=float, default=None,
-                        help="mm (default 4, or the style's 3-5 mm with --styles)")
+                        help="mm (default 4, or the style's 3-5 mm with --styles, 5 mm with --airway-style)")
     parser.add_argument("--size", type=int, default=None, help="matrix size (default 256, or the style's with --styles)")
     parser.add_argument("--styles", action="store_true",
                         help="randomised scanner and patient style of the seed (noise, sharpness, slices, field of view,"
                              " matrix, patient size and position, airway angles and carina, contrast)")
+    parser.add_argument("--airway-style", action="store_true",
+                        help="the seed's airway style, for both families: airway wall thickness, bronchus angles,"
+                             " 5 mm slices with their partial volume, respiratory motion; the truth follows it"
+                             " (default: off)")
     parser.add_argument("--patient-name", default="Phantom^Chest", help="Patient's Name written into the series")
     parser.add_argument("--patient-id", default=None, help="Patient ID (default CHESTCT-<seed>, CHESTCTB-<seed> for B)")
     parser.add_argument("--family", choices=("a", "b"), default="a",
@@ -279,14 +320,15 @@ def run_cli(args: argparse.Namespace) -> int:
             raise SystemExit("--styles is for family a; family b varies its own anatomy and scanner per seed")
         from models.phantoms.chest_ct_b import generate_chest_ct_b
 
+        thickness = args.slice_thickness or (None if args.airway_style else 4.0)
         phantom = generate_chest_ct_b(
-            seed=args.seed, slice_thickness=args.slice_thickness or 4.0, size=args.size or 256,
+            seed=args.seed, slice_thickness=thickness, size=args.size or 256, airway_style=args.airway_style,
             patient_name=args.patient_name, patient_id=args.patient_id,
         )
     else:
         phantom = generate_chest_ct(
             seed=args.seed, slice_thickness=args.slice_thickness, size=args.size, styles=args.styles,
-            patient_name=args.patient_name, patient_id=args.patient_id,
+            airway_style=args.airway_style, patient_name=args.patient_name, patient_id=args.patient_id,
         )
     files = write_phantom(phantom, args.out)
     marks = ", ".join(f"{k} {v}" for k, v in phantom.landmarks.items())

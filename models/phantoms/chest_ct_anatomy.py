@@ -55,6 +55,8 @@ class Anatomy:
     blood: float = BLOOD_HU         # heart, aorta and vessels (HU); higher with IV contrast
     liver: float = LIVER_HU
     spleen: float = SPLEEN_HU
+    airway_wall: float = 1.6      # mm of wall around every airway lumen
+    airway_wall_hu: float = 70.0
 
 
 @dataclass

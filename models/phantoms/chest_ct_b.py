@@ -34,15 +34,23 @@ family's own geometry:
 * **diaphragm**: the slice just above the highest slice in which the dome covers at least
   :data:`MIN_VISIBLE_AREA_MM2` of a lung field in one sub-slice.
 
+With ``airway_style=True`` the airway style axis of both families
+(:mod:`models.phantoms.chest_ct_airway`: wall, bronchus angles, 5 mm slices, breathing) replaces
+this family's wall and angles and renders each sub-slice at the breathing patient's height; the
+truth is computed at the same heights.
+
 Seeds are independent of family A's: ``generate_chest_ct_b(seed)`` and
 ``generate_chest_ct(seed)`` are different patients. The same seed gives the same
 phantom (pixels and truth; UIDs are always fresh).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import ndimage
 
+from models.phantoms.chest_ct_airway import airway_info, random_airway_style, subslice_heights
 from models.phantoms.chest_ct_b_patient import PatientB, discs
 from models.phantoms.chest_ct_truth import (
     LANDMARKS,
@@ -202,26 +210,27 @@ class _Renderer:
             st_y = pt.cyc - b_c - 0.45 * pt.wall
             hu[(((X - pt.x_mid) / 14.0) ** 2 + ((Y - st_y) / 6.0) ** 2 < 1.0) & body] = 320.0
         # Airways: wall, then lumen.
-        hu[discs(pt.airway_wall, z, X, Y, sp) & cavity] = 55.0
+        hu[discs(pt.airway_wall, z, X, Y, sp) & cavity] = pt.wall_hu
         if z > pt.shoulder - 10.0:
             wall = discs(pt.airway_wall, z, X, Y, sp) & body
-            hu[wall] = 55.0
+            hu[wall] = pt.wall_hu
         lumen = discs(pt.lumen, z, X, Y, sp) & body
         hu[lumen] = -1000.0
 
-    def divided(self, zs: np.ndarray, thickness: float) -> np.ndarray:
-        """Per slice: whether the slab-averaged lumen (0.4 mm grid) shows two or more lumens."""
+    def divided(self, heights: np.ndarray) -> np.ndarray:
+        """Per slice: whether the slab-averaged lumen (0.4 mm grid) shows two or more lumens;
+        ``heights`` (``(n, k)``): the sub-slice heights each slice was rendered at."""
         pt = self.pt
         g = np.arange(-48.0, 48.0, _GRID)
         gx, gy = np.meshgrid(pt.carina_pt[0] + g, pt.carina_pt[1] + g)
         min_px = MIN_LUMEN_AREA_MM2 / _GRID**2
-        out = np.zeros(len(zs), dtype=bool)
-        for i, z in enumerate(zs):
+        out = np.zeros(len(heights), dtype=bool)
+        for i, row in enumerate(heights):
+            z = float(np.mean(row))
             if z > 25.0 or z < -70.0:
                 continue
-            frac = sum(discs(pt.lumen, float(z + o * thickness), gx, gy, _GRID).astype(np.float32)
-                       for o in _SUBSLICES)
-            labels, count = ndimage.label(frac > len(_SUBSLICES) / 2.0)
+            frac = sum(discs(pt.lumen, float(h), gx, gy, _GRID).astype(np.float32) for h in row)
+            labels, count = ndimage.label(frac > len(row) / 2.0)
             if count >= 2:
                 sizes = ndimage.sum_labels(np.ones_like(frac), labels, index=np.arange(1, count + 1))
                 out[i] = int(np.sum(sizes >= min_px)) >= 2
@@ -248,11 +257,29 @@ def _fourier_filter(hu: np.ndarray, spacing: float, rng: np.random.Generator, sh
     return out
 
 
+def _render(renderer: _Renderer, heights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each slice as the mean of its sub-slices at ``heights`` (``(n, k)``), with the largest
+    lung and dome areas seen."""
+    n = len(heights)
+    hu = np.empty((n, size, size), dtype=np.float32)
+    lung_area, dome_area = np.zeros(n), np.zeros(n)
+    for i, row in enumerate(heights):
+        acc = np.zeros((size, size), dtype=np.float32)
+        for h in row:
+            sub, la, da = renderer.render(float(h))
+            acc += sub
+            lung_area[i] = max(lung_area[i], la)
+            dome_area[i] = max(dome_area[i], da)
+        hu[i] = acc / len(row)
+    return hu, lung_area, dome_area
+
+
 def generate_chest_ct_b(
     seed: int = 0,
     *,
-    slice_thickness: float = 4.0,
+    slice_thickness: float | None = 4.0,
     size: int = 256,
+    airway_style: bool = False,
     patient_name: str = "Phantom^ChestB",
     patient_id: str | None = None,
     study_instance_uid: str | None = None,
@@ -264,9 +291,13 @@ def generate_chest_ct_b(
     seed:
         Seed of everything random except the UIDs.
     slice_thickness:
-        Slice thickness and spacing (mm).
+        Slice thickness and spacing (mm); ``None``: 4 mm, or the airway style's 5 mm.
     size:
         Matrix size; the field of view (300-500 mm) follows the patient (and arms).
+    airway_style:
+        Draw the seed's :class:`~models.phantoms.chest_ct_airway.AirwayStyle` (airway wall
+        thickness, bronchus angles, 5 mm slices with their partial volume, respiratory
+        motion), as for family A; the truth follows it.
     patient_name, patient_id, study_instance_uid:
         As for :func:`models.phantoms.chest_ct.generate_chest_ct` (ID default
         ``CHESTCTB-<seed>``).
@@ -277,10 +308,15 @@ def generate_chest_ct_b(
         ``info`` holds ``noise_hu``, ``contrast``, ``arms``, ``fov_mm`` and ``sharpness``;
         ``carina_z`` is the z of the plane where the trachea ends and the bronchi begin.
     """
+    airway = random_airway_style(seed) if airway_style else None
+    if slice_thickness is None:
+        slice_thickness = airway.slice_thickness if airway is not None else 4.0
     if slice_thickness <= 0 or slice_thickness > 10:
         raise ValueError(f"slice_thickness must be in (0, 10] mm, got {slice_thickness}")
+    if airway is not None:
+        airway = replace(airway, slice_thickness=float(slice_thickness))
     rng = np.random.default_rng([int(seed), 0xB])
-    pt = PatientB(rng)
+    pt = PatientB(rng, airway)
     half = pt.a0 + (pt.arm_gap + 2 * pt.arm_r if pt.arms else 0.0) + abs(pt.cx)
     fov = float(np.clip(2.0 * half + rng.uniform(20.0, 80.0), 300.0, 500.0))
     spacing = fov / size
@@ -293,16 +329,11 @@ def generate_chest_ct_b(
     n = int(round((top - bottom) / slice_thickness)) + 1
     zs = bottom + slice_thickness * np.arange(n)
     z_offset = float(rng.uniform(-500.0, -80.0))
-    hu = np.empty((n, size, size), dtype=np.float32)
-    lung_area, dome_area = np.zeros(n), np.zeros(n)
-    for i, z in enumerate(zs):
-        acc = np.zeros((size, size), dtype=np.float32)
-        for o in _SUBSLICES:
-            sub, la, da = renderer.render(float(z + o * slice_thickness))
-            acc += sub
-            lung_area[i] = max(lung_area[i], la)
-            dome_area[i] = max(dome_area[i], da)
-        hu[i] = acc / len(_SUBSLICES)
+    if airway is None:
+        heights = zs[:, None] + np.array(_SUBSLICES)[None, :] * slice_thickness
+    else:
+        heights = subslice_heights(zs, airway, float(pt.apex.max()), float(pt.dome.max()))
+    hu, lung_area, dome_area = _render(renderer, heights, size)
 
     # Table: a flat board (carbon shell, foam core) and sometimes a pad.
     back = pt.cy + pt.b0 * 1.02
@@ -325,7 +356,7 @@ def generate_chest_ct_b(
     hu[:, (X**2 + Y**2) > (fov / 2) ** 2] = outside
     hu_i = np.clip(np.rint(hu), -3024, 3071).astype(np.int16)
 
-    divided = renderer.divided(zs, slice_thickness)
+    divided = renderer.divided(heights)
     landmarks = landmark_truth(lung_area, dome_area, divided)
     z_abs = zs + z_offset
     datasets = build_series(
@@ -343,5 +374,5 @@ def generate_chest_ct_b(
         dome_area_mm2=dome_area, carina_z=float(pt.carina_pt[2] + z_offset), seed=int(seed),
         airway_divided=divided, pixel_spacing=spacing, slice_thickness=float(slice_thickness),
         info={"noise_hu": float(noise), "contrast": float(pt.contrast), "arms": float(pt.arms), "fov_mm": fov,
-              "sharpness": float(sharp)},
+              "sharpness": float(sharp), **(airway_info(airway) if airway is not None else {})},
     )

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.phantoms.chest_ct_airway import AirwayStyle
+
 __all__ = ["PatientB", "Sweep", "bezier", "curve", "discs", "smoothstep"]
 
 
@@ -89,7 +91,7 @@ def smoothstep(t):
 class PatientB:
     """One family-B patient, z relative to the carina (0), x patient left, y posterior."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, airway: AirwayStyle | None = None) -> None:
         u = rng.uniform
         self.cx, self.cy = u(-25.0, 25.0), u(-20.0, 25.0)
         self.a0 = u(128.0, 178.0)
@@ -145,6 +147,10 @@ class PatientB:
         self.rib_pitch, self.rib_drop = u(21.0, 29.0), u(30.0, 62.0)
         self.rib_top = float(self.apex.max()) + u(-8.0, 8.0)
         self.rng = rng
+        self.wall_hu = 55.0
+        if airway is not None:  # the airway style axis: its wall and angles, the same draws before
+            self.t_wall, self.wall_hu = airway.wall_mm, airway.wall_hu
+            self.angle = np.radians(np.array(airway.bronchus_angle))
         self._build()
 
     # ------------------------------------------------------------------ profiles

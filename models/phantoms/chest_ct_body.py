@@ -81,7 +81,7 @@ class Body:
                 d = np.array([sign * rng.uniform(0.3, 0.9), rng.uniform(-0.6, 0.6), rng.choice([-1.0, 0.6]) * rng.uniform(0.6, 1.0)])
                 d /= np.linalg.norm(d)
                 lumen.append(Tube(end, end + d * rng.uniform(25.0, 40.0), rb * 0.6))
-        walls = [Tube(t.p0, t.p1, t.r + 1.6) for t in lumen]
+        walls = [Tube(t.p0, t.p1, t.r + a.airway_wall) for t in lumen]
         return lumen, walls, divided
 
     def _vessels(self, rng: np.random.Generator) -> list[Tube]:
@@ -318,7 +318,7 @@ class Body:
 
         # Airways: wall then lumen.
         lumen_tubes, wall_tubes = self.airways
-        hu[self._tubes(wall_tubes, z) & cavity] = 70.0
+        hu[self._tubes(wall_tubes, z) & cavity] = a.airway_wall_hu
         hu[self._tubes(lumen_tubes, z) & cavity] = -1000.0
         return hu, float(np.count_nonzero(lung_total)) * self.spacing**2, dome_area
 
@@ -356,22 +356,26 @@ class Body:
                 return float(z)
         raise RuntimeError("the main bronchi never separate")
 
-    def divided_slices(self, zs: np.ndarray, thickness: float) -> np.ndarray:
+    def divided_slices(self, zs: np.ndarray, thickness: float, heights: np.ndarray | None = None) -> np.ndarray:
         """Per slice: whether the slab-averaged airway lumen shows two or more lumens.
 
-        The lumen of a slice is where at least half of its sub-slices are lumen; lumens
-        smaller than :data:`MIN_LUMEN_AREA_MM2` are not counted.
+        The lumen of a slice is where more than half of its sub-slices are lumen; lumens
+        smaller than :data:`MIN_LUMEN_AREA_MM2` are not counted. ``heights`` (``(n, k)``)
+        gives the sub-slice heights the image was rendered at (the airway style's); by
+        default the :data:`SUBSLICES` of ``thickness`` around each of ``zs``.
         """
+        if heights is None:
+            heights = np.asarray(zs)[:, None] + np.array(SUBSLICES)[None, :] * thickness
         gx, gy = self._airway_grid()
         min_px = MIN_LUMEN_AREA_MM2 / 0.4**2
-        out = np.zeros(len(zs), dtype=bool)
-        for i, z in enumerate(zs):
+        out = np.zeros(len(heights), dtype=bool)
+        for i, row in enumerate(heights):
+            z = float(np.mean(row))
             if z > 20.0 or z < -60.0:
                 continue
-            frac = sum(self._lumen_on(gx, gy, float(z + off * thickness)).astype(np.float32) for off in SUBSLICES)
-            labels, count = ndimage.label(frac > len(SUBSLICES) / 2.0)
+            frac = sum(self._lumen_on(gx, gy, float(h)).astype(np.float32) for h in row)
+            labels, count = ndimage.label(frac > len(row) / 2.0)
             if count >= 2:
                 sizes = ndimage.sum_labels(np.ones_like(frac), labels, index=np.arange(1, count + 1))
                 out[i] = int(np.sum(sizes >= min_px)) >= 2
         return out
-
