@@ -1,16 +1,19 @@
 """Calibrating and evaluating every pack's applicability check (``ainode models calibrate|eval``).
 
 The statistics come from the pack's own preprocessing of phantoms, plain and styled, with
-and without findings (:mod:`node.packs.applicability`). The threshold is cross-validated:
-the phantoms are split into ``folds``; each is scored as a job (the whole series, and parts
-of it: its first 3 and 8 slices, its middle and last 8, as series that cover less arrive) by
-statistics fitted on the other folds, so every phantom is a validation phantom once, and the
-threshold is the 99th percentile of those out-of-fold scores, so that about 1 % of in-domain
-validation inputs exceed it; the statistics written are then fitted on all of them. Their seeds
-(:data:`FIT_SEED_BASE`) are disjoint from the packs' training seeds (from 0) and from their
-held-out evaluation seeds (:data:`HELD_OUT_SEED_BASE`), on which :func:`evaluate` measures
-the in-domain rate; the rate on other inputs is measured on the other kinds' phantoms and on
-real files from pydicom-data, which nobody here made.
+and without findings (:mod:`node.packs.applicability`), and, for a pack whose weights are
+trained on a second phantom family too (``--family-b N``), of that family. The threshold is
+cross-validated: the phantoms are split into ``folds``; each is scored as a job (the whole
+series, and parts of it: its first 3 and 8 slices, its middle and last 8, as series that cover
+less arrive) by statistics fitted on the other folds, so every phantom is a validation phantom
+once; the threshold is the 99th percentile of those out-of-fold scores as a modelled tail
+with a margin for the number of phantoms (:func:`node.packs.applicability.tail_threshold`),
+so that about 1 % of in-domain inputs exceed it however few phantoms it was chosen on; the
+statistics written are then fitted on all of them. Their seeds (:data:`FIT_SEED_BASE`) are
+disjoint from the packs' training seeds (from 0) and from their held-out evaluation seeds
+(:data:`HELD_OUT_SEED_BASE`), on which :func:`evaluate` measures the in-domain rate; the rate
+on other inputs is measured on the other kinds' phantoms and on real files from
+pydicom-data, which nobody here made.
 """
 from __future__ import annotations
 
@@ -25,11 +28,12 @@ import numpy as np
 from pydicom import Dataset
 
 from node.packs.applicability import (
-    FEATURES, METHOD, ApplicabilityCheck, describe_slices, fit_statistics, stable_features, threshold_for,
+    CONFIDENCE, FEATURES, METHOD, TAIL, ApplicabilityCheck, describe_slices, fit_statistics, stable_features,
+    tail_threshold, threshold_for,
 )
 
 __all__ = [
-    "FIT_SEED_BASE", "HELD_OUT_SEED_BASE", "PHANTOM_KINDS", "add_calibrate_arguments", "calibrate",
+    "FAMILY_B", "FIT_SEED_BASE", "HELD_OUT_SEED_BASE", "PHANTOM_KINDS", "add_calibrate_arguments", "calibrate",
     "evaluate", "phantom_series", "radiograph_variants", "real_inputs", "run_calibrate", "run_eval",
 ]
 
@@ -43,10 +47,19 @@ _STYLED = 500_000
 PHANTOM_KINDS = {"head-ct-hematoma": "head-ct", "chest-ct-landmarks": "chest-ct", "cxr-nodule": "cxr",
                  "cxr-pneumonia": "cxr", "brain-mr": "brain-mr"}
 """The phantom kind each pack is trained and validated on."""
+FAMILY_B = {"head-ct-hematoma": "head-ct-b", "chest-ct-landmarks": "chest-ct-b"}
+"""The second, independently written phantom family of a pack's kind (styles are its own; seeds as family A's)."""
 
 
 def phantom_series(kind: str, seed: int, styled: bool) -> list[Dataset]:
-    """The datasets of phantom ``kind`` for ``seed`` (about half of the seeds with findings)."""
+    """The datasets of phantom ``kind`` for ``seed`` (about half of the seeds with findings; a
+    family-B kind draws its own style and ignores ``styled``)."""
+    if kind == "head-ct-b":
+        from models.phantoms.head_ct_b import generate_head_ct_b
+        return generate_head_ct_b(seed, hematoma=seed % 2 == 0).datasets
+    if kind == "chest-ct-b":
+        from models.phantoms.chest_ct_b import generate_chest_ct_b
+        return generate_chest_ct_b(seed).datasets
     if kind == "head-ct":
         from models.phantoms.head_ct import generate_head_ct
         return generate_head_ct(seed, hematoma=seed % 2 == 0, styles=styled).datasets
@@ -83,14 +96,30 @@ def _seeds(base: int, count: int, styled: bool) -> list[int]:
 
 
 def calibrate(name: str, weights: Path | None = None, phantoms: int = 30, folds: int = 5,
-              quantile: float = 0.99) -> dict[str, Any]:
-    """The ``applicability`` block of pack ``name`` from ``phantoms`` plain and ``phantoms`` styled phantoms."""
+              quantile: float = 0.99, family_b: int = 0) -> dict[str, Any]:
+    """The ``applicability`` block of pack ``name`` from ``phantoms`` plain and ``phantoms`` styled
+    phantoms (and ``family_b`` phantoms of its second family, :data:`FAMILY_B`)."""
     from node.packs.registry import load_pack
 
     pack = load_pack(name, weights)
     kind = PHANTOM_KINDS[name]
+    if family_b and name not in FAMILY_B:
+        raise SystemExit(f"{name}: no second phantom family (--family-b is for {', '.join(sorted(FAMILY_B))})")
     series = [*_descriptors(pack, kind, _seeds(FIT_SEED_BASE, phantoms, False), False),
               *_descriptors(pack, kind, _seeds(FIT_SEED_BASE, phantoms, True), True)]
+    if family_b:
+        series += _descriptors(pack, FAMILY_B[name], _seeds(FIT_SEED_BASE, family_b, False), False)
+    seeds = {"kind": kind, "plain": [FIT_SEED_BASE, FIT_SEED_BASE + phantoms - 1],
+             "styled": [FIT_SEED_BASE + _STYLED, FIT_SEED_BASE + _STYLED + phantoms - 1], "folds": folds}
+    if family_b:
+        seeds["family_b"] = [FIT_SEED_BASE, FIT_SEED_BASE + family_b - 1]
+    return {"method": METHOD, "input": None, "channel": 0, **calibrate_descriptors(series, folds, quantile),
+            "phantoms": seeds}
+
+
+def calibrate_descriptors(series: Sequence[np.ndarray], folds: int = 5, quantile: float = 0.99) -> dict[str, Any]:
+    """The features, threshold and statistics of calibration ``series`` (one matrix of slice
+    descriptors per phantom): out-of-fold job scores, their tail threshold, statistics of all."""
     keep = stable_features(np.vstack(series))
     series = [rows[:, keep] for rows in series]
     scores = []
@@ -100,12 +129,12 @@ def calibrate(name: str, weights: Path | None = None, phantoms: int = 30, folds:
         scores += [check.distance(rows[part]) for j, rows in enumerate(series) if j % folds == k
                    for part in _parts(len(rows))]
     return {
-        "method": METHOD, "input": None, "channel": 0, "features": [FEATURES[i] for i in keep],
-        "threshold": round(threshold_for(scores, quantile), 4), "quantile": quantile,
+        "features": [FEATURES[i] for i in keep],
+        "threshold": round(tail_threshold(scores, len(series), quantile), 4), "quantile": quantile,
+        "rule": {"tail": TAIL, "confidence": CONFIDENCE, "phantoms": len(series)},
         "statistics": fit_statistics(np.vstack(series)),
-        "phantoms": {"kind": kind, "plain": [FIT_SEED_BASE, FIT_SEED_BASE + phantoms - 1],
-                     "styled": [FIT_SEED_BASE + _STYLED, FIT_SEED_BASE + _STYLED + phantoms - 1], "folds": folds},
         "validation_scores": {"jobs": len(scores), "median": round(float(np.median(scores)), 4),
+                              "p99": round(threshold_for(scores, quantile), 4),
                               "max": round(float(np.max(scores)), 4)},
     }
 
@@ -216,6 +245,9 @@ def evaluate(name: str, weights: Path | None = None, held_out: int = 20, others:
         seeds = _seeds(base, held_out, styled)
         report["in_domain"]["styled" if styled else "plain"] = _rate(
             pack, (phantom_series(kind, s, styled) for s in seeds), check)
+    if name in FAMILY_B:  # the second family's held-out seeds: in the domain once calibrated with --family-b
+        report["in_domain"]["family b"] = _rate(
+            pack, (phantom_series(FAMILY_B[name], s, False) for s in _seeds(base, held_out, False)), check)
     for other in sorted(set(PHANTOM_KINDS.values()) - {kind}):
         report["other_phantoms"][other] = _rate(
             pack, (phantom_series(other, s, s % 2 == 1) for s in _seeds(base, others, False)), check)
@@ -232,6 +264,9 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="model.onnx whose model.json gets the block (default: the demo weights)")
     parser.add_argument("--phantoms", type=int, default=30, help="calibration phantoms, plain and styled each (default 30)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds that set the threshold (default 5)")
+    parser.add_argument("--family-b", type=int, default=0, metavar="N",
+                        help="also N phantoms of the pack's second family (head-ct-hematoma, chest-ct-landmarks; seeds "
+                             f"{FIT_SEED_BASE:,}..): when its weights are trained on that family (default 0)")
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -239,10 +274,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from node.packs.registry import load_pack
 
     started = time.perf_counter()
-    block = calibrate(args.name, args.weights, phantoms=args.phantoms, folds=args.folds)
+    block = calibrate(args.name, args.weights, phantoms=args.phantoms, folds=args.folds, family_b=args.family_b)
     path = write_block(load_pack(args.name, args.weights).model_path(), block)
-    print(f"{args.name}: threshold {block['threshold']} (validation median {block['validation_scores']['median']},"
-          f" max {block['validation_scores']['max']}) written to {path} in {time.perf_counter() - started:.0f} s")
+    scores = block["validation_scores"]
+    print(f"{args.name}: threshold {block['threshold']} (validation median {scores['median']}, 99th percentile"
+          f" {scores['p99']}, max {scores['max']}) written to {path} in {time.perf_counter() - started:.0f} s")
     return 0
 
 

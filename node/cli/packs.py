@@ -61,7 +61,8 @@ def _add_calibrate(actions: argparse._SubParsersAction) -> None:
     calibrate = actions.add_parser(
         "calibrate", help="compute a pack's applicability statistics and threshold into its model.json",
         description="Describe the pack's preprocessed input on phantoms (plain and styled) and write the statistics "
-                    "and the threshold (99th percentile of validation scores) into the weights' model.json.")
+                    "and the threshold (the 99th percentile of out-of-fold validation scores, as a modelled tail "
+                    "with a margin for the number of phantoms) into the weights' model.json.")
     module.add_calibrate_arguments(calibrate)
     calibrate.set_defaults(func=module.run_calibrate)
 

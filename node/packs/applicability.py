@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = [
     "FEATURES", "METHOD", "NEIGHBOURS", "ApplicabilityCheck", "Verdict", "describe", "describe_slices",
-    "fit_statistics", "stable_features", "threshold_for",
+    "fit_statistics", "stable_features", "tail_threshold", "threshold_for",
 ]
 
 METHOD = "input-descriptor-knn-v3"
@@ -205,6 +205,37 @@ def stable_features(descriptors: np.ndarray, limit: float = 8.0, share: float = 
 
 
 def threshold_for(scores: Sequence[float], quantile: float = 0.99) -> float:
-    """The ``quantile`` of in-domain validation ``scores``: about 1 % of them exceed it."""
+    """The empirical ``quantile`` of in-domain validation ``scores``: about 1 % of them exceed it."""
     return float(np.quantile(np.asarray(scores, float), quantile))
+
+
+TAIL = 0.2
+"""The share of the validation scores, the highest, whose excesses model the tail (:func:`tail_threshold`)."""
+CONFIDENCE = 0.9
+"""The confidence with which :func:`tail_threshold` bounds the tail's mean excess from above."""
+
+
+def tail_threshold(scores: Sequence[float], units: int, quantile: float = 0.99, tail: float = TAIL,
+                   confidence: float = CONFIDENCE) -> float:
+    """A threshold that about ``1 - quantile`` of in-domain inputs exceed, robust to few validation phantoms.
+
+    The empirical 99th percentile of scores from a few dozen phantoms is about their maximum,
+    and moves with one phantom more or less. Here the tail is modelled (peaks over threshold):
+    above ``u``, the ``1 - tail`` quantile of ``scores``, the excesses are taken as exponential
+    with mean ``beta``, so the ``quantile`` is ``u + beta * ln(tail / (1 - quantile))``; ``beta``
+    is the upper ``confidence`` bound of the excesses' mean (chi-square with ``2 m`` degrees of
+    freedom), where ``m`` counts them in ``units``, the independent phantoms (the parts of one
+    volume scored as several jobs are not independent draws): the fewer phantoms, the wider
+    the margin.
+    """
+    from scipy.stats import chi2
+
+    scores = np.asarray(scores, float)
+    u = float(np.quantile(scores, 1 - tail))
+    excess = scores[scores > u] - u
+    if excess.size == 0:
+        return u
+    m = max(2, int(round(excess.size * units / scores.size)))
+    beta = float(excess.mean()) * 2 * m / float(chi2.ppf(1 - confidence, 2 * m))
+    return u + beta * float(np.log(tail / (1 - quantile)))
 
