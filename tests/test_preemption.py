@@ -107,3 +107,41 @@ def test_a_slice_wise_pack_preprocesses_a_few_slices_at_a_time_to_the_same_array
     monkeypatch.setattr(job, "_PREPROCESS_SLICES", 4)  # 6 slices: two parts, a safe point between them
     parts = job._preprocess(pack, series, 0)
     assert whole.keys() == parts.keys() and all(np.array_equal(whole[k], parts[k]) for k in whole)
+
+
+def test_a_job_asked_while_writing_parks_and_goes_on_without_making_an_object_twice(small_head_ct, tmp_path: Path,
+                                                                                   monkeypatch):
+    """One worker: a job asked to yield after its first object was handed over keeps the rest of its
+    stream in the process, and its next run there goes on with it (the objects sent keep their UIDs)."""
+    import queue
+
+    from node.results.aside import InlineAside
+    from node.worker import job
+    from node.worker.saving import parked, set_handover
+
+    _, files = small_head_ct
+    monkeypatch.setattr(job, "check_yield", lambda _job_id: None)  # no safe point before the write: asked, it writes
+    monkeypatch.setattr(job, "RESULT_HELPER", InlineAside())
+    handed: queue.Queue = queue.Queue()
+    requests = YieldRequests(multiprocessing.get_context("spawn"), 1)
+    spec = JobSpec(job_id=8, model="head-ct-hematoma", pack="head-ct-hematoma", weights=None, engine="auto",
+                   batch_size=2, instance_paths=tuple(map(str, files)), out_dir=str(tmp_path / "out"),
+                   series_uid="1.2.3.8", hand_over=True, may_park=True)
+    set_handover(handed)
+    set_yield_requests(requests.shared)
+    try:
+        requests.ask(8)
+        first = run_job(spec)
+        assert first.yielded and first.parked and not first.ok and parked(8) is not None
+        assert handed.qsize() == 1, "parked after its first object"
+        requests.forget(8)
+        second = run_job(spec)
+        assert second.ok and not second.yielded and parked(8) is None
+        sent = [handed.get_nowait()[1].sop_instance_uid for _ in range(handed.qsize())]
+        assert len(sent) == len(set(sent)) == len(second.results) > 2
+        assert set(sent) == {r.sop_instance_uid for r in second.results}
+        assert len(list((tmp_path / "out").glob("*.dcm"))) == len(sent), "no object made twice"
+        assert second.summary, "its findings' summary kept"
+    finally:
+        set_handover(None)
+        set_yield_requests(None)

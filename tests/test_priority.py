@@ -12,7 +12,7 @@ import pytest
 from node.config import Config, ConfigError, PeerConfig, Priority, parse_config
 from node.pipeline.priorities import claim_free_workers, effective_reserve
 from node.pipeline.route import Router, route_priority
-from node.states import JobState, SeriesState
+from node.states import JobState, ResultState, SeriesState
 from node.store import JobStore, SqliteJobStore
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
 
@@ -134,6 +134,20 @@ def test_a_yielded_job_is_queued_again_as_it_was(store):
     assert last["state"] == JobState.QUEUED and last["detail"].startswith("yielded:")
     assert _claim_all(store) == [stat, first, second], "stat first, then the yielded job resumes before the next"
     assert store.get_job(first).runs == 1
+
+
+def test_a_job_parked_while_writing_keeps_its_objects_and_waits_for_its_worker(store):
+    """Preemption while writing (one worker): the objects queued stay queued; only its owner claims it."""
+    job_id = _queue(store, "1.2.13.1")
+    store.claim_jobs(OWNER, 1, 60.0)
+    assert store.result_written(job_id, ("1.2.13.1.100", CT, "/r/a.dcm"), ["pacs"], owner=OWNER)
+    assert store.yield_job(job_id, OWNER, "gave its worker to a stat job", parked_for=60.0)
+    assert [r.state for r in store.job_results(job_id)] == [ResultState.PENDING], "not superseded"
+    assert store.claim_jobs("other:3:c", 5, 60.0) == [], "parked in its owner's worker"
+    assert [j.id for j in store.claim_jobs(OWNER, 5, 60.0)] == [job_id]
+    assert store.job_written(job_id, [("1.2.13.1.100", CT, "/r/a.dcm"), ("1.2.13.1.101", CT, "/r/b.dcm")],
+                             ["pacs"], owner=OWNER)
+    assert sorted(r.sop_instance_uid for r in store.job_results(job_id)) == ["1.2.13.1.100", "1.2.13.1.101"]
 
 
 def _parse(text: str) -> Config:

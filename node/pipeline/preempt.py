@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from ..config import Priority
+from ..config import Priority, RunnerConfig
 from ..logs import log
 from ..metrics import Metrics
 from ..store import JobRow, JobStore
@@ -34,8 +34,9 @@ YIELD_REASON = "gave its worker to a stat job; queued again"
 class Preemption:
     """The runner's part of preemption: whom to ask, and the yielded jobs queued again."""
 
-    def __init__(self, enabled: bool, store: JobStore, metrics: Metrics, routes: list[str]) -> None:
-        self.enabled = enabled
+    def __init__(self, runner: RunnerConfig, store: JobStore, metrics: Metrics, routes: list[str]) -> None:
+        self.enabled = runner.preempt_for_stat
+        self._lease_seconds = runner.lease_seconds
         self._store = store
         self._metrics = metrics
         self._requests: YieldRequests | None = None
@@ -77,9 +78,12 @@ class Preemption:
 
     def requeue(self, job: JobRow, outcome: JobOutcome, owner: str) -> None:
         """Queue again a job that yielded (``outcome.yielded``), as it was."""
-        if not self._store.yield_job(job.id, owner, YIELD_REASON):
+        kept = self._lease_seconds if outcome.parked else 0.0  # parked: for this runner's worker to go on with
+        if not self._store.yield_job(job.id, owner, YIELD_REASON + (" (parked while writing)" if kept else ""),
+                                     parked_for=kept):
             log(_logger, logging.WARNING, "outcome dropped: the job's lease was lost", job_id=job.id)
             return
         self._metrics.preemptions.labels(job.route).inc()
         log(_logger, logging.INFO, "job yielded to a stat job; queued again", job_id=job.id, model=job.model,
-            route=job.route, seconds=round(outcome.total_seconds, 3), stages=sorted(outcome.stage_seconds))
+            route=job.route, parked=outcome.parked, seconds=round(outcome.total_seconds, 3),
+            stages=sorted(outcome.stage_seconds))

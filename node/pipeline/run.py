@@ -65,7 +65,7 @@ class Runner:
         self._owner = lease_owner_id()
         self._handover: Any = None
         self._destinations: dict[int, list[str]] = {}
-        self._preemption = Preemption(config.runner.preempt_for_stat, store, metrics, [r.name for r in config.routes])
+        self._preemption = Preemption(config.runner, store, metrics, [r.name for r in config.routes])
         self._pool = self._new_pool()
         self._running: dict[int, Future[JobOutcome]] = {}
         self._priorities: dict[int, str] = {}  # job id → priority of the running jobs, in start order
@@ -228,7 +228,7 @@ class Runner:
                                       reserve=self._reserve, running=running):
             try:
                 spec = replace(self._spec(job.id, job.model, job.series_uid),
-                               on_out_of_domain=on_out_of_domain(self._config, job.route))
+                               on_out_of_domain=on_out_of_domain(self._config, job.route), may_park=self._workers == 1)
             except Exception as exc:  # a job that cannot even be described must not block the queue
                 self._fail(job, JobOutcome(job.id, False, FailureStage.SPEC, f"{type(exc).__name__}: {exc}"))
                 continue

@@ -23,14 +23,15 @@ PRIORITY_RANK = "CASE {0} WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END"
 """SQL: a priority column (``{0}``) as its rank, stat first (:attr:`Priority.rank`)."""
 
 _CLAIM_ORDER = (
-    "SELECT j.id FROM jobs j WHERE j.state=:st_queued{only} ORDER BY " + PRIORITY_RANK.format("j.priority") + ","
+    "SELECT j.id FROM jobs j WHERE j.state=:st_queued{only}"
+    " AND (j.lease_owner IS NULL OR j.lease_owner=:owner OR j.lease_until<:now) ORDER BY " + PRIORITY_RANK.format("j.priority") + ","
     " ROW_NUMBER() OVER (PARTITION BY j.priority, j.route, j.sender ORDER BY j.id),"
     " COALESCE((SELECT MAX(c.claimed_at) FROM jobs c WHERE c.route=j.route AND c.sender=j.sender), 0),"
     " j.id LIMIT :candidates"
 )
 """The queued jobs in claim order: by priority; within one, round robin over (route, sender):
 the first queued job of each pair before the second of any, pairs served longest ago
-first; then by age (id)."""
+first; then by age (id). A queued job parked in another owner's worker waits for it (or its lease's end)."""
 
 
 class JobQueries(StoreDatabase):
@@ -84,12 +85,13 @@ class JobQueries(StoreDatabase):
         if limit <= 0:
             return []
         only = ""
-        args: dict[str, Any] = {"st_queued": JobState.QUEUED.value, "candidates": limit * 4 + 8}
+        now = time.time()
+        args: dict[str, Any] = {"st_queued": JobState.QUEUED.value, "candidates": limit * 4 + 8, "owner": owner,
+                                "now": now}
         if priorities is not None:
             names = [f"p{i}" for i in range(len(priorities))] or ["p_none"]
             args.update(zip(names, [Priority(p).value for p in priorities] or [""]))
             only = f" AND j.priority IN ({','.join(':' + n for n in names)})"
-        now = time.time()
         ids: list[int] = []
         with self._tx() as db:
             for row in db.execute(_CLAIM_ORDER.format(only=only), args).fetchall():
@@ -136,19 +138,23 @@ class JobQueries(StoreDatabase):
                 self._drop_unsent_results(db, job_id)
         return released
 
-    def yield_job(self, job_id: int, owner: str, reason: str) -> bool:
-        """Queue again a running job that gave its worker up to stat work before writing anything.
+    def yield_job(self, job_id: int, owner: str, reason: str, *, parked_for: float = 0.0) -> bool:
+        """Queue again a running job that gave its worker up to stat work.
 
         Neither a failure nor a run: ``runs`` and its claim (``claimed_at``, the round robin's
         turn) are taken back, so it resumes before the rest of its route and sender's queue.
+        ``parked_for`` > 0: it yielded while writing and goes on in ``owner``'s worker: its
+        objects already queued stay queued, and only ``owner`` claims it for that long.
         Returns False (and changes nothing) when ``owner`` no longer holds the job.
         """
         with self._tx() as db:
             if not self._holds(db, job_id, owner):
                 return False
-            self._move(db, job_id, JobState.QUEUED, reason=reason, runs=-1, detail=f"yielded: {reason}")
+            lease = (owner, time.time() + parked_for) if parked_for > 0 else None
+            self._move(db, job_id, JobState.QUEUED, reason=reason, runs=-1, detail=f"yielded: {reason}", lease=lease)
             db.execute("UPDATE jobs SET claimed_at=NULL WHERE id=?", (job_id,))
-            self._drop_unsent_results(db, job_id)  # none: a job yields only before its write began
+            if lease is None:
+                self._drop_unsent_results(db, job_id)  # none: it yielded before its write began
         return True
 
     # -- finishing --------------------------------------------------------------------

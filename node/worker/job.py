@@ -27,7 +27,7 @@ from .out_of_domain import WITHHOLD, action_for, judge, summary_of, writer_for
 from .process import RESULT_HELPER, log_to_json
 from .reading_ahead import give_back_read_ahead, merge_outputs, outputs_read_ahead, take_read_ahead
 from .result_uids import series_uid_naming
-from .saving import save_results
+from .saving import Parked, parked, resume_parked, save_results
 from .series import load_series
 from .spec import JobOutcome, JobSpec
 from .yielding import Yielded, check_yield
@@ -78,6 +78,9 @@ class _Stages:
 def run_job(spec: JobSpec) -> JobOutcome:
     """Run one job; never raises."""
     log_to_json()
+    state = parked(spec.job_id)
+    if state is not None:  # it yielded while writing, here: it goes on from there
+        return _resume(spec, state)
     started = time.perf_counter()
     engine_name: str | None = None
     stages = _Stages(spec.job_id)
@@ -112,13 +115,22 @@ def run_job(spec: JobSpec) -> JobOutcome:
         context = ResultContext(algorithm=pack.algorithm, series_number_base=pack.series_number_base,
                                 aside=RESULT_HELPER if spec.hand_over else InlineAside(),
                                 series_uid_for=series_uid_naming(spec.series_uid, spec.model))
+        summary = {**(findings.summary() if hasattr(findings, "summary") else {}), **summary_of(verdict, action)}
+        if ahead:
+            summary = {**summary, "slices_read_ahead": ahead}
+        if excluded:
+            summary = {**summary, "excluded_slices": [f"{uid}: {why}" for uid, why in excluded]}
         results = stage(FailureStage.WRITE, save_results, spec, writer_for(pack, verdict, action), series,
                         findings, context)
-    except Yielded:  # asked before its write began: nothing written, the runner queues it again
-        if taken:  # the slices read ahead wait for its next run
+    except Yielded as exc:  # before its write: nothing written; while writing: parked here, goes on next time
+        if taken and not exc.parked:  # the slices read ahead wait for its next run
             give_back_read_ahead(spec, pack, taken)
-        return JobOutcome(spec.job_id, False, reason="yielded its worker to a stat job", engine=engine_name,
-                          total_seconds=time.perf_counter() - started, stage_seconds=stages.seconds, yielded=True)
+        outcome = JobOutcome(spec.job_id, False, reason="yielded its worker to a stat job", engine=engine_name,
+                             inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
+                             stage_seconds=stages.seconds, yielded=True, parked=exc.parked)
+        if exc.parked:
+            parked(spec.job_id).outcome.update(outcome=outcome, summary=summary)  # type: ignore[union-attr]
+        return outcome
     except _StageError as exc:
         reason = scrub(_reason(exc.cause))[:500]
         return JobOutcome(
@@ -126,16 +138,31 @@ def run_job(spec: JobSpec) -> JobOutcome:
             inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
             stage_seconds=stages.seconds, summary={"traceback": _traceback(exc.cause)},
         )
-    summary = {**(findings.summary() if hasattr(findings, "summary") else {}), **summary_of(verdict, action)}
-    if ahead:
-        summary = {**summary, "slices_read_ahead": ahead}
-    if excluded:
-        summary = {**summary, "excluded_slices": [f"{uid}: {why}" for uid, why in excluded]}
     return JobOutcome(
         spec.job_id, True, engine=engine_name, results=tuple(results),
         inference_seconds=stages.inference, total_seconds=time.perf_counter() - started,
         stage_seconds=stages.seconds, summary=summary,
     )
+
+
+def _resume(spec: JobSpec, state: Parked) -> JobOutcome:
+    """Go on writing a job parked in this process; its outcome is of both runs together."""
+    before: JobOutcome = state.outcome["outcome"]
+    started = time.perf_counter()
+    seconds = dict(before.stage_seconds)
+    try:
+        results = resume_parked(spec)
+        ok, stage, reason, yielded = True, None, None, False
+    except Yielded:  # asked again: parked again
+        results, ok, stage, reason, yielded = [], False, None, before.reason, True
+    except Exception as exc:
+        results, ok, stage, reason, yielded = [], False, FailureStage.WRITE, scrub(_reason(exc))[:500], False
+    seconds[FailureStage.WRITE.value] = seconds.get(FailureStage.WRITE.value, 0.0) + time.perf_counter() - started
+    outcome = JobOutcome(spec.job_id, ok, stage, reason, before.engine, tuple(results), before.inference_seconds,
+                         before.total_seconds + time.perf_counter() - started, seconds,
+                         state.outcome["summary"] if ok else {}, yielded=yielded, parked=yielded)
+    state.outcome["outcome"] = outcome
+    return outcome
 
 
 def _preprocess(pack: ModelPack, images: list[pydicom.Dataset], job_id: int) -> dict[str, np.ndarray]:

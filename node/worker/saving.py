@@ -6,8 +6,9 @@ that the runner delivers it while the worker saves the next.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pydicom
 
@@ -17,10 +18,24 @@ from ..store.rows import ResultObject
 from ..store.spool import write_durable
 from .result_uids import StableSeries, stable_result_series
 from .spec import JobSpec
+from .yielding import Yielded, asked_to_yield
 
-__all__ = ["save_dataset", "save_encoded", "save_results", "set_handover"]
+
+@dataclass
+class Parked:
+    """A job that yielded while writing: the rest of its stream, and what it saved and found."""
+
+    objects: Iterator[Any]
+    stable: StableSeries
+    saved: list[ResultObject]
+    outcome: dict[str, Any] = field(default_factory=dict)
+    """What its outcome will carry (engine, summary, times), filled by :func:`node.worker.job.run_job`."""
+
+__all__ = ["Parked", "parked", "resume_parked", "save_dataset", "save_encoded", "save_results", "set_handover"]
 
 _HANDOVER: Any = None
+_PARKED: dict[int, "Parked"] = {}
+"""Jobs parked in this process while writing (at most one), by job id (see :func:`_save_stream`)."""
 """The runner's queue of written objects, ``(job_id, sop_uid, sop_class, path)`` each (see :func:`set_handover`)."""
 
 
@@ -50,20 +65,43 @@ def save_results(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], 
                 handover.put((spec.job_id, saved[-1]))
         return saved
     stable = StableSeries(spec.series_uid, spec.model)
-    saved = []
-    for obj in pack.stream_results(series, findings, context):
+    return _save_stream(spec, Parked(iter(pack.stream_results(series, findings, context)), stable, []), handover)
+
+
+def _save_stream(spec: JobSpec, state: Parked, handover: Any) -> list[ResultObject]:
+    """Save and hand over each object of ``objects`` as it comes; park the job when it is asked to yield.
+
+    Parking (``spec.may_park``, one job per process): after an object was handed over, the
+    rest of the stream is kept in this process, and the job's next run here goes on with it
+    (:func:`resume_parked`): the objects sent keep their UIDs, none is made twice.
+    """
+    out_dir = Path(spec.out_dir)
+    stable, saved = state.stable, state.saved
+    for obj in state.objects:
         if isinstance(obj, EncodedObject):
             stable.learn_series(obj.series_instance_uid, obj.series_number)
-            if stable.changes_nothing():  # its series UIDs are already the stable ones: save it as it came
-                saved.append(save_encoded(obj, out_dir, spec.model))
-                handover.put((spec.job_id, saved[-1]))
-                continue
-            obj = obj.dataset()
-        stable.learn(obj)
-        stable.apply(obj)
-        saved.append(save_dataset(obj, out_dir, spec.model))
+        if isinstance(obj, EncodedObject) and stable.changes_nothing():  # stable UIDs already: saved as it came
+            saved.append(save_encoded(obj, out_dir, spec.model))
+        else:
+            obj = obj.dataset() if isinstance(obj, EncodedObject) else obj
+            stable.learn(obj)
+            stable.apply(obj)
+            saved.append(save_dataset(obj, out_dir, spec.model))
         handover.put((spec.job_id, saved[-1]))
+        if spec.may_park and not _PARKED and asked_to_yield(spec.job_id):
+            _PARKED[spec.job_id] = state
+            raise Yielded(spec.job_id, parked=True)
     return saved
+
+
+def parked(job_id: int) -> Parked | None:
+    """The job's stream parked in this process, if any."""
+    return _PARKED.get(job_id)
+
+
+def resume_parked(spec: JobSpec) -> list[ResultObject]:
+    """Go on with the parked stream of ``spec``'s job: every object of the job, those saved before too."""
+    return _save_stream(spec, _PARKED.pop(spec.job_id), _HANDOVER)
 
 
 def save_encoded(obj: EncodedObject, out_dir: Path, model: str) -> ResultObject:

@@ -30,6 +30,8 @@ class JobSpec:
     """Hand each object to the runner as soon as it is saved (for delivery while the next is written)."""
     on_out_of_domain: str = "withhold"
     """The route's ``on_out_of_domain``: ``withhold``, ``flag`` or ``ignore`` (see :mod:`node.worker.out_of_domain`)."""
+    may_park: bool = False
+    """Asked to yield while writing a stream, the job may park in its process (one worker: its next run is there)."""
 
 
 @dataclass(frozen=True)
@@ -47,4 +49,6 @@ class JobOutcome:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     yielded: bool = False
-    """The job gave its worker up to stat work before writing anything (not ``ok``, not a failure)."""
+    """The job gave its worker up to stat work (not ``ok``, not a failure)."""
+    parked: bool = False
+    """It yielded while writing: objects of it are out, the rest waits in the worker process for its next run."""

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["YieldRequests", "Yielded", "check_yield", "set_yield_requests"]
+__all__ = ["YieldRequests", "Yielded", "asked_to_yield", "check_yield", "set_yield_requests"]
 
 _REQUESTS: Any = None
 """This worker's view of the runner's :class:`YieldRequests` (``None``: nobody asks, never yield)."""
 
 
 class Yielded(Exception):
-    """The job gave its worker up at a safe point because the runner asked: not a failure."""
+    """The job gave its worker up at a safe point because the runner asked: not a failure.
+
+    ``parked``: it had begun writing; the rest of it waits in this process (see
+    :mod:`node.worker.saving`) for its next run here.
+    """
+
+    def __init__(self, job_id: int, parked: bool = False) -> None:
+        super().__init__(job_id)
+        self.parked = parked
 
 
 class YieldRequests:
@@ -55,7 +63,12 @@ def set_yield_requests(shared: Any) -> None:
     _REQUESTS = shared
 
 
+def asked_to_yield(job_id: int) -> bool:
+    """Whether the runner asked job ``job_id`` to yield."""
+    return _REQUESTS is not None and bool(job_id) and job_id in _REQUESTS[:]
+
+
 def check_yield(job_id: int) -> None:
     """A safe point of job ``job_id``: raise :class:`Yielded` if the runner asked it to yield."""
-    if _REQUESTS is not None and job_id and job_id in _REQUESTS[:]:
+    if asked_to_yield(job_id):
         raise Yielded(job_id)
