@@ -16,7 +16,7 @@ silently losing or repeating it. No other module spells a state as a bare string
                  │         │          └─────▶ failed (deliver: dead letters)
                  │         ├─▶ failed (load, engine, preprocess, inference, postprocess, write, worker)
                  │         └─▶ queued (lease expired: the worker died; or it yielded its
-                 │                     worker to a stat job before writing: not a failure, not a run)
+                 │                     worker to a stat job: not a failure, not a run)
                  └─▶ failed (spec: the job cannot even be described to a worker)
               failed | delivered ─▶ queued (an operator re-runs it)
               failed (deliver) ─▶ written (an operator replays its dead letters)

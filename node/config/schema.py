@@ -176,7 +176,8 @@ class RunnerConfig:
     preempt_for_stat: bool = True
     """A stat job waiting with no worker free: the routine (else urgent) job that started last
     yields its worker at its next safe point (before its next step, or between inference
-    batches; never once it has begun writing) and is queued again as it was, then runs after."""
+    batches) and is queued again as it was, then runs after. Once writing, with one worker, it
+    parks after the object it just handed over and goes on from there; with several, it ends."""
     metrics_port: int = _limited(0, ge=0, le=65535)
     """``ainode worker`` only (it has no HTTP API): serve ``GET /metrics`` on this port, on
     ``[node] http_host``; 0: no metrics server."""

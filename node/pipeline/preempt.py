@@ -1,14 +1,18 @@
 """Preemption for stat work: a stat job does not wait for routine work already running.
 
 With ``[runner] preempt_for_stat`` (the default), when a stat job waits and no worker is
-free, the runner asks the worker running the least pressing job (routine before urgent;
-of those, the one that started last: the least work lost) to yield at its next safe point
+free (or the read-ahead of a stat series still arriving waits behind routine work), the
+runner asks the worker running the least pressing job (routine before urgent; of those,
+the one that started last: the least work lost) to yield at its next safe point
 (see :mod:`node.worker.yielding`). The job stops before its next step or between two
 inference batches, with nothing written, and is queued again as it was: not a failure, its
 run not counted, its round-robin turn kept (:meth:`JobStore.yield_job`). The stat job takes
-the worker; the yielded job runs again after it, from its start. A job that has begun
-writing never yields: its request is withdrawn when it ends, and the stat job takes that
-worker then. A stat job is never asked to yield.
+the worker; the yielded job runs again after it, from its start. A job already writing a
+stream of results, with one worker (``may_park``), parks instead: the rest of its stream
+waits in the worker process, its queued objects stay queued, only this runner claims it
+(for ``lease_seconds``), and its next run goes on from where it stopped. With several
+workers a writing job does not yield: its request is withdrawn when it ends, and the stat
+job takes that worker then. A stat job is never asked to yield.
 
 Counted in ``ainode_preemptions_total{route}``; the job's history shows a ``queued`` event
 whose detail starts with ``yielded:``.
@@ -50,11 +54,12 @@ class Preemption:
         self._requests = YieldRequests(context, workers) if self.enabled else None
         return self._requests.shared if self._requests is not None else None
 
-    def step(self, running: Mapping[int, str], free: int) -> None:
+    def step(self, running: Mapping[int, str], free: int, stat_reading: bool = False) -> None:
         """Ask running jobs to yield while stat jobs wait for a worker.
 
         ``running``: the running jobs' priorities by job id, the latest started last;
-        ``free``: workers idle now (after this step's claims).
+        ``free``: workers idle now (after this step's claims); ``stat_reading``: a read-ahead
+        of a stat series still arriving waits in the pool (its slices are stat work too).
         """
         if self._requests is None or free > 0:
             return
@@ -62,7 +67,7 @@ class Preemption:
                       if priority != Priority.STAT and job_id not in self._asked]
         if not candidates:
             return
-        waiting = self._store.queued_jobs(Priority.STAT) - len(self._asked)
+        waiting = self._store.queued_jobs(Priority.STAT) + int(stat_reading) - len(self._asked)
         ranked = sorted(enumerate(candidates), key=lambda pair: (-Priority(running[pair[1]]).rank, -pair[0]))
         for _, job_id in ranked[:max(0, waiting)]:
             if self._requests.ask(job_id):

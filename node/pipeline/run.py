@@ -6,8 +6,7 @@ runner, once the lease runs out) queues the job again; a worker's outcome that a
 after its lease was lost is dropped, so a job is never recorded twice.
 
 While no job needs it, a worker reads ahead: it runs a slice-wise model on the slices of
-a series still arriving (see :func:`node.worker.read_ahead`). A stat job waiting for a worker
-makes a running routine job yield (:mod:`node.pipeline.preempt`).
+a series still arriving (see :func:`node.worker.read_ahead`). Stat work waiting makes routine work yield.
 """
 from __future__ import annotations
 
@@ -244,7 +243,8 @@ class Runner:
             self._destinations[job.id] = list(job.destinations)
             self._priorities[job.id] = job.priority
             self._running[job.id] = future
-        self._preemption.step(self._priorities, self._workers - len(self._running))
+        stat_reading = self._reading_stat and self._reading is not None and not self._reading.done()
+        self._preemption.step(self._priorities, self._workers - len(self._running), stat_reading)
 
     def _read_ahead(self) -> None:
         """Send the newly filed slices of one arriving series to a worker no job needs (one at a time)."""
@@ -288,6 +288,7 @@ class Runner:
                 self._reading.add_done_callback(lambda _done: self._loop.wake())
                 self._reading_stat = priority == "stat"
                 self._filed.set()  # more may wait: look again when this one ends
+                self._loop.wake()  # at once: a stat read-ahead behind routine work makes it yield
                 return
 
     def _note_read_ahead(self, done: Future[ReadAheadOutcome]) -> None:

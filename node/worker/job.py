@@ -2,6 +2,7 @@
 
 Before each step up to ``write`` and between inference batches the job may yield its worker
 to stat work (:mod:`.yielding`): it then ends with an outcome marked ``yielded``, nothing written.
+While writing, a job that may park stops after an object and its next run here goes on from it.
 
 A failure is returned, not raised, with the stage it happened in, the time each stage
 took, and a traceback scrubbed of values. An input the pack cannot use fails at ``load``

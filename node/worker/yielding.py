@@ -5,8 +5,11 @@ a small array shared with every worker process (:class:`YieldRequests`). The job
 its safe points -- before each of its steps up to ``write``, and between inference batches
 (:func:`check_yield`) -- and, once asked, stops with :class:`Yielded`. Nothing of it has been
 written or handed over then, so the runner queues it again as it was. Once ``write`` has
-begun, a job never yields: its objects may already be on their way to the PACS, and a
-second run would give them new SOP Instance UIDs (a duplicate in every viewer).
+begun, a job never starts again: its objects may already be on their way to the PACS, and
+a second run would give them new SOP Instance UIDs (a duplicate in every viewer). A job
+that may park (``JobSpec.may_park``: one worker) stops after the object it has just handed
+over and keeps the rest of its stream in the process (:mod:`node.worker.saving`); its next
+run goes on from there.
 """
 from __future__ import annotations
 
