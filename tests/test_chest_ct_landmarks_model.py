@@ -274,11 +274,11 @@ def test_held_out_one_up_down_precision_both_families(capsys):
 
 
 # The card's airway style table (issue 33): 1-Up-Down apex, carina, diaphragm on held-out seeds
-# TEST_SEED_BASE + 0..49 of each family with --airway-style. The check re-runs six of those seeds,
+# TEST_SEED_BASE + 0..99 of each family with --airway-style. The check re-runs six of those seeds,
 # TEST_SEED_BASE + 12..17, which hold one miss of each family (A 1,000,013: diaphragm and with it the
 # carina; B 1,000,016: diaphragm), and requires the same picks to count: the eval reproduces its part
 # of the table exactly.
-AIRWAY_STYLE_CARD = {"a": (1.000, 0.980, 0.980), "b": (1.000, 1.000, 0.960)}
+AIRWAY_STYLE_CARD = {"a": (1.000, 0.980, 0.980), "b": (1.000, 0.990, 0.950)}
 AIRWAY_CHECK_SEEDS = (TEST_SEED_BASE + 12, 6)
 AIRWAY_CHECK_HITS = {"a": (6, 5, 5), "b": (6, 6, 5)}
 
