@@ -145,3 +145,25 @@ def test_a_job_asked_while_writing_parks_and_goes_on_without_making_an_object_tw
     finally:
         set_handover(None)
         set_yield_requests(None)
+
+
+def test_while_a_stat_series_arrives_one_worker_takes_only_stat_work(tmp_path: Path, monkeypatch):
+    """The read-ahead of a stat series: for HOLD_SECONDS after it, a worker is kept for stat work, so that
+    a routine job is not claimed between two of its read-ahead batches only to yield again."""
+    from node.config import RunnerConfig
+    from node.metrics import Metrics
+    from node.pipeline import preempt
+    from node.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite")
+    try:
+        on = preempt.Preemption(RunnerConfig(), store, Metrics(), ["head-ct"])
+        assert not on.reading("routine") and on.reserve(0) == 0
+        assert on.reading("stat") and on.reserve(0) == 1 and on.reserve(2) == 2
+        later = preempt.time.monotonic() + preempt.HOLD_SECONDS + 0.1
+        monkeypatch.setattr(preempt.time, "monotonic", lambda: later)
+        assert on.reserve(0) == 0, "the hold ends"
+        off = preempt.Preemption(RunnerConfig(preempt_for_stat=False), store, Metrics(), ["head-ct"])
+        assert off.reading("stat") and off.reserve(0) == 0
+    finally:
+        store.close()

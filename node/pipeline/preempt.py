@@ -20,6 +20,7 @@ whose detail starts with ``yielded:``.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Mapping
 
 from ..config import Priority, RunnerConfig
@@ -34,6 +35,10 @@ _logger = logging.getLogger("ainode.runner")
 
 YIELD_REASON = "gave its worker to a stat job; queued again"
 
+HOLD_SECONDS = 2.0
+"""After a stat series' slices were sent to be read ahead, one worker takes only stat work this
+long (more of its slices are likely on their way): routine jobs are not claimed only to yield."""
+
 
 class Preemption:
     """The runner's part of preemption: whom to ask, and the yielded jobs queued again."""
@@ -45,6 +50,7 @@ class Preemption:
         self._metrics = metrics
         self._requests: YieldRequests | None = None
         self._asked: set[int] = set()
+        self._hold_until = 0.0
         for route in routes:  # at 0 before the first
             metrics.preemptions.labels(route)
 
@@ -73,6 +79,17 @@ class Preemption:
             if self._requests.ask(job_id):
                 self._asked.add(job_id)
                 log(_logger, logging.INFO, "job asked to yield to a stat job", job_id=job_id)
+
+    def reading(self, priority: str) -> bool:
+        """A read-ahead of a series of ``priority`` was sent to the pool; whether it is stat work."""
+        stat = priority == Priority.STAT
+        if stat and self.enabled:
+            self._hold_until = time.monotonic() + HOLD_SECONDS
+        return stat
+
+    def reserve(self, reserve: int) -> int:
+        """The workers kept for stat work now: ``reserve``, or at least one while a stat series arrives."""
+        return max(reserve, 1) if time.monotonic() < self._hold_until else reserve
 
     def ended(self, job_id: int) -> None:
         """Job ``job_id`` ended (yielded, written or failed): its request, if any, is withdrawn."""

@@ -224,7 +224,7 @@ class Runner:
         reading = self._reading_stat and self._reading is not None and not self._reading.done()
         running = [self._priorities.get(i, "routine") for i in self._running] + ["stat"] * reading  # it holds one
         for job in claim_free_workers(self._store, self._owner, self._lease_seconds, workers=self._workers,
-                                      reserve=self._reserve, running=running):
+                                      reserve=self._preemption.reserve(self._reserve), running=running):
             try:
                 spec = replace(self._spec(job.id, job.model, job.series_uid),
                                on_out_of_domain=on_out_of_domain(self._config, job.route), may_park=self._workers == 1)
@@ -286,7 +286,7 @@ class Runner:
                 except (BrokenProcessPool, RuntimeError):
                     return  # the next job's submission replaces the pool
                 self._reading.add_done_callback(lambda _done: self._loop.wake())
-                self._reading_stat = priority == "stat"
+                self._reading_stat = self._preemption.reading(priority)  # stat: routine work gives way a while
                 self._filed.set()  # more may wait: look again when this one ends
                 self._loop.wake()  # at once: a stat read-ahead behind routine work makes it yield
                 return
