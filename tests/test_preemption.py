@@ -160,6 +160,9 @@ def test_while_a_stat_series_arrives_one_worker_takes_only_stat_work(tmp_path: P
         on = preempt.Preemption(RunnerConfig(), store, Metrics(), ["head-ct"])
         assert not on.reading("routine") and on.reserve(0) == 0
         assert on.reading("stat") and on.reserve(0) == 1 and on.reserve(2) == 2
+        on.step({1: "stat"}, 0)
+        assert on.reserve(0) == 0, "a stat job started: the hold ends"
+        on.reading("stat")
         later = preempt.time.monotonic() + preempt.HOLD_SECONDS + 0.1
         monkeypatch.setattr(preempt.time, "monotonic", lambda: later)
         assert on.reserve(0) == 0, "the hold ends"

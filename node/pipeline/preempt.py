@@ -37,7 +37,8 @@ YIELD_REASON = "gave its worker to a stat job; queued again"
 
 HOLD_SECONDS = 2.0
 """After a stat series' slices were sent to be read ahead, one worker takes only stat work this
-long (more of its slices are likely on their way): routine jobs are not claimed only to yield."""
+long, or until a stat job starts (more of its slices are likely on their way): routine jobs are
+not claimed only to yield."""
 
 
 class Preemption:
@@ -67,6 +68,8 @@ class Preemption:
         ``free``: workers idle now (after this step's claims); ``stat_reading``: a read-ahead
         of a stat series still arriving waits in the pool (its slices are stat work too).
         """
+        if any(priority == Priority.STAT for priority in running.values()):
+            self._hold_until = 0.0  # a stat job runs: the series it was kept for is complete
         if self._requests is None or free > 0:
             return
         candidates = [job_id for job_id, priority in running.items()
