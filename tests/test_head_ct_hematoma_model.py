@@ -56,6 +56,10 @@ def test_postprocess():
     assert findings.affected_slices == [1]
     assert np.allclose(findings.hematoma_probability[1, 3, 7], 1 / (1 + np.exp(-4) + 2 * np.exp(-9)), atol=1e-5)
     assert not postprocess({"logits": logits}, min_patches=3).present
+    # A probability cut: the two patches have p(hematoma) ~0.98; above the cut they are no candidates.
+    assert postprocess({"logits": logits}, min_patches=2, min_probability=0.95).present
+    strict = postprocess({"logits": logits}, min_patches=1, min_probability=0.99)
+    assert strict.candidate_patch_count == 0 and not strict.present and strict.affected_slices == []
 
 
 def test_model_json():
@@ -64,6 +68,7 @@ def test_model_json():
     assert META["min_patches"] >= 1
     test = META["metrics"]["test"]
     assert test["n_series"] >= 40 and test["seed_range"][0] >= TEST_SEED_BASE
+    assert 0.0 <= META.get("min_probability", 0.0) < 1.0
     assert META["trained_on"]["seeds"][1] < TEST_SEED_BASE and META["trained_on"]["styled_seeds"][1] < TEST_SEED_BASE
     assert MODEL.stat().st_size < 5 * 1024 * 1024
 
@@ -81,7 +86,8 @@ def test_committed_onnx_runs():
 def test_held_out_accuracy(styles):
     """Plain check seeds against the plain held-out figures, styled ones against the styled."""
     measured = META["metrics"]["test_styled" if styles else "test"]
-    report = evaluate(MODEL, CHECK_SEEDS, META["min_patches"], styles=styles)
+    report = evaluate(MODEL, CHECK_SEEDS, META["min_patches"], styles=styles,
+                      min_probability=META.get("min_probability", 0.0))
     assert report.n_positive == 5 and report.n_negative == 5
     assert report.patch_accuracy >= measured["patch_accuracy"] - ACCURACY_MARGIN
     assert report.series_sensitivity >= measured["series_sensitivity"] - SERIES_MARGIN

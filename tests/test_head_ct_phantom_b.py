@@ -116,9 +116,36 @@ def test_model_json_keeps_other_tools_keys():
     meta = model_json(previous, "0.3.0-phantom", trained, 4,
                       family_metrics({"n_series": 10}, {"a": {"n_series": 80}, "b": {"n_series": 80}}))
     assert meta["applicability"] == {"threshold": 1.5} and meta["classes"] == ["x"]
-    assert meta["version"] == "0.3.0-phantom" and meta["min_patches"] == 4
+    assert meta["version"] == "0.3.0-phantom" and meta["min_patches"] == 4 and meta["min_probability"] == 0.0
     assert meta["previous_weights"]["version"] == "0.2.0-phantom"
     assert meta["previous_weights"]["metrics"] == {"test": {"n_series": 40}}
     assert meta["trained_on"]["seeds"] == [0, 39] and meta["trained_on"]["styled_seeds"] == [40, 59]
     assert meta["metrics"]["test"]["n_series"] == 80 and meta["metrics"]["test_b"]["n_series"] == 80
     assert meta["device_uid"] != previous.get("device_uid")
+
+
+def test_choose_threshold_takes_the_probability_cut_that_separates(monkeypatch):
+    """Negatives with many hematoma patches of moderate probability (partial volume next to bone),
+    positives with a few very probable ones: only a probability cut tells them apart."""
+    from models.head_ct_hematoma import cross_family
+
+    def maps(model_path, family, seeds, source):
+        out = []
+        for s in seeds:
+            m = np.zeros((4, 8, 8), dtype=np.float32)
+            if s % 2 == 0:
+                m[0, :2, :5] = 0.95  # 10 patches that are hematoma by argmax alone
+                m[1, 2, 2:6] = 0.9999  # and 4 sure ones
+            else:
+                m[0, :6, :6] = 0.95  # 36 in a negative
+            out.append((int(s), s % 2 == 0, m))
+        return out
+
+    monkeypatch.setattr(cross_family, "family_probabilities", maps)
+    min_patches, min_probability, summary = cross_family.choose_threshold(Path("x.onnx"), ("b",), range(10))
+    assert min_probability > 0.95 and 1 <= min_patches <= 4
+    assert summary["series_sensitivity"] == 1.0 and summary["series_specificity"] == 1.0
+    assert summary["min_probability"] == min_probability
+    # Without the cut (the most probable class alone) no patch count separates them.
+    _, q0, plain = cross_family.choose_threshold(Path("x.onnx"), ("b",), range(10), probabilities=(0.0,))
+    assert q0 == 0.0 and plain["series_sensitivity"] + plain["series_specificity"] <= 1.0

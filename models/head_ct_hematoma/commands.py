@@ -53,6 +53,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "original held-out figures of family A)")
     parser.add_argument("--min-patches", type=int, default=None,
                         help="series threshold (default: the weights' model.json)")
+    parser.add_argument("--min-probability", type=float, default=None,
+                        help="a patch counts when its hematoma probability is at least this (default: the weights' "
+                             "model.json; 0: the most probable class alone)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -64,14 +67,23 @@ def run_eval(args: argparse.Namespace) -> int:
         from .cross_family import evaluate_family, test_seeds
 
         min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
-        result = evaluate_family(pack.model_path(), args.family, min_patches, test_seeds(args.phantoms))
+        result = evaluate_family(pack.model_path(), args.family, min_patches, test_seeds(args.phantoms),
+                                 min_probability=_min_probability(args, pack))
         print(json.dumps(result, indent=2, default=str))
         return 0
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms)
-    report = evaluate(pack.model_path(), seeds, min_patches=pack.min_patches, styles=args.styles)
+    min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
+    report = evaluate(pack.model_path(), seeds, min_patches=min_patches, styles=args.styles,
+                      min_probability=_min_probability(args, pack))
     summary = report.summary() if hasattr(report, "summary") else asdict(report)
     print(json.dumps({**summary, "styles": args.styles}, indent=2, default=str))
     return 0
+
+
+def _min_probability(args: argparse.Namespace, pack: object) -> float:
+    """``--min-probability``, or the weights' ``min_probability``."""
+    given = getattr(args, "min_probability", None)
+    return float(given) if given is not None else float(getattr(pack, "min_probability", 0.0))
 
 
 def _train_families(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ Seeds, in every family (a family-B phantom shares nothing with family A's of the
 an even seed has hematomas):
 
 * training: a plan, family -> seed range, all below :data:`TEST_SEED_BASE`;
-* validation (``min_patches``): ``VAL_SEED_BASE .. + VAL_PHANTOMS - 1``;
+* validation (``min_patches`` and ``min_probability``): ``VAL_SEED_BASE .. + VAL_PHANTOMS - 1``;
 * held-out: ``TEST_SEED_BASE .. + TEST_PHANTOMS - 1`` (40 positive, 40 negative).
 
 ``source(family, seed)`` makes a phantom; the default, :func:`.families.generate`, is what
@@ -24,7 +24,7 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from models.head_ct_hematoma.evaluation import (
-    TEST_SEED_BASE, VAL_SEED_BASE, choose_min_patches, count_series, report_from_counts,
+    TEST_SEED_BASE, VAL_SEED_BASE, choose_min_patches, count_series, report_from_counts, series_findings,
 )
 from models.head_ct_hematoma.families import generate, hematoma_type
 from models.head_ct_hematoma.findings import CLASS_NAMES
@@ -34,12 +34,14 @@ from models.head_ct_hematoma.training_data import sample_slices
 from models.training import export_onnx, onnx_session, output_folder, quiet, save_weights, seed_torch, write_json
 
 __all__ = [
-    "TEST_PHANTOMS", "VAL_PHANTOMS", "choose_threshold", "evaluate_family", "family_metrics", "model_json",
-    "per_type", "test_seeds", "train_and_calibrate", "train_families", "val_seeds", "write_model_json",
+    "MIN_PROBABILITIES", "TEST_PHANTOMS", "VAL_PHANTOMS", "choose_threshold", "evaluate_family", "family_metrics",
+    "family_probabilities", "model_json", "per_type", "test_seeds", "train_and_calibrate", "train_families", "val_seeds", "write_model_json",
 ]
 
 TEST_PHANTOMS = 80
 VAL_PHANTOMS = 40
+MIN_PROBABILITIES = (0.0, 0.5, 0.9, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
+"""The patch probability cuts :func:`choose_threshold` tries (0: the most probable class alone)."""
 Source = Callable[[str, int], Any]
 
 
@@ -66,6 +68,7 @@ def _network_input(phantom: Any) -> np.ndarray:
 
 def family_counts(
     model_path: Path, family: str, seeds: Sequence[int], source: Source = _source, confusion: np.ndarray | None = None,
+    min_probability: float = 0.0,
 ) -> tuple[list[tuple[int, bool, int]], dict[int, str]]:
     """``(seed, truly positive, predicted hematoma patches)`` per phantom and each seed's hematoma type."""
     session = onnx_session(model_path, 2)
@@ -73,9 +76,25 @@ def family_counts(
     for s in seeds:
         phantom = source(family, int(s))
         counts.append((int(s), bool(phantom.has_hematoma),
-                       count_series(session, _network_input(phantom), phantom.patch_labels, confusion)))
+                       count_series(session, _network_input(phantom), phantom.patch_labels, confusion,
+                                    min_probability=min_probability)))
         types[int(s)] = hematoma_type(phantom)
     return counts, types
+
+
+def family_probabilities(
+    model_path: Path, family: str, seeds: Sequence[int], source: Source = _source,
+) -> list[tuple[int, bool, np.ndarray]]:
+    """``(seed, truly positive, hematoma probability of each patch whose most probable class is
+    hematoma, 0 elsewhere)`` per phantom: the counts at every probability cut from one pass."""
+    session = onnx_session(model_path, 2)
+    out = []
+    for s in seeds:
+        phantom = source(family, int(s))
+        findings = series_findings(session, _network_input(phantom), phantom.patch_labels)
+        out.append((int(s), bool(phantom.has_hematoma),
+                    np.where(findings.candidate_mask, findings.hematoma_probability, 0.0).astype(np.float32)))
+    return out
 
 
 def per_type(counts: Sequence[tuple[int, bool, int]], types: Mapping[int, str], min_patches: int) -> dict[str, Any]:
@@ -92,29 +111,53 @@ def per_type(counts: Sequence[tuple[int, bool, int]], types: Mapping[int, str], 
 
 def evaluate_family(
     model_path: Path, family: str, min_patches: int, seeds: Sequence[int] | None = None, source: Source = _source,
+    min_probability: float = 0.0,
 ) -> dict[str, Any]:
     """Held-out figures of one family: the :class:`EvalReport` summary, per type, the series counts."""
     seeds = list(seeds if seeds is not None else test_seeds())
     t0 = time.perf_counter()
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
-    counts, types = family_counts(model_path, family, seeds, source, confusion)
+    counts, types = family_counts(model_path, family, seeds, source, confusion, min_probability)
     report = report_from_counts(counts, min_patches, time.perf_counter() - t0, confusion)
-    return {**report.summary(), "family": family, "per_type": per_type(counts, types, min_patches),
+    return {**report.summary(), "min_probability": float(min_probability), "family": family,
+            "per_type": per_type(counts, types, min_patches),
+            "series_counts": {str(s): c for s, _, c in counts},
             "false_positive_seeds": [s for s, t, c in counts if not t and c >= min_patches],
             "missed_seeds": [s for s, t, c in counts if t and c < min_patches]}
 
 
 def choose_threshold(
     model_path: Path, families: Sequence[str], seeds: Sequence[int] | None = None, source: Source = _source,
-) -> tuple[int, dict[str, Any]]:
-    """``min_patches`` chosen on the validation phantoms of ``families`` together, and its figures."""
+    probabilities: Sequence[float] = MIN_PROBABILITIES,
+) -> tuple[int, float, dict[str, Any]]:
+    """``min_patches`` and ``min_probability`` chosen on the validation phantoms of ``families``
+    together, and their figures.
+
+    For each probability cut of ``probabilities`` the patch count threshold is chosen by
+    :func:`.evaluation.choose_min_patches`; the cut whose threshold gives the highest
+    sensitivity + specificity wins (the lowest cut among equals).
+    """
     seeds = list(seeds if seeds is not None else val_seeds())
-    counts: list[tuple[int, bool, int]] = []
+    maps: list[tuple[int, bool, np.ndarray]] = []
     for family in families:
-        counts += family_counts(model_path, family, seeds, source)[0]
-    min_patches = choose_min_patches(counts)
-    summary = report_from_counts(counts, min_patches).summary()
-    return min_patches, {**summary, "families": list(families)}
+        maps += family_probabilities(model_path, family, seeds, source)
+    best: tuple[float, int, float] | None = None
+    for q in sorted(probabilities):
+        counts = _counts_at(maps, q)
+        k = choose_min_patches(counts)
+        report = report_from_counts(counts, k)
+        score = report.series_sensitivity + report.series_specificity
+        if best is None or score > best[0] + 1e-9:
+            best = (score, k, float(q))
+    assert best is not None
+    _, min_patches, min_probability = best
+    summary = report_from_counts(_counts_at(maps, min_probability), min_patches).summary()
+    return min_patches, min_probability, {**summary, "min_probability": min_probability, "families": list(families)}
+
+
+def _counts_at(maps: Sequence[tuple[int, bool, np.ndarray]], q: float) -> list[tuple[int, bool, int]]:
+    """Series counts of :func:`family_probabilities` maps at the probability cut ``q`` (0: every candidate)."""
+    return [(s, t, int((m >= q).sum() if q > 0 else (m > 0).sum())) for s, t, m in maps]
 
 
 def plan_slices(
@@ -166,12 +209,13 @@ def train_families(
 
 def model_json(
     previous: Mapping[str, Any], version: str, trained_on: Mapping[str, Any], min_patches: int,
-    metrics: Mapping[str, Any],
+    metrics: Mapping[str, Any], min_probability: float = 0.0,
 ) -> dict[str, Any]:
     """The new ``model.json``: every key of ``previous`` kept (an ``applicability`` block, say) except
     those the new weights replace; the previous weights' figures under ``previous_weights``."""
     meta = dict(previous)
-    meta["previous_weights"] = {k: previous.get(k) for k in ("version", "device_uid", "min_patches", "trained_on")}
+    meta["previous_weights"] = {k: previous.get(k)
+                                for k in ("version", "device_uid", "min_patches", "min_probability", "trained_on")}
     meta["previous_weights"]["metrics"] = previous.get("metrics")
     trained_on = dict(trained_on)
     families = trained_on.get("families", {})
@@ -180,7 +224,8 @@ def model_json(
     if "a-styled" in families:
         trained_on["styled_seeds"] = families["a-styled"]
     meta.update({"name": MODEL_NAME, "version": version, "device_uid": generate_uid(prefix=None),
-                 "min_patches": int(min_patches), "trained_on": trained_on, "metrics": dict(metrics)})
+                 "min_patches": int(min_patches), "min_probability": float(min_probability), "trained_on": trained_on,
+                 "metrics": dict(metrics)})
     return meta
 
 
@@ -202,11 +247,13 @@ def train_and_calibrate(
     trained_on = train_families(out_dir, plan, epochs=epochs, init=init, learning_rate=learning_rate, source=source,
                                 log=log)
     model = Path(out_dir) / "model.onnx"
-    min_patches, validation = choose_threshold(model, val_families, val_seeds(val_n), source)
-    say(f"min_patches {min_patches} on {', '.join(val_families)}")
-    tests = {family: evaluate_family(model, family, min_patches, test_seeds(test_n), source) for family in test_families}
+    min_patches, min_probability, validation = choose_threshold(model, val_families, val_seeds(val_n), source)
+    say(f"min_patches {min_patches}, min_probability {min_probability} on {', '.join(val_families)}")
+    tests = {family: evaluate_family(model, family, min_patches, test_seeds(test_n), source, min_probability)
+             for family in test_families}
     previous = json.loads(Path(previous_json).read_text(encoding="utf-8")) if previous_json else {}
-    meta = model_json(previous, version, trained_on, min_patches, family_metrics(validation, tests))
+    meta = model_json(previous, version, trained_on, min_patches, family_metrics(validation, tests),
+                      min_probability=min_probability)
     write_model_json(Path(out_dir) / "model.json", meta)
     return meta
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA
+from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA, HematomaFindings
 from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME, postprocess, preprocess
 from models.head_ct_hematoma.families import generate, hematoma_type
 from models.training import onnx_session, quiet, write_json
@@ -28,6 +28,7 @@ __all__ = [
     "count_series",
     "evaluate",
     "report_from_counts",
+    "series_findings",
     "series_hematoma_counts",
 ]
 
@@ -136,6 +137,7 @@ def series_hematoma_counts(
     styles: bool = False,
     family: str = "a",
     types: dict[int, str] | None = None,
+    min_probability: float = 0.0,
 ) -> list[tuple[int, bool, int]]:
     """Run the ONNX model on the phantoms of ``seeds`` in ``family`` (``styles``: family A with
     its randomised scanner and patient styles).
@@ -149,7 +151,7 @@ def series_hematoma_counts(
     for s in tqdm(seeds, desc="evaluating", unit="phantom", leave=False, disable=None):
         phantom = generate("a-styled" if styles else family, int(s), slices)
         count = count_series(session, preprocess(phantom.datasets)[INPUT_NAME], phantom.patch_labels, confusion,
-                             batch_size)
+                             batch_size, min_probability)
         if types is not None:
             types[int(s)] = hematoma_type(phantom)
         out.append((int(s), phantom.has_hematoma, count))
@@ -158,17 +160,28 @@ def series_hematoma_counts(
 
 def count_series(
     session: Any, image: np.ndarray, truth_patches: np.ndarray, confusion: np.ndarray | None = None,
-    batch_size: int = 8,
+    batch_size: int = 8, min_probability: float = 0.0,
 ) -> int:
-    """Predicted hematoma patches of one preprocessed series; its patch confusion added into ``confusion``."""
+    """Predicted hematoma patches (hematoma probability at least ``min_probability``) of one
+    preprocessed series; its patch confusion (most probable class) added into ``confusion``."""
+    return int(series_findings(session, image, truth_patches, confusion, batch_size, min_probability)
+               .candidate_patch_count)
+
+
+def series_findings(
+    session: Any, image: np.ndarray, truth_patches: np.ndarray, confusion: np.ndarray | None = None,
+    batch_size: int = 8, min_probability: float = 0.0,
+) -> HematomaFindings:
+    """The :class:`HematomaFindings` of one preprocessed series (``min_patches`` 1); its patch
+    confusion (most probable class) added into ``confusion``."""
     logits = np.concatenate([
         session.run([OUTPUT_NAME], {INPUT_NAME: image[i:i + batch_size]})[0]
         for i in range(0, len(image), batch_size)
     ])
-    findings = postprocess({OUTPUT_NAME: logits}, 1)
+    findings = postprocess({OUTPUT_NAME: logits}, 1, min_probability)
     if confusion is not None:
         np.add.at(confusion, (truth_patches.ravel(), findings.patch_classes.ravel()), 1)
-    return int(findings.candidate_patch_count)
+    return findings
 
 
 def evaluate(
@@ -181,6 +194,7 @@ def evaluate(
     styles: bool = False,
     family: str = "a",
     types: dict[int, str] | None = None,
+    min_probability: float = 0.0,
 ) -> EvalReport:
     """Evaluate an ONNX model with onnxruntime (CPU) on held-out phantoms.
 
@@ -198,6 +212,9 @@ def evaluate(
     styles:
         Phantoms with randomised scanner and patient styles
         (:class:`~models.phantoms.head_ct.HeadCTStyle`).
+    min_probability:
+        A patch counts when its hematoma probability is at least this (``model.json``'s
+        ``min_probability``; 0: the most probable class alone).
 
     Returns
     -------
@@ -206,7 +223,7 @@ def evaluate(
     t0 = time.perf_counter()
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
     counts = series_hematoma_counts(model_path, seeds, slices=slices, threads=threads, confusion=confusion,
-                                    styles=styles, family=family, types=types)
+                                    styles=styles, family=family, types=types, min_probability=min_probability)
     return _report(counts, min_patches, [int(s) for s in seeds], time.perf_counter() - t0, confusion)
 
 

@@ -28,17 +28,23 @@ class HematomaFindings:
         Patch edge in pixels (16 for a 512² slice cut into a 32×32 grid).
     min_patches:
         The series is called positive when at least this many patches are hematoma.
+    min_probability:
+        A patch is a hematoma candidate when hematoma is its most probable class and its
+        hematoma probability is at least this (0: the most probable class alone).
     """
 
     patch_classes: np.ndarray
     hematoma_probability: np.ndarray
     patch_size: int = 16
     min_patches: int = 1
+    min_probability: float = 0.0
 
     @property
     def candidate_mask(self) -> np.ndarray:
-        """``(n_slices, grid, grid)`` bool: every patch whose most probable class is hematoma."""
-        return self.patch_classes == HEMATOMA
+        """``(n_slices, grid, grid)`` bool: every patch whose most probable class is hematoma, with a
+        hematoma probability of at least ``min_probability``."""
+        mask = self.patch_classes == HEMATOMA
+        return mask & (self.hematoma_probability >= self.min_probability) if self.min_probability > 0 else mask
 
     @property
     def candidate_patch_count(self) -> int:

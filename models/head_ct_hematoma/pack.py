@@ -42,12 +42,13 @@ class HeadCTHematomaPack(PackBase):
 
     def configure(self, meta: Mapping[str, Any]) -> None:
         self.min_patches = int(meta.get("min_patches", 1))
+        self.min_probability = float(meta.get("min_probability", 0.0))
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series)
 
     def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> HematomaFindings:
-        findings = _steps.postprocess(outputs, min_patches=self.min_patches)
+        findings = _steps.postprocess(outputs, min_patches=self.min_patches, min_probability=self.min_probability)
         if findings.patch_classes.shape[0] != len(series):
             raise ValueError(f"model returned {findings.patch_classes.shape[0]} slices for {len(series)}")
         return findings

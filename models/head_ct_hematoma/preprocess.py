@@ -82,11 +82,14 @@ def preprocess(series: Sequence[Dataset]) -> dict[str, np.ndarray]:
     return {INPUT_NAME: window(np.stack(slices))}
 
 
-def postprocess(outputs: Mapping[str, np.ndarray], min_patches: int) -> HematomaFindings:
+def postprocess(
+    outputs: Mapping[str, np.ndarray], min_patches: int, min_probability: float = 0.0,
+) -> HematomaFindings:
     """Turn ``{"logits": (N, 4, 32, 32)}`` into :class:`HematomaFindings`.
 
     Softmax over the class axis, argmax per patch; the series is positive when at least
-    ``min_patches`` patches are hematoma.
+    ``min_patches`` patches are hematoma with a hematoma probability of at least
+    ``min_probability``.
     """
     logits = np.asarray(outputs[OUTPUT_NAME], dtype=np.float32)
     if logits.ndim != 4:
@@ -99,4 +102,5 @@ def postprocess(outputs: Mapping[str, np.ndarray], min_patches: int) -> Hematoma
         hematoma_probability=prob[:, HEMATOMA].astype(np.float32),
         patch_size=PATCH_SIZE,
         min_patches=int(min_patches),
+        min_probability=float(min_probability),
     )
