@@ -66,10 +66,10 @@ def phantom_series(kind: str, seed: int, styled: bool) -> list[Dataset]:
     if kind == "chest-ct":
         from models.phantoms.chest_ct import generate_chest_ct
         return generate_chest_ct(seed, styles=styled).datasets
-    if kind == "cxr":
+    if kind == "cxr":  # half of them at 1024 pixels, the detector sizes of real CRs and DXs (issue 33)
         from models.phantoms.cxr import generate_cxr
-        return [generate_cxr(seed, nodules=seed % 3, pneumonia=seed % 2 == 0, styles=styled,
-                             photometric="MONOCHROME1" if seed % 5 == 0 else "MONOCHROME2").dataset]
+        return [generate_cxr(seed, size=1024 if seed % 4 >= 2 else 512, nodules=seed % 3, pneumonia=seed % 2 == 0,
+                             styles=styled, photometric="MONOCHROME1" if seed % 5 == 0 else "MONOCHROME2").dataset]
     if kind == "brain-mr":
         from models.phantoms.brain_mr import generate_brain_mr
         return generate_brain_mr(seed, tumor=seed % 2 == 0, styles=styled).datasets
