@@ -166,6 +166,17 @@ def test_while_a_stat_series_arrives_one_worker_takes_only_stat_work(tmp_path: P
         later = preempt.time.monotonic() + preempt.HOLD_SECONDS + 0.1
         monkeypatch.setattr(preempt.time, "monotonic", lambda: later)
         assert on.reserve(0) == 0, "the hold ends"
+        monkeypatch.undo()
+        from node.config import Priority
+        from tests.test_priority import _queue
+        stat = _queue(store, "1.2.50.1", priority=Priority.STAT)
+        store.claim_jobs("test:1:a", 1, 60.0)
+        on.step({stat: "stat"}, 0)  # it starts: the series' hold ends
+        store.job_written(stat, [("1.2.50.1.100", "1.2.840.10008.5.1.4.1.1.2", "/r/a.dcm")], ["pacs"])
+        on.ended(stat, "stat")
+        assert on.reserve(0) == 1, "its results are being delivered"
+        store.result_delivered(store.job_results(stat)[0].id)
+        assert on.reserve(0) == 0, "delivered: routine work goes on"
         off = preempt.Preemption(RunnerConfig(preempt_for_stat=False), store, Metrics(), ["head-ct"])
         assert off.reading("stat") and off.reserve(0) == 0
     finally:

@@ -26,6 +26,7 @@ from typing import Any, Mapping
 from ..config import Priority, RunnerConfig
 from ..logs import log
 from ..metrics import Metrics
+from ..states import JobState
 from ..store import JobRow, JobStore
 from ..worker import JobOutcome, YieldRequests
 
@@ -40,6 +41,10 @@ HOLD_SECONDS = 2.0
 long, or until a stat job starts (more of its slices are likely on their way): routine jobs are
 not claimed only to yield."""
 
+DELIVERY_HOLD_SECONDS = 10.0
+"""After a stat job of this runner is written, one worker takes only stat work until its results
+are delivered, or this long (a PACS that is down does not hold routine work back for long)."""
+
 
 class Preemption:
     """The runner's part of preemption: whom to ask, and the yielded jobs queued again."""
@@ -52,6 +57,7 @@ class Preemption:
         self._requests: YieldRequests | None = None
         self._asked: set[int] = set()
         self._hold_until = 0.0
+        self._delivering: dict[int, float] = {}  # stat jobs written here → until when they hold a worker
         for route in routes:  # at 0 before the first
             metrics.preemptions.labels(route)
 
@@ -91,11 +97,20 @@ class Preemption:
         return stat
 
     def reserve(self, reserve: int) -> int:
-        """The workers kept for stat work now: ``reserve``, or at least one while a stat series arrives."""
-        return max(reserve, 1) if time.monotonic() < self._hold_until else reserve
+        """The workers kept for stat work now: ``reserve``, or at least one while a stat series arrives
+        or the results of a stat job written here are being delivered."""
+        now = time.monotonic()
+        for job_id, until in list(self._delivering.items()):
+            job = self._store.get_job(job_id) if until > now else None
+            if job is None or job.state != JobState.WRITTEN:
+                del self._delivering[job_id]
+        return max(reserve, 1) if now < self._hold_until or self._delivering else reserve
 
-    def ended(self, job_id: int) -> None:
-        """Job ``job_id`` ended (yielded, written or failed): its request, if any, is withdrawn."""
+    def ended(self, job_id: int, priority: str | None = None) -> None:
+        """Job ``job_id`` (of ``priority``) ended: a request to it is withdrawn; a stat job's results,
+        once written, hold a worker for stat work until they are delivered."""
+        if priority == Priority.STAT and self.enabled:
+            self._delivering[job_id] = time.monotonic() + DELIVERY_HOLD_SECONDS
         if job_id in self._asked:
             self._asked.discard(job_id)
             if self._requests is not None:

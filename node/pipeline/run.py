@@ -351,8 +351,7 @@ class Runner:
             del self._running[job_id]
             job = self._store.get_job(job_id)
             self._destinations.pop(job_id, None)
-            self._priorities.pop(job_id, None)
-            self._preemption.ended(job_id)
+            self._preemption.ended(job_id, self._priorities.pop(job_id, None))
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker process died
