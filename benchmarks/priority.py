@@ -1,7 +1,8 @@
 """``ainode bench priority``: what a stat priority buys behind a backlog, and the walkthrough's wait.
 
 **Backlog.** One worker, a real Orthanc as the PACS. A head CT series is sent alone (its
-completion → results time with no backlog); then ``backlog`` routine head CT series from one
+completion → results time with no backlog; like the stat series, it has a hematoma, so that
+both jobs write a SEG, overlays and an SR); then ``backlog`` routine head CT series from one
 modality (one association from a ``sends_whole_series`` peer: they complete together at its
 release and are all queued), and last a head CT from the emergency CT (calling AE ``ER_CT``, which the route's
 ``priority_from`` makes stat). Reported: the stat series' completion → results in Orthanc
@@ -152,7 +153,7 @@ def run_priority(backlog: int = 12, slices: int = 16, walkthrough: bool = True, 
     ``repeats``: the three runs, in turn, this many times; the numbers are medians.
     """
     root = Path(workdir or tempfile.mkdtemp(prefix="ainode-bench-priority-"))
-    sets = {"warm": _series(root, 900, slices), "alone": _series(root, 901, slices),
+    sets = {"warm": _series(root, 900, slices), "alone": _series(root, 904, slices),
             "stat": _series(root, 902, slices), "routine": [_series(root, 1000 + i, slices) for i in range(backlog)]}
     orthanc = OrthancServer(root / "pacs").start()
     before = f"before issue 32 (`{before_ref}`), arrival order" if before_ref else "every job routine (round robin)"
