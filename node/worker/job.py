@@ -101,7 +101,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         inputs = stage(FailureStage.PREPROCESS, _preprocess, pack, missing, spec.job_id) if missing else None
         ahead = len(series) - len(missing)
         scored = inputs  # the score is of what preprocess returned for every image
-        if ahead and getattr(pack, "applicability", None) is not None:  # some read ahead: all preprocessed again
+        if ahead and pack.applicability is not None:  # some read ahead: all preprocessed again
             scored = stage(FailureStage.PREPROCESS, _preprocess, pack, list(series), spec.job_id)
         verdict = stage(FailureStage.PREPROCESS, judge, pack, series, scored)
         action = action_for(verdict, spec.on_out_of_domain)

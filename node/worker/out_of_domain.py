@@ -25,10 +25,9 @@ WITHHOLD, FLAG, IGNORE = "withhold", "flag", "ignore"
 def judge(pack: ModelPack, series: Sequence[Dataset], inputs: Mapping[str, np.ndarray] | None) -> Verdict | None:
     """The verdict on the job's preprocessed ``inputs`` (``None``: preprocess ``series`` for it);
     ``None`` when the pack's weights carry no applicability block."""
-    check = getattr(pack, "applicability", None)
-    if check is None:
+    if pack.applicability is None:
         return None
-    return check.verdict(inputs if inputs is not None else pack.preprocess(list(series)))
+    return pack.applicability.verdict(inputs if inputs is not None else pack.preprocess(list(series)))
 
 
 def action_for(verdict: Verdict | None, on_out_of_domain: str) -> str | None:
