@@ -56,7 +56,15 @@ __all__ = [
 
 
 class InstanceState(StrEnum):
-    """A received instance: durable, then indexed under its series, or quarantined."""
+    """A received instance: durable, then indexed under its series, or quarantined.
+
+    received
+        Its file is on disk and acknowledged; its header is not read yet.
+    indexed
+        Its header is read and it is filed under its series.
+    quarantined
+        Its header is unreadable: the reason is recorded, it is never retried.
+    """
 
     RECEIVED = "received"
     INDEXED = "indexed"
@@ -64,7 +72,19 @@ class InstanceState(StrEnum):
 
 
 class SeriesState(StrEnum):
-    """A series, from its first instance to the removal of its files."""
+    """A series, from its first instance to the removal of its files.
+
+    received
+        Its instances are arriving (again, after a reopening or a re-send).
+    complete
+        Its sender is done with it (released, every expected instance, or quiet): ready to route.
+    routed
+        Its routes matched: its jobs are queued.
+    ignored
+        No route matched it.
+    purged
+        Its files were removed at the end of their retention.
+    """
 
     RECEIVED = "received"
     COMPLETE = "complete"
@@ -74,7 +94,15 @@ class SeriesState(StrEnum):
 
 
 class StudyRouteState(StrEnum):
-    """A study-level route on one study: waiting for its required series, then decided once."""
+    """A study-level route on one study: waiting for its required series, then decided once.
+
+    waiting
+        Some of the series it requires are not complete yet.
+    fired
+        Every required series is complete: one job for the study is queued.
+    incomplete
+        ``study_timeout_seconds`` passed before that: the decision is recorded, and no job is queued.
+    """
 
     WAITING = "waiting"
     FIRED = "fired"
@@ -82,7 +110,21 @@ class StudyRouteState(StrEnum):
 
 
 class JobState(StrEnum):
-    """One model run on one series."""
+    """One model run on one series.
+
+    queued
+        Waiting until a worker claims it.
+    running
+        Claimed by a worker, under a lease.
+    written
+        Its result objects are written: their delivery is under way.
+    delivered
+        Every result reached its destination (or there was nothing to deliver).
+    failed
+        It failed in the stage ``jobs.stage`` names, for the reason recorded.
+    superseded
+        Its series was reopened: a new job sees every image.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -93,33 +135,52 @@ class JobState(StrEnum):
 
 
 class ResultState(StrEnum):
-    """One result object for one destination."""
+    """One result object for one destination.
+
+    pending
+        Waiting in its destination's outbox (or for its next attempt).
+    delivered
+        Its destination took it.
+    dead
+        Every attempt failed: a dead letter, until an operator replays it.
+    superseded
+        Its job was re-run: a newer result replaces it.
+    retracted
+        Delivered, then withdrawn: its retraction reached the destination.
+    """
 
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"
     SUPERSEDED = "superseded"
     RETRACTED = "retracted"
-    """Delivered, then withdrawn: its retraction reached the destination."""
 
 
 class RetractCause(StrEnum):
-    """Why a delivered result is to be withdrawn from its destination (``results.retract_cause``)."""
+    """Why a delivered result is to be withdrawn from its destination (``results.retract_cause``).
+
+    rejected
+        A radiologist rejected the job's results.
+    superseded
+        The job was run again (a late image, an operator's re-run): newer results replace them.
+    """
 
     REJECTED = "rejected"
-    """A radiologist rejected the job's results."""
     SUPERSEDED = "superseded"
-    """The job was run again (a late image, an operator's re-run): newer results replace them."""
 
 
 class OutboxKind(StrEnum):
-    """What an outbox item asks of its destination (``results.kind``)."""
+    """What an outbox item asks of its destination (``results.kind``).
+
+    deliver
+        Store the result object.
+    retract
+        Withdraw delivered results: the item is an IOCM rejection note referencing them; an
+        Orthanc deletes the instances instead, a DIMSE or DICOMweb destination stores the note.
+    """
 
     DELIVER = "deliver"
-    """Store the result object."""
     RETRACT = "retract"
-    """Withdraw delivered results: the item is an IOCM rejection note referencing them; an
-    Orthanc deletes the instances instead, a DIMSE or DICOMweb destination stores the note."""
 
 
 class Stage(StrEnum):

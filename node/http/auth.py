@@ -72,14 +72,33 @@ _OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 class AccessMode(StrEnum):
+    """Who the API answers, as ``[http]`` configures it.
+
+    token
+        A request with the bearer token of ``token_file`` (or a session it opened).
+    anonymous
+        Anyone (no token configured, and anonymous use allowed).
+    closed
+        No token configured and anonymous use not allowed: only the open paths answer.
+    """
+
     TOKEN = "token"
     ANONYMOUS = "anonymous"
     CLOSED = "closed"
-    """No token configured and anonymous use not allowed: only the open paths answer."""
 
 
 class Credential(StrEnum):
-    """What let a request through; the dependency puts it in ``request.state.credential``."""
+    """What let a request through; the dependency puts it in ``request.state.credential``.
+
+    open
+        Its path is open under every policy (``/login``, ``/logout``, ``[http] open_paths``).
+    anonymous
+        The node answers anyone.
+    bearer
+        The request carried the current bearer token.
+    session
+        The request carried a valid session cookie (a login in the browser).
+    """
 
     OPEN = "open"
     ANONYMOUS = "anonymous"
