@@ -6,7 +6,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.dicom.attributes import VOLUME
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
@@ -19,6 +18,9 @@ __all__ = ["BrainMRPack"]
 class BrainMRPack(PackBase):
     """2D/2.5D U-Net (with a full-resolution residual stream) segmenting brain structures and tumour.
 
+    Every image is checked at load against the default ``required_attributes``, an MR
+    volume: volumes are measured in mm from Pixel Spacing and slice positions.
+
     Parameters
     ----------
     weights:
@@ -29,8 +31,6 @@ class BrainMRPack(PackBase):
     """
 
     name = "brain-mr"
-    required_attributes = VOLUME
-    """Checked on every image at load (an MR volume: volumes are measured in mm from Pixel Spacing and slice positions)."""
     batch_size = 8
     algorithm_name = "ainode brain MR structures and tumor"
     series_number_base = 9040

@@ -6,9 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.dicom.attributes import RADIOGRAPH
-from node.packs.base import PackBase
-
+from ..radiograph_pack import RadiographPack
 from . import preprocess as _steps
 from .findings import NoduleFindings
 from .report import stream_results, write_results
@@ -25,7 +23,7 @@ def input_size(meta: Mapping) -> int:
         return _steps.MODEL_SIZE
 
 
-class CXRNodulePack(PackBase):
+class CXRNodulePack(RadiographPack):
     """U-Net nodule segmentation on a chest radiograph; detections = connected components.
 
     Parameters
@@ -38,9 +36,6 @@ class CXRNodulePack(PackBase):
     """
 
     name = "cxr-nodule"
-    required_attributes = RADIOGRAPH
-    """Checked on every image at load (a radiograph: Pixel Spacing optional (CR's 0\\0 means unknown), no plane geometry)."""
-    batch_size = 4
     algorithm_name = "ainode CXR nodule U-Net"
     series_number_base = 9020
 

@@ -6,9 +6,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydicom import Dataset
 
-from node.dicom.attributes import RADIOGRAPH
-from node.packs.base import PackBase
-
+from ..radiograph_pack import RadiographPack
 from . import preprocess as _steps
 from .findings import PneumoniaFindings
 from .report import write_results
@@ -16,7 +14,7 @@ from .report import write_results
 __all__ = ["CXRPneumoniaPack"]
 
 
-class CXRPneumoniaPack(PackBase):
+class CXRPneumoniaPack(RadiographPack):
     """Pneumonia classifier (GAP + linear head) with its Grad-CAM heatmap.
 
     Parameters
@@ -28,9 +26,6 @@ class CXRPneumoniaPack(PackBase):
     """
 
     name = "cxr-pneumonia"
-    required_attributes = RADIOGRAPH
-    """Checked on every image at load (a radiograph: Pixel Spacing optional (CR's 0\\0 means unknown), no plane geometry)."""
-    batch_size = 4
     algorithm_name = "ainode CXR pneumonia Grad-CAM"
     series_number_base = 9030
 
