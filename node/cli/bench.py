@@ -3,54 +3,75 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_bench_command"]
+
+
+_Option = tuple[str, Any, str]
+"""A flag, its default and its help: an ``int`` default makes an integer option, ``False`` a
+switch, a string or ``None`` a string option (``--before``: a git reference)."""
+
+_BENCHMARKS: tuple[tuple[str, str, tuple[_Option, ...]], ...] = (
+    ("ingest", "C-STORE into the node vs a raw-write receiver", (
+        ("--count", 300, "instances per run"),
+        ("--senders", 4, "concurrent senders"),
+        ("--listeners", 1, "also time the node with this many listener processes"),
+        ("--repeats", 3, "series sent to each receiver (medians are reported)"),
+    )),
+    ("workers", "job throughput with 1 vs 2 ainode worker processes (PostgreSQL store)", (
+        ("--series", 8, "head CT series queued per run"),
+        ("--slices", 24, "slices per series"),
+    )),
+    ("engines", "latency per engine vs PyTorch eager", (
+        ("--model", "head-ct-hematoma", "model pack to time"),
+        ("--batch", 8, "slices per engine call"),
+        ("--iterations", 20, "timed runs per engine"),
+    )),
+    ("e2e", "per-stage latency from storescu to results in Orthanc", (
+        ("--slices", 40, "slices per series"),
+        ("--series", 6, "series per pack and node; the first is cold"),
+        ("--before", None, "run the 'before' node from this commit of the repository (default: this code with "
+                           "deliver_as_written = false and no kept associations)"),
+        ("--real-cr", False,
+         "send pydicom-data's real CR (RG1_J2KR, JPEG 2000) instead of the 1024x1024 phantom radiograph"),
+    )),
+    ("faults", "kill -9, PACS outage, full disk, fuzzing, concurrent senders", (
+        ("--fuzz", 10_000, "mutated data sets to send"),
+        ("--kills", 50, "kill -9 trials"),
+        ("--seed", 0, "random seed of the mutations and kills"),
+    )),
+    ("priority", "a stat series behind a backlog of routine ones; the walkthrough's wait", (
+        ("--backlog", 12, "routine series queued before the stat one"),
+        ("--slices", 16, "slices per series"),
+        ("--no-walkthrough", False, "leave out the README walkthrough's timing"),
+        ("--repeats", 1, "run the backlog runs (routine, stat waiting, stat preempting) in turn this many times"),
+        ("--before", None, "run the node of this commit without priorities (default: this code, every job routine)"),
+    )),
+)
+"""Each benchmark: its name, its help and its options (:data:`_Option`)."""
 
 
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
     """Add ``bench ingest|workers|engines|e2e|faults|priority`` to the subcommands ``sub``."""
     bench = sub.add_parser("bench", help="benchmarks; results go to benchmarks/RESULTS.md")
     benches = bench.add_subparsers(metavar="BENCHMARK")
-    ingest = benches.add_parser("ingest", help="C-STORE into the node vs a raw-write receiver")
-    ingest.add_argument("--count", type=int, default=300, help="instances per run")
-    ingest.add_argument("--senders", type=int, default=4, help="concurrent senders")
-    ingest.add_argument("--listeners", type=int, default=1, help="also time the node with this many listener processes")
-    ingest.add_argument("--repeats", type=int, default=3, help="series sent to each receiver (medians are reported)")
-    ingest.set_defaults(func=_bench, bench="ingest")
-    workers = benches.add_parser("workers", help="job throughput with 1 vs 2 ainode worker processes (PostgreSQL store)")
-    workers.add_argument("--series", type=int, default=8, help="head CT series queued per run")
-    workers.add_argument("--slices", type=int, default=24, help="slices per series")
-    workers.set_defaults(func=_bench, bench="workers")
-    engines = benches.add_parser("engines", help="latency per engine vs PyTorch eager")
-    engines.add_argument("--model", default="head-ct-hematoma", help="model pack to time")
-    engines.add_argument("--batch", type=int, default=8, help="slices per engine call")
-    engines.add_argument("--iterations", type=int, default=20, help="timed runs per engine")
-    engines.set_defaults(func=_bench, bench="engines")
-    e2e = benches.add_parser("e2e", help="per-stage latency from storescu to results in Orthanc")
-    e2e.add_argument("--slices", type=int, default=40, help="slices per series")
-    e2e.add_argument("--series", type=int, default=6, help="series per pack and node; the first is cold")
-    e2e.add_argument("--before", metavar="GIT_REF", default=None,
-                     help="run the 'before' node from this commit of the repository (default: this code with "
-                          "deliver_as_written = false and no kept associations)")
-    e2e.add_argument("--real-cr", action="store_true",
-                     help="send pydicom-data's real CR (RG1_J2KR, JPEG 2000) instead of the 1024x1024 phantom radiograph")
-    e2e.set_defaults(func=_bench, bench="e2e")
-    faults = benches.add_parser("faults", help="kill -9, PACS outage, full disk, fuzzing, concurrent senders")
-    faults.add_argument("--fuzz", type=int, default=10_000, help="mutated data sets to send")
-    faults.add_argument("--kills", type=int, default=50, help="kill -9 trials")
-    faults.add_argument("--seed", type=int, default=0, help="random seed of the mutations and kills")
-    faults.set_defaults(func=_bench, bench="faults")
-    priority = benches.add_parser("priority", help="a stat series behind a backlog of routine ones; the walkthrough's wait")
-    priority.add_argument("--backlog", type=int, default=12, help="routine series queued before the stat one")
-    priority.add_argument("--slices", type=int, default=16, help="slices per series")
-    priority.add_argument("--no-walkthrough", action="store_true", help="leave out the README walkthrough's timing")
-    priority.add_argument("--repeats", type=int, default=1,
-                          help="run the backlog runs (routine, stat waiting, stat preempting) in turn this many times")
-    priority.add_argument("--before", metavar="GIT_REF", default=None,
-                          help="run the node of this commit without priorities (default: this code, every job routine)")
-    priority.set_defaults(func=_bench, bench="priority")
-    for p in (ingest, workers, engines, e2e, faults, priority):
-        p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="Markdown file the results are added to")
+    for name, help_text, options in _BENCHMARKS:
+        parser = benches.add_parser(name, help=help_text)
+        for flag, default, option_help in options:
+            parser.add_argument(flag, **_option_kind(default), help=option_help)
+        parser.set_defaults(func=_bench, bench=name)
+        parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"),
+                            help="Markdown file the results are added to")
+
+
+def _option_kind(default: Any) -> dict[str, Any]:
+    """The ``add_argument`` keywords that the default of an :data:`_Option` implies."""
+    if default is False:
+        return {"action": "store_true"}
+    if isinstance(default, int):
+        return {"type": int, "default": default}
+    return {"default": default, "metavar": "GIT_REF"} if default is None else {"default": default}
 
 
 def _bench(args: argparse.Namespace) -> int:
