@@ -15,15 +15,7 @@ from benchmarks.fuzz import FuzzCase, PduCase, dataset_cases, garbage_pdus, seri
 from benchmarks.services import NodeProcess, OrthancServer, node_exit_code, node_pid, wait_for
 from benchmarks.faults.background import Prober, RssSampler
 from benchmarks.faults.common import (
-    _QUIET_SECONDS,
-    _current_job,
-    _fresh_series,
-    _get,
-    _head_ct,
-    _tail,
-    _wait_job,
-    _write_series,
-    check_results,
+    _QUIET_SECONDS, _current_job, _fresh_series, _get, _head_ct, _tail, _wait_job, _write_series, check_results,
     start_checked_node,
 )
 from benchmarks.faults.sending import _IdleConnections, _RawSender, _send_pdu

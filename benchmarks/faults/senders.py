@@ -10,14 +10,7 @@ from pathlib import Path
 from benchmarks.services import OrthancServer, dcmtk, node_exit_code, node_pid
 from benchmarks.faults.background import RssSampler
 from benchmarks.faults.common import (
-    _QUIET_SECONDS,
-    _SETTLED,
-    _fresh_series,
-    _head_ct,
-    _tail,
-    _wait_job,
-    _write_series,
-    check_results,
+    _QUIET_SECONDS, _SETTLED, _fresh_series, _head_ct, _tail, _wait_job, _write_series, check_results,
     start_checked_node,
 )
 
