@@ -191,9 +191,16 @@ def _statements(script: str) -> list[str]:
     return [s for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def _create(db: sqlite3.Connection) -> None:
-    for statement in _statements(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5 + _5_TO_6):
-        db.execute(statement)
+def _script_step(script: str) -> Callable[[sqlite3.Connection], None]:
+    """The migration step that executes the statements of ``script`` (its comment says what it adds)."""
+    def step(db: sqlite3.Connection) -> None:
+        for statement in _statements(script):
+            db.execute(statement)
+    return step
+
+
+_create = _script_step(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5 + _5_TO_6)
+"""A new store: the schema of every version at once."""
 
 
 def _legacy_to_2(db: sqlite3.Connection) -> None:
@@ -211,32 +218,10 @@ def _legacy_to_2(db: sqlite3.Connection) -> None:
         db.execute(statement, names)
 
 
-def _2_to_3(db: sqlite3.Connection) -> None:
-    """Study-level routes and the route filters of process requests."""
-    for statement in _statements(_2_TO_3):
-        db.execute(statement)
-
-
-def _3_to_4(db: sqlite3.Connection) -> None:
-    """Job priorities, senders and claim times."""
-    for statement in _statements(_3_TO_4):
-        db.execute(statement)
-
-
-def _4_to_5(db: sqlite3.Connection) -> None:
-    """Outbox kinds (delivery, retraction), results marked for retraction, and reviews."""
-    for statement in _statements(_4_TO_5):
-        db.execute(statement)
-
-
-def _5_to_6(db: sqlite3.Connection) -> None:
-    """A job's applicability score, threshold and out-of-domain action."""
-    for statement in _statements(_5_TO_6):
-        db.execute(statement)
-
-
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _legacy_to_2, 2: _2_to_3, 3: _3_to_4, 4: _4_to_5, 5: _5_to_6}
+    1: _legacy_to_2, 2: _script_step(_2_TO_3), 3: _script_step(_3_TO_4), 4: _script_step(_4_TO_5),
+    5: _script_step(_5_TO_6),
+}
 """``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
 
 
