@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydicom import Dataset
+
+from models.phantoms.ct_series import CTPhantom
 
 __all__ = [
     "LANDMARKS",
@@ -32,15 +33,11 @@ MIN_LUMEN_AREA_MM2 = 4.0
 
 
 @dataclass
-class ChestCTPhantom:
-    """A synthetic chest CT series and its landmark truth.
+class ChestCTPhantom(CTPhantom):
+    """A synthetic chest CT series (``hu`` slice 0 the most inferior) and its landmark truth.
 
     Attributes
     ----------
-    datasets:
-        One CT Image dataset per slice, sorted inferior to superior.
-    hu:
-        ``(n, size, size)`` int16 Hounsfield units, slice 0 the most inferior.
     landmarks:
         Landmark name → truth slice index (into ``datasets``).
     z_positions:
@@ -55,8 +52,6 @@ class ChestCTPhantom:
         The seed.
     """
 
-    datasets: list[Dataset]
-    hu: np.ndarray
     landmarks: dict[str, int]
     z_positions: np.ndarray
     lung_area_mm2: np.ndarray

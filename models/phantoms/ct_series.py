@@ -27,9 +27,25 @@ from pydicom.uid import (
     generate_uid,
 )
 
-__all__ = ["Patient", "Study", "SeriesSpec", "build_series", "new_dataset", "set_patient_and_study"]
+__all__ = ["CTPhantom", "Patient", "Study", "SeriesSpec", "build_series", "new_dataset", "set_patient_and_study"]
 
 _IMPLEMENTATION_VERSION = "AINODE_PHANTOM1"
+
+
+@dataclass
+class CTPhantom:
+    """What every CT phantom holds first: its slices and their Hounsfield units.
+
+    Attributes
+    ----------
+    datasets:
+        One CT Image dataset per slice, sorted inferior to superior.
+    hu:
+        ``(n, size, size)`` int16 Hounsfield units.
+    """
+
+    datasets: list[Dataset]
+    hu: np.ndarray
 
 
 @dataclass(frozen=True)

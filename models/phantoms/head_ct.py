@@ -35,9 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom import Dataset
 
-from models.phantoms.ct_series import Patient, SeriesSpec, Study, build_series
+from models.phantoms.ct_series import CTPhantom, Patient, SeriesSpec, Study, build_series
 from models.phantoms.head_ct_anatomy import FOV_MM, SLICE_MM, Head, HeadCTStyle, random_style
 from models.phantoms.head_ct_render import render
 from models.phantoms.head_ct_truth import (
@@ -67,15 +66,11 @@ __all__ = [
 
 
 @dataclass
-class HeadCTPhantom:
-    """A synthetic head CT series and its ground truth.
+class HeadCTPhantom(CTPhantom):
+    """A synthetic head CT series (:class:`~models.phantoms.ct_series.CTPhantom`) and its ground truth.
 
     Attributes
     ----------
-    datasets:
-        One CT Image dataset per slice, sorted inferior to superior.
-    hu:
-        ``(n, size, size)`` int16 Hounsfield units.
     pixel_labels:
         ``(n, size, size)`` uint8, classes in :data:`TRUTH_CLASSES` order.
     patch_labels:
@@ -86,8 +81,6 @@ class HeadCTPhantom:
         The randomised style (``None`` for a plain phantom).
     """
 
-    datasets: list[Dataset]
-    hu: np.ndarray
     pixel_labels: np.ndarray
     patch_labels: np.ndarray
     has_hematoma: bool
