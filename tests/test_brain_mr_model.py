@@ -130,10 +130,10 @@ def test_thin_labels():
 
 def test_training_smoke(tmp_path):
     pytest.importorskip("torch")
-    from models.brain_mr.train import train
+    from models.brain_mr.train import FitOptions, train
 
-    meta = train(tmp_path, phantoms=1, seed=0, steps=2, test_phantoms=0, label_every=4, variant="unet",
-                 weighting="distance")
+    meta = train(tmp_path, phantoms=1, seed=0, fit=FitOptions(steps=2, variant="unet", weighting="distance"),
+                 test_phantoms=0, label_every=4)
     assert meta["trained_on"]["label_every"] == 4 and meta["trained_on"]["slices_used"] in (8, 9)
     for name in ("model.onnx", "model.pt", "model.json"):
         assert (tmp_path / name).exists()
@@ -144,9 +144,9 @@ def test_training_smoke(tmp_path):
 
 def test_training_smoke_2p5d(tmp_path):
     pytest.importorskip("torch")
-    from models.brain_mr.train import predict, train
+    from models.brain_mr.train import FitOptions, predict, train
 
-    meta = train(tmp_path, phantoms=1, seed=0, steps=2, test_phantoms=0, context=1, batch_size=2)
+    meta = train(tmp_path, phantoms=1, seed=0, fit=FitOptions(steps=2, context=1, batch_size=2), test_phantoms=0)
     assert meta["architecture"]["in_channels"] == 3 and meta["architecture"]["context"] == 1
     assert meta["input"]["shape"][1] == 3
     pack = BrainMRPack(weights=tmp_path / "model.onnx")
@@ -162,7 +162,7 @@ def test_training_smoke_2p5d(tmp_path):
 def test_tumor_boundary_weights_and_tumor_slices(tmp_path):
     pytest.importorskip("torch")
     from models.brain_mr.loss_weights import tumor_boundary_weights as _tumor_boundary_weights
-    from models.brain_mr.train import train
+    from models.brain_mr.train import FitOptions, train
 
     labels = np.zeros((9, 9), np.uint8)
     labels[3:6, 3:6] = 6
@@ -172,7 +172,8 @@ def test_tumor_boundary_weights_and_tumor_slices(tmp_path):
     assert w[4, 4] == pytest.approx(1.0 + 3.0 * np.exp(-0.5))  # one pixel inside
     assert w[8, 8] == pytest.approx(1.0, abs=0.01)
     assert (_tumor_boundary_weights(np.ones((5, 5), np.uint8), 3.0) == 1.0).all()
-    meta = train(tmp_path, phantoms=1, seed=0, steps=2, batch_size=2, test_phantoms=0, weighting="probability",
-                 tumor_boundary_weight=3.0, tumor_slice_fraction=0.5)
+    fit = FitOptions(steps=2, batch_size=2, weighting="probability", tumor_boundary_weight=3.0,
+                     tumor_slice_fraction=0.5)
+    meta = train(tmp_path, phantoms=1, seed=0, fit=fit, test_phantoms=0)
     assert meta["trained_on"]["tumor_boundary_weight"] == 3.0
     assert meta["trained_on"]["tumor_slice_fraction"] == 0.5

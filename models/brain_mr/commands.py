@@ -44,7 +44,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .train import compare, train
+    from .train import FitOptions, compare, train
 
     log = TrainLog(args.out)
     if args.compare:
@@ -57,10 +57,11 @@ def run_train(args: argparse.Namespace) -> int:
 
         cases = load_cases(args.data)
         log(f"loaded {len(cases)} cases from {args.data}")
+    fit = FitOptions(variant=args.variant, weighting=args.weighting, steps=args.steps, batch_size=args.batch_size,
+                     context=args.context, tumor_boundary_weight=args.tumor_boundary_weight,
+                     tumor_slice_fraction=args.tumor_slice_fraction)
     meta = train(args.out, cases=cases, phantoms=args.phantoms, seed=args.seed, contrast=args.contrast,
-                 variant=args.variant, weighting=args.weighting, label_every=args.label_every,
-                 steps=args.steps, batch_size=args.batch_size, context=args.context,
-                 tumor_boundary_weight=args.tumor_boundary_weight, tumor_slice_fraction=args.tumor_slice_fraction,
+                 label_every=args.label_every, fit=fit,
                  test_phantoms=0 if cases else args.test_phantoms, styled_phantoms=0 if cases else args.styled_phantoms,
                  log=log)
     return finish_training(log, meta, "brain-mr")

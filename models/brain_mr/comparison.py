@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from models.brain_mr.cases import phantom_cases, thinned
 from models.brain_mr.evaluation import TEST_SEED_BASE, evaluate
-from models.brain_mr.fit import WEIGHTINGS, export_onnx, train_model
+from models.brain_mr.fit import WEIGHTINGS, FitOptions, export_onnx, train_model
 from models.training import output_folder, quiet, save_weights, write_json
 
 __all__ = ["compare"]
@@ -43,8 +43,8 @@ def compare(
     runs: dict[str, Any] = {}
 
     def run(name: str, variant: str, weighting: str, every: int) -> None:
-        model, facts = train_model(thinned(cases, every, seed), variant=variant, weighting=weighting,
-                                   steps=steps, batch_size=batch_size, seed=seed, threads=threads, log=say)
+        options = FitOptions(variant=variant, weighting=weighting, steps=steps, batch_size=batch_size)
+        model, facts = train_model(thinned(cases, every, seed), options, seed=seed, threads=threads, log=say)
         path = out_dir / name / "model.onnx"
         path.parent.mkdir(exist_ok=True)
         export_onnx(model, path)

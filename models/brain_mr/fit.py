@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -15,32 +16,20 @@ from models.brain_mr.training_data import crop_batch, labelled_slices
 from models.training import adamw, one_cycle, optimise, parameter_count, quiet, seed_torch
 from models.training import export_onnx as _export_onnx
 
-__all__ = ["WEIGHTINGS", "export_onnx", "train_model"]
+__all__ = ["WEIGHTINGS", "FitOptions", "export_onnx", "train_model"]
 
 WEIGHTINGS: tuple[str, ...] = ("frequency", "probability", "distance")
 _N_CLASSES = len(CLASS_NAMES)
 
 
-def train_model(
-    cases: Sequence[Case],
-    *,
-    variant: str = "frru",
-    weighting: str = "probability",
-    steps: int = 600,
-    seed: int = 0,
-    crop: int = 96,
-    batch_size: int = 8,
-    learning_rate: float = 3e-3,
-    width: int = 10,
-    residual_channels: int = 8,
-    context: int = 0,
-    tumor_boundary_weight: float = 0.0,
-    tumor_slice_fraction: float = 0.0,
-    threads: int = 1,
-    log: Callable[[str], None] | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """Train one network; returns ``(torch model in eval mode, training facts)``.
+@dataclass(frozen=True)
+class FitOptions:
+    """How :func:`train_model` trains one network (the defaults: a short run).
 
+    ``variant``: the skip connections (``unet`` or ``frru``); ``weighting``: the
+    cross-entropy weighting, one of :data:`WEIGHTINGS`; ``steps`` of ``batch_size`` random
+    ``crop``-pixel crops, at a one-cycle ``learning_rate``; ``width`` and
+    ``residual_channels`` size the network.
     ``context`` k > 0 trains a 2.5D network: each slice's k neighbours on either side
     are extra input channels (:func:`~models.brain_mr.preprocess.stack_context`).
     ``tumor_boundary_weight`` W > 0 multiplies each voxel's cross-entropy weight by
@@ -49,10 +38,36 @@ def train_model(
     ``tumor_slice_fraction`` f > 0 draws each sample from the slices with a tumour with
     probability f (otherwise from all labelled slices, as before).
     """
+
+    variant: str = "frru"
+    weighting: str = "probability"
+    steps: int = 600
+    crop: int = 96
+    batch_size: int = 8
+    learning_rate: float = 3e-3
+    width: int = 10
+    residual_channels: int = 8
+    context: int = 0
+    tumor_boundary_weight: float = 0.0
+    tumor_slice_fraction: float = 0.0
+
+
+def train_model(
+    cases: Sequence[Case],
+    options: FitOptions = FitOptions(),
+    *,
+    seed: int = 0,
+    threads: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Train one network as ``options`` say; returns ``(torch model in eval mode, training facts)``."""
     import torch
 
     from models.brain_mr.net import SegNet
 
+    variant, weighting, steps, crop, batch_size = (
+        options.variant, options.weighting, options.steps, options.crop, options.batch_size)
+    context, tumor_boundary_weight = options.context, options.tumor_boundary_weight
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     say = quiet(log)
@@ -65,16 +80,17 @@ def train_model(
     voxel_w = _voxel_weights(labels, weighting, tumor_boundary_weight)
     tumor_slices = np.flatnonzero([(lab == TUMOR).any() for lab in labels])
 
-    model = SegNet(variant, in_channels=2 * context + 1, width=width, residual_channels=residual_channels)
-    opt = adamw(model.parameters(), learning_rate)
-    sched = one_cycle(opt, learning_rate, steps, pct_start=0.1)
+    model = SegNet(variant, in_channels=2 * context + 1, width=options.width,
+                   residual_channels=options.residual_channels)
+    opt = adamw(model.parameters(), options.learning_rate)
+    sched = one_cycle(opt, options.learning_rate, steps, pct_start=0.1)
     t0 = time.perf_counter()
     losses: list[float] = []
     model.train()
     for step in range(steps):
         idx = rng.integers(0, len(images), size=batch_size)
-        if tumor_slice_fraction > 0 and tumor_slices.size:
-            pick = rng.random(batch_size) < tumor_slice_fraction
+        if options.tumor_slice_fraction > 0 and tumor_slices.size:
+            pick = rng.random(batch_size) < options.tumor_slice_fraction
             idx[pick] = tumor_slices[rng.integers(0, tumor_slices.size, size=int(pick.sum()))]
         x, y, w = crop_batch(images, labels, voxel_w, idx, crop, rng)
         loss = _loss(model(torch.from_numpy(x)), torch.from_numpy(y).long(), w, weighting, class_w_t,
@@ -90,17 +106,17 @@ def train_model(
         "steps": steps,
         "batch_size": batch_size,
         "crop": crop,
-        "learning_rate": learning_rate,
+        "learning_rate": options.learning_rate,
         "slices_used": len(images),
         "labelled_voxel_fraction": round(float(labelled.size / (len(images) * images[0][0].size)), 4),
         "class_weights": [round(float(v), 4) for v in class_w] if weighting == "frequency" else None,
         "tumor_boundary_weight": tumor_boundary_weight,
-        "tumor_slice_fraction": tumor_slice_fraction,
+        "tumor_slice_fraction": options.tumor_slice_fraction,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "final_loss": round(float(np.mean(losses[-50:])), 5),
         "parameters": parameter_count(model),
         "architecture": {"variant": variant, "in_channels": 2 * context + 1, "context": context,
-                         "classes": _N_CLASSES, "width": width, "residual_channels": residual_channels},
+                         "classes": _N_CLASSES, "width": options.width, "residual_channels": options.residual_channels},
     }
     return model, facts
 

@@ -39,7 +39,7 @@ from models.brain_mr.comparison import compare
 from models.brain_mr.evaluation import (
     MIN_TUMOR_ML, TEST_SEED_BASE, dice_scores, evaluate, format_report, predict, tumor_volume_error,
 )
-from models.brain_mr.fit import WEIGHTINGS, export_onnx, train_model
+from models.brain_mr.fit import WEIGHTINGS, FitOptions, export_onnx, train_model
 from models.brain_mr.preprocess import INPUT_NAME, OUTPUT_NAME
 from models.training import output_folder, quiet, save_weights, timestamp_version, write_json
 
@@ -49,6 +49,7 @@ __all__ = [
     "WEIGHTINGS",
     "Case",
     "compare",
+    "FitOptions",
     "export_onnx",
     "dice_scores",
     "evaluate",
@@ -71,14 +72,8 @@ def train(
     phantoms: int = 40,
     seed: int = 0,
     contrast: str = "T1",
-    variant: str = "frru",
-    weighting: str = "probability",
     label_every: int = 1,
-    steps: int = 1500,
-    batch_size: int = 8,
-    context: int = 0,
-    tumor_boundary_weight: float = 0.0,
-    tumor_slice_fraction: float = 0.0,
+    fit: FitOptions = FitOptions(steps=1500),
     test_phantoms: int = 8,
     styled_phantoms: int = 0,
     threads: int = 1,
@@ -91,7 +86,8 @@ def train(
     ``cases`` are the user's own data; without them ``phantoms`` training phantoms
     (seeds ``seed ..``) are generated and ``test_phantoms`` held-out phantoms are
     evaluated into ``model.json``'s ``metrics``. ``label_every > 1`` keeps only every
-    k-th slice's labels (a random offset per case). ``styled_phantoms``: that many more
+    k-th slice's labels (a random offset per case). ``fit``: how the network is trained
+    (:class:`~models.brain_mr.fit.FitOptions`). ``styled_phantoms``: that many more
     training phantoms (the seeds after the plain ones) with randomised scanner and patient
     styles (:class:`~models.phantoms.brain_mr.BrainMRStyle`); the held-out phantoms are then
     evaluated plain and styled.
@@ -107,9 +103,8 @@ def train(
         cases += phantom_cases(range(seed + phantoms, seed + phantoms + styled_phantoms), contrast, styles=True)
     generation_s = time.perf_counter() - t0
     cases = thinned(cases, label_every, seed)
-    model, facts = train_model(cases, variant=variant, weighting=weighting, steps=steps, seed=seed,
-                               batch_size=batch_size, context=context, tumor_boundary_weight=tumor_boundary_weight,
-                               tumor_slice_fraction=tumor_slice_fraction, threads=threads, log=say)
+    model, facts = train_model(cases, fit, seed=seed, threads=threads, log=say)
+    context = fit.context
     model_path = out_dir / "model.onnx"
     export_onnx(model, model_path, channels=2 * context + 1)
     save_weights(model, out_dir / "model.pt")
