@@ -44,22 +44,9 @@ from models.brain_mr.preprocess import INPUT_NAME, OUTPUT_NAME
 from models.training import output_folder, quiet, save_weights, timestamp_version, write_json
 
 __all__ = [
-    "MIN_TUMOR_ML",
-    "TEST_SEED_BASE",
-    "WEIGHTINGS",
-    "Case",
-    "compare",
-    "FitOptions",
-    "export_onnx",
-    "dice_scores",
-    "evaluate",
-    "phantom_cases",
-    "predict",
-    "format_report",
-    "thin_labels",
+    "MIN_TUMOR_ML", "TEST_SEED_BASE", "WEIGHTINGS", "Case", "FitOptions", "compare", "dice_scores", "evaluate",
+    "export_onnx", "format_report", "phantom_cases", "predict", "thin_labels", "train", "train_model",
     "tumor_volume_error",
-    "train",
-    "train_model",
 ]
 
 MODEL_NAME = "brain-mr"

@@ -52,26 +52,9 @@ from models.cxr_nodule.samples import (
 from models.training import dated_version, output_folder, parameter_count, quiet, save_weights, write_json
 
 __all__ = [
-    "FINE_SIZES",
-    "PHANTOM_SIZE",
-    "TEST_SEED_BASE",
-    "VAL_SEED_BASE",
-    "EvalReport",
-    "Sample",
-    "cached_phantom",
-    "crop_window",
-    "evaluate",
-    "export_onnx",
-    "fit",
-    "implanted_input",
-    "make_sample",
-    "make_samples",
-    "min_radius",
-    "mine_false_positives",
-    "phantom_for_seed",
-    "prepared_inputs",
-    "train",
-    "training_crops",
+    "FINE_SIZES", "PHANTOM_SIZE", "TEST_SEED_BASE", "VAL_SEED_BASE", "EvalReport", "Sample", "cached_phantom",
+    "crop_window", "evaluate", "export_onnx", "fit", "implanted_input", "make_sample", "make_samples",
+    "min_radius", "mine_false_positives", "phantom_for_seed", "prepared_inputs", "train", "training_crops",
 ]
 
 FINE_SIZES = (1024, 2048)
