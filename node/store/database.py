@@ -17,103 +17,25 @@ from typing import Any, Callable, Sequence
 
 from ..states import InstanceState, JobState
 from .dialect import SQLITE, StoreDatabase
+from .tables import SQLITE_TYPES, create_table
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteDatabase", "Transaction"]
 
-_SCHEMA = """
-CREATE TABLE instances (
-    sop_instance_uid TEXT PRIMARY KEY,
-    sop_class_uid    TEXT NOT NULL,
-    path             TEXT NOT NULL,
-    received_at      REAL NOT NULL,
-    calling_ae       TEXT,
-    series_uid       TEXT,            -- known at ingest when the header was read there, else from the indexer
-    study_uid        TEXT,
-    state            TEXT NOT NULL,
-    reason           TEXT             -- why an instance was quarantined
-);
-CREATE INDEX instances_state ON instances(state, received_at);
-CREATE INDEX instances_series ON instances(series_uid, state);
-CREATE TABLE series (
-    series_uid       TEXT PRIMARY KEY,
-    study_uid        TEXT NOT NULL,
-    state            TEXT NOT NULL,
-    attrs            TEXT NOT NULL,   -- JSON of the routing attributes (no patient data)
-    instance_count   INTEGER NOT NULL DEFAULT 0,
-    first_received   REAL NOT NULL,
-    last_received    REAL NOT NULL,
-    generation       INTEGER NOT NULL DEFAULT 0,  -- +1 each time a purged series is received again
-    updated_at       REAL NOT NULL
-);
-CREATE INDEX series_state ON series(state);
-CREATE TABLE jobs (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    series_uid       TEXT NOT NULL,
-    generation       INTEGER NOT NULL DEFAULT 0,
-    route            TEXT NOT NULL,
-    model            TEXT NOT NULL,
-    destinations     TEXT NOT NULL,   -- JSON list of destination names
-    state            TEXT NOT NULL,
-    stage            TEXT,
-    reason           TEXT,
-    engine           TEXT,
-    timings          TEXT,            -- JSON: seconds per pipeline stage
-    runs             INTEGER NOT NULL DEFAULT 0,
-    lease_owner      TEXT,
-    lease_until      REAL,
-    created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL,
-    UNIQUE (series_uid, generation, route)
-);
+_T = SQLITE_TYPES
+
+_SCHEMA = f"""
+{create_table("instances", _T)}
+{create_table("series", _T)}
+{create_table("jobs", _T)}
 CREATE INDEX jobs_state ON jobs(state);
-CREATE TABLE results (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id           INTEGER NOT NULL REFERENCES jobs(id),
-    sop_instance_uid TEXT NOT NULL,
-    sop_class_uid    TEXT NOT NULL,
-    path             TEXT NOT NULL,
-    destination      TEXT NOT NULL,
-    state            TEXT NOT NULL,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  REAL NOT NULL,
-    last_error       TEXT,
-    lease_owner      TEXT,
-    lease_until      REAL,
-    updated_at       REAL NOT NULL,
-    UNIQUE (sop_instance_uid, destination)
-);
-CREATE INDEX results_due ON results(destination, state, next_attempt_at);
-CREATE TABLE events (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    at               REAL NOT NULL,
-    kind             TEXT NOT NULL,   -- instance | series | job | result
-    ref              TEXT NOT NULL,   -- UID or row id
-    state            TEXT NOT NULL,
-    detail           TEXT
-);
-CREATE INDEX events_ref ON events(kind, ref);
+{create_table("results", _T)}
+{create_table("events", _T)}
 """
 
 # Version 3: study-level routes and process-request filters (a new store gets them with _SCHEMA).
-_2_TO_3 = """
-CREATE TABLE study_routes (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    study_uid        TEXT NOT NULL,
-    route            TEXT NOT NULL,   -- a study-level route (level = "study")
-    state            TEXT NOT NULL,   -- waiting | fired | incomplete
-    series           TEXT NOT NULL,   -- JSON: [[requirement index, Series Instance UID], ...]
-    detail           TEXT,
-    job_id           INTEGER,
-    first_seen       REAL NOT NULL,
-    updated_at       REAL NOT NULL,
-    UNIQUE (study_uid, route)
-);
-CREATE INDEX study_routes_state ON study_routes(state);
-CREATE TABLE route_filters (
-    series_uid       TEXT PRIMARY KEY,
-    routes           TEXT NOT NULL,   -- JSON list: the routes a process request allowed on the series
-    updated_at       REAL NOT NULL
-);
+_2_TO_3 = f"""
+{create_table("study_routes", _T)}
+{create_table("route_filters", _T)}
 """
 
 _LEGACY_TO_2 = """
@@ -157,22 +79,13 @@ CREATE INDEX jobs_fair ON jobs(route, sender, claimed_at);
 
 # Version 5: the radiologist's verdict and retraction (issue 30): an outbox item is a delivery or a
 # retraction (an IOCM rejection note); a delivered result marked for retraction; the reviews of a job.
-_4_TO_5 = """
+_4_TO_5 = f"""
 ALTER TABLE results ADD COLUMN kind TEXT NOT NULL DEFAULT 'deliver';  -- deliver | retract
 ALTER TABLE results ADD COLUMN retract_cause TEXT;   -- rejected | superseded: a delivered result to withdraw
 ALTER TABLE results ADD COLUMN retraction_id INTEGER;  -- the retract item (results.id) that withdraws it
 CREATE INDEX results_job ON results(job_id);
 CREATE INDEX results_marked ON results(destination) WHERE retract_cause IS NOT NULL AND retraction_id IS NULL;
-CREATE TABLE reviews (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id           INTEGER NOT NULL REFERENCES jobs(id),
-    verdict          TEXT NOT NULL,   -- accepted | rejected
-    reason           TEXT,            -- why rejected (a RejectReason)
-    reviewer         TEXT NOT NULL,   -- who: the session, token or anonymous caller (and the name given)
-    comment          TEXT,
-    at               REAL NOT NULL
-);
-CREATE INDEX reviews_job ON reviews(job_id);
+{create_table("reviews", _T)}
 """
 
 # Version 6: applicability (issue 30): a job's score, its model's threshold and what its route did.
