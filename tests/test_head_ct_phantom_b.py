@@ -149,3 +149,63 @@ def test_choose_threshold_takes_the_probability_cut_that_separates(monkeypatch):
     # Without the cut (the most probable class alone) no patch count separates them.
     _, q0, plain = cross_family.choose_threshold(Path("x.onnx"), ("b",), range(10), probabilities=(0.0,))
     assert q0 == 0.0 and plain["series_sensitivity"] + plain["series_specificity"] <= 1.0
+
+
+def test_choose_threshold_takes_the_largest_cluster_when_look_alikes_are_scattered(monkeypatch):
+    """Negatives with more sure patches than a small bleed, but scattered (partial volume at the
+    skull base, one patch here and there); positives with a few touching ones: only the largest
+    cluster tells them apart."""
+    from models.head_ct_hematoma import cross_family
+    from models.head_ct_hematoma.findings import SeriesCount
+
+    def maps(model_path, family, seeds, source):
+        out = []
+        for s in seeds:
+            m = np.zeros((4, 8, 8), dtype=np.float32)
+            if s % 2 == 0:
+                m[1, 3, 3:5] = 0.999
+                m[2, 3, 4] = 0.999  # 3 touching patches over two slices
+            else:
+                m[0, ::3, ::3] = 0.999  # 9 patches, none touching
+            out.append((int(s), s % 2 == 0, m))
+        return out
+
+    monkeypatch.setattr(cross_family, "family_probabilities", maps)
+    min_patches, _, summary = cross_family.choose_threshold(Path("x.onnx"), ("b",), range(10))
+    assert summary["series_count"] == SeriesCount.LARGEST_CLUSTER.value and 2 <= min_patches <= 3
+    assert summary["series_sensitivity"] == 1.0 and summary["series_specificity"] == 1.0
+    _, _, total = cross_family.choose_threshold(Path("x.onnx"), ("b",), range(10), series_counts=(SeriesCount.TOTAL,))
+    assert total["series_sensitivity"] + total["series_specificity"] <= 1.0
+
+
+def test_largest_cluster_rule_reports_only_the_clusters_that_count():
+    from models.head_ct_hematoma.findings import HEMATOMA, HematomaFindings, SeriesCount
+
+    classes = np.zeros((3, 8, 8), dtype=np.uint8)
+    classes[0, 0, 0] = classes[2, 7, 7] = HEMATOMA  # two stray patches
+    classes[1, 4, 4:7] = classes[2, 5, 5] = HEMATOMA  # one bleed of 4 patches
+    prob = np.where(classes == HEMATOMA, 0.99, 0.01).astype(np.float32)
+    kw = dict(patch_classes=classes, hematoma_probability=prob, min_patches=3)
+    found = HematomaFindings(**kw, series_count=SeriesCount.LARGEST_CLUSTER)
+    assert found.series_patch_count == 4 and found.present
+    assert found.hematoma_patch_count == 4 and found.affected_slices == [1, 2]
+    assert not HematomaFindings(**{**kw, "min_patches": 5}, series_count=SeriesCount.LARGEST_CLUSTER).present
+    total = HematomaFindings(**{**kw, "min_patches": 5})
+    assert total.present and total.hematoma_patch_count == 6 and total.affected_slices == [0, 1, 2]
+
+
+def test_hard_crops_come_from_where_the_model_errs():
+    """The shipped weights on one family-B normal and one bleed: crops of the pack's size around
+    look-alikes (no hematoma in a normal's) and around weak hematoma patches, at most the caps."""
+    from models.head_ct_hematoma.families import generate
+    from models.head_ct_hematoma.hard_crops import mine
+    from models.head_ct_hematoma.pack import HeadCTHematomaPack
+    from models.head_ct_hematoma.findings import HEMATOMA
+
+    model = HeadCTHematomaPack().model_path()
+    normal = mine(model, {"b": range(1, 2)}, generate, false_positives=5, weak=3)
+    assert len(normal) <= 5
+    assert all(c.hu.shape == (256, 256) and c.labels.shape == (16, 16) for c in normal)
+    assert not any((c.labels == HEMATOMA).any() for c in normal)
+    bleed = mine(model, {"b": range(0, 1)}, generate, false_positives=0, weak=3)
+    assert 1 <= len(bleed) <= 3 and all((c.labels == HEMATOMA).any() for c in bleed)

@@ -43,6 +43,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="folder caching preprocessed phantoms between runs (default: no cache)")
     parser.add_argument("--family", choices=("a", "b"), default="a",
                         help="phantom family to train on: a = models.phantoms.chest_ct, b = models.phantoms.chest_ct_b")
+    parser.add_argument("--family-b-phantoms", type=int, default=0,
+                        help="with --family a: also train on this many family-B phantoms (seeds 0..N-1)")
     parser.add_argument("--styles", type=float, default=0.0,
                         help="share of the training phantoms drawn with randomised styles (family a; default 0)")
     parser.add_argument("--augment", choices=("basic", "style", "texture"), default="basic",
@@ -88,7 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, fp_weight=args.fp_weight,
             repeats=dict(zip(LANDMARKS, counts)),
             slice_thickness=args.slice_thickness, test_phantoms=args.test_phantoms, cache_dir=args.cache,
-            family=args.family, styles=args.styles, augment=args.augment, crop=args.crop, views=views,
+            family=args.family, family_b_phantoms=args.family_b_phantoms, styles=args.styles, augment=args.augment, crop=args.crop, views=views,
             carina_window=window, diaphragm_pick=args.diaphragm_pick,
             resume=args.resume,
             threads=args.threads, version=args.version, log=log,
@@ -168,7 +170,7 @@ def run_eval(args: argparse.Namespace) -> int:
                              indent=2))
         return 0
     for fam, report in reports.items():
-        kind = "same family" if fam == trained else "other family"
+        kind = "same family" if fam in trained.split("+") else "other family"
         print(f"family {fam} ({kind}; weights trained on family {trained})")
         print(format_report(report))
         print()

@@ -115,6 +115,7 @@ def train(
     test_phantoms: int = 50,
     cache_dir: Path | None = None,
     family: str = "a",
+    family_b_phantoms: int = 0,
     styles: float = 0.0,
     augment: str = "basic",
     crop: str = DEFAULT_CROP,
@@ -157,6 +158,9 @@ def train(
         (``metrics.families``), which is the cross-family figure.
     family:
         Phantom family of the training phantoms (:data:`FAMILIES`).
+    family_b_phantoms:
+        With family ``a``: that many family-B phantoms (seeds ``0 .. family_b_phantoms - 1``)
+        trained on beside them; ``trained_on.family`` is then ``a+b``.
     styles:
         Share of the training phantoms (the first seeds) drawn with randomised styles
         (family A; their slice thickness is the style's, 3-5 mm).
@@ -212,6 +216,9 @@ def train(
     n_styled = int(round(phantoms * styles))
     data = _training_data(phantoms, n_styled, seed, slice_thickness, cache_dir, log, family, crop, airway,
                           dicom_dir, labels)
+    if family_b_phantoms and family == "a":
+        data += phantom_dataset(range(family_b_phantoms), slice_thickness=slice_thickness, cache_dir=cache_dir,
+                                log=log, family="b", crop=crop, airway=airway)
     generation_s = time.perf_counter() - t0
     n_slices = sum(len(d.volume) for d in data)
     say(f"{len(data)} series, {n_slices} slices ready in {generation_s:.1f}s")
@@ -230,10 +237,12 @@ def train(
     n_params = parameter_count(model)
     meta = _model_json(version, arch, width, dict(model.views), crop, window, diaphragm_pick, airway)
     meta["trained_on"] = _trained_on(
-        phantoms=phantoms, family=family, styled=n_styled, augment=augment, seed=seed, slice_thickness=slice_thickness,
+        phantoms=phantoms, family=family + ("+b" if family_b_phantoms and family == "a" else ""), styled=n_styled, augment=augment, seed=seed, slice_thickness=slice_thickness,
         series=len(data), slices=n_slices, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
         learning_rate=learning_rate, fp_weight=fp_weight, hard_fraction=hard_fraction, reps=reps, pretrained=pretrained,
         parameters=n_params, generation_s=generation_s, training_s=training_s, final=final)
+    if family_b_phantoms and family == "a":
+        meta["trained_on"]["family_b_seeds"] = [0, family_b_phantoms - 1]
     meta["metrics"] = {"test": None, "families": {}}
     test = _held_out(meta, model_path, test_phantoms, slice_thickness, cache_dir, log, family, crop, airway,
                      window, diaphragm_pick)

@@ -31,6 +31,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, help="start from these weights (a model.pt; default: from scratch)")
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     parser.add_argument("--version", default="phantom", help="version written into model.json")
+    parser.add_argument("--hard-crops-from", type=Path, default=None,
+                        help="with --family-b-phantoms: also train on crops centred where this model.onnx errs on the "
+                             "training phantoms (models/head_ct_hematoma/hard_crops.py; default: none)")
+    parser.add_argument("--hard-crops-per-phantom", default="6,4",
+                        help="with --hard-crops-from: at most FP,WEAK crops per phantom around look-alike patches and "
+                             "weak hematoma patches (default 6,4)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -68,16 +74,24 @@ def run_eval(args: argparse.Namespace) -> int:
 
         min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
         result = evaluate_family(pack.model_path(), args.family, min_patches, test_seeds(args.phantoms),
-                                 min_probability=_min_probability(args, pack))
+                                 min_probability=_min_probability(args, pack), series_count=pack.series_count)
         print(json.dumps(result, indent=2, default=str))
         return 0
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms)
     min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
     report = evaluate(pack.model_path(), seeds, min_patches=min_patches, styles=args.styles,
-                      min_probability=_min_probability(args, pack))
+                      min_probability=_min_probability(args, pack), series_count=pack.series_count)
     summary = report.summary() if hasattr(report, "summary") else asdict(report)
     print(json.dumps({**summary, "styles": args.styles}, indent=2, default=str))
     return 0
+
+
+def _per_phantom(text: str) -> tuple[int, int]:
+    """``--hard-crops-per-phantom`` ``FP,WEAK`` as two integers."""
+    values = [int(v) for v in str(text).split(",")]
+    if len(values) != 2 or min(values) < 0:
+        raise SystemExit(f"--hard-crops-per-phantom takes FP,WEAK (two whole numbers), got {text!r}")
+    return values[0], values[1]
 
 
 def _min_probability(args: argparse.Namespace, pack: object) -> float:
@@ -101,6 +115,7 @@ def _train_families(args: argparse.Namespace) -> int:
         args.out, plan, epochs=args.epochs, init=args.init, learning_rate=args.learning_rate,
         val_families=("b",) if args.only_b else ("a", "a-styled", "b"), version=args.version,
         previous_json=HeadCTHematomaPack().model_path().with_suffix(".json"), log=log,
+        hard_crops_from=args.hard_crops_from, hard_crops_per_phantom=_per_phantom(args.hard_crops_per_phantom),
     )
     return finish_training(log, {"min_patches": meta["min_patches"], "trained_on": meta["trained_on"],
                                  "metrics": meta["metrics"]}, "head-ct-hematoma")

@@ -27,7 +27,8 @@ from models.head_ct_hematoma.evaluation import (
     TEST_SEED_BASE, VAL_SEED_BASE, choose_min_patches, count_series, report_from_counts, series_findings,
 )
 from models.head_ct_hematoma.families import generate, hematoma_type
-from models.head_ct_hematoma.findings import CLASS_NAMES
+from models.head_ct_hematoma.hard_crops import mine
+from models.head_ct_hematoma.findings import CLASS_NAMES, SeriesCount, largest_cluster
 from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME, preprocess, window
 from models.head_ct_hematoma.train import MODEL_NAME, class_weights, fit
 from models.head_ct_hematoma.training_data import sample_slices
@@ -40,7 +41,7 @@ __all__ = [
 
 TEST_PHANTOMS = 80
 VAL_PHANTOMS = 40
-MIN_PROBABILITIES = (0.0, 0.5, 0.9, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
+MIN_PROBABILITIES = (0.0, 0.5, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
 """The patch probability cuts :func:`choose_threshold` tries (0: the most probable class alone)."""
 Source = Callable[[str, int], Any]
 
@@ -68,7 +69,7 @@ def _network_input(phantom: Any) -> np.ndarray:
 
 def family_counts(
     model_path: Path, family: str, seeds: Sequence[int], source: Source = _source, confusion: np.ndarray | None = None,
-    min_probability: float = 0.0,
+    min_probability: float = 0.0, series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> tuple[list[tuple[int, bool, int]], dict[int, str]]:
     """``(seed, truly positive, predicted hematoma patches)`` per phantom and each seed's hematoma type."""
     session = onnx_session(model_path, 2)
@@ -77,7 +78,7 @@ def family_counts(
         phantom = source(family, int(s))
         counts.append((int(s), bool(phantom.has_hematoma),
                        count_series(session, _network_input(phantom), phantom.patch_labels, confusion,
-                                    min_probability=min_probability)))
+                                    min_probability=min_probability, series_count=series_count)))
         types[int(s)] = hematoma_type(phantom)
     return counts, types
 
@@ -111,15 +112,16 @@ def per_type(counts: Sequence[tuple[int, bool, int]], types: Mapping[int, str], 
 
 def evaluate_family(
     model_path: Path, family: str, min_patches: int, seeds: Sequence[int] | None = None, source: Source = _source,
-    min_probability: float = 0.0,
+    min_probability: float = 0.0, series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> dict[str, Any]:
     """Held-out figures of one family: the :class:`EvalReport` summary, per type, the series counts."""
     seeds = list(seeds if seeds is not None else test_seeds())
     t0 = time.perf_counter()
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
-    counts, types = family_counts(model_path, family, seeds, source, confusion, min_probability)
+    counts, types = family_counts(model_path, family, seeds, source, confusion, min_probability, series_count)
     report = report_from_counts(counts, min_patches, time.perf_counter() - t0, confusion)
-    return {**report.summary(), "min_probability": float(min_probability), "family": family,
+    return {**report.summary(), "min_probability": float(min_probability),
+            "series_count": SeriesCount(series_count).value, "family": family,
             "per_type": per_type(counts, types, min_patches),
             "series_counts": {str(s): c for s, _, c in counts},
             "false_positive_seeds": [s for s, t, c in counts if not t and c >= min_patches],
@@ -128,36 +130,45 @@ def evaluate_family(
 
 def choose_threshold(
     model_path: Path, families: Sequence[str], seeds: Sequence[int] | None = None, source: Source = _source,
-    probabilities: Sequence[float] = MIN_PROBABILITIES,
+    probabilities: Sequence[float] = MIN_PROBABILITIES, series_counts: Sequence[SeriesCount] = tuple(SeriesCount),
 ) -> tuple[int, float, dict[str, Any]]:
-    """``min_patches`` and ``min_probability`` chosen on the validation phantoms of ``families``
-    together, and their figures.
+    """``min_patches``, ``min_probability`` and ``series_count`` chosen on the validation phantoms
+    of ``families`` together, and their figures (``series_count`` is in them).
 
-    For each probability cut of ``probabilities`` the patch count threshold is chosen by
-    :func:`.evaluation.choose_min_patches`; the cut whose threshold gives the highest
-    sensitivity + specificity wins (the lowest cut among equals).
+    For each count of ``series_counts`` and each probability cut of ``probabilities`` the
+    patch count threshold is chosen by :func:`.evaluation.choose_min_patches`; the pair whose
+    threshold gives the highest sensitivity + specificity wins (the first count, then the
+    lowest cut, among equals).
     """
     seeds = list(seeds if seeds is not None else val_seeds())
     maps: list[tuple[int, bool, np.ndarray]] = []
     for family in families:
         maps += family_probabilities(model_path, family, seeds, source)
-    best: tuple[float, int, float] | None = None
-    for q in sorted(probabilities):
-        counts = _counts_at(maps, q)
-        k = choose_min_patches(counts)
-        report = report_from_counts(counts, k)
-        score = report.series_sensitivity + report.series_specificity
-        if best is None or score > best[0] + 1e-9:
-            best = (score, k, float(q))
+    best: tuple[float, int, float, SeriesCount] | None = None
+    for how in series_counts:
+        for q in sorted(probabilities):
+            counts = _counts_at(maps, q, how)
+            k = choose_min_patches(counts)
+            report = report_from_counts(counts, k)
+            score = report.series_sensitivity + report.series_specificity
+            if best is None or score > best[0] + 1e-9:
+                best = (score, k, float(q), SeriesCount(how))
     assert best is not None
-    _, min_patches, min_probability = best
-    summary = report_from_counts(_counts_at(maps, min_probability), min_patches).summary()
-    return min_patches, min_probability, {**summary, "min_probability": min_probability, "families": list(families)}
+    _, min_patches, min_probability, how = best
+    summary = report_from_counts(_counts_at(maps, min_probability, how), min_patches).summary()
+    return min_patches, min_probability, {**summary, "min_probability": min_probability, "series_count": how.value,
+                                          "families": list(families)}
 
 
-def _counts_at(maps: Sequence[tuple[int, bool, np.ndarray]], q: float) -> list[tuple[int, bool, int]]:
-    """Series counts of :func:`family_probabilities` maps at the probability cut ``q`` (0: every candidate)."""
-    return [(s, t, int((m >= q).sum() if q > 0 else (m > 0).sum())) for s, t, m in maps]
+def _counts_at(
+    maps: Sequence[tuple[int, bool, np.ndarray]], q: float, how: SeriesCount = SeriesCount.TOTAL,
+) -> list[tuple[int, bool, int]]:
+    """Series counts of :func:`family_probabilities` maps at the probability cut ``q`` (0: every
+    candidate): all candidates, or the largest cluster's (``how``)."""
+    masks = [(s, t, m >= q if q > 0 else m > 0) for s, t, m in maps]
+    if SeriesCount(how) is SeriesCount.LARGEST_CLUSTER:
+        return [(s, t, largest_cluster(m)) for s, t, m in masks]
+    return [(s, t, int(m.sum())) for s, t, m in masks]
 
 
 def plan_slices(
@@ -180,16 +191,23 @@ def plan_slices(
 def train_families(
     out_dir: Path, plan: Mapping[str, range], *, epochs: int, init: Path | None = None, seed: int = 0,
     learning_rate: float = 3e-3, batch_size: int = 8, source: Source = _source, log: Any = None,
+    hard_crops_from: Path | None = None, hard_crops_per_phantom: tuple[int, int] = (6, 4),
 ) -> dict[str, Any]:
-    """Train on the families of ``plan`` (from ``init``, a ``model.pt``, when given), export
-    ``model.onnx`` and ``model.pt``; ``trained_on`` for ``model.json``."""
+    """Train on the families of ``plan`` (from ``init``, a ``model.pt``, when given; with the hard
+    crops ``hard_crops_from`` finds in them), export ``model.onnx`` and ``model.pt``;
+    ``trained_on`` for ``model.json``."""
     say = quiet(log)
     out_dir = output_folder(out_dir)
     rng = seed_torch(seed, 2)
     t0 = time.perf_counter()
     hu, labels = plan_slices(plan, rng, source=source)
+    fp, weak = hard_crops_per_phantom
+    crops = mine(hard_crops_from, plan, source, false_positives=fp, weak=weak) if hard_crops_from is not None else []
+    hu += [c.hu for c in crops]
+    labels += [c.labels for c in crops]
     generation_s = time.perf_counter() - t0
-    say(f"{len(hu)} training slices from {sum(len(r) for r in plan.values())} phantoms in {generation_s:.0f}s")
+    say(f"{len(hu)} training slices and crops ({len(crops)} hard crops) from {sum(len(r) for r in plan.values())} "
+        f"phantoms in {generation_s:.0f}s")
     weights = class_weights(labels)
     t1 = time.perf_counter()
     model, final_loss = fit(hu, labels, weights, rng, epochs=epochs, batch_size=batch_size,
@@ -200,6 +218,8 @@ def train_families(
         "data": "models.head_ct_hematoma.families (even seed: hematoma)",
         "families": {family: [min(r), max(r)] for family, r in plan.items() if r},
         "initialised_from": str(init) if init else None,
+        "hard_crops": ({"from": str(hard_crops_from), "per_phantom": [fp, weak], "crops": len(crops)}
+                       if hard_crops_from is not None else None),
         "slices_used": len(hu), "epochs": epochs, "learning_rate": learning_rate,
         "class_weights": [round(float(w), 4) for w in weights],
         "generation_seconds": round(generation_s, 1), "training_seconds": round(time.perf_counter() - t1, 1),
@@ -209,13 +229,14 @@ def train_families(
 
 def model_json(
     previous: Mapping[str, Any], version: str, trained_on: Mapping[str, Any], min_patches: int,
-    metrics: Mapping[str, Any], min_probability: float = 0.0,
+    metrics: Mapping[str, Any], min_probability: float = 0.0, series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> dict[str, Any]:
     """The new ``model.json``: every key of ``previous`` kept (an ``applicability`` block, say) except
     those the new weights replace; the previous weights' figures under ``previous_weights``."""
     meta = dict(previous)
     meta["previous_weights"] = {k: previous.get(k)
-                                for k in ("version", "device_uid", "min_patches", "min_probability", "trained_on")}
+                                for k in ("version", "device_uid", "min_patches", "min_probability", "series_count",
+                                          "trained_on")}
     meta["previous_weights"]["metrics"] = previous.get("metrics")
     trained_on = dict(trained_on)
     families = trained_on.get("families", {})
@@ -224,7 +245,8 @@ def model_json(
     if "a-styled" in families:
         trained_on["styled_seeds"] = families["a-styled"]
     meta.update({"name": MODEL_NAME, "version": version, "device_uid": generate_uid(prefix=None),
-                 "min_patches": int(min_patches), "min_probability": float(min_probability), "trained_on": trained_on,
+                 "min_patches": int(min_patches), "min_probability": float(min_probability),
+                 "series_count": SeriesCount(series_count).value, "trained_on": trained_on,
                  "metrics": dict(metrics)})
     return meta
 
@@ -238,22 +260,25 @@ def train_and_calibrate(
     out_dir: Path, plan: Mapping[str, range], *, epochs: int, init: Path | None = None, learning_rate: float = 3e-3,
     val_families: Sequence[str] = ("a", "a-styled", "b"), test_families: Sequence[str] = ("a", "a-styled", "b"),
     val_n: int = VAL_PHANTOMS, test_n: int = TEST_PHANTOMS, version: str = "phantom",
-    previous_json: Path | None = None, source: Source = _source, log: Any = None,
+    previous_json: Path | None = None, source: Source = _source, log: Any = None, hard_crops_from: Path | None = None,
+    hard_crops_per_phantom: tuple[int, int] = (6, 4),
 ) -> dict[str, Any]:
-    """Train on ``plan``, choose ``min_patches`` on the validation phantoms of ``val_families``
-    together, evaluate the held-out phantoms of ``test_families``, write ``model.json``
-    (keeping ``previous_json``'s other keys); the new ``model.json`` as a dict."""
+    """Train on ``plan`` (with the hard crops that ``hard_crops_from``, an ONNX graph, finds in
+    it: :mod:`.hard_crops`), choose the series rule on the validation phantoms of
+    ``val_families`` together, evaluate the held-out phantoms of ``test_families``, write
+    ``model.json`` (keeping ``previous_json``'s other keys); the new ``model.json`` as a dict."""
     say = quiet(log)
     trained_on = train_families(out_dir, plan, epochs=epochs, init=init, learning_rate=learning_rate, source=source,
-                                log=log)
+                                log=log, hard_crops_from=hard_crops_from, hard_crops_per_phantom=hard_crops_per_phantom)
     model = Path(out_dir) / "model.onnx"
     min_patches, min_probability, validation = choose_threshold(model, val_families, val_seeds(val_n), source)
-    say(f"min_patches {min_patches}, min_probability {min_probability} on {', '.join(val_families)}")
-    tests = {family: evaluate_family(model, family, min_patches, test_seeds(test_n), source, min_probability)
+    how = SeriesCount(validation["series_count"])
+    say(f"min_patches {min_patches} ({how.value}), min_probability {min_probability} on {', '.join(val_families)}")
+    tests = {family: evaluate_family(model, family, min_patches, test_seeds(test_n), source, min_probability, how)
              for family in test_families}
     previous = json.loads(Path(previous_json).read_text(encoding="utf-8")) if previous_json else {}
     meta = model_json(previous, version, trained_on, min_patches, family_metrics(validation, tests),
-                      min_probability=min_probability)
+                      min_probability=min_probability, series_count=how)
     write_model_json(Path(out_dir) / "model.json", meta)
     return meta
 

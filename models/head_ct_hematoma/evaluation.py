@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA, HematomaFindings
+from models.head_ct_hematoma.findings import CLASS_NAMES, HEMATOMA, HematomaFindings, SeriesCount
 from models.head_ct_hematoma.preprocess import INPUT_NAME, OUTPUT_NAME, postprocess, preprocess
 from models.head_ct_hematoma.families import generate, hematoma_type
 from models.training import onnx_session, quiet, write_json
@@ -138,6 +138,7 @@ def series_hematoma_counts(
     family: str = "a",
     types: dict[int, str] | None = None,
     min_probability: float = 0.0,
+    series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> list[tuple[int, bool, int]]:
     """Run the ONNX model on the phantoms of ``seeds`` in ``family`` (``styles``: family A with
     its randomised scanner and patient styles).
@@ -151,7 +152,7 @@ def series_hematoma_counts(
     for s in tqdm(seeds, desc="evaluating", unit="phantom", leave=False, disable=None):
         phantom = generate("a-styled" if styles else family, int(s), slices)
         count = count_series(session, preprocess(phantom.datasets)[INPUT_NAME], phantom.patch_labels, confusion,
-                             batch_size, min_probability)
+                             batch_size, min_probability, series_count)
         if types is not None:
             types[int(s)] = hematoma_type(phantom)
         out.append((int(s), phantom.has_hematoma, count))
@@ -160,17 +161,18 @@ def series_hematoma_counts(
 
 def count_series(
     session: Any, image: np.ndarray, truth_patches: np.ndarray, confusion: np.ndarray | None = None,
-    batch_size: int = 8, min_probability: float = 0.0,
+    batch_size: int = 8, min_probability: float = 0.0, series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> int:
-    """Predicted hematoma patches (hematoma probability at least ``min_probability``) of one
-    preprocessed series; its patch confusion (most probable class) added into ``confusion``."""
-    return int(series_findings(session, image, truth_patches, confusion, batch_size, min_probability)
-               .candidate_patch_count)
+    """Predicted hematoma patches (hematoma probability at least ``min_probability``; all, or the
+    largest cluster's: ``series_count``) of one preprocessed series; its patch confusion (most
+    probable class) added into ``confusion``."""
+    return int(series_findings(session, image, truth_patches, confusion, batch_size, min_probability, series_count)
+               .series_patch_count)
 
 
 def series_findings(
     session: Any, image: np.ndarray, truth_patches: np.ndarray, confusion: np.ndarray | None = None,
-    batch_size: int = 8, min_probability: float = 0.0,
+    batch_size: int = 8, min_probability: float = 0.0, series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> HematomaFindings:
     """The :class:`HematomaFindings` of one preprocessed series (``min_patches`` 1); its patch
     confusion (most probable class) added into ``confusion``."""
@@ -178,7 +180,7 @@ def series_findings(
         session.run([OUTPUT_NAME], {INPUT_NAME: image[i:i + batch_size]})[0]
         for i in range(0, len(image), batch_size)
     ])
-    findings = postprocess({OUTPUT_NAME: logits}, 1, min_probability)
+    findings = postprocess({OUTPUT_NAME: logits}, 1, min_probability, series_count)
     if confusion is not None:
         np.add.at(confusion, (truth_patches.ravel(), findings.patch_classes.ravel()), 1)
     return findings
@@ -195,6 +197,7 @@ def evaluate(
     family: str = "a",
     types: dict[int, str] | None = None,
     min_probability: float = 0.0,
+    series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> EvalReport:
     """Evaluate an ONNX model with onnxruntime (CPU) on held-out phantoms.
 
@@ -215,6 +218,8 @@ def evaluate(
     min_probability:
         A patch counts when its hematoma probability is at least this (``model.json``'s
         ``min_probability``; 0: the most probable class alone).
+    series_count:
+        What ``min_patches`` is compared with (``model.json``'s ``series_count``).
 
     Returns
     -------
@@ -223,7 +228,8 @@ def evaluate(
     t0 = time.perf_counter()
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
     counts = series_hematoma_counts(model_path, seeds, slices=slices, threads=threads, confusion=confusion,
-                                    styles=styles, family=family, types=types, min_probability=min_probability)
+                                    styles=styles, family=family, types=types, min_probability=min_probability,
+                                    series_count=series_count)
     return _report(counts, min_patches, [int(s) for s in seeds], time.perf_counter() - t0, confusion)
 
 
@@ -289,17 +295,8 @@ def _report(
         prec = float(confusion[HEMATOMA, HEMATOMA] / cols[HEMATOMA]) if cols[HEMATOMA] else float("nan")
         rec = recall["hematoma"]
     return EvalReport(
-        seeds=seeds,
-        min_patches=int(min_patches),
-        patch_accuracy=acc,
-        per_class_recall=recall,
-        hematoma_patch_precision=prec,
-        hematoma_patch_recall=rec,
-        series_sensitivity=sens,
-        series_specificity=spec,
-        n_series=len(counts),
-        n_positive=n_pos,
-        n_negative=n_neg,
-        seconds=round(seconds, 1),
+        seeds=seeds, min_patches=int(min_patches), patch_accuracy=acc, per_class_recall=recall,
+        hematoma_patch_precision=prec, hematoma_patch_recall=rec, series_sensitivity=sens, series_specificity=spec,
+        n_series=len(counts), n_positive=n_pos, n_negative=n_neg, seconds=round(seconds, 1),
         series_counts=[(int(s), bool(t), int(c)) for s, t, c in counts],
     )

@@ -2,15 +2,47 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
+from scipy import ndimage
 
-__all__ = ["CLASS_NAMES", "HEMATOMA", "HematomaFindings"]
+__all__ = ["CLASS_NAMES", "HEMATOMA", "HematomaFindings", "SeriesCount", "largest_cluster"]
 
 CLASS_NAMES: tuple[str, ...] = ("background", "brain", "hematoma", "bone")
 """Patch classes, in the order of the network's output channels."""
 
 HEMATOMA = CLASS_NAMES.index("hematoma")
+
+
+class SeriesCount(str, Enum):
+    """What ``min_patches`` is compared with (``model.json``'s ``series_count``).
+
+    * ``total``: every candidate patch of the series;
+    * ``largest-cluster``: the candidates of the largest group of touching candidates (across
+      faces, edges and corners, also between adjacent slices). A bleed is one connected
+      region; scattered look-alikes (partial-volume bone at the skull base, say) are not, so
+      a lower probability cut can find small bleeds without calling them.
+    """
+
+    TOTAL = "total"
+    LARGEST_CLUSTER = "largest-cluster"
+
+
+_TOUCHING = np.ones((3, 3, 3), dtype=bool)
+
+
+def clusters(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups of touching ``True`` patches of ``(n_slices, grid, grid)`` ``mask``: a label per
+    patch (0: none) and each label's size (index 0 unused)."""
+    labels, n = ndimage.label(mask, structure=_TOUCHING)
+    return labels, np.bincount(labels.ravel(), minlength=n + 1)
+
+
+def largest_cluster(mask: np.ndarray) -> int:
+    """Patches in the largest group of touching ``True`` patches of ``mask`` (0 when none)."""
+    _, sizes = clusters(mask)
+    return int(sizes[1:].max(initial=0))
 
 
 @dataclass(frozen=True)
@@ -31,6 +63,9 @@ class HematomaFindings:
     min_probability:
         A patch is a hematoma candidate when hematoma is its most probable class and its
         hematoma probability is at least this (0: the most probable class alone).
+    series_count:
+        What ``min_patches`` is compared with (:class:`SeriesCount`); with
+        ``largest-cluster`` only the clusters of at least ``min_patches`` are reported.
     """
 
     patch_classes: np.ndarray
@@ -38,6 +73,7 @@ class HematomaFindings:
     patch_size: int = 16
     min_patches: int = 1
     min_probability: float = 0.0
+    series_count: SeriesCount = SeriesCount.TOTAL
 
     @property
     def candidate_mask(self) -> np.ndarray:
@@ -52,14 +88,28 @@ class HematomaFindings:
         return int(self.candidate_mask.sum())
 
     @property
+    def series_patch_count(self) -> int:
+        """The count compared with ``min_patches``: every candidate, or the largest cluster's."""
+        if self.series_count is SeriesCount.LARGEST_CLUSTER:
+            return largest_cluster(self.candidate_mask)
+        return self.candidate_patch_count
+
+    @property
     def present(self) -> bool:
-        """Whether the series is called positive: at least ``min_patches`` candidates."""
-        return self.candidate_patch_count >= self.min_patches
+        """Whether the series is called positive: a count (:attr:`series_patch_count`) of at least
+        ``min_patches``."""
+        return self.series_patch_count >= self.min_patches
 
     @property
     def hematoma_mask(self) -> np.ndarray:
-        """The reported hematoma patches: the candidates of a positive series, none otherwise."""
-        return self.candidate_mask if self.present else np.zeros_like(self.candidate_mask)
+        """The reported hematoma patches: the candidates of a positive series (with
+        ``largest-cluster``, those in clusters of at least ``min_patches``), none otherwise."""
+        if not self.present:
+            return np.zeros_like(self.candidate_mask)
+        if self.series_count is SeriesCount.LARGEST_CLUSTER:
+            labels, sizes = clusters(self.candidate_mask)
+            return (sizes >= self.min_patches)[labels] & (labels > 0)
+        return self.candidate_mask
 
     @property
     def hematoma_patch_count(self) -> int:

@@ -10,7 +10,7 @@ from node.dicom.attributes import VOLUME
 from node.packs.base import PackBase
 
 from . import preprocess as _steps
-from .findings import HematomaFindings
+from .findings import HematomaFindings, SeriesCount
 from .report import stream_results, write_results
 
 __all__ = ["HeadCTHematomaPack"]
@@ -43,12 +43,14 @@ class HeadCTHematomaPack(PackBase):
     def configure(self, meta: Mapping[str, Any]) -> None:
         self.min_patches = int(meta.get("min_patches", 1))
         self.min_probability = float(meta.get("min_probability", 0.0))
+        self.series_count = SeriesCount(meta.get("series_count", SeriesCount.TOTAL.value))
 
     def preprocess(self, series: Sequence[Dataset]) -> dict[str, np.ndarray]:
         return _steps.preprocess(series)
 
     def postprocess(self, series: Sequence[Dataset], outputs: Mapping[str, np.ndarray]) -> HematomaFindings:
-        findings = _steps.postprocess(outputs, min_patches=self.min_patches, min_probability=self.min_probability)
+        findings = _steps.postprocess(outputs, min_patches=self.min_patches, min_probability=self.min_probability,
+                                       series_count=self.series_count)
         if findings.patch_classes.shape[0] != len(series):
             raise ValueError(f"model returned {findings.patch_classes.shape[0]} slices for {len(series)}")
         return findings

@@ -21,7 +21,7 @@ from pydicom import Dataset
 from pydicom.pixels import apply_modality_lut
 from scipy import ndimage
 
-from models.head_ct_hematoma.findings import HEMATOMA, HematomaFindings
+from models.head_ct_hematoma.findings import HEMATOMA, HematomaFindings, SeriesCount
 
 __all__ = [
     "INPUT_NAME", "MATRIX", "OUTPUT_NAME", "PATCH_SIZE", "patches_to_pixels", "postprocess", "preprocess", "resample",
@@ -84,12 +84,13 @@ def preprocess(series: Sequence[Dataset]) -> dict[str, np.ndarray]:
 
 def postprocess(
     outputs: Mapping[str, np.ndarray], min_patches: int, min_probability: float = 0.0,
+    series_count: SeriesCount = SeriesCount.TOTAL,
 ) -> HematomaFindings:
     """Turn ``{"logits": (N, 4, 32, 32)}`` into :class:`HematomaFindings`.
 
     Softmax over the class axis, argmax per patch; the series is positive when at least
-    ``min_patches`` patches are hematoma with a hematoma probability of at least
-    ``min_probability``.
+    ``min_patches`` patches (all, or in the largest cluster: ``series_count``) are hematoma
+    with a hematoma probability of at least ``min_probability``.
     """
     logits = np.asarray(outputs[OUTPUT_NAME], dtype=np.float32)
     if logits.ndim != 4:
@@ -103,4 +104,5 @@ def postprocess(
         patch_size=PATCH_SIZE,
         min_patches=int(min_patches),
         min_probability=float(min_probability),
+        series_count=SeriesCount(series_count),
     )

@@ -258,31 +258,21 @@ def hemorrhage_report(
         (NUMBER_OF_HEMATOMA_PATCHES, patch_count, PATCHES),
         (NUMBER_OF_AFFECTED_SLICES, len(affected), SLICES),
     )
+    finding = dict(finding=INTRACRANIAL_HEMORRHAGE, finding_site=BRAIN)
     if not (present and patch_count > 0 and regions):
         middle = series[len(series) // 2]
         group = FindingGroup(
-            tracking_identifier="Intracranial hemorrhage" + ("" if present else " absent"),
-            tracking_uid=tracking_uid,
-            finding=INTRACRANIAL_HEMORRHAGE,
-            finding_site=BRAIN,
-            qualitative_evaluations=evaluation,
-            measurements=counts,
-            image=middle,
-            graphic_type="POLYLINE",
-            graphic_data=whole_image_outline(middle),
+            tracking_identifier="Intracranial hemorrhage" + ("" if present else " absent"), tracking_uid=tracking_uid,
+            **finding, qualitative_evaluations=evaluation, measurements=counts,
+            image=middle, graphic_type="POLYLINE", graphic_data=whole_image_outline(middle),
         )
         return build_measurement_report(
             series, [group], placement, evidence=[segmentation, *overlays], procedure_reported=CT_HEAD,
         )
     groups = [FindingGroup(
-        tracking_identifier="Intracranial hemorrhage",
-        tracking_uid=tracking_uid,
-        finding=INTRACRANIAL_HEMORRHAGE,
-        finding_site=BRAIN,
-        qualitative_evaluations=evaluation,
-        measurements=counts,
-        referenced_images=tuple(series[i] for i in affected),
-        segmentation=segmentation,
+        tracking_identifier="Intracranial hemorrhage", tracking_uid=tracking_uid, **finding,
+        qualitative_evaluations=evaluation, measurements=counts,
+        referenced_images=tuple(series[i] for i in affected), segmentation=segmentation,
     )]
     largest = max(range(len(regions)), key=lambda k: regions[k][2])
     per_slice: dict[int, int] = {}
@@ -296,13 +286,8 @@ def hemorrhage_report(
         if per_slice[index] > 1:
             identifier += f", region {seen[index]} of {per_slice[index]}"
         groups.append(FindingGroup(
-            tracking_identifier=identifier,
-            tracking_uid=tracking_uid if k == largest else hd.UID(),
-            finding=INTRACRANIAL_HEMORRHAGE,
-            finding_site=BRAIN,
-            measurements=(_area(ds, pixels),),
-            image=ds,
-            graphic_type="POLYLINE",
+            tracking_identifier=identifier, tracking_uid=tracking_uid if k == largest else hd.UID(), **finding,
+            measurements=(_area(ds, pixels),), image=ds, graphic_type="POLYLINE",
             graphic_data=np.asarray(points, dtype=float),
         ))
     return build_measurement_report(

@@ -75,21 +75,9 @@ class TrainReport:
 
 
 def train(
-    phantoms: int,
-    out_dir: Path,
-    *,
-    epochs: int,
-    seed: int = 0,
-    slices: int = 24,
-    val_phantoms: int = 60,
-    test_phantoms: int = 40,
-    batch_size: int = 8,
-    learning_rate: float = 3e-3,
-    extra_slices: int = 8,
-    styled_phantoms: int = 0,
-    threads: int = 2,
-    version: str | None = None,
-    log: Any = None,
+    phantoms: int, out_dir: Path, *, epochs: int, seed: int = 0, slices: int = 24, val_phantoms: int = 60,
+    test_phantoms: int = 40, batch_size: int = 8, learning_rate: float = 3e-3, extra_slices: int = 8,
+    styled_phantoms: int = 0, threads: int = 2, version: str | None = None, log: Any = None,
 ) -> TrainReport:
     """Train on phantoms, export ONNX, choose ``min_patches`` and write ``model.json``.
 
@@ -177,20 +165,10 @@ def train(
         styled=styled_phantoms > 0,
     )
     return TrainReport(
-        model_path=model_path,
-        json_path=json_path,
-        phantoms=phantoms,
-        training_seeds=(seed, seed + phantoms - 1),
-        epochs=epochs,
-        slices_used=len(hu_slices),
-        parameters=n_params,
-        class_weights=[float(w) for w in weights],
-        final_loss=final_loss,
-        generation_seconds=generation_s,
-        training_seconds=training_s,
-        min_patches=min_patches,
-        validation=validation,
-        test=test,
+        model_path=model_path, json_path=json_path, phantoms=phantoms, training_seeds=(seed, seed + phantoms - 1),
+        epochs=epochs, slices_used=len(hu_slices), parameters=n_params, class_weights=[float(w) for w in weights],
+        final_loss=final_loss, generation_seconds=generation_s, training_seconds=training_s, min_patches=min_patches,
+        validation=validation, test=test,
     )
 
 

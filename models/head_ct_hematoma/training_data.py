@@ -8,7 +8,7 @@ from models.head_ct_hematoma.preprocess import window
 from models.head_ct_hematoma.families import generate
 from models.phantoms.head_ct_truth import TRUTH_CLASSES
 
-__all__ = ["CROP", "GRID", "crop_batch", "sample_slices", "training_slices"]
+__all__ = ["CROP", "GRID", "crop_batch", "pack_labels", "sample_slices", "training_slices"]
 
 CROP = 256
 """Edge of a training crop (pixels)."""
@@ -33,11 +33,16 @@ def training_slices(
     return hu_out, lab_out
 
 
+def pack_labels(truth_patches: np.ndarray) -> np.ndarray:
+    """A phantom's truth patch labels as this pack's class values (same dtype)."""
+    return _TO_CLASS[truth_patches].astype(truth_patches.dtype)
+
+
 def sample_slices(
     hu: np.ndarray, truth_patches: np.ndarray, extra: int, rng: np.random.Generator,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every slice of one phantom with a hematoma patch plus ``extra`` others: HU slices and patch labels."""
-    patch_labels = _TO_CLASS[truth_patches].astype(truth_patches.dtype)
+    patch_labels = pack_labels(truth_patches)
     hem = (patch_labels == HEMATOMA).any(axis=(1, 2))
     others = np.flatnonzero(~hem)
     pick = list(np.flatnonzero(hem))
@@ -48,12 +53,13 @@ def sample_slices(
 def crop_batch(
     hu: list[np.ndarray], labels: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grid-aligned random crops (half near a hematoma patch when there is one), flipped."""
-    grid = labels[0].shape[0]
-    cells = min(CROP // GRID, grid)
+    """Grid-aligned random crops (half near a hematoma patch when there is one), flipped; a slice
+    no larger than a crop (a hard crop, say) is taken whole."""
     xs, ys = [], []
     for i in idx:
         lab = labels[i]
+        grid = lab.shape[0]
+        cells = min(CROP // GRID, grid)
         hem = np.argwhere(lab == HEMATOMA)
         if hem.size and rng.random() < 0.5:
             r, c = hem[rng.integers(len(hem))]
