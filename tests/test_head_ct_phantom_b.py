@@ -209,3 +209,15 @@ def test_hard_crops_come_from_where_the_model_errs():
     assert not any((c.labels == HEMATOMA).any() for c in normal)
     bleed = mine(model, {"b": range(0, 1)}, generate, false_positives=0, weak=3)
     assert 1 <= len(bleed) <= 3 and all((c.labels == HEMATOMA).any() for c in bleed)
+
+
+def test_eval_reproduces_the_stored_family_b_counts(capsys):
+    """``ainode models eval head-ct-hematoma --family b`` on the first held-out seeds gives the
+    series counts (and calls) that model.json stores for them: the card's table is the eval's."""
+    weights = Path(__file__).resolve().parents[1] / "models" / "head_ct_hematoma" / "weights" / "model.json"
+    meta = json.loads(weights.read_text())
+    stored = meta["metrics"]["test_b"]
+    assert main(["models", "eval", "head-ct-hematoma", "--family", "b", "--phantoms", "4"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["min_patches"] == meta["min_patches"] and got["series_count"] == stored["series_count"]
+    assert got["series_counts"] and all(stored["series_counts"][seed] == n for seed, n in got["series_counts"].items())

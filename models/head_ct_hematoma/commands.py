@@ -9,6 +9,8 @@ from dataclasses import asdict
 from models.training.commands import add_out, add_seed, add_styled_phantoms, add_styles, add_weights, finish_training
 from models.training.log import TrainLog
 
+from .findings import SeriesCount
+
 __all__ = ["TRAIN_HELP", "add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
 
 TRAIN_HELP = "16x16-patch classifier for head CT hematoma; trained on phantoms"
@@ -59,6 +61,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "original held-out figures of family A)")
     parser.add_argument("--min-patches", type=int, default=None,
                         help="series threshold (default: the weights' model.json)")
+    parser.add_argument("--series-count", choices=[c.value for c in SeriesCount], default=None,
+                        help="what --min-patches is compared with: every candidate patch, or the largest cluster of "
+                             "touching ones (default: the weights' model.json)")
     parser.add_argument("--min-probability", type=float, default=None,
                         help="a patch counts when its hematoma probability is at least this (default: the weights' "
                              "model.json; 0: the most probable class alone)")
@@ -74,16 +79,22 @@ def run_eval(args: argparse.Namespace) -> int:
 
         min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
         result = evaluate_family(pack.model_path(), args.family, min_patches, test_seeds(args.phantoms),
-                                 min_probability=_min_probability(args, pack), series_count=pack.series_count)
+                                 min_probability=_min_probability(args, pack), series_count=_series_count(args, pack))
         print(json.dumps(result, indent=2, default=str))
         return 0
     seeds = range(TEST_SEED_BASE, TEST_SEED_BASE + args.phantoms)
     min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
     report = evaluate(pack.model_path(), seeds, min_patches=min_patches, styles=args.styles,
-                      min_probability=_min_probability(args, pack), series_count=pack.series_count)
+                      min_probability=_min_probability(args, pack), series_count=_series_count(args, pack))
     summary = report.summary() if hasattr(report, "summary") else asdict(report)
     print(json.dumps({**summary, "styles": args.styles}, indent=2, default=str))
     return 0
+
+
+def _series_count(args: argparse.Namespace, pack: object) -> SeriesCount:
+    """``--series-count``, or the weights' ``series_count``."""
+    given = getattr(args, "series_count", None)
+    return SeriesCount(given) if given is not None else SeriesCount(getattr(pack, "series_count", SeriesCount.TOTAL))
 
 
 def _per_phantom(text: str) -> tuple[int, int]:

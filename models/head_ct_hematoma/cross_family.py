@@ -35,7 +35,7 @@ from models.head_ct_hematoma.training_data import sample_slices
 from models.training import export_onnx, onnx_session, output_folder, quiet, save_weights, seed_torch, write_json
 
 __all__ = [
-    "MIN_PROBABILITIES", "TEST_PHANTOMS", "VAL_PHANTOMS", "choose_threshold", "evaluate_family", "family_metrics",
+    "MIN_PROBABILITIES", "SERIES_COUNTS", "TEST_PHANTOMS", "VAL_PHANTOMS", "choose_threshold", "evaluate_family", "family_metrics",
     "family_probabilities", "model_json", "per_type", "test_seeds", "train_and_calibrate", "train_families", "val_seeds", "write_model_json",
 ]
 
@@ -43,6 +43,9 @@ TEST_PHANTOMS = 80
 VAL_PHANTOMS = 40
 MIN_PROBABILITIES = (0.0, 0.5, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
 """The patch probability cuts :func:`choose_threshold` tries (0: the most probable class alone)."""
+SERIES_COUNTS = (SeriesCount.LARGEST_CLUSTER, SeriesCount.TOTAL)
+"""The counts :func:`choose_threshold` tries, in the order it prefers among equals: the largest
+cluster first (one region is what a bleed is; stray patches cannot add up to it)."""
 Source = Callable[[str, int], Any]
 
 
@@ -130,7 +133,7 @@ def evaluate_family(
 
 def choose_threshold(
     model_path: Path, families: Sequence[str], seeds: Sequence[int] | None = None, source: Source = _source,
-    probabilities: Sequence[float] = MIN_PROBABILITIES, series_counts: Sequence[SeriesCount] = tuple(SeriesCount),
+    probabilities: Sequence[float] = MIN_PROBABILITIES, series_counts: Sequence[SeriesCount] = SERIES_COUNTS,
 ) -> tuple[int, float, dict[str, Any]]:
     """``min_patches``, ``min_probability`` and ``series_count`` chosen on the validation phantoms
     of ``families`` together, and their figures (``series_count`` is in them).
