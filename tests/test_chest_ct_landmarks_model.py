@@ -275,12 +275,12 @@ def test_held_out_one_up_down_precision_both_families(capsys):
 
 # The card's airway style table (issue 33): 1-Up-Down apex, carina, diaphragm on held-out seeds
 # TEST_SEED_BASE + 0..99 of each family with --airway-style. The check re-runs six of those seeds,
-# TEST_SEED_BASE + 12..17, which hold one miss of each family (A 1,000,013: diaphragm and with it the
-# carina; B 1,000,016: diaphragm), and requires the same picks to count: the eval reproduces its part
-# of the table exactly.
-AIRWAY_STYLE_CARD = {"a": (1.000, 0.980, 0.980), "b": (1.000, 0.990, 0.950)}
+# TEST_SEED_BASE + 12..17, which hold family A's one miss (1,000,013: diaphragm and with it the
+# carina; B's, 1,000,068, lies outside), and requires the same picks to count: the eval reproduces
+# its part of the table exactly.
+AIRWAY_STYLE_CARD = {"a": (1.000, 0.990, 0.990), "b": (1.000, 0.990, 0.990)}
 AIRWAY_CHECK_SEEDS = (TEST_SEED_BASE + 12, 6)
-AIRWAY_CHECK_HITS = {"a": (6, 5, 5), "b": (6, 6, 5)}
+AIRWAY_CHECK_HITS = {"a": (6, 5, 5), "b": (6, 6, 6)}
 
 
 def test_held_out_airway_style_precision_both_families(capsys):
@@ -312,7 +312,9 @@ def test_stored_family_figures_are_the_card_s():
         assert rep["seed_range"][0] >= TEST_SEED_BASE and rep["n_series"] >= 50
         for name in LANDMARKS:
             assert f"{rep['per_landmark'][name]['one_up_down_precision']:.3f}" in card
-    assert "## Limits" in card and "Cross-family" in card and "family B (other family)" in card
+    # Weights of one family state the other family's figure; weights of both, the axis they never saw.
+    unseen = "family B (other family)" if META["trained_on"].get("family", "a") == "a" else "never trained on"
+    assert "## Limits" in card and unseen in card
 
 
 def test_eval_prints_the_cross_family_table():

@@ -10,7 +10,8 @@ __all__ = ["render_card"]
 
 
 
-_MODULES = {"a": "models.phantoms.chest_ct", "b": "models.phantoms.chest_ct_b"}
+_MODULES = {"a": "models.phantoms.chest_ct", "b": "models.phantoms.chest_ct_b",
+            "a+b": "models.phantoms.chest_ct and models.phantoms.chest_ct_b"}
 
 
 def render_card(meta: Mapping[str, Any]) -> str:
@@ -138,6 +139,7 @@ def _training(meta: Mapping[str, Any]) -> list[str]:
            " and grain, blur or edge enhancement, HU offset, -1024 or -3024 outside the reconstruction"
            " circle), the rest plain 4 mm" if t.get("styled_phantoms") else
            f", {t.get('slice_thickness', 4):g} mm slices")
+        + (f"; family B seeds {seed_range_text(t['family_b_seeds'])}" if t.get("family_b_seeds") else "")
         + f"; {t.get('slices', '?')} slices)"
         + (f" and {t['real_series']} real series" if t.get("real_series") else "") + ".",
         "- Imbalance as in the research: each batch is half positives drawn with replacement",
@@ -164,7 +166,8 @@ def _training(meta: Mapping[str, Any]) -> list[str]:
         + ", ".join(f"{n} {v}" for n, v in (t.get("final_loss") or {}).items()) + ".",
         "  Generating a 4 mm phantom and preprocessing it takes 2-7 s on that machine (`--cache DIR`",
         "  keeps them between runs); on a quiet machine one epoch takes about 15 s.",
-        f"- Re-train: `ainode models train chest-ct-landmarks --family {t.get('family', 'a')}"
+        f"- Re-train: `ainode models train chest-ct-landmarks --family {str(t.get('family', 'a')).split('+')[0]}"
+        + (f" --family-b-phantoms {t['family_b_seeds'][1] + 1}" if t.get("family_b_seeds") else "")
         + (f" --styles {t['styled_phantoms'] / max(1, t.get('phantoms', 1)):g}" if t.get("styled_phantoms") else "")
         + (f" --augment {t['augment']}" if t.get("augment", "basic") != "basic" else "")
         + (f" --crop {meta['crop']}" if meta.get("crop", "body") != "body" else "")
@@ -177,9 +180,7 @@ def _training(meta: Mapping[str, Any]) -> list[str]:
         + ",".join(str(v) for v in (t.get("repeats") or {}).values())
         + f" --test-phantoms {(meta.get('metrics') or {}).get('test', {}).get('n_series', 50) if (meta.get('metrics') or {}).get('test') else 0}"
         " --out DIR` (checkpoint per epoch, `--resume` continues"
-        + ("; the shipped weights were trained before `--diaphragm-pick` existed and had"
-           " `\"diaphragm_pick\": \"lowest\"` written to `model.json`, with the same effect)."
-           if meta.get("diaphragm_pick") == "lowest" else ")."),
+        + ")",
         "",
     ]
 

@@ -237,7 +237,8 @@ def train(
         learning_rate=learning_rate, fp_weight=fp_weight, hard_fraction=hard_fraction, reps=reps, pretrained=pretrained,
         parameters=n_params, generation_s=generation_s, training_s=training_s, final=final)
     if family_b_phantoms and family == "a":
-        meta["trained_on"]["family_b_seeds"] = [0, family_b_phantoms - 1]
+        meta["trained_on"].update(family_b_seeds=[0, family_b_phantoms - 1],
+                                  real_series=meta["trained_on"]["real_series"] - family_b_phantoms)
     meta["metrics"] = {"test": None, "families": {}}
     test = _held_out(meta, model_path, test_phantoms, slice_thickness, cache_dir, log, family, crop, airway,
                      window, diaphragm_pick)
