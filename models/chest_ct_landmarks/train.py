@@ -211,8 +211,9 @@ def train(
     n_styled = int(round(phantoms * styles))
     data = _training_data(phantoms, n_styled, seed, slice_thickness, cache_dir, log, family, crop, airway,
                           dicom_dir, labels)
-    if family_b_phantoms and family == "a":
-        data += phantom_dataset(range(family_b_phantoms), slice_thickness=slice_thickness, cache_dir=cache_dir,
+    n_family_b = family_b_phantoms if family == "a" else 0
+    if n_family_b:
+        data += phantom_dataset(range(n_family_b), slice_thickness=slice_thickness, cache_dir=cache_dir,
                                 log=log, family="b", crop=crop, airway=airway)
     generation_s = time.perf_counter() - t0
     n_slices = sum(len(d.volume) for d in data)
@@ -232,13 +233,12 @@ def train(
     n_params = parameter_count(model)
     meta = _model_json(version, arch, width, dict(model.views), crop, window, diaphragm_pick, airway)
     meta["trained_on"] = _trained_on(
-        phantoms=phantoms, family=family + ("+b" if family_b_phantoms and family == "a" else ""), styled=n_styled, augment=augment, seed=seed, slice_thickness=slice_thickness,
-        series=len(data), slices=n_slices, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        phantoms=phantoms, family=family + ("+b" if n_family_b else ""), styled=n_styled, augment=augment, seed=seed, slice_thickness=slice_thickness,
+        series=len(data) - n_family_b, slices=n_slices, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
         learning_rate=learning_rate, fp_weight=fp_weight, hard_fraction=hard_fraction, reps=reps, pretrained=pretrained,
         parameters=n_params, generation_s=generation_s, training_s=training_s, final=final)
-    if family_b_phantoms and family == "a":
-        meta["trained_on"].update(family_b_seeds=[0, family_b_phantoms - 1],
-                                  real_series=meta["trained_on"]["real_series"] - family_b_phantoms)
+    if n_family_b:
+        meta["trained_on"]["family_b_seeds"] = [0, n_family_b - 1]
     meta["metrics"] = {"test": None, "families": {}}
     test = _held_out(meta, model_path, test_phantoms, slice_thickness, cache_dir, log, family, crop, airway,
                      window, diaphragm_pick)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -75,7 +76,7 @@ class HematomaFindings:
     min_probability: float = 0.0
     series_count: SeriesCount = SeriesCount.TOTAL
 
-    @property
+    @cached_property
     def candidate_mask(self) -> np.ndarray:
         """``(n_slices, grid, grid)`` bool: every patch whose most probable class is hematoma, with a
         hematoma probability of at least ``min_probability``."""
@@ -87,7 +88,7 @@ class HematomaFindings:
         """Number of candidate hematoma patches, before the series decision."""
         return int(self.candidate_mask.sum())
 
-    @property
+    @cached_property
     def series_patch_count(self) -> int:
         """The count compared with ``min_patches``: every candidate, or the largest cluster's."""
         if self.series_count is SeriesCount.LARGEST_CLUSTER:
@@ -100,7 +101,7 @@ class HematomaFindings:
         ``min_patches``."""
         return self.series_patch_count >= self.min_patches
 
-    @property
+    @cached_property
     def hematoma_mask(self) -> np.ndarray:
         """The reported hematoma patches: the candidates of a positive series (with
         ``largest-cluster``, those in clusters of at least ``min_patches``), none otherwise."""
