@@ -49,6 +49,7 @@ class FuzzReport:
     good_series_delivered: bool = False
     problems: list[str] = field(default_factory=list)
     peak_rss: int = 0
+    slowest_store_seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     log_tail: str = ""
@@ -106,6 +107,7 @@ def run_fuzz(workdir: Path, orthanc: OrthancServer, *, cases: int = 2000, pdus: 
                 report.crashes.append(str(exc))
             finally:
                 sender.close()
+                report.slowest_store_seconds = round(sender.slowest, 2)
                 report.phase_seconds["send"] = round(time.monotonic() - started, 1)
                 pdu_thread.join(600)
                 report.phase_seconds["pdus"] = round(time.monotonic() - started, 1)

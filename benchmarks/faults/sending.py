@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -88,10 +89,16 @@ def _raw_file_sending() -> Iterator[None]:
 
 
 class _RawSender:
-    """C-STOREs :class:`FuzzCase` files as they are, re-associating as contexts require."""
+    """C-STOREs :class:`FuzzCase` files as they are, re-associating as contexts require.
 
-    def __init__(self, port: int, workdir: Path, called_ae: str = "AINODE", timeout: float = 30.0) -> None:
+    ``timeout`` bounds the wait for each response. It is twice the node's own network
+    timeout: an association the node gives up on still ends as ``no-reply`` (aborted),
+    while a slow acknowledgement on a loaded machine is measured (``slowest``), not lost."""
+
+    def __init__(self, port: int, workdir: Path, called_ae: str = "AINODE", timeout: float = 60.0) -> None:
         self.port = port
+        self.slowest = 0.0
+        """Seconds of the slowest C-STORE that got a status."""
         self.called_ae = called_ae
         self.timeout = timeout
         self.path = workdir / "case.dcm"
@@ -134,15 +141,19 @@ class _RawSender:
         if needed not in accepted:
             return "no-context", None, "no accepted presentation context"
         self.path.write_bytes(case.data)
+        started = time.monotonic()
         try:
             with _raw_file_sending():
                 status = self._assoc.send_c_store(self.path)
         except Exception as exc:
             self.close()
-            return "no-reply", None, f"send failed: {exc!r}"[:300]
+            return "no-reply", None, f"send failed after {time.monotonic() - started:.1f} s: {exc!r}"[:300]
         if "Status" not in status:
+            how = "aborted" if self._assoc.is_aborted else "released" if self._assoc.is_released else "open"
             self.close()
-            return "no-reply", None, "no C-STORE response (association aborted or timed out)"
+            return "no-reply", None, (f"no C-STORE response after {time.monotonic() - started:.1f} s"
+                                      f" (association {how}; timeout {self.timeout:.0f} s)")
+        self.slowest = max(self.slowest, time.monotonic() - started)
         return "status", int(status.Status), ""
 
     def close(self) -> None:
