@@ -60,13 +60,31 @@ def test_a_job_takes_the_slices_read_ahead_and_writes_what_a_full_run_writes(tmp
     assert (first.slice_wise, first.images, first.reason) == (True, 5, None)
     assert (second.images, second.reason) == (3, None)
 
+    # the applicability descriptors are made as the slices are read ahead, not again at completion
+    entries = list(worker._SLICES._entries.values())
+    assert len(entries) == 8 and all(e.descriptors is not None and len(e.descriptors) == 1 for e in entries)
+
     ahead = run_job(_spec(2, files, tmp_path, series_uid))
     assert ahead.ok, ahead.reason
     assert ahead.summary["slices_read_ahead"] == 8
     assert {k: v for k, v in ahead.summary.items() if k != "slices_read_ahead"} == plain.summary
     assert plain.summary["hematoma_patches"] > 0
+    assert plain.summary["applicability"]["score"] > 0  # the score, equal above, is really computed
     assert _pixels_by_modality(ahead) == _pixels_by_modality(plain)  # SEG and every overlay, pixel for pixel
     assert len(worker._SLICES) == 0  # the job took its entries out
+
+
+def test_slices_read_ahead_without_descriptors_are_scored_at_completion(tmp_path):
+    """An entry without descriptors (read ahead by a pack without a check, say): the job
+    preprocesses the whole series again for its verdict, and the score is the same."""
+    files, series_uid = _series(tmp_path, seed=13)
+    plain = run_job(_spec(1, files, tmp_path, series_uid))
+    read_ahead(_spec(0, files[:6], tmp_path, series_uid))
+    for entry in list(worker._SLICES._entries.values())[:2]:
+        entry.descriptors = None
+    ahead = run_job(_spec(2, files, tmp_path, series_uid))
+    assert ahead.ok, ahead.reason
+    assert ahead.summary["applicability"] == plain.summary["applicability"]
 
 
 def test_a_file_replaced_after_it_was_read_ahead_is_read_again(tmp_path):

@@ -182,13 +182,21 @@ class ApplicabilityCheck:
         """The score of a job whose slices are described by ``slices``: the median of their scores."""
         return float(np.median(self.slice_scores(slices)))
 
+    def describe(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The descriptors (one row per image) of preprocessed ``inputs`` that this check scores."""
+        return describe_slices(inputs, self.input, self.channel)
+
     def score(self, inputs: Mapping[str, np.ndarray]) -> float:
         """The score of a job's preprocessed ``inputs``."""
-        return self.distance(describe_slices(inputs, self.input, self.channel))
+        return self.distance(self.describe(inputs))
 
     def verdict(self, inputs: Mapping[str, np.ndarray]) -> Verdict:
         """The :class:`Verdict` on a job's preprocessed ``inputs``."""
         return Verdict(self.score(inputs), self.threshold)
+
+    def verdict_of(self, descriptors: np.ndarray) -> Verdict:
+        """The :class:`Verdict` on a job whose images are described by ``descriptors`` (rows of :meth:`describe`)."""
+        return Verdict(self.distance(descriptors), self.threshold)
 
 
 def stable_features(descriptors: np.ndarray, limit: float = 8.0, share: float = 0.98) -> list[int]:

@@ -26,7 +26,8 @@ from ..states import FailureStage
 from .engines import engine_for, pack_for, run_batched
 from .out_of_domain import WITHHOLD, action_for, judge, summary_of, writer_for
 from .process import RESULT_HELPER, log_to_json
-from .reading_ahead import give_back_read_ahead, merge_outputs, outputs_read_ahead, take_read_ahead
+from .reading_ahead import (descriptors_read_ahead, give_back_read_ahead, merge_outputs, outputs_read_ahead,
+                            take_read_ahead)
 from .result_uids import series_uid_naming
 from .saving import Parked, parked, resume_parked, save_results
 from .series import load_series
@@ -100,10 +101,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
         stages.seconds.setdefault(FailureStage.PREPROCESS.value, 0.0)
         inputs = stage(FailureStage.PREPROCESS, _preprocess, pack, missing, spec.job_id) if missing else None
         ahead = len(series) - len(missing)
-        scored = inputs  # the score is of what preprocess returned for every image
-        if ahead and pack.applicability is not None:  # some read ahead: all preprocessed again
-            scored = stage(FailureStage.PREPROCESS, _preprocess, pack, list(series), spec.job_id)
-        verdict = stage(FailureStage.PREPROCESS, judge, pack, series, scored)
+        verdict = stage(FailureStage.PREPROCESS, judge, pack, series, missing, inputs, descriptors_read_ahead(taken))
         action = action_for(verdict, spec.on_out_of_domain)
         findings = None
         if action != WITHHOLD:  # withheld: no finding is made, only the report that the image was not evaluated

@@ -22,12 +22,25 @@ WITHHOLD, FLAG, IGNORE = "withhold", "flag", "ignore"
 """The values of :class:`node.config.choices.OnOutOfDomain` (plain strings across the process boundary)."""
 
 
-def judge(pack: ModelPack, series: Sequence[Dataset], inputs: Mapping[str, np.ndarray] | None) -> Verdict | None:
-    """The verdict on the job's preprocessed ``inputs`` (``None``: preprocess ``series`` for it);
-    ``None`` when the pack's weights carry no applicability block."""
-    if pack.applicability is None:
+def judge(pack: ModelPack, series: Sequence[Dataset], missing: Sequence[Dataset],
+          inputs: Mapping[str, np.ndarray] | None, known: Mapping[int, np.ndarray]) -> Verdict | None:
+    """The verdict on the job's input; ``None`` when the pack's weights carry no applicability block.
+
+    ``inputs`` is what ``preprocess`` returned for the images ``missing`` from the read-ahead;
+    ``known`` holds the descriptors of the images read ahead, by ``id``. When they do not cover
+    ``series`` image for image, every image is preprocessed again and described here.
+    """
+    check = pack.applicability
+    if check is None:
         return None
-    return pack.applicability.verdict(inputs if inputs is not None else pack.preprocess(list(series)))
+    rows = dict(known)
+    if missing and inputs is not None:
+        described = check.describe(inputs)
+        if len(described) == len(missing):
+            rows.update(zip(map(id, missing), described))
+    if all(id(image) in rows for image in series):
+        return check.verdict_of(np.array([rows[id(image)] for image in series]))
+    return check.verdict(pack.preprocess(list(series)))
 
 
 def action_for(verdict: Verdict | None, on_out_of_domain: str) -> str | None:

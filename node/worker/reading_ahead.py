@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pydicom
@@ -20,8 +20,8 @@ from .series import read_images
 from .slice_cache import CachedFile, SliceCache, file_identity, outputs_by_image, stack_outputs
 from .spec import JobSpec
 
-__all__ = ["ReadAheadOutcome", "give_back_read_ahead", "merge_outputs", "outputs_read_ahead", "read_ahead",
-           "take_read_ahead"]
+__all__ = ["ReadAheadOutcome", "descriptors_read_ahead", "give_back_read_ahead", "merge_outputs",
+           "outputs_read_ahead", "read_ahead", "take_read_ahead"]
 
 _READ_AHEAD_BYTES = 256 * 1024 * 1024
 _SLICES = SliceCache(_READ_AHEAD_BYTES)
@@ -65,15 +65,33 @@ def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
             _SLICES.put(key, identity, fresh[-1])
         images = [image for entry in fresh for image in entry.images]
         if images:
-            outputs = iter(outputs_by_image(
-                images, run_batched(engine, pack.preprocess(images), spec.batch_size or pack.batch_size)))
+            inputs = pack.preprocess(images)
+            rows = _descriptors(pack, inputs, len(images))
+            outputs = iter(outputs_by_image(images, run_batched(engine, inputs, spec.batch_size or pack.batch_size)))
             for entry in fresh:
                 entry.outputs = [next(outputs) for _ in entry.images]
+                entry.descriptors = None if rows is None else [next(rows) for _ in entry.images]
         return ReadAheadOutcome(spec.model, True, len(images), time.perf_counter() - started,
                                 series_uid=spec.series_uid)
     except Exception as exc:
         reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
         return ReadAheadOutcome(spec.model, True, 0, time.perf_counter() - started, reason, spec.series_uid)
+
+
+def _descriptors(pack: ModelPack, inputs: dict[str, np.ndarray], count: int) -> Iterator[np.ndarray] | None:
+    """The applicability descriptor of each of ``count`` images, described now so that the job's
+    verdict at completion only describes the slices not read ahead; ``None`` without a check
+    (or when the rows do not match the images one to one)."""
+    if pack.applicability is None:
+        return None
+    rows = pack.applicability.describe(inputs)
+    return iter(rows) if len(rows) == count else None
+
+
+def descriptors_read_ahead(taken: dict[str, CachedFile]) -> dict[int, np.ndarray]:
+    """The applicability descriptors read ahead, by ``id`` of their image."""
+    return {id(image): row for entry in taken.values() if entry.descriptors
+            for image, row in zip(entry.images, entry.descriptors)}
 
 
 def take_read_ahead(spec: JobSpec, pack: ModelPack) -> dict[str, CachedFile]:

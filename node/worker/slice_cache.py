@@ -37,11 +37,13 @@ def file_identity(path: str) -> tuple[str, int, int, int] | None:
 
 @dataclass
 class CachedFile:
-    """One source file: its images (every frame, demographics repaired) and, once run, each image's outputs."""
+    """One source file: its images (every frame, demographics repaired) and, once run, each image's
+    outputs and, for a pack with an applicability check, each image's descriptor row."""
 
     images: list[Dataset]
     outputs: list[dict[str, np.ndarray]] | None = None
     nbytes: int = field(default=0)
+    descriptors: list[np.ndarray] | None = None
 
     @staticmethod
     def of(images: Sequence[Dataset]) -> "CachedFile":
