@@ -211,6 +211,31 @@ def test_hard_crops_come_from_where_the_model_errs():
     assert 1 <= len(bleed) <= 3 and all((c.labels == HEMATOMA).any() for c in bleed)
 
 
+def test_small_bleed_seeds_are_even_small_and_chosen_by_truth_alone():
+    """The first even seeds whose hematoma covers 1..max_patches patches, from the family's start;
+    odd seeds (no hematoma) never looked at; the seed span of a plan names every seed when they
+    are not consecutive."""
+    from types import SimpleNamespace
+
+    from models.head_ct_hematoma.cross_family import seed_span
+    from models.head_ct_hematoma.small_bleeds import STARTS, small_bleed_seeds
+
+    asked: list[int] = []
+
+    def source(family: str, seed: int) -> SimpleNamespace:
+        asked.append(seed)
+        labels = np.zeros((2, 4, 4), dtype=np.uint8)
+        labels.reshape(-1)[:seed % 7] = HEMATOMA  # 0..6 hematoma patches
+        return SimpleNamespace(patch_labels=labels)
+
+    seeds = small_bleed_seeds("a", 3, source, max_patches=4)
+    assert all(s % 2 == 0 and 1 <= s % 7 <= 4 for s in seeds) and len(seeds) == 3
+    assert min(asked) == STARTS["a"] and all(s % 2 == 0 for s in asked)
+    assert seeds == sorted(seeds) and max(asked) == seeds[-1]  # stops at the last one it needs
+    assert seed_span(range(0, 80)) == [0, 79]
+    assert seed_span([*range(0, 3), 250, 244]) == [0, 1, 2, 244, 250]
+
+
 def test_eval_reproduces_the_stored_family_b_counts(capsys):
     """``ainode models eval head-ct-hematoma --family b`` on the first held-out seeds gives the
     series counts (and calls) that model.json stores for them: the card's table is the eval's."""

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 from dataclasses import asdict
+from typing import Sequence
 
 from models.training.commands import add_out, add_seed, add_styled_phantoms, add_styles, add_weights, finish_training
 from models.training.log import TrainLog
@@ -36,6 +37,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hard-crops-from", type=Path, default=None,
                         help="with --family-b-phantoms: also train on crops centred where this model.onnx errs on the "
                              "training phantoms (models/head_ct_hematoma/hard_crops.py; default: none)")
+    parser.add_argument("--small-bleeds", type=int, default=0,
+                        help="with --family-b-phantoms: this many more family-A phantoms, plain and as many styled, "
+                             "whose hematoma covers at most 12 patches (the first such even seeds from 240, styled "
+                             "from 500,000: models/head_ct_hematoma/small_bleeds.py; default: none)")
     parser.add_argument("--hard-crops-per-phantom", default="6,4",
                         help="with --hard-crops-from: at most FP,WEAK crops per phantom around look-alike patches and "
                              "weak hematoma patches (default 6,4)")
@@ -121,6 +126,7 @@ def _train_families(args: argparse.Namespace) -> int:
         styled = args.styled_seed if args.styled_seed is not None else args.seed + args.phantoms
         plan = {"a": range(args.seed, args.seed + args.phantoms),
                 "a-styled": range(styled, styled + args.styled_phantoms), **plan}
+        plan = _with_small_bleeds(plan, args.small_bleeds)
     log = TrainLog(args.out)
     meta = train_and_calibrate(
         args.out, plan, epochs=args.epochs, init=args.init, learning_rate=args.learning_rate,
@@ -130,3 +136,14 @@ def _train_families(args: argparse.Namespace) -> int:
     )
     return finish_training(log, {"min_patches": meta["min_patches"], "trained_on": meta["trained_on"],
                                  "metrics": meta["metrics"]}, "head-ct-hematoma")
+
+
+def _with_small_bleeds(plan: dict[str, range], count: int) -> dict[str, Sequence[int]]:
+    """``plan`` with ``count`` small-bleed phantoms more in family A and in styled A."""
+    if count <= 0:
+        return dict(plan)
+    from .families import generate
+    from .small_bleeds import small_bleed_seeds
+
+    return {family: [*seeds, *small_bleed_seeds(family, count, generate)] if family in ("a", "a-styled") else seeds
+            for family, seeds in plan.items()}

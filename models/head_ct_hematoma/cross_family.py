@@ -36,7 +36,8 @@ from models.training import export_onnx, onnx_session, output_folder, quiet, sav
 
 __all__ = [
     "MIN_PROBABILITIES", "SERIES_COUNTS", "TEST_PHANTOMS", "VAL_PHANTOMS", "choose_threshold", "evaluate_family", "family_metrics",
-    "family_probabilities", "model_json", "per_type", "test_seeds", "train_and_calibrate", "train_families", "val_seeds", "write_model_json",
+    "family_probabilities", "model_json", "per_type", "seed_span", "test_seeds", "train_and_calibrate", "train_families",
+    "val_seeds", "write_model_json",
 ]
 
 TEST_PHANTOMS = 80
@@ -175,7 +176,7 @@ def _counts_at(
 
 
 def plan_slices(
-    plan: Mapping[str, range], rng: np.random.Generator, extra: int = 8, source: Source = _source,
+    plan: Mapping[str, Sequence[int]], rng: np.random.Generator, extra: int = 8, source: Source = _source,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Training slices of every family in ``plan`` (family -> seeds)."""
     hu_out: list[np.ndarray] = []
@@ -191,8 +192,14 @@ def plan_slices(
     return hu_out, lab_out
 
 
+def seed_span(seeds: Sequence[int]) -> list[int]:
+    """``[first, last]`` of a run of consecutive seeds; every seed, in order, otherwise."""
+    ordered = sorted(int(s) for s in seeds)
+    return [ordered[0], ordered[-1]] if ordered == list(range(ordered[0], ordered[-1] + 1)) else ordered
+
+
 def train_families(
-    out_dir: Path, plan: Mapping[str, range], *, epochs: int, init: Path | None = None, seed: int = 0,
+    out_dir: Path, plan: Mapping[str, Sequence[int]], *, epochs: int, init: Path | None = None, seed: int = 0,
     learning_rate: float = 3e-3, batch_size: int = 8, source: Source = _source, log: Any = None,
     hard_crops_from: Path | None = None, hard_crops_per_phantom: tuple[int, int] = (6, 4),
 ) -> dict[str, Any]:
@@ -219,7 +226,7 @@ def train_families(
     save_weights(model, out_dir / "model.pt")
     return {
         "data": "models.head_ct_hematoma.families (even seed: hematoma)",
-        "families": {family: [min(r), max(r)] for family, r in plan.items() if r},
+        "families": {family: seed_span(r) for family, r in plan.items() if r},
         "initialised_from": str(init) if init else None,
         "hard_crops": ({"from": str(hard_crops_from), "per_phantom": [fp, weak], "crops": len(crops)}
                        if hard_crops_from is not None else None),
@@ -260,7 +267,7 @@ def write_model_json(path: Path, meta: Mapping[str, Any]) -> Path:
 
 
 def train_and_calibrate(
-    out_dir: Path, plan: Mapping[str, range], *, epochs: int, init: Path | None = None, learning_rate: float = 3e-3,
+    out_dir: Path, plan: Mapping[str, Sequence[int]], *, epochs: int, init: Path | None = None, learning_rate: float = 3e-3,
     val_families: Sequence[str] = ("a", "a-styled", "b"), test_families: Sequence[str] = ("a", "a-styled", "b"),
     val_n: int = VAL_PHANTOMS, test_n: int = TEST_PHANTOMS, version: str = "phantom",
     previous_json: Path | None = None, source: Source = _source, log: Any = None, hard_crops_from: Path | None = None,
