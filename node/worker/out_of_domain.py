@@ -33,6 +33,8 @@ def judge(pack: ModelPack, series: Sequence[Dataset], missing: Sequence[Dataset]
     check = pack.applicability
     if check is None:
         return None
+    if not known and inputs is not None and len(missing) == len(series):
+        return check.verdict(inputs)  # nothing read ahead: the whole input, however the pack lays it out
     rows = dict(known)
     if missing and inputs is not None:
         described = check.describe(inputs)
