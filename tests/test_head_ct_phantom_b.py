@@ -246,3 +246,10 @@ def test_eval_reproduces_the_stored_family_b_counts(capsys):
     got = json.loads(capsys.readouterr().out)
     assert got["min_patches"] == meta["min_patches"] and got["series_count"] == stored["series_count"]
     assert got["series_counts"] and all(stored["series_counts"][seed] == n for seed, n in got["series_counts"].items())
+
+
+def test_eval_first_seed_stays_among_the_held_out_seeds():
+    """``--first-seed`` moves the held-out range; a range reaching into training or validation seeds is refused."""
+    for first in ("5", "1999990"):
+        with pytest.raises(SystemExit, match="--first-seed"):
+            main(["models", "eval", "head-ct-hematoma", "--family", "b", "--phantoms", "20", "--first-seed", first])

@@ -64,6 +64,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="phantom family (models/head_ct_hematoma/families.py): the card's per-family figures, "
                              "per hematoma type, seeds 1,000,000.. (80 phantoms for the card's table; default: none, the "
                              "original held-out figures of family A)")
+    parser.add_argument("--first-seed", type=int, default=None,
+                        help="with --family: the first held-out seed (default 1,000,000; the held-out seeds run to "
+                             "1,999,999, the validation seeds start at 2,000,000)")
     parser.add_argument("--min-patches", type=int, default=None,
                         help="series threshold (default: the weights' model.json)")
     parser.add_argument("--series-count", choices=[c.value for c in SeriesCount], default=None,
@@ -76,14 +79,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from .pack import HeadCTHematomaPack
-    from .train import TEST_SEED_BASE, evaluate
+    from .train import TEST_SEED_BASE, VAL_SEED_BASE, evaluate
 
     pack = HeadCTHematomaPack(weights=args.weights)
     if args.family is not None:
-        from .cross_family import evaluate_family, test_seeds
+        from .cross_family import evaluate_family
 
         min_patches = args.min_patches if args.min_patches is not None else pack.min_patches
-        result = evaluate_family(pack.model_path(), args.family, min_patches, test_seeds(args.phantoms),
+        first = TEST_SEED_BASE if args.first_seed is None else args.first_seed
+        if not (TEST_SEED_BASE <= first and first + args.phantoms <= VAL_SEED_BASE):
+            raise SystemExit(f"--first-seed must keep the seeds in {TEST_SEED_BASE}..{VAL_SEED_BASE - 1}")
+        result = evaluate_family(pack.model_path(), args.family, min_patches, range(first, first + args.phantoms),
                                  min_probability=_min_probability(args, pack), series_count=_series_count(args, pack))
         print(json.dumps(result, indent=2, default=str))
         return 0
