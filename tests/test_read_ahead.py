@@ -87,6 +87,28 @@ def test_slices_read_ahead_without_descriptors_are_scored_at_completion(tmp_path
     assert ahead.summary["applicability"] == plain.summary["applicability"]
 
 
+def test_a_description_that_fails_at_read_ahead_keeps_the_outputs(tmp_path, monkeypatch):
+    """The applicability description failing while slices are read ahead loses only the descriptors:
+    the outputs stay for the job, which describes the slices itself (same score as a full run)."""
+    from node.packs.applicability import ApplicabilityCheck
+
+    files, series_uid = _series(tmp_path, seed=14)
+    plain = run_job(_spec(1, files, tmp_path, series_uid))
+
+    def broken(self, inputs):
+        raise FloatingPointError("describe failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ApplicabilityCheck, "describe", broken)
+        outcome = read_ahead(_spec(0, files[:6], tmp_path, series_uid))
+    assert (outcome.images, outcome.reason) == (6, None)
+    entries = list(worker._SLICES._entries.values())
+    assert all(e.outputs is not None and e.descriptors is None for e in entries)
+    ahead = run_job(_spec(2, files, tmp_path, series_uid))
+    assert ahead.ok and ahead.summary["slices_read_ahead"] == 6
+    assert ahead.summary["applicability"] == plain.summary["applicability"]
+
+
 def test_a_file_replaced_after_it_was_read_ahead_is_read_again(tmp_path):
     files, series_uid = _series(tmp_path, seed=12)
     before = run_job(_spec(9, files, tmp_path, series_uid))

@@ -66,10 +66,11 @@ def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
         images = [image for entry in fresh for image in entry.images]
         if images:
             inputs = pack.preprocess(images)
-            rows = _descriptors(pack, inputs, len(images))
             outputs = iter(outputs_by_image(images, run_batched(engine, inputs, spec.batch_size or pack.batch_size)))
             for entry in fresh:
                 entry.outputs = [next(outputs) for _ in entry.images]
+            rows = _descriptors(pack, inputs, len(images))
+            for entry in fresh:
                 entry.descriptors = None if rows is None else [next(rows) for _ in entry.images]
         return ReadAheadOutcome(spec.model, True, len(images), time.perf_counter() - started,
                                 series_uid=spec.series_uid)
@@ -81,10 +82,14 @@ def read_ahead(spec: JobSpec) -> ReadAheadOutcome:
 def _descriptors(pack: ModelPack, inputs: dict[str, np.ndarray], count: int) -> Iterator[np.ndarray] | None:
     """The applicability descriptor of each of ``count`` images, described now so that the job's
     verdict at completion only describes the slices not read ahead; ``None`` without a check
-    (or when the rows do not match the images one to one)."""
+    (or when the rows do not match the images one to one). A description that fails loses only
+    this head start, never the outputs: the job describes those slices itself and reports there."""
     if pack.applicability is None:
         return None
-    rows = pack.applicability.describe(inputs)
+    try:
+        rows = pack.applicability.describe(inputs)
+    except Exception:
+        return None
     return iter(rows) if len(rows) == count else None
 
 
