@@ -131,18 +131,26 @@ class Viewer:
                      .filter(has_text=re.compile(rf"S:{series_number}(?!\d)")).first)
         thumbnail.dblclick(timeout=20_000)
         deadline = time.monotonic() + (8 if prompt else 0)
-        while time.monotonic() < deadline:
-            yes = self.page.get_by_role("button", name="Yes")
-            if yes.count():
-                yes.first.click()
-                break
+        while time.monotonic() < deadline and not self.answer_prompt():
             time.sleep(0.5)
         time.sleep(2)
 
-    def wait_for_text(self, texts: list[str], any_of: bool = False, timeout: float = 10) -> list[str]:
-        """The ``texts`` not on the page after ``timeout`` seconds (``any_of``: [] when one is)."""
+    def answer_prompt(self) -> bool:
+        """Answer Yes when OHIF asks to open/track a series (True when it asked)."""
+        yes = self.page.get_by_role("button", name="Yes")
+        if not yes.count():
+            return False
+        yes.first.click()
+        return True
+
+    def wait_for_text(self, texts: list[str], any_of: bool = False, timeout: float = 10,
+                      prompt: bool = False) -> list[str]:
+        """The ``texts`` not on the page after ``timeout`` seconds (``any_of``: [] when one is).
+        ``prompt``: a question OHIF asks late (a loaded machine) is answered Yes meanwhile."""
         deadline = time.monotonic() + timeout
         while True:
+            if prompt:
+                self.answer_prompt()
             body = self.page.inner_text("body")
             missing = [t for t in texts if t not in body]
             if any(e in body for e in ERROR_TEXTS):  # the error boundary: nothing more will come
@@ -152,6 +160,13 @@ class Viewer:
             if not missing or time.monotonic() > deadline:
                 return missing
             time.sleep(0.5)
+
+    def viewport_text(self) -> str:
+        """The first viewport's texts (its overlays), for a failure's message."""
+        try:
+            return " ".join(self.page.inner_text("[data-cy=viewport-pane]", timeout=5_000).split())[:200]
+        except Exception as exc:  # a diagnostic only: never the failure itself
+            return f"unreadable: {exc!r:.100}"
 
     def viewport_renders(self, wait: float = 0.0) -> bool:
         """The first viewport shows an image (within ``wait`` seconds): the middle of it (away
@@ -245,15 +260,15 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
                 crashed = True
                 continue
             if kind == "SEG":  # every segment listed in the segmentation panel
-                missing = viewer.wait_for_text([str(s.SegmentLabel) for s in ds.SegmentSequence], timeout=30)
+                missing = viewer.wait_for_text([str(s.SegmentLabel) for s in ds.SegmentSequence], timeout=60, prompt=True)
             elif kind == "report":  # its findings: one of its measurements named on the page
                 names = _measurement_names(ds)
-                missing = viewer.wait_for_text(names, any_of=True, timeout=30) if names else []
+                missing = viewer.wait_for_text(names, any_of=True, timeout=60, prompt=True) if names else []
             else:
                 missing = []
             viewer.shot(f"{kind}-{ds.SeriesNumber}")
             if missing:
-                failures.append(f"{name}: not on the page: {missing}")
+                failures.append(f"{name}: not on the page: {missing} (the viewport shows: {viewer.viewport_text()!r})")
             if kind == "overlay" and not viewer.viewport_renders():
                 failures.append(f"{name}: the viewport shows no image")
             problems = _problems(*viewer.said_since(mark), pixels_of_no_size=bool(study.source_not_drawn))
