@@ -163,7 +163,10 @@ def check_results(node: NodeProcess, orthanc: OrthancServer, series_uid: str, st
     if job["state"] != "delivered":
         check.problems.append(f"job {job['id']} is {job['state']} "
                               f"(stage={job.get('stage')}, reason={job.get('reason')})")
-    results = [r for r in job.get("results", []) if r["destination"] == destination]
+    # a run handed back while it wrote: its objects queued and never sent are superseded (the next
+    # run writes them anew); what it sent is taken over by the next run (node.worker.SentBefore)
+    results = [r for r in job.get("results", []) if r["destination"] == destination
+               and not (r["state"] == "superseded" and r["attempts"] == 0)]
     not_delivered = [r for r in results if r["state"] != "delivered"]
     if not_delivered:
         check.problems.append(f"job {job['id']}: {len(not_delivered)} results not delivered: "

@@ -342,6 +342,7 @@ class Runner:
             engine_cache_dir=str(self._config.node.data_dir / "engine-cache"),
             triton_url=model.triton_url, triton_model=model.triton_model,
             hand_over=self._config.egress.deliver_as_written,
+            sent_before=tuple(self._store.results_sent(job_id)) if job_id else (),
         )
 
     def _collect(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ..states import FailureStage, JobState, OutboxKind, ResultState
 from .dialect import Connection
 from .jobs import PRIORITY_RANK, JobQueries
-from .rows import ResultRow
+from .rows import ResultObject, ResultRow
 
 __all__ = ["ResultQueries"]
 
@@ -64,6 +64,18 @@ class ResultQueries(JobQueries):
     def job_results(self, job_id: int) -> list[ResultRow]:
         rows = self._query(f"SELECT {_RESULT_COLUMNS} FROM results WHERE job_id=? ORDER BY id", (job_id,))
         return [_result_row(r) for r in rows]
+
+    def results_sent(self, job_id: int) -> list[ResultObject]:
+        """The job's objects that went out, or are going out, and still stand: every row of the
+        object delivered or pending (an interrupted run's object that its hand-back did not
+        supersede, being sent at that moment), none marked for retraction. A new run of the job
+        gives its objects in the same places these UIDs (:class:`node.worker.SentBefore`)."""
+        rows = self._query(
+            "SELECT sop_instance_uid, sop_class_uid, path FROM results WHERE job_id=? AND kind=?"
+            " GROUP BY sop_instance_uid, sop_class_uid, path"
+            " HAVING SUM(CASE WHEN retract_cause IS NULL AND state IN (?,?) THEN 0 ELSE 1 END)=0",
+            (job_id, OutboxKind.DELIVER.value, ResultState.DELIVERED.value, ResultState.PENDING.value))
+        return [ResultObject(r["sop_instance_uid"], r["sop_class_uid"], r["path"]) for r in rows]
 
     def result_counts(self) -> dict[str, int]:
         """Results by state."""

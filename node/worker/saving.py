@@ -16,7 +16,7 @@ from ..packs.protocol import ModelPack, ResultContext
 from ..results.aside import EncodedObject
 from ..store.rows import ResultObject
 from ..store.spool import write_durable
-from .result_uids import StableSeries, stable_result_series
+from .result_uids import SentBefore, StableSeries, stable_result_series
 from .spec import JobSpec
 from .yielding import Yielded, asked_to_yield
 
@@ -28,6 +28,8 @@ class Parked:
     objects: Iterator[Any]
     stable: StableSeries
     saved: list[ResultObject]
+    sent: SentBefore = field(default_factory=lambda: SentBefore(()))
+    """What an interrupted run of the job sent (its UIDs are taken over)."""
     outcome: dict[str, Any] = field(default_factory=dict)
     """What its outcome will carry (engine, summary, times), filled by :func:`node.worker.job.run_job`."""
 
@@ -58,6 +60,9 @@ def save_results(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], 
     if pack.stream_results is None or handover is None:
         objects = pack.write_results(series, findings, context)
         stable_result_series(objects, spec.series_uid, spec.model)
+        sent = SentBefore(spec.sent_before)
+        for ds in [*objects, *objects]:  # twice: an object may cite one after it
+            sent.apply(ds)
         saved = []
         for ds in objects:
             saved.append(save_dataset(ds, out_dir, spec.model))
@@ -65,7 +70,8 @@ def save_results(spec: JobSpec, pack: ModelPack, series: list[pydicom.Dataset], 
                 handover.put((spec.job_id, saved[-1]))
         return saved
     stable = StableSeries(spec.series_uid, spec.model)
-    return _save_stream(spec, Parked(iter(pack.stream_results(series, findings, context)), stable, []), handover)
+    state = Parked(iter(pack.stream_results(series, findings, context)), stable, [], SentBefore(spec.sent_before))
+    return _save_stream(spec, state, handover)
 
 
 def _save_stream(spec: JobSpec, state: Parked, handover: Any) -> list[ResultObject]:
@@ -76,16 +82,17 @@ def _save_stream(spec: JobSpec, state: Parked, handover: Any) -> list[ResultObje
     (:func:`resume_parked`): the objects sent keep their UIDs, none is made twice.
     """
     out_dir = Path(spec.out_dir)
-    stable, saved = state.stable, state.saved
+    stable, saved, sent = state.stable, state.saved, state.sent
     for obj in state.objects:
         if isinstance(obj, EncodedObject):
             stable.learn_series(obj.series_instance_uid, obj.series_number)
-        if isinstance(obj, EncodedObject) and stable.changes_nothing():  # stable UIDs already: saved as it came
-            saved.append(save_encoded(obj, out_dir, spec.model))
+        if isinstance(obj, EncodedObject) and stable.changes_nothing() and not sent.concerns(obj):
+            saved.append(save_encoded(obj, out_dir, spec.model))  # stable UIDs already: saved as it came
         else:
             obj = obj.dataset() if isinstance(obj, EncodedObject) else obj
             stable.learn(obj)
             stable.apply(obj)
+            sent.apply(obj)
             saved.append(save_dataset(obj, out_dir, spec.model))
         handover.put((spec.job_id, saved[-1]))
         if spec.may_park and not _PARKED and asked_to_yield(spec.job_id):

@@ -32,6 +32,9 @@ class JobSpec:
     """The route's ``on_out_of_domain``: ``withhold``, ``flag`` or ``ignore`` (see :mod:`node.worker.out_of_domain`)."""
     may_park: bool = False
     """Asked to yield while writing a stream, the job may park in its process (one worker: its next run is there)."""
+    sent_before: tuple[ResultObject, ...] = ()
+    """Objects an interrupted run of the job sent, or is sending (``results_sent``): this run's
+    objects in their places take their UIDs (:class:`node.worker.result_uids.SentBefore`)."""
 
 
 @dataclass(frozen=True)
