@@ -264,6 +264,11 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
             elif kind == "report":  # its findings: one of its measurements named on the page
                 names = _measurement_names(ds)
                 missing = viewer.wait_for_text(names, any_of=True, timeout=60, prompt=True) if names else []
+                if missing:  # OHIF 3.13 in a loaded headless Chromium may draw the report's image without its
+                    # regions (and their texts) the first time; opened again, it draws them: said, not hidden
+                    viewer.open_series(int(ds.SeriesNumber), prompt=True)
+                    missing = viewer.wait_for_text(names, any_of=True, timeout=60, prompt=True)
+                    print(f"\n{name}: its findings {'still not' if missing else 'shown only'} after opening it again")
             else:
                 missing = []
             viewer.shot(f"{kind}-{ds.SeriesNumber}")
