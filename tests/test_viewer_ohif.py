@@ -264,11 +264,16 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
             elif kind == "report":  # its findings: one of its measurements named on the page
                 names = _measurement_names(ds)
                 missing = viewer.wait_for_text(names, any_of=True, timeout=60, prompt=True) if names else []
-                if missing:  # OHIF 3.13 in a loaded headless Chromium may draw the report's image without its
-                    # regions (and their texts) the first time; opened again, it draws them: said, not hidden
+                if missing:  # in full test runs OHIF 3.13 drew a report opened after a SEG without its regions
+                    # (and their texts), twice in a row; a radiologist reloads the study: so does the test, once,
+                    # and says so (a report never drawn still fails)
+                    viewer.shot(f"{kind}-{ds.SeriesNumber}-not-drawn")
+                    viewer.page.close()
+                    viewer = Viewer(browser, scene.orthanc, study, viewer.shot_number)
+                    mark = viewer.mark()
                     viewer.open_series(int(ds.SeriesNumber), prompt=True)
                     missing = viewer.wait_for_text(names, any_of=True, timeout=60, prompt=True)
-                    print(f"\n{name}: its findings {'still not' if missing else 'shown only'} after opening it again")
+                    print(f"\n{name}: its findings {'still not drawn' if missing else 'drawn only'} after reloading the study")
             else:
                 missing = []
             viewer.shot(f"{kind}-{ds.SeriesNumber}")

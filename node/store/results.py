@@ -69,7 +69,7 @@ class ResultQueries(JobQueries):
         """The job's objects that went out, or are going out, and still stand: every row of the
         object delivered or pending (an interrupted run's object that its hand-back did not
         supersede, being sent at that moment), none marked for retraction. A new run of the job
-        gives its objects in the same places these UIDs (:class:`node.worker.SentBefore`)."""
+        gives its objects in the same places these UIDs (:class:`node.worker.result_uids.SentBefore`)."""
         rows = self._query(
             "SELECT sop_instance_uid, sop_class_uid, path FROM results WHERE job_id=? AND kind=?"
             " GROUP BY sop_instance_uid, sop_class_uid, path"
