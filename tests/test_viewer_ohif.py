@@ -273,6 +273,8 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
                     # badge shows "!"), more often in full test runs; a radiologist reloads the study: so does the
                     # test, and says so (a report never drawn still fails)
                     viewer.shot(f"{kind}-{ds.SeriesNumber}-not-drawn-{reload}")
+                    failures += [f"{name} (before reload {reload}): {p}" for p in _problems(
+                        *viewer.said_since(mark), pixels_of_no_size=bool(study.source_not_drawn))]
                     viewer.page.close()
                     viewer = Viewer(browser, scene.orthanc, study, viewer.shot_number)
                     time.sleep(5)  # the study's series listed and their metadata in, before the report

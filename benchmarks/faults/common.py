@@ -164,7 +164,7 @@ def check_results(node: NodeProcess, orthanc: OrthancServer, series_uid: str, st
         check.problems.append(f"job {job['id']} is {job['state']} "
                               f"(stage={job.get('stage')}, reason={job.get('reason')})")
     # a run handed back while it wrote: its objects queued and never sent are superseded (the next
-    # run writes them anew); what it sent is taken over by the next run (node.worker.SentBefore)
+    # run writes them anew); what it sent is taken over by the next run (node.worker.result_uids.SentBefore)
     results = [r for r in job.get("results", []) if r["destination"] == destination
                and not (r["state"] == "superseded" and r["attempts"] == 0)]
     not_delivered = [r for r in results if r["state"] != "delivered"]

@@ -103,7 +103,7 @@ class SentBefore:
             try:
                 ds = pydicom.dcmread(obj.path, stop_before_pixels=True,
                                      specific_tags=["SOPClassUID", "SeriesNumber", "InstanceNumber"])
-            except (OSError, pydicom.errors.InvalidDicomError):  # its file is gone: that object may go out again
+            except Exception:  # its file is gone or unreadable: that object may go out again, the job runs on
                 continue
             self._uid_at[_place(ds)] = obj.sop_instance_uid
         self._renamed: dict[str, str] = {}
