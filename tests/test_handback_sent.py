@@ -11,12 +11,14 @@ the SR cites the SEG the PACS holds.
 from __future__ import annotations
 
 import queue
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from node.states import ResultState
+from node.states import OutboxKind, ResultState
+from node.store.reviews import RejectReason, Verdict
 from node.store.rows import ResultObject
 from node.worker import JobSpec, run_job
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
@@ -57,6 +59,34 @@ def test_what_a_handed_back_run_sent_stands_and_an_operators_rerun_takes_it_back
     assert {o.sop_instance_uid for o in store.results_sent(job_id)} == {"1.2.7.1.90", "1.2.7.1.93"}
     assert store.rerun_job(job_id, "re-run requested by an operator")
     assert store.results_sent(job_id) == [], "what an operator's re-run supersedes is retracted, not taken over"
+
+
+def test_an_object_a_sender_took_before_the_node_was_killed_is_taken_over_not_superseded(store):  # noqa: F811
+    """Killed after the PACS stored the SEG, before the delivery was recorded (CI, the kill fault test: a
+    second SEG in Orthanc): the row is pending with its sender gone. The next run must take its UID over."""
+    job_id = _routed_job(store, "1.2.7.2")
+    assert [j.id for j in store.claim_jobs("w1", 1, 60)] == [job_id]
+    taken, untouched = (ResultObject(f"1.2.7.2.9{i}", SEG if i == 0 else SR, f"/r/{i}.dcm") for i in range(2))
+    assert store.result_written(job_id, taken, ["pacs"], owner="w1")
+    assert [r.sop_instance_uid for r in store.claim_due_results("pacs", "sender-1", time.time(), 30)] == [taken.sop_instance_uid]
+    assert store.result_written(job_id, untouched, ["pacs"], owner="w1")
+    assert store.release_result_leases(lambda owner, _until: owner == "sender-1") == 1  # the node is gone
+    assert store.release_job_leases(lambda owner, _until: owner == "w1") == [job_id]
+
+    states = {r.sop_instance_uid: r.state for r in store.job_results(job_id)}
+    assert states == {taken.sop_instance_uid: ResultState.PENDING, untouched.sop_instance_uid: ResultState.SUPERSEDED}
+    assert [o.sop_instance_uid for o in store.results_sent(job_id)] == [taken.sop_instance_uid]
+
+
+def test_a_rejection_still_withdraws_what_a_sender_took_and_did_not_deliver(store):  # noqa: F811
+    job_id = _routed_job(store, "1.2.7.3")
+    assert [j.id for j in store.claim_jobs("w1", 1, 60)] == [job_id]
+    seg = ResultObject("1.2.7.3.90", SEG, "/r/0.dcm")
+    assert store.job_written(job_id, [seg], ["pacs"], owner="w1")
+    (row,) = store.claim_due_results("pacs", "sender-1", time.time(), 30)
+    store.result_failed(row.id, "association refused", time.time() + 60)  # to be tried again later
+    assert store.add_review(job_id, Verdict.REJECTED, "a radiologist", RejectReason.MISSED_FINDING) is not None
+    assert [r.state for r in store.job_results(job_id) if r.kind is OutboxKind.DELIVER] == [ResultState.SUPERSEDED]
 
 
 def _run(files: list[Path], out: Path, sent_before: tuple[ResultObject, ...] = ()) -> list[ResultObject]:

@@ -95,7 +95,13 @@ ALTER TABLE jobs ADD COLUMN applicability_threshold REAL;
 ALTER TABLE jobs ADD COLUMN out_of_domain_action TEXT;  -- withhold | flag | ignore | none (in the domain)
 """
 
-SCHEMA_VERSION = 6
+# Version 7: a delivery that a sender took (it may have reached its destination, a stopped node never
+# recorded it) is not superseded when its job loses its worker: the job's next run takes its UID over.
+_6_TO_7 = """
+ALTER TABLE results ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;  -- times a sender took it
+"""
+
+SCHEMA_VERSION = 7
 
 
 def _statements(script: str) -> list[str]:
@@ -112,7 +118,7 @@ def _script_step(script: str) -> Callable[[sqlite3.Connection], None]:
     return step
 
 
-_create = _script_step(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5 + _5_TO_6)
+_create = _script_step(_SCHEMA + _2_TO_3 + _3_TO_4 + _4_TO_5 + _5_TO_6 + _6_TO_7)
 """A new store: the schema of every version at once."""
 
 
@@ -133,7 +139,7 @@ def _legacy_to_2(db: sqlite3.Connection) -> None:
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _legacy_to_2, 2: _script_step(_2_TO_3), 3: _script_step(_3_TO_4), 4: _script_step(_4_TO_5),
-    5: _script_step(_5_TO_6),
+    5: _script_step(_5_TO_6), 6: _script_step(_6_TO_7),
 }
 """``from_version → step`` applied in order; version 0 is an empty file or a legacy store."""
 

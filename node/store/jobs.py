@@ -135,7 +135,7 @@ class JobQueries(StoreDatabase):
             released = [r["id"] for r in rows if should_release(r["lease_owner"] or "", r["lease_until"] or 0.0)]
             for job_id in released:
                 self._move(db, job_id, JobState.QUEUED, reason="worker lost (lease released); queued again")
-                self._drop_unsent_results(db, job_id)
+                self._drop_unsent_results(db, job_id, handed_back=True)
         return released
 
     def yield_job(self, job_id: int, owner: str, reason: str, *, parked_for: float = 0.0) -> bool:
@@ -221,14 +221,22 @@ class JobQueries(StoreDatabase):
         if results and destinations:
             self._notify(db, "results")
 
-    def _drop_unsent_results(self, db: Connection, job_id: int) -> None:
-        """A running job that fails or loses its worker: its objects queued while it was
-        written and not being sent right now are superseded (a re-run writes them anew)."""
+    def _drop_unsent_results(self, db: Connection, job_id: int, *, handed_back: bool = False) -> None:
+        """A running job that fails (or is rejected): its objects queued while it was written
+        and not being sent right now are superseded (a re-run writes them anew).
+
+        ``handed_back`` (its worker lost): only those no sender ever took. One a sender took
+        may have reached its destination (a node killed after the PACS answered, before the
+        delivery was recorded): it stays pending, and the job's next run takes its UID over
+        (``results_sent``), so the PACS never holds two copies of an object.
+        """
         now = time.time()
+        taken = " AND sends=0" if handed_back else " AND (lease_until IS NULL OR lease_until<?)"
         db.execute(
-            "UPDATE results SET state=?, updated_at=? WHERE job_id=? AND state=?"
-            " AND (lease_until IS NULL OR lease_until<?) AND kind=?",  # a retraction still goes out
-            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, now, OutboxKind.DELIVER.value),
+            f"UPDATE results SET state=?, updated_at=? WHERE job_id=? AND state=?{taken}"
+            " AND kind=?",  # a retraction still goes out
+            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value,
+             *(() if handed_back else (now,)), OutboxKind.DELIVER.value),
         )
 
     def _settle_job(self, db: Connection, job_id: int) -> None:

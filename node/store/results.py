@@ -34,7 +34,7 @@ class ResultQueries(JobQueries):
                 f"{self._dialect.skip_locked}",
                 (destination, ResultState.PENDING.value, now, now, limit),
             ).fetchall()
-            db.executemany("UPDATE results SET lease_owner=?, lease_until=? WHERE id=?",
+            db.executemany("UPDATE results SET lease_owner=?, lease_until=?, sends=sends+1 WHERE id=?",
                            [(owner, now + lease_seconds, r["id"]) for r in rows])
         return [_result_row(r) for r in rows]
 

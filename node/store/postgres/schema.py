@@ -17,7 +17,7 @@ from ..tables import POSTGRES_TYPES, create_table
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "upgrade"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _T = POSTGRES_TYPES
 
@@ -77,7 +77,15 @@ def _3_to_4(conn: psycopg.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[psycopg.Connection], None]] = {1: _1_to_2, 2: _2_to_3, 3: _3_to_4}
+_4_TO_5 = "ALTER TABLE results ADD COLUMN sends INTEGER NOT NULL DEFAULT 0"
+"""Version 5: how many times a sender took a delivery (it may have reached its destination)."""
+
+
+def _4_to_5(conn: psycopg.Connection) -> None:
+    conn.execute(_4_TO_5)
+
+
+MIGRATIONS: dict[int, Callable[[psycopg.Connection], None]] = {1: _1_to_2, 2: _2_to_3, 3: _3_to_4, 4: _4_to_5}
 """``from_version → step``, applied in order."""
 
 _LOCK_KEY = 0x61696E6F6465  # "ainode": one advisory lock for every node's migration
@@ -93,7 +101,7 @@ def upgrade(conn: psycopg.Connection, where: str) -> int:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"job store {where} is schema {version}, newer than this node ({SCHEMA_VERSION})")
         if version == 0:
-            for statement in (s for s in (_SCHEMA + ";" + _1_TO_2 + ";" + _2_TO_3 + ";" + _3_TO_4).split(";") if s.strip()):
+            for statement in (s for s in (_SCHEMA + ";" + _1_TO_2 + ";" + _2_TO_3 + ";" + _3_TO_4 + ";" + _4_TO_5).split(";") if s.strip()):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (SCHEMA_VERSION,))
             return 0
