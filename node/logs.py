@@ -49,6 +49,14 @@ def configure_logging(level: str = "INFO") -> None:
     for noisy in ("pynetdicom", "highdicom", "pydicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)  # warnings.warn (pydicom, highdicom) become scrubbed JSON records
+    if _RESOURCE_TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(_RESOURCE_TRACKER_QUIET)
+
+
+_RESOURCE_TRACKER_QUIET = "ignore:resource_tracker:UserWarning"
+"""multiprocessing's resource tracker is a process of its own, outside this log, started with
+this interpreter's ``-W`` options. When a worker process killed at a stop left a semaphore, it
+frees it at exit and would print a plain-text warning into the JSON stream; this keeps it quiet."""
 
 
 def log(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
