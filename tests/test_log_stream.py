@@ -26,15 +26,16 @@ def _stderr(how: str) -> list[str]:
     return [line for line in done.stderr.splitlines() if line.strip()]
 
 
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def test_a_semaphore_left_at_exit_prints_nothing_outside_the_json_log():
-    lines = _stderr("configured")
-    not_json = []
-    for line in lines:
-        try:
-            json.loads(line)
-        except ValueError:
-            not_json.append(line)
-    assert not_json == []
+    assert [line for line in _stderr("configured") if not _is_json(line)] == []
 
 
 def test_without_the_node_logging_the_tracker_does_print():
