@@ -101,7 +101,8 @@ def upgrade(conn: psycopg.Connection, where: str) -> int:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"job store {where} is schema {version}, newer than this node ({SCHEMA_VERSION})")
         if version == 0:
-            for statement in (s for s in (_SCHEMA + ";" + _1_TO_2 + ";" + _2_TO_3 + ";" + _3_TO_4 + ";" + _4_TO_5).split(";") if s.strip()):
+            every_version = ";".join((_SCHEMA, _1_TO_2, _2_TO_3, _3_TO_4, _4_TO_5))
+            for statement in (s for s in every_version.split(";") if s.strip()):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (SCHEMA_VERSION,))
             return 0
