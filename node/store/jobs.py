@@ -231,13 +231,11 @@ class JobQueries(StoreDatabase):
         (``results_sent``), so the PACS never holds two copies of an object.
         """
         now = time.time()
-        taken = " AND sends=0" if handed_back else " AND (lease_until IS NULL OR lease_until<?)"
+        unsent, args = (" AND sends=0", ()) if handed_back else (" AND (lease_until IS NULL OR lease_until<?)", (now,))
         db.execute(
-            f"UPDATE results SET state=?, updated_at=? WHERE job_id=? AND state=?{taken}"
-            " AND kind=?",  # a retraction still goes out
-            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value,
-             *(() if handed_back else (now,)), OutboxKind.DELIVER.value),
-        )
+            f"UPDATE results SET state=?, updated_at=? WHERE job_id=? AND state=? AND kind=?{unsent}",
+            (ResultState.SUPERSEDED.value, now, job_id, ResultState.PENDING.value, OutboxKind.DELIVER.value, *args),
+        )  # kind: a retraction still goes out
 
     def _settle_job(self, db: Connection, job_id: int) -> None:
         """Move a written job to delivered or failed once no result is pending (see ResultQueries)."""
