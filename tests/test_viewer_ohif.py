@@ -269,9 +269,10 @@ def _check_study(scene: Scene, browser: Any, key: str) -> None:
                 for reload in range(1, RELOADS + 1):
                     if not missing:
                         break
-                    # OHIF 3.13 sometimes draws a report's image without its regions and their texts (its SR
-                    # badge shows "!"), more often in full test runs; a radiologist reloads the study: so does the
-                    # test, and says so (a report never drawn still fails)
+                    # OHIF 3.13 sometimes draws a report's image without its regions and their texts, more
+                    # often in full test runs (its SR badge "!" is no sign of it: OHIF shows it on every report
+                    # it cannot edit); a radiologist reloads the study: so does the test, and says so (a report
+                    # never drawn still fails)
                     viewer.shot(f"{kind}-{ds.SeriesNumber}-not-drawn-{reload}")
                     failures += [f"{name} (before reload {reload}): {p}" for p in _problems(
                         *viewer.said_since(mark), pixels_of_no_size=bool(study.source_not_drawn))]
